@@ -1,0 +1,4 @@
+//! The `realizar` command-line tool.
+#![forbid(unsafe_code)]
+
+fn main() {}

@@ -1,0 +1,2 @@
+//! The Realizar runtime: model loading (mmap), KV cache, sampling, generation and embeddings.
+#![forbid(unsafe_code)]
