@@ -1,1 +1,198 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! Commands: `test`, `ci`, `fetch-models`, `fuzz`, `coverage`, `mutants`.
+#![forbid(unsafe_code)]
+
+mod models;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  test                 fetch the real models if missing, then run the whole test suite (release)
+  ci                   rustfmt --check, clippy -D warnings, docs, then `test`
+  fetch-models         download the real models into models/ (or $REALIZAR_MODELS), verified by sha256
+  fuzz [--seconds N]   run each cargo-fuzz target for N seconds (default 60); needs a nightly toolchain
+  coverage             line coverage of the format crates (cargo-tarpaulin; installed if missing)
+  mutants [ARGS..]     mutation testing of realizar-format-gguf (cargo-mutants; installed if missing)
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "test" => test(rest),
+        "ci" => ci(),
+        "fetch-models" => models::fetch_all(&models::models_dir()),
+        "fuzz" => fuzz(rest),
+        "coverage" => coverage(),
+        "mutants" => mutants(rest),
+        "-h" | "--help" | "help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{HELP}"),
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, failing with its rendering if it does not succeed.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    models::fetch_all(&models::models_dir())?;
+    run_cmd(
+        cargo()
+            .args(["test", "--workspace", "--release", "--all-targets"])
+            .args(extra),
+    )?;
+    // Doctests are not part of --all-targets.
+    run_cmd(cargo().args(["test", "--workspace", "--release", "--doc"]))
+}
+
+fn ci() -> Result<()> {
+    run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_cmd(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_cmd(
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--release"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    test(&[])
+}
+
+fn has_tool(bin: &str) -> bool {
+    Command::new("cargo")
+        .args([bin, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<()> {
+    if has_tool(subcommand) {
+        return Ok(());
+    }
+    eprintln!("installing {krate} from crates.io (once)");
+    run_cmd(Command::new("cargo").args(["install", "--locked", krate]))
+}
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let mut seconds = 60u64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => {
+                seconds = it
+                    .next()
+                    .context("--seconds needs a value")?
+                    .parse()
+                    .context("--seconds must be a whole number")?
+            }
+            other => bail!("unknown fuzz argument `{other}`"),
+        }
+    }
+    let toolchains = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .context("rustup is needed to find a nightly toolchain")?;
+    if !String::from_utf8_lossy(&toolchains.stdout).contains("nightly") {
+        bail!("cargo fuzz needs a nightly toolchain and none is installed (`rustup toolchain install nightly`)");
+    }
+    ensure_cargo_tool("fuzz", "cargo-fuzz")?;
+    for target in ["gguf", "safetensors"] {
+        let work = root().join("target/fuzz-corpus").join(target);
+        std::fs::create_dir_all(&work)?;
+        let seeds = root().join("fuzz/corpus").join(target);
+        run_cmd(
+            Command::new("cargo")
+                .current_dir(root().join("fuzz"))
+                .args(["+nightly", "fuzz", "run", target])
+                .arg(&work)
+                .arg(&seeds)
+                .arg("--")
+                .arg(format!("-max_total_time={seconds}"))
+                .arg("-rss_limit_mb=2048"),
+        )?;
+    }
+    Ok(())
+}
+
+fn coverage() -> Result<()> {
+    ensure_cargo_tool("tarpaulin", "cargo-tarpaulin")?;
+    for krate in ["realizar-format-gguf", "realizar-format-safetensors"] {
+        let dir = format!("crates/{krate}/src/");
+        run_cmd(cargo().args([
+            "tarpaulin",
+            "--packages",
+            krate,
+            "--include-files",
+            &format!("{dir}*"),
+            "--target-dir",
+            "target/tarpaulin",
+            "--skip-clean",
+            "--out",
+            "Stdout",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn mutants(args: &[String]) -> Result<()> {
+    ensure_cargo_tool("mutants", "cargo-mutants")?;
+    run_cmd(
+        cargo()
+            .args([
+                "mutants",
+                "--package",
+                "realizar-format-gguf",
+                "--no-shuffle",
+            ])
+            .args(args),
+    )
+}

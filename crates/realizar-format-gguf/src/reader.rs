@@ -201,10 +201,26 @@ const KNOWN_KEYS: &[(&str, ValueType, Option<ValueType>)] = &[
     ("general.file_type", ValueType::U32, None),
     ("general.quantization_version", ValueType::U32, None),
     ("tokenizer.ggml.model", ValueType::String, None),
-    ("tokenizer.ggml.tokens", ValueType::Array, Some(ValueType::String)),
-    ("tokenizer.ggml.merges", ValueType::Array, Some(ValueType::String)),
-    ("tokenizer.ggml.scores", ValueType::Array, Some(ValueType::F32)),
-    ("tokenizer.ggml.token_type", ValueType::Array, Some(ValueType::I32)),
+    (
+        "tokenizer.ggml.tokens",
+        ValueType::Array,
+        Some(ValueType::String),
+    ),
+    (
+        "tokenizer.ggml.merges",
+        ValueType::Array,
+        Some(ValueType::String),
+    ),
+    (
+        "tokenizer.ggml.scores",
+        ValueType::Array,
+        Some(ValueType::F32),
+    ),
+    (
+        "tokenizer.ggml.token_type",
+        ValueType::Array,
+        Some(ValueType::I32),
+    ),
 ];
 
 impl<'a> GgufFile<'a> {
@@ -440,7 +456,9 @@ impl<'a> GgufFile<'a> {
 
     /// A u32 value (u8/u16/u32, and non-negative signed values that fit, are accepted).
     pub fn get_u32(&self, key: &str) -> Result<u32, GgufError> {
-        self.typed(key, "u32", |v| v.as_u64().and_then(|x| u32::try_from(x).ok()))
+        self.typed(key, "u32", |v| {
+            v.as_u64().and_then(|x| u32::try_from(x).ok())
+        })
     }
 
     /// A u64 value (any non-negative integer).

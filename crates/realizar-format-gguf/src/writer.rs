@@ -47,15 +47,24 @@ pub enum WriteError {
 impl core::fmt::Display for WriteError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            WriteError::BadShape(t) => write!(f, "tensor `{t}`: shape must have 1 to 4 non-zero dimensions"),
+            WriteError::BadShape(t) => write!(
+                f,
+                "tensor `{t}`: shape must have 1 to 4 non-zero dimensions"
+            ),
             WriteError::NotBlockMultiple(t) => {
-                write!(f, "tensor `{t}`: first dimension is not a multiple of the block size")
+                write!(
+                    f,
+                    "tensor `{t}`: first dimension is not a multiple of the block size"
+                )
             }
             WriteError::WrongDataLength {
                 tensor,
                 expected,
                 found,
-            } => write!(f, "tensor `{tensor}`: {found} bytes of data, expected {expected}"),
+            } => write!(
+                f,
+                "tensor `{tensor}`: {found} bytes of data, expected {expected}"
+            ),
         }
     }
 }
