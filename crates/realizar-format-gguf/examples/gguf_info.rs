@@ -27,8 +27,8 @@ fn main() {
     for (key, value) in file.metadata() {
         match value {
             Value::Array(a) => println!("{key}: [{} x {}]", a.len(), a.element_type()),
-            Value::String(s) if s.len() > 80 => {
-                println!("{key}: {:?}...", &s[..s.floor_char_boundary(80)])
+            Value::String(s) if s.chars().count() > 80 => {
+                println!("{key}: {:?}...", s.chars().take(80).collect::<String>())
             }
             v => println!("{key}: {v:?}"),
         }
