@@ -3,3 +3,5 @@
 //! The layers run on f32 activations over quantized weights from `realizar-quant`; the compute
 //! backend trait lives here so that other backends (CUDA) can implement it.
 #![forbid(unsafe_code)]
+
+pub mod bert;
