@@ -132,15 +132,20 @@ impl<'a> Cursor<'a> {
                 let len = self.count("array length", elem.min_encoded_size())?;
                 let raw_offset = self.offset;
                 let raw_start = self.rest;
-                match elem.scalar_size() {
-                    Some(size) if elem != ValueType::Bool => {
-                        // Cannot overflow: count() checked len * size against the bytes left.
-                        self.take(len * size)?;
-                    }
-                    _ => {
-                        for _ in 0..len {
-                            self.read_value(elem, depth + 1)?;
+                if let Some(size) = elem.scalar_size() {
+                    // Cannot overflow: count() checked len * size against the bytes left.
+                    let bytes = self.take(len * size)?;
+                    if elem == ValueType::Bool {
+                        if let Some(i) = bytes.iter().position(|&b| b > 1) {
+                            return Err(GgufError::InvalidBool {
+                                offset: raw_offset + i as u64,
+                                value: bytes[i],
+                            });
                         }
+                    }
+                } else {
+                    for _ in 0..len {
+                        self.read_value(elem, depth + 1)?;
                     }
                 }
                 let used = (self.offset - raw_offset) as usize;

@@ -22,8 +22,10 @@ fn expected(name: &str, e: &GgufError) -> bool {
         "unknown_value_type" | "nested_unknown_type" => matches!(e, UnknownValueType { .. }),
         "nesting_too_deep" => matches!(e, NestingTooDeep { .. }),
         "invalid_bool" | "bool_array_invalid" => matches!(e, InvalidBool { .. }),
-        "alignment_wrong_type" | "architecture_wrong_type" | "tokens_wrong_element_type" => {
-            matches!(e, WrongType { .. })
+        "alignment_wrong_type" => matches!(e, WrongType { found, .. } if found == "string"),
+        "architecture_wrong_type" => matches!(e, WrongType { found, .. } if found == "u32"),
+        "tokens_wrong_element_type" => {
+            matches!(e, WrongType { found, expected, .. } if found == "array of u32" && *expected == "array of string")
         }
         "alignment_zero" | "alignment_not_power_of_two" | "alignment_too_large" => {
             matches!(e, BadAlignment { .. })
@@ -34,7 +36,10 @@ fn expected(name: &str, e: &GgufError) -> bool {
         "not_block_multiple" => matches!(e, NotBlockMultiple { ne0: 33, .. }),
         "element_count_overflow" | "byte_size_wrap" => matches!(e, SizeOverflow { .. }),
         "misaligned_offset" => matches!(e, MisalignedTensor { .. }),
-        "tensor_past_end" | "offset_plus_size_overflow" | "truncated_data" => {
+        "tensor_past_end"
+        | "offset_plus_size_overflow"
+        | "truncated_data"
+        | "data_section_at_end" => {
             matches!(e, TensorOutOfBounds { .. })
         }
         "overlapping_tensors" => {
@@ -61,6 +66,29 @@ fn every_malformed_file_is_rejected_with_its_error() {
             }
         }
     }
+}
+
+/// The byte offsets that errors report point at the offending field.
+#[test]
+fn errors_point_at_the_offending_byte() {
+    let offset_of = |name: &str| {
+        let (_, bytes) = corpus::malformed_cases()
+            .into_iter()
+            .find(|c| c.0 == name)
+            .unwrap();
+        GgufFile::parse(&bytes).unwrap_err().offset()
+    };
+    assert_eq!(offset_of("bad_magic"), Some(0));
+    assert_eq!(offset_of("version_1"), Some(4));
+    assert_eq!(offset_of("huge_tensor_count"), Some(8));
+    assert_eq!(offset_of("huge_kv_count"), Some(16));
+    // Header (24) + first key (8 + 3) + type (4) + value (4): the second key starts at 43.
+    assert_eq!(offset_of("duplicate_key"), Some(43));
+    // The tensor info record starts right after the 24-byte header.
+    assert_eq!(offset_of("n_dims_five"), Some(24));
+    // Header (24) + key (9) + type (4) + array type (4) + count (8) + first byte: 50.
+    assert_eq!(offset_of("bool_array_invalid"), Some(50));
+    assert_eq!(GgufError::KeyNotFound { key: "k".into() }.offset(), None);
 }
 
 #[test]

@@ -255,6 +255,11 @@ pub fn malformed_cases() -> Vec<(&'static str, Vec<u8>)> {
         h(3, 1, 0).str(b"\x80").u32(1).u64(8).u32(0).u64(0),
     );
     add("data_section_past_end", h(3, 1, 0).tensor("t", &[8], 0, 0));
+    // The data section starts exactly at the end of the file: the tensor has no bytes.
+    add(
+        "data_section_at_end",
+        h(3, 1, 0).tensor("t", &[8], 0, 0).pad(32),
+    );
     {
         let full = valid_file();
         add(
