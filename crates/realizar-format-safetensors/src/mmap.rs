@@ -1,0 +1,38 @@
+//! The one place this crate maps a file into memory.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::{SafeTensors, SafetensorsError};
+
+/// A safetensors file mapped read-only into memory. Parse it with [`MmapSafetensors::parse`];
+/// tensor views borrow from the mapping, so no weights are copied.
+#[derive(Debug)]
+pub struct MmapSafetensors {
+    map: memmap2::Mmap,
+}
+
+impl MmapSafetensors {
+    /// Maps the file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<MmapSafetensors> {
+        let file = File::open(path)?;
+        // SAFETY: the mapping is read-only and private to this process. As with every mmap, a
+        // process that truncates or rewrites the file while it is mapped can change or remove the
+        // bytes under us; that is the accepted contract of memmap2 for model files, which are not
+        // modified while in use.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(MmapSafetensors { map })
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Parses the mapped bytes.
+    pub fn parse(&self) -> Result<SafeTensors<'_>, SafetensorsError> {
+        SafeTensors::parse(&self.map)
+    }
+}
