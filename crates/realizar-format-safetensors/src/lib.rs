@@ -35,14 +35,20 @@
 
 mod dtype;
 mod error;
+mod index;
 mod json;
 #[cfg(feature = "mmap")]
 mod mmap;
+mod model_dir;
 mod reader;
+mod writer;
 
 pub use dtype::{bf16_to_f32, f16_to_f32, Dtype, TensorView};
 pub use error::SafetensorsError;
+pub use index::{IndexError, ShardedIndex};
 pub use json::{parse_json, JsonError, JsonErrorKind, JsonNumber, JsonValue, MAX_JSON_DEPTH};
 #[cfg(feature = "mmap")]
 pub use mmap::MmapSafetensors;
+pub use model_dir::{HfConfig, HfConfigError, ModelDir, ModelDirError, Weights};
 pub use reader::{SafeTensors, MAX_HEADER_SIZE, METADATA_KEY};
+pub use writer::{SafetensorsWriter, WriteError};

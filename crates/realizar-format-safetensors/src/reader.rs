@@ -20,6 +20,9 @@ pub const METADATA_KEY: &str = "__metadata__";
 /// The longest JSON snippet quoted in an error.
 const MAX_QUOTE: usize = 40;
 
+/// A JSON value that was not what was expected: its file offset and (shortened) text.
+type Quoted = (u64, String);
+
 /// One tensor, as parsed.
 #[derive(Clone, Debug)]
 struct Entry<'a> {
@@ -122,14 +125,14 @@ impl<'t> HeaderReader<'t> {
         Ok(map)
     }
 
-    /// Reads an array of non-negative integers; `bad` builds the error for an element that is
-    /// not one (given its offset and text), `overflow` for one that does not fit in u64.
+    /// Reads an array whose elements should be non-negative integers. Each element is its value,
+    /// or (when it is not an integer that fits in u64) its file offset and quoted text.
     fn integers(
         &mut self,
         tensor: &str,
         field: &'static str,
         expected: &'static str,
-    ) -> Result<Vec<Result<u64, (u64, String)>>, SafetensorsError> {
+    ) -> Result<Vec<Result<u64, Quoted>>, SafetensorsError> {
         if self.c.peek() != Some(b'[') {
             return Err(SafetensorsError::WrongFieldType {
                 offset: self.here(),
