@@ -1,5 +1,330 @@
 //! ggml block formats for Realizar: dequantization, quantization and fused dot products.
 //!
-//! This crate will hold the block layouts of GGUF's quantized types (Q4_0 … Q8_K), their
-//! reference quantizers and dequantizers, and SIMD dot-product kernels with scalar twins.
-#![forbid(unsafe_code)]
+//! The block layouts are bit-exact with ggml's (`ggml/src/ggml-common.h`); quantizers and
+//! dequantizers follow the reference functions of `ggml/src/ggml-quants.c`; dot products
+//! follow ggml's reference scalar kernels (`ggml/src/ggml-cpu/quants.c`), with SIMD kernels
+//! picked at run time (each with a scalar twin, [`vec_dot_scalar`]).
+//!
+//! A weight row of type `ty` is multiplied with an activation row quantized to
+//! [`QuantType::vec_dot_type`], as ggml does:
+//!
+//! ```
+//! use realizar_quant::{dequantize_row, quantize_row, vec_dot, QuantType};
+//!
+//! let n = 256;
+//! let w: Vec<f32> = (0..n).map(|i| (i as f32 * 0.1).sin()).collect();
+//! let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.05).cos()).collect();
+//!
+//! // Quantize the weights to Q4_K and dequantize them back.
+//! let ty = QuantType::Q4_K;
+//! let mut wq = vec![0u8; ty.row_bytes(n).unwrap()];
+//! quantize_row(ty, &w, &mut wq)?;
+//! let mut w2 = vec![0f32; n];
+//! dequantize_row(ty, &wq, &mut w2)?;
+//! assert!(w.iter().zip(&w2).all(|(a, b)| (a - b).abs() < 0.1));
+//!
+//! // Quantize the activations to the weight type's `vec_dot_type` (Q8_K) and dot.
+//! let at = ty.vec_dot_type();
+//! let mut xq = vec![0u8; at.row_bytes(n).unwrap()];
+//! quantize_row(at, &x, &mut xq)?;
+//! let dot = vec_dot(ty, n, &wq, &xq)?;
+//! let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+//! assert!((dot - exact).abs() < 0.02 * n as f32);
+//! # Ok::<(), realizar_quant::QuantError>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod blocks;
+mod dequant;
+mod dot;
+mod error;
+mod quant;
+mod simd;
+mod types;
+
+use core::ops::Range;
+
+use bytemuck::Pod;
+use half::{bf16, f16};
+
+use crate::blocks::{cast, cast_mut};
+pub use crate::error::QuantError;
+pub use crate::types::{QuantType, QK, QK_K};
+
+/// Bytes of a row of `n` elements of `ty`, or [`QuantError::NotBlockMultiple`].
+fn row_bytes(ty: QuantType, n: usize) -> Result<usize, QuantError> {
+    ty.row_bytes(n)
+        .ok_or(QuantError::NotBlockMultiple { ty, n })
+}
+
+/// Dequantizes one row: `src` holds `dst.len()` elements of type `ty`.
+pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    let len = row_bytes(ty, dst.len())?;
+    let s = "src";
+    match ty {
+        QuantType::F32 => dst.copy_from_slice(cast::<f32>(s, ty, src, len)?),
+        QuantType::F16 => dequant::f16s(cast::<f16>(s, ty, src, len)?, dst),
+        QuantType::BF16 => dequant::bf16s(cast::<bf16>(s, ty, src, len)?, dst),
+        QuantType::Q4_0 => dequant::q4_0(cast(s, ty, src, len)?, dst),
+        QuantType::Q4_1 => dequant::q4_1(cast(s, ty, src, len)?, dst),
+        QuantType::Q5_0 => dequant::q5_0(cast(s, ty, src, len)?, dst),
+        QuantType::Q5_1 => dequant::q5_1(cast(s, ty, src, len)?, dst),
+        QuantType::Q8_0 => dequant::q8_0(cast(s, ty, src, len)?, dst),
+        QuantType::Q8_1 => dequant::q8_1(cast(s, ty, src, len)?, dst),
+        QuantType::Q2_K => dequant::q2_k(cast(s, ty, src, len)?, dst),
+        QuantType::Q3_K => dequant::q3_k(cast(s, ty, src, len)?, dst),
+        QuantType::Q4_K => dequant::q4_k(cast(s, ty, src, len)?, dst),
+        QuantType::Q5_K => dequant::q5_k(cast(s, ty, src, len)?, dst),
+        QuantType::Q6_K => dequant::q6_k(cast(s, ty, src, len)?, dst),
+        QuantType::Q8_K => dequant::q8_k(cast(s, ty, src, len)?, dst),
+    }
+    Ok(())
+}
+
+/// Quantizes one row of `src.len()` elements into `dst` (`dst.len() == ty.row_bytes(src.len())`)
+/// with ggml's reference quantizer for `ty`. The activation types Q8_0, Q8_1 and Q8_K use the
+/// SIMD kernels where available; their results are identical to the scalar reference.
+pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    let len = row_bytes(ty, src.len())?;
+    let d = "dst";
+    match ty {
+        QuantType::F32 => cast_mut::<f32>(d, ty, dst, len)?.copy_from_slice(src),
+        QuantType::F16 => quant::f16s(src, cast_mut(d, ty, dst, len)?),
+        QuantType::BF16 => quant::bf16s(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q4_0 => quant::q4_0(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q4_1 => quant::q4_1(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q5_0 => quant::q5_0(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q5_1 => quant::q5_1(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q8_0 => simd::quantize_q8_0(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q8_1 => simd::quantize_q8_1(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q2_K => quant::q2_k(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q3_K => quant::q3_k(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q4_K => quant::q4_k(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q5_K => quant::q5_k(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q6_K => quant::q6_k(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q8_K => simd::quantize_q8_k(src, cast_mut(d, ty, dst, len)?),
+    }
+    Ok(())
+}
+
+/// [`quantize_row`] with the scalar reference quantizers only (the twin of the SIMD
+/// activation quantizers).
+pub fn quantize_row_scalar(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    let len = row_bytes(ty, src.len())?;
+    let d = "dst";
+    match ty {
+        QuantType::Q8_0 => quant::q8_0(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q8_1 => quant::q8_1(src, cast_mut(d, ty, dst, len)?),
+        QuantType::Q8_K => quant::q8_k(src, cast_mut(d, ty, dst, len)?),
+        _ => return quantize_row(ty, src, dst),
+    }
+    Ok(())
+}
+
+/// Which implementation of the dot products to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Impl {
+    Scalar,
+    Best,
+}
+
+/// A weight type's dot product over typed rows: `f(weights, activations)`.
+type DotFn<W, A> = fn(&[W], &[A]) -> f32;
+
+/// Row geometry of one call, validated.
+struct Geometry {
+    w_row: usize,
+    a_row: usize,
+}
+
+fn geometry(ty: QuantType, n: usize) -> Result<Geometry, QuantError> {
+    Ok(Geometry {
+        w_row: row_bytes(ty, n)?,
+        a_row: row_bytes(ty.vec_dot_type(), n)?,
+    })
+}
+
+/// The one loop behind [`vec_dot`], [`matvec`] and [`matmul`]: every (weight row, activation
+/// row) pair is computed by the same kernel `f` on the same block slices, so the results do
+/// not depend on how many rows a call covers.
+#[allow(clippy::too_many_arguments)]
+fn run<W: Pod, A: Pod>(
+    ty: QuantType,
+    g: &Geometry,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    m: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    f: DotFn<W, A>,
+) -> Result<(), QuantError> {
+    let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
+    if rows.start > rows.end || rows.end > n_rows {
+        return Err(QuantError::RowsOutOfRange { rows, n_rows });
+    }
+    let w_len = rows.end * g.w_row;
+    let w_rows: &[W] = cast("w", ty, w.get(..w_len).unwrap_or_default(), w_len)?;
+    let a_len = m.checked_mul(g.a_row).ok_or(QuantError::WrongLength {
+        what: "act",
+        expected: usize::MAX,
+        actual: act.len(),
+    })?;
+    let acts: &[A] = cast("act", ty.vec_dot_type(), act, a_len)?;
+    let nr = rows.len();
+    if m > 0 && nr > 0 {
+        let needed = (m - 1)
+            .checked_mul(out_stride)
+            .and_then(|v| v.checked_add(nr))
+            .unwrap_or(usize::MAX);
+        if out.len() < needed || (m > 1 && out_stride < nr) {
+            return Err(QuantError::WrongLength {
+                what: "out",
+                expected: needed.max(m * nr),
+                actual: out.len(),
+            });
+        }
+    }
+    let wb = w_rows.len() / n_rows.max(1); // blocks per weight row
+    let ab = acts.len() / m.max(1); // blocks per activation row
+                                    // Tiles: a few weight rows (they stay in L1) against a few activation rows.
+    const ROW_TILE: usize = 8;
+    const ACT_TILE: usize = 8;
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let r1 = (r0 + ROW_TILE).min(rows.end);
+        let mut i0 = 0;
+        while i0 < m {
+            let i1 = (i0 + ACT_TILE).min(m);
+            for r in r0..r1 {
+                let wr = w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
+                for i in i0..i1 {
+                    let ar = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+                    if let Some(o) = out.get_mut(i * out_stride + (r - rows.start)) {
+                        *o = f(wr, ar);
+                    }
+                }
+            }
+            i0 = i1;
+        }
+        r0 = r1;
+    }
+    Ok(())
+}
+
+/// Picks the kernel for `ty` and runs [`run`].
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    imp: Impl,
+    ty: QuantType,
+    n: usize,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    m: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    let g = geometry(ty, n)?;
+    let best = imp == Impl::Best;
+    macro_rules! go {
+        ($scalar:path, $simd:path) => {
+            run(
+                ty,
+                &g,
+                w,
+                rows,
+                act,
+                m,
+                out,
+                out_stride,
+                if best { $simd() } else { $scalar },
+            )
+        };
+        ($scalar:path) => {
+            run(ty, &g, w, rows, act, m, out, out_stride, $scalar)
+        };
+    }
+    match ty {
+        QuantType::F32 => go!(dot::f32s),
+        QuantType::F16 => go!(dot::f16s),
+        QuantType::BF16 => go!(dot::bf16s),
+        QuantType::Q4_0 => go!(dot::q4_0_q8_0, simd::q4_0_q8_0),
+        QuantType::Q4_1 => go!(dot::q4_1_q8_1, simd::q4_1_q8_1),
+        QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0),
+        QuantType::Q5_1 => go!(dot::q5_1_q8_1),
+        QuantType::Q8_0 => go!(dot::q8_0_q8_0, simd::q8_0_q8_0),
+        QuantType::Q2_K => go!(dot::q2_k_q8_k),
+        QuantType::Q3_K => go!(dot::q3_k_q8_k),
+        QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k),
+        QuantType::Q5_K => go!(dot::q5_k_q8_k),
+        QuantType::Q6_K => go!(dot::q6_k_q8_k, simd::q6_k_q8_k),
+        QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
+    }
+}
+
+/// Dot product of one weight row (type `ty`, `n` elements) with an activation row already
+/// quantized to `ty.vec_dot_type()`; dispatches to the best SIMD kernel at run time.
+///
+/// Q8_1 and Q8_K are activation-only types (as in ggml) and give
+/// [`QuantError::Unsupported`].
+pub fn vec_dot(ty: QuantType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    let mut out = [0.0f32];
+    dispatch(Impl::Best, ty, n, w, 0..1, act, 1, &mut out, 1)?;
+    let [v] = out;
+    Ok(v)
+}
+
+/// The scalar twin of [`vec_dot`]: ggml's reference arithmetic, no SIMD.
+pub fn vec_dot_scalar(ty: QuantType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    let mut out = [0.0f32];
+    dispatch(Impl::Scalar, ty, n, w, 0..1, act, 1, &mut out, 1)?;
+    let [v] = out;
+    Ok(v)
+}
+
+/// `out[r - rows.start] = dot(row r of w, act)` for `r` in `rows`; `w` holds whole rows of `n`
+/// elements each (`w.len()` a multiple of `ty.row_bytes(n)`), `act` one row of the
+/// `vec_dot_type`, and `out.len() == rows.len()`. For the caller's threading: call it on
+/// disjoint row ranges. Bit-identical to [`vec_dot`] on each row.
+pub fn matvec(
+    ty: QuantType,
+    n: usize,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    if out.len() != rows.len() {
+        return Err(QuantError::WrongLength {
+            what: "out",
+            expected: rows.len(),
+            actual: out.len(),
+        });
+    }
+    let stride = rows.len();
+    dispatch(Impl::Best, ty, n, w, rows, act, 1, out, stride)
+}
+
+/// Matrix product for prefill: `act` holds `m` activation rows of the `vec_dot_type` (each
+/// `ty.vec_dot_type().row_bytes(n)` bytes, back to back); for weight rows `rows`,
+/// `out[i * out_stride + (r - rows.start)] = dot(w_r, act_i)`. Tiles so each weight row is
+/// loaded once for several activation rows. Bit-identical to [`vec_dot`] on every pair: the
+/// batch size does not change the arithmetic.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ty: QuantType,
+    n: usize,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    m: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    dispatch(Impl::Best, ty, n, w, rows, act, m, out, out_stride)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! Block layouts of the quantized types, bit-exact with `ggml/src/ggml-common.h`
+//! (`block_q4_0` … `block_q8_K`), and checked casts from raw bytes.
+//!
+//! Each struct is `#[repr(C)]` with the field order of ggml-common.h and a compile-time size
+//! assertion. Fields holding `ggml_half` are [`half::f16`], so most blocks need 2-byte
+//! alignment ([`BlockQ8K`] needs 4); GGUF tensor data is 32-byte aligned.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::types::{QK, QK_K};
+use crate::{QuantError, QuantType};
+
+/// `block_q4_0`: `d`, then 32 4-bit quants; element `j` is the low nibble of `qs[j]`, element
+/// `j + 16` the high nibble.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ4_0 {
+    /// Scale.
+    pub d: f16,
+    /// Nibbles.
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
+
+/// `block_q4_1`: scale `d`, minimum `m`, 32 unsigned 4-bit quants (same nibble order as Q4_0).
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ4_1 {
+    /// Scale.
+    pub d: f16,
+    /// Minimum.
+    pub m: f16,
+    /// Nibbles.
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_1>() == 20);
+
+/// `block_q5_0`: scale, the 32 fifth bits (little-endian u32 in `qh`), 32 low nibbles.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ5_0 {
+    /// Scale.
+    pub d: f16,
+    /// Fifth bit of element `j` is bit `j` of the little-endian u32.
+    pub qh: [u8; 4],
+    /// Low nibbles.
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_0>() == 22);
+
+/// `block_q5_1`: scale, minimum, fifth bits, low nibbles.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ5_1 {
+    /// Scale.
+    pub d: f16,
+    /// Minimum.
+    pub m: f16,
+    /// Fifth bits.
+    pub qh: [u8; 4],
+    /// Low nibbles.
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
+
+/// `block_q8_0`: scale and 32 signed 8-bit quants.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ8_0 {
+    /// Scale.
+    pub d: f16,
+    /// Quants.
+    pub qs: [i8; QK],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8_0>() == 34);
+
+/// `block_q8_1`: scale, `s = d * sum(qs)`, 32 signed 8-bit quants.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ8_1 {
+    /// Scale.
+    pub d: f16,
+    /// `d * sum(qs)`.
+    pub s: f16,
+    /// Quants.
+    pub qs: [i8; QK],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8_1>() == 36);
+
+/// `block_q2_K`: 16 sub-blocks of 16; 4-bit scale (low) and min (high) per sub-block.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ2K {
+    /// Scales (low nibble) and mins (high nibble).
+    pub scales: [u8; QK_K / 16],
+    /// 2-bit quants, four per byte.
+    pub qs: [u8; QK_K / 4],
+    /// Super-block scale of the scales.
+    pub d: f16,
+    /// Super-block scale of the mins.
+    pub dmin: f16,
+}
+const _: () = assert!(core::mem::size_of::<BlockQ2K>() == 84);
+
+/// `block_q3_K`: high bits, low 2 bits, 16 packed 6-bit scales, super-block scale.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ3K {
+    /// Third bit of each quant.
+    pub hmask: [u8; QK_K / 8],
+    /// Low 2 bits.
+    pub qs: [u8; QK_K / 4],
+    /// 16 6-bit scales, packed.
+    pub scales: [u8; 12],
+    /// Super-block scale.
+    pub d: f16,
+}
+const _: () = assert!(core::mem::size_of::<BlockQ3K>() == 110);
+
+/// `block_q4_K`: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ4K {
+    /// Super-block scale of the scales.
+    pub d: f16,
+    /// Super-block scale of the mins.
+    pub dmin: f16,
+    /// Packed 6-bit scales and mins.
+    pub scales: [u8; 12],
+    /// 4-bit quants.
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4K>() == 144);
+
+/// `block_q5_K`: like Q4_K plus a fifth bit per quant.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ5K {
+    /// Super-block scale of the scales.
+    pub d: f16,
+    /// Super-block scale of the mins.
+    pub dmin: f16,
+    /// Packed 6-bit scales and mins.
+    pub scales: [u8; 12],
+    /// Fifth bits.
+    pub qh: [u8; QK_K / 8],
+    /// Low 4 bits.
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5K>() == 176);
+
+/// `block_q6_K`: low 4 bits, high 2 bits, 16 signed 8-bit scales, super-block scale.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ6K {
+    /// Low 4 bits.
+    pub ql: [u8; QK_K / 2],
+    /// High 2 bits.
+    pub qh: [u8; QK_K / 4],
+    /// Scales.
+    pub scales: [i8; QK_K / 16],
+    /// Super-block scale.
+    pub d: f16,
+}
+const _: () = assert!(core::mem::size_of::<BlockQ6K>() == 210);
+
+/// `block_q8_K`: f32 scale, 256 signed 8-bit quants, sums of each 16 quants.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockQ8K {
+    /// Scale.
+    pub d: f32,
+    /// Quants.
+    pub qs: [i8; QK_K],
+    /// `bsums[j] = sum(qs[16 j .. 16 j + 16])`.
+    pub bsums: [i16; QK_K / 16],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8K>() == 292);
+
+/// Views `bytes` as `T`s (blocks of `ty`), checking length and alignment.
+pub(crate) fn cast<'a, T: Pod>(
+    what: &'static str,
+    ty: QuantType,
+    bytes: &'a [u8],
+    expected_len: usize,
+) -> Result<&'a [T], QuantError> {
+    if bytes.len() != expected_len {
+        return Err(QuantError::WrongLength {
+            what,
+            expected: expected_len,
+            actual: bytes.len(),
+        });
+    }
+    bytemuck::try_cast_slice(bytes).map_err(|_| QuantError::Misaligned {
+        what,
+        ty,
+        align: core::mem::align_of::<T>(),
+    })
+}
+
+/// Mutable twin of [`cast`].
+pub(crate) fn cast_mut<'a, T: Pod>(
+    what: &'static str,
+    ty: QuantType,
+    bytes: &'a mut [u8],
+    expected_len: usize,
+) -> Result<&'a mut [T], QuantError> {
+    if bytes.len() != expected_len {
+        return Err(QuantError::WrongLength {
+            what,
+            expected: expected_len,
+            actual: bytes.len(),
+        });
+    }
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| QuantError::Misaligned {
+        what,
+        ty,
+        align: core::mem::align_of::<T>(),
+    })
+}
+
+/// Views a whole byte buffer of blocks (any whole number of blocks) as `T`s.
+///
+/// Used by tools that walk a tensor's data block by block.
+pub fn blocks<T: Pod>(ty: QuantType, bytes: &[u8]) -> Result<&[T], QuantError> {
+    let size = core::mem::size_of::<T>();
+    if size != ty.type_size() {
+        return Err(QuantError::Unsupported { ty, op: "blocks" });
+    }
+    let whole = bytes.len() - bytes.len() % size;
+    cast("bytes", ty, bytes, whole)
+}

@@ -1,0 +1,703 @@
+//! Quantization from f32, following ggml's reference quantizers `quantize_row_*_ref` and their
+//! helpers (`nearest_int`, `make_qx_quants`, `make_q3_quants`, `make_qkx2_quants`) in
+//! `ggml/src/ggml-quants.c`, operation by operation.
+//!
+//! Callers pass slices whose lengths already agree (`src.len() == blocks * block_size`).
+
+use half::{bf16, f16};
+
+use crate::blocks::*;
+use crate::dequant::scale_min_k4;
+use crate::types::{QK, QK_K};
+
+/// ggml's `GROUP_MAX_EPS`: below this a group counts as all zeros.
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `nearest_int`: round to nearest, ties to even, through the float mantissa
+/// (valid for |x| <= 4194303; larger inputs give a wrapped value, never a panic).
+#[inline(always)]
+pub(crate) fn nearest_int(x: f32) -> i32 {
+    let val = x + 12_582_912.0;
+    (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
+}
+
+pub(crate) fn f16s(src: &[f32], dst: &mut [f16]) {
+    for (y, x) in dst.iter_mut().zip(src) {
+        *y = f16::from_f32(*x);
+    }
+}
+
+pub(crate) fn bf16s(src: &[f32], dst: &mut [bf16]) {
+    for (y, x) in dst.iter_mut().zip(src) {
+        *y = bf16::from_f32(*x);
+    }
+}
+
+/// The element of largest magnitude (first one on ties) and its magnitude.
+#[inline(always)]
+fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (max, amax)
+}
+
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
+pub(crate) fn q4_0(src: &[f32], dst: &mut [BlockQ4_0]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let (max, _) = signed_absmax(x);
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        y.d = f16::from_f32(d);
+        let (lo, hi) = x.split_at(QK / 2);
+        for ((q, a), b) in y.qs.iter_mut().zip(lo).zip(hi) {
+            let xi0 = 15i8.min((a * id + 8.5) as i8) as u8;
+            let xi1 = 15i8.min((b * id + 8.5) as i8) as u8;
+            *q = xi0 | (xi1 << 4);
+        }
+    }
+}
+
+pub(crate) fn q4_1(src: &[f32], dst: &mut [BlockQ4_1]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        y.d = f16::from_f32(d);
+        y.m = f16::from_f32(min);
+        let (lo, hi) = x.split_at(QK / 2);
+        for ((q, a), b) in y.qs.iter_mut().zip(lo).zip(hi) {
+            let xi0 = 15i8.min(((a - min) * id + 0.5) as i8) as u8;
+            let xi1 = 15i8.min(((b - min) * id + 0.5) as i8) as u8;
+            *q = xi0 | (xi1 << 4);
+        }
+    }
+}
+
+/// Packs 32 5-bit quants into nibbles and the little-endian fifth-bit word.
+#[inline(always)]
+fn pack_q5(xi: impl Iterator<Item = (u8, u8)>, qs: &mut [u8; QK / 2]) -> [u8; 4] {
+    let mut qh = 0u32;
+    for (j, (q, (xi0, xi1))) in qs.iter_mut().zip(xi).enumerate() {
+        *q = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+        qh |= (((xi0 & 0x10) >> 4) as u32) << j;
+        qh |= (((xi1 & 0x10) >> 4) as u32) << (j + QK / 2);
+    }
+    qh.to_le_bytes()
+}
+
+pub(crate) fn q5_0(src: &[f32], dst: &mut [BlockQ5_0]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let (max, _) = signed_absmax(x);
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        y.d = f16::from_f32(d);
+        let (lo, hi) = x.split_at(QK / 2);
+        let xi = lo.iter().zip(hi).map(|(a, b)| {
+            (
+                31i8.min((a * id + 16.5) as i8) as u8,
+                31i8.min((b * id + 16.5) as i8) as u8,
+            )
+        });
+        y.qh = pack_q5(xi, &mut y.qs);
+    }
+}
+
+pub(crate) fn q5_1(src: &[f32], dst: &mut [BlockQ5_1]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        y.d = f16::from_f32(d);
+        y.m = f16::from_f32(min);
+        let (lo, hi) = x.split_at(QK / 2);
+        let xi = lo
+            .iter()
+            .zip(hi)
+            .map(|(a, b)| (((a - min) * id + 0.5) as u8, ((b - min) * id + 0.5) as u8));
+        y.qh = pack_q5(xi, &mut y.qs);
+    }
+}
+
+/// Scale and inverse scale of a Q8_0/Q8_1 block (`amax / 127` and its inverse).
+#[inline(always)]
+fn q8_scale(x: &[f32]) -> (f32, f32) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+}
+
+pub(crate) fn q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let (d, id) = q8_scale(x);
+        y.d = f16::from_f32(d);
+        for (q, v) in y.qs.iter_mut().zip(x) {
+            *q = (v * id).round() as i8;
+        }
+    }
+}
+
+pub(crate) fn q8_1(src: &[f32], dst: &mut [BlockQ8_1]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let (d, id) = q8_scale(x);
+        y.d = f16::from_f32(d);
+        let mut sum = 0i32;
+        for (q, v) in y.qs.iter_mut().zip(x) {
+            *q = (v * id).round() as i8;
+            sum += *q as i32;
+        }
+        y.s = f16::from_f32(sum as f32 * d);
+    }
+}
+
+pub(crate) fn q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let (max, amax) = signed_absmax_gt(x);
+        if amax == 0.0 {
+            y.d = 0.0;
+            y.qs = [0; QK_K];
+            y.bsums = [0; QK_K / 16];
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, v) in y.qs.iter_mut().zip(x) {
+            *q = nearest_int(iscale * v).min(127) as i8;
+        }
+        for (s, q) in y.bsums.iter_mut().zip(y.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&q| q as i16).sum();
+        }
+        y.d = 1.0 / iscale;
+    }
+}
+
+/// Like [`signed_absmax`] with the `ax > amax` comparison of the K-quant helpers.
+#[inline(always)]
+fn signed_absmax_gt(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        let ax = v.abs();
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    (max, amax)
+}
+
+/// `make_qx_quants` with `rmse_type == 1` and no importance weights (all the reference
+/// quantizers use). Writes `L[i] = l + nmax` and returns the scale.
+fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
+    let (max, amax) = signed_absmax_gt(x);
+    if amax < GROUP_MAX_EPS {
+        l_out.iter_mut().for_each(|l| *l = 0);
+        return 0.0;
+    }
+    let quant = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let l = quant(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (lo, &v) in l_out.iter_mut().zip(x) {
+        *lo = (quant(iscale, v) + nmax) as i8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in -9..=9 {
+        if is == 0 {
+            continue;
+        }
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (lo, &v) in l_out.iter_mut().zip(x) {
+                *lo = (quant(iscale, v) + nmax) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// `make_q3_quants` with `do_rmse == true`. Writes `L[i] = l + nmax`, returns the scale.
+fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
+    let (max, amax) = signed_absmax_gt(x);
+    if amax < GROUP_MAX_EPS {
+        l_out.iter_mut().for_each(|l| *l = 0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for (lo, &v) in l_out.iter_mut().zip(x) {
+        let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        *lo = l as i8;
+        let w = v * v;
+        sumlx += w * v * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut n_changed = 0;
+        for (lo, &v) in l_out.iter_mut().zip(x) {
+            let w = v * v;
+            let li = *lo as f32;
+            let mut slx = sumlx - w * v * li;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * li * li;
+                let new_l = nearest_int(v * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != *lo as i32 {
+                    let nl = new_l as f32;
+                    slx += w * v * nl;
+                    sl2 += w * nl * nl;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        *lo = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed += 1;
+                    }
+                }
+            }
+        }
+        if n_changed == 0 {
+            break;
+        }
+    }
+    for lo in l_out.iter_mut() {
+        *lo += nmax as i8;
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// Parameters of `make_qkx2_quants`'s scale search.
+struct Qkx2 {
+    nmax: i32,
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+}
+
+/// `make_qkx2_quants`: fits `x ≈ scale * L - min` with `L` in `0..=nmax`, `min >= 0`, by a
+/// weighted least-squares search. Writes `L`, returns `(scale, min)`.
+fn make_qkx2_quants(p: &Qkx2, x: &[f32], weights: &[f32], l_out: &mut [u8]) -> (f32, f32) {
+    let nmax = p.nmax;
+    let (Some(&x0), Some(&w0)) = (x.first(), weights.first()) else {
+        return (0.0, 0.0);
+    };
+    let (mut min, mut max) = (x0, x0);
+    let mut sum_w = w0;
+    let mut sum_x = sum_w * x0;
+    for (&v, &w) in x.iter().zip(weights).skip(1) {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+        sum_w += w;
+        sum_x += w * v;
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l_out.iter_mut().for_each(|l| *l = 0);
+        return (0.0, -min);
+    }
+    let err = |diff: f32| if p.use_mad { diff.abs() } else { diff * diff };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for ((lo, &v), &w) in l_out.iter_mut().zip(x).zip(weights) {
+        let l = nearest_int(iscale * (v - min)).clamp(0, nmax);
+        *lo = l as u8;
+        best_error += w * err(scale * l as f32 + min - v);
+    }
+    if p.nstep < 1 {
+        return (scale, -min);
+    }
+    let mut laux = [0u8; 32];
+    for is in 0..=p.nstep {
+        iscale = (p.rmin + p.rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for ((la, &v), &w) in laux.iter_mut().zip(x).zip(weights) {
+            let l = nearest_int(iscale * (v - min)).clamp(0, nmax);
+            *la = l as u8;
+            let lf = l as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * v;
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for ((&la, &v), &w) in laux.iter().zip(x).zip(weights) {
+                cur_error += w * err(this_scale * la as f32 + this_min - v);
+            }
+            if cur_error < best_error {
+                for (lo, &la) in l_out.iter_mut().zip(&laux) {
+                    *lo = la;
+                }
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// Packs 2-bit values `L` (256 of them) into Q2_K/Q3_K's `qs` layout.
+fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
+    for (half, q) in l.chunks_exact(128).zip(qs.chunks_exact_mut(32)) {
+        for (i, q) in q.iter_mut().enumerate() {
+            let get = |k: usize| half.get(i + 32 * k).copied().unwrap_or(0);
+            *q = get(0) | (get(1) << 2) | (get(2) << 4) | (get(3) << 6);
+        }
+    }
+}
+
+pub(crate) fn q2_k(src: &[f32], dst: &mut [BlockQ2K]) {
+    const Q4SCALE: f32 = 15.0;
+    let params = Qkx2 {
+        nmax: 3,
+        rmin: -0.5,
+        rdelta: 0.1,
+        nstep: 15,
+        use_mad: true,
+    };
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let mut l = [0u8; QK_K];
+        let mut scales = [0.0f32; QK_K / 16];
+        let mut mins = [0.0f32; QK_K / 16];
+        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+        for (((xs, ls), sc), mn) in x
+            .chunks_exact(16)
+            .zip(l.chunks_exact_mut(16))
+            .zip(&mut scales)
+            .zip(&mut mins)
+        {
+            let mut weights = [0.0f32; 16];
+            for (w, v) in weights.iter_mut().zip(xs) {
+                *w = v.abs();
+            }
+            (*sc, *mn) = make_qkx2_quants(&params, xs, &weights, ls);
+            if *sc > max_scale {
+                max_scale = *sc;
+            }
+            if *mn > max_min {
+                max_min = *mn;
+            }
+        }
+        if max_scale > 0.0 {
+            let iscale = Q4SCALE / max_scale;
+            for (ys, s) in y.scales.iter_mut().zip(&scales) {
+                *ys = nearest_int(iscale * s) as u8;
+            }
+            y.d = f16::from_f32(max_scale / Q4SCALE);
+        } else {
+            y.scales = [0; QK_K / 16];
+            y.d = f16::from_f32(0.0);
+        }
+        if max_min > 0.0 {
+            let iscale = Q4SCALE / max_min;
+            for (ys, m) in y.scales.iter_mut().zip(&mins) {
+                *ys |= (nearest_int(iscale * m) << 4) as u8;
+            }
+            y.dmin = f16::from_f32(max_min / Q4SCALE);
+        } else {
+            y.dmin = f16::from_f32(0.0);
+        }
+        let (yd, ydmin) = (y.d.to_f32(), y.dmin.to_f32());
+        for ((xs, ls), sc) in x
+            .chunks_exact(16)
+            .zip(l.chunks_exact_mut(16))
+            .zip(&y.scales)
+        {
+            let d = yd * (sc & 0xF) as f32;
+            if d == 0.0 {
+                continue;
+            }
+            let dm = ydmin * (sc >> 4) as f32;
+            for (lo, v) in ls.iter_mut().zip(xs) {
+                *lo = nearest_int((v + dm) / d).clamp(0, 3) as u8;
+            }
+        }
+        pack_2bit(&l, &mut y.qs);
+    }
+}
+
+pub(crate) fn q3_k(src: &[f32], dst: &mut [BlockQ3K]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let mut l = [0i8; QK_K];
+        let mut scales = [0.0f32; QK_K / 16];
+        let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
+        for ((xs, ls), sc) in x
+            .chunks_exact(16)
+            .zip(l.chunks_exact_mut(16))
+            .zip(&mut scales)
+        {
+            *sc = make_q3_quants(4, xs, ls);
+            let scale = sc.abs();
+            if scale > amax {
+                amax = scale;
+                max_scale = *sc;
+            }
+        }
+        y.scales = [0; 12];
+        if max_scale != 0.0 {
+            let iscale = -32.0 / max_scale;
+            for (j, s) in scales.iter().enumerate() {
+                let lj = ((nearest_int(iscale * s) as i8).clamp(-32, 31) + 32) as u8;
+                if j < 8 {
+                    y.scales[j] = lj & 0xF;
+                } else {
+                    y.scales[j - 8] |= (lj & 0xF) << 4;
+                }
+                y.scales[j % 4 + 8] |= (lj >> 4) << (2 * (j / 4));
+            }
+            y.d = f16::from_f32(1.0 / iscale);
+        } else {
+            y.d = f16::from_f32(0.0);
+        }
+        let yd = y.d.to_f32();
+        for (j, (xs, ls)) in x.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
+            let lo4 = if j < 8 {
+                y.scales[j] & 0xF
+            } else {
+                y.scales[j - 8] >> 4
+            };
+            let sc = (lo4 | (((y.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) as i32 - 32;
+            let d = yd * sc as f32;
+            if d == 0.0 {
+                continue;
+            }
+            for (lo, v) in ls.iter_mut().zip(xs) {
+                *lo = (nearest_int(v / d).clamp(-4, 3) + 4) as i8;
+            }
+        }
+        y.hmask = [0; QK_K / 8];
+        let mut l2 = [0u8; QK_K];
+        for (j, (dst, &v)) in l2.iter_mut().zip(&l).enumerate() {
+            let mut v = v as u8;
+            if v > 3 {
+                if let Some(h) = y.hmask.get_mut(j % (QK_K / 8)) {
+                    *h |= 1 << (j / (QK_K / 8));
+                }
+                v -= 4;
+            }
+            *dst = v;
+        }
+        pack_2bit(&l2, &mut y.qs);
+    }
+}
+
+/// Shared body of the Q4_K and Q5_K reference quantizers: sub-block fits, 6-bit scale/min
+/// packing, super-block scales and the final requantization to `0..=nmax`.
+fn kx_scales(p: &Qkx2, x: &[f32], packed: &mut [u8; 12], l: &mut [u8; QK_K]) -> (f16, f16) {
+    let mut scales = [0.0f32; QK_K / 32];
+    let mut mins = [0.0f32; QK_K / 32];
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for (((xs, ls), sc), mn) in x
+        .chunks_exact(32)
+        .zip(l.chunks_exact_mut(32))
+        .zip(&mut scales)
+        .zip(&mut mins)
+    {
+        let mut sum_x2 = 0.0f32;
+        for v in xs {
+            sum_x2 += v * v;
+        }
+        let av_x = (sum_x2 / 32.0).sqrt();
+        let mut weights = [0.0f32; 32];
+        for (w, v) in weights.iter_mut().zip(xs) {
+            *w = av_x + v.abs();
+        }
+        (*sc, *mn) = make_qkx2_quants(p, xs, &weights, ls);
+        if *sc > max_scale {
+            max_scale = *sc;
+        }
+        if *mn > max_min {
+            max_min = *mn;
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    *packed = [0; 12];
+    for (j, (s, m)) in scales.iter().zip(&mins).enumerate() {
+        let ls = (nearest_int(inv_scale * s) as u8).min(63);
+        let lm = (nearest_int(inv_min * m) as u8).min(63);
+        if j < 4 {
+            packed[j] = ls;
+            packed[j + 4] = lm;
+        } else {
+            packed[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+            packed[j - 4] |= (ls >> 4) << 6;
+            packed[j] |= (lm >> 4) << 6;
+        }
+    }
+    let d = f16::from_f32(max_scale / 63.0);
+    let dmin = f16::from_f32(max_min / 63.0);
+    for (j, (xs, ls)) in x.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
+        let (sc, m) = scale_min_k4(j, packed);
+        let dd = d.to_f32() * sc as f32;
+        if dd == 0.0 {
+            continue;
+        }
+        let dm = dmin.to_f32() * m as f32;
+        for (lo, v) in ls.iter_mut().zip(xs) {
+            *lo = nearest_int((v + dm) / dd).clamp(0, p.nmax) as u8;
+        }
+    }
+    (d, dmin)
+}
+
+pub(crate) fn q4_k(src: &[f32], dst: &mut [BlockQ4K]) {
+    let params = Qkx2 {
+        nmax: 15,
+        rmin: -1.0,
+        rdelta: 0.1,
+        nstep: 20,
+        use_mad: false,
+    };
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let mut l = [0u8; QK_K];
+        (y.d, y.dmin) = kx_scales(&params, x, &mut y.scales, &mut l);
+        for (lq, q) in l.chunks_exact(64).zip(y.qs.chunks_exact_mut(32)) {
+            let (a, b) = lq.split_at(32);
+            for ((q, a), b) in q.iter_mut().zip(a).zip(b) {
+                *q = a | (b << 4);
+            }
+        }
+    }
+}
+
+pub(crate) fn q5_k(src: &[f32], dst: &mut [BlockQ5K]) {
+    let params = Qkx2 {
+        nmax: 31,
+        rmin: -0.5,
+        rdelta: 0.1,
+        nstep: 15,
+        use_mad: false,
+    };
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let mut l = [0u8; QK_K];
+        (y.d, y.dmin) = kx_scales(&params, x, &mut y.scales, &mut l);
+        y.qh = [0; QK_K / 8];
+        for (n, (lq, ql)) in l
+            .chunks_exact(64)
+            .zip(y.qs.chunks_exact_mut(32))
+            .enumerate()
+        {
+            let (m1, m2) = (1u8 << (2 * n), 2u8 << (2 * n));
+            let (a, b) = lq.split_at(32);
+            for (((q, h), &a), &b) in ql.iter_mut().zip(y.qh.iter_mut()).zip(a).zip(b) {
+                let (mut l1, mut l2) = (a, b);
+                if l1 > 15 {
+                    l1 -= 16;
+                    *h |= m1;
+                }
+                if l2 > 15 {
+                    l2 -= 16;
+                    *h |= m2;
+                }
+                *q = l1 | (l2 << 4);
+            }
+        }
+    }
+}
+
+pub(crate) fn q6_k(src: &[f32], dst: &mut [BlockQ6K]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let mut l = [0i8; QK_K];
+        let mut scales = [0.0f32; QK_K / 16];
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for ((xs, ls), sc) in x
+            .chunks_exact(16)
+            .zip(l.chunks_exact_mut(16))
+            .zip(&mut scales)
+        {
+            *sc = make_qx_quants(32, xs, ls);
+            if sc.abs() > max_abs_scale {
+                max_abs_scale = sc.abs();
+                max_scale = *sc;
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            *y = bytemuck::Zeroable::zeroed();
+            continue;
+        }
+        let iscale = -128.0 / max_scale;
+        y.d = f16::from_f32(1.0 / iscale);
+        for (ys, s) in y.scales.iter_mut().zip(&scales) {
+            *ys = nearest_int(iscale * s).min(127) as i8;
+        }
+        let yd = y.d.to_f32();
+        for ((xs, ls), sc) in x
+            .chunks_exact(16)
+            .zip(l.chunks_exact_mut(16))
+            .zip(&y.scales)
+        {
+            let d = yd * *sc as f32;
+            if d == 0.0 {
+                continue;
+            }
+            for (lo, v) in ls.iter_mut().zip(xs) {
+                *lo = (nearest_int(v / d).clamp(-32, 31) + 32) as i8;
+            }
+        }
+        for ((lh, ql), qh) in l
+            .chunks_exact(128)
+            .zip(y.ql.chunks_exact_mut(64))
+            .zip(y.qh.chunks_exact_mut(32))
+        {
+            let (ql0, ql1) = ql.split_at_mut(32);
+            for (i, ((a, b), h)) in ql0.iter_mut().zip(ql1).zip(qh).enumerate() {
+                let get = |k: usize| lh.get(i + 32 * k).copied().unwrap_or(0) as u8;
+                *a = (get(0) & 0xF) | ((get(2) & 0xF) << 4);
+                *b = (get(1) & 0xF) | ((get(3) & 0xF) << 4);
+                *h = (get(0) >> 4)
+                    | ((get(1) >> 4) << 2)
+                    | ((get(2) >> 4) << 4)
+                    | ((get(3) >> 4) << 6);
+            }
+        }
+    }
+}

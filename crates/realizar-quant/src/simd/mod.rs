@@ -1,0 +1,91 @@
+//! Run-time selection of the SIMD kernels. Each selector returns the best kernel this CPU
+//! supports, or the scalar twin.
+
+use crate::blocks::*;
+use crate::{dot, quant};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+/// Which x86 features the kernels may use, detected once.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    use std::sync::OnceLock;
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    })
+}
+
+macro_rules! select {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $scalar:path) => {
+        $(#[$doc])*
+        pub(crate) fn $name() -> fn(&[$w], &[$a]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return avx2::$name;
+                }
+            }
+            $scalar
+        }
+    };
+}
+
+select!(
+    /// Q4_0 · Q8_0.
+    q4_0_q8_0, BlockQ4_0, BlockQ8_0, dot::q4_0_q8_0
+);
+select!(
+    /// Q4_1 · Q8_1.
+    q4_1_q8_1, BlockQ4_1, BlockQ8_1, dot::q4_1_q8_1
+);
+select!(
+    /// Q5_0 · Q8_0.
+    q5_0_q8_0, BlockQ5_0, BlockQ8_0, dot::q5_0_q8_0
+);
+select!(
+    /// Q8_0 · Q8_0.
+    q8_0_q8_0, BlockQ8_0, BlockQ8_0, dot::q8_0_q8_0
+);
+select!(
+    /// Q4_K · Q8_K.
+    q4_k_q8_k, BlockQ4K, BlockQ8K, dot::q4_k_q8_k
+);
+select!(
+    /// Q6_K · Q8_K.
+    q6_k_q8_k, BlockQ6K, BlockQ8K, dot::q6_k_q8_k
+);
+
+/// Quantizes activations to Q8_0 (identical results to [`quant::q8_0`]).
+pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return avx2::quantize_q8_0(src, dst);
+        }
+    }
+    quant::q8_0(src, dst)
+}
+
+/// Quantizes activations to Q8_1 (identical results to [`quant::q8_1`]).
+pub(crate) fn quantize_q8_1(src: &[f32], dst: &mut [BlockQ8_1]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return avx2::quantize_q8_1(src, dst);
+        }
+    }
+    quant::q8_1(src, dst)
+}
+
+/// Quantizes activations to Q8_K (identical results to [`quant::q8_k`]).
+pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return avx2::quantize_q8_k(src, dst);
+        }
+    }
+    quant::q8_k(src, dst)
+}
