@@ -542,13 +542,16 @@ impl<'a> GgufFile<'a> {
             });
         }
         // Bounds were checked at parse time; `get` keeps this panic-free regardless.
-        let start = (self.data_start + info.data_offset) as usize;
-        self.bytes
-            .get(start..start + info.size as usize)
+        let start = self.data_start + info.data_offset;
+        let end = start + info.size;
+        usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(s, e)| self.bytes.get(s..e))
             .ok_or_else(|| GgufError::TensorOutOfBounds {
                 offset: info.info_offset,
                 tensor: name.to_string(),
-                end: self.data_start + info.data_offset + info.size,
+                end,
                 file_len: self.bytes.len() as u64,
             })
     }

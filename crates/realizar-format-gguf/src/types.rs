@@ -226,5 +226,8 @@ mod tests {
         assert!(GgmlType::Q4_K.is_supported());
         assert!(!GgmlType::IQ2_XXS.is_supported());
         assert_eq!(GgmlType::Q4_K.name(), "q4_K");
+        assert_eq!(GgmlType::Q4_K.to_string(), "q4_K");
+        assert_eq!(GgmlType::all().count(), TABLE.len());
+        assert_eq!(TABLE.len(), 32);
     }
 }

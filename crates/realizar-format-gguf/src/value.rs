@@ -414,3 +414,72 @@ pub(crate) fn encode_str(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&(s.len() as u64).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_values_widen_to_u64_when_non_negative() {
+        let ok = [
+            (Value::U8(1), 1),
+            (Value::U16(2), 2),
+            (Value::U32(3), 3),
+            (Value::U64(4), 4),
+            (Value::I8(5), 5),
+            (Value::I16(6), 6),
+            (Value::I32(7), 7),
+            (Value::I64(8), 8),
+        ];
+        for (v, want) in ok {
+            assert_eq!(v.as_u64(), Some(want), "{v:?}");
+        }
+        for v in [
+            Value::I8(-1),
+            Value::I16(-1),
+            Value::I32(-1),
+            Value::I64(-1),
+        ] {
+            assert_eq!(v.as_u64(), None, "{v:?}");
+        }
+        assert_eq!(Value::F32(1.0).as_u64(), None);
+        assert_eq!(Value::Bool(true).as_u64(), None);
+    }
+
+    #[test]
+    fn numbers_widen_to_f64() {
+        let cases = [
+            (Value::F32(1.5), 1.5),
+            (Value::F64(-2.5), -2.5),
+            (Value::I8(-3), -3.0),
+            (Value::I16(-4), -4.0),
+            (Value::I32(-5), -5.0),
+            (Value::I64(-6), -6.0),
+            (Value::U8(7), 7.0),
+            (Value::U64(8), 8.0),
+        ];
+        for (v, want) in cases {
+            assert_eq!(v.as_f64(), Some(want), "{v:?}");
+        }
+        assert_eq!(Value::String("1").as_f64(), None);
+    }
+
+    #[test]
+    fn minimum_encoded_sizes() {
+        assert_eq!(ValueType::String.min_encoded_size(), 8);
+        assert_eq!(ValueType::Array.min_encoded_size(), 12);
+        assert_eq!(ValueType::U64.min_encoded_size(), 8);
+        assert_eq!(ValueType::Bool.min_encoded_size(), 1);
+    }
+
+    #[test]
+    fn ids_and_names_round_trip() {
+        for id in 0..13 {
+            let t = ValueType::from_id(id).unwrap();
+            assert_eq!(t.id(), id);
+            assert_eq!(t.to_string(), t.name());
+        }
+        assert_eq!(ValueType::from_id(13), None);
+        assert_eq!(Value::Bool(true).type_description(), "bool");
+    }
+}

@@ -12,8 +12,14 @@ fn expected(name: &str, e: &GgufError) -> bool {
         }
         "bad_magic" => matches!(e, BadMagic { .. }),
         "version_1" | "version_4" => matches!(e, UnsupportedVersion { .. }),
-        "huge_tensor_count" | "huge_kv_count" | "huge_key_length" | "huge_array_length"
-        | "nested_huge_length" => matches!(e, CountTooLarge { .. }),
+        "huge_tensor_count"
+        | "huge_kv_count"
+        | "huge_key_length"
+        | "huge_array_length"
+        | "nested_huge_length"
+        | "string_array_count_exceeds_bytes" => {
+            matches!(e, CountTooLarge { .. })
+        }
         "key_invalid_utf8" | "string_array_invalid_utf8" | "tensor_name_invalid_utf8" => {
             matches!(e, InvalidUtf8 { .. })
         }

@@ -263,3 +263,54 @@ fn a_mapped_file_parses_like_bytes() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn known_array_keys_name_the_element_type_they_need() {
+    let check = |key: &str, value: OwnedValue, want: &str| {
+        let mut w = GgufWriter::new();
+        w.add_metadata(key, value);
+        match GgufFile::parse(&w.to_bytes()) {
+            Err(GgufError::WrongType {
+                expected, key: k, ..
+            }) => {
+                assert_eq!((expected, k.as_str()), (want, key))
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    };
+    check(
+        "tokenizer.ggml.scores",
+        OwnedValue::i32s(&[1]),
+        "array of f32",
+    );
+    check(
+        "tokenizer.ggml.token_type",
+        OwnedValue::f32s(&[1.0]),
+        "array of i32",
+    );
+    check(
+        "tokenizer.ggml.merges",
+        OwnedValue::f32s(&[1.0]),
+        "array of string",
+    );
+    check("general.file_type", OwnedValue::String("x".into()), "u32");
+}
+
+#[test]
+fn adjacent_tensors_are_not_overlapping_and_read_their_own_bytes() {
+    let mut w = GgufWriter::new();
+    w.add_f32_tensor("a", &[8], &[1.0; 8]).unwrap();
+    w.add_f32_tensor("b", &[8], &[2.0; 8]).unwrap();
+    w.add_f32_tensor("c", &[8], &[3.0; 8]).unwrap();
+    let bytes = w.to_bytes();
+    let f = GgufFile::parse(&bytes).unwrap();
+    assert_eq!(f.tensor("b").unwrap().data_offset, 32);
+    assert_eq!(f.tensor("c").unwrap().data_offset, 64);
+    // Header: 24 + three infos of (8 + 1 + 4 + 8 + 4 + 8) = 123 bytes, padded to 128.
+    assert_eq!(f.data_offset(), 128);
+    assert_eq!(bytes.len(), 128 + 96);
+    for (name, v) in [("a", 1.0f32), ("b", 2.0), ("c", 3.0)] {
+        let data = f.tensor_data(name).unwrap();
+        assert_eq!(data, v.to_le_bytes().repeat(8), "{name}");
+    }
+}

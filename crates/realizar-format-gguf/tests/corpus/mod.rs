@@ -118,6 +118,11 @@ pub fn malformed_cases() -> Vec<(&'static str, Vec<u8>)> {
         add("nesting_too_deep", &r);
     }
     add("invalid_bool", h(3, 0, 1).str(b"k").u32(7).u8(2));
+    // 10 strings need at least 80 bytes; only 24 remain.
+    add(
+        "string_array_count_exceeds_bytes",
+        h(3, 0, 1).str(b"k").u32(9).u32(8).u64(10).zeros(24),
+    );
     add(
         "alignment_wrong_type",
         h(3, 0, 1).kv_str("general.alignment", "32"),
