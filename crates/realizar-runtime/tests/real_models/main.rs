@@ -1,4 +1,5 @@
 //! Tests against the real models of `cargo xtask fetch-models` and the reference outputs in
 //! `../shared/refs` (override with `REALIZAR_REFS`). All real-model tests live in this one binary.
 
+mod bert;
 mod common;
