@@ -29,8 +29,8 @@ use realizar_format_safetensors::{
     ModelDirError, SafeTensors, SafetensorsError,
 };
 use realizar_nn::bert::{
-    l2_normalize, BertConfig, BertError, BertInput, BertModel, F32Tensor, HiddenAct,
-    PoolingConfig, SourceError, WeightSource,
+    l2_normalize, BertConfig, BertError, BertInput, BertModel, F32Tensor, HiddenAct, PoolingConfig,
+    SourceError, WeightSource,
 };
 
 /// What went wrong while loading an embedding model or embedding inputs.
@@ -333,7 +333,11 @@ fn extra_str<'c>(path: &Path, c: &'c HfConfig, key: &str) -> Result<Option<&'c s
     match c.extra.get(key) {
         None | Some(JsonValue::Null) => Ok(None),
         Some(v) => v.as_str().map(Some).ok_or_else(|| {
-            config_err(path, key, format!("is {}, expected a string", v.kind_name()))
+            config_err(
+                path,
+                key,
+                format!("is {}, expected a string", v.kind_name()),
+            )
         }),
     }
 }
@@ -394,7 +398,10 @@ fn model_config_err(path: &Path, e: BertError) -> EmbedError {
 /// a `Pooling`, then optionally a `Normalize`. Without `modules.json`: the pooling config if
 /// there is one (else mean pooling) and no normalisation, as sentence-transformers does for a
 /// plain Hugging Face model.
-fn sentence_modules(md: &ModelDir, hidden_size: usize) -> Result<(PoolingConfig, bool), EmbedError> {
+fn sentence_modules(
+    md: &ModelDir,
+    hidden_size: usize,
+) -> Result<(PoolingConfig, bool), EmbedError> {
     let Some(modules_path) = md.modules.as_deref() else {
         let pooling = match md.pooling_config.as_deref() {
             Some(p) => pooling_config(p, hidden_size)?,
@@ -436,8 +443,7 @@ fn sentence_modules(md: &ModelDir, hidden_size: usize) -> Result<(PoolingConfig,
             }
         }
     }
-    let pooling =
-        pooling.ok_or_else(|| config_err(modules_path, "", "lists no Pooling module"))?;
+    let pooling = pooling.ok_or_else(|| config_err(modules_path, "", "lists no Pooling module"))?;
     Ok((pooling, normalize))
 }
 

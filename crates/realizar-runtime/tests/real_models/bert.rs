@@ -28,7 +28,11 @@ fn array(v: &JsonValue) -> &[JsonValue] {
 fn u32s(v: &JsonValue) -> Vec<u32> {
     array(v)
         .iter()
-        .map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).expect("not a u32"))
+        .map(|x| {
+            x.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .expect("not a u32")
+        })
         .collect()
 }
 
@@ -86,13 +90,20 @@ fn ref_tokens() -> Vec<RefTokens> {
 #[test]
 fn minilm_embeddings_match_float64_reference() {
     let embedder = minilm();
-    assert!(embedder.normalizes(), "modules.json lists a Normalize module");
+    assert!(
+        embedder.normalizes(),
+        "modules.json lists a Normalize module"
+    );
     let tokens = ref_tokens();
     let refs = read_ref("embeddings.json");
     let want: Vec<Vec<f64>> = array(field(&refs, "embeddings")).iter().map(f64s).collect();
     let dim = field(&refs, "dim").as_u64().expect("dim") as usize;
     assert_eq!(embedder.dim(), dim);
-    assert_eq!(tokens.len(), want.len(), "tokens.json and embeddings.json disagree");
+    assert_eq!(
+        tokens.len(),
+        want.len(),
+        "tokens.json and embeddings.json disagree"
+    );
     assert!(!tokens.is_empty());
 
     // The whole reference set as one packed batch, with the reference's types and masks.
@@ -104,7 +115,9 @@ fn minilm_embeddings_match_float64_reference() {
             attention_mask: Some(&t.mask),
         })
         .collect();
-    let got = embedder.embed_inputs(&inputs).expect("embedding the reference tokens");
+    let got = embedder
+        .embed_inputs(&inputs)
+        .expect("embedding the reference tokens");
     let mut worst_cos = f64::INFINITY;
     let mut worst_diff = 0f64;
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -138,13 +151,18 @@ fn minilm_embeddings_match_float64_reference() {
         .collect();
     let batch = embedder.embed_ids(&unpadded).expect("embed_ids");
     for (ids, v) in unpadded.iter().zip(&batch) {
-        let alone = embedder.embed_ids(std::slice::from_ref(ids)).expect("embed_ids");
+        let alone = embedder
+            .embed_ids(std::slice::from_ref(ids))
+            .expect("embed_ids");
         let diff = v
             .iter()
             .zip(&alone[0])
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(diff <= 1e-6, "batched and single embeddings differ by {diff}");
+        assert!(
+            diff <= 1e-6,
+            "batched and single embeddings differ by {diff}"
+        );
     }
 }
 
@@ -176,7 +194,11 @@ fn minilm_every_layer_output_of_first_text() {
         .model()
         .encode_all_layers(&BertInput::new(&ids))
         .expect("encoding the first text");
-    assert_eq!(got.len(), want.len(), "embeddings output plus one state per layer");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "embeddings output plus one state per layer"
+    );
     assert_eq!(got.len(), embedder.model().config().num_hidden_layers + 1);
     for (layer, (g, w)) in got.iter().zip(want).enumerate() {
         let (rows, w) = matrix(w);
@@ -216,9 +238,14 @@ fn minilm_refuses_bad_token_ids_and_overlong_inputs() {
         }
     ));
     // `[PAD]` (id 0) inside a text is an ordinary attended token, never a mask.
-    let with_pad = embedder.embed_ids(&[vec![101, 0, 102]]).expect("id 0 is a token");
+    let with_pad = embedder
+        .embed_ids(&[vec![101, 0, 102]])
+        .expect("id 0 is a token");
     let without = embedder.embed_ids(&[vec![101, 102]]).expect("embedding");
-    assert!(with_pad[0].iter().zip(&without[0]).any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(with_pad[0]
+        .iter()
+        .zip(&without[0])
+        .any(|(a, b)| (a - b).abs() > 1e-3));
 }
 
 /// A scratch directory removed on drop.
@@ -251,12 +278,22 @@ impl Drop for TempDir {
 fn minilm_copy(name: &str, edit: impl Fn(String) -> String) -> TempDir {
     let src = model_path("minilm-l6");
     let dir = TempDir::new(name);
-    for file in ["modules.json", "sentence_bert_config.json", "1_Pooling/config.json"] {
-        dir.write(file, &std::fs::read(src.join(file)).expect("reading MiniLM"));
+    for file in [
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        dir.write(
+            file,
+            &std::fs::read(src.join(file)).expect("reading MiniLM"),
+        );
     }
     let config = std::fs::read_to_string(src.join("config.json")).expect("reading MiniLM");
     dir.write("config.json", edit(config).as_bytes());
-    link_or_copy(&src.join("model.safetensors"), &dir.0.join("model.safetensors"));
+    link_or_copy(
+        &src.join("model.safetensors"),
+        &dir.0.join("model.safetensors"),
+    );
     dir
 }
 
@@ -276,12 +313,42 @@ fn config_key_of(err: &EmbedError) -> &str {
 #[test]
 fn minilm_with_inconsistent_config_is_refused() {
     let cases: [(&str, &str, &str, &str); 6] = [
-        ("heads", "\"num_attention_heads\": 12", "\"num_attention_heads\": 7", "num_attention_heads"),
-        ("zero-width", "\"hidden_size\": 384", "\"hidden_size\": 0", "hidden_size"),
-        ("act", "\"hidden_act\": \"gelu\"", "\"hidden_act\": \"swish\"", "hidden_act"),
-        ("eps", "\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": \"small\"", "layer_norm_eps"),
-        ("neg", "\"vocab_size\": 30522", "\"vocab_size\": -1", "vocab_size"),
-        ("missing", "\"intermediate_size\": 1536,", "", "intermediate_size"),
+        (
+            "heads",
+            "\"num_attention_heads\": 12",
+            "\"num_attention_heads\": 7",
+            "num_attention_heads",
+        ),
+        (
+            "zero-width",
+            "\"hidden_size\": 384",
+            "\"hidden_size\": 0",
+            "hidden_size",
+        ),
+        (
+            "act",
+            "\"hidden_act\": \"gelu\"",
+            "\"hidden_act\": \"swish\"",
+            "hidden_act",
+        ),
+        (
+            "eps",
+            "\"layer_norm_eps\": 1e-12",
+            "\"layer_norm_eps\": \"small\"",
+            "layer_norm_eps",
+        ),
+        (
+            "neg",
+            "\"vocab_size\": 30522",
+            "\"vocab_size\": -1",
+            "vocab_size",
+        ),
+        (
+            "missing",
+            "\"intermediate_size\": 1536,",
+            "",
+            "intermediate_size",
+        ),
     ];
     for (name, from, to, key) in cases {
         let dir = minilm_copy(name, |c| {
@@ -294,9 +361,24 @@ fn minilm_with_inconsistent_config_is_refused() {
 
     // Sizes that are valid alone but disagree with the weights name the tensor.
     for (name, from, to, tensor) in [
-        ("vocab", "\"vocab_size\": 30522", "\"vocab_size\": 30000", "embeddings.word_embeddings.weight"),
-        ("positions", "\"max_position_embeddings\": 512", "\"max_position_embeddings\": 1024", "embeddings.position_embeddings.weight"),
-        ("ffn", "\"intermediate_size\": 1536", "\"intermediate_size\": 1024", "encoder.layer.0.intermediate.dense.weight"),
+        (
+            "vocab",
+            "\"vocab_size\": 30522",
+            "\"vocab_size\": 30000",
+            "embeddings.word_embeddings.weight",
+        ),
+        (
+            "positions",
+            "\"max_position_embeddings\": 512",
+            "\"max_position_embeddings\": 1024",
+            "embeddings.position_embeddings.weight",
+        ),
+        (
+            "ffn",
+            "\"intermediate_size\": 1536",
+            "\"intermediate_size\": 1024",
+            "encoder.layer.0.intermediate.dense.weight",
+        ),
     ] {
         let dir = minilm_copy(name, |c| c.replace(from, to));
         match Embedder::load(&dir.0) {
@@ -307,7 +389,9 @@ fn minilm_with_inconsistent_config_is_refused() {
             other => panic!("case {name}: expected a shape mismatch, got {other:?}"),
         }
     }
-    let dir = minilm_copy("layers", |c| c.replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 7"));
+    let dir = minilm_copy("layers", |c| {
+        c.replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 7")
+    });
     match Embedder::load(&dir.0) {
         Err(EmbedError::Model {
             source: BertError::MissingTensor { name },
@@ -334,7 +418,10 @@ fn f16_bits(v: f32) -> u16 {
     let b = v.to_bits();
     let sign = ((b >> 16) & 0x8000) as u16;
     let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
-    assert!((1..31).contains(&exp) && b & 0x1fff == 0, "{v} is not exact in f16");
+    assert!(
+        (1..31).contains(&exp) && b & 0x1fff == 0,
+        "{v} is not exact in f16"
+    );
     sign | ((exp as u16) << 10) | ((b >> 13) & 0x3ff) as u16
 }
 
@@ -343,10 +430,15 @@ fn safetensors_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], store: Store) -
     let mut w = SafetensorsWriter::new();
     for (name, shape, data) in tensors {
         let (dtype, bytes): (Dtype, Vec<u8>) = match store {
-            Store::F32 => (Dtype::F32, data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            Store::F32 => (
+                Dtype::F32,
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
             Store::F16 => (
                 Dtype::F16,
-                data.iter().flat_map(|&v| f16_bits(v).to_le_bytes()).collect(),
+                data.iter()
+                    .flat_map(|&v| f16_bits(v).to_le_bytes())
+                    .collect(),
             ),
             Store::Bf16 => (
                 Dtype::BF16,
@@ -355,7 +447,8 @@ fn safetensors_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], store: Store) -
                     .collect(),
             ),
         };
-        w.add_tensor(name, dtype, shape, &bytes).expect("a valid tensor");
+        w.add_tensor(name, dtype, shape, &bytes)
+            .expect("a valid tensor");
     }
     w.to_bytes()
 }
@@ -369,8 +462,14 @@ fn tiny_tensors(prefix: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let (h, i) = (8, 16);
     let mut t = vec![
         ("embeddings.word_embeddings.weight".to_string(), vec![10, h]),
-        ("embeddings.position_embeddings.weight".to_string(), vec![6, h]),
-        ("embeddings.token_type_embeddings.weight".to_string(), vec![2, h]),
+        (
+            "embeddings.position_embeddings.weight".to_string(),
+            vec![6, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".to_string(),
+            vec![2, h],
+        ),
         ("embeddings.LayerNorm.weight".to_string(), vec![h]),
         ("embeddings.LayerNorm.bias".to_string(), vec![h]),
     ];
@@ -406,7 +505,11 @@ fn tiny_dir(name: &str, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> TempDir {
     tiny_dir_stored(name, tensors, Store::F32)
 }
 
-fn tiny_dir_stored(name: &str, tensors: &[(String, Vec<usize>, Vec<f32>)], store: Store) -> TempDir {
+fn tiny_dir_stored(
+    name: &str,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    store: Store,
+) -> TempDir {
     let dir = TempDir::new(name);
     dir.write("config.json", TINY_CONFIG.as_bytes());
     dir.write("model.safetensors", &safetensors_bytes(tensors, store));
@@ -429,7 +532,11 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
     for (name, store) in [("f16", Store::F16), ("bf16", Store::Bf16)] {
         let dir = tiny_dir_stored(name, &tiny_tensors(""), store);
         let e = Embedder::load(&dir.0).expect("tiny half-precision model");
-        assert_eq!(e.embed_ids(&[vec![1, 2, 3]]).expect("embedding"), v, "{name}");
+        assert_eq!(
+            e.embed_ids(&[vec![1, 2, 3]]).expect("embedding"),
+            v,
+            "{name}"
+        );
     }
 
     prefixed.write(
@@ -438,7 +545,10 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
             {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
             {"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}]"#,
     );
-    prefixed.write("1_Pooling/config.json", br#"{"word_embedding_dimension": 8, "pooling_mode_cls_token": true}"#);
+    prefixed.write(
+        "1_Pooling/config.json",
+        br#"{"word_embedding_dimension": 8, "pooling_mode_cls_token": true}"#,
+    );
     let n = Embedder::load(&prefixed.0).expect("tiny model with modules");
     assert!(n.normalizes());
     let u = n.embed_ids(&[vec![1, 2, 3]]).expect("embedding");
@@ -446,10 +556,22 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
     assert!((norm - 1.0).abs() < 1e-6, "{norm}");
 
     // A pooling config for another width, or with no mode, or a module we cannot run.
-    prefixed.write("1_Pooling/config.json", br#"{"word_embedding_dimension": 16, "pooling_mode_mean_tokens": true}"#);
-    assert_eq!(config_key_of(&Embedder::load(&prefixed.0).unwrap_err()), "word_embedding_dimension");
-    prefixed.write("1_Pooling/config.json", br#"{"word_embedding_dimension": 8}"#);
-    assert_eq!(config_key_of(&Embedder::load(&prefixed.0).unwrap_err()), "pooling_mode_*");
+    prefixed.write(
+        "1_Pooling/config.json",
+        br#"{"word_embedding_dimension": 16, "pooling_mode_mean_tokens": true}"#,
+    );
+    assert_eq!(
+        config_key_of(&Embedder::load(&prefixed.0).unwrap_err()),
+        "word_embedding_dimension"
+    );
+    prefixed.write(
+        "1_Pooling/config.json",
+        br#"{"word_embedding_dimension": 8}"#,
+    );
+    assert_eq!(
+        config_key_of(&Embedder::load(&prefixed.0).unwrap_err()),
+        "pooling_mode_*"
+    );
     prefixed.write(
         "modules.json",
         br#"[{"path":"","type":"sentence_transformers.models.Transformer"},
@@ -464,7 +586,10 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
         br#"[{"path":"","type":"sentence_transformers.models.Transformer"},
             {"path":"2_Dense","type":"sentence_transformers.models.Dense"}]"#,
     );
-    assert_eq!(config_key_of(&Embedder::load(&prefixed.0).unwrap_err()), "[1].type");
+    assert_eq!(
+        config_key_of(&Embedder::load(&prefixed.0).unwrap_err()),
+        "[1].type"
+    );
 
     // Each tensor, removed in turn, is named in the error.
     let all = tiny_tensors("");
@@ -483,22 +608,34 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
 
     // A transposed weight.
     let mut tensors = all.clone();
-    if let Some(t) = tensors.iter_mut().find(|t| t.0 == "encoder.layer.0.output.dense.weight") {
+    if let Some(t) = tensors
+        .iter_mut()
+        .find(|t| t.0 == "encoder.layer.0.output.dense.weight")
+    {
         t.1 = vec![16, 8];
     }
     let dir = tiny_dir("transposed", &tensors);
     assert!(matches!(
         Embedder::load(&dir.0),
-        Err(EmbedError::Model { source: BertError::ShapeMismatch { .. }, .. })
+        Err(EmbedError::Model {
+            source: BertError::ShapeMismatch { .. },
+            ..
+        })
     ));
 
     // A truncated weights file, garbage JSON, a missing config.
     let dir = tiny_dir("truncated", &all);
     let bytes = safetensors_bytes(&all, Store::F32);
     dir.write("model.safetensors", &bytes[..bytes.len() - 3]);
-    assert!(matches!(Embedder::load(&dir.0), Err(EmbedError::Safetensors { .. })));
+    assert!(matches!(
+        Embedder::load(&dir.0),
+        Err(EmbedError::Safetensors { .. })
+    ));
     dir.write("config.json", b"{\"hidden_size\": ");
-    assert!(matches!(Embedder::load(&dir.0), Err(EmbedError::Json { .. })));
+    assert!(matches!(
+        Embedder::load(&dir.0),
+        Err(EmbedError::Json { .. })
+    ));
     let empty = TempDir::new("empty");
     assert!(matches!(
         Embedder::load(&empty.0),
@@ -506,6 +643,12 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
     ));
     // An architecture this encoder does not implement.
     let dir = tiny_dir("roberta", &all);
-    dir.write("config.json", TINY_CONFIG.replace("\"bert\"", "\"roberta\"").as_bytes());
-    assert_eq!(config_key_of(&Embedder::load(&dir.0).unwrap_err()), "model_type");
+    dir.write(
+        "config.json",
+        TINY_CONFIG.replace("\"bert\"", "\"roberta\"").as_bytes(),
+    );
+    assert_eq!(
+        config_key_of(&Embedder::load(&dir.0).unwrap_err()),
+        "model_type"
+    );
 }
