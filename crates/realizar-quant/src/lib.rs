@@ -186,9 +186,9 @@ fn run<W: Pod, A: Pod>(
             });
         }
     }
-    let wb = w_rows.len() / n_rows.max(1); // blocks per weight row
-    let ab = acts.len() / m.max(1); // blocks per activation row
-                                    // Tiles: a few weight rows (they stay in L1) against a few activation rows.
+    let wb = g.w_row / core::mem::size_of::<W>(); // blocks per weight row
+    let ab = g.a_row / core::mem::size_of::<A>(); // blocks per activation row
+                                                  // Tiles: a few weight rows (they stay in L1) against a few activation rows.
     const ROW_TILE: usize = 8;
     const ACT_TILE: usize = 8;
     let mut r0 = rows.start;

@@ -332,6 +332,27 @@ fn matmul_and_matvec_are_bit_identical_to_vec_dot() {
     }
 }
 
+/// Regression: blocks per row were once derived from the rows *asked for* over the rows the
+/// buffer holds, so a range ending before the last row read the wrong bytes.
+#[test]
+fn matvec_on_leading_rows_of_a_larger_matrix() {
+    let n = 256;
+    for ty in WEIGHT_TYPES {
+        let w: Vec<u8> = (0..6)
+            .flat_map(|r| quantize(ty, &generate_data(r as f32, n)))
+            .collect();
+        let act = quantize(ty.vec_dot_type(), &generate_data(9.0, n));
+        let wr = ty.row_bytes(n).unwrap_or(0);
+        let mut out = [0.0f32; 2];
+        matvec(ty, n, &w, 1..3, &act, &mut out).expect("matvec");
+        for (k, o) in out.iter().enumerate() {
+            let r = k + 1;
+            let d = vec_dot(ty, n, &w[r * wr..(r + 1) * wr], &act).expect("dot");
+            assert_eq!(o.to_bits(), d.to_bits(), "{ty} row {r}");
+        }
+    }
+}
+
 #[test]
 fn bad_arguments_are_errors() {
     let n = 64;

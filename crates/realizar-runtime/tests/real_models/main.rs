@@ -3,3 +3,4 @@
 
 mod bert;
 mod common;
+mod quant_blocks;
