@@ -2,4 +2,561 @@
 //!
 //! A leaf crate: it takes plain vocabulary, merges, scores and configuration structs, so it can be
 //! embedded on its own. `realizar-runtime` adapts GGUF metadata and `tokenizer.json` into them.
+//!
+//! The token ids follow the reference engines exactly: llama.cpp for BPE and SentencePiece
+//! vocabularies (special-token partition, pre-tokenizer regexes, merge order, byte fallback),
+//! Hugging Face `tokenizers` for WordPiece.
+//!
+//! ```
+//! use realizar_tokenize::{BpeConfig, EncodeOptions, PreTokenizerKind, SpecialTokens, Tokenizer};
+//!
+//! // A tiny byte-level vocabulary: "h", "i", "hi" and one merge.
+//! let cfg = BpeConfig {
+//!     tokens: vec!["h".into(), "i".into(), "hi".into(), "<s>".into()],
+//!     token_types: vec![1, 1, 1, 3],
+//!     merges: vec![("h".into(), "i".into())],
+//!     pre: PreTokenizerKind::Gpt2,
+//!     special: SpecialTokens { bos: Some(3), add_bos: true, ..Default::default() },
+//! };
+//! let tok = Tokenizer::from_bpe(cfg).unwrap();
+//! let ids = tok.encode("hi", EncodeOptions::default()).unwrap();
+//! assert_eq!(ids, [3, 2]);
+//! assert_eq!(tok.decode(&ids, true).unwrap(), "hi");
+//! ```
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bpe;
+pub mod chat;
+mod error;
+mod pretok;
+mod spm;
+mod stream;
+mod unicode;
+mod vocab;
+mod wordpiece;
+
+use std::collections::HashMap;
+
+pub use chat::{ChatMessage, ChatTemplate};
+pub use error::TokenizeError;
+pub use pretok::PreTokenizerKind;
+pub use stream::StreamDecoder;
+pub use vocab::{SpecialTokens, TokenType};
+pub use wordpiece::{AddedToken, BertNormalizerConfig, WordPieceConfig};
+
+use bpe::BpeModel;
+use spm::SpmModel;
+use vocab::{Fragment, Vocab};
+use wordpiece::WordPieceModel;
+
+/// A byte-level BPE vocabulary (GGUF `tokenizer.ggml.model = "gpt2"`, or a `tokenizer.json`
+/// with a `BPE` model and a byte-level pre-tokenizer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BpeConfig {
+    /// Token texts (in GPT-2 byte-level characters), by id.
+    pub tokens: Vec<String>,
+    /// GGUF token types (see [`TokenType::from_gguf`]), one per token.
+    pub token_types: Vec<i32>,
+    /// Merge rules, highest priority first.
+    pub merges: Vec<(String, String)>,
+    /// The pre-tokenizer.
+    pub pre: PreTokenizerKind,
+    /// Special token ids and BOS/EOS insertion.
+    pub special: SpecialTokens,
+}
+
+/// A SentencePiece vocabulary (GGUF `tokenizer.ggml.model = "llama"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpmConfig {
+    /// Token texts (`▁` for spaces), by id.
+    pub tokens: Vec<String>,
+    /// Token scores (higher merges first), one per token.
+    pub scores: Vec<f32>,
+    /// GGUF token types, one per token.
+    pub token_types: Vec<i32>,
+    /// Whether a space is put before the text (and after each special token).
+    pub add_space_prefix: bool,
+    /// Special token ids and BOS/EOS insertion.
+    pub special: SpecialTokens,
+}
+
+/// How to encode a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Add what the model puts around a text: BOS/EOS as its metadata says, `[CLS]`…`[SEP]`
+    /// for BERT (llama.cpp's `add_special`).
+    pub add_special: bool,
+    /// Match control tokens written in the text (`<|im_start|>`); without it they are plain
+    /// text (llama.cpp's `parse_special`). User-defined tokens are always matched.
+    pub parse_special: bool,
+}
+
+impl Default for EncodeOptions {
+    /// `add_special: true, parse_special: false`, like llama.cpp's default for prompts.
+    fn default() -> Self {
+        EncodeOptions {
+            add_special: true,
+            parse_special: false,
+        }
+    }
+}
+
+/// Ids with the attention mask and token type ids a BERT encoder takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Encoding {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// 1 for every token (encodings are never padded).
+    pub attention_mask: Vec<u32>,
+    /// Segment ids (0 for a single text).
+    pub type_ids: Vec<u32>,
+}
+
+#[derive(Debug)]
+enum Model {
+    Bpe(Box<BpeModel>),
+    Spm(Box<SpmModel>),
+    WordPiece(WordPieceModel),
+}
+
+/// The kind of tokenizer model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModelKind {
+    /// Byte-level BPE.
+    Bpe,
+    /// SentencePiece.
+    SentencePiece,
+    /// WordPiece.
+    WordPiece,
+}
+
+/// A tokenizer: text → token ids → text.
+#[derive(Debug)]
+pub struct Tokenizer {
+    vocab: Vocab,
+    special: SpecialTokens,
+    eog: Vec<u32>,
+    model: Model,
+    /// Decoded bytes of each token (for SentencePiece without the leading-space rule).
+    pieces: Vec<Box<[u8]>>,
+}
+
+/// Texts of tokens that end generation (llama.cpp's end-of-generation list, plus its FIM
+/// repository/separator/padding tokens, which it also treats as end of generation).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<｜end▁of▁sentence｜>",
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<PAD>",
+    "<|fim_repo|>",
+    "<fim-repo>",
+    "<fim_repo>",
+    "<|repo_name|>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
+    "<fim-sep>",
+    "<fim_sep>",
+];
+
+/// Texts of end-of-turn tokens, used when the metadata names none.
+pub const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<EOT>",
+    "_<EOT>",
+    "<｜end▁of▁sentence｜>",
+];
+
+fn types_from_gguf(types: &[i32], n_tokens: usize) -> Result<Vec<TokenType>, TokenizeError> {
+    if types.len() != n_tokens {
+        return Err(TokenizeError::LengthMismatch {
+            what: "token types",
+            len: types.len(),
+            n_tokens,
+        });
+    }
+    types
+        .iter()
+        .enumerate()
+        .map(|(index, &value)| {
+            TokenType::from_gguf(value).ok_or(TokenizeError::InvalidTokenType { index, value })
+        })
+        .collect()
+}
+
+impl Tokenizer {
+    /// Builds a byte-level BPE tokenizer.
+    pub fn from_bpe(cfg: BpeConfig) -> Result<Tokenizer, TokenizeError> {
+        let types = types_from_gguf(&cfg.token_types, cfg.tokens.len())?;
+        let vocab = Vocab::new(cfg.tokens, types)?;
+        let model = BpeModel::new(&vocab, &cfg.merges, cfg.pre)?;
+        Self::finish(vocab, cfg.special, Model::Bpe(Box::new(model)))
+    }
+
+    /// Builds a SentencePiece tokenizer.
+    pub fn from_spm(cfg: SpmConfig) -> Result<Tokenizer, TokenizeError> {
+        let types = types_from_gguf(&cfg.token_types, cfg.tokens.len())?;
+        if cfg.scores.len() != cfg.tokens.len() {
+            return Err(TokenizeError::LengthMismatch {
+                what: "scores",
+                len: cfg.scores.len(),
+                n_tokens: cfg.tokens.len(),
+            });
+        }
+        let vocab = Vocab::new(cfg.tokens, types)?;
+        let model = SpmModel::new(&vocab, cfg.scores, cfg.add_space_prefix);
+        Self::finish(vocab, cfg.special, Model::Spm(Box::new(model)))
+    }
+
+    /// Builds a WordPiece tokenizer.
+    pub fn from_wordpiece(cfg: WordPieceConfig) -> Result<Tokenizer, TokenizeError> {
+        let n = cfg.vocab.len();
+        let mut types = vec![TokenType::Normal; n];
+        for t in &cfg.added_tokens {
+            let slot = types
+                .get_mut(t.id as usize)
+                .ok_or(TokenizeError::SpecialOutOfRange {
+                    what: "added",
+                    id: t.id,
+                    vocab_size: n,
+                })?;
+            if t.special {
+                *slot = TokenType::Control;
+            }
+        }
+        let vocab = Vocab::new(cfg.vocab.clone(), types)?;
+        let unk = vocab
+            .id(&cfg.unk_token)
+            .ok_or_else(|| TokenizeError::MissingToken {
+                token: cfg.unk_token.clone(),
+            })?;
+        let special = SpecialTokens {
+            bos: cfg.cls,
+            eos: cfg.sep,
+            unk: Some(unk),
+            ..Default::default()
+        };
+        let model = WordPieceModel::new(&cfg, unk);
+        Self::finish(vocab, special, Model::WordPiece(model))
+    }
+
+    fn finish(
+        vocab: Vocab,
+        special: SpecialTokens,
+        model: Model,
+    ) -> Result<Tokenizer, TokenizeError> {
+        special.check(vocab.len())?;
+        if special.add_bos && special.bos.is_none() {
+            return Err(TokenizeError::MissingToken {
+                token: "BOS (add_bos is set)".into(),
+            });
+        }
+        if special.add_eos && special.eos.is_none() {
+            return Err(TokenizeError::MissingToken {
+                token: "EOS (add_eos is set)".into(),
+            });
+        }
+        let rev: HashMap<char, u8> = bpe::byte_to_char_table()
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
+        let pieces = vocab
+            .tokens
+            .iter()
+            .zip(&vocab.types)
+            .map(|(t, ty)| {
+                let mut out = Vec::new();
+                match (&model, ty) {
+                    (_, TokenType::Control | TokenType::Unknown | TokenType::UserDefined) => {
+                        out.extend_from_slice(t.as_bytes())
+                    }
+                    (Model::Bpe(_), TokenType::Normal) => bpe::decode_byte_level(t, &rev, &mut out),
+                    (Model::Spm(_), TokenType::Normal) => {
+                        out.extend_from_slice(t.replace('\u{2581}', " ").as_bytes())
+                    }
+                    (Model::Spm(_), TokenType::Byte) => {
+                        if let Some(b) = spm::parse_byte_token(t) {
+                            out.push(b);
+                        }
+                    }
+                    (Model::WordPiece(_), TokenType::Normal) => out.extend_from_slice(t.as_bytes()),
+                    _ => {}
+                }
+                out.into_boxed_slice()
+            })
+            .collect();
+        let mut eog: Vec<u32> = special.eos.into_iter().chain(special.eot).collect();
+        if !matches!(model, Model::WordPiece(_)) {
+            for text in EOG_TEXTS {
+                if let Some(id) = vocab.id(text) {
+                    if vocab
+                        .token_type(id)
+                        .is_some_and(|t| matches!(t, TokenType::Control | TokenType::UserDefined))
+                    {
+                        eog.push(id);
+                    }
+                }
+            }
+        }
+        eog.sort_unstable();
+        eog.dedup();
+        Ok(Tokenizer {
+            vocab,
+            special,
+            eog,
+            model,
+            pieces,
+        })
+    }
+
+    /// The kind of model.
+    pub fn kind(&self) -> ModelKind {
+        match self.model {
+            Model::Bpe(_) => ModelKind::Bpe,
+            Model::Spm(_) => ModelKind::SentencePiece,
+            Model::WordPiece(_) => ModelKind::WordPiece,
+        }
+    }
+
+    /// Number of tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    /// Beginning-of-sequence id (`[CLS]` for WordPiece).
+    pub fn bos_id(&self) -> Option<u32> {
+        self.special.bos
+    }
+
+    /// End-of-sequence id (`[SEP]` for WordPiece).
+    pub fn eos_id(&self) -> Option<u32> {
+        self.special.eos
+    }
+
+    /// End-of-turn id.
+    pub fn eot_id(&self) -> Option<u32> {
+        self.special.eot
+    }
+
+    /// Ids that end generation (EOS, EOT and the model's other end-of-generation tokens), sorted.
+    pub fn eog_ids(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// Whether an id ends generation.
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog.binary_search(&id).is_ok()
+    }
+
+    /// The special token ids and BOS/EOS flags.
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    /// The vocabulary text of a token (byte-level characters for BPE, `▁` for SentencePiece).
+    pub fn token_to_piece(&self, id: u32) -> Option<&str> {
+        self.vocab.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// The type of a token.
+    pub fn token_type(&self, id: u32) -> Option<TokenType> {
+        self.vocab.token_type(id)
+    }
+
+    /// The id of a token text, if it is in the vocabulary.
+    pub fn token_to_id(&self, text: &str) -> Option<u32> {
+        self.vocab.id(text)
+    }
+
+    /// The bytes a token decodes to on its own (empty for unused tokens; control tokens give
+    /// their text).
+    pub fn token_bytes(&self, id: u32) -> Result<&[u8], TokenizeError> {
+        self.pieces
+            .get(id as usize)
+            .map(|b| &b[..])
+            .ok_or(TokenizeError::InvalidId {
+                id,
+                vocab_size: self.vocab.len(),
+            })
+    }
+
+    /// Encodes a text.
+    pub fn encode(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>, TokenizeError> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if let Model::WordPiece(wp) = &self.model {
+            return Ok(self.encode_wordpiece(wp, text, opts.add_special).ids);
+        }
+        if opts.add_special && self.special.add_bos {
+            out.extend(self.special.bos);
+        }
+        let frags = self.vocab.partition(text, opts.parse_special);
+        match &self.model {
+            Model::Bpe(m) => {
+                for f in frags {
+                    match f {
+                        Fragment::Text(t) => m.encode(&self.vocab, t, &mut out),
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
+            Model::Spm(m) => {
+                let mut prev_special = true;
+                let mut buf = String::new();
+                for f in frags {
+                    match f {
+                        Fragment::Text(t) => {
+                            buf.clear();
+                            if m.add_space_prefix && prev_special {
+                                buf.push(' ');
+                            }
+                            buf.push_str(t);
+                            m.encode(&self.vocab, &buf, &mut out)?;
+                            prev_special = false;
+                        }
+                        Fragment::Token(id) => {
+                            out.push(id);
+                            prev_special = true;
+                        }
+                    }
+                }
+            }
+            Model::WordPiece(_) => {}
+        }
+        if opts.add_special && self.special.add_eos {
+            out.extend(self.special.eos);
+        }
+        Ok(out)
+    }
+
+    /// Encodes a text with the attention mask and type ids a BERT encoder takes. For BPE and
+    /// SentencePiece the mask is all ones and the type ids all zeros.
+    pub fn encode_with_mask(
+        &self,
+        text: &str,
+        add_special: bool,
+    ) -> Result<Encoding, TokenizeError> {
+        if let Model::WordPiece(wp) = &self.model {
+            return Ok(self.encode_wordpiece(wp, text, add_special));
+        }
+        let ids = self.encode(
+            text,
+            EncodeOptions {
+                add_special,
+                parse_special: false,
+            },
+        )?;
+        let n = ids.len();
+        Ok(Encoding {
+            ids,
+            attention_mask: vec![1; n],
+            type_ids: vec![0; n],
+        })
+    }
+
+    fn encode_wordpiece(&self, wp: &WordPieceModel, text: &str, add_special: bool) -> Encoding {
+        let mut body = Vec::new();
+        wp.encode(&self.vocab, text, &mut body);
+        let (pre, post): (Vec<u32>, Vec<u32>) = if add_special {
+            (wp.cls.into_iter().collect(), wp.sep.into_iter().collect())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if let Some(max) = wp.max_length {
+            body.truncate(max.saturating_sub(pre.len() + post.len()));
+        }
+        let ids: Vec<u32> = pre.into_iter().chain(body).chain(post).collect();
+        let n = ids.len();
+        Encoding {
+            ids,
+            attention_mask: vec![1; n],
+            type_ids: vec![0; n],
+        }
+    }
+
+    /// Appends the bytes of token `id` at position `first` (no output before it) to `out`.
+    pub(crate) fn append_piece(
+        &self,
+        id: u32,
+        first: bool,
+        skip_special: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TokenizeError> {
+        let bytes = self.token_bytes(id)?;
+        let ty = self.vocab.token_type(id).unwrap_or(TokenType::Undefined);
+        if skip_special && ty.is_special() {
+            return Ok(());
+        }
+        match &self.model {
+            Model::Spm(m) if first && m.add_space_prefix && ty == TokenType::Normal => {
+                out.extend_from_slice(bytes.strip_prefix(b" ").unwrap_or(bytes));
+            }
+            Model::WordPiece(wp) if ty == TokenType::Normal => {
+                match bytes.strip_prefix(wp.prefix.as_bytes()) {
+                    Some(rest) if !wp.prefix.is_empty() => out.extend_from_slice(rest),
+                    _ => {
+                        if !first {
+                            out.push(b' ');
+                        }
+                        out.extend_from_slice(bytes);
+                    }
+                }
+            }
+            Model::WordPiece(_) => {
+                if !first && !bytes.is_empty() {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(bytes);
+            }
+            _ => out.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    /// Decodes ids to bytes (which need not be valid UTF-8 when the ids end inside a character).
+    pub fn decode_bytes(&self, ids: &[u32], skip_special: bool) -> Result<Vec<u8>, TokenizeError> {
+        let mut out = Vec::new();
+        for &id in ids {
+            let first = out.is_empty();
+            self.append_piece(id, first, skip_special, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Decodes ids to text; byte sequences that are not UTF-8 become U+FFFD. With
+    /// `skip_special`, control and unknown tokens are left out.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TokenizeError> {
+        let bytes = self.decode_bytes(ids, skip_special)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    /// A streaming decoder over this tokenizer.
+    pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
+        StreamDecoder::new(self, skip_special)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,409 @@
+//! Chat templates: a model's own Jinja template rendered with `minijinja`, with the environment
+//! Hugging Face `transformers` and llama.cpp give such templates (`trim_blocks`,
+//! `lstrip_blocks`, loop controls, Python string/dict methods, `raise_exception`,
+//! `strftime_now`, and a `tojson` that writes JSON the way Python's `json.dumps` does, honouring
+//! `ensure_ascii`, `indent`, `separators` and `sort_keys`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Kwargs, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, Value};
+
+use crate::TokenizeError;
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, …
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A compiled chat template.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+const NAME: &str = "chat_template";
+
+impl ChatTemplate {
+    /// Compiles a template; `bos` and `eos` are the texts it sees as `bos_token`/`eos_token`.
+    pub fn new(
+        source: &str,
+        bos: impl Into<String>,
+        eos: impl Into<String>,
+    ) -> Result<ChatTemplate, TokenizeError> {
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| TokenizeError::Template(format!("{e:#}")))?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| TokenizeError::Template(format!("{e:#}")))?;
+        Ok(ChatTemplate {
+            env,
+            bos: bos.into(),
+            eos: eos.into(),
+        })
+    }
+
+    /// Renders a conversation; with `add_generation_prompt` the template adds the opening of
+    /// the assistant's turn.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizeError> {
+        let msgs: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let mut map = BTreeMap::new();
+                map.insert("role".to_string(), Value::from(m.role.as_str()));
+                map.insert("content".to_string(), Value::from(m.content.as_str()));
+                Value::from(map)
+            })
+            .collect();
+        let mut ctx = BTreeMap::new();
+        ctx.insert("messages".to_string(), Value::from(msgs));
+        ctx.insert(
+            "add_generation_prompt".to_string(),
+            Value::from(add_generation_prompt),
+        );
+        ctx.insert("bos_token".to_string(), Value::from(self.bos.as_str()));
+        ctx.insert("eos_token".to_string(), Value::from(self.eos.as_str()));
+        let tmpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| TokenizeError::Template(format!("{e:#}")))?;
+        tmpl.render(Value::from(ctx))
+            .map_err(|e| TokenizeError::Template(render_error(&e)))
+    }
+}
+
+fn render_error(e: &Error) -> String {
+    if e.kind() == ErrorKind::InvalidOperation {
+        if let Some(detail) = e.detail() {
+            return format!("template raised an exception: {detail}");
+        }
+    }
+    format!("{e:#}")
+}
+
+fn raise_exception(msg: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, msg))
+}
+
+/// `strftime_now(format)`: the current UTC time formatted with the common `strftime` fields.
+fn strftime_now(format: String) -> Result<String, Error> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(strftime(&format, secs))
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// Civil date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn strftime(format: &str, secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let (y, m, d) = civil(days);
+    let wd = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
+    let month = MONTHS.get(m as usize - 1).copied().unwrap_or("");
+    let day = DAYS.get(wd).copied().unwrap_or("");
+    let jan1 = days - (1..m).map(|mm| month_len(y, mm)).sum::<i64>() - i64::from(d) + 1;
+    let yday = days - jan1 + 1;
+    let mut out = String::new();
+    let mut it = format.chars();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let _ = match it.next() {
+            Some('Y') => write!(out, "{y}"),
+            Some('y') => write!(out, "{:02}", y.rem_euclid(100)),
+            Some('m') => write!(out, "{m:02}"),
+            Some('d') => write!(out, "{d:02}"),
+            Some('e') => write!(out, "{d:2}"),
+            Some('B') => write!(out, "{month}"),
+            Some('b') | Some('h') => write!(out, "{}", month.get(..3).unwrap_or("")),
+            Some('A') => write!(out, "{day}"),
+            Some('a') => write!(out, "{}", day.get(..3).unwrap_or("")),
+            Some('H') => write!(out, "{h:02}"),
+            Some('I') => write!(out, "{:02}", if h % 12 == 0 { 12 } else { h % 12 }),
+            Some('p') => write!(out, "{}", if h < 12 { "AM" } else { "PM" }),
+            Some('M') => write!(out, "{mi:02}"),
+            Some('S') => write!(out, "{s:02}"),
+            Some('j') => write!(out, "{yday:03}"),
+            Some('%') => write!(out, "%"),
+            Some(o) => write!(out, "%{o}"),
+            None => write!(out, "%"),
+        };
+    }
+    out
+}
+
+fn month_len(y: i64, m: u32) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+struct JsonOpts {
+    ensure_ascii: bool,
+    indent: Option<String>,
+    item_sep: String,
+    key_sep: String,
+    sort_keys: bool,
+}
+
+/// `tojson` as `transformers` defines it for chat templates: `json.dumps(x, ensure_ascii=False,
+/// indent=None, separators=None, sort_keys=False)` by default, with no HTML escaping.
+fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let indent: Option<Value> = kwargs.get("indent")?;
+    let separators: Option<Value> = kwargs.get("separators")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() || v.is_undefined() => None,
+        Some(v) => match (v.as_i64(), v.as_str()) {
+            (Some(n), _) => Some(" ".repeat(usize::try_from(n).unwrap_or(0))),
+            (_, Some(s)) => Some(s.to_string()),
+            _ => None,
+        },
+    };
+    let (mut item_sep, key_sep) = (
+        if indent.is_some() { "," } else { ", " }.to_string(),
+        ": ".to_string(),
+    );
+    let mut key_sep = key_sep;
+    if let Some(seps) = separators.filter(|v| !v.is_none() && !v.is_undefined()) {
+        let parts: Vec<Value> = seps.try_iter()?.collect();
+        if let [a, b] = parts.as_slice() {
+            item_sep = a.as_str().unwrap_or(",").to_string();
+            key_sep = b.as_str().unwrap_or(":").to_string();
+        }
+    }
+    let opts = JsonOpts {
+        ensure_ascii: ensure_ascii.unwrap_or(false),
+        indent,
+        item_sep,
+        key_sep,
+        sort_keys: sort_keys.unwrap_or(false),
+    };
+    let mut out = String::new();
+    write_json(value, &opts, 0, &mut out)?;
+    Ok(Value::from_safe_string(out))
+}
+
+fn write_json_str(s: &str, ascii: bool, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (ascii && (c as u32) > 0x7E) => {
+                let mut buf = [0u16; 2];
+                for u in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{u:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn newline(opts: &JsonOpts, depth: usize, out: &mut String) {
+    if let Some(ind) = &opts.indent {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str(ind);
+        }
+    }
+}
+
+fn write_json(v: &Value, opts: &JsonOpts, depth: usize, out: &mut String) -> Result<(), Error> {
+    if depth > 64 {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "tojson: nesting too deep",
+        ));
+    }
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+        ValueKind::Number => {
+            if let Some(i) = v.as_i64() {
+                let _ = write!(out, "{i}");
+            } else {
+                let f = f64::try_from(v.clone()).unwrap_or(f64::NAN);
+                if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
+                    let _ = write!(out, "{f:.1}");
+                } else if f.is_nan() {
+                    out.push_str("NaN");
+                } else {
+                    let _ = write!(out, "{f}");
+                }
+            }
+        }
+        ValueKind::String => write_json_str(v.as_str().unwrap_or(""), opts.ensure_ascii, out),
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<Value> = v.try_iter()?.collect();
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(&opts.item_sep);
+                }
+                newline(opts, depth + 1, out);
+                write_json(item, opts, depth + 1, out)?;
+            }
+            if !items.is_empty() {
+                newline(opts, depth, out);
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            let mut keys: Vec<Value> = v.try_iter()?.collect();
+            if opts.sort_keys {
+                keys.sort();
+            }
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(&opts.item_sep);
+                }
+                newline(opts, depth + 1, out);
+                let ks = k.as_str().map_or_else(|| k.to_string(), str::to_string);
+                write_json_str(&ks, opts.ensure_ascii, out);
+                out.push_str(&opts.key_sep);
+                write_json(&v.get_item(k)?, opts, depth + 1, out)?;
+            }
+            if !keys.is_empty() {
+                newline(opts, depth, out);
+            }
+            out.push('}');
+        }
+        _ => write_json_str(&v.to_string(), opts.ensure_ascii, out),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    #[test]
+    fn renders_chatml() {
+        let t = ChatTemplate::new(CHATML, "", "").unwrap();
+        let s = t.render(&[ChatMessage::new("user", "Hi")], true).unwrap();
+        assert_eq!(s, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn raise_exception_is_an_error_with_its_message() {
+        let t = ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
+        let e = t.render(&[], false).unwrap_err();
+        assert!(
+            matches!(&e, TokenizeError::Template(m) if m.contains("no system role")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn python_methods_loop_controls_and_tojson() {
+        let src = "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m.content.strip().upper() }}{{ m | tojson }}{{ 'é<' | tojson(ensure_ascii=True) }}{% endfor %}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        let s = t
+            .render(
+                &[ChatMessage::new("user", " hé "), ChatMessage::new("x", "y")],
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            s,
+            "HÉ{\"content\": \" hé \", \"role\": \"user\"}\"\\u00e9<\""
+        );
+    }
+
+    #[test]
+    fn strftime_formats_known_dates() {
+        // 2024-02-29 13:05:09 UTC, a Thursday.
+        assert_eq!(
+            strftime("%d %B %Y %a %H:%M:%S %j", 1_709_211_909),
+            "29 February 2024 Thu 13:05:09 060"
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The vocabulary shared by every tokenizer model: token texts, types, the text → id map, and
+//! the special-token partition that runs before the model's own algorithm.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::TokenizeError;
+
+/// The type of a token, as GGUF's `tokenizer.ggml.token_type` stores it (llama.cpp's
+/// `llama_token_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// 0: no type given.
+    Undefined,
+    /// 1: an ordinary token.
+    Normal,
+    /// 2: the unknown token.
+    Unknown,
+    /// 3: a control token (BOS, EOS, `<|im_start|>`, …): matched in text only when the caller
+    /// asks for special-token parsing, and left out of decoded text on request.
+    Control,
+    /// 4: a user-defined token: always matched in text, decoded verbatim.
+    UserDefined,
+    /// 5: an unused slot.
+    Unused,
+    /// 6: a SentencePiece byte-fallback token (`<0xNN>`).
+    Byte,
+}
+
+impl TokenType {
+    /// The type of a GGUF token-type value, or `None` for a value outside 0 to 6.
+    pub fn from_gguf(value: i32) -> Option<TokenType> {
+        Some(match value {
+            0 => TokenType::Undefined,
+            1 => TokenType::Normal,
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            _ => return None,
+        })
+    }
+
+    /// Whether the token is a control or unknown token (left out of decoded text when special
+    /// tokens are skipped, and only matched in text with special-token parsing).
+    pub fn is_special(self) -> bool {
+        matches!(self, TokenType::Control | TokenType::Unknown)
+    }
+}
+
+/// Ids of the special tokens, and whether encoding adds BOS/EOS around a text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// Beginning of sequence.
+    pub bos: Option<u32>,
+    /// End of sequence.
+    pub eos: Option<u32>,
+    /// End of turn (chat models).
+    pub eot: Option<u32>,
+    /// Unknown token.
+    pub unk: Option<u32>,
+    /// Padding token.
+    pub pad: Option<u32>,
+    /// Whether `encode` with `add_special` puts BOS first.
+    pub add_bos: bool,
+    /// Whether `encode` with `add_special` puts EOS last.
+    pub add_eos: bool,
+}
+
+impl SpecialTokens {
+    pub(crate) fn check(&self, vocab_size: usize) -> Result<(), TokenizeError> {
+        for (what, id) in [
+            ("BOS", self.bos),
+            ("EOS", self.eos),
+            ("EOT", self.eot),
+            ("unknown", self.unk),
+            ("padding", self.pad),
+        ] {
+            if let Some(id) = id {
+                if id as usize >= vocab_size {
+                    return Err(TokenizeError::SpecialOutOfRange {
+                        what,
+                        id,
+                        vocab_size,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A piece of text after the special-token partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fragment<'a> {
+    Text(&'a str),
+    Token(u32),
+}
+
+/// Finds special tokens in text with llama.cpp's priority: longest token first, each token's
+/// occurrences left to right, never overlapping an occurrence already taken
+/// (`tokenizer_st_partition` in llama.cpp's src/llama-vocab.cpp).
+#[derive(Debug)]
+struct SpecialMatcher {
+    ac: AhoCorasick,
+    /// Token id of each pattern.
+    ids: Vec<u32>,
+    /// Priority of each pattern (0 first).
+    prio: Vec<u32>,
+}
+
+impl SpecialMatcher {
+    fn new(tokens: &[String], ids: Vec<u32>) -> Option<SpecialMatcher> {
+        if ids.is_empty() {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        let len_of = |i: usize| {
+            ids.get(i)
+                .and_then(|&id| tokens.get(id as usize))
+                .map_or(0, |t| t.len())
+        };
+        order.sort_by(|&a, &b| len_of(b).cmp(&len_of(a)).then(ids.get(a).cmp(&ids.get(b))));
+        let mut prio = vec![0u32; ids.len()];
+        for (rank, &i) in order.iter().enumerate() {
+            if let Some(p) = prio.get_mut(i) {
+                *p = u32::try_from(rank).unwrap_or(u32::MAX);
+            }
+        }
+        let pats: Vec<&str> = ids
+            .iter()
+            .map(|&id| tokens.get(id as usize).map_or("", |s| s.as_str()))
+            .collect();
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .build(&pats)
+            .ok()?;
+        Some(SpecialMatcher { ac, ids, prio })
+    }
+
+    fn partition<'t>(&self, text: &'t str, out: &mut Vec<Fragment<'t>>) {
+        // (priority, start, end, id) of every occurrence.
+        let mut cands: Vec<(u32, usize, usize, u32)> = self
+            .ac
+            .find_overlapping_iter(text)
+            .filter_map(|m| {
+                let p = m.pattern().as_usize();
+                Some((*self.prio.get(p)?, m.start(), m.end(), *self.ids.get(p)?))
+            })
+            .collect();
+        if cands.is_empty() {
+            out.push(Fragment::Text(text));
+            return;
+        }
+        cands.sort_unstable();
+        // Taken occurrences: start → (end, id).
+        let mut taken: BTreeMap<usize, (usize, u32)> = BTreeMap::new();
+        for (_, start, end, id) in cands {
+            let before_ok = taken
+                .range(..=start)
+                .next_back()
+                .is_none_or(|(_, &(e, _))| e <= start);
+            let after_ok = taken.range(start..).next().is_none_or(|(&s, _)| s >= end);
+            if before_ok && after_ok {
+                taken.insert(start, (end, id));
+            }
+        }
+        let mut pos = 0;
+        for (start, (end, id)) in taken {
+            if start > pos {
+                if let Some(t) = text.get(pos..start) {
+                    out.push(Fragment::Text(t));
+                }
+            }
+            out.push(Fragment::Token(id));
+            pos = end;
+        }
+        if pos < text.len() {
+            if let Some(t) = text.get(pos..) {
+                out.push(Fragment::Text(t));
+            }
+        }
+    }
+}
+
+/// Token texts, types and the lookup map.
+#[derive(Debug)]
+pub(crate) struct Vocab {
+    pub(crate) tokens: Vec<String>,
+    pub(crate) types: Vec<TokenType>,
+    /// Text → id; where a text appears twice the later id wins, as in llama.cpp.
+    pub(crate) map: HashMap<String, u32>,
+    /// Control, unknown and user-defined tokens (parsed with special-token parsing).
+    all_special: Option<SpecialMatcher>,
+    /// User-defined tokens only (always parsed).
+    user_defined: Option<SpecialMatcher>,
+}
+
+impl Vocab {
+    pub(crate) fn new(tokens: Vec<String>, types: Vec<TokenType>) -> Result<Vocab, TokenizeError> {
+        if tokens.is_empty() {
+            return Err(TokenizeError::EmptyVocab);
+        }
+        if types.len() != tokens.len() {
+            return Err(TokenizeError::LengthMismatch {
+                what: "token types",
+                len: types.len(),
+                n_tokens: tokens.len(),
+            });
+        }
+        if u32::try_from(tokens.len()).is_err() {
+            return Err(TokenizeError::LengthMismatch {
+                what: "tokens",
+                len: tokens.len(),
+                n_tokens: u32::MAX as usize,
+            });
+        }
+        let mut map = HashMap::with_capacity(tokens.len());
+        let mut all = Vec::new();
+        let mut user = Vec::new();
+        for (i, (t, ty)) in tokens.iter().zip(&types).enumerate() {
+            let id = i as u32;
+            map.insert(t.clone(), id);
+            if t.is_empty() {
+                continue;
+            }
+            match ty {
+                TokenType::Control | TokenType::Unknown => all.push(id),
+                TokenType::UserDefined => {
+                    all.push(id);
+                    user.push(id);
+                }
+                _ => {}
+            }
+        }
+        let all_special = SpecialMatcher::new(&tokens, all);
+        let user_defined = SpecialMatcher::new(&tokens, user);
+        Ok(Vocab {
+            tokens,
+            types,
+            map,
+            all_special,
+            user_defined,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub(crate) fn token_type(&self, id: u32) -> Option<TokenType> {
+        self.types.get(id as usize).copied()
+    }
+
+    pub(crate) fn id(&self, text: &str) -> Option<u32> {
+        self.map.get(text).copied()
+    }
+
+    /// Splits text at the special tokens that apply.
+    pub(crate) fn partition<'t>(&self, text: &'t str, parse_special: bool) -> Vec<Fragment<'t>> {
+        let mut out = Vec::new();
+        if text.is_empty() {
+            return out;
+        }
+        let m = if parse_special {
+            &self.all_special
+        } else {
+            &self.user_defined
+        };
+        match m {
+            Some(m) => m.partition(text, &mut out),
+            None => out.push(Fragment::Text(text)),
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab(toks: &[(&str, TokenType)]) -> Vocab {
+        Vocab::new(
+            toks.iter().map(|t| t.0.to_string()).collect(),
+            toks.iter().map(|t| t.1).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn longest_special_token_wins_even_when_a_shorter_one_starts_earlier() {
+        let v = vocab(&[
+            ("ab", TokenType::Control),
+            ("bcd", TokenType::Control),
+            ("x", TokenType::Normal),
+        ]);
+        let f = v.partition("abcd ab", true);
+        assert_eq!(
+            f,
+            [
+                Fragment::Text("a"),
+                Fragment::Token(1),
+                Fragment::Text(" "),
+                Fragment::Token(0)
+            ]
+        );
+        // Without special parsing, control tokens are plain text.
+        assert_eq!(v.partition("abcd", false), [Fragment::Text("abcd")]);
+    }
+
+    #[test]
+    fn user_defined_tokens_are_always_matched() {
+        let v = vocab(&[
+            ("\n", TokenType::UserDefined),
+            ("\n\n", TokenType::UserDefined),
+        ]);
+        let f = v.partition("a\n\n\nb", false);
+        assert_eq!(
+            f,
+            [
+                Fragment::Text("a"),
+                Fragment::Token(1),
+                Fragment::Token(0),
+                Fragment::Text("b")
+            ]
+        );
+    }
+}
