@@ -1,0 +1,78 @@
+//! Llama (and llama-shaped models such as SmolLM2): RMSNorm, SwiGLU, RoPE in the normal
+//! (adjacent pairs) layout — llama.cpp's converter permutes Q/K so that GGUF llama models use it.
+//! Follows llama.cpp src/models/llama.cpp.
+
+use realizar_format_gguf::GgufFile;
+
+use super::Meta;
+use crate::layers::{Rope, RopeLayout};
+use crate::{Activation, DecoderConfig, LayerSpec, NnError};
+
+/// The configuration of a `llama` GGUF file.
+pub fn config(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
+    let m = Meta {
+        file,
+        arch: "llama",
+    };
+    let n_embd = m.count("embedding_length")?;
+    let n_layer = m.count("block_count")?;
+    let n_head = m.count("attention.head_count")?;
+    let n_head_kv = m.opt_count("attention.head_count_kv")?.unwrap_or(n_head);
+    let n_ff = m.count("feed_forward_length")?;
+    let head_dim = match m.opt_count("attention.key_length")? {
+        Some(k) => k,
+        None => {
+            if n_embd % n_head != 0 {
+                return Err(NnError::BadHyperparameter {
+                    key: m.key("attention.head_count"),
+                    reason: format!("{n_head} heads do not divide the width {n_embd}"),
+                });
+            }
+            n_embd / n_head
+        }
+    };
+    if let Some(v) = m.opt_count("attention.value_length")? {
+        if v != head_dim {
+            return Err(NnError::BadHyperparameter {
+                key: m.key("attention.value_length"),
+                reason: format!("value length {v} differs from key length {head_dim}"),
+            });
+        }
+    }
+    let n_rot = m.opt_count("rope.dimension_count")?.unwrap_or(head_dim);
+    let eps = m
+        .opt_positive("attention.layer_norm_rms_epsilon")?
+        .unwrap_or(1e-5);
+    let rope = Rope {
+        n_dims: n_rot,
+        layout: RopeLayout::Normal,
+        freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(10000.0),
+        freq_scale: m.rope_freq_scale()?,
+        freq_factors: None,
+    };
+    Ok(DecoderConfig {
+        arch: "llama".into(),
+        n_vocab: 0,
+        n_embd,
+        n_layer,
+        n_head,
+        n_head_kv,
+        head_dim,
+        n_ff,
+        context_length: m.opt_count("context_length")?.unwrap_or(2048),
+        norm_eps: eps,
+        embed_scale: None,
+        q_scale: 1.0,
+        kq_scale: 1.0 / (head_dim as f32).sqrt(),
+        qk_norm: false,
+        post_norms: false,
+        activation: Activation::Silu,
+        final_softcap: None,
+        layers: (0..n_layer)
+            .map(|_| LayerSpec {
+                window: None,
+                rope: rope.clone(),
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,116 @@
+//! Architectures: each module maps a GGUF file's metadata to a [`DecoderConfig`]; the tensor
+//! names are llama.cpp's (`token_embd.weight`, `blk.N.attn_q.weight`, ...), shared by all.
+
+pub mod gemma3;
+pub mod llama;
+
+use realizar_format_gguf::GgufFile;
+
+use crate::{DecoderConfig, NnError};
+
+/// The architectures this crate implements, by `general.architecture` value.
+pub const SUPPORTED: &[&str] = &["llama", "gemma3"];
+
+/// The decoder configuration of a GGUF file, by its `general.architecture`.
+pub fn config_from_gguf(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
+    let arch = file
+        .architecture()
+        .map_err(|source| NnError::Metadata {
+            key: "general.architecture".into(),
+            source,
+        })?;
+    match arch {
+        "llama" => llama::config(file),
+        "gemma3" => gemma3::config(file),
+        other => Err(NnError::UnknownArchitecture { name: other.into() }),
+    }
+}
+
+/// Typed access to `{arch}.*` metadata with errors that name the key.
+pub(crate) struct Meta<'f, 'a> {
+    pub file: &'f GgufFile<'a>,
+    pub arch: &'static str,
+}
+
+impl Meta<'_, '_> {
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.arch)
+    }
+
+    fn err(&self, key: String, source: realizar_format_gguf::GgufError) -> NnError {
+        NnError::Metadata { key, source }
+    }
+
+    /// A required positive integer.
+    pub fn count(&self, suffix: &str) -> Result<usize, NnError> {
+        let key = self.key(suffix);
+        let v = self
+            .file
+            .get_u32(&key)
+            .map_err(|e| self.err(key.clone(), e))?;
+        if v == 0 {
+            return Err(NnError::BadHyperparameter {
+                key,
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(v as usize)
+    }
+
+    /// An optional positive integer.
+    pub fn opt_count(&self, suffix: &str) -> Result<Option<usize>, NnError> {
+        if self.file.get(&self.key(suffix)).is_none() {
+            return Ok(None);
+        }
+        self.count(suffix).map(Some)
+    }
+
+    /// An optional float.
+    pub fn opt_f32(&self, suffix: &str) -> Result<Option<f32>, NnError> {
+        let key = self.key(suffix);
+        if self.file.get(&key).is_none() {
+            return Ok(None);
+        }
+        let v = self.file.get_f32(&key).map_err(|e| self.err(key.clone(), e))?;
+        if !v.is_finite() {
+            return Err(NnError::BadHyperparameter {
+                key,
+                reason: format!("{v} is not finite"),
+            });
+        }
+        Ok(Some(v))
+    }
+
+    /// An optional positive float.
+    pub fn opt_positive(&self, suffix: &str) -> Result<Option<f32>, NnError> {
+        match self.opt_f32(suffix)? {
+            Some(v) if v <= 0.0 => Err(NnError::BadHyperparameter {
+                key: self.key(suffix),
+                reason: format!("{v} must be positive"),
+            }),
+            v => Ok(v),
+        }
+    }
+
+    /// `rope.scaling.*`: the linear frequency scale (1 / factor), 1.0 without scaling.
+    pub fn rope_freq_scale(&self) -> Result<f32, NnError> {
+        let ty_key = self.key("rope.scaling.type");
+        let ty = match self.file.get(&ty_key) {
+            None => None,
+            Some(_) => Some(
+                self.file
+                    .get_str(&ty_key)
+                    .map_err(|e| self.err(ty_key.clone(), e))?,
+            ),
+        };
+        let factor = self.opt_positive("rope.scaling.factor")?;
+        match ty {
+            Some("none") => Ok(1.0),
+            None | Some("linear") => Ok(factor.map_or(1.0, |f| 1.0 / f)),
+            Some(other) => Err(NnError::BadHyperparameter {
+                key: ty_key,
+                reason: format!("rope scaling `{other}` is not supported"),
+            }),
+        }
+    }
+}

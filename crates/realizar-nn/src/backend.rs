@@ -1,0 +1,353 @@
+//! The compute backend trait and its CPU implementation.
+//!
+//! A forward pass spends its time in two operations: products of quantized weight matrices with
+//! activations ([`Backend::linear`]) and attention over the KV cache ([`Backend::attention`]).
+//! Those are what a backend provides; the cheap element-wise steps (norms, RoPE, activations)
+//! stay in the decoder. The CPU backend threads both over a persistent rayon pool.
+
+use core::fmt;
+use core::ops::Range;
+
+use half::f16;
+use rayon::prelude::*;
+use realizar_quant::QuantType;
+
+use crate::kv::{KvCache, KvView};
+use crate::layers::{round_f16, softmax_inplace};
+use crate::NnError;
+
+/// A weight matrix in the model's byte store: `rows` rows of `cols` elements of type `ty`,
+/// `len` bytes at `offset`. It holds no bytes itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QTensor {
+    /// The tensor's name in the file.
+    pub name: String,
+    /// Element type.
+    pub ty: QuantType,
+    /// Output features (ggml `ne[1]`).
+    pub rows: usize,
+    /// Input features (ggml `ne[0]`), a multiple of the type's block size.
+    pub cols: usize,
+    /// Byte offset in the store.
+    pub offset: usize,
+    /// Byte length (`rows * row_bytes`).
+    pub len: usize,
+}
+
+impl QTensor {
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        if self.rows == 0 {
+            0
+        } else {
+            self.len / self.rows
+        }
+    }
+
+    /// This tensor's bytes in `store`.
+    pub fn bytes<'a>(&self, store: &'a [u8]) -> Result<&'a [u8], NnError> {
+        self.offset
+            .checked_add(self.len)
+            .and_then(|end| store.get(self.offset..end))
+            .ok_or_else(|| NnError::InvalidArgument {
+                reason: format!("tensor `{}` lies outside the weight store", self.name),
+            })
+    }
+}
+
+/// Scratch space a backend may use for quantized activations; kept by the caller so that the
+/// decode loop does not allocate. Stored as `u64` words for alignment.
+#[derive(Clone, Debug, Default)]
+pub struct ActScratch {
+    words: Vec<u64>,
+}
+
+impl ActScratch {
+    /// A byte buffer of exactly `n` bytes, 8-byte aligned (grows the storage when needed).
+    pub fn bytes_mut(&mut self, n: usize) -> &mut [u8] {
+        let words = n.div_ceil(8);
+        if self.words.len() < words {
+            self.words.resize(words, 0);
+        }
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.words[..words]);
+        &mut bytes[..n]
+    }
+}
+
+/// The largest head dimension the CPU attention supports.
+pub const MAX_HEAD_DIM: usize = 512;
+
+/// The shape of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionShape {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (divides `n_head`).
+    pub n_head_kv: usize,
+    /// Dimension of each head.
+    pub head_dim: usize,
+    /// Scale applied to the dot products before the softmax.
+    pub kq_scale: f32,
+    /// Sliding window: a query at position `p` sees keys at positions `> p - window`.
+    pub window: Option<usize>,
+}
+
+/// The operations a forward pass delegates to a compute backend.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// A short name for logs (`"cpu"`).
+    fn name(&self) -> &str;
+
+    /// Threads the backend computes with.
+    fn threads(&self) -> usize;
+
+    /// `out[t * w.rows + r] = W[r] · x[t]` for `t < m`, with `x` of `m * w.cols` elements
+    /// quantized to the weight type's dot-product type first (as ggml does).
+    fn linear(
+        &self,
+        w: &QTensor,
+        w_bytes: &[u8],
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: &mut ActScratch,
+    ) -> Result<(), NnError>;
+
+    /// Causal attention of `m` queries at positions `pos.start..pos.end` (`q` is
+    /// `m * n_head * head_dim`) over the keys and values of `layer` in `cache` (which already
+    /// holds positions up to `pos.end`); writes `m * n_head * head_dim` into `out`. `scores` is
+    /// scratch of at least `n_head * cache.capacity()` elements.
+    fn attention(
+        &self,
+        shape: &AttentionShape,
+        q: &[f32],
+        cache: &KvCache,
+        layer: usize,
+        pos: Range<usize>,
+        out: &mut [f32],
+        scores: &mut [f32],
+    ) -> Result<(), NnError>;
+}
+
+/// The CPU backend: quantized kernels of `realizar-quant` on a persistent rayon pool.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CpuBackend")
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl CpuBackend {
+    /// A backend with `threads` worker threads (at least 1).
+    pub fn new(threads: usize) -> Result<CpuBackend, NnError> {
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("realizar-cpu-{i}"))
+            .build()
+            .map_err(|e| NnError::ThreadPool {
+                reason: e.to_string(),
+            })?;
+        Ok(CpuBackend { pool, threads })
+    }
+}
+
+fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ {
+    move |source| NnError::Quant {
+        what: what.to_string(),
+        source,
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn linear(
+        &self,
+        w: &QTensor,
+        w_bytes: &[u8],
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: &mut ActScratch,
+    ) -> Result<(), NnError> {
+        let (n, rows) = (w.cols, w.rows);
+        if m == 0 || x.len() < m * n || out.len() < m * rows {
+            return Err(NnError::InvalidArgument {
+                reason: format!(
+                    "linear `{}`: {m} rows of input {} / output {} do not fit {rows}×{n}",
+                    w.name,
+                    x.len(),
+                    out.len()
+                ),
+            });
+        }
+        let vdt = w.ty.vec_dot_type();
+        let arb = vdt.row_bytes(n).ok_or_else(|| NnError::TensorShape {
+            name: w.name.clone(),
+            expected: vec![n.next_multiple_of(vdt.block_size()) as u64, rows as u64],
+            found: vec![n as u64, rows as u64],
+        })?;
+        let act = act.bytes_mut(arb * m);
+        let what = w.name.as_str();
+        for (xt, at) in x.chunks_exact(n).zip(act.chunks_exact_mut(arb)).take(m) {
+            realizar_quant::quantize_row(vdt, xt, at).map_err(quant_err(what))?;
+        }
+        let act = &*act;
+        let out = &mut out[..m * rows];
+        let ty = w.ty;
+        self.pool.install(|| {
+            if m == 1 {
+                // One token: split the output rows over the threads.
+                let chunk = rows.div_ceil(self.threads * 4).max(16);
+                out.par_chunks_mut(chunk)
+                    .enumerate()
+                    .try_for_each(|(ci, o)| {
+                        let r0 = ci * chunk;
+                        realizar_quant::matvec(ty, n, w_bytes, r0..r0 + o.len(), act, o)
+                            .map_err(quant_err(what))
+                    })
+            } else {
+                // A batch: split the tokens over the threads; each runs the batched kernel.
+                let per = m.div_ceil(self.threads);
+                out.par_chunks_mut(per * rows)
+                    .zip(act.par_chunks(per * arb))
+                    .try_for_each(|(o, a)| {
+                        let mt = o.len() / rows;
+                        realizar_quant::matmul(ty, n, w_bytes, 0..rows, a, mt, o, rows)
+                            .map_err(quant_err(what))
+                    })
+            }
+        })
+    }
+
+    fn attention(
+        &self,
+        shape: &AttentionShape,
+        q: &[f32],
+        cache: &KvCache,
+        layer: usize,
+        pos: Range<usize>,
+        out: &mut [f32],
+        scores: &mut [f32],
+    ) -> Result<(), NnError> {
+        let AttentionShape {
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+            ..
+        } = *shape;
+        let m = pos.len();
+        let width = n_head * hd;
+        let cap = cache.capacity();
+        if n_head_kv == 0
+            || n_head % n_head_kv != 0
+            || q.len() < m * width
+            || out.len() < m * width
+            || scores.len() < n_head * cap
+            || pos.end > cap
+            || hd > MAX_HEAD_DIM
+        {
+            return Err(NnError::InvalidArgument {
+                reason: format!("attention of layer {layer}: buffers do not fit the shape"),
+            });
+        }
+        let group = n_head / n_head_kv;
+        let f16_mode = cache.kv_type() == crate::KvType::F16;
+        self.pool.install(|| {
+            for (t, p) in pos.clone().enumerate() {
+                let qt = &q[t * width..(t + 1) * width];
+                let ot = &mut out[t * width..(t + 1) * width];
+                let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
+                let n_keys = p + 1;
+                ot.par_chunks_mut(hd)
+                    .zip(scores.par_chunks_mut(cap))
+                    .enumerate()
+                    .try_for_each(|(h, (oh, sh))| {
+                        let g = h / group;
+                        let (k, v) = cache.head(layer, g, n_keys).ok_or_else(|| {
+                            NnError::InvalidArgument {
+                                reason: format!("attention: no cache for layer {layer} head {g}"),
+                            }
+                        })?;
+                        let qh = &qt[h * hd..(h + 1) * hd];
+                        attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, f16_mode, sh, oh);
+                        Ok(())
+                    })?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// One head of one query: scores over keys `lo..n`, softmax, weighted sum of values.
+///
+/// With an f16 cache the query and the probabilities are rounded to f16 first, as ggml's
+/// f16 matrix products do in llama.cpp's attention (flash attention off).
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    q: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
+    lo: usize,
+    n: usize,
+    hd: usize,
+    scale: f32,
+    f16_mode: bool,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let scores = &mut scores[lo..n];
+    match k {
+        KvView::F16(k) => {
+            let mut qh = [0f32; MAX_HEAD_DIM];
+            let qh = &mut qh[..hd.min(MAX_HEAD_DIM)];
+            for (d, &s) in qh.iter_mut().zip(q) {
+                *d = if f16_mode { round_f16(s) } else { s };
+            }
+            for (s, row) in scores.iter_mut().zip(k[lo * hd..].chunks_exact(hd)) {
+                let mut acc = 0f32;
+                for (&a, b) in qh.iter().zip(row) {
+                    acc += a * b.to_f32();
+                }
+                *s = acc * scale;
+            }
+        }
+        KvView::F32(k) => {
+            for (s, row) in scores.iter_mut().zip(k[lo * hd..].chunks_exact(hd)) {
+                let acc: f32 = q.iter().zip(row).map(|(a, b)| a * b).sum();
+                *s = acc * scale;
+            }
+        }
+    }
+    softmax_inplace(scores);
+    out.iter_mut().for_each(|o| *o = 0.0);
+    match v {
+        KvView::F16(v) => {
+            for (&p, row) in scores.iter().zip(v[lo * hd..].chunks_exact(hd)) {
+                let p = if f16_mode { round_f16(p) } else { p };
+                for (o, b) in out.iter_mut().zip(row) {
+                    *o += p * f16::to_f32(*b);
+                }
+            }
+        }
+        KvView::F32(v) => {
+            for (&p, row) in scores.iter().zip(v[lo * hd..].chunks_exact(hd)) {
+                for (o, b) in out.iter_mut().zip(row) {
+                    *o += p * b;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,668 @@
+//! A decoder-only transformer assembled from a [`DecoderConfig`] and weights that stay in the
+//! caller's byte store (a memory map): the forward pass, batched over a prompt.
+
+use std::sync::Arc;
+
+use realizar_format_gguf::GgufFile;
+use realizar_quant::QuantType;
+
+use crate::backend::{ActScratch, AttentionShape, Backend, QTensor, MAX_HEAD_DIM};
+use crate::kv::{KvCache, KvType};
+use crate::layers::{gelu_tanh_ggml, rms_norm, rms_norm_inplace, silu, Rope};
+use crate::NnError;
+
+/// The bytes the weights live in (normally the whole memory-mapped GGUF file).
+pub type WeightBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// The gated feed-forward activation: `act(gate) * up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// SwiGLU.
+    Silu,
+    /// GeGLU with the tanh GELU (as ggml computes it).
+    GeluTanh,
+}
+
+/// What differs between layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSpec {
+    /// Sliding attention window (`None`: attend to every earlier position).
+    pub window: Option<usize>,
+    /// Rotary embedding of this layer.
+    pub rope: Rope,
+}
+
+/// Hyperparameters of a decoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderConfig {
+    /// `general.architecture`.
+    pub arch: String,
+    /// Vocabulary size (rows of the token embedding).
+    pub n_vocab: usize,
+    /// Model width.
+    pub n_embd: usize,
+    /// Number of blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Dimension of each head.
+    pub head_dim: usize,
+    /// Hidden width of the feed-forward network.
+    pub n_ff: usize,
+    /// Context length the model was trained with.
+    pub context_length: usize,
+    /// RMSNorm epsilon.
+    pub norm_eps: f32,
+    /// Factor applied to the token embeddings.
+    pub embed_scale: Option<f32>,
+    /// Factor applied to queries after RoPE.
+    pub q_scale: f32,
+    /// Factor applied to attention scores before the softmax.
+    pub kq_scale: f32,
+    /// Per-head RMSNorm of queries and keys (`attn_q_norm`, `attn_k_norm`).
+    pub qk_norm: bool,
+    /// Norms after attention and FFN (`post_attention_norm`, `post_ffw_norm`).
+    pub post_norms: bool,
+    /// Feed-forward activation.
+    pub activation: Activation,
+    /// Final logit soft-capping: `cap * tanh(logit / cap)`.
+    pub final_softcap: Option<f32>,
+    /// Per-layer attention window and RoPE.
+    pub layers: Vec<LayerSpec>,
+}
+
+impl DecoderConfig {
+    fn validate(&self) -> Result<(), NnError> {
+        let bad = |key: &str, reason: String| {
+            Err(NnError::BadHyperparameter {
+                key: format!("{}.{key}", self.arch),
+                reason,
+            })
+        };
+        if self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
+            return bad(
+                "attention.head_count_kv",
+                format!(
+                    "{} kv heads do not divide {} heads",
+                    self.n_head_kv, self.n_head
+                ),
+            );
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > MAX_HEAD_DIM {
+            return bad(
+                "attention.key_length",
+                format!(
+                    "head dimension {} must be even and at most {MAX_HEAD_DIM}",
+                    self.head_dim
+                ),
+            );
+        }
+        if self.layers.len() != self.n_layer {
+            return bad("block_count", "layer specs do not match".into());
+        }
+        for l in &self.layers {
+            if l.rope.n_dims > self.head_dim || l.rope.n_dims % 2 != 0 {
+                return bad(
+                    "rope.dimension_count",
+                    format!(
+                        "{} rotated dimensions for heads of {}",
+                        l.rope.n_dims, self.head_dim
+                    ),
+                );
+            }
+            if l.window == Some(0) {
+                return bad("attention.sliding_window", "must be positive".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The weights of one block.
+#[derive(Clone, Debug)]
+struct LayerWeights {
+    attn_norm: Vec<f32>,
+    wq: QTensor,
+    wk: QTensor,
+    wv: QTensor,
+    wo: QTensor,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: QTensor,
+    up: QTensor,
+    down: QTensor,
+    post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// Which logits a forward pass computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// None (the pass only fills the KV cache).
+    None,
+    /// The last position's.
+    Last,
+    /// Every position's, `n_tokens * n_vocab`.
+    All,
+}
+
+/// Activation buffers of a forward pass, sized once for a maximum batch; reused across calls so
+/// that decoding does not allocate.
+#[derive(Clone, Debug)]
+pub struct Scratch {
+    max_batch: usize,
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+    rope: Vec<f32>,
+    act: ActScratch,
+    logits: Vec<f32>,
+}
+
+/// A decoder-only transformer over weights in a shared byte store.
+#[derive(Clone)]
+pub struct Decoder {
+    config: DecoderConfig,
+    bytes: WeightBytes,
+    backend: Arc<dyn Backend>,
+    token_embd: QTensor,
+    output_norm: Vec<f32>,
+    output: QTensor,
+    layers: Vec<LayerWeights>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("config", &self.config)
+            .field("weight_bytes", &(*self.bytes).as_ref().len())
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Special-token keys whose ids must lie inside the vocabulary.
+const SPECIAL_ID_KEYS: &[&str] = &[
+    "tokenizer.ggml.bos_token_id",
+    "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.eot_token_id",
+    "tokenizer.ggml.eom_token_id",
+    "tokenizer.ggml.unknown_token_id",
+    "tokenizer.ggml.padding_token_id",
+    "tokenizer.ggml.seperator_token_id",
+];
+
+struct Loader<'f, 'a> {
+    file: &'f GgufFile<'a>,
+    base: usize,
+    store_len: usize,
+}
+
+impl Loader<'_, '_> {
+    fn info(&self, name: &str) -> Result<&realizar_format_gguf::TensorInfo<'_>, NnError> {
+        self.file.tensor(name).ok_or_else(|| NnError::MissingTensor {
+            name: name.to_string(),
+        })
+    }
+
+    fn check_dims(&self, name: &str, found: &[u64], expected: &[u64]) -> Result<(), NnError> {
+        let mut f = found.to_vec();
+        while f.len() > expected.len() && f.last() == Some(&1) {
+            f.pop();
+        }
+        if f != expected {
+            return Err(NnError::TensorShape {
+                name: name.into(),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn quant_type(&self, name: &str, info: &realizar_format_gguf::TensorInfo<'_>) -> Result<QuantType, NnError> {
+        QuantType::from_ggml_id(info.ty.id())
+            .filter(|t| *t != QuantType::Q8_1 && *t != QuantType::Q8_K)
+            .ok_or_else(|| NnError::UnsupportedTensorType {
+                name: name.into(),
+                ty: info.ty.name().into(),
+            })
+    }
+
+    fn data(&self, name: &str) -> Result<&[u8], NnError> {
+        self.file
+            .tensor_data(name)
+            .map_err(|source| NnError::TensorData {
+                name: name.into(),
+                source,
+            })
+    }
+
+    /// A `rows × cols` matrix (ggml dims `[cols, rows]`).
+    fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<QTensor, NnError> {
+        let info = self.info(name)?;
+        self.check_dims(name, &info.dims, &[cols as u64, rows as u64])?;
+        let ty = self.quant_type(name, info)?;
+        let shape_err = || NnError::TensorShape {
+            name: name.into(),
+            expected: vec![cols.next_multiple_of(ty.block_size()) as u64, rows as u64],
+            found: info.dims.clone(),
+        };
+        let row_bytes = ty.row_bytes(cols).ok_or_else(shape_err)?;
+        let len = row_bytes.checked_mul(rows).ok_or_else(shape_err)?;
+        let data = self.data(name)?;
+        let offset = (data.as_ptr() as usize).wrapping_sub(self.base);
+        if data.len() != len || offset.checked_add(len).is_none_or(|e| e > self.store_len) {
+            return Err(NnError::TensorData {
+                name: name.into(),
+                source: realizar_format_gguf::GgufError::TensorNotFound {
+                    tensor: name.into(),
+                },
+            });
+        }
+        Ok(QTensor {
+            name: name.into(),
+            ty,
+            rows,
+            cols,
+            offset,
+            len,
+        })
+    }
+
+    /// A vector of `n` elements, dequantized to f32.
+    fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, NnError> {
+        let info = self.info(name)?;
+        self.check_dims(name, &info.dims, &[n as u64])?;
+        let ty = self.quant_type(name, info)?;
+        let data = self.data(name)?;
+        let mut out = vec![0.0; n];
+        realizar_quant::dequantize_row(ty, data, &mut out).map_err(|source| NnError::Quant {
+            what: format!("tensor `{name}`"),
+            source,
+        })?;
+        Ok(out)
+    }
+
+    fn opt_vector(&self, name: &str, n: usize, want: bool) -> Result<Option<Vec<f32>>, NnError> {
+        if want {
+            self.vector(name, n).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+impl Decoder {
+    /// Builds a decoder from a GGUF file parsed from `bytes` (tensors are located in `bytes` and
+    /// never copied, except the small f32 norm vectors).
+    ///
+    /// Errors name the key or tensor at fault: unknown architecture, missing metadata or
+    /// tensors, wrong shapes or types, inconsistent hyperparameters, special token ids outside
+    /// the vocabulary, or a `file` that was not parsed from `bytes`.
+    pub fn from_gguf(
+        file: &GgufFile<'_>,
+        bytes: WeightBytes,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Decoder, NnError> {
+        let mut config = crate::arch::config_from_gguf(file)?;
+        let store: &[u8] = (*bytes).as_ref();
+        let ld = Loader {
+            file,
+            base: store.as_ptr() as usize,
+            store_len: store.len(),
+        };
+        let d = config.n_embd;
+        let embd_info = ld.info("token_embd.weight")?;
+        let n_vocab = match embd_info.dims.as_slice() {
+            [c, v] if *c == d as u64 && *v > 0 => usize::try_from(*v).unwrap_or(usize::MAX),
+            dims => {
+                return Err(NnError::TensorShape {
+                    name: "token_embd.weight".into(),
+                    expected: vec![d as u64, 0],
+                    found: dims.to_vec(),
+                })
+            }
+        };
+        config.n_vocab = n_vocab;
+        let vocab_key = format!("{}.vocab_size", config.arch);
+        if let Ok(v) = file.get_u32(&vocab_key) {
+            if v as usize != n_vocab {
+                return Err(NnError::BadHyperparameter {
+                    key: vocab_key,
+                    reason: format!("{v} differs from the {n_vocab} rows of token_embd.weight"),
+                });
+            }
+        }
+        if let Ok(tokens) = file.get_array("tokenizer.ggml.tokens") {
+            if tokens.len() != n_vocab {
+                return Err(NnError::BadHyperparameter {
+                    key: "tokenizer.ggml.tokens".into(),
+                    reason: format!(
+                        "{} tokens but token_embd.weight has {n_vocab} rows",
+                        tokens.len()
+                    ),
+                });
+            }
+        }
+        for key in SPECIAL_ID_KEYS {
+            if let Some(v) = file.get(key) {
+                let id = v.as_u64();
+                if id.is_none_or(|id| id >= n_vocab as u64) {
+                    return Err(NnError::BadHyperparameter {
+                        key: (*key).into(),
+                        reason: format!("token id {v:?} is outside the vocabulary of {n_vocab}"),
+                    });
+                }
+            }
+        }
+        config.validate()?;
+
+        let token_embd = ld.matrix("token_embd.weight", d, n_vocab)?;
+        let output = if file.tensor("output.weight").is_some() {
+            ld.matrix("output.weight", d, n_vocab)?
+        } else {
+            token_embd.clone()
+        };
+        let output_norm = ld.vector("output_norm.weight", d)?;
+        if let Some(info) = file.tensor("rope_freqs.weight") {
+            let _ = info;
+            let n = config.layers.first().map_or(0, |l| l.rope.n_dims / 2);
+            let ff = ld.vector("rope_freqs.weight", n)?;
+            for l in &mut config.layers {
+                l.rope.freq_factors = Some(ff.clone());
+            }
+        }
+        let (hd, nh, nkv, ff) = (config.head_dim, config.n_head, config.n_head_kv, config.n_ff);
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for il in 0..config.n_layer {
+            let n = |s: &str| format!("blk.{il}.{s}.weight");
+            layers.push(LayerWeights {
+                attn_norm: ld.vector(&n("attn_norm"), d)?,
+                wq: ld.matrix(&n("attn_q"), d, nh * hd)?,
+                wk: ld.matrix(&n("attn_k"), d, nkv * hd)?,
+                wv: ld.matrix(&n("attn_v"), d, nkv * hd)?,
+                wo: ld.matrix(&n("attn_output"), nh * hd, d)?,
+                q_norm: ld.opt_vector(&n("attn_q_norm"), hd, config.qk_norm)?,
+                k_norm: ld.opt_vector(&n("attn_k_norm"), hd, config.qk_norm)?,
+                post_attn_norm: ld.opt_vector(&n("post_attention_norm"), d, config.post_norms)?,
+                ffn_norm: ld.vector(&n("ffn_norm"), d)?,
+                gate: ld.matrix(&n("ffn_gate"), d, ff)?,
+                up: ld.matrix(&n("ffn_up"), d, ff)?,
+                down: ld.matrix(&n("ffn_down"), ff, d)?,
+                post_ffn_norm: ld.opt_vector(&n("post_ffw_norm"), d, config.post_norms)?,
+            });
+        }
+        Ok(Decoder {
+            config,
+            bytes,
+            backend,
+            token_embd,
+            output_norm,
+            output,
+            layers,
+        })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// The compute backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Whether the output head shares the token embedding.
+    pub fn tied_output(&self) -> bool {
+        self.output == self.token_embd
+    }
+
+    /// A KV cache for `capacity` positions.
+    pub fn new_cache(&self, ty: KvType, capacity: usize) -> Result<KvCache, NnError> {
+        let c = &self.config;
+        KvCache::new(ty, c.n_layer, c.n_head_kv, c.head_dim, capacity)
+    }
+
+    /// Scratch buffers for batches of up to `max_batch` tokens over a cache of `capacity`.
+    pub fn new_scratch(&self, max_batch: usize, capacity: usize) -> Scratch {
+        let c = &self.config;
+        let b = max_batch.max(1);
+        let qw = c.n_head * c.head_dim;
+        let kw = c.n_head_kv * c.head_dim;
+        Scratch {
+            max_batch: b,
+            x: vec![0.0; b * c.n_embd],
+            xn: vec![0.0; b * c.n_embd.max(qw)],
+            q: vec![0.0; b * qw],
+            k: vec![0.0; b * kw],
+            v: vec![0.0; b * kw],
+            att: vec![0.0; b * qw],
+            o: vec![0.0; b * c.n_embd],
+            gate: vec![0.0; b * c.n_ff],
+            up: vec![0.0; b * c.n_ff],
+            scores: vec![0.0; c.n_head * capacity],
+            rope: vec![0.0; c.head_dim],
+            act: ActScratch::default(),
+            logits: vec![0.0; c.n_vocab],
+        }
+    }
+
+    /// Runs `tokens` at the positions following those in `cache`, appends their keys and values
+    /// to it, and returns the logits asked for (borrowed from `scratch`). Batches longer than
+    /// the scratch's maximum are split. Token ids are checked and the cache must have room: on
+    /// error nothing is appended.
+    pub fn forward<'s>(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        scratch: &'s mut Scratch,
+        logits: Logits,
+    ) -> Result<&'s [f32], NnError> {
+        let c = &self.config;
+        if tokens.is_empty() {
+            return Err(NnError::InvalidArgument {
+                reason: "empty batch of tokens".into(),
+            });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(NnError::TokenOutOfRange {
+                id,
+                vocab: c.n_vocab,
+            });
+        }
+        if !cache.shape_matches(c.n_layer, c.n_head_kv, c.head_dim) {
+            return Err(NnError::InvalidArgument {
+                reason: "the KV cache was made for another model".into(),
+            });
+        }
+        cache.check_room(tokens.len())?;
+        if scratch.scores.len() < c.n_head * cache.capacity() {
+            scratch.scores.resize(c.n_head * cache.capacity(), 0.0);
+        }
+        let n_out = match logits {
+            Logits::None => 0,
+            Logits::Last => c.n_vocab,
+            Logits::All => tokens.len() * c.n_vocab,
+        };
+        if scratch.logits.len() < n_out {
+            scratch.logits.resize(n_out, 0.0);
+        }
+        let n_chunks = tokens.len().div_ceil(scratch.max_batch);
+        for (ci, chunk) in tokens.chunks(scratch.max_batch).enumerate() {
+            let want = match logits {
+                Logits::All => Logits::All,
+                Logits::Last if ci + 1 == n_chunks => Logits::Last,
+                _ => Logits::None,
+            };
+            let out_at = ci * scratch.max_batch * c.n_vocab;
+            self.forward_batch(chunk, cache, scratch, want, out_at)?;
+        }
+        Ok(&scratch.logits[..n_out])
+    }
+
+    fn forward_batch(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        s: &mut Scratch,
+        want: Logits,
+        out_at: usize,
+    ) -> Result<(), NnError> {
+        let c = &self.config;
+        let store: &[u8] = (*self.bytes).as_ref();
+        let be = &*self.backend;
+        let m = tokens.len();
+        let d = c.n_embd;
+        let hd = c.head_dim;
+        let (qw, kw) = (c.n_head * hd, c.n_head_kv * hd);
+        let start = cache.len();
+
+        // Token embeddings: dequantize one row per token.
+        let emb = self.token_embd.bytes(store)?;
+        let rb = self.token_embd.row_bytes();
+        for (xt, &id) in s.x.chunks_exact_mut(d).zip(tokens) {
+            let row = emb
+                .get(id as usize * rb..(id as usize + 1) * rb)
+                .ok_or(NnError::TokenOutOfRange {
+                    id,
+                    vocab: c.n_vocab,
+                })?;
+            realizar_quant::dequantize_row(self.token_embd.ty, row, xt).map_err(|source| {
+                NnError::Quant {
+                    what: "token_embd.weight".into(),
+                    source,
+                }
+            })?;
+            if let Some(scale) = c.embed_scale {
+                xt.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+
+        for (il, (lw, spec)) in self.layers.iter().zip(&c.layers).enumerate() {
+            // Attention.
+            for (xt, nt) in s.x[..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
+                rms_norm(xt, &lw.attn_norm, c.norm_eps, nt);
+            }
+            let xn = &s.xn[..m * d];
+            be.linear(&lw.wq, lw.wq.bytes(store)?, xn, m, &mut s.q[..m * qw], &mut s.act)?;
+            be.linear(&lw.wk, lw.wk.bytes(store)?, xn, m, &mut s.k[..m * kw], &mut s.act)?;
+            be.linear(&lw.wv, lw.wv.bytes(store)?, xn, m, &mut s.v[..m * kw], &mut s.act)?;
+            for t in 0..m {
+                spec.rope.fill_cache(start + t, &mut s.rope);
+                for qh in s.q[t * qw..(t + 1) * qw].chunks_exact_mut(hd) {
+                    if let Some(w) = &lw.q_norm {
+                        rms_norm_inplace(qh, w, c.norm_eps);
+                    }
+                    spec.rope.apply(qh, &s.rope);
+                    if c.q_scale != 1.0 {
+                        qh.iter_mut().for_each(|v| *v *= c.q_scale);
+                    }
+                }
+                for kh in s.k[t * kw..(t + 1) * kw].chunks_exact_mut(hd) {
+                    if let Some(w) = &lw.k_norm {
+                        rms_norm_inplace(kh, w, c.norm_eps);
+                    }
+                    spec.rope.apply(kh, &s.rope);
+                }
+                cache.store(
+                    il,
+                    start + t,
+                    &s.k[t * kw..(t + 1) * kw],
+                    &s.v[t * kw..(t + 1) * kw],
+                );
+            }
+            let shape = AttentionShape {
+                n_head: c.n_head,
+                n_head_kv: c.n_head_kv,
+                head_dim: hd,
+                kq_scale: c.kq_scale,
+                window: spec.window,
+            };
+            be.attention(
+                &shape,
+                &s.q[..m * qw],
+                cache,
+                il,
+                start..start + m,
+                &mut s.att[..m * qw],
+                &mut s.scores,
+            )?;
+            be.linear(&lw.wo, lw.wo.bytes(store)?, &s.att[..m * qw], m, &mut s.o[..m * d], &mut s.act)?;
+            add_residual(&mut s.x[..m * d], &mut s.o[..m * d], lw.post_attn_norm.as_deref(), d, c.norm_eps);
+
+            // Feed-forward.
+            for (xt, nt) in s.x[..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
+                rms_norm(xt, &lw.ffn_norm, c.norm_eps, nt);
+            }
+            let xn = &s.xn[..m * d];
+            let f = c.n_ff;
+            be.linear(&lw.gate, lw.gate.bytes(store)?, xn, m, &mut s.gate[..m * f], &mut s.act)?;
+            be.linear(&lw.up, lw.up.bytes(store)?, xn, m, &mut s.up[..m * f], &mut s.act)?;
+            match c.activation {
+                Activation::Silu => {
+                    for (g, &u) in s.gate[..m * f].iter_mut().zip(&s.up[..m * f]) {
+                        *g = silu(*g) * u;
+                    }
+                }
+                Activation::GeluTanh => {
+                    for (g, &u) in s.gate[..m * f].iter_mut().zip(&s.up[..m * f]) {
+                        *g = gelu_tanh_ggml(*g) * u;
+                    }
+                }
+            }
+            be.linear(&lw.down, lw.down.bytes(store)?, &s.gate[..m * f], m, &mut s.o[..m * d], &mut s.act)?;
+            add_residual(&mut s.x[..m * d], &mut s.o[..m * d], lw.post_ffn_norm.as_deref(), d, c.norm_eps);
+        }
+        cache.advance(m);
+
+        // Output head.
+        let (first, rows) = match want {
+            Logits::None => return Ok(()),
+            Logits::Last => (m - 1, 1),
+            Logits::All => (0, m),
+        };
+        for (xt, nt) in s.x[first * d..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
+            rms_norm(xt, &self.output_norm, c.norm_eps, nt);
+        }
+        let v = c.n_vocab;
+        let (at, len) = match want {
+            Logits::All => (out_at, rows * v),
+            _ => (0, v),
+        };
+        let out = s
+            .logits
+            .get_mut(at..at + len)
+            .ok_or_else(|| NnError::InvalidArgument {
+                reason: "logits buffer too small".into(),
+            })?;
+        be.linear(&self.output, self.output.bytes(store)?, &s.xn[..rows * d], rows, out, &mut s.act)?;
+        if let Some(cap) = c.final_softcap {
+            out.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
+        }
+        Ok(())
+    }
+}
+
+/// `x += norm(o)` (or `x += o` without a post-norm), row by row.
+fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usize, eps: f32) {
+    for (xt, ot) in x.chunks_exact_mut(d).zip(o.chunks_exact_mut(d)) {
+        if let Some(w) = post_norm {
+            rms_norm_inplace(ot, w, eps);
+        }
+        for (a, b) in xt.iter_mut().zip(ot.iter()) {
+            *a += *b;
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Generic layers on f32 activations: norms, activations, softmax and rotary embeddings.
+//!
+//! The arithmetic follows ggml's CPU kernels (ggml/src/ggml-cpu/ops.cpp and vec.h of llama.cpp)
+//! where their numerics matter for agreeing with llama.cpp: sums of squares and softmax
+//! denominators accumulate in f64, RoPE angles are built by repeated multiplication.
+
+use half::f16;
+
+/// `out = x / rms(x) * w`, with the mean of squares accumulated in f64 (`ggml_rms_norm`).
+///
+/// `x`, `w` and `out` must have the same length; extra elements of the longer ones are ignored.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let scale = rms_scale(x, eps);
+    for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
+        *o = xi * scale * wi;
+    }
+}
+
+/// [`rms_norm`] in place.
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let scale = rms_scale(x, eps);
+    for (xi, &wi) in x.iter_mut().zip(w) {
+        *xi = *xi * scale * wi;
+    }
+}
+
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
+/// `out = (x - mean) / sqrt(var + eps) * w + b` (`ggml_norm` followed by scale and shift).
+pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [f32]) {
+    if x.is_empty() {
+        return;
+    }
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = x
+        .iter()
+        .map(|&v| {
+            let d = f64::from(v) - mean;
+            d * d
+        })
+        .sum::<f64>()
+        / n;
+    let inv = 1.0 / (var + f64::from(eps)).sqrt();
+    for (i, (o, &xi)) in out.iter_mut().zip(x).enumerate() {
+        let wi = w.get(i).copied().unwrap_or(1.0);
+        let bi = b.and_then(|b| b.get(i)).copied().unwrap_or(0.0);
+        *o = ((f64::from(xi) - mean) * inv) as f32 * wi + bi;
+    }
+}
+
+/// Numerically stable softmax in place: subtract the maximum, exponentiate, divide by the sum
+/// (accumulated in f64). Entries of `-inf` become 0; an all `-inf` row becomes all 0.
+pub fn softmax_inplace(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        x.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// SiLU, `x * sigmoid(x)`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_COEF_A: f32 = 0.044_715;
+
+/// GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+}
+
+/// GELU as ggml's CPU backend computes it (`ggml_vec_gelu_f32` with `GGML_GELU_FP16`): the tanh
+/// form looked up from a table indexed by the f16 rounding of `x`, its result rounded to f16;
+/// identity above 10 and zero below -10. Used where agreement with llama.cpp matters.
+#[inline]
+pub fn gelu_tanh_ggml(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let xh = f16::from_f32(x).to_f32();
+        f16::from_f32(gelu_tanh(xh)).to_f32()
+    }
+}
+
+/// GELU, exact form: `0.5 x (1 + erf(x / sqrt 2))`.
+#[inline]
+pub fn gelu_erf(x: f32) -> f32 {
+    let x = f64::from(x);
+    (0.5 * x * (1.0 + erf(x * core::f64::consts::FRAC_1_SQRT_2))) as f32
+}
+
+/// The error function, to about 1e-15 relative accuracy: the Maclaurin series for |x| < 2,
+/// the continued fraction of erfc beyond (Abramowitz & Stegun 7.1.5 and 7.1.14).
+pub fn erf(x: f64) -> f64 {
+    let ax = x.abs();
+    let r = if ax < 2.0 {
+        // erf x = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
+        let x2 = ax * ax;
+        let mut term = ax;
+        let mut sum = ax;
+        let mut n = 0.0f64;
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -x2 / n;
+            let add = term / (2.0 * n + 1.0);
+            sum += add;
+            if n > 200.0 {
+                break;
+            }
+        }
+        sum * core::f64::consts::FRAC_2_SQRT_PI
+    } else if ax > 6.0 {
+        1.0
+    } else {
+        // erfc x = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + 2/(x + ...)))))
+        let mut f = ax;
+        for k in (1..60).rev() {
+            f = ax + (f64::from(k) / 2.0) / f;
+        }
+        1.0 - (-ax * ax).exp() / (core::f64::consts::PI.sqrt() * f)
+    };
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Rotate adjacent pairs `(2i, 2i+1)` (llama.cpp `LLAMA_ROPE_TYPE_NORM`).
+    Normal,
+    /// Rotate `(i, i + n/2)` (GPT-NeoX; llama.cpp `LLAMA_ROPE_TYPE_NEOX`).
+    Neox,
+}
+
+/// Rotary position embedding parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rope {
+    /// Number of rotated dimensions of each head (the rest pass through).
+    pub n_dims: usize,
+    /// Pairing layout.
+    pub layout: RopeLayout,
+    /// Frequency base (theta).
+    pub freq_base: f32,
+    /// Linear position scaling (1 / scaling factor; 1.0 for none).
+    pub freq_scale: f32,
+    /// Optional per-frequency divisors (`rope_freqs.weight`), `n_dims / 2` entries.
+    pub freq_factors: Option<Vec<f32>>,
+}
+
+impl Rope {
+    /// Fills `cache` (length `n_dims`, as `[cos0, sin0, cos1, sin1, ..]`) with the angles of
+    /// position `pos`, as `ggml_rope_cache_init` builds them.
+    pub fn fill_cache(&self, pos: usize, cache: &mut [f32]) {
+        let theta_scale = self.freq_base.powf(-2.0 / self.n_dims as f32);
+        let mut theta = pos as f32;
+        for (i, pair) in cache.chunks_exact_mut(2).take(self.n_dims / 2).enumerate() {
+            let ff = self
+                .freq_factors
+                .as_ref()
+                .and_then(|f| f.get(i))
+                .copied()
+                .unwrap_or(1.0);
+            let t = self.freq_scale * (theta / ff);
+            pair[0] = t.cos();
+            pair[1] = t.sin();
+            theta *= theta_scale;
+        }
+    }
+
+    /// Rotates one head `x` (length ≥ `n_dims`) with a cache from [`Rope::fill_cache`].
+    pub fn apply(&self, x: &mut [f32], cache: &[f32]) {
+        let half = self.n_dims / 2;
+        match self.layout {
+            RopeLayout::Normal => {
+                for (pair, cs) in x
+                    .chunks_exact_mut(2)
+                    .take(half)
+                    .zip(cache.chunks_exact(2))
+                {
+                    let (x0, x1) = (pair[0], pair[1]);
+                    pair[0] = x0 * cs[0] - x1 * cs[1];
+                    pair[1] = x0 * cs[1] + x1 * cs[0];
+                }
+            }
+            RopeLayout::Neox => {
+                if x.len() < self.n_dims {
+                    return;
+                }
+                let (lo, hi) = x.split_at_mut(half);
+                for ((a, b), cs) in lo.iter_mut().zip(hi.iter_mut()).zip(cache.chunks_exact(2)) {
+                    let (x0, x1) = (*a, *b);
+                    *a = x0 * cs[0] - x1 * cs[1];
+                    *b = x0 * cs[1] + x1 * cs[0];
+                }
+            }
+        }
+    }
+}
+
+/// Rounds through f16 (what ggml does to an f32 operand of an f16 matrix product).
+#[inline]
+pub fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f32, b: f32, tol: f32) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn rms_norm_unit_rms() {
+        let x = [1.0, -2.0, 3.0, -4.0];
+        let w = [1.0; 4];
+        let mut out = [0.0; 4];
+        rms_norm(&x, &w, 0.0, &mut out);
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!(close(rms, 1.0, 1e-6));
+        let expected = 1.0 / (30.0f32 / 4.0).sqrt();
+        assert!(close(out[0], expected, 1e-6));
+        let mut y = x;
+        rms_norm_inplace(&mut y, &[2.0; 4], 0.0);
+        assert!(close(y[1], -4.0 * expected, 1e-6));
+    }
+
+    #[test]
+    fn layer_norm_zero_mean_unit_var() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let mut out = [0.0; 4];
+        layer_norm(&x, &[1.0; 4], Some(&[0.5; 4]), 0.0, &mut out);
+        let mean: f32 = out.iter().sum::<f32>() / 4.0;
+        assert!(close(mean, 0.5, 1e-6));
+        assert!(close(out[0], -1.341_640_8 + 0.5, 1e-5));
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_is_stable() {
+        let mut x = [1000.0, 1001.0, f32::NEG_INFINITY, 999.0];
+        softmax_inplace(&mut x);
+        assert!(close(x.iter().sum(), 1.0, 1e-6));
+        assert_eq!(x[2], 0.0);
+        assert!(x[1] > x[0] && x[0] > x[3]);
+        let mut all_masked = [f32::NEG_INFINITY; 3];
+        softmax_inplace(&mut all_masked);
+        assert_eq!(all_masked, [0.0; 3]);
+    }
+
+    #[test]
+    fn activations_match_known_values() {
+        assert!(close(silu(1.0), 0.731_058_6, 1e-6));
+        assert!(close(gelu_tanh(1.0), 0.841_191_9, 1e-6));
+        assert!(close(gelu_erf(1.0), 0.841_344_7, 1e-6));
+        assert!(close(gelu_erf(-3.0), -0.004_049_7, 1e-6));
+        assert!(close(gelu_tanh_ggml(1.0), 0.841_191_9, 1e-3));
+        assert_eq!(gelu_tanh_ggml(12.0), 12.0);
+        assert_eq!(gelu_tanh_ggml(-12.0), 0.0);
+    }
+
+    #[test]
+    fn erf_matches_table() {
+        for (x, e) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.5, 0.999_593_047_982_555),
+            (-1.5, -0.966_105_146_475_310_7),
+        ] {
+            assert!((erf(x) - e).abs() < 1e-12, "erf({x}) = {}", erf(x));
+        }
+    }
+
+    #[test]
+    fn rope_rotates_pairs_by_position_angle() {
+        let rope = Rope {
+            n_dims: 4,
+            layout: RopeLayout::Normal,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            freq_factors: None,
+        };
+        let mut cache = [0.0; 4];
+        rope.fill_cache(3, &mut cache);
+        let mut x = [1.0, 0.0, 1.0, 0.0];
+        rope.apply(&mut x, &cache);
+        assert!(close(x[0], 3.0f32.cos(), 1e-6) && close(x[1], 3.0f32.sin(), 1e-6));
+        let t = 3.0 * 10000f32.powf(-0.5);
+        assert!(close(x[2], t.cos(), 1e-6) && close(x[3], t.sin(), 1e-6));
+
+        let neox = Rope {
+            layout: RopeLayout::Neox,
+            ..rope
+        };
+        let mut y = [1.0, 1.0, 0.0, 0.0];
+        neox.apply(&mut y, &cache);
+        assert!(close(y[0], 3.0f32.cos(), 1e-6) && close(y[2], 3.0f32.sin(), 1e-6));
+        assert!(close(y[1], t.cos(), 1e-6) && close(y[3], t.sin(), 1e-6));
+        // Position 0 is the identity.
+        neox.fill_cache(0, &mut cache);
+        let mut z = [0.3, -0.2, 0.1, 0.7];
+        neox.apply(&mut z, &cache);
+        assert_eq!(z, [0.3, -0.2, 0.1, 0.7]);
+    }
+}
