@@ -5,19 +5,23 @@ use core::fmt;
 use crate::SafetensorsError;
 
 /// The element type of a tensor, as named in the safetensors header.
+///
+/// The variants are in the order of the official implementation (increasing alignment, then the
+/// official enum order), which [`crate::SafetensorsWriter`] uses to lay out files like the
+/// official serializer does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Dtype {
     /// Boolean, one byte per element.
     Bool,
-    /// 8-bit float, 4 exponent and 3 mantissa bits.
-    F8E4M3,
-    /// 8-bit float, 5 exponent and 2 mantissa bits.
-    F8E5M2,
-    /// Signed 8-bit integer.
-    I8,
     /// Unsigned 8-bit integer.
     U8,
+    /// Signed 8-bit integer.
+    I8,
+    /// 8-bit float, 5 exponent and 2 mantissa bits.
+    F8E5M2,
+    /// 8-bit float, 4 exponent and 3 mantissa bits.
+    F8E4M3,
     /// Signed 16-bit integer.
     I16,
     /// Unsigned 16-bit integer.
@@ -32,22 +36,22 @@ pub enum Dtype {
     U32,
     /// IEEE 754 single precision.
     F32,
+    /// IEEE 754 double precision.
+    F64,
     /// Signed 64-bit integer.
     I64,
     /// Unsigned 64-bit integer.
     U64,
-    /// IEEE 754 double precision.
-    F64,
 }
 
 impl Dtype {
-    /// Every dtype this crate knows.
+    /// Every dtype this crate knows, in [`Ord`] order.
     pub const ALL: [Dtype; 15] = [
         Dtype::Bool,
-        Dtype::F8E4M3,
-        Dtype::F8E5M2,
-        Dtype::I8,
         Dtype::U8,
+        Dtype::I8,
+        Dtype::F8E5M2,
+        Dtype::F8E4M3,
         Dtype::I16,
         Dtype::U16,
         Dtype::F16,
@@ -55,9 +59,9 @@ impl Dtype {
         Dtype::I32,
         Dtype::U32,
         Dtype::F32,
+        Dtype::F64,
         Dtype::I64,
         Dtype::U64,
-        Dtype::F64,
     ];
 
     /// Bytes per element.
@@ -203,6 +207,11 @@ mod tests {
         assert_eq!(Dtype::from_name("F8_E4M3"), Some(Dtype::F8E4M3));
         assert_eq!(Dtype::BF16.size(), 2);
         assert_eq!(Dtype::F64.size(), 8);
+        let mut sorted = Dtype::ALL;
+        sorted.sort();
+        assert_eq!(sorted, Dtype::ALL);
+        // Alignment never decreases along the order.
+        assert!(Dtype::ALL.windows(2).all(|w| w[0].size() <= w[1].size()));
     }
 
     #[test]

@@ -10,20 +10,25 @@ use crate::Dtype;
 
 /// Builds a safetensors file in memory.
 ///
-/// Like the official serializer, the header lists the tensors sorted by name, the data follows
-/// in the same order, and the header is padded with spaces to a multiple of 8 bytes so the data
-/// section starts aligned.
+/// The layout is the official serializer's (huggingface/safetensors `safetensors/src/tensor.rs`,
+/// `prepare`), so the same tensors give byte-identical files: `__metadata__` first, then the
+/// tensors sorted by dtype alignment, largest first (the [`Dtype`] order, reversed), then by
+/// name; the data in the same order; the header padded with spaces to a multiple of 8 bytes so
+/// the data section starts aligned. Metadata keys are written sorted.
 ///
 /// ```
 /// use realizar_format_safetensors::{Dtype, SafeTensors, SafetensorsWriter};
 ///
 /// let mut w = SafetensorsWriter::new();
 /// w.metadata("format", "pt");
+/// w.add_tensor("c", Dtype::U8, &[1], &[9]).unwrap();
 /// w.add_tensor("b", Dtype::F32, &[2], &[0u8; 8]).unwrap();
 /// w.add_tensor("a", Dtype::U8, &[3], &[1, 2, 3]).unwrap();
 /// let bytes = w.to_bytes();
+///
 /// let st = SafeTensors::parse(&bytes).unwrap();
-/// assert_eq!(st.names().collect::<Vec<_>>(), ["a", "b"]);
+/// // F32 (4-byte alignment) first, then the U8 tensors by name.
+/// assert_eq!(st.names().collect::<Vec<_>>(), ["b", "a", "c"]);
 /// assert_eq!(st.tensor("a").unwrap().data, [1, 2, 3]);
 /// assert_eq!((8 + st.header_len()) % 8, 0);
 /// ```
@@ -119,6 +124,13 @@ impl SafetensorsWriter {
         self
     }
 
+    /// The tensors in file order.
+    fn ordered(&self) -> Vec<(&String, &(Dtype, Vec<usize>, Vec<u8>))> {
+        let mut v: Vec<_> = self.tensors.iter().collect();
+        v.sort_by(|(ln, (ld, ..)), (rn, (rd, ..))| rd.cmp(ld).then(ln.cmp(rn)));
+        v
+    }
+
     /// The JSON header, padded with spaces so that `8 + len` is a multiple of 8.
     fn header(&self) -> String {
         let mut h = String::from("{");
@@ -144,7 +156,7 @@ impl SafetensorsWriter {
             h.push('}');
         }
         let mut offset = 0usize;
-        for (name, (dtype, shape, bytes)) in &self.tensors {
+        for (name, (dtype, shape, bytes)) in self.ordered() {
             sep(&mut h);
             write_json_string(&mut h, name);
             h.push_str(":{\"dtype\":\"");
@@ -172,7 +184,7 @@ impl SafetensorsWriter {
         let header = self.header();
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(header.as_bytes())?;
-        for (_, _, bytes) in self.tensors.values() {
+        for (_, (_, _, bytes)) in self.ordered() {
             out.write_all(bytes)?;
         }
         Ok(())
@@ -202,16 +214,70 @@ mod tests {
         let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap_or_default();
         assert_eq!(
             header.trim_end(),
-            r#"{"__metadata__":{"format":"np"},"a":{"dtype":"I8","shape":[2,1],"data_offsets":[0,2]},"b":{"dtype":"F16","shape":[1],"data_offsets":[2,4]}}"#
+            r#"{"__metadata__":{"format":"np"},"b":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"a":{"dtype":"I8","shape":[2,1],"data_offsets":[2,4]}}"#
         );
         assert_eq!((8 + n) % 8, 0);
-        assert_eq!(&bytes[8 + n..], [1, 2, 0, 0]);
+        assert_eq!(&bytes[8 + n..], [0, 0, 1, 2]);
+    }
+
+    /// The size field followed by `header` and `data`.
+    fn expect(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut v = (header.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(header.as_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    // The expected bytes below are those of the official serializer's own tests
+    // (huggingface/safetensors `safetensors/src/tensor.rs`: test_empty, test_serialization,
+    // test_serialization_forced_alignement).
+    #[test]
+    fn empty_writer_matches_the_official_bytes() {
+        assert_eq!(SafetensorsWriter::new().to_bytes(), expect("{}      ", &[]));
+        let mut w = SafetensorsWriter::new();
+        w.metadata("framework", "pt");
+        assert_eq!(
+            w.to_bytes(),
+            expect(r#"{"__metadata__":{"framework":"pt"}}     "#, &[])
+        );
     }
 
     #[test]
-    fn empty_writer_is_a_valid_file() {
-        let bytes = SafetensorsWriter::new().to_bytes();
-        assert_eq!(bytes, b"\x08\0\0\0\0\0\0\0{}      ");
+    fn one_tensor_matches_the_official_bytes() {
+        let data: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let mut w = SafetensorsWriter::new();
+        w.add_tensor("attn.0", Dtype::F32, &[1, 2, 3], &data).ok();
+        assert_eq!(
+            w.to_bytes(),
+            expect(
+                r#"{"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}}"#,
+                &data
+            )
+        );
+        let mut w = SafetensorsWriter::new();
+        w.add_tensor("attn0", Dtype::F32, &[1, 1, 2, 3], &data).ok();
+        assert_eq!(
+            w.to_bytes(),
+            expect(
+                r#"{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}       "#,
+                &data
+            )
+        );
+    }
+
+    #[test]
+    fn order_is_dtype_alignment_then_name() {
+        let mut w = SafetensorsWriter::new();
+        for (name, d) in [
+            ("z", Dtype::Bool),
+            ("y", Dtype::U64),
+            ("x", Dtype::F32),
+            ("w", Dtype::F32),
+        ] {
+            w.add_tensor(name, d, &[1], &vec![0; d.size()]).ok();
+        }
+        let names: Vec<&str> = w.ordered().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["y", "w", "x", "z"]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use realizar_format_safetensors::{Dtype, MmapSafetensors, SafeTensors};
+use realizar_format_safetensors::{Dtype, MmapSafetensors, SafeTensors, SafetensorsWriter};
 
 /// The models folder (`REALIZAR_MODELS`, else `<workspace>/models`).
 fn models_dir() -> PathBuf {
@@ -110,4 +110,22 @@ fn minilm_safetensors_parses_with_bert_shapes() {
     let bytes = std::fs::read(minilm_dir().join("model.safetensors")).unwrap_or_default();
     let again = SafeTensors::parse(&bytes).unwrap_or_else(|e| panic!("parse: {e}"));
     assert_eq!(again.len(), st.len());
+}
+
+#[test]
+fn writer_reproduces_the_official_minilm_file_byte_for_byte() {
+    let bytes = std::fs::read(minilm_dir().join("model.safetensors"))
+        .unwrap_or_else(|e| panic!("cannot read model.safetensors: {e}"));
+    let st = SafeTensors::parse(&bytes).unwrap_or_else(|e| panic!("parse: {e}"));
+    let mut w = SafetensorsWriter::new();
+    for (k, v) in st.metadata().into_iter().flatten() {
+        w.metadata(k, v);
+    }
+    for (name, v) in st.tensors() {
+        w.add_tensor(name, v.dtype, &v.shape, v.data)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = w.to_bytes();
+    assert_eq!(out.len(), bytes.len());
+    assert!(out == bytes, "rewritten file differs from the official one");
 }
