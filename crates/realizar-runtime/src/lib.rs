@@ -7,7 +7,6 @@ pub mod generate;
 pub mod model;
 pub mod sampling;
 pub mod threads;
-pub mod tokenizer_load;
 
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};
