@@ -314,3 +314,34 @@ fn adjacent_tensors_are_not_overlapping_and_read_their_own_bytes() {
         assert_eq!(data, v.to_le_bytes().repeat(8), "{name}");
     }
 }
+
+#[test]
+fn array_iterators_count_down_exactly() {
+    let mut w = GgufWriter::new();
+    w.add_metadata("t", OwnedValue::strings(&["x", "yy", "zzz"]))
+        .add_metadata("e", OwnedValue::Array(ValueType::U32, vec![]));
+    let bytes = w.to_bytes();
+    let f = GgufFile::parse(&bytes).unwrap();
+    let a = f.get_array("t").unwrap();
+    assert!(!a.is_empty());
+    assert!(f.get_array("e").unwrap().is_empty());
+    let mut it = a.iter();
+    assert_eq!(it.size_hint(), (3, Some(3)));
+    assert_eq!(it.next(), Some(Value::String("x")));
+    assert_eq!(it.size_hint(), (2, Some(2)));
+    assert_eq!(it.next(), Some(Value::String("yy")));
+    assert_eq!(it.next(), Some(Value::String("zzz")));
+    assert_eq!(it.size_hint(), (0, Some(0)));
+    assert_eq!(it.next(), None);
+}
+
+#[test]
+fn writer_errors_say_which_tensor_and_why() {
+    let mut w = GgufWriter::new();
+    let e = w.add_tensor("bad", &[0], GgmlType::F32, vec![]).unwrap_err();
+    assert!(e.to_string().contains("`bad`") && e.to_string().contains("non-zero"), "{e}");
+    let e = w.add_tensor("q", &[33], GgmlType::Q4_0, vec![]).unwrap_err();
+    assert!(e.to_string().contains("block size"), "{e}");
+    let e = w.add_tensor("l", &[32], GgmlType::Q4_0, vec![0; 3]).unwrap_err();
+    assert!(e.to_string().contains("3 bytes of data, expected 18"), "{e}");
+}
