@@ -5,6 +5,7 @@ pub mod embed;
 mod error;
 pub mod generate;
 pub mod model;
+pub mod models;
 pub mod sampling;
 pub mod threads;
 
