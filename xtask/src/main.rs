@@ -167,18 +167,24 @@ fn coverage() -> Result<()> {
     ensure_cargo_tool("tarpaulin", "cargo-tarpaulin")?;
     for krate in ["realizar-format-gguf", "realizar-format-safetensors"] {
         let dir = format!("crates/{krate}/src/");
-        run_cmd(cargo().args([
-            "tarpaulin",
-            "--packages",
-            krate,
-            "--include-files",
-            &format!("{dir}*"),
-            "--target-dir",
-            "target/tarpaulin",
-            "--skip-clean",
-            "--out",
-            "Stdout",
-        ]))?;
+        // Optimised builds attribute lines poorly: measure unoptimised code.
+        run_cmd(
+            cargo()
+                .env("CARGO_PROFILE_TEST_OPT_LEVEL", "0")
+                .env("CARGO_PROFILE_DEV_OPT_LEVEL", "0")
+                .args([
+                    "tarpaulin",
+                    "--packages",
+                    krate,
+                    "--include-files",
+                    &format!("{dir}*"),
+                    "--target-dir",
+                    "target/tarpaulin",
+                    "--skip-clean",
+                    "--out",
+                    "Stdout",
+                ]),
+        )?;
     }
     Ok(())
 }

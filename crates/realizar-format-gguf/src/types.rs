@@ -202,6 +202,29 @@ mod tests {
     }
 
     #[test]
+    fn names_are_unique_lower_case_ggml_names() {
+        let names: Vec<&str> = GgmlType::all().map(GgmlType::name).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[i + 1..].contains(n), "{n} twice");
+            assert!(
+                n.chars().next().is_some_and(|c| c.is_ascii_lowercase()),
+                "{n}"
+            );
+        }
+        let supported: Vec<&str> = GgmlType::all()
+            .filter(|t| t.is_supported())
+            .map(GgmlType::name)
+            .collect();
+        assert_eq!(
+            supported,
+            [
+                "f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1", "q2_K", "q3_K",
+                "q4_K", "q5_K", "q6_K", "q8_K", "i8", "i16", "i32", "i64", "f64", "bf16"
+            ]
+        );
+    }
+
+    #[test]
     fn retired_ids_are_unknown() {
         for id in [4, 5, 31, 32, 33, 36, 37, 38, 40, u32::MAX] {
             assert_eq!(GgmlType::from_id(id), None);

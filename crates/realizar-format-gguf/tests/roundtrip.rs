@@ -338,10 +338,22 @@ fn array_iterators_count_down_exactly() {
 #[test]
 fn writer_errors_say_which_tensor_and_why() {
     let mut w = GgufWriter::new();
-    let e = w.add_tensor("bad", &[0], GgmlType::F32, vec![]).unwrap_err();
-    assert!(e.to_string().contains("`bad`") && e.to_string().contains("non-zero"), "{e}");
-    let e = w.add_tensor("q", &[33], GgmlType::Q4_0, vec![]).unwrap_err();
+    let e = w
+        .add_tensor("bad", &[0], GgmlType::F32, vec![])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("`bad`") && e.to_string().contains("non-zero"),
+        "{e}"
+    );
+    let e = w
+        .add_tensor("q", &[33], GgmlType::Q4_0, vec![])
+        .unwrap_err();
     assert!(e.to_string().contains("block size"), "{e}");
-    let e = w.add_tensor("l", &[32], GgmlType::Q4_0, vec![0; 3]).unwrap_err();
-    assert!(e.to_string().contains("3 bytes of data, expected 18"), "{e}");
+    let e = w
+        .add_tensor("l", &[32], GgmlType::Q4_0, vec![0; 3])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("3 bytes of data, expected 18"),
+        "{e}"
+    );
 }
