@@ -1,31 +1,437 @@
-//! AVX2 + FMA kernels (x86_64). Placeholder wrappers until the vector bodies land.
+//! AVX2 + FMA kernels for x86_64, each the SIMD twin of a scalar function in `dot.rs` /
+//! `quant.rs`. The integer work follows the block layouts of `ggml/src/ggml-common.h` and the
+//! approach of ggml's x86 kernels (`ggml/src/ggml-cpu/arch/x86/quants.c`: nibble unpacking,
+//! `maddubs` products, per-block FMA accumulation), written so that every integer partial sum
+//! is exact for *all* byte patterns: weights enter `maddubs` as unsigned values and offsets are
+//! subtracted as `offset * sum(activations)`, so neither the sign trick nor i16 saturation can
+//! bite. Only the float accumulation order differs from the scalar twins.
+//!
+//! The public wrappers re-check CPU support (a cached load) and fall back to the scalar twin,
+//! so they are safe to call anywhere.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
 use crate::blocks::*;
+use crate::types::QK_K;
 use crate::{dot, quant};
 
-pub(crate) fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    dot::q4_0_q8_0(x, y)
+use super::has_avx2;
+
+/// Loads 16 bytes.
+#[inline(always)]
+fn load16(b: &[u8; 16]) -> __m128i {
+    // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
 }
-pub(crate) fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    dot::q4_1_q8_1(x, y)
+
+/// Loads 32 bytes.
+#[inline(always)]
+fn load32(b: &[u8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
 }
-pub(crate) fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    dot::q5_0_q8_0(x, y)
+
+/// Loads 32 signed bytes.
+#[inline(always)]
+fn load32i(b: &[i8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
 }
-pub(crate) fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    dot::q8_0_q8_0(x, y)
+
+/// `s[off..off + 32]` as an array reference; the callers keep it in bounds (fixed-size block
+/// fields), and an out-of-bounds request reads zeros instead of panicking.
+#[inline(always)]
+fn chunk32(s: &[u8], off: usize) -> &[u8; 32] {
+    s.get(off..off + 32)
+        .and_then(|c| c.try_into().ok())
+        .unwrap_or(&[0; 32])
 }
-pub(crate) fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    dot::q4_k_q8_k(x, y)
+
+/// Signed twin of [`chunk32`].
+#[inline(always)]
+fn chunk32i(s: &[i8], off: usize) -> &[i8; 32] {
+    s.get(off..off + 32)
+        .and_then(|c| c.try_into().ok())
+        .unwrap_or(&[0; 32])
 }
-pub(crate) fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    dot::q6_k_q8_k(x, y)
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
 }
-pub(crate) fn quantize_q8_0(s: &[f32], d: &mut [BlockQ8_0]) {
-    quant::q8_0(s, d)
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hmax_ps(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
 }
-pub(crate) fn quantize_q8_1(s: &[f32], d: &mut [BlockQ8_1]) {
-    quant::q8_1(s, d)
+
+/// 16 bytes of nibbles → 32 bytes: the low nibbles (elements 0..16) then the high ones.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn nibbles(qs: &[u8; 16]) -> __m256i {
+    let t = load16(qs);
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
 }
-pub(crate) fn quantize_q8_k(s: &[f32], d: &mut [BlockQ8K]) {
-    quant::q8_k(s, d)
+
+/// The 32 fifth bits of a Q5 block as bytes `0x10` (set) or `0` (ggml's `bytes_from_bits_32`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn fifth_bits(qh: [u8; 4]) -> __m256i {
+    let bits = _mm256_set1_epi32(i32::from_le_bytes(qh));
+    let spread = _mm256_shuffle_epi8(
+        bits,
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    // Every bit but the one this byte tests is set, so the byte is all-ones iff that bit is.
+    let probe = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    let set = _mm256_cmpeq_epi8(probe, _mm256_set1_epi64x(-1));
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// `sum(q[k] * y[k] - offset * y[k])` in 8 i32 lanes, for unsigned `q` (< 64) and any `y`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn dot_u8_i8(q: __m256i, y: __m256i, offset: i8) -> __m256i {
+    let p = _mm256_maddubs_epi16(q, y);
+    let p = if offset != 0 {
+        let s = _mm256_maddubs_epi16(_mm256_set1_epi8(offset), y);
+        _mm256_sub_epi16(p, s)
+    } else {
+        p
+    };
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn q4_0_q8_0_avx2(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
+        let s = dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 8);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn q4_1_q8_1_avx2(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        summs += x.m.to_f32() * y.s.to_f32();
+        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
+        let s = dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 0);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    }
+    hsum_ps(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn q5_0_q8_0_avx2(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
+        let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
+        let s = dot_u8_i8(q, load32i(&y.qs), 16);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn q8_0_q8_0_avx2(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
+        let (a, b) = (load32i(&x.qs), load32i(&y.qs));
+        // Widen to i16 so every product is exact, also for -128.
+        let lo = _mm256_madd_epi16(
+            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(a)),
+            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b)),
+        );
+        let hi = _mm256_madd_epi16(
+            _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(a)),
+            _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(b)),
+        );
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (scales, summs) = dot::k4_scales_mins(&x.scales, &y.bsums);
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let q = load32(chunk32(&x.qs, 32 * j));
+            let lo = _mm256_and_si256(q, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+            let ylo = load32i(chunk32i(&y.qs, 64 * j));
+            let yhi = load32i(chunk32i(&y.qs, 64 * j + 32));
+            let plo = _mm256_maddubs_epi16(lo, ylo);
+            let phi = _mm256_maddubs_epi16(hi, yhi);
+            let slo = scales.get(2 * j).copied().unwrap_or(0) as i16;
+            let shi = scales.get(2 * j + 1).copied().unwrap_or(0) as i16;
+            let s = _mm256_add_epi32(
+                _mm256_madd_epi16(plo, _mm256_set1_epi16(slo)),
+                _mm256_madd_epi16(phi, _mm256_set1_epi16(shi)),
+            );
+            sumi = _mm256_add_epi32(sumi, s);
+        }
+        let d = x.d.to_f32() * y.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += x.dmin.to_f32() * y.d * summs as f32;
+    }
+    hsum_ps(acc) - acc_m
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn q6_k_q8_k_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m2 = _mm256_set1_epi8(0x03);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let mut sumi = _mm256_setzero_si256();
+        for n in 0..2 {
+            let qa = load32(chunk32(&x.ql, 64 * n));
+            let qb = load32(chunk32(&x.ql, 64 * n + 32));
+            let qh = load32(chunk32(&x.qh, 32 * n));
+            let high = |shift: i32| -> __m256i {
+                let h = match shift {
+                    0 => qh,
+                    2 => _mm256_srli_epi16::<2>(qh),
+                    4 => _mm256_srli_epi16::<4>(qh),
+                    _ => _mm256_srli_epi16::<6>(qh),
+                };
+                _mm256_slli_epi16::<4>(_mm256_and_si256(h, m2))
+            };
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(qa, m4), high(0)),
+                _mm256_or_si256(_mm256_and_si256(qb, m4), high(2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4), high(4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4), high(6)),
+            ];
+            for (k, q) in q.into_iter().enumerate() {
+                let yv = load32i(chunk32i(&y.qs, 128 * n + 32 * k));
+                let p = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(q, yv),
+                    _mm256_maddubs_epi16(_mm256_set1_epi8(32), yv),
+                );
+                let sc = |i: usize| x.scales.get(8 * n + 2 * k + i).copied().unwrap_or(0) as i16;
+                let scv = _mm256_set_m128i(_mm_set1_epi16(sc(1)), _mm_set1_epi16(sc(0)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+            }
+        }
+        let d = x.d.to_f32() * y.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}
+
+/// Packs 32 i32 (four vectors of 8, in order) to 32 bytes, keeping each value's low byte
+/// (the same as the scalar `as i8`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pack_low_bytes(v: [__m256i; 4]) -> __m256i {
+    let ff = _mm256_set1_epi32(0xFF);
+    let [a, b, c, d] = v.map(|v| _mm256_and_si256(v, ff));
+    let ab = _mm256_packus_epi32(a, b);
+    let cd = _mm256_packus_epi32(c, d);
+    let abcd = _mm256_packus_epi16(ab, cd);
+    _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// Stores 32 bytes.
+#[inline(always)]
+fn store32(dst: &mut [i8; 32], v: __m256i) {
+    // SAFETY: `dst` is 32 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) }
+}
+
+/// Loads `x[off..off + 8]` (in bounds: callers walk whole blocks; zeros otherwise).
+#[inline(always)]
+fn load8f(x: &[f32], off: usize) -> __m256 {
+    let a: &[f32; 8] = x
+        .get(off..off + 8)
+        .and_then(|c| c.try_into().ok())
+        .unwrap_or(&[0.0; 8]);
+    // SAFETY: `a` is 8 readable floats; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_ps(a.as_ptr()) }
+}
+
+/// `roundf` (half away from zero) of each lane, as i32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn round_away(v: __m256) -> __m256i {
+    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+    let frac = _mm256_sub_ps(v, t); // exact
+    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
+    let abs_frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0), frac);
+    let up = _mm256_cmp_ps::<_CMP_GE_OQ>(abs_frac, _mm256_set1_ps(0.5));
+    let one = _mm256_or_ps(_mm256_set1_ps(1.0), sign);
+    _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, one)))
+}
+
+/// Quantizes one 32-element block to Q8_0 layout: returns the f32 scale `d`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn q8_block(x: &[f32], qs: &mut [i8; 32]) -> f32 {
+    let abs_mask = _mm256_set1_ps(-0.0);
+    let v = [load8f(x, 0), load8f(x, 8), load8f(x, 16), load8f(x, 24)];
+    let mut m = _mm256_setzero_ps();
+    for v in v {
+        m = _mm256_max_ps(m, _mm256_andnot_ps(abs_mask, v));
+    }
+    let amax = hmax_ps(m);
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q = v.map(|v| round_away(_mm256_mul_ps(v, id)));
+    store32(qs, pack_low_bytes(q));
+    d
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn quantize_q8_0_avx2(src: &[f32], dst: &mut [BlockQ8_0]) {
+    for (x, y) in src.chunks_exact(32).zip(dst) {
+        let d = q8_block(x, &mut y.qs);
+        y.d = half::f16::from_f32(d);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn quantize_q8_1_avx2(src: &[f32], dst: &mut [BlockQ8_1]) {
+    for (x, y) in src.chunks_exact(32).zip(dst) {
+        let d = q8_block(x, &mut y.qs);
+        let sum: i32 = y.qs.iter().map(|q| *q as i32).sum();
+        y.d = half::f16::from_f32(d);
+        y.s = half::f16::from_f32(sum as f32 * d);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn quantize_q8_k_avx2(src: &[f32], dst: &mut [BlockQ8K]) {
+    let abs_mask = _mm256_set1_ps(-0.0);
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let mut m = _mm256_setzero_ps();
+        for off in (0..QK_K).step_by(8) {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(abs_mask, load8f(x, off)));
+        }
+        let amax = hmax_ps(m);
+        if amax == 0.0 || amax.is_nan() {
+            // NaN-free inputs never get here with NaN; leave odd inputs to the reference.
+            quant::q8_k(x, core::slice::from_mut(y));
+            continue;
+        }
+        // The first element of largest magnitude, with its sign (as the reference picks it).
+        let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+        let iscale = -127.0 / max;
+        let is = _mm256_set1_ps(iscale);
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let mant = _mm256_set1_epi32(0x007f_ffff);
+        let bias = _mm256_set1_epi32(0x0040_0000);
+        let top = _mm256_set1_epi32(127);
+        for (c, qs) in y.qs.chunks_exact_mut(32).enumerate() {
+            let q: [__m256i; 4] = core::array::from_fn(|k| {
+                // ggml's `nearest_int`, lane by lane.
+                let v = _mm256_add_ps(_mm256_mul_ps(is, load8f(x, 32 * c + 8 * k)), magic);
+                let i = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(v), mant), bias);
+                _mm256_min_epi32(i, top)
+            });
+            if let Ok(qs) = <&mut [i8; 32]>::try_from(qs) {
+                store32(qs, pack_low_bytes(q));
+            }
+        }
+        for (s, q) in y.bsums.iter_mut().zip(y.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&q| q as i16).sum();
+        }
+        y.d = 1.0 / iscale;
+    }
+}
+
+macro_rules! wrap {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $scalar:path, $w:ty, $a:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $name(x: &[$w], y: &[$a]) -> f32 {
+            if has_avx2() {
+                // SAFETY: AVX2 and FMA are present (checked just above).
+                unsafe { $inner(x, y) }
+            } else {
+                $scalar(x, y)
+            }
+        }
+    };
+}
+
+wrap!(
+    /// Q4_0 · Q8_0.
+    q4_0_q8_0, q4_0_q8_0_avx2, dot::q4_0_q8_0, BlockQ4_0, BlockQ8_0
+);
+wrap!(
+    /// Q4_1 · Q8_1.
+    q4_1_q8_1, q4_1_q8_1_avx2, dot::q4_1_q8_1, BlockQ4_1, BlockQ8_1
+);
+wrap!(
+    /// Q5_0 · Q8_0.
+    q5_0_q8_0, q5_0_q8_0_avx2, dot::q5_0_q8_0, BlockQ5_0, BlockQ8_0
+);
+wrap!(
+    /// Q8_0 · Q8_0.
+    q8_0_q8_0, q8_0_q8_0_avx2, dot::q8_0_q8_0, BlockQ8_0, BlockQ8_0
+);
+wrap!(
+    /// Q4_K · Q8_K.
+    q4_k_q8_k, q4_k_q8_k_avx2, dot::q4_k_q8_k, BlockQ4K, BlockQ8K
+);
+wrap!(
+    /// Q6_K · Q8_K.
+    q6_k_q8_k, q6_k_q8_k_avx2, dot::q6_k_q8_k, BlockQ6K, BlockQ8K
+);
+
+/// Quantizes activations to Q8_0.
+pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        unsafe { quantize_q8_0_avx2(src, dst) }
+    } else {
+        quant::q8_0(src, dst)
+    }
+}
+
+/// Quantizes activations to Q8_1.
+pub(crate) fn quantize_q8_1(src: &[f32], dst: &mut [BlockQ8_1]) {
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        unsafe { quantize_q8_1_avx2(src, dst) }
+    } else {
+        quant::q8_1(src, dst)
+    }
+}
+
+/// Quantizes activations to Q8_K.
+pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        unsafe { quantize_q8_k_avx2(src, dst) }
+    } else {
+        quant::q8_k(src, dst)
+    }
 }

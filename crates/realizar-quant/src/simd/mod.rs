@@ -89,3 +89,6 @@ pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
     }
     quant::q8_k(src, dst)
 }
+
+#[cfg(test)]
+mod tests;

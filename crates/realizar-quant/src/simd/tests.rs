@@ -1,0 +1,230 @@
+//! Each SIMD kernel against its scalar twin on seeded random data of many sizes: the integer
+//! partial sums must be exact (bit-identical results where every float step is exact), and
+//! general results agree to a tight relative tolerance. Activation quantizers must be
+//! byte-identical.
+
+use half::f16;
+
+use crate::{
+    dequantize_row, quantize_row, quantize_row_scalar, vec_dot, vec_dot_scalar, QuantType,
+};
+
+/// A small deterministic generator (PCG-style LCG), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u32(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) as u32
+    }
+    fn byte(&mut self) -> u8 {
+        self.next_u32() as u8
+    }
+    /// Uniform in `[-1, 1)`.
+    fn unit(&mut self) -> f32 {
+        (self.next_u32() as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    }
+    fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next_u32() % (hi - lo + 1) as u32) as i32
+    }
+}
+
+/// Byte offsets of the f16 fields of a weight block, and whether the block has an f16 `m`.
+fn f16_fields(ty: QuantType) -> &'static [usize] {
+    match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4_1 => &[0, 2],
+        QuantType::Q4_K => &[0, 2],
+        QuantType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+const SIMD_TYPES: [QuantType; 6] = [
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q8_0,
+    QuantType::Q4_K,
+    QuantType::Q6_K,
+];
+
+/// Random weight blocks: every quant byte random (all bit patterns), the f16 scales set with
+/// `scale(rng)`.
+fn weights(
+    ty: QuantType,
+    n: usize,
+    rng: &mut Rng,
+    scale: &mut dyn FnMut(&mut Rng) -> f32,
+) -> Vec<u8> {
+    let bytes = ty.row_bytes(n).unwrap_or(0);
+    let mut w: Vec<u8> = (0..bytes).map(|_| rng.byte()).collect();
+    for block in w.chunks_exact_mut(ty.type_size()) {
+        for &off in f16_fields(ty) {
+            let v = f16::from_f32(scale(rng)).to_le_bytes();
+            block[off..off + 2].copy_from_slice(&v);
+        }
+        if ty == QuantType::Q6_K {
+            // Keep the int8 scales moderate so exact cases stay below 2^24.
+            for b in &mut block[192..208] {
+                *b = rng.range(-20, 20) as i8 as u8;
+            }
+        }
+    }
+    w
+}
+
+/// Sum of |w_i a_i| over the dequantized rows: the scale of a dot product's rounding error.
+fn magnitude(ty: QuantType, n: usize, w: &[u8], a: &[u8]) -> f64 {
+    let mut wd = vec![0f32; n];
+    let mut ad = vec![0f32; n];
+    dequantize_row(ty, w, &mut wd).expect("dequantize w");
+    dequantize_row(ty.vec_dot_type(), a, &mut ad).expect("dequantize a");
+    wd.iter()
+        .zip(&ad)
+        .map(|(x, y)| (*x as f64 * *y as f64).abs())
+        .sum()
+}
+
+#[test]
+fn dot_kernels_match_scalar_twins_on_random_data() {
+    let mut rng = Rng(0x5eed);
+    for ty in SIMD_TYPES {
+        let bs = ty.block_size();
+        let max_blocks = if bs == 256 { 12 } else { 70 };
+        for blocks in 1..=max_blocks {
+            let n = blocks * bs;
+            for _ in 0..3 {
+                let w = weights(ty, n, &mut rng, &mut |r| r.unit() * 0.05);
+                let x: Vec<f32> = (0..n).map(|_| rng.unit() * 3.0).collect();
+                let vt = ty.vec_dot_type();
+                let mut a = vec![0u8; vt.row_bytes(n).unwrap_or(0)];
+                quantize_row_scalar(vt, &x, &mut a).expect("quantize");
+                let fast = vec_dot(ty, n, &w, &a).expect("simd");
+                let slow = vec_dot_scalar(ty, n, &w, &a).expect("scalar");
+                let mag = magnitude(ty, n, &w, &a);
+                let tol = 4.0 * f32::EPSILON as f64 * mag + 1e-30;
+                assert!(
+                    ((fast - slow) as f64).abs() <= tol,
+                    "{ty} n={n}: simd {fast} vs scalar {slow} (tol {tol})"
+                );
+            }
+        }
+    }
+}
+
+/// With unit scales every float operation is exact, so any difference would come from the
+/// integer sums: the results must be bit-identical, for any quant bytes (including -128 in
+/// Q8 blocks and every nibble pattern).
+#[test]
+fn dot_kernel_integer_sums_are_exact() {
+    let mut rng = Rng(42);
+    for ty in SIMD_TYPES {
+        let bs = ty.block_size();
+        let max_blocks = if bs == 256 { 3 } else { 40 };
+        for blocks in 1..=max_blocks {
+            let n = blocks * bs;
+            for _ in 0..4 {
+                let w = weights(ty, n, &mut rng, &mut |_| 1.0);
+                let vt = ty.vec_dot_type();
+                let mut a = vec![0u8; vt.row_bytes(n).unwrap_or(0)];
+                match vt {
+                    QuantType::Q8_K => {
+                        for blk in a.chunks_exact_mut(292) {
+                            blk[..4].copy_from_slice(&1.0f32.to_le_bytes());
+                            let mut qs = [0i8; 256];
+                            for q in &mut qs {
+                                *q = rng.range(-8, 8) as i8;
+                            }
+                            for (b, q) in blk[4..260].iter_mut().zip(&qs) {
+                                *b = *q as u8;
+                            }
+                            for (j, s) in blk[260..].chunks_exact_mut(2).enumerate() {
+                                let sum: i16 =
+                                    qs[16 * j..16 * j + 16].iter().map(|q| *q as i16).sum();
+                                s.copy_from_slice(&sum.to_le_bytes());
+                            }
+                        }
+                    }
+                    _ => {
+                        let bsz = vt.type_size();
+                        for blk in a.chunks_exact_mut(bsz) {
+                            for b in blk.iter_mut() {
+                                *b = rng.byte();
+                            }
+                            blk[..2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
+                            if vt == QuantType::Q8_1 {
+                                let s = f16::from_f32(rng.range(-64, 64) as f32);
+                                blk[2..4].copy_from_slice(&s.to_le_bytes());
+                            }
+                        }
+                    }
+                }
+                let fast = vec_dot(ty, n, &w, &a).expect("simd");
+                let slow = vec_dot_scalar(ty, n, &w, &a).expect("scalar");
+                assert_eq!(
+                    fast.to_bits(),
+                    slow.to_bits(),
+                    "{ty} n={n}: {fast} vs {slow}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn activation_quantizers_match_scalar_twins() {
+    let mut rng = Rng(7);
+    for ty in [QuantType::Q8_0, QuantType::Q8_1, QuantType::Q8_K] {
+        let bs = ty.block_size();
+        for blocks in 1..=20 {
+            let n = blocks * bs;
+            for scale in [1e-6f32, 0.01, 1.0, 37.0, 1e4] {
+                let mut x: Vec<f32> = (0..n).map(|_| rng.unit() * scale).collect();
+                // Some all-zero blocks and some exact rounding ties.
+                if blocks % 3 == 0 {
+                    x[..bs].iter_mut().for_each(|v| *v = 0.0);
+                }
+                if blocks % 4 == 1 {
+                    // amax 127 → d = 1 (Q8_0/Q8_1), and max -127 → iscale 1 (Q8_K): exact ties.
+                    let blk = &mut x[..bs];
+                    for (i, v) in blk.iter_mut().enumerate() {
+                        *v = (i % 50) as f32 - 24.5;
+                    }
+                    blk[bs - 1] = -127.0;
+                }
+                let mut fast = vec![0u8; ty.row_bytes(n).unwrap_or(0)];
+                let mut slow = fast.clone();
+                quantize_row(ty, &x, &mut fast).expect("simd");
+                quantize_row_scalar(ty, &x, &mut slow).expect("scalar");
+                assert!(
+                    fast == slow,
+                    "{ty} n={n} scale={scale}: quantized bytes differ"
+                );
+            }
+        }
+    }
+}
+
+/// Ties round half away from zero in Q8_0 (`roundf`) and half to even in Q8_K
+/// (`nearest_int`), in both implementations.
+#[test]
+fn q8_rounding_of_ties() {
+    let mut x = vec![0.0f32; 256];
+    x[0] = -127.0;
+    x[1] = 2.5;
+    x[2] = -2.5;
+    x[3] = 3.5;
+    for quant in [quantize_row, quantize_row_scalar] {
+        let mut q = vec![0u8; 34 * 8];
+        quant(QuantType::Q8_0, &x, &mut q).expect("q8_0");
+        assert_eq!(&q[2..6], &[(-127i8) as u8, 3, (-3i8) as u8, 4]);
+        let mut k = vec![0u8; 292];
+        quant(QuantType::Q8_K, &x, &mut k).expect("q8_k");
+        // max = -127 → iscale = 1: 2.5 → 2, -2.5 → -2, 3.5 → 4 (ties to even).
+        assert_eq!(&k[4..8], &[(-127i8) as u8, 2, (-2i8) as u8, 4]);
+    }
+}
