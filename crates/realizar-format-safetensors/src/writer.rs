@@ -34,8 +34,16 @@ use crate::Dtype;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SafetensorsWriter {
-    tensors: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
+    tensors: BTreeMap<String, Pending>,
     metadata: BTreeMap<String, String>,
+}
+
+/// A tensor waiting to be written.
+#[derive(Clone, Debug)]
+struct Pending {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
 }
 
 /// Why a tensor could not be added to a [`SafetensorsWriter`].
@@ -113,8 +121,12 @@ impl SafetensorsWriter {
                 found: bytes.len(),
             });
         }
-        self.tensors
-            .insert(name.to_string(), (dtype, shape.to_vec(), bytes.to_vec()));
+        let pending = Pending {
+            dtype,
+            shape: shape.to_vec(),
+            bytes: bytes.to_vec(),
+        };
+        self.tensors.insert(name.to_string(), pending);
         Ok(())
     }
 
@@ -125,9 +137,9 @@ impl SafetensorsWriter {
     }
 
     /// The tensors in file order.
-    fn ordered(&self) -> Vec<(&String, &(Dtype, Vec<usize>, Vec<u8>))> {
+    fn ordered(&self) -> Vec<(&String, &Pending)> {
         let mut v: Vec<_> = self.tensors.iter().collect();
-        v.sort_by(|(ln, (ld, ..)), (rn, (rd, ..))| rd.cmp(ld).then(ln.cmp(rn)));
+        v.sort_by(|(ln, l), (rn, r)| r.dtype.cmp(&l.dtype).then(ln.cmp(rn)));
         v
     }
 
@@ -156,7 +168,15 @@ impl SafetensorsWriter {
             h.push('}');
         }
         let mut offset = 0usize;
-        for (name, (dtype, shape, bytes)) in self.ordered() {
+        for (
+            name,
+            Pending {
+                dtype,
+                shape,
+                bytes,
+            },
+        ) in self.ordered()
+        {
             sep(&mut h);
             write_json_string(&mut h, name);
             h.push_str(":{\"dtype\":\"");
@@ -184,8 +204,8 @@ impl SafetensorsWriter {
         let header = self.header();
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(header.as_bytes())?;
-        for (_, (_, _, bytes)) in self.ordered() {
-            out.write_all(bytes)?;
+        for (_, t) in self.ordered() {
+            out.write_all(&t.bytes)?;
         }
         Ok(())
     }

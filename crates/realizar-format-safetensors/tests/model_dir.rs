@@ -175,7 +175,7 @@ fn sharded_directory_with_custom_pooling_path() {
         Some("bfloat16")
     );
     assert!(
-        c.extra.get("head_dim").is_none(),
+        !c.extra.contains_key("head_dim"),
         "known fields never go to extra"
     );
     assert_eq!(c.extra.get("rope_scaling"), Some(&JsonValue::Null));
