@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_generate;
 mod cmd_inspect;
+mod cmd_inspect_st;
 
 /// Realizar: run language and embedding models from GGUF and Safetensors files.
 #[derive(Parser, Debug)]
@@ -19,6 +21,12 @@ struct Cli {
 enum Command {
     /// Print a model file's format, metadata and tensor table.
     Inspect(cmd_inspect::Args),
+    /// Generate text from a prompt with a GGUF decoder model.
+    Generate(cmd_generate::GenerateArgs),
+    /// Teacher-forced pass: the top next-token logits at every position.
+    Score(cmd_generate::ScoreArgs),
+    /// Perplexity of a text, the way llama.cpp's llama-perplexity computes it.
+    Perplexity(cmd_generate::PerplexityArgs),
 }
 
 /// A command's failure, and the exit code it maps to.
@@ -45,6 +53,18 @@ impl CliError {
 /// The result of a command.
 pub type CliResult = Result<(), CliError>;
 
+/// Writes `text` to stdout. A closed pipe (`realizar inspect ... | head`) ends the output
+/// quietly instead of panicking like `println!`.
+pub fn print_out(text: &str) -> CliResult {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::io(format!("writing to stdout: {e}"))),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -56,6 +76,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => cmd_inspect::run(args),
+        Command::Generate(args) => cmd_generate::run_generate(args),
+        Command::Score(args) => cmd_generate::run_score(args),
+        Command::Perplexity(args) => cmd_generate::run_perplexity(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
