@@ -357,3 +357,28 @@ fn writer_errors_say_which_tensor_and_why() {
         "{e}"
     );
 }
+
+#[test]
+fn setting_the_alignment_twice_keeps_one_key_and_the_rest() {
+    let mut w = GgufWriter::new();
+    w.add_metadata("a", OwnedValue::U8(1));
+    w.alignment(64).alignment(16);
+    w.add_metadata("a", OwnedValue::U8(2));
+    let bytes = w.to_bytes();
+    let f = GgufFile::parse(&bytes).unwrap();
+    assert_eq!(f.metadata().len(), 2);
+    assert_eq!(f.get("a"), Some(Value::U8(2)));
+    assert_eq!(f.get_u32("general.alignment").unwrap(), 16);
+    assert_eq!(f.alignment(), 16);
+}
+
+#[test]
+fn four_dimensional_tensors_are_written_and_read() {
+    let mut w = GgufWriter::new();
+    w.add_f32_tensor("t", &[2, 1, 3, 2], &[0.0; 12]).unwrap();
+    let mut out = Vec::new();
+    w.write_to(&mut out).unwrap();
+    assert_eq!(out, w.to_bytes());
+    let f = GgufFile::parse(&out).unwrap();
+    assert_eq!(f.tensor("t").unwrap().dims, [2, 1, 3, 2]);
+}
