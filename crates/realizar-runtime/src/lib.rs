@@ -8,6 +8,7 @@ pub mod model;
 pub mod models;
 pub mod sampling;
 pub mod threads;
+pub mod tokenizer_load;
 
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};

@@ -143,19 +143,28 @@ pub struct Tokenizer {
     pieces: Vec<Box<[u8]>>,
 }
 
-/// Texts of tokens that end generation (llama.cpp's end-of-generation list, plus its FIM
-/// repository/separator/padding tokens, which it also treats as end of generation).
+/// Texts of tokens that end generation (llama.cpp's end-of-generation list in
+/// src/llama-vocab.cpp, plus its FIM repository/separator/padding tokens, which it also treats
+/// as end of generation). llama.cpp makes every such token a control token whatever its type in
+/// the file (so `</s>` is not matched in text without special-token parsing, even in Gemma 3
+/// where the file says user-defined); [`Tokenizer::from_bpe`] and [`Tokenizer::from_spm`] do the
+/// same.
 const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
     "<|return|>",
     "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "</s>",
     "<|eom_id|>",
     "<EOT>",
     "_<EOT>",
+    "[EOT]",
+    "[EOS]",
     "<|end_of_text|>",
     "<end_of_utterance>",
     "<｜end▁of▁sentence｜>",
@@ -203,10 +212,22 @@ fn types_from_gguf(types: &[i32], n_tokens: usize) -> Result<Vec<TokenType>, Tok
         .collect()
 }
 
+/// Makes the end-of-generation tokens control tokens, as llama.cpp does on load.
+fn override_eog_types(tokens: &[String], types: &mut [TokenType]) {
+    for (t, ty) in tokens.iter().zip(types.iter_mut()) {
+        if (EOG_TEXTS.contains(&t.as_str()) || EOT_TEXTS.contains(&t.as_str()))
+            && *ty != TokenType::Control
+        {
+            *ty = TokenType::Control;
+        }
+    }
+}
+
 impl Tokenizer {
     /// Builds a byte-level BPE tokenizer.
     pub fn from_bpe(cfg: BpeConfig) -> Result<Tokenizer, TokenizeError> {
-        let types = types_from_gguf(&cfg.token_types, cfg.tokens.len())?;
+        let mut types = types_from_gguf(&cfg.token_types, cfg.tokens.len())?;
+        override_eog_types(&cfg.tokens, &mut types);
         let vocab = Vocab::new(cfg.tokens, types)?;
         let model = BpeModel::new(&vocab, &cfg.merges, cfg.pre)?;
         Self::finish(vocab, cfg.special, Model::Bpe(Box::new(model)))
@@ -214,7 +235,8 @@ impl Tokenizer {
 
     /// Builds a SentencePiece tokenizer.
     pub fn from_spm(cfg: SpmConfig) -> Result<Tokenizer, TokenizeError> {
-        let types = types_from_gguf(&cfg.token_types, cfg.tokens.len())?;
+        let mut types = types_from_gguf(&cfg.token_types, cfg.tokens.len())?;
+        override_eog_types(&cfg.tokens, &mut types);
         if cfg.scores.len() != cfg.tokens.len() {
             return Err(TokenizeError::LengthMismatch {
                 what: "scores",

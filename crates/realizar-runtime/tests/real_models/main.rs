@@ -4,3 +4,4 @@
 mod bert;
 mod common;
 mod quant_blocks;
+mod tokenizer;
