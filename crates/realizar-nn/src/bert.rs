@@ -827,42 +827,33 @@ fn layer_norm_rows(x: &mut [f32], w: usize, norm: &LayerNorm, eps: f64) {
 
 /// Rows of output per rayon task in [`linear`].
 const ROW_BLOCK: usize = 16;
-/// Weight rows kept hot while a task walks its rows.
-const COL_BLOCK: usize = 64;
-/// Lanes of the dot-product accumulators (one or two SIMD registers).
-const LANES: usize = 8;
+/// Bytes of weight rows kept hot while a task walks its rows.
+const L1_BLOCK_BYTES: usize = 24 * 1024;
+/// Lanes of the dot-product accumulators (four SSE or two AVX registers, enough independent
+/// sums to hide the addition latency).
+const LANES: usize = 16;
 
 /// `out = x W^T + b` for every row of `x` (`[rows, in]` → `[rows, out]`).
 ///
-/// Rayon tasks take [`ROW_BLOCK`] rows each; inside a task, [`COL_BLOCK`] weight rows at a time
-/// are applied to every row (so they stay in cache), four input rows sharing each weight load.
+/// Rayon tasks take [`ROW_BLOCK`] rows each; inside a task, a block of weight rows small enough
+/// to stay in the L1 cache (about [`L1_BLOCK_BYTES`]) is applied to every row before the next.
 fn linear(x: &[f32], lin: &Linear, out: &mut [f32]) {
     let (n_in, n_out) = (lin.in_dim, lin.out_dim);
+    let col_block = (L1_BLOCK_BYTES / 4 / n_in.max(1)).max(4);
     out.par_chunks_mut(ROW_BLOCK * n_out)
         .zip(x.par_chunks(ROW_BLOCK * n_in))
         .for_each(|(out_block, x_block)| {
-            let x_rows: Vec<&[f32]> = x_block.chunks_exact(n_in).collect();
-            let mut out_rows: Vec<&mut [f32]> = out_block.chunks_exact_mut(n_out).collect();
-            for o0 in (0..n_out).step_by(COL_BLOCK) {
-                let o1 = (o0 + COL_BLOCK).min(n_out);
-                for (xs, outs) in x_rows.chunks(4).zip(out_rows.chunks_mut(4)) {
-                    for o in o0..o1 {
-                        let w = row(&lin.weight, o, n_in);
-                        let bias = lin.bias.get(o).copied().unwrap_or(0.0);
-                        if let [a, b, c, d] = xs {
-                            let dots = dot4([a, b, c, d], w);
-                            for (r, dot) in outs.iter_mut().zip(dots) {
-                                if let Some(v) = r.get_mut(o) {
-                                    *v = dot + bias;
-                                }
-                            }
-                        } else {
-                            for (xr, r) in xs.iter().zip(outs.iter_mut()) {
-                                if let Some(v) = r.get_mut(o) {
-                                    *v = dot(xr, w) + bias;
-                                }
-                            }
-                        }
+            for o0 in (0..n_out).step_by(col_block) {
+                let o1 = (o0 + col_block).min(n_out);
+                let w_block = lin.weight.get(o0 * n_in..o1 * n_in).unwrap_or_default();
+                let bias = lin.bias.get(o0..o1).unwrap_or_default();
+                for (xr, or) in x_block
+                    .chunks_exact(n_in)
+                    .zip(out_block.chunks_exact_mut(n_out))
+                {
+                    let dst = or.get_mut(o0..o1).unwrap_or_default();
+                    for ((v, w), &b) in dst.iter_mut().zip(w_block.chunks_exact(n_in)).zip(bias) {
+                        *v = dot(xr, w) + b;
                     }
                 }
             }
@@ -883,34 +874,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
-}
-
-/// Four dot products against the same `w`.
-fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
-    let n = xs.iter().fold(w.len(), |n, x| n.min(x.len()));
-    let body = n - n % LANES;
-    let mut acc = [[0f32; LANES]; 4];
-    let [a, b, c, d] = xs;
-    let (a, b, c, d, w) = (&a[..n], &b[..n], &c[..n], &d[..n], &w[..n]);
-    for k in (0..body).step_by(LANES) {
-        let wk = &w[k..k + LANES];
-        let ak = &a[k..k + LANES];
-        let bk = &b[k..k + LANES];
-        let ck = &c[k..k + LANES];
-        let dk = &d[k..k + LANES];
-        for l in 0..LANES {
-            acc[0][l] += ak[l] * wk[l];
-            acc[1][l] += bk[l] * wk[l];
-            acc[2][l] += ck[l] * wk[l];
-            acc[3][l] += dk[l] * wk[l];
-        }
-    }
-    let mut out = [0f32; 4];
-    for (r, x) in [a, b, c, d].into_iter().enumerate() {
-        let tail: f32 = (body..n).map(|k| x[k] * w[k]).sum();
-        out[r] = acc[r].iter().sum::<f32>() + tail;
-    }
-    out
 }
 
 /// Multi-head self-attention inside each sequence: `qkv` holds `[q | k | v]` per packed row;
@@ -988,13 +951,73 @@ pub fn gelu_erf(x: f32) -> f32 {
     (0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
 }
 
-/// The error function to about 1e-15, in f64.
+/// Spacing of the [`erf`] table's expansion points.
+const ERF_STEP: f64 = 1.0 / 8.0;
+/// Expansion points `0, 1/8, …, 6`; beyond 6, erf is 1 to within 2e-17.
+const ERF_POINTS: usize = 49;
+/// Taylor coefficients kept per point (the remainder is below 1e-20 for `|h| ≤ 1/16`).
+const ERF_TERMS: usize = 12;
+
+/// Taylor coefficients of erf at each table point `x0`: `erf(x0 + h) = Σ_m c[m] h^m`, with
+/// `c[0] = erf(x0)` and, for `m ≥ 1`, `c[m] = (2/√π) e^{-x0²} (-1)^{m-1} H_{m-1}(x0) / m!`
+/// (the derivatives of `e^{-x²}` are `(-1)^n H_n(x) e^{-x²}`, `H_n` the physicists' Hermite
+/// polynomials: `H_0 = 1`, `H_1 = 2x`, `H_{n+1} = 2x H_n - 2n H_{n-1}`).
+fn erf_table() -> &'static [[f64; ERF_TERMS]; ERF_POINTS] {
+    static TABLE: std::sync::OnceLock<[[f64; ERF_TERMS]; ERF_POINTS]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = [[0.0; ERF_TERMS]; ERF_POINTS];
+        for (j, c) in table.iter_mut().enumerate() {
+            let x0 = j as f64 * ERF_STEP;
+            c[0] = erf_slow(x0);
+            let scale = std::f64::consts::FRAC_2_SQRT_PI * (-x0 * x0).exp();
+            let (mut h_prev, mut h) = (0.0, 1.0); // H_{n-1}, H_n for n = 0
+            let mut factorial = 1.0;
+            let mut sign = 1.0;
+            for (m, cm) in c.iter_mut().enumerate().skip(1) {
+                factorial *= m as f64;
+                *cm = scale * sign * h / factorial;
+                let n = (m - 1) as f64;
+                let next = 2.0 * x0 * h - 2.0 * n * h_prev;
+                (h_prev, h) = (h, next);
+                sign = -sign;
+            }
+        }
+        table
+    })
+}
+
+/// The error function to within about 1e-16, in f64: a 12-term Taylor expansion around the
+/// nearest multiple of 1/8 (coefficients from [`erf_slow`] and Hermite polynomials, computed
+/// once), exact odd symmetry, and 1 beyond 6.
+pub fn erf(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let a = x.abs();
+    let value = if a < (ERF_POINTS - 1) as f64 * ERF_STEP {
+        let j = (a / ERF_STEP).round() as usize;
+        let h = a - j as f64 * ERF_STEP;
+        match erf_table().get(j) {
+            Some(c) => c.iter().rev().fold(0.0, |acc, &cm| acc * h + cm),
+            None => erf_slow(a),
+        }
+    } else {
+        1.0
+    };
+    if x < 0.0 {
+        -value
+    } else {
+        value
+    }
+}
+
+/// The error function to about 1e-15, in f64, slowly (used to build the table of [`erf`]).
 ///
 /// For `|x| < 3` the series `erf x = (2/√π) e^{-x²} Σ_n (2x²)^n x / (1·3·…·(2n+1))` (all terms
 /// positive, so no cancellation); beyond, the continued fraction
 /// `erfc x = e^{-x²}/√π · 1/(x + ½/(x + 1/(x + (3/2)/(x + …))))`, evaluated bottom-up
 /// (Abramowitz & Stegun 7.1.6 and 7.1.14).
-pub fn erf(x: f64) -> f64 {
+fn erf_slow(x: f64) -> f64 {
     if x.is_nan() {
         return x;
     }

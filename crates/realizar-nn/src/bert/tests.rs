@@ -583,3 +583,28 @@ fn l2_normalize_makes_unit_vectors() {
     l2_normalize(&mut zero);
     assert_eq!(zero, [0.0; 3]);
 }
+
+#[test]
+fn table_erf_agrees_with_the_slow_series_everywhere() {
+    let mut worst = 0f64;
+    let mut x = -7.0f64;
+    while x <= 7.0 {
+        let d = (erf(x) - erf_slow(x)).abs();
+        worst = worst.max(d);
+        x += 0.000_731;
+    }
+    // Also the points between table entries and around the switch to 1.
+    for x in [
+        1.0 / 16.0,
+        3.0 / 16.0,
+        2.999_999,
+        3.000_001,
+        5.937_5,
+        5.999_999,
+        6.0,
+        6.000_001,
+    ] {
+        worst = worst.max((erf(x) - erf_slow(x)).abs());
+    }
+    assert!(worst < 2e-15, "worst difference {worst:e}");
+}
