@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cmd_generate;
 mod cmd_inspect;
 mod cmd_inspect_st;
+mod cmd_tokenize;
 
 /// Realizar: run language and embedding models from GGUF and Safetensors files.
 #[derive(Parser, Debug)]
@@ -27,6 +28,10 @@ enum Command {
     Score(cmd_generate::ScoreArgs),
     /// Perplexity of a text, the way llama.cpp's llama-perplexity computes it.
     Perplexity(cmd_generate::PerplexityArgs),
+    /// Turn a text into token ids with a model's tokenizer.
+    Tokenize(cmd_tokenize::TokenizeArgs),
+    /// Turn token ids back into text.
+    Detokenize(cmd_tokenize::DetokenizeArgs),
 }
 
 /// A command's failure, and the exit code it maps to.
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => cmd_generate::run_generate(args),
         Command::Score(args) => cmd_generate::run_score(args),
         Command::Perplexity(args) => cmd_generate::run_perplexity(args),
+        Command::Tokenize(args) => cmd_tokenize::run_tokenize(args),
+        Command::Detokenize(args) => cmd_tokenize::run_detokenize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

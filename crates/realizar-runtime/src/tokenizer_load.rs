@@ -11,6 +11,7 @@ use realizar_tokenize::{
     AddedToken, BertNormalizerConfig, BpeConfig, ChatTemplate, PreTokenizerKind, SpecialTokens,
     SpmConfig, TokenizeError, Tokenizer, WordPieceConfig, EOT_TEXTS,
 };
+pub use realizar_tokenize::{ChatMessage, EncodeOptions, Encoding, StreamDecoder};
 use serde_json::Value as Json;
 
 /// Why a tokenizer could not be loaded.
@@ -654,5 +655,52 @@ pub fn chat_template_from_hf_dir(dir: &Path) -> Result<Option<String>, LoadError
             .and_then(Json::as_str)
             .map(str::to_string),
         _ => None,
+    })
+}
+
+/// A tokenizer with its model's chat template, loaded from a `.gguf` file or a Hugging Face
+/// directory.
+#[derive(Debug)]
+pub struct LoadedTokenizer {
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The model's chat template source, if it has one.
+    pub chat_template: Option<String>,
+}
+
+impl LoadedTokenizer {
+    /// Compiles the chat template with the tokenizer's BOS/EOS texts.
+    pub fn chat(&self) -> Option<Result<ChatTemplate, TokenizeError>> {
+        let src = self.chat_template.as_deref()?;
+        let text = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.token_to_piece(i))
+                .unwrap_or_default()
+                .to_string()
+        };
+        Some(ChatTemplate::new(
+            src,
+            text(self.tokenizer.bos_id()),
+            text(self.tokenizer.eos_id()),
+        ))
+    }
+}
+
+/// Loads the tokenizer of a model path: a directory is read as a Hugging Face model directory,
+/// anything else as a GGUF file.
+pub fn load_tokenizer(path: &Path) -> Result<LoadedTokenizer, LoadError> {
+    if path.is_dir() {
+        return Ok(LoadedTokenizer {
+            tokenizer: tokenizer_from_hf_dir(path)?,
+            chat_template: chat_template_from_hf_dir(path)?,
+        });
+    }
+    let map = realizar_format_gguf::MmapGguf::open(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = map.parse().map_err(LoadError::Gguf)?;
+    Ok(LoadedTokenizer {
+        tokenizer: tokenizer_from_gguf(&file)?,
+        chat_template: chat_template_from_gguf(&file),
     })
 }
