@@ -990,7 +990,7 @@ mod tests {
             "",
             "plain",
             "q\"b\\s",
-            "ctl\u{0}\u{1f}\n\r\t",
+            "ctl\u{0}\u{1f}\n\r\t\u{8}\u{c}",
             "ünï 😀",
             "\u{7f}",
         ] {

@@ -136,6 +136,12 @@ fn check(name: &str, bytes: &[u8], e: &E) {
             matches!(e, E::BadDimension { .. }),
             at(bytes, "18446744073709551616"),
         ),
+        "long_string_dimension" => (
+            // The quoted value is shortened to 40 characters and an ellipsis.
+            matches!(e, E::BadDimension { value, .. }
+                if value.chars().count() == 41 && value.ends_with("xx…")),
+            at(bytes, "[\"x") + 1,
+        ),
         "shape_not_array" => (
             matches!(e, E::WrongFieldType { field: "shape", .. }),
             at(bytes, "2,\"data"),
@@ -184,6 +190,7 @@ fn check(name: &str, bytes: &[u8], e: &E) {
             matches!(e, E::OffsetOverflow { tensor, .. } if tensor == "t"),
             at(bytes, "18446744073709551624"),
         ),
+        "offset_with_100_digits" => (matches!(e, E::OffsetOverflow { .. }), at(bytes, "9999")),
         "hole_between_tensors" => (
             matches!(e, E::Hole { tensor, expected_begin: 4, .. } if tensor == "b"),
             at(bytes, "[8,12]"),

@@ -160,6 +160,16 @@ pub fn malformed_cases() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "long_string_dimension",
+            file(
+                &one(&format!(
+                    r#"{{"dtype":"F32","shape":["{}"],"data_offsets":[0,8]}}"#,
+                    "x".repeat(100)
+                )),
+                &data8,
+            ),
+        ),
+        (
             "shape_not_array",
             file(
                 &one(r#"{"dtype":"F32","shape":2,"data_offsets":[0,8]}"#),
@@ -205,6 +215,16 @@ pub fn malformed_cases() -> Vec<(&'static str, Vec<u8>)> {
             "offset_overflows_u64",
             file(
                 &one(r#"{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551624]}"#),
+                &data8,
+            ),
+        ),
+        (
+            "offset_with_100_digits",
+            file(
+                &one(&format!(
+                    r#"{{"dtype":"F32","shape":[2],"data_offsets":[0,{}]}}"#,
+                    "9".repeat(100)
+                )),
                 &data8,
             ),
         ),
