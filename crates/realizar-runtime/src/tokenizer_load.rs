@@ -704,3 +704,157 @@ pub fn load_tokenizer(path: &Path) -> Result<LoadedTokenizer, LoadError> {
         chat_template: chat_template_from_gguf(&file),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use realizar_format_gguf::{GgufWriter, OwnedValue, ValueType};
+
+    fn byte_level() -> Vec<String> {
+        // GPT-2 byte-level characters of the printable ASCII bytes, plus `Ġ` for space.
+        let mut v: Vec<String> = (b'!'..=b'~').map(|b| (b as char).to_string()).collect();
+        v.push("Ġ".into());
+        v.push("Ġa".into());
+        v
+    }
+
+    fn gpt2_file(edit: impl FnOnce(&mut Vec<(&'static str, OwnedValue)>)) -> Vec<u8> {
+        let toks = byte_level();
+        let n = toks.len();
+        let mut kv: Vec<(&'static str, OwnedValue)> = vec![
+            ("tokenizer.ggml.model", OwnedValue::String("gpt2".into())),
+            ("tokenizer.ggml.pre", OwnedValue::String("gpt-2".into())),
+            ("tokenizer.ggml.tokens", OwnedValue::strings(&toks)),
+            ("tokenizer.ggml.token_type", OwnedValue::i32s(&vec![1; n])),
+            ("tokenizer.ggml.merges", OwnedValue::strings(&["Ġ a"])),
+        ];
+        edit(&mut kv);
+        let mut w = GgufWriter::new();
+        for (k, v) in kv {
+            w.add_metadata(k, v);
+        }
+        w.to_bytes()
+    }
+
+    fn set(kv: &mut [(&'static str, OwnedValue)], key: &str, v: OwnedValue) {
+        if let Some(slot) = kv.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = v;
+        }
+    }
+
+    fn load(bytes: &[u8]) -> Result<Tokenizer, LoadError> {
+        let file = GgufFile::parse(bytes).expect("parse");
+        tokenizer_from_gguf(&file)
+    }
+
+    #[test]
+    fn tiny_gpt2_vocab_loads_and_merges() {
+        let tok = load(&gpt2_file(|_| {})).expect("load");
+        let ids = tok.encode(" a!", EncodeOptions::default()).expect("encode");
+        assert_eq!(ids, [95, 0]);
+    }
+
+    #[test]
+    fn unknown_model_and_pre_are_errors_naming_them() {
+        let b = gpt2_file(|kv| set(kv, K_MODEL, OwnedValue::String("rwkv".into())));
+        assert!(matches!(load(&b), Err(LoadError::UnknownModel { value, .. }) if value == "rwkv"));
+        let b = gpt2_file(|kv| set(kv, K_PRE, OwnedValue::String("klingon".into())));
+        assert!(
+            matches!(load(&b), Err(LoadError::UnknownPreTokenizer { value }) if value == "klingon")
+        );
+    }
+
+    #[test]
+    fn malformed_arrays_are_errors_naming_the_key() {
+        let b = gpt2_file(|kv| set(kv, K_TYPES, OwnedValue::i32s(&[1, 1])));
+        assert!(matches!(load(&b), Err(LoadError::BadValue { key, .. }) if key == K_TYPES));
+        let b = gpt2_file(|kv| set(kv, K_MERGES, OwnedValue::strings(&["nospace"])));
+        assert!(matches!(load(&b), Err(LoadError::Tokenizer { key, .. }) if key == K_MERGES));
+        let b = gpt2_file(|kv| set(kv, K_MERGES, OwnedValue::strings(&["Ġ zz"])));
+        assert!(matches!(load(&b), Err(LoadError::Tokenizer { key, .. }) if key == K_MERGES));
+        let b = gpt2_file(|kv| kv.retain(|(k, _)| *k != K_TOKENS));
+        assert!(matches!(load(&b), Err(LoadError::MissingKey { key }) if key == K_TOKENS));
+        let b = gpt2_file(|kv| kv.push(("tokenizer.ggml.bos_token_id", OwnedValue::U32(1 << 20))));
+        assert!(matches!(
+            load(&b),
+            Err(LoadError::Tokenizer {
+                source: TokenizeError::SpecialOutOfRange { what: "BOS", .. },
+                ..
+            })
+        ));
+        let b = gpt2_file(|kv| {
+            kv.push((
+                "tokenizer.ggml.scores",
+                OwnedValue::Array(ValueType::F32, vec![]),
+            ))
+        });
+        assert!(load(&b).is_ok(), "scores are ignored for BPE");
+    }
+
+    #[test]
+    fn spm_scores_must_match_the_tokens() {
+        let toks: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into(), "▁a".into()];
+        let mut w = GgufWriter::new();
+        w.add_metadata("tokenizer.ggml.model", OwnedValue::String("llama".into()));
+        w.add_metadata("tokenizer.ggml.tokens", OwnedValue::strings(&toks));
+        w.add_metadata("tokenizer.ggml.scores", OwnedValue::f32s(&[0.0, 0.0]));
+        let b = w.to_bytes();
+        assert!(matches!(load(&b), Err(LoadError::BadValue { key, .. }) if key == K_SCORES));
+    }
+
+    #[test]
+    fn hf_bpe_and_wordpiece_dirs_load() {
+        let dir = std::env::temp_dir().join(format!("realizar-tok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let bpe = r#"{"added_tokens":[{"id":3,"content":"<|x|>","special":true}],
+            "pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true},
+            "model":{"type":"BPE","vocab":{"Ġ":0,"a":1,"Ġa":2,"<|x|>":3},"merges":[["Ġ","a"]]}}"#;
+        std::fs::write(dir.join("tokenizer.json"), bpe).expect("write");
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"eos_token":"<|x|>","chat_template":"{{ messages[0]['content'] }}"}"#,
+        )
+        .expect("write");
+        let loaded = load_tokenizer(&dir).expect("load");
+        let tok = &loaded.tokenizer;
+        let opts = EncodeOptions {
+            add_special: true,
+            parse_special: true,
+        };
+        assert_eq!(tok.encode(" a<|x|>", opts).expect("encode"), [2, 3]);
+        assert_eq!(tok.eos_id(), Some(3));
+        let chat = loaded.chat().expect("template").expect("compiles");
+        let out = chat
+            .render(&[ChatMessage::new("user", "hi")], false)
+            .expect("render");
+        assert_eq!(out, "hi");
+
+        let wp = r###"{"added_tokens":[{"id":0,"content":"[UNK]","special":true},
+            {"id":1,"content":"[CLS]","special":true},{"id":2,"content":"[SEP]","special":true}],
+            "normalizer":{"type":"BertNormalizer","clean_text":true,"handle_chinese_chars":true,
+            "strip_accents":null,"lowercase":true},
+            "post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"[CLS]","type_id":0}},
+            {"Sequence":{"id":"A","type_id":0}},{"SpecialToken":{"id":"[SEP]","type_id":0}}],
+            "special_tokens":{"[CLS]":{"id":"[CLS]","ids":[1],"tokens":["[CLS]"]},
+            "[SEP]":{"id":"[SEP]","ids":[2],"tokens":["[SEP]"]}}},
+            "model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##",
+            "max_input_chars_per_word":100,"vocab":{"[UNK]":0,"[CLS]":1,"[SEP]":2,"cafe":3,"##s":4,"!":5}}}"###;
+        std::fs::write(dir.join("tokenizer.json"), wp).expect("write");
+        std::fs::write(
+            dir.join("sentence_bert_config.json"),
+            r#"{"max_seq_length":4}"#,
+        )
+        .expect("write");
+        let tok = tokenizer_from_hf_dir(&dir).expect("load");
+        let enc = tok.encode_with_mask("CAFÉs! x", true).expect("encode");
+        // [CLS] cafe ##s ! [UNK] [SEP], truncated to 4 with [SEP] kept.
+        assert_eq!(enc.ids, [1, 3, 4, 2]);
+        assert_eq!(enc.attention_mask, [1, 1, 1, 1]);
+        std::fs::write(dir.join("tokenizer.json"), "{not json").expect("write");
+        assert!(matches!(
+            tokenizer_from_hf_dir(&dir),
+            Err(LoadError::Json { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
