@@ -1,4 +1,4 @@
-//! AVX2 + FMA kernels for x86_64, each the SIMD twin of a scalar function in `dot.rs` /
+//! AVX2 + FMA (+ F16C) kernels for x86_64, each the SIMD twin of a scalar function in `dot.rs` /
 //! `quant.rs`. The integer work follows the block layouts of `ggml/src/ggml-common.h` and the
 //! approach of ggml's x86 kernels (`ggml/src/ggml-cpu/arch/x86/quants.c`: nibble unpacking,
 //! `maddubs` products, per-block FMA accumulation), written so that every integer partial sum
@@ -56,8 +56,43 @@ fn chunk32i(s: &[i8], off: usize) -> &[i8; 32] {
         .unwrap_or(&[0; 32])
 }
 
+/// f16 → f32 with the F16C instruction (exact, like `half::f16::to_f32`).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn h2f(h: half::f16) -> f32 {
+    // A broadcast writes the whole register: no false dependency on its old contents.
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(h.to_bits() as i16)))
+}
+
+/// `x * y` of two f16 values as f32 (one conversion for both).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hmul(x: half::f16, y: half::f16) -> f32 {
+    let bits = (x.to_bits() as u32 | ((y.to_bits() as u32) << 16)) as i32;
+    let v = _mm_cvtph_ps(_mm_set1_epi32(bits));
+    _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// `x * y` of two f16 scales, both converted with one F16C instruction (so the conversion
+/// does not pick up a false dependency on an accumulator register), broadcast to 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dd(x: half::f16, y: half::f16) -> __m256 {
+    let bits = (x.to_bits() as u32 | ((y.to_bits() as u32) << 16)) as i32;
+    let v = _mm_cvtph_ps(_mm_set1_epi32(bits));
+    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// f32 → f16, round to nearest even, with F16C (as `half::f16::from_f32` for non-NaN input).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f2h(v: f32) -> half::f16 {
+    let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v));
+    half::f16::from_bits(_mm_cvtsi128_si32(h) as u16)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn hsum_ps(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -66,7 +101,7 @@ fn hsum_ps(v: __m256) -> f32 {
 }
 
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn hmax_ps(v: __m256) -> f32 {
     let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -76,7 +111,7 @@ fn hmax_ps(v: __m256) -> f32 {
 
 /// 16 bytes of nibbles → 32 bytes: the low nibbles (elements 0..16) then the high ones.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn nibbles(qs: &[u8; 16]) -> __m256i {
     let t = load16(qs);
     let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
@@ -85,7 +120,7 @@ fn nibbles(qs: &[u8; 16]) -> __m256i {
 
 /// The 32 fifth bits of a Q5 block as bytes `0x10` (set) or `0` (ggml's `bytes_from_bits_32`).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn fifth_bits(qh: [u8; 4]) -> __m256i {
     let bits = _mm256_set1_epi32(i32::from_le_bytes(qh));
     let spread = _mm256_shuffle_epi8(
@@ -105,7 +140,7 @@ fn fifth_bits(qh: [u8; 4]) -> __m256i {
 
 /// `sum(q[k] * y[k] - offset * y[k])` in 8 i32 lanes, for unsigned `q` (< 64) and any `y`.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_u8_i8(q: __m256i, y: __m256i, offset: i8) -> __m256i {
     let p = _mm256_maddubs_epi16(q, y);
     let p = if offset != 0 {
@@ -117,47 +152,62 @@ fn dot_u8_i8(q: __m256i, y: __m256i, offset: i8) -> __m256i {
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
-#[target_feature(enable = "avx2,fma")]
+/// Sums `d * s` over blocks, where `block` gives each block's broadcast scale `d` and integer
+/// lane sums `s`; even and odd blocks go to two accumulators (hiding the FMA latency), added at
+/// the end. The order depends only on the row length, never on the caller's batch.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn blocks2<W, A>(x: &[W], y: &[A], mut block: impl FnMut(&W, &A) -> (__m256, __m256i)) -> f32 {
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut xs = x.chunks_exact(2);
+    let mut ys = y.chunks_exact(2);
+    for (xp, yp) in (&mut xs).zip(&mut ys) {
+        if let ([x0, x1], [y0, y1]) = (xp, yp) {
+            let (d0, s0) = block(x0, y0);
+            let (d1, s1) = block(x1, y1);
+            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);
+            acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), acc1);
+        }
+    }
+    for (x0, y0) in xs.remainder().iter().zip(ys.remainder()) {
+        let (d0, s0) = block(x0, y0);
+        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);
+    }
+    hsum_ps(_mm256_add_ps(acc0, acc1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q4_0_q8_0_avx2(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
-        let s = dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 8);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
-    }
-    hsum_ps(acc)
+    blocks2(x, y, |x, y| {
+        (dd(x.d, y.d), dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 8))
+    })
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q4_1_q8_1_avx2(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0.0f32;
-    for (x, y) in x.iter().zip(y) {
-        summs += x.m.to_f32() * y.s.to_f32();
-        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
-        let s = dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 0);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
-    }
-    hsum_ps(acc) + summs
+    // Two partial sums of `m * s`, alternating, so the scalar adds do not form one long chain.
+    let mut summs = [0.0f32; 2];
+    let mut k = 0;
+    let dot = blocks2(x, y, |x, y| {
+        summs[k] += hmul(x.m, y.s);
+        k ^= 1;
+        (dd(x.d, y.d), dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 0))
+    });
+    dot + (summs[0] + summs[1])
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q5_0_q8_0_avx2(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
+    blocks2(x, y, |x, y| {
         let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
-        let s = dot_u8_i8(q, load32i(&y.qs), 16);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
-    }
-    hsum_ps(acc)
+        (dd(x.d, y.d), dot_u8_i8(q, load32i(&y.qs), 16))
+    })
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q8_0_q8_0_avx2(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(x.d.to_f32() * y.d.to_f32());
+    blocks2(x, y, |x, y| {
         let (a, b) = (load32i(&x.qs), load32i(&y.qs));
         // Widen to i16 so every product is exact, also for -128.
         let lo = _mm256_madd_epi16(
@@ -168,12 +218,11 @@ fn q8_0_q8_0_avx2(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
             _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(a)),
             _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(b)),
         );
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), acc);
-    }
-    hsum_ps(acc)
+        (dd(x.d, y.d), _mm256_add_epi32(lo, hi))
+    })
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = _mm256_setzero_ps();
@@ -197,14 +246,14 @@ fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
             );
             sumi = _mm256_add_epi32(sumi, s);
         }
-        let d = x.d.to_f32() * y.d;
+        let d = h2f(x.d) * y.d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += x.dmin.to_f32() * y.d * summs as f32;
+        acc_m += h2f(x.dmin) * y.d * summs as f32;
     }
     hsum_ps(acc) - acc_m
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_q8_k_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(0x03);
@@ -241,7 +290,7 @@ fn q6_k_q8_k_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
             }
         }
-        let d = x.d.to_f32() * y.d;
+        let d = h2f(x.d) * y.d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_ps(acc)
@@ -250,7 +299,7 @@ fn q6_k_q8_k_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
 /// Packs 32 i32 (four vectors of 8, in order) to 32 bytes, keeping each value's low byte
 /// (the same as the scalar `as i8`).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn pack_low_bytes(v: [__m256i; 4]) -> __m256i {
     let ff = _mm256_set1_epi32(0xFF);
     let [a, b, c, d] = v.map(|v| _mm256_and_si256(v, ff));
@@ -280,7 +329,7 @@ fn load8f(x: &[f32], off: usize) -> __m256 {
 
 /// `roundf` (half away from zero) of each lane, as i32.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn round_away(v: __m256) -> __m256i {
     let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
     let frac = _mm256_sub_ps(v, t); // exact
@@ -293,7 +342,7 @@ fn round_away(v: __m256) -> __m256i {
 
 /// Quantizes one 32-element block to Q8_0 layout: returns the f32 scale `d`.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q8_block(x: &[f32], qs: &mut [i8; 32]) -> f32 {
     let abs_mask = _mm256_set1_ps(-0.0);
     let v = [load8f(x, 0), load8f(x, 8), load8f(x, 16), load8f(x, 24)];
@@ -309,25 +358,25 @@ fn q8_block(x: &[f32], qs: &mut [i8; 32]) -> f32 {
     d
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_0_avx2(src: &[f32], dst: &mut [BlockQ8_0]) {
     for (x, y) in src.chunks_exact(32).zip(dst) {
         let d = q8_block(x, &mut y.qs);
-        y.d = half::f16::from_f32(d);
+        y.d = f2h(d);
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_1_avx2(src: &[f32], dst: &mut [BlockQ8_1]) {
     for (x, y) in src.chunks_exact(32).zip(dst) {
         let d = q8_block(x, &mut y.qs);
         let sum: i32 = y.qs.iter().map(|q| *q as i32).sum();
-        y.d = half::f16::from_f32(d);
-        y.s = half::f16::from_f32(sum as f32 * d);
+        y.d = f2h(d);
+        y.s = f2h(sum as f32 * d);
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_k_avx2(src: &[f32], dst: &mut [BlockQ8K]) {
     let abs_mask = _mm256_set1_ps(-0.0);
     for (x, y) in src.chunks_exact(QK_K).zip(dst) {
@@ -372,7 +421,7 @@ macro_rules! wrap {
         $(#[$doc])*
         pub(crate) fn $name(x: &[$w], y: &[$a]) -> f32 {
             if has_avx2() {
-                // SAFETY: AVX2 and FMA are present (checked just above).
+                // SAFETY: AVX2, FMA and F16C are present (checked just above).
                 unsafe { $inner(x, y) }
             } else {
                 $scalar(x, y)
@@ -409,7 +458,7 @@ wrap!(
 /// Quantizes activations to Q8_0.
 pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
     if has_avx2() {
-        // SAFETY: AVX2 and FMA are present (checked just above).
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
         unsafe { quantize_q8_0_avx2(src, dst) }
     } else {
         quant::q8_0(src, dst)
@@ -419,7 +468,7 @@ pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
 /// Quantizes activations to Q8_1.
 pub(crate) fn quantize_q8_1(src: &[f32], dst: &mut [BlockQ8_1]) {
     if has_avx2() {
-        // SAFETY: AVX2 and FMA are present (checked just above).
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
         unsafe { quantize_q8_1_avx2(src, dst) }
     } else {
         quant::q8_1(src, dst)
@@ -429,7 +478,7 @@ pub(crate) fn quantize_q8_1(src: &[f32], dst: &mut [BlockQ8_1]) {
 /// Quantizes activations to Q8_K.
 pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
     if has_avx2() {
-        // SAFETY: AVX2 and FMA are present (checked just above).
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
         unsafe { quantize_q8_k_avx2(src, dst) }
     } else {
         quant::q8_k(src, dst)
