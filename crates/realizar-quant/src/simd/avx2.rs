@@ -16,7 +16,7 @@ use crate::blocks::*;
 use crate::types::QK_K;
 use crate::{dot, quant};
 
-use super::has_avx2;
+use super::{has_avx2, has_avx512_vnni};
 
 /// Loads 16 bytes.
 #[inline(always)]
@@ -177,50 +177,108 @@ fn blocks2<W, A>(x: &[W], y: &[A], mut block: impl FnMut(&W, &A) -> (__m256, __m
     hsum_ps(_mm256_add_ps(acc0, acc1))
 }
 
+/// `sum(a[k] * b[k])` of two signed byte vectors in 8 i32 lanes, exact for every input
+/// (widened to i16 first, so -128 · -128 is fine).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_0_q8_0_avx2(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    blocks2(x, y, |x, y| {
-        (dd(x.d, y.d), dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 8))
-    })
+fn dot_i8_i8(a: __m256i, b: __m256i) -> __m256i {
+    let lo = _mm256_madd_epi16(
+        _mm256_cvtepi8_epi16(_mm256_castsi256_si128(a)),
+        _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b)),
+    );
+    let hi = _mm256_madd_epi16(
+        _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(a)),
+        _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(b)),
+    );
+    _mm256_add_epi32(lo, hi)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1_q8_1_avx2(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    // Two partial sums of `m * s`, alternating, so the scalar adds do not form one long chain.
-    let mut summs = [0.0f32; 2];
-    let mut k = 0;
-    let dot = blocks2(x, y, |x, y| {
-        summs[k] += hmul(x.m, y.s);
-        k ^= 1;
-        (dd(x.d, y.d), dot_u8_i8(nibbles(&x.qs), load32i(&y.qs), 0))
-    });
-    dot + (summs[0] + summs[1])
+/// AVX-512 VNNI twin of [`dot_u8_i8`]: `vpdpbusd` sums four u8·i8 products straight into
+/// i32 lanes (no i16 stage, no saturation).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn dot_u8_i8_vnni(q: __m256i, y: __m256i, offset: i8) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let p = _mm256_dpbusd_epi32(zero, q, y);
+    if offset != 0 {
+        _mm256_sub_epi32(p, _mm256_dpbusd_epi32(zero, _mm256_set1_epi8(offset), y))
+    } else {
+        p
+    }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0_q8_0_avx2(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    blocks2(x, y, |x, y| {
-        let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
-        (dd(x.d, y.d), dot_u8_i8(q, load32i(&y.qs), 16))
-    })
+/// AVX-512 VNNI twin of [`dot_i8_i8`]: `a` is biased to unsigned (`a + 128`) for `vpdpbusd`,
+/// and `128 * sum(b)` is taken off again; exact for every input.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn dot_i8_i8_vnni(a: __m256i, b: __m256i) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let bias = _mm256_set1_epi8(-128); // 0x80: flips the sign bit, i.e. a + 128 as u8
+    let p = _mm256_dpbusd_epi32(zero, _mm256_xor_si256(a, bias), b);
+    _mm256_sub_epi32(p, _mm256_dpbusd_epi32(zero, bias, b))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0_q8_0_avx2(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    blocks2(x, y, |x, y| {
-        let (a, b) = (load32i(&x.qs), load32i(&y.qs));
-        // Widen to i16 so every product is exact, also for -128.
-        let lo = _mm256_madd_epi16(
-            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(a)),
-            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b)),
-        );
-        let hi = _mm256_madd_epi16(
-            _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(a)),
-            _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(b)),
-        );
-        (dd(x.d, y.d), _mm256_add_epi32(lo, hi))
-    })
+/// The legacy-format kernels (32-element blocks), generated once per instruction set: the
+/// two byte-dot primitives are the only difference.
+macro_rules! legacy_kernels {
+    ($features:literal, $dot_u8:ident, $dot_i8:ident,
+     $q4_0:ident, $q4_1:ident, $q5_0:ident, $q8_0:ident) => {
+        #[target_feature(enable = $features)]
+        fn $q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+            blocks2(x, y, |x, y| {
+                (dd(x.d, y.d), $dot_u8(nibbles(&x.qs), load32i(&y.qs), 8))
+            })
+        }
+
+        #[target_feature(enable = $features)]
+        fn $q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+            // Two partial sums of `m * s`, alternating, so the scalar adds do not form one
+            // long dependency chain.
+            let mut summs = [0.0f32; 2];
+            let mut k = 0;
+            let dot = blocks2(x, y, |x, y| {
+                summs[k] += hmul(x.m, y.s);
+                k ^= 1;
+                (dd(x.d, y.d), $dot_u8(nibbles(&x.qs), load32i(&y.qs), 0))
+            });
+            dot + (summs[0] + summs[1])
+        }
+
+        #[target_feature(enable = $features)]
+        fn $q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+            blocks2(x, y, |x, y| {
+                let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
+                (dd(x.d, y.d), $dot_u8(q, load32i(&y.qs), 16))
+            })
+        }
+
+        #[target_feature(enable = $features)]
+        fn $q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+            blocks2(x, y, |x, y| {
+                (dd(x.d, y.d), $dot_i8(load32i(&x.qs), load32i(&y.qs)))
+            })
+        }
+    };
 }
+
+legacy_kernels!(
+    "avx2,fma,f16c",
+    dot_u8_i8,
+    dot_i8_i8,
+    q4_0_q8_0_avx2,
+    q4_1_q8_1_avx2,
+    q5_0_q8_0_avx2,
+    q8_0_q8_0_avx2
+);
+legacy_kernels!(
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    dot_u8_i8_vnni,
+    dot_i8_i8_vnni,
+    q4_0_q8_0_vnni,
+    q4_1_q8_1_vnni,
+    q5_0_q8_0_vnni,
+    q8_0_q8_0_vnni
+);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
@@ -428,23 +486,37 @@ macro_rules! wrap {
             }
         }
     };
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $vnni:ident, $scalar:path, $w:ty, $a:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $name(x: &[$w], y: &[$a]) -> f32 {
+            if has_avx512_vnni() {
+                // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
+                unsafe { $vnni(x, y) }
+            } else if has_avx2() {
+                // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                unsafe { $inner(x, y) }
+            } else {
+                $scalar(x, y)
+            }
+        }
+    };
 }
 
 wrap!(
     /// Q4_0 · Q8_0.
-    q4_0_q8_0, q4_0_q8_0_avx2, dot::q4_0_q8_0, BlockQ4_0, BlockQ8_0
+    q4_0_q8_0, q4_0_q8_0_avx2, q4_0_q8_0_vnni, dot::q4_0_q8_0, BlockQ4_0, BlockQ8_0
 );
 wrap!(
     /// Q4_1 · Q8_1.
-    q4_1_q8_1, q4_1_q8_1_avx2, dot::q4_1_q8_1, BlockQ4_1, BlockQ8_1
+    q4_1_q8_1, q4_1_q8_1_avx2, q4_1_q8_1_vnni, dot::q4_1_q8_1, BlockQ4_1, BlockQ8_1
 );
 wrap!(
     /// Q5_0 · Q8_0.
-    q5_0_q8_0, q5_0_q8_0_avx2, dot::q5_0_q8_0, BlockQ5_0, BlockQ8_0
+    q5_0_q8_0, q5_0_q8_0_avx2, q5_0_q8_0_vnni, dot::q5_0_q8_0, BlockQ5_0, BlockQ8_0
 );
 wrap!(
     /// Q8_0 · Q8_0.
-    q8_0_q8_0, q8_0_q8_0_avx2, dot::q8_0_q8_0, BlockQ8_0, BlockQ8_0
+    q8_0_q8_0, q8_0_q8_0_avx2, q8_0_q8_0_vnni, dot::q8_0_q8_0, BlockQ8_0, BlockQ8_0
 );
 wrap!(
     /// Q4_K · Q8_K.
@@ -482,5 +554,134 @@ pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
         unsafe { quantize_q8_k_avx2(src, dst) }
     } else {
         quant::q8_k(src, dst)
+    }
+}
+
+/// Every instruction-set level against the scalar twin (the public API only reaches the best
+/// level this CPU has, so the lower ones are called here directly).
+#[cfg(test)]
+mod level_tests {
+    use super::*;
+    use bytemuck::Zeroable;
+    use half::f16;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u8 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 56) as u8
+        }
+        fn fill<T: bytemuck::Pod>(&mut self, v: &mut [T]) {
+            for b in bytemuck::cast_slice_mut::<T, u8>(v) {
+                *b = self.next();
+            }
+        }
+    }
+
+    /// Random blocks (all byte patterns) with the f16 fields set by `set`.
+    fn blocks<T: bytemuck::Pod + Zeroable>(
+        rng: &mut Rng,
+        n: usize,
+        set: impl Fn(&mut T),
+    ) -> Vec<T> {
+        let mut v = vec![T::zeroed(); n];
+        rng.fill(&mut v);
+        v.iter_mut().for_each(set);
+        v
+    }
+
+    type Kernel<W, A> = fn(&[W], &[A]) -> f32;
+
+    /// Runs `check` on the scalar result and each available SIMD level's result.
+    fn levels<W, A>(
+        x: &[W],
+        y: &[A],
+        scalar: Kernel<W, A>,
+        avx2: unsafe fn(&[W], &[A]) -> f32,
+        vnni: unsafe fn(&[W], &[A]) -> f32,
+        check: impl Fn(&str, f32, f32),
+    ) {
+        let want = scalar(x, y);
+        if has_avx2() {
+            // SAFETY: AVX2, FMA and F16C are present (checked just above).
+            check("avx2", want, unsafe { avx2(x, y) });
+        }
+        if has_avx512_vnni() {
+            // SAFETY: AVX512-VNNI/VL and the AVX2 set are present (checked just above).
+            check("vnni", want, unsafe { vnni(x, y) });
+        }
+    }
+
+    #[test]
+    fn every_level_matches_the_scalar_twin() {
+        let mut rng = Rng(99);
+        let one = f16::from_f32(1.0);
+        let scales = [0.5f32, 1.0, 1.0 / 64.0];
+        for nb in 1..48 {
+            for &sc in &scales {
+                let h = f16::from_f32(sc);
+                // With unit scales every float step is exact: results must be bit-identical.
+                let exact = sc == 1.0;
+                let check = |what: &str, want: f32, got: f32| {
+                    if exact {
+                        assert_eq!(
+                            want.to_bits(),
+                            got.to_bits(),
+                            "{what} nb={nb}: {want} vs {got}"
+                        );
+                    } else {
+                        let tol = 1e-5 * want.abs().max(1.0);
+                        assert!((want - got).abs() <= tol, "{what} nb={nb}: {want} vs {got}");
+                    }
+                };
+                let q8: Vec<BlockQ8_0> = blocks(&mut rng, nb, |b: &mut BlockQ8_0| b.d = h);
+                let q81: Vec<BlockQ8_1> = blocks(&mut rng, nb, |b: &mut BlockQ8_1| {
+                    b.d = h;
+                    b.s = one;
+                });
+                let w40: Vec<BlockQ4_0> = blocks(&mut rng, nb, |b: &mut BlockQ4_0| b.d = h);
+                levels(
+                    &w40,
+                    &q8,
+                    dot::q4_0_q8_0,
+                    q4_0_q8_0_avx2,
+                    q4_0_q8_0_vnni,
+                    check,
+                );
+                let w41: Vec<BlockQ4_1> = blocks(&mut rng, nb, |b: &mut BlockQ4_1| {
+                    b.d = h;
+                    b.m = one;
+                });
+                levels(
+                    &w41,
+                    &q81,
+                    dot::q4_1_q8_1,
+                    q4_1_q8_1_avx2,
+                    q4_1_q8_1_vnni,
+                    check,
+                );
+                let w50: Vec<BlockQ5_0> = blocks(&mut rng, nb, |b: &mut BlockQ5_0| b.d = h);
+                levels(
+                    &w50,
+                    &q8,
+                    dot::q5_0_q8_0,
+                    q5_0_q8_0_avx2,
+                    q5_0_q8_0_vnni,
+                    check,
+                );
+                let w80: Vec<BlockQ8_0> = blocks(&mut rng, nb, |b: &mut BlockQ8_0| b.d = h);
+                levels(
+                    &w80,
+                    &q8,
+                    dot::q8_0_q8_0,
+                    q8_0_q8_0_avx2,
+                    q8_0_q8_0_vnni,
+                    check,
+                );
+            }
+        }
     }
 }

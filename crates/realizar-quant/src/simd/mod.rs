@@ -19,6 +19,18 @@ fn has_avx2() -> bool {
     })
 }
 
+/// Whether the AVX-512 VNNI (256-bit, with VL) kernels may run: AVX2 set plus VNNI.
+#[cfg(target_arch = "x86_64")]
+fn has_avx512_vnni() -> bool {
+    use std::sync::OnceLock;
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| {
+        has_avx2()
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    })
+}
+
 macro_rules! select {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $scalar:path) => {
         $(#[$doc])*
