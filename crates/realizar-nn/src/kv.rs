@@ -157,7 +157,7 @@ impl KvCache {
     }
 
     /// Stores the keys and values (`n_head_kv * head_dim` each) of position `pos` of `layer`.
-    pub(crate) fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+    pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
         for g in 0..self.n_head_kv {
             let at = (g * self.capacity + pos) * hd;
@@ -174,7 +174,7 @@ impl KvCache {
     }
 
     /// Marks `n` more positions as filled.
-    pub(crate) fn advance(&mut self, n: usize) {
+    pub fn advance(&mut self, n: usize) {
         self.len = (self.len + n).min(self.capacity);
     }
 

@@ -1,6 +1,7 @@
 //! The Realizar runtime: model loading (mmap), KV cache, sampling, generation and embeddings.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod embed;
 mod error;
 pub mod generate;

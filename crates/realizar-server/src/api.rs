@@ -1,0 +1,667 @@
+//! Parsing and validating request bodies (OpenAI and Ollama shapes). Every wrong type or value
+//! is a 400 that names the field.
+
+use realizar_runtime::SamplerConfig;
+use serde_json::{Map, Value};
+
+use crate::engine::ChatMessage;
+use crate::error::ApiError;
+
+/// Parses a body as a JSON object.
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "The request body is empty; expected a JSON object",
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request(
+            "The request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "The request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// Typed access to the fields of a JSON object, with errors that name the field.
+pub(crate) struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    prefix: &'static str,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(obj: &'a Map<String, Value>) -> Fields<'a> {
+        Fields { obj, prefix: "" }
+    }
+
+    /// Fields of a nested object whose errors name `prefix.field`.
+    pub(crate) fn nested(obj: &'a Map<String, Value>, prefix: &'static str) -> Fields<'a> {
+        Fields { obj, prefix }
+    }
+
+    fn name(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn wrong(&self, key: &str, want: &str, got: &Value) -> ApiError {
+        let name = self.name(key);
+        ApiError::invalid(
+            name.clone(),
+            format!("`{name}` must be {want}, got {}", type_name(got)),
+        )
+    }
+
+    /// The raw value (absent and `null` are both `None`).
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn str(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.wrong(key, "a string", v)),
+        }
+    }
+
+    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.wrong(key, "a boolean", v)),
+        }
+    }
+
+    /// A finite number within `[lo, hi]`.
+    pub(crate) fn num(&self, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => {
+                let x = n.as_f64().unwrap_or(f64::NAN);
+                if x.is_finite() && (lo..=hi).contains(&x) {
+                    Ok(Some(x))
+                } else {
+                    let name = self.name(key);
+                    Err(ApiError::invalid(
+                        name.clone(),
+                        format!("`{name}` must be between {lo} and {hi}, got {n}"),
+                    ))
+                }
+            }
+            Some(v) => Err(self.wrong(key, "a number", v)),
+        }
+    }
+
+    /// A non-negative integer at most `hi`.
+    pub(crate) fn uint(&self, key: &str, hi: u64) -> Result<Option<u64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(x) if x <= hi => Ok(Some(x)),
+                _ => {
+                    let name = self.name(key);
+                    Err(ApiError::invalid(
+                        name.clone(),
+                        format!("`{name}` must be an integer between 0 and {hi}, got {n}"),
+                    ))
+                }
+            },
+            Some(v) => Err(self.wrong(key, "an integer", v)),
+        }
+    }
+
+    /// An integer (any sign) within `[lo, hi]`.
+    pub(crate) fn int(&self, key: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
+                _ => {
+                    let name = self.name(key);
+                    Err(ApiError::invalid(
+                        name.clone(),
+                        format!("`{name}` must be an integer between {lo} and {hi}, got {n}"),
+                    ))
+                }
+            },
+            Some(v) => Err(self.wrong(key, "an integer", v)),
+        }
+    }
+
+    pub(crate) fn object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(v) => Err(self.wrong(key, "an object", v)),
+        }
+    }
+
+    /// A string or an array of strings (at most `max`).
+    pub(crate) fn strings(&self, key: &str, max: usize) -> Result<Vec<String>, ApiError> {
+        let name = self.name(key);
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::Array(a)) => {
+                if a.len() > max {
+                    return Err(ApiError::invalid(
+                        name.clone(),
+                        format!("`{name}` may hold at most {max} entries, got {}", a.len()),
+                    ));
+                }
+                a.iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        v => Err(ApiError::invalid(
+                            format!("{name}[{i}]"),
+                            format!("`{name}[{i}]` must be a string, got {}", type_name(v)),
+                        )),
+                    })
+                    .collect()
+            }
+            Some(v) => Err(self.wrong(key, "a string or an array of strings", v)),
+        }
+    }
+}
+
+/// Upper bound on `max_tokens` and similar counts.
+pub(crate) const MAX_COUNT: u64 = 1 << 20;
+
+/// Everything about a generation request except its prompt.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct GenParams {
+    pub max_tokens: Option<usize>,
+    pub sampler: SamplerConfig,
+    pub stop: Vec<String>,
+    pub logprobs: Option<usize>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub ignore_eos: bool,
+}
+
+/// The engine's sampling defaults when a request does not say (those of llama.cpp's server).
+pub(crate) fn default_sampler() -> SamplerConfig {
+    SamplerConfig {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        seed: fresh_seed(),
+        ..SamplerConfig::default()
+    }
+}
+
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish()
+}
+
+/// Which API a request came through (the fields differ slightly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    Chat,
+    Completion,
+}
+
+/// Parses the OpenAI sampling and output fields shared by chat and completions.
+pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams, ApiError> {
+    let mut s = default_sampler();
+    if let Some(n) = f.uint("n", MAX_COUNT)? {
+        if n != 1 {
+            return Err(ApiError::invalid(
+                "n",
+                format!("only n = 1 is supported, got {n}"),
+            ));
+        }
+    }
+    if let Some(best_of) = f.uint("best_of", MAX_COUNT)? {
+        if best_of > 1 {
+            return Err(ApiError::invalid(
+                "best_of",
+                "only best_of = 1 is supported",
+            ));
+        }
+    }
+    let max_tokens = match f.uint("max_completion_tokens", MAX_COUNT)? {
+        Some(n) => Some(n),
+        None => f.uint("max_tokens", MAX_COUNT)?,
+    };
+    if max_tokens == Some(0) {
+        let p = if f.get("max_completion_tokens").is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        return Err(ApiError::invalid(p, format!("`{p}` must be at least 1")));
+    }
+    if let Some(t) = f.num("temperature", 0.0, 2.0)? {
+        s.temperature = t as f32;
+    }
+    if let Some(p) = f.num("top_p", 0.0, 1.0)? {
+        s.top_p = p as f32;
+    }
+    if let Some(k) = f.uint("top_k", MAX_COUNT)? {
+        s.top_k = k as usize;
+    }
+    if let Some(p) = f.num("min_p", 0.0, 1.0)? {
+        s.min_p = p as f32;
+    }
+    if let Some(p) = f.num("presence_penalty", -2.0, 2.0)? {
+        s.presence_penalty = p as f32;
+    }
+    if let Some(p) = f.num("frequency_penalty", -2.0, 2.0)? {
+        s.frequency_penalty = p as f32;
+    }
+    if let Some(p) = f.num("repeat_penalty", f64::MIN_POSITIVE, 10.0)? {
+        s.repeat_penalty = p as f32;
+    }
+    if let Some(seed) = f.int("seed", i64::MIN, i64::MAX)? {
+        s.seed = seed as u64;
+    }
+    if let Some(bias) = f.object("logit_bias")? {
+        s.logit_bias = parse_logit_bias(bias)?;
+    }
+    let stop = f.strings("stop", 4)?;
+    let logprobs = match flavor {
+        Flavor::Chat => {
+            let on = f.bool("logprobs")?.unwrap_or(false);
+            let top = f.uint("top_logprobs", 20)?;
+            match (on, top) {
+                (true, t) => Some(t.unwrap_or(0) as usize),
+                (false, Some(t)) if t > 0 => {
+                    return Err(ApiError::invalid(
+                        "top_logprobs",
+                        "`top_logprobs` needs `logprobs` set to true",
+                    ))
+                }
+                _ => None,
+            }
+        }
+        Flavor::Completion => f.uint("logprobs", 5)?.map(|n| n as usize),
+    };
+    let stream = f.bool("stream")?.unwrap_or(false);
+    let include_usage = match f.object("stream_options")? {
+        Some(o) => Fields::nested(o, "stream_options")
+            .bool("include_usage")?
+            .unwrap_or(false),
+        None => false,
+    };
+    let ignore_eos = f.bool("ignore_eos")?.unwrap_or(false);
+    Ok(GenParams {
+        max_tokens: max_tokens.map(|n| n as usize),
+        sampler: s,
+        stop,
+        logprobs,
+        stream,
+        include_usage,
+        ignore_eos,
+    })
+}
+
+fn parse_logit_bias(m: &Map<String, Value>) -> Result<Vec<(u32, f32)>, ApiError> {
+    if m.len() > 1024 {
+        return Err(ApiError::invalid(
+            "logit_bias",
+            "`logit_bias` may hold at most 1024 entries",
+        ));
+    }
+    m.iter()
+        .map(|(k, v)| {
+            let id: u32 = k.parse().map_err(|_| {
+                ApiError::invalid(
+                    "logit_bias",
+                    format!("`logit_bias` keys must be token ids, got `{k}`"),
+                )
+            })?;
+            let b = v
+                .as_f64()
+                .filter(|b| (-100.0..=100.0).contains(b))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "logit_bias",
+                        format!("`logit_bias[{k}]` must be a number between -100 and 100"),
+                    )
+                })?;
+            // OpenAI: -100 effectively bans the token.
+            let b = if b <= -100.0 {
+                f32::NEG_INFINITY
+            } else {
+                b as f32
+            };
+            Ok((id, b))
+        })
+        .collect()
+}
+
+/// Chat messages: `role` system/user/assistant (also tool/developer as text), `content` a
+/// string or an array of `{"type":"text","text":..}` parts.
+pub(crate) fn chat_messages(
+    f: &Fields<'_>,
+    key: &'static str,
+) -> Result<Vec<ChatMessage>, ApiError> {
+    let arr = match f.get(key) {
+        Some(Value::Array(a)) => a,
+        None => {
+            return Err(ApiError::invalid(key, format!("`{key}` is required")));
+        }
+        Some(v) => {
+            return Err(ApiError::invalid(
+                key,
+                format!("`{key}` must be an array, got {}", type_name(v)),
+            ))
+        }
+    };
+    if arr.is_empty() {
+        return Err(ApiError::invalid(key, format!("`{key}` must not be empty")));
+    }
+    arr.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let p = |field: &str| format!("{key}[{i}].{field}");
+            let Value::Object(m) = m else {
+                return Err(ApiError::invalid(
+                    format!("{key}[{i}]"),
+                    format!("`{key}[{i}]` must be an object, got {}", type_name(m)),
+                ));
+            };
+            let role = match m.get("role") {
+                Some(Value::String(r)) => r.clone(),
+                Some(v) => {
+                    return Err(ApiError::invalid(
+                        p("role"),
+                        format!("`{}` must be a string, got {}", p("role"), type_name(v)),
+                    ))
+                }
+                None => return Err(ApiError::invalid(p("role"), format!("`{}` is required", p("role")))),
+            };
+            if !matches!(
+                role.as_str(),
+                "system" | "user" | "assistant" | "developer" | "tool"
+            ) {
+                return Err(ApiError::invalid(
+                    p("role"),
+                    format!(
+                        "`{}` must be one of system, user, assistant, developer, tool; got `{role}`",
+                        p("role")
+                    ),
+                ));
+            }
+            let role = if role == "developer" { "system".to_string() } else { role };
+            let content = match m.get("content") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => {
+                    let mut text = String::new();
+                    for (j, part) in parts.iter().enumerate() {
+                        let pp = format!("{key}[{i}].content[{j}]");
+                        let Value::Object(po) = part else {
+                            return Err(ApiError::invalid(
+                                pp.clone(),
+                                format!("`{pp}` must be an object, got {}", type_name(part)),
+                            ));
+                        };
+                        match (po.get("type"), po.get("text")) {
+                            (Some(Value::String(t)), Some(Value::String(s))) if t == "text" => {
+                                text.push_str(s)
+                            }
+                            (Some(Value::String(t)), _) if t != "text" => {
+                                return Err(ApiError::invalid(
+                                    format!("{pp}.type"),
+                                    format!("only text content parts are supported, got `{t}`"),
+                                ))
+                            }
+                            _ => {
+                                return Err(ApiError::invalid(
+                                    pp.clone(),
+                                    format!("`{pp}` must be {{\"type\":\"text\",\"text\":string}}"),
+                                ))
+                            }
+                        }
+                    }
+                    text
+                }
+                Some(v) => {
+                    return Err(ApiError::invalid(
+                        p("content"),
+                        format!(
+                            "`{}` must be a string or an array of text parts, got {}",
+                            p("content"),
+                            type_name(v)
+                        ),
+                    ))
+                }
+            };
+            Ok(ChatMessage::new(role, content))
+        })
+        .collect()
+}
+
+/// A completion prompt: a string, an array of one string, or an array of token ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Prompt {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+pub(crate) fn completion_prompt(f: &Fields<'_>) -> Result<Prompt, ApiError> {
+    let bad = |msg: String| ApiError::invalid("prompt", msg);
+    match f.get("prompt") {
+        None => Err(bad("`prompt` is required".into())),
+        Some(Value::String(s)) => Ok(Prompt::Text(s.clone())),
+        Some(Value::Array(a)) => match a.as_slice() {
+            [] => Err(bad("`prompt` must not be empty".into())),
+            [Value::String(s)] => Ok(Prompt::Text(s.clone())),
+            [Value::String(_), ..] => Err(bad(
+                "only one prompt per request is supported (send several requests)".into(),
+            )),
+            items => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .and_then(|x| u32::try_from(x).ok())
+                        .ok_or_else(|| {
+                            bad("`prompt` must be a string or an array of token ids".into())
+                        })
+                })
+                .collect::<Result<Vec<u32>, _>>()
+                .map(Prompt::Ids),
+        },
+        Some(v) => Err(bad(format!(
+            "`prompt` must be a string or an array of token ids, got {}",
+            type_name(v)
+        ))),
+    }
+}
+
+/// Ollama's `options` object (and top-level `stream`, default true).
+pub(crate) fn ollama_params(f: &Fields<'_>) -> Result<GenParams, ApiError> {
+    let mut s = default_sampler();
+    let mut max_tokens = None;
+    let mut stop = Vec::new();
+    if let Some(o) = f.object("options")? {
+        let o = Fields::nested(o, "options");
+        if let Some(n) = o.int("num_predict", -2, MAX_COUNT as i64)? {
+            max_tokens = (n > 0).then_some(n as usize);
+        }
+        if let Some(t) = o.num("temperature", 0.0, 2.0)? {
+            s.temperature = t as f32;
+        }
+        if let Some(p) = o.num("top_p", 0.0, 1.0)? {
+            s.top_p = p as f32;
+        }
+        if let Some(k) = o.uint("top_k", MAX_COUNT)? {
+            s.top_k = k as usize;
+        }
+        if let Some(p) = o.num("min_p", 0.0, 1.0)? {
+            s.min_p = p as f32;
+        }
+        if let Some(p) = o.num("repeat_penalty", f64::MIN_POSITIVE, 10.0)? {
+            s.repeat_penalty = p as f32;
+        }
+        if let Some(p) = o.num("presence_penalty", -2.0, 2.0)? {
+            s.presence_penalty = p as f32;
+        }
+        if let Some(p) = o.num("frequency_penalty", -2.0, 2.0)? {
+            s.frequency_penalty = p as f32;
+        }
+        if let Some(n) = o.uint("repeat_last_n", MAX_COUNT)? {
+            s.penalty_last_n = n as usize;
+        }
+        if let Some(seed) = o.int("seed", i64::MIN, i64::MAX)? {
+            s.seed = seed as u64;
+        }
+        stop = o.strings("stop", 16)?;
+    }
+    Ok(GenParams {
+        max_tokens,
+        sampler: s,
+        stop,
+        logprobs: None,
+        stream: f.bool("stream")?.unwrap_or(true),
+        include_usage: false,
+        ignore_eos: false,
+    })
+}
+
+/// Embedding inputs: a string or an array of strings (token-id arrays are not supported).
+pub(crate) fn embedding_inputs(f: &Fields<'_>, key: &'static str) -> Result<Vec<String>, ApiError> {
+    match f.get(key) {
+        None => Err(ApiError::invalid(key, format!("`{key}` is required"))),
+        Some(Value::Array(a)) if a.is_empty() => {
+            Err(ApiError::invalid(key, format!("`{key}` must not be empty")))
+        }
+        Some(Value::Array(a))
+            if a.iter().all(Value::is_number) || a.iter().all(Value::is_array) =>
+        {
+            Err(ApiError::invalid(
+                key,
+                "token-id inputs are not supported for embeddings; send text",
+            ))
+        }
+        Some(_) => f.strings(key, 2048),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn param_of(r: Result<GenParams, ApiError>) -> Option<String> {
+        r.err().and_then(|e| e.param)
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let check = |v: Value, field: &str| {
+            let m = obj(v);
+            let got = param_of(openai_params(&Fields::new(&m), Flavor::Chat));
+            assert_eq!(got.as_deref(), Some(field));
+        };
+        check(json!({"temperature": "hot"}), "temperature");
+        check(json!({"temperature": 3}), "temperature");
+        check(json!({"max_tokens": -1}), "max_tokens");
+        check(json!({"max_tokens": 0}), "max_tokens");
+        check(json!({"n": 2}), "n");
+        check(json!({"stop": [1]}), "stop[0]");
+        check(json!({"stop": ["a","b","c","d","e"]}), "stop");
+        check(json!({"logit_bias": {"x": 1}}), "logit_bias");
+        check(json!({"logit_bias": {"5": 101}}), "logit_bias");
+        check(json!({"stream": 1}), "stream");
+        check(
+            json!({"stream_options": {"include_usage": "yes"}}),
+            "stream_options.include_usage",
+        );
+        check(json!({"top_logprobs": 3}), "top_logprobs");
+        check(
+            json!({"top_logprobs": 21, "logprobs": true}),
+            "top_logprobs",
+        );
+    }
+
+    #[test]
+    fn valid_parameters_reach_the_sampler() {
+        let m = obj(json!({
+            "temperature": 0, "top_p": 0.5, "top_k": 7, "min_p": 0.1, "seed": 42,
+            "presence_penalty": 0.5, "frequency_penalty": -0.5, "repeat_penalty": 1.1,
+            "logit_bias": {"3": -100, "9": 2.5}, "stop": "END", "max_completion_tokens": 9,
+            "logprobs": true, "top_logprobs": 2, "stream": true,
+            "stream_options": {"include_usage": true}
+        }));
+        let p = openai_params(&Fields::new(&m), Flavor::Chat).expect("valid");
+        assert_eq!(p.sampler.temperature, 0.0);
+        assert_eq!(p.sampler.top_k, 7);
+        assert_eq!(p.sampler.seed, 42);
+        assert_eq!(p.sampler.logit_bias, vec![(3, f32::NEG_INFINITY), (9, 2.5)]);
+        assert_eq!(p.stop, vec!["END".to_string()]);
+        assert_eq!(p.max_tokens, Some(9));
+        assert_eq!(p.logprobs, Some(2));
+        assert!(p.stream && p.include_usage);
+    }
+
+    #[test]
+    fn messages_accept_strings_and_text_parts() {
+        let m = obj(json!({"messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+        ]}));
+        let msgs = chat_messages(&Fields::new(&m), "messages").expect("valid");
+        assert_eq!(msgs[1].content, "ab");
+        let bad = obj(json!({"messages": [{"role": "wizard", "content": "x"}]}));
+        let e = chat_messages(&Fields::new(&bad), "messages").expect_err("bad role");
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let bad = obj(json!({"messages": [{"role": "user", "content": 5}]}));
+        let e = chat_messages(&Fields::new(&bad), "messages").expect_err("bad content");
+        assert_eq!(e.param.as_deref(), Some("messages[0].content"));
+    }
+
+    #[test]
+    fn prompts_are_text_or_ids() {
+        let p = |v: Value| completion_prompt(&Fields::new(&obj(json!({ "prompt": v }))));
+        assert_eq!(p(json!("hi")), Ok(Prompt::Text("hi".into())));
+        assert_eq!(p(json!(["hi"])), Ok(Prompt::Text("hi".into())));
+        assert_eq!(p(json!([1, 2])), Ok(Prompt::Ids(vec![1, 2])));
+        assert!(p(json!([1, -2])).is_err());
+        assert!(p(json!(["a", "b"])).is_err());
+        assert!(p(json!(7)).is_err());
+    }
+
+    #[test]
+    fn malformed_bodies_are_400() {
+        for body in [&b""[..], b"  ", b"{", b"[1]", b"\"x\"", b"{\"a\":}"] {
+            let e = parse_object(body).expect_err("malformed");
+            assert_eq!(e.status.as_u16(), 400);
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! What the HTTP layer needs from a model: the [`Engine`] trait and the types it speaks.
+//!
+//! The HTTP handlers know nothing about tensors or threads: they tokenize, render chat
+//! templates, submit generation requests (receiving a [`GenStream`] of events) and ask for
+//! embeddings through this trait. [`crate::LocalEngine`] implements it over `realizar-runtime`;
+//! tests implement it with tiny deterministic models.
+
+use core::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use realizar_runtime::SamplerConfig;
+use tokio::sync::mpsc;
+
+pub use realizar_tokenize::ChatMessage;
+
+/// What a model can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// A decoder that generates text (chat and completions).
+    Generate,
+    /// An encoder that produces embeddings.
+    Embed,
+}
+
+/// The description of a served model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// The name clients put in the `model` field.
+    pub id: String,
+    /// What it does.
+    pub kind: ModelKind,
+    /// Positions of one sequence (generation) or the longest input (embeddings).
+    pub ctx: usize,
+    /// Size of the model file(s) in bytes (0 when not known).
+    pub size_bytes: u64,
+    /// Whether it has a chat template.
+    pub has_chat_template: bool,
+}
+
+/// A generation request: token ids in, a stream of events out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenRequest {
+    /// The prompt's ids (at least one).
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Sampling parameters.
+    pub sampler: SamplerConfig,
+    /// Generation stops before the first occurrence of any of these in the text (which is then
+    /// not returned).
+    pub stop: Vec<String>,
+    /// `Some(n)`: report each token's log-probability and the `n` most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Keep generating after an end-of-generation token.
+    pub ignore_eos: bool,
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens`, or the context is full.
+    Length,
+}
+
+impl FinishReason {
+    /// `"stop"` or `"length"`, as OpenAI names them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// A generated token and its probabilities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenInfo {
+    /// Its id.
+    pub id: u32,
+    /// Its text (lossy when it holds part of a character).
+    pub text: String,
+    /// Log-probability under the model's distribution (before sampling filters).
+    pub logprob: f32,
+    /// The most likely tokens: `(id, text, logprob)`, most likely first.
+    pub top: Vec<(u32, String, f32)>,
+}
+
+/// The summary at the end of a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenSummary {
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Tokens of the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated (an end-of-generation token included).
+    pub completion_tokens: usize,
+}
+
+/// What a generation stream yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GenEvent {
+    /// More text. `text` may be empty (while it could be the start of a stop string, or ends
+    /// inside a character); `token` is the token that produced it (`None` for the final flush).
+    Delta {
+        /// Text that is final.
+        text: String,
+        /// The token that produced it.
+        token: Option<u32>,
+        /// Its log-probabilities, when they were asked for.
+        logprobs: Option<TokenInfo>,
+    },
+    /// The generation ended normally; nothing follows.
+    Done(GenSummary),
+    /// The generation failed; nothing follows.
+    Failed(String),
+}
+
+/// Cancels a generation: the scheduler drops the sequence at its next step.
+#[derive(Clone, Debug, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    /// A handle that is not cancelled.
+    pub fn new() -> CancelHandle {
+        CancelHandle::default()
+    }
+
+    /// Asks for the generation to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether [`CancelHandle::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The events of one generation. Dropping it cancels the generation.
+#[derive(Debug)]
+pub struct GenStream {
+    rx: mpsc::UnboundedReceiver<GenEvent>,
+    cancel: CancelHandle,
+}
+
+/// The sending half of a [`GenStream`], held by the engine.
+#[derive(Debug)]
+pub struct GenSender {
+    tx: mpsc::UnboundedSender<GenEvent>,
+    cancel: CancelHandle,
+}
+
+/// A connected sender and stream.
+pub fn gen_channel() -> (GenSender, GenStream) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cancel = CancelHandle::new();
+    (
+        GenSender {
+            tx,
+            cancel: cancel.clone(),
+        },
+        GenStream { rx, cancel },
+    )
+}
+
+impl GenSender {
+    /// Sends an event; false when the receiver is gone.
+    pub fn send(&self, ev: GenEvent) -> bool {
+        self.tx.send(ev).is_ok()
+    }
+
+    /// Whether the receiver cancelled or went away.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled() || self.tx.is_closed()
+    }
+}
+
+impl GenStream {
+    /// The next event (`None` after the last one, or if the engine dropped the sender).
+    pub async fn next(&mut self) -> Option<GenEvent> {
+        self.rx.recv().await
+    }
+
+    /// Polls for the next event.
+    pub fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<GenEvent>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+
+    /// The handle that cancels this generation.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+}
+
+impl Drop for GenStream {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Embeddings of a batch of inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embeddings {
+    /// One vector per input, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens of all inputs together.
+    pub prompt_tokens: usize,
+}
+
+/// How busy an engine is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineLoad {
+    /// Requests waiting for a slot.
+    pub queued: usize,
+    /// Sequences being generated.
+    pub active: usize,
+    /// Slots.
+    pub slots: usize,
+}
+
+/// Why an engine refused or failed a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The model cannot do this (embeddings from a decoder, chat without a template).
+    Unsupported {
+        /// The model.
+        model: String,
+        /// The operation.
+        what: &'static str,
+    },
+    /// The input does not fit in the context.
+    ContextExceeded {
+        /// Tokens of the input.
+        tokens: usize,
+        /// Tokens the context holds.
+        ctx: usize,
+        /// Tokens asked to generate in addition (0 when not relevant).
+        max_tokens: usize,
+    },
+    /// A request argument is invalid.
+    InvalidInput {
+        /// The field.
+        param: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Every slot is busy and the wait queue is full.
+    QueueFull {
+        /// Requests already waiting.
+        queued: usize,
+    },
+    /// The engine is shutting down or its worker died.
+    Unavailable,
+    /// The model failed.
+    Internal(String),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Unsupported { model, what } => {
+                write!(f, "model `{model}` does not support {what}")
+            }
+            EngineError::ContextExceeded {
+                tokens,
+                ctx,
+                max_tokens,
+            } => {
+                write!(
+                    f,
+                    "this model's maximum context length is {ctx} tokens, but the input has {tokens} tokens"
+                )?;
+                if *max_tokens > 0 {
+                    write!(f, " (and {max_tokens} were asked to be generated)")?;
+                }
+                Ok(())
+            }
+            EngineError::InvalidInput { param, reason } => write!(f, "{param}: {reason}"),
+            EngineError::QueueFull { queued } => write!(
+                f,
+                "the server is busy: every slot is in use and {queued} requests are waiting"
+            ),
+            EngineError::Unavailable => write!(f, "the model is not available (shutting down)"),
+            EngineError::Internal(m) => write!(f, "internal model error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// A served model. Every method may be called from many tasks at once; the slow ones
+/// ([`Engine::embed`]) are called from blocking threads, and [`Engine::submit`] must return at
+/// once (the work happens on the engine's own threads).
+pub trait Engine: Send + Sync + 'static {
+    /// Its description.
+    fn info(&self) -> ModelInfo;
+
+    /// Text to token ids; `add_special` adds BOS/CLS as the vocabulary wants, `parse_special`
+    /// turns special-token texts into their ids.
+    fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, EngineError>;
+
+    /// Token ids to text (special tokens included).
+    fn detokenize(&self, ids: &[u32]) -> Result<String, EngineError>;
+
+    /// Renders a conversation with the model's chat template, with the assistant's turn opened.
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        let _ = messages;
+        Err(EngineError::Unsupported {
+            model: self.info().id,
+            what: "chat",
+        })
+    }
+
+    /// Queues a generation. Errors at once when the prompt does not fit or the queue is full.
+    fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {
+        let _ = req;
+        Err(EngineError::Unsupported {
+            model: self.info().id,
+            what: "text generation",
+        })
+    }
+
+    /// Embeds texts (blocking: called from a blocking thread).
+    fn embed(&self, inputs: &[String]) -> Result<Embeddings, EngineError> {
+        let _ = inputs;
+        Err(EngineError::Unsupported {
+            model: self.info().id,
+            what: "embeddings",
+        })
+    }
+
+    /// How busy it is.
+    fn load(&self) -> EngineLoad {
+        EngineLoad::default()
+    }
+}

@@ -1,0 +1,406 @@
+//! A tiny deterministic engine for tests, examples and load tests without a real model.
+//!
+//! [`ToyModel`] implements [`BatchForward`]: its vocabulary is the 256 byte values plus an
+//! end-of-sequence id ([`TOY_EOS`]) and a beginning-of-sequence id ([`TOY_BOS`]); the logits of
+//! a slot depend only on the tokens in that slot (a hash of them), so the same prompt gives the
+//! same greedy text whatever else is in the batch, and different prompts give different texts.
+//! Its output is lowercase letters, spaces, dots and `€` (three byte tokens, to exercise UTF-8
+//! handling). [`ToyEngine`] serves it through the [`Scheduler`].
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use realizar_runtime::batch::{BatchForward, SeqChunk};
+use realizar_runtime::RuntimeError;
+
+use crate::engine::{
+    ChatMessage, Embeddings, Engine, EngineError, EngineLoad, GenRequest, GenStream, ModelInfo,
+    ModelKind,
+};
+use crate::scheduler::{Scheduler, SchedulerConfig, TokenText};
+
+/// The end-of-sequence id of the toy vocabulary.
+pub const TOY_EOS: u32 = 256;
+/// The beginning-of-sequence id of the toy vocabulary.
+pub const TOY_BOS: u32 = 257;
+/// Size of the toy vocabulary.
+pub const TOY_VOCAB: usize = 258;
+
+/// Options of the toy model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToyConfig {
+    /// Cache slots.
+    pub slots: usize,
+    /// Positions per slot.
+    pub ctx: usize,
+    /// Rows per forward pass.
+    pub max_rows: usize,
+    /// The model prefers [`TOY_EOS`] once a sequence holds this many positions.
+    pub eos_at: Option<usize>,
+    /// Time each forward pass takes (simulated work).
+    pub step_delay: Duration,
+}
+
+impl Default for ToyConfig {
+    fn default() -> ToyConfig {
+        ToyConfig {
+            slots: 4,
+            ctx: 256,
+            max_rows: 64,
+            eos_at: None,
+            step_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Counters of a toy model's work, shared with the test that made it.
+#[derive(Debug, Default)]
+pub struct ToyStats {
+    /// Forward passes.
+    pub steps: AtomicUsize,
+    /// Most sequences evaluated in one pass.
+    pub max_seqs_per_step: AtomicUsize,
+    /// Token rows evaluated.
+    pub rows: AtomicUsize,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SlotState {
+    hash: u64,
+    len: usize,
+    last: u32,
+}
+
+/// The toy model (see the module documentation).
+#[derive(Debug)]
+pub struct ToyModel {
+    config: ToyConfig,
+    slots: Vec<SlotState>,
+    logits: Vec<f32>,
+    stats: Arc<ToyStats>,
+}
+
+impl ToyModel {
+    /// A toy model and its counters.
+    pub fn new(config: ToyConfig) -> (ToyModel, Arc<ToyStats>) {
+        let stats = Arc::new(ToyStats::default());
+        (
+            ToyModel {
+                config,
+                slots: vec![SlotState::default(); config.slots],
+                logits: Vec::new(),
+                stats: stats.clone(),
+            },
+            stats,
+        )
+    }
+
+    fn next_token(&self, s: &SlotState) -> u32 {
+        match s.last {
+            0xE2 => return 0x82,
+            0x82 => return 0xAC,
+            _ => {}
+        }
+        if self.config.eos_at.is_some_and(|n| s.len >= n) {
+            return TOY_EOS;
+        }
+        match s.hash % 30 {
+            r @ 0..=25 => u32::from(b'a') + r as u32,
+            26 | 27 => u32::from(b' '),
+            28 => 0xE2,
+            _ => u32::from(b'.'),
+        }
+    }
+}
+
+fn mix(hash: u64, token: u32, pos: usize) -> u64 {
+    let mut h = hash ^ 0xcbf2_9ce4_8422_2325;
+    for b in token
+        .to_le_bytes()
+        .into_iter()
+        .chain((pos as u32).to_le_bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
+
+fn invalid(reason: String) -> RuntimeError {
+    RuntimeError::InvalidArgument { reason }
+}
+
+impl BatchForward for ToyModel {
+    fn n_vocab(&self) -> usize {
+        TOY_VOCAB
+    }
+
+    fn n_slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn slot_capacity(&self) -> usize {
+        self.config.ctx
+    }
+
+    fn max_rows(&self) -> usize {
+        self.config.max_rows
+    }
+
+    fn slot_len(&self, slot: usize) -> usize {
+        self.slots.get(slot).map_or(0, |s| s.len)
+    }
+
+    fn clear_slot(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = SlotState::default();
+        }
+    }
+
+    fn forward(&mut self, chunks: &[SeqChunk<'_>]) -> Result<&[f32], RuntimeError> {
+        let rows: usize = chunks.iter().map(|c| c.tokens.len()).sum();
+        if chunks.is_empty() || rows > self.config.max_rows {
+            return Err(invalid(format!("{rows} rows in {} chunks", chunks.len())));
+        }
+        for (i, c) in chunks.iter().enumerate() {
+            let s = self
+                .slots
+                .get(c.slot)
+                .ok_or_else(|| invalid(format!("no slot {}", c.slot)))?;
+            if c.tokens.is_empty() || s.len + c.tokens.len() > self.config.ctx {
+                return Err(RuntimeError::PromptTooLong {
+                    tokens: s.len + c.tokens.len(),
+                    ctx: self.config.ctx,
+                });
+            }
+            if chunks[..i].iter().any(|o| o.slot == c.slot) {
+                return Err(invalid(format!("slot {} twice", c.slot)));
+            }
+            if let Some(&t) = c.tokens.iter().find(|&&t| t as usize >= TOY_VOCAB) {
+                return Err(invalid(format!("token {t} outside the vocabulary")));
+            }
+        }
+        if !self.config.step_delay.is_zero() {
+            std::thread::sleep(self.config.step_delay);
+        }
+        self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        self.stats.rows.fetch_add(rows, Ordering::Relaxed);
+        self.stats
+            .max_seqs_per_step
+            .fetch_max(chunks.len(), Ordering::Relaxed);
+        self.logits.clear();
+        for c in chunks {
+            let mut s = self.slots[c.slot];
+            for &t in c.tokens {
+                s.hash = mix(s.hash, t, s.len);
+                s.len += 1;
+                s.last = t;
+            }
+            self.slots[c.slot] = s;
+            if c.logits {
+                let peak = self.next_token(&s) as usize;
+                let start = self.logits.len();
+                self.logits.resize(start + TOY_VOCAB, 0.0);
+                // A clear winner, and a runner-up so that top-k sampling has a choice.
+                self.logits[start + peak] = 10.0;
+                self.logits[start + (peak + 1) % TOY_VOCAB] = 5.0;
+            }
+        }
+        Ok(&self.logits)
+    }
+}
+
+/// Byte-level text of the toy vocabulary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ToyText;
+
+impl TokenText for ToyText {
+    fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
+        ids.iter().filter_map(|&i| u8::try_from(i).ok()).collect()
+    }
+
+    fn is_eog(&self, id: u32) -> bool {
+        id == TOY_EOS
+    }
+
+    fn piece(&self, id: u32) -> String {
+        match id {
+            TOY_EOS => "<eos>".into(),
+            TOY_BOS => "<bos>".into(),
+            i => String::from_utf8_lossy(&[i as u8]).into_owned(),
+        }
+    }
+}
+
+/// A toy engine: generation with [`ToyModel`], a fixed chat format, and 8-dimensional
+/// byte-histogram embeddings when built with [`ToyEngine::embedder`].
+pub struct ToyEngine {
+    id: String,
+    kind: ModelKind,
+    ctx: usize,
+    scheduler: Option<Scheduler>,
+}
+
+impl core::fmt::Debug for ToyEngine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ToyEngine")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A prompt containing this text makes [`ToyEngine::submit`] panic (to test that a panicking
+/// handler is answered 500 and the server lives on).
+pub const TOY_PANIC_TEXT: &str = "__panic__";
+
+impl ToyEngine {
+    /// A generating toy engine named `id`, and the model's counters.
+    pub fn generator(
+        id: &str,
+        config: ToyConfig,
+        sched: SchedulerConfig,
+    ) -> Result<(ToyEngine, Arc<ToyStats>), EngineError> {
+        let (model, stats) = ToyModel::new(config);
+        let scheduler = Scheduler::start(model, Arc::new(ToyText), sched)?;
+        Ok((
+            ToyEngine {
+                id: id.into(),
+                kind: ModelKind::Generate,
+                ctx: config.ctx,
+                scheduler: Some(scheduler),
+            },
+            stats,
+        ))
+    }
+
+    /// An embedding toy engine named `id`.
+    pub fn embedder(id: &str) -> ToyEngine {
+        ToyEngine {
+            id: id.into(),
+            kind: ModelKind::Embed,
+            ctx: 512,
+            scheduler: None,
+        }
+    }
+
+    fn encode(text: &str, add_special: bool) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(text.len() + 1);
+        if add_special {
+            ids.push(TOY_BOS);
+        }
+        ids.extend(text.bytes().map(u32::from));
+        ids
+    }
+}
+
+impl Engine for ToyEngine {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            id: self.id.clone(),
+            kind: self.kind,
+            ctx: self.ctx,
+            size_bytes: 0,
+            has_chat_template: self.kind == ModelKind::Generate,
+        }
+    }
+
+    fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        _parse_special: bool,
+    ) -> Result<Vec<u32>, EngineError> {
+        Ok(ToyEngine::encode(text, add_special))
+    }
+
+    fn detokenize(&self, ids: &[u32]) -> Result<String, EngineError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, &id) in ids.iter().enumerate() {
+            match id {
+                0..=255 => out.push(id as u8),
+                TOY_EOS => out.extend_from_slice(b"<eos>"),
+                TOY_BOS => out.extend_from_slice(b"<bos>"),
+                _ => {
+                    return Err(EngineError::InvalidInput {
+                        param: "tokens",
+                        reason: format!(
+                            "tokens[{i}] = {id} is outside the vocabulary of {TOY_VOCAB}"
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        let mut s = String::new();
+        for m in messages {
+            s.push_str(&format!("<{}>{}\n", m.role, m.content));
+        }
+        s.push_str("<assistant>");
+        Ok(s)
+    }
+
+    fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {
+        let Some(s) = &self.scheduler else {
+            return Err(EngineError::Unsupported {
+                model: self.id.clone(),
+                what: "text generation",
+            });
+        };
+        let panic_ids = ToyEngine::encode(TOY_PANIC_TEXT, false);
+        if req
+            .prompt
+            .windows(panic_ids.len())
+            .any(|w| w == panic_ids.as_slice())
+        {
+            panic!("toy engine: the prompt asked for a panic");
+        }
+        for (i, &t) in req.prompt.iter().enumerate() {
+            if t as usize >= TOY_VOCAB {
+                return Err(EngineError::InvalidInput {
+                    param: "prompt",
+                    reason: format!("prompt[{i}] = {t} is outside the vocabulary of {TOY_VOCAB}"),
+                });
+            }
+        }
+        s.submit(req)
+    }
+
+    fn embed(&self, inputs: &[String]) -> Result<Embeddings, EngineError> {
+        if self.kind != ModelKind::Embed {
+            return Err(EngineError::Unsupported {
+                model: self.id.clone(),
+                what: "embeddings",
+            });
+        }
+        let mut tokens = 0;
+        let vectors = inputs
+            .iter()
+            .map(|t| {
+                tokens += t.len() + 2;
+                let mut v = vec![1.0f32; 8];
+                for b in t.bytes() {
+                    v[usize::from(b % 8)] += 1.0;
+                }
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= n);
+                v
+            })
+            .collect();
+        Ok(Embeddings {
+            vectors,
+            prompt_tokens: tokens,
+        })
+    }
+
+    fn load(&self) -> EngineLoad {
+        self.scheduler
+            .as_ref()
+            .map(Scheduler::load)
+            .unwrap_or_default()
+    }
+}
