@@ -265,6 +265,12 @@ impl Tokenizer {
                 *slot = TokenType::Control;
             }
         }
+        // The post-processor's tokens are special too (skipped when decoding with skip_special).
+        for id in [cfg.cls, cfg.sep].into_iter().flatten() {
+            if let Some(slot) = types.get_mut(id as usize) {
+                *slot = TokenType::Control;
+            }
+        }
         let vocab = Vocab::new(cfg.vocab.clone(), types)?;
         let unk = vocab
             .id(&cfg.unk_token)

@@ -184,3 +184,94 @@ mod props {
         }
     }
 }
+
+mod props_other_models {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spm() -> Tokenizer {
+        let mut tokens: Vec<String> = (0..256).map(|b| format!("<0x{b:02X}>")).collect();
+        let mut types = vec![6; 256];
+        let mut scores = vec![0.0; 256];
+        for (i, t) in ["▁", "▁t", "he", "▁the", "e", "t", "h", "<ctl>", "  "]
+            .iter()
+            .enumerate()
+        {
+            tokens.push((*t).into());
+            types.push(match *t {
+                "<ctl>" => 3,
+                "  " => 4,
+                _ => 1,
+            });
+            scores.push(-(i as f32));
+        }
+        Tokenizer::from_spm(SpmConfig {
+            tokens,
+            scores,
+            token_types: types,
+            add_space_prefix: false,
+            special: SpecialTokens::default(),
+        })
+        .unwrap()
+    }
+
+    fn wordpiece() -> Tokenizer {
+        let vocab: Vec<String> = ["[UNK]", "[CLS]", "[SEP]", "the", "##s", "a", "##b", "!"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Tokenizer::from_wordpiece(WordPieceConfig {
+            vocab,
+            unk_token: "[UNK]".into(),
+            continuing_subword_prefix: "##".into(),
+            max_input_chars_per_word: 100,
+            normalizer: BertNormalizerConfig::default(),
+            added_tokens: vec![AddedToken {
+                id: 2,
+                content: "[SEP]".into(),
+                special: true,
+            }],
+            cls: Some(1),
+            sep: Some(2),
+            max_length: Some(16),
+        })
+        .unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn spm_round_trips_arbitrary_text(s in "\\PC*|[ a-z<>\\n😀é]*") {
+            let t = spm();
+            for parse_special in [false, true] {
+                let ids = t.encode(&s, EncodeOptions { add_special: true, parse_special }).unwrap();
+                prop_assert_eq!(t.decode(&ids, false).unwrap(), s.clone());
+            }
+        }
+
+        #[test]
+        fn wordpiece_never_panics_and_respects_max_length(s in "\\PC*|[ a-zA-Z!\\[\\]SEP]*") {
+            let t = wordpiece();
+            let enc = t.encode_with_mask(&s, true).unwrap();
+            prop_assert!(enc.ids.len() <= 16);
+            prop_assert_eq!(enc.ids.first(), Some(&1));
+            prop_assert_eq!(enc.ids.last(), Some(&2));
+            prop_assert_eq!(enc.attention_mask.len(), enc.ids.len());
+            let _ = t.decode(&enc.ids, true).unwrap();
+        }
+    }
+
+    #[test]
+    fn wordpiece_splits_words_and_punctuation() {
+        let t = wordpiece();
+        let enc = t.encode_with_mask("Thes ab! [SEP] zz", true).unwrap();
+        assert_eq!(enc.ids, [1, 3, 4, 5, 6, 7, 2, 0, 2]);
+        assert_eq!(t.decode(&enc.ids, true).unwrap(), "thes ab ! [UNK]");
+    }
+
+    #[test]
+    fn tokenizer_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Tokenizer>();
+        check::<ChatTemplate>();
+    }
+}

@@ -261,3 +261,71 @@ fn minilm_ids_and_masks_match_hugging_face() {
         assert_eq!(pieces, want, "tokens of {t:?}");
     }
 }
+
+mod props {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn smollm2() -> &'static Tokenizer {
+        static T: OnceLock<Tokenizer> = OnceLock::new();
+        T.get_or_init(|| gguf_tokenizer("smollm2-135m"))
+    }
+
+    fn gemma3() -> &'static Tokenizer {
+        static T: OnceLock<Tokenizer> = OnceLock::new();
+        T.get_or_init(|| gguf_tokenizer("gemma3-270m"))
+    }
+
+    fn minilm() -> &'static Tokenizer {
+        static T: OnceLock<Tokenizer> = OnceLock::new();
+        T.get_or_init(|| tokenizer_from_hf_dir(&model_path("minilm-l6")).expect("load"))
+    }
+
+    fn round_trip(tok: &Tokenizer, s: &str) -> Result<(), TestCaseError> {
+        for parse_special in [false, true] {
+            let ids = tok
+                .encode(
+                    s,
+                    EncodeOptions {
+                        add_special: false,
+                        parse_special,
+                    },
+                )
+                .expect("encode");
+            prop_assert_eq!(tok.decode(&ids, false).expect("decode"), s);
+            let mut sd = tok.stream_decoder(false);
+            let mut streamed = String::new();
+            for &id in &ids {
+                streamed.extend(sd.push(id).expect("push"));
+            }
+            streamed.extend(sd.finish());
+            prop_assert_eq!(streamed, s);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn smollm2_decode_encode_round_trips(s in "\\PC*|[ \\t\\n0-9a-zA-Z'<>|_😀中é]*") {
+            round_trip(smollm2(), &s)?;
+        }
+
+        #[test]
+        fn gemma3_decode_encode_round_trips(s in "\\PC*|[ \\t\\n0-9a-zA-Z'<>/_😀中é]*") {
+            round_trip(gemma3(), &s)?;
+        }
+
+        #[test]
+        fn minilm_encode_never_panics(s in "\\PC*|[ \\t\\n0-9a-zA-Z'\\[\\]!,.é中]*") {
+            let enc = minilm().encode_with_mask(&s, true).expect("encode");
+            prop_assert!(enc.ids.len() <= 256);
+            prop_assert_eq!(enc.ids.first(), Some(&101));
+            prop_assert_eq!(enc.ids.last(), Some(&102));
+        }
+    }
+}
