@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cmd_generate;
 mod cmd_inspect;
 mod cmd_inspect_st;
+mod cmd_serve;
 mod cmd_tokenize;
 
 /// Realizar: run language and embedding models from GGUF and Safetensors files.
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Print a model file's format, metadata and tensor table.
     Inspect(cmd_inspect::Args),
+    /// Serve models over an OpenAI- and Ollama-compatible HTTP API.
+    Serve(cmd_serve::Args),
     /// Generate text from a prompt with a GGUF decoder model.
     Generate(cmd_generate::GenerateArgs),
     /// Teacher-forced pass: the top next-token logits at every position.
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => cmd_inspect::run(args),
+        Command::Serve(args) => cmd_serve::run(args),
         Command::Generate(args) => cmd_generate::run_generate(args),
         Command::Score(args) => cmd_generate::run_score(args),
         Command::Perplexity(args) => cmd_generate::run_perplexity(args),

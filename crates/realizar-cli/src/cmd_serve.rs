@@ -1,0 +1,221 @@
+//! `realizar serve`: the OpenAI- and Ollama-compatible HTTP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args as ClapArgs, ValueEnum};
+use realizar_runtime::models::{resolve_model, KNOWN_MODELS};
+use realizar_server::{load_engine, LocalOptions, Server, ServerConfig};
+
+use crate::{CliError, CliResult};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `realizar serve`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// A model to serve: a known name (smollm2-135m, gemma3-270m, minilm-l6), a .gguf file
+    /// (text generation) or a Hugging Face BERT directory (embeddings). Repeat for several.
+    #[arg(long = "model", short = 'm', required = true)]
+    pub models: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the chosen one is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Sequences decoded together (KV cache slots) per generation model.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Requests that may wait for a slot; more get 429.
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Context length of each slot (positions).
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+    /// Compute threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Require `Authorization: Bearer <KEY>` on every endpoint but /health (default: the
+    /// `REALIZAR_API_KEY` environment variable).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub max_body: usize,
+    /// Seconds in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REALIZAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn validate(args: &Args) -> Result<(), CliError> {
+    if args.parallel == 0 || args.parallel > 256 {
+        return Err(CliError::invalid(format!(
+            "--parallel must be between 1 and 256, got {}",
+            args.parallel
+        )));
+    }
+    if args.ctx < 8 {
+        return Err(CliError::invalid(format!(
+            "--ctx must be at least 8, got {}",
+            args.ctx
+        )));
+    }
+    if args.max_body < 1024 {
+        return Err(CliError::invalid(format!(
+            "--max-body must be at least 1024 bytes, got {}",
+            args.max_body
+        )));
+    }
+    if args.threads == Some(0) {
+        return Err(CliError::invalid("--threads must be positive"));
+    }
+    if args.api_key.as_deref() == Some("") {
+        return Err(CliError::invalid("--api-key must not be empty"));
+    }
+    Ok(())
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn run(mut args: Args) -> CliResult {
+    if args.api_key.is_none() {
+        args.api_key = std::env::var("REALIZAR_API_KEY").ok();
+    }
+    validate(&args)?;
+    init_logging(args.log_format);
+    let models: Vec<(String, PathBuf)> = args
+        .models
+        .iter()
+        .map(|m| {
+            let path = resolve_model(m);
+            let id = if KNOWN_MODELS.iter().any(|(n, _)| n == m) {
+                m.clone()
+            } else {
+                let stem = path
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| m.clone());
+                stem.strip_suffix(".gguf")
+                    .map(str::to_string)
+                    .unwrap_or(stem)
+            };
+            (id, path)
+        })
+        .collect();
+    for (_, p) in &models {
+        if !p.exists() {
+            return Err(CliError::Io(anyhow::anyhow!(
+                "model {} not found (run `cargo xtask fetch-models` for the known names)",
+                p.display()
+            )));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("realizar-http")
+        .enable_all()
+        .build()
+        .map_err(CliError::io)?;
+    rt.block_on(serve(args, models))
+}
+
+async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))
+        .map_err(CliError::Io)?;
+    let addr: SocketAddr = listener.local_addr().map_err(CliError::io)?;
+    let server = Server::new(ServerConfig {
+        api_key: args.api_key.clone(),
+        max_body: args.max_body,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+    });
+    let handle = server.handle();
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        tokio::select! {
+            () = realizar_server::shutdown_signal() => {}
+            _ = fail_rx => {}
+        }
+    };
+    let serving = tokio::spawn(server.serve(listener, shutdown));
+    println!("realizar: listening on http://{addr}");
+    tracing::info!(%addr, "listening (loading models; /health is 503 until ready)");
+
+    let opts = LocalOptions {
+        id: None,
+        threads: args.threads,
+        ctx: Some(args.ctx),
+        parallel: args.parallel,
+        queue: args.queue,
+        ..LocalOptions::default()
+    };
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut engines = Vec::new();
+        for (id, path) in models {
+            let o = LocalOptions {
+                id: Some(id.clone()),
+                ..opts.clone()
+            };
+            let t0 = std::time::Instant::now();
+            let e = load_engine(&path, &o)?;
+            tracing::info!(model = %id, path = %path.display(), ms = t0.elapsed().as_millis() as u64, "model loaded");
+            engines.push(e);
+        }
+        Ok::<_, realizar_server::ServerError>(engines)
+    })
+    .await;
+    let load_error = match loaded {
+        Ok(Ok(engines)) => {
+            for e in engines {
+                handle.add_model(Arc::clone(&e));
+            }
+            handle.set_ready(true);
+            println!("realizar: ready");
+            tracing::info!("ready");
+            None
+        }
+        Ok(Err(e)) => Some(CliError::invalid(e)),
+        Err(e) => Some(CliError::io(format!("model loading failed: {e}"))),
+    };
+    if load_error.is_some() {
+        let _ = fail_tx.send(());
+    }
+    let served = serving.await;
+    if let Some(e) = load_error {
+        return Err(e);
+    }
+    match served {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(CliError::io(e)),
+        Err(e) => Err(CliError::io(format!("server task failed: {e}"))),
+    }
+}
