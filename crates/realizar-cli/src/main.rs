@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_embed;
 mod cmd_generate;
 mod cmd_inspect;
 mod cmd_inspect_st;
@@ -25,6 +26,8 @@ enum Command {
     Inspect(cmd_inspect::Args),
     /// Serve models over an OpenAI- and Ollama-compatible HTTP API.
     Serve(cmd_serve::Args),
+    /// Embed texts (or token ids) with a BERT sentence-embedding model.
+    Embed(cmd_embed::Args),
     /// Generate text from a prompt with a GGUF decoder model.
     Generate(cmd_generate::GenerateArgs),
     /// Teacher-forced pass: the top next-token logits at every position.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => cmd_inspect::run(args),
         Command::Serve(args) => cmd_serve::run(args),
+        Command::Embed(args) => cmd_embed::run(args),
         Command::Generate(args) => cmd_generate::run_generate(args),
         Command::Score(args) => cmd_generate::run_score(args),
         Command::Perplexity(args) => cmd_generate::run_perplexity(args),

@@ -23,6 +23,7 @@ use core::fmt;
 use std::error::Error;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use realizar_format_safetensors::{
     parse_json, HfConfig, HfConfigError, JsonError, JsonValue, MmapSafetensors, ModelDir,
@@ -32,6 +33,9 @@ use realizar_nn::bert::{
     l2_normalize, BertConfig, BertError, BertInput, BertModel, F32Tensor, HiddenAct, PoolingConfig,
     SourceError, WeightSource,
 };
+use realizar_tokenize::{TokenizeError, Tokenizer};
+
+use crate::tokenizer_load::{tokenizer_from_hf_dir, LoadError};
 
 /// What went wrong while loading an embedding model or embedding inputs.
 #[derive(Debug)]
@@ -73,6 +77,25 @@ pub enum EmbedError {
         /// The reader's error.
         source: SafetensorsError,
     },
+    /// The directory's `tokenizer.json` could not be loaded.
+    Tokenizer {
+        /// The model directory.
+        path: PathBuf,
+        /// The loader's error.
+        source: LoadError,
+    },
+    /// Text embedding was asked of a directory without `tokenizer.json`.
+    NoTokenizer {
+        /// The model directory.
+        path: PathBuf,
+    },
+    /// A text could not be tokenized.
+    Tokenize {
+        /// Which text of the batch.
+        index: usize,
+        /// The tokenizer's error.
+        source: TokenizeError,
+    },
     /// The encoder refused the weights or an input.
     Model {
         /// The model directory.
@@ -94,6 +117,15 @@ impl fmt::Display for EmbedError {
             EmbedError::Safetensors { path, .. } => {
                 write!(f, "invalid safetensors file {}", path.display())
             }
+            EmbedError::Tokenizer { path, .. } => {
+                write!(f, "cannot load the tokenizer of {}", path.display())
+            }
+            EmbedError::NoTokenizer { path } => write!(
+                f,
+                "{} has no tokenizer.json: embed token ids instead",
+                path.display()
+            ),
+            EmbedError::Tokenize { index, .. } => write!(f, "cannot tokenize text {index}"),
             EmbedError::Model { path, .. } => write!(f, "model {}", path.display()),
         }
     }
@@ -107,15 +139,19 @@ impl Error for EmbedError {
             EmbedError::ModelDir { source } => Some(source),
             EmbedError::Safetensors { source, .. } => Some(source),
             EmbedError::Model { source, .. } => Some(source),
-            EmbedError::Config { .. } => None,
+            EmbedError::Tokenizer { source, .. } => Some(source),
+            EmbedError::Tokenize { source, .. } => Some(source),
+            EmbedError::Config { .. } | EmbedError::NoTokenizer { .. } => None,
         }
     }
 }
 
-/// A BERT sentence-embedding model: encoder, pooling and optional L2 normalisation.
+/// A BERT sentence-embedding model: tokenizer (when the directory has `tokenizer.json`),
+/// encoder, pooling and optional L2 normalisation.
 #[derive(Debug, Clone)]
 pub struct Embedder {
     dir: PathBuf,
+    tokenizer: Option<Arc<Tokenizer>>,
     model: BertModel,
     pooling: PoolingConfig,
     normalize: bool,
@@ -139,6 +175,15 @@ impl Embedder {
             md.sentence_bert_config.as_deref(),
             config.max_position_embeddings,
         )?;
+        let tokenizer = match md.tokenizer {
+            Some(_) => Some(Arc::new(tokenizer_from_hf_dir(&dir).map_err(|source| {
+                EmbedError::Tokenizer {
+                    path: dir.clone(),
+                    source,
+                }
+            })?)),
+            None => None,
+        };
 
         let files = md.weights.files();
         let maps = files
@@ -168,11 +213,49 @@ impl Embedder {
         })?;
         Ok(Embedder {
             dir,
+            tokenizer,
             model,
             pooling,
             normalize,
             max_seq_length,
         })
+    }
+
+    /// The tokenizer, when the directory has `tokenizer.json`.
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_deref()
+    }
+
+    /// Tokenizes texts as sentence-transformers does: `[CLS]`…`[SEP]` around each, truncated to
+    /// [`Embedder::max_seq_length`] tokens (the last token, `[SEP]`, kept), unpadded.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {
+        let tokenizer = self
+            .tokenizer
+            .as_deref()
+            .ok_or_else(|| EmbedError::NoTokenizer {
+                path: self.dir.clone(),
+            })?;
+        texts
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                let mut ids = tokenizer
+                    .encode_with_mask(text, true)
+                    .map_err(|source| EmbedError::Tokenize { index, source })?
+                    .ids;
+                if ids.len() > self.max_seq_length {
+                    let last = ids.last().copied();
+                    ids.truncate(self.max_seq_length.saturating_sub(1));
+                    ids.extend(last);
+                }
+                Ok(ids)
+            })
+            .collect()
+    }
+
+    /// Embeds texts: [`Embedder::tokenize`], then [`Embedder::embed_ids`].
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_ids(&self.tokenize(texts)?)
     }
 
     /// The encoder.

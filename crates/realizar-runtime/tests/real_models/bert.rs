@@ -652,3 +652,39 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
         "model_type"
     );
 }
+
+#[test]
+fn minilm_texts_embed_like_sentence_transformers() {
+    // End to end: the directory's tokenizer, then the encoder, from the reference texts.
+    let embedder = minilm();
+    let tokens = read_ref("tokens.json");
+    let entries = array(&tokens);
+    let refs = read_ref("embeddings.json");
+    let want: Vec<Vec<f64>> = array(field(&refs, "embeddings")).iter().map(f64s).collect();
+    let texts: Vec<&str> = entries
+        .iter()
+        .map(|t| field(t, "text").as_str().expect("text is a string"))
+        .collect();
+    assert_eq!(texts.len(), want.len());
+    let ids = embedder
+        .tokenize(&texts)
+        .expect("tokenizing the reference texts");
+    for (i, (got, t)) in ids.iter().zip(entries).enumerate() {
+        assert_eq!(got, &u32s(field(t, "input_ids")), "text {i}: token ids");
+    }
+    let got = embedder
+        .embed_texts(&texts)
+        .expect("embedding the reference texts");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let cos = cosine(g, w);
+        assert!(cos >= 0.9999, "text {i}: cosine {cos}");
+        assert!(max_abs_diff(g, w) <= 1e-5, "text {i}");
+    }
+    // Texts longer than max_seq_length are cut to it, [SEP] kept.
+    let long = "word ".repeat(2 * embedder.max_seq_length());
+    let cut = embedder.tokenize(&[&long]).expect("tokenizing");
+    assert_eq!(cut[0].len(), embedder.max_seq_length());
+    assert_eq!(cut[0].first(), Some(&101));
+    assert_eq!(cut[0].last(), Some(&102));
+    assert!(embedder.embed_texts(&[&long]).is_ok());
+}
