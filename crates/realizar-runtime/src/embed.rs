@@ -110,6 +110,9 @@ impl fmt::Display for EmbedError {
         match self {
             EmbedError::Io { path, .. } => write!(f, "cannot read {}", path.display()),
             EmbedError::Json { path, .. } => write!(f, "invalid JSON in {}", path.display()),
+            EmbedError::Config { path, key, reason } if key.is_empty() => {
+                write!(f, "{}: {reason}", path.display())
+            }
             EmbedError::Config { path, key, reason } => {
                 write!(f, "{}: `{key}` {reason}", path.display())
             }
