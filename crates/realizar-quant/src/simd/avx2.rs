@@ -64,15 +64,6 @@ fn h2f(h: half::f16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(h.to_bits() as i16)))
 }
 
-/// `x * y` of two f16 values as f32 (one conversion for both).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hmul(x: half::f16, y: half::f16) -> f32 {
-    let bits = (x.to_bits() as u32 | ((y.to_bits() as u32) << 16)) as i32;
-    let v = _mm_cvtph_ps(_mm_set1_epi32(bits));
-    _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
-}
-
 /// `x * y` of two f16 scales, both converted with one F16C instruction (so the conversion
 /// does not pick up a false dependency on an accumulator register), broadcast to 8 lanes.
 #[inline]
@@ -81,6 +72,17 @@ fn dd(x: half::f16, y: half::f16) -> __m256 {
     let bits = (x.to_bits() as u32 | ((y.to_bits() as u32) << 16)) as i32;
     let v = _mm_cvtph_ps(_mm_set1_epi32(bits));
     _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// Q4_1·Q8_1 block scales with one conversion: `[d_x * d_y, m_x * s_y, _, _]` (the four f16
+/// values are adjacent pairs at the start of each block).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1_scales(x: &BlockQ4_1, y: &BlockQ8_1) -> __m128 {
+    let xb = (x.d.to_bits() as u32 | ((x.m.to_bits() as u32) << 16)) as i32;
+    let yb = (y.d.to_bits() as u32 | ((y.s.to_bits() as u32) << 16)) as i32;
+    let v = _mm_cvtph_ps(_mm_set_epi32(0, 0, yb, xb)); // [xd, xm, yd, ys]
+    _mm_mul_ps(v, _mm_movehl_ps(v, v))
 }
 
 /// f32 → f16, round to nearest even, with F16C (as `half::f16::from_f32` for non-NaN input).
@@ -232,16 +234,19 @@ macro_rules! legacy_kernels {
 
         #[target_feature(enable = $features)]
         fn $q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-            // Two partial sums of `m * s`, alternating, so the scalar adds do not form one
-            // long dependency chain.
-            let mut summs = [0.0f32; 2];
+            // Lane 1 of `hdr` is `m * s`: summed in two vector accumulators (alternating), so
+            // neither the conversion nor the adds form one long scalar chain.
+            let mut summs = [_mm_setzero_ps(); 2];
             let mut k = 0;
             let dot = blocks2(x, y, |x, y| {
-                summs[k] += hmul(x.m, y.s);
+                let hdr = q4_1_scales(x, y);
+                summs[k] = _mm_add_ps(summs[k], hdr);
                 k ^= 1;
-                (dd(x.d, y.d), $dot_u8(nibbles(&x.qs), load32i(&y.qs), 0))
+                let d = _mm256_broadcastss_ps(hdr);
+                (d, $dot_u8(nibbles(&x.qs), load32i(&y.qs), 0))
             });
-            dot + (summs[0] + summs[1])
+            let ms = _mm_add_ps(summs[0], summs[1]);
+            dot + _mm_cvtss_f32(_mm_movehdup_ps(ms))
         }
 
         #[target_feature(enable = $features)]

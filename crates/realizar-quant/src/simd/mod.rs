@@ -19,13 +19,16 @@ fn has_avx2() -> bool {
     })
 }
 
-/// Whether the AVX-512 VNNI (256-bit, with VL) kernels may run: AVX2 set plus VNNI.
+/// Whether the AVX-512 VNNI (256-bit, with VL) kernels may run: AVX2 set plus VNNI, unless
+/// the environment variable `REALIZAR_QUANT_NO_VNNI` is set (to compare the levels in
+/// benchmarks).
 #[cfg(target_arch = "x86_64")]
 fn has_avx512_vnni() -> bool {
     use std::sync::OnceLock;
     static VNNI: OnceLock<bool> = OnceLock::new();
     *VNNI.get_or_init(|| {
         has_avx2()
+            && std::env::var_os("REALIZAR_QUANT_NO_VNNI").is_none()
             && std::arch::is_x86_feature_detected!("avx512vnni")
             && std::arch::is_x86_feature_detected!("avx512vl")
     })
