@@ -3,7 +3,9 @@
 //! Commands: `test`, `ci`, `fetch-models`, `fuzz`, `coverage`, `mutants`.
 #![forbid(unsafe_code)]
 
+mod loadtest;
 mod models;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +22,9 @@ Commands:
   fuzz [--seconds N]   run each cargo-fuzz target for N seconds (default 60); needs a nightly toolchain
   coverage             line coverage of the format crates (cargo-tarpaulin; installed if missing)
   mutants [ARGS..]     mutation testing of realizar-format-gguf (cargo-mutants; installed if missing)
+  serve [ARGS..]       fetch the models, build in release, serve SmolLM2-135M + all-MiniLM-L6-v2 on 127.0.0.1:8080
+  loadtest [--clients 32 --requests 10 --max-tokens 16 --parallel 8 --disconnect-every 4]
+                       bounded loopback load test of `realizar serve` (streaming, disconnects, RSS check)
 ";
 
 fn main() {
@@ -43,6 +48,8 @@ fn run() -> Result<()> {
         "fuzz" => fuzz(rest),
         "coverage" => coverage(),
         "mutants" => mutants(rest),
+        "serve" => serve::serve(rest),
+        "loadtest" => serve::loadtest(rest),
         "-h" | "--help" | "help" => {
             print!("{HELP}");
             Ok(())
