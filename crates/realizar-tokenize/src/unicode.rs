@@ -134,12 +134,14 @@ pub(crate) fn is_punctuation(c: char) -> bool {
     flags(c).is_punct()
 }
 
-/// `Cc`, `Cf`, `Cn`, `Co` or `Cs`: the Hugging Face BertNormalizer's notion of a control character
-/// (besides tab, newline and carriage return, which count as whitespace).
+/// `Cc`, `Cf`, `Co` or `Cs`: the characters the Hugging Face BertNormalizer drops as control
+/// characters (besides tab, newline and carriage return, which count as whitespace). Unassigned
+/// code points (`Cn`) are kept, as `tokenizers` 0.23 keeps them (checked side by side: U+0378
+/// gives `[UNK]`, U+E000 and U+0600 vanish).
 pub(crate) fn is_other_category(c: char) -> bool {
     matches!(
         get_general_category(c),
-        G::Control | G::Format | G::Unassigned | G::PrivateUse | G::Surrogate
+        G::Control | G::Format | G::PrivateUse | G::Surrogate
     )
 }
 
