@@ -274,5 +274,8 @@ mod tests {
             m.normalize("ÅNGSTRÖM\u{200B}x\u{7}y\u{A0}東京"),
             "angstromxy  東  京 "
         );
+        // Regression: unassigned code points stay (tokenizers gives [UNK] for "x\u{378}y"),
+        // private-use and format characters go.
+        assert_eq!(m.normalize("x\u{378}y\u{E000}\u{600}z"), "x\u{378}yz");
     }
 }
