@@ -64,14 +64,28 @@ fn h2f(h: half::f16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(h.to_bits() as i16)))
 }
 
-/// `x * y` of two f16 scales, both converted with one F16C instruction (so the conversion
-/// does not pick up a false dependency on an accumulator register), broadcast to 8 lanes.
+/// The first four bytes of a block (its leading f16 scale and two more bytes), as one load.
+#[inline(always)]
+fn head32<T: bytemuck::Pod>(block: &T) -> i32 {
+    bytemuck::bytes_of(block)
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, i32::from_le_bytes)
+}
+
+/// Blocks whose first field is their f16 scale `d` (ggml-common.h layouts).
+trait LeadingScale: bytemuck::Pod {}
+impl LeadingScale for BlockQ4_0 {}
+impl LeadingScale for BlockQ5_0 {}
+impl LeadingScale for BlockQ8_0 {}
+
+/// `d_x * d_y` of two blocks that start with their f16 scale, broadcast to 8 lanes: one
+/// conversion for both (the other converted lanes are ignored).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dd(x: half::f16, y: half::f16) -> __m256 {
-    let bits = (x.to_bits() as u32 | ((y.to_bits() as u32) << 16)) as i32;
-    let v = _mm_cvtph_ps(_mm_set1_epi32(bits));
-    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+fn dd<X: LeadingScale, Y: LeadingScale>(x: &X, y: &Y) -> __m256 {
+    let v = _mm_cvtph_ps(_mm_set_epi32(0, 0, head32(y), head32(x))); // [xd, _, yd, _]
+    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehl_ps(v, v)))
 }
 
 /// Q4_1·Q8_1 block scales with one conversion: `[d_x * d_y, m_x * s_y, _, _]` (the four f16
@@ -228,7 +242,7 @@ macro_rules! legacy_kernels {
         #[target_feature(enable = $features)]
         fn $q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
             blocks2(x, y, |x, y| {
-                (dd(x.d, y.d), $dot_u8(nibbles(&x.qs), load32i(&y.qs), 8))
+                (dd(x, y), $dot_u8(nibbles(&x.qs), load32i(&y.qs), 8))
             })
         }
 
@@ -253,14 +267,14 @@ macro_rules! legacy_kernels {
         fn $q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
             blocks2(x, y, |x, y| {
                 let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
-                (dd(x.d, y.d), $dot_u8(q, load32i(&y.qs), 16))
+                (dd(x, y), $dot_u8(q, load32i(&y.qs), 16))
             })
         }
 
         #[target_feature(enable = $features)]
         fn $q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
             blocks2(x, y, |x, y| {
-                (dd(x.d, y.d), $dot_i8(load32i(&x.qs), load32i(&y.qs)))
+                (dd(x, y), $dot_i8(load32i(&x.qs), load32i(&y.qs)))
             })
         }
     };
@@ -285,15 +299,56 @@ legacy_kernels!(
     q8_0_q8_0_vnni
 );
 
+/// Unpacks Q4_K's 12 scale bytes with 32-bit word operations: bytes 0..8 of the result are the
+/// eight 6-bit scales, bytes 8..16 the eight mins (the same values as `get_scale_min_k4`; the
+/// word trick is the one of ggml's `ggml_vec_dot_q4_K_q8_K` kernels).
+#[inline(always)]
+fn k4_unpack(packed: &[u8; 12]) -> [u32; 4] {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let word = |i: usize| {
+        packed
+            .get(4 * i..4 * i + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    [
+        u0 & K1,
+        (u2 & K2) | (((u0 >> 6) & K3) << 4),
+        u1 & K1,
+        ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4),
+    ]
+}
+
+/// Loads the 16 `bsums` of a Q8_K block.
+#[inline(always)]
+fn load_bsums(b: &[i16; 16]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0.0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let (scales, summs) = dot::k4_scales_mins(&x.scales, &y.bsums);
+        let u = k4_unpack(&x.scales);
+        // Mins: sum over sub-blocks of min_j * (bsums[2j] + bsums[2j+1]), in 4 i32 lanes.
+        let mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, u[3] as i32, u[2] as i32));
+        let bs = load_bsums(&y.bsums);
+        let pairs = _mm_hadd_epi16(
+            _mm256_castsi256_si128(bs),
+            _mm256_extracti128_si256::<1>(bs),
+        );
+        let summs = _mm_madd_epi16(mins, pairs);
+        let dmin = h2f(x.dmin) * y.d;
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(summs), acc_m);
+        let scales = [u[0].to_le_bytes(), u[1].to_le_bytes()];
         let mut sumi = _mm256_setzero_si256();
-        for j in 0..4 {
+        for (j, sc) in scales.iter().flat_map(|w| w.chunks_exact(2)).enumerate() {
             let q = load32(chunk32(&x.qs, 32 * j));
             let lo = _mm256_and_si256(q, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
@@ -301,8 +356,10 @@ fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
             let yhi = load32i(chunk32i(&y.qs, 64 * j + 32));
             let plo = _mm256_maddubs_epi16(lo, ylo);
             let phi = _mm256_maddubs_epi16(hi, yhi);
-            let slo = scales.get(2 * j).copied().unwrap_or(0) as i16;
-            let shi = scales.get(2 * j + 1).copied().unwrap_or(0) as i16;
+            let (slo, shi) = match sc {
+                [a, b] => (*a as i16, *b as i16),
+                _ => (0, 0),
+            };
             let s = _mm256_add_epi32(
                 _mm256_madd_epi16(plo, _mm256_set1_epi16(slo)),
                 _mm256_madd_epi16(phi, _mm256_set1_epi16(shi)),
@@ -311,9 +368,10 @@ fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
         }
         let d = h2f(x.d) * y.d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += h2f(x.dmin) * y.d * summs as f32;
     }
-    hsum_ps(acc) - acc_m
+    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    hsum_ps(acc) - _mm_cvtss_f32(m)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -617,6 +675,25 @@ mod level_tests {
         if has_avx512_vnni() {
             // SAFETY: AVX512-VNNI/VL and the AVX2 set are present (checked just above).
             check("vnni", want, unsafe { vnni(x, y) });
+        }
+    }
+
+    #[test]
+    fn k4_unpack_matches_get_scale_min_k4() {
+        let mut rng = Rng(5);
+        for _ in 0..1000 {
+            let mut packed = [0u8; 12];
+            rng.fill(&mut packed);
+            let u = k4_unpack(&packed);
+            let bytes: Vec<u8> = u.iter().flat_map(|w| w.to_le_bytes()).collect();
+            for j in 0..8 {
+                let (sc, m) = crate::dequant::scale_min_k4(j, &packed);
+                assert_eq!(
+                    (bytes[j], bytes[8 + j]),
+                    (sc, m),
+                    "sub-block {j} of {packed:?}"
+                );
+            }
         }
     }
 
