@@ -53,15 +53,14 @@ fn load(model: &str) -> Result<LoadedTokenizer, CliError> {
     load_tokenizer(&path).map_err(|e| CliError::invalid(format!("{}: {e}", path.display())))
 }
 
-/// Runs `realizar tokenize`.
-pub fn run_tokenize(args: TokenizeArgs) -> CliResult {
-    let loaded = load(&args.model)?;
+/// The ids and decoded pieces of a text.
+fn tokenize(
+    loaded: &LoadedTokenizer,
+    text: &str,
+    opts: EncodeOptions,
+) -> Result<(Vec<u32>, Vec<String>), CliError> {
     let tok = &loaded.tokenizer;
-    let opts = EncodeOptions {
-        add_special: !args.no_add_special,
-        parse_special: args.special,
-    };
-    let ids = tok.encode(&args.text, opts).map_err(CliError::invalid)?;
+    let ids = tok.encode(text, opts).map_err(CliError::invalid)?;
     let pieces = ids
         .iter()
         .map(|&id| {
@@ -70,6 +69,29 @@ pub fn run_tokenize(args: TokenizeArgs) -> CliResult {
                 .map_err(CliError::invalid)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    Ok((ids, pieces))
+}
+
+/// Parses `1,2, 3` into ids.
+fn parse_ids(list: &str) -> Result<Vec<u32>, CliError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| CliError::invalid(format!("--ids: {s:?} is not a token id")))
+        })
+        .collect()
+}
+
+/// Runs `realizar tokenize`.
+pub fn run_tokenize(args: TokenizeArgs) -> CliResult {
+    let loaded = load(&args.model)?;
+    let opts = EncodeOptions {
+        add_special: !args.no_add_special,
+        parse_special: args.special,
+    };
+    let (ids, pieces) = tokenize(&loaded, &args.text, opts)?;
     if args.json {
         let v = serde_json::json!({ "ids": ids, "pieces": pieces });
         println!("{v}");
@@ -84,20 +106,65 @@ pub fn run_tokenize(args: TokenizeArgs) -> CliResult {
 /// Runs `realizar detokenize`.
 pub fn run_detokenize(args: DetokenizeArgs) -> CliResult {
     let loaded = load(&args.model)?;
-    let ids = args
-        .ids
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<u32>()
-                .map_err(|_| CliError::invalid(format!("--ids: {s:?} is not a token id")))
-        })
-        .collect::<Result<Vec<u32>, _>>()?;
+    let ids = parse_ids(&args.ids)?;
     let text = loaded
         .tokenizer
         .decode(&ids, args.skip_special)
         .map_err(CliError::invalid)?;
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use realizar_format_gguf::{GgufWriter, OwnedValue};
+
+    fn tiny_gguf() -> PathBuf {
+        // Byte-level characters of printable ASCII plus `Ġ`, one merge, and a BOS token.
+        let mut toks: Vec<String> = (b'!'..=b'~').map(|b| (b as char).to_string()).collect();
+        toks.extend(["Ġ".to_string(), "Ġa".to_string(), "<s>".to_string()]);
+        let mut types = vec![1; toks.len()];
+        types[toks.len() - 1] = 3;
+        let mut w = GgufWriter::new();
+        w.add_metadata("tokenizer.ggml.model", OwnedValue::String("gpt2".into()))
+            .add_metadata("tokenizer.ggml.pre", OwnedValue::String("gpt-2".into()))
+            .add_metadata("tokenizer.ggml.tokens", OwnedValue::strings(&toks))
+            .add_metadata("tokenizer.ggml.token_type", OwnedValue::i32s(&types))
+            .add_metadata("tokenizer.ggml.merges", OwnedValue::strings(&["Ġ a"]))
+            .add_metadata("tokenizer.ggml.bos_token_id", OwnedValue::U32(96))
+            .add_metadata("tokenizer.ggml.add_bos_token", OwnedValue::Bool(true));
+        let path =
+            std::env::temp_dir().join(format!("realizar-cli-tok-{}.gguf", std::process::id()));
+        std::fs::write(&path, w.to_bytes()).expect("write");
+        path
+    }
+
+    #[test]
+    fn tokenize_adds_bos_and_parses_special_on_request() {
+        let path = tiny_gguf();
+        let loaded = load(path.to_str().expect("utf-8 path")).expect("load");
+        let plain = EncodeOptions::default();
+        let (ids, pieces) = tokenize(&loaded, " a<s>", plain).expect("tokenize");
+        assert_eq!(ids, [96, 95, 27, 82, 29]);
+        assert_eq!(pieces, ["<s>", " a", "<", "s", ">"]);
+        let special = EncodeOptions {
+            add_special: false,
+            parse_special: true,
+        };
+        let (ids, _) = tokenize(&loaded, " a<s>", special).expect("tokenize");
+        assert_eq!(ids, [95, 96]);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn bad_input_is_invalid() {
+        assert!(matches!(parse_ids("1, 2,3"), Ok(v) if v == [1, 2, 3]));
+        assert!(matches!(parse_ids("1,x"), Err(CliError::Invalid(_))));
+        assert!(matches!(parse_ids("-1"), Err(CliError::Invalid(_))));
+        assert!(matches!(
+            load("/nonexistent/model.gguf"),
+            Err(CliError::Invalid(_))
+        ));
+    }
 }
