@@ -827,6 +827,8 @@ fn layer_norm_rows(x: &mut [f32], w: usize, norm: &LayerNorm, eps: f64) {
 
 /// Rows of output per rayon task in [`linear`].
 const ROW_BLOCK: usize = 16;
+/// The narrowest column range a task of [`linear`] is given.
+const MIN_TILE_COLS: usize = 32;
 /// Bytes of weight rows kept hot while a task walks its rows.
 const L1_BLOCK_BYTES: usize = 24 * 1024;
 /// Lanes of the dot-product accumulators (four SSE or two AVX registers, enough independent
@@ -835,29 +837,55 @@ const LANES: usize = 16;
 
 /// `out = x W^T + b` for every row of `x` (`[rows, in]` → `[rows, out]`).
 ///
-/// Rayon tasks take [`ROW_BLOCK`] rows each; inside a task, a block of weight rows small enough
-/// to stay in the L1 cache (about [`L1_BLOCK_BYTES`]) is applied to every row before the next.
+/// The output is cut into tiles of up to [`ROW_BLOCK`] rows by a column range, enough tiles for
+/// every rayon thread even when there are few rows (one short sentence); each tile is one task.
+/// Inside a tile, a block of weight rows small enough to stay in the L1 cache (about
+/// [`L1_BLOCK_BYTES`]) is applied to every row before the next block.
 fn linear(x: &[f32], lin: &Linear, out: &mut [f32]) {
     let (n_in, n_out) = (lin.in_dim, lin.out_dim);
-    let col_block = (L1_BLOCK_BYTES / 4 / n_in.max(1)).max(4);
-    out.par_chunks_mut(ROW_BLOCK * n_out)
-        .zip(x.par_chunks(ROW_BLOCK * n_in))
-        .for_each(|(out_block, x_block)| {
-            for o0 in (0..n_out).step_by(col_block) {
-                let o1 = (o0 + col_block).min(n_out);
-                let w_block = lin.weight.get(o0 * n_in..o1 * n_in).unwrap_or_default();
-                let bias = lin.bias.get(o0..o1).unwrap_or_default();
-                for (xr, or) in x_block
-                    .chunks_exact(n_in)
-                    .zip(out_block.chunks_exact_mut(n_out))
-                {
-                    let dst = or.get_mut(o0..o1).unwrap_or_default();
-                    for ((v, w), &b) in dst.iter_mut().zip(w_block.chunks_exact(n_in)).zip(bias) {
-                        *v = dot(xr, w) + b;
-                    }
+    if n_in == 0 || n_out == 0 {
+        return;
+    }
+    let rows = out.len() / n_out;
+    let row_blocks = rows.div_ceil(ROW_BLOCK).max(1);
+    let wanted = 4 * rayon::current_num_threads();
+    let col_chunks = wanted
+        .div_ceil(row_blocks)
+        .clamp(1, n_out.div_ceil(MIN_TILE_COLS));
+    let tile_cols = n_out.div_ceil(col_chunks);
+
+    // Split every output row into column pieces, and group them by (row block, column range).
+    let mut tiles: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::new();
+    for (rb, block) in out.chunks_mut(ROW_BLOCK * n_out).enumerate() {
+        let first = tiles.len();
+        for (c, _) in (0..n_out).step_by(tile_cols).enumerate() {
+            tiles.push((rb, c * tile_cols, Vec::with_capacity(ROW_BLOCK)));
+        }
+        for row in block.chunks_exact_mut(n_out) {
+            for (piece, tile) in row.chunks_mut(tile_cols).zip(tiles.iter_mut().skip(first)) {
+                tile.2.push(piece);
+            }
+        }
+    }
+    let col_block = (L1_BLOCK_BYTES / 4 / n_in).max(4);
+    tiles.into_par_iter().for_each(|(rb, c0, mut pieces)| {
+        let x_block = x
+            .get(rb * ROW_BLOCK * n_in..)
+            .unwrap_or_default()
+            .chunks_exact(n_in);
+        let width = pieces.first().map_or(0, |p| p.len());
+        for o0 in (c0..c0 + width).step_by(col_block) {
+            let o1 = (o0 + col_block).min(c0 + width);
+            let w_block = lin.weight.get(o0 * n_in..o1 * n_in).unwrap_or_default();
+            let bias = lin.bias.get(o0..o1).unwrap_or_default();
+            for (xr, piece) in x_block.clone().zip(pieces.iter_mut()) {
+                let dst = piece.get_mut(o0 - c0..o1 - c0).unwrap_or_default();
+                for ((v, w), &b) in dst.iter_mut().zip(w_block.chunks_exact(n_in)).zip(bias) {
+                    *v = dot(xr, w) + b;
                 }
             }
-        });
+        }
+    });
 }
 
 /// The dot product of two equal-length slices, in [`LANES`] partial sums.

@@ -193,7 +193,9 @@ fn linear_matches_naive_product_for_awkward_sizes() {
         (1, 1, 1),
         (3, 9, 5),
         (4, 8, 64),
+        (5, 40, 200),
         (17, 33, 70),
+        (40, 7, 1000),
         (37, 130, 65),
     ] {
         let lin = Linear {
