@@ -204,6 +204,7 @@ fn minilm_every_layer_output_of_first_text() {
         let (rows, w) = matrix(w);
         assert_eq!(rows, ids.len());
         let diff = max_abs_diff(g, &w);
+        eprintln!("MiniLM hidden state {layer}: max|diff| {diff:.3e}");
         assert!(diff <= 1e-4, "hidden state {layer} differs by {diff}");
     }
 }
@@ -604,6 +605,55 @@ fn tiny_bert_dirs_load_and_hostile_ones_fail_typed() {
             }) => assert_eq!(name, removed),
             other => panic!("without {removed}: expected MissingTensor, got {other:?}"),
         }
+    }
+
+    // A sharded checkpoint (model.safetensors.index.json and two shards) loads the same model.
+    let sharded = TempDir::new("sharded");
+    sharded.write("config.json", TINY_CONFIG.as_bytes());
+    let (first, second) = all.split_at(all.len() / 2);
+    let mut weight_map = Vec::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        sharded.write(file, &safetensors_bytes(part, Store::F32));
+        weight_map.extend(part.iter().map(|t| format!("\"{}\": \"{file}\"", t.0)));
+    }
+    sharded.write(
+        "model.safetensors.index.json",
+        format!(
+            "{{\"metadata\": {{}}, \"weight_map\": {{{}}}}}",
+            weight_map.join(", ")
+        )
+        .as_bytes(),
+    );
+    let s = Embedder::load(&sharded.0).expect("sharded tiny model");
+    assert_eq!(s.embed_ids(&[vec![1, 2, 3]]).expect("embedding"), v);
+
+    // A weight stored as integers cannot be converted: the error names the tensor.
+    let dir = tiny_dir("int-weights", &all);
+    let mut w = SafetensorsWriter::new();
+    for (name, shape, data) in &all {
+        if name == "encoder.layer.0.attention.self.key.weight" {
+            let ints: Vec<u8> = data
+                .iter()
+                .flat_map(|&x| ((x * 16.0) as i32).to_le_bytes())
+                .collect();
+            w.add_tensor(name, Dtype::I32, shape, &ints)
+                .expect("a valid tensor");
+        } else {
+            let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            w.add_tensor(name, Dtype::F32, shape, &bytes)
+                .expect("a valid tensor");
+        }
+    }
+    dir.write("model.safetensors", &w.to_bytes());
+    match Embedder::load(&dir.0) {
+        Err(EmbedError::Model {
+            source: BertError::Source { name, .. },
+            ..
+        }) => assert_eq!(name, "encoder.layer.0.attention.self.key.weight"),
+        other => panic!("expected an unconvertible tensor, got {other:?}"),
     }
 
     // A transposed weight.
