@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 /// The known model names and their paths inside the models folder.
 pub const KNOWN_MODELS: [(&str, &str); 3] = [
-    ("smollm2-135m", "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    (
+        "smollm2-135m",
+        "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
     ("gemma3-270m", "gemma3-270m/gemma-3-270m-Q4_K_M.gguf"),
     ("minilm-l6", "minilm-l6"),
 ];
