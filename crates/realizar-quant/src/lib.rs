@@ -6,7 +6,8 @@
 //! picked at run time (each with a scalar twin, [`vec_dot_scalar`]).
 //!
 //! A weight row of type `ty` is multiplied with an activation row quantized to
-//! [`QuantType::vec_dot_type`], as ggml does:
+//! [`QuantType::vec_dot_type`], as ggml does (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1,
+//! Q8_K for the K-quants, the type itself for F32/F16/BF16):
 //!
 //! ```
 //! use realizar_quant::{dequantize_row, quantize_row, vec_dot, QuantType};
@@ -32,6 +33,26 @@
 //! assert!((dot - exact).abs() < 0.02 * n as f32);
 //! # Ok::<(), realizar_quant::QuantError>(())
 //! ```
+//!
+//! # Numerics
+//!
+//! - Dequantization and the reference quantizers are bit-identical to ggml's
+//!   (`dequantize_row_*`, `quantize_row_*_ref`). The activation quantizers' SIMD versions give
+//!   the same bytes as the scalar ones for finite input.
+//! - [`vec_dot_scalar`] does ggml's reference arithmetic (`ggml_vec_dot_*_generic`). The SIMD
+//!   kernels behind [`vec_dot`] compute every integer partial sum exactly (for every byte
+//!   pattern, not only the ones ggml's quantizers produce) and differ from the scalar twin only
+//!   in the order of the float accumulation (a few ulps of the sum of |terms|).
+//! - [`matvec`] and [`matmul`] run the same kernel on the same blocks as [`vec_dot`] for every
+//!   (weight row, activation row) pair, so results do not depend on the batch size or on how
+//!   the caller splits rows between threads.
+//! - Non-finite inputs never panic; what they quantize to is unspecified.
+//!
+//! # Kernels
+//!
+//! Chosen once at run time: AVX-512 VNNI (256-bit, for the 32-element formats), else
+//! AVX2 + FMA + F16C, else scalar. Setting the environment variable `REALIZAR_QUANT_NO_VNNI`
+//! skips the VNNI level (to compare levels in the benchmarks).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 

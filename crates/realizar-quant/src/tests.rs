@@ -453,3 +453,77 @@ fn quantizers_survive_odd_inputs() {
         }
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Rows of 1–8 blocks of 32 values in ±100 whose blocks are not all tiny (so the f16 scales
+    /// stay normal numbers).
+    fn rows() -> impl Strategy<Value = Vec<f32>> {
+        (1usize..=8)
+            .prop_flat_map(|nb| prop::collection::vec(-100.0f32..100.0, nb * 32))
+            .prop_filter("every block has a value of magnitude >= 0.01", |x| {
+                x.chunks(32).all(|b| b.iter().any(|v| v.abs() >= 0.01))
+            })
+    }
+
+    /// The worst error per block that ggml's rounding allows for each legacy format, from its
+    /// scale rule: half a step (a whole step where the top code is clamped), plus the f16
+    /// rounding of the stored scale and minimum.
+    fn bound(ty: QuantType, block: &[f32]) -> f32 {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (min, max) = block
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        let f16_rel = 1.0 / 1024.0;
+        match ty {
+            QuantType::Q8_0 | QuantType::Q8_1 => amax / 127.0 * (0.5 + 127.0 * f16_rel),
+            QuantType::Q4_0 => amax / 8.0 * (1.0 + 8.0 * f16_rel),
+            QuantType::Q5_0 => amax / 16.0 * (1.0 + 16.0 * f16_rel),
+            QuantType::Q4_1 => (max - min) / 15.0 * (0.5 + 15.0 * f16_rel) + min.abs() * f16_rel,
+            QuantType::Q5_1 => (max - min) / 31.0 * (0.5 + 31.0 * f16_rel) + min.abs() * f16_rel,
+            _ => f32::INFINITY,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn legacy_round_trips_stay_within_one_step(x in rows()) {
+            for ty in [
+                QuantType::Q4_0,
+                QuantType::Q4_1,
+                QuantType::Q5_0,
+                QuantType::Q5_1,
+                QuantType::Q8_0,
+                QuantType::Q8_1,
+            ] {
+                let q = quantize(ty, &x);
+                let y = dequantize(ty, &q, x.len());
+                for (b, (xs, ys)) in x.chunks(32).zip(y.chunks(32)).enumerate() {
+                    let lim = bound(ty, xs) * 1.001 + 1e-6;
+                    for (a, c) in xs.iter().zip(ys) {
+                        prop_assert!((a - c).abs() <= lim, "{ty} block {b}: {a} -> {c} (bound {lim})");
+                    }
+                }
+                // Quantizing the decoded row again is a fixed point (ggml's rounding is
+                // stable). Not for Q8_1: its `s` comes from the unrounded f32 scale, which the
+                // decoded row no longer carries.
+                if ty != QuantType::Q8_1 {
+                    prop_assert_eq!(quantize(ty, &y), q.clone(), "{} requantization", ty);
+                }
+            }
+        }
+
+        #[test]
+        fn activation_quantizers_agree_with_scalar(x in rows()) {
+            for ty in [QuantType::Q8_0, QuantType::Q8_1] {
+                let mut a = vec![0u8; ty.row_bytes(x.len()).unwrap_or(0)];
+                let mut b = a.clone();
+                quantize_row(ty, &x, &mut a).expect("simd");
+                quantize_row_scalar(ty, &x, &mut b).expect("scalar");
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
+}
