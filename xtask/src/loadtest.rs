@@ -141,7 +141,11 @@ fn prompts() -> Vec<String> {
 
 /// The outcome of one streamed request.
 enum Outcome {
-    Completed { text: String, tokens: usize, ttft: f64 },
+    Completed {
+        text: String,
+        tokens: usize,
+        ttft: f64,
+    },
     Disconnected,
     ServerError(String),
     Failed(String),
@@ -307,7 +311,9 @@ fn escape(s: &str) -> String {
 /// addresses are accepted.
 pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
     if !addr.ip().is_loopback() {
-        return Err(format!("the load test only targets loopback addresses, not {addr}"));
+        return Err(format!(
+            "the load test only targets loopback addresses, not {addr}"
+        ));
     }
     let prompts = prompts();
     let model = opts
@@ -381,10 +387,15 @@ mod tests {
     #[test]
     fn json_helpers_read_the_server_output() {
         let ev = r#"{"choices":[{"delta":{"content":"a\"b\u00e9\n"}}],"usage":{"completion_tokens":12,"x":1}}"#;
-        assert_eq!(json_string_after(ev, "\"content\":").as_deref(), Some("a\"bé\n"));
+        assert_eq!(
+            json_string_after(ev, "\"content\":").as_deref(),
+            Some("a\"bé\n")
+        );
         assert_eq!(json_number_after(ev, "\"completion_tokens\":"), Some(12));
         assert!(has_content(br#"data: {"delta":{"content":"x"}}"#));
-        assert!(!has_content(br#"data: {"delta":{"role":"assistant","content":""}}"#));
+        assert!(!has_content(
+            br#"data: {"delta":{"role":"assistant","content":""}}"#
+        ));
         assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
         assert_eq!(escape("a\"\n"), "a\\\"\\n");
     }

@@ -1,7 +1,9 @@
 //! Tests against the real models of `cargo xtask fetch-models` and the reference outputs in
 //! `../shared/refs` (override with `REALIZAR_REFS`). All real-model tests live in this one binary.
 
+mod batch;
 mod bert;
 mod common;
 mod quant_blocks;
+mod server;
 mod tokenizer;

@@ -1,0 +1,205 @@
+//! The multi-sequence batch decoder on SmolLM2-135M: its logits are bit-identical to a plain
+//! session's, whatever else is in the batch and however the prompt is chunked, and its greedy
+//! continuations equal the reference ones of llama.cpp.
+
+use realizar_runtime::batch::{BatchDecoder, BatchForward, BatchOptions, SeqChunk};
+use realizar_runtime::sampling::argmax;
+use realizar_runtime::{DecoderModel, LoadOptions, Logits, RuntimeError};
+use serde_json::Value;
+
+use crate::common::{model_path, refs_dir};
+
+fn smollm2() -> DecoderModel {
+    DecoderModel::load(
+        model_path("smollm2-135m"),
+        &LoadOptions {
+            ctx: Some(512),
+            ..LoadOptions::default()
+        },
+    )
+    .expect("load SmolLM2")
+}
+
+fn ref_prompts() -> Vec<(Vec<u32>, Vec<u32>)> {
+    let path = refs_dir().join("llamacpp/smollm2_refs.json");
+    let text = std::fs::read_to_string(&path).expect("smollm2_refs.json");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect()
+    };
+    v["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .map(|p| (ids(&p["prompt_ids"]), ids(&p["greedy_ids"])))
+        .collect()
+}
+
+/// Greedy continuation with a plain session, and the logits after the prompt and each token.
+fn session_greedy(model: &DecoderModel, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let mut s = model.session().expect("session");
+    let mut logits = vec![s.eval(prompt, Logits::Last).expect("prefill").to_vec()];
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let id = argmax(logits.last().expect("logits"));
+        out.push(id);
+        logits.push(s.eval(&[id], Logits::Last).expect("decode").to_vec());
+    }
+    (out, logits)
+}
+
+#[test]
+fn batched_sequences_match_sessions_bit_for_bit_and_llama_cpp() {
+    let model = smollm2();
+    let refs = ref_prompts();
+    let prompts: Vec<Vec<u32>> = refs.iter().take(4).map(|r| r.0.clone()).collect();
+    let steps = 12;
+    let alone: Vec<(Vec<u32>, Vec<Vec<f32>>)> = prompts
+        .iter()
+        .map(|p| session_greedy(&model, p, steps))
+        .collect();
+    for ((ids, _), (_, want)) in alone.iter().zip(&refs) {
+        assert_eq!(ids[..], want[..steps], "session greedy vs llama.cpp");
+    }
+
+    // All four in one batch decoder: prompts fed in chunks of 3 tokens side by side, then
+    // decoded together, one row each per step.
+    let mut bd = BatchDecoder::new(
+        &model,
+        BatchOptions {
+            slots: 4,
+            ctx: Some(512),
+            max_rows: 16,
+            ..BatchOptions::default()
+        },
+    )
+    .expect("batch decoder");
+    let mut fed = vec![0usize; 4];
+    let mut last: Vec<Option<Vec<f32>>> = vec![None; 4];
+    while fed.iter().zip(&prompts).any(|(f, p)| *f < p.len()) {
+        let chunks: Vec<SeqChunk<'_>> = (0..4)
+            .filter(|&i| fed[i] < prompts[i].len())
+            .map(|i| {
+                let end = (fed[i] + 3).min(prompts[i].len());
+                SeqChunk {
+                    slot: i,
+                    tokens: &prompts[i][fed[i]..end],
+                    logits: end == prompts[i].len(),
+                }
+            })
+            .collect();
+        let wants: Vec<usize> = chunks.iter().filter(|c| c.logits).map(|c| c.slot).collect();
+        let advance: Vec<(usize, usize)> =
+            chunks.iter().map(|c| (c.slot, c.tokens.len())).collect();
+        let out = bd.forward(&chunks).expect("forward").to_vec();
+        for (slot, n) in advance {
+            fed[slot] += n;
+        }
+        for (row, slot) in out.chunks_exact(bd.n_vocab()).zip(wants) {
+            last[slot] = Some(row.to_vec());
+        }
+    }
+    let mut generated = vec![Vec::new(); 4];
+    for step in 0..=steps {
+        for i in 0..4 {
+            let got = last[i].as_ref().expect("logits");
+            let want = &alone[i].1[step];
+            assert!(
+                got.iter()
+                    .zip(want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "sequence {i} step {step}: batched logits differ from the session's"
+            );
+        }
+        if step == steps {
+            break;
+        }
+        let next: Vec<[u32; 1]> = (0..4)
+            .map(|i| [argmax(last[i].as_ref().expect("logits"))])
+            .collect();
+        for (g, n) in generated.iter_mut().zip(&next) {
+            g.push(n[0]);
+        }
+        let chunks: Vec<SeqChunk<'_>> = next
+            .iter()
+            .enumerate()
+            .map(|(i, t)| SeqChunk {
+                slot: i,
+                tokens: t,
+                logits: true,
+            })
+            .collect();
+        let out = bd.forward(&chunks).expect("decode step").to_vec();
+        for (i, row) in out.chunks_exact(bd.n_vocab()).enumerate() {
+            last[i] = Some(row.to_vec());
+        }
+    }
+    for (i, g) in generated.iter().enumerate() {
+        assert_eq!(g, &alone[i].0, "sequence {i}");
+    }
+}
+
+#[test]
+fn batch_decoder_rejects_bad_batches_without_touching_the_caches() {
+    let model = smollm2();
+    let mut bd = BatchDecoder::new(
+        &model,
+        BatchOptions {
+            slots: 2,
+            ctx: Some(16),
+            max_rows: 8,
+            ..BatchOptions::default()
+        },
+    )
+    .expect("batch decoder");
+    let ok = [1u32, 2, 3];
+    let chunk = |slot, tokens| SeqChunk {
+        slot,
+        tokens,
+        logits: true,
+    };
+    assert!(matches!(
+        bd.forward(&[]),
+        Err(RuntimeError::InvalidArgument { .. })
+    ));
+    assert!(bd.forward(&[chunk(5, &ok[..])]).is_err(), "no slot 5");
+    assert!(bd.forward(&[chunk(0, &[][..])]).is_err(), "empty chunk");
+    assert!(
+        bd.forward(&[chunk(0, &ok[..]), chunk(0, &ok[..])]).is_err(),
+        "slot twice"
+    );
+    assert!(
+        bd.forward(&[chunk(0, &[1, 49152][..])]).is_err(),
+        "id outside the vocabulary"
+    );
+    assert!(
+        bd.forward(&[chunk(0, &[7; 9][..])]).is_err(),
+        "more rows than allowed"
+    );
+    assert_eq!(bd.slot_len(0), 0, "a rejected batch appended nothing");
+    for _ in 0..5 {
+        bd.forward(&[chunk(0, &ok[..])]).expect("fits");
+    }
+    assert!(matches!(
+        bd.forward(&[chunk(0, &ok[..])]),
+        Err(RuntimeError::PromptTooLong {
+            tokens: 18,
+            ctx: 16
+        })
+    ));
+    assert_eq!(bd.slot_len(0), 15);
+    bd.clear_slot(0);
+    assert_eq!(bd.slot_len(0), 0);
+    assert!(BatchDecoder::new(
+        &model,
+        BatchOptions {
+            slots: 0,
+            ..BatchOptions::default()
+        }
+    )
+    .is_err());
+}

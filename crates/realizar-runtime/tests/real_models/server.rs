@@ -1,0 +1,468 @@
+//! The HTTP server over the real models: SmolLM2-135M for chat and all-MiniLM-L6-v2 for
+//! embeddings, served together on an ephemeral loopback port. Answers are checked against the
+//! llama.cpp and float64 BERT references; the official `openai` Python client and the bounded
+//! load test run against it too.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use realizar_server::{load_engine, Engine, LocalOptions, ServerConfig};
+use serde_json::{json, Value};
+
+use crate::common::{model_path, refs_dir, workspace_root};
+
+#[path = "../../../realizar-server/tests/common/mod.rs"]
+mod http;
+
+#[path = "../../../../xtask/src/loadtest.rs"]
+mod loadtest;
+
+use http::{request, TestServer};
+
+fn load(name: &str, parallel: usize) -> Arc<dyn Engine> {
+    let opts = LocalOptions {
+        id: Some(name.to_string()),
+        ctx: Some(1024),
+        parallel,
+        ..LocalOptions::default()
+    };
+    load_engine(&model_path(name), &opts).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+/// One server for the tests of this module: both models, 4 slots.
+fn server() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        TestServer::start(
+            ServerConfig::default(),
+            vec![load("smollm2-135m", 4), load("minilm-l6", 1)],
+        )
+    })
+}
+
+fn read_json(rel: &str) -> Value {
+    let path = refs_dir().join(rel);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read reference {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The reference chat (jinja variant): message, prompt ids, and the reply text up to EOS.
+fn chat_ref() -> (Value, Vec<u64>, String, usize) {
+    let r = read_json("llamacpp/smollm2_refs.json");
+    let chat = &r["chat"];
+    let v = &chat["variants"]["jinja"];
+    let prompt: Vec<u64> = v["prompt_ids"]
+        .as_array()
+        .expect("prompt_ids")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let eos = v["first_eos_index"].as_u64().expect("first_eos_index") as usize;
+    let text = v["greedy_text"].as_str().expect("greedy_text");
+    let reply = text
+        .split("<|im_end|>")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (chat["message"].clone(), prompt, reply, eos)
+}
+
+#[test]
+fn chat_reply_equals_llama_cpp_greedy_reply() {
+    let srv = server();
+    let (messages, prompt, reply, eos) = chat_ref();
+    assert_eq!(reply, "The answer to this classic math problem is 4.");
+    let body =
+        json!({"model": "smollm2-135m", "messages": messages, "temperature": 0, "max_tokens": 64});
+    let r = srv.post("/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        v["choices"][0]["message"]["content"].as_str(),
+        Some(reply.as_str())
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"]["prompt_tokens"].as_u64(),
+        Some(prompt.len() as u64)
+    );
+    assert_eq!(
+        v["usage"]["completion_tokens"].as_u64(),
+        Some(eos as u64 + 1)
+    );
+
+    // Streamed: the same text, in pieces.
+    let mut body = body;
+    body["stream"] = json!(true);
+    let s = srv.post("/v1/chat/completions", &body);
+    let mut text = String::new();
+    for ev in s.sse().iter().filter(|e| e.as_str() != "[DONE]") {
+        let c: Value = serde_json::from_str(ev).expect("chunk");
+        text.push_str(
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(text, reply);
+
+    // Ollama's chat endpoint renders the same template.
+    let o = srv
+        .post(
+            "/api/chat",
+            &json!({"model": "smollm2-135m", "messages": messages, "stream": false,
+                    "options": {"temperature": 0}}),
+        )
+        .json();
+    assert_eq!(o["message"]["content"].as_str(), Some(reply.as_str()));
+}
+
+#[test]
+fn tokenize_endpoint_matches_llama_cpp_ids() {
+    let srv = server();
+    let r = read_json("llamacpp/smollm2_refs.json");
+    let v = &r["chat"]["variants"]["jinja"];
+    let t = srv
+        .post(
+            "/tokenize",
+            &json!({"model": "smollm2-135m", "content": v["templated_prompt"], "add_special": true}),
+        )
+        .json();
+    assert_eq!(t["tokens"], v["prompt_ids"]);
+    for p in r["prompts"].as_array().expect("prompts") {
+        let t = srv
+            .post(
+                "/tokenize",
+                &json!({"model": "smollm2-135m", "content": p["prompt"], "parse_special": false}),
+            )
+            .json();
+        assert_eq!(t["tokens"], p["prompt_ids"], "{}", p["prompt"]);
+    }
+    let d = srv
+        .post(
+            "/detokenize",
+            &json!({"model": "smollm2-135m", "tokens": v["prompt_ids"]}),
+        )
+        .json();
+    assert_eq!(d["content"], v["templated_prompt"]);
+}
+
+#[test]
+fn completions_continue_reference_prompts_like_llama_cpp() {
+    let srv = server();
+    let r = read_json("llamacpp/smollm2_refs.json");
+    for p in r["prompts"].as_array().expect("prompts").iter().take(4) {
+        let ids = &p["greedy_ids"];
+        let n = 16usize;
+        let want = srv
+            .post(
+                "/detokenize",
+                &json!({"model": "smollm2-135m", "tokens": ids.as_array().map(|a| a[..n].to_vec())}),
+            )
+            .json();
+        let got = srv
+            .post(
+                "/v1/completions",
+                &json!({"model": "smollm2-135m", "prompt": p["prompt_ids"], "temperature": 0,
+                        "max_tokens": n, "ignore_eos": true}),
+            )
+            .json();
+        let margin = p["greedy_step_min_top1_top2_margin"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(
+            margin > 0.05,
+            "reference prompt has a near tie; pick another"
+        );
+        assert_eq!(
+            got["choices"][0]["text"], want["content"],
+            "{}",
+            p["prompt"]
+        );
+        assert_eq!(got["usage"]["completion_tokens"].as_u64(), Some(n as u64));
+    }
+}
+
+#[test]
+fn four_concurrent_greedy_requests_equal_each_alone() {
+    let srv = server();
+    let questions = [
+        "What is the capital of France?",
+        "Name three colors.",
+        "Write a haiku about rain.",
+        "Why is the sky blue? Explain in detail for a child who is curious about light.",
+    ];
+    let body = |q: &str| {
+        json!({"model": "smollm2-135m", "messages": [{"role": "user", "content": q}],
+               "temperature": 0, "max_tokens": 24, "ignore_eos": true})
+        .to_string()
+    };
+    let text = |r: &http::Resp| -> String {
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let alone: Vec<String> = questions
+        .iter()
+        .map(|q| {
+            text(&request(
+                srv.addr,
+                "POST",
+                "/v1/chat/completions",
+                &[],
+                Some(body(q).as_bytes()),
+            ))
+        })
+        .collect();
+    let addr = srv.addr;
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = questions
+            .iter()
+            .map(|q| {
+                let b = body(q);
+                sc.spawn(move || {
+                    text(&request(
+                        addr,
+                        "POST",
+                        "/v1/chat/completions",
+                        &[],
+                        Some(b.as_bytes()),
+                    ))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    assert_eq!(together, alone);
+}
+
+#[test]
+fn embeddings_equal_the_float64_reference() {
+    let srv = server();
+    let inputs = read_json("minilm/inputs.json");
+    let want = read_json("minilm/embeddings.json");
+    let texts: Vec<Value> = inputs
+        .as_array()
+        .or_else(|| inputs["texts"].as_array())
+        .expect("inputs")
+        .clone();
+    let wants: Vec<Vec<f64>> = want
+        .as_array()
+        .or_else(|| want["embeddings"].as_array())
+        .expect("embeddings")
+        .iter()
+        .map(|v| {
+            v.as_array()
+                .expect("vector")
+                .iter()
+                .filter_map(Value::as_f64)
+                .collect()
+        })
+        .collect();
+    let r = srv.post(
+        "/v1/embeddings",
+        &json!({"model": "minilm-l6", "input": texts}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let data = v["data"].as_array().expect("data");
+    assert_eq!(data.len(), wants.len());
+    for (i, (d, w)) in data.iter().zip(&wants).enumerate() {
+        assert_eq!(d["index"].as_u64(), Some(i as u64));
+        let got: Vec<f64> = d["embedding"]
+            .as_array()
+            .expect("floats")
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
+        assert_eq!(got.len(), 384);
+        let worst = got
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-5, "text {i}: max difference {worst}");
+        let norm: f64 = got.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+    // Ollama's endpoint gives the same vectors; a decoder cannot embed; an encoder cannot chat.
+    let o = srv
+        .post(
+            "/api/embed",
+            &json!({"model": "minilm-l6", "input": texts[0]}),
+        )
+        .json();
+    let first: Vec<f64> = o["embeddings"][0]
+        .as_array()
+        .expect("vector")
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert!(first
+        .iter()
+        .zip(&wants[0])
+        .all(|(a, b)| (a - b).abs() < 1e-5));
+    srv.post(
+        "/v1/embeddings",
+        &json!({"model": "smollm2-135m", "input": "x"}),
+    )
+    .error(400);
+    srv.post(
+        "/v1/chat/completions",
+        &json!({"model": "minilm-l6", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .error(400);
+    let models = srv.get("/v1/models").json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["smollm2-135m", "minilm-l6"]);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_a_400_with_the_numbers() {
+    let srv = server();
+    let prompt: Vec<u32> = (0..1500).map(|i| 100 + i % 1000).collect();
+    let e = srv
+        .post(
+            "/v1/completions",
+            &json!({"model": "smollm2-135m", "prompt": prompt}),
+        )
+        .error(400);
+    let msg = e["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("1024") && msg.contains("1500"), "{msg}");
+}
+
+/// A Python with the `openai` package, in a virtual environment under `target/`.
+fn openai_python() -> PathBuf {
+    let venv = workspace_root().join("target/openai-venv");
+    let py = venv.join("bin/python");
+    let has_openai = |py: &PathBuf| {
+        Command::new(py)
+            .args(["-c", "import openai"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_openai(&py) {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "`python3 -m venv` failed (Debian: apt-get install python3-venv)"
+        );
+        let ok = Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet", "openai"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "`pip install openai` into {} failed", venv.display());
+    }
+    py
+}
+
+const OPENAI_SCRIPT: &str = r#"
+import math, os, sys
+from openai import OpenAI
+
+client = OpenAI(base_url=os.environ["BASE_URL"], api_key="unused")
+want = os.environ["WANT_REPLY"]
+messages = [{"role": "user", "content": "What is 2+2?"}]
+
+r = client.chat.completions.create(model="smollm2-135m", messages=messages, temperature=0, max_tokens=64)
+assert r.choices[0].message.content == want, repr(r.choices[0].message.content)
+assert r.choices[0].finish_reason == "stop", r.choices[0].finish_reason
+assert r.usage.completion_tokens > 0
+
+pieces = []
+stream = client.chat.completions.create(model="smollm2-135m", messages=messages, temperature=0,
+                                        max_tokens=64, stream=True,
+                                        stream_options={"include_usage": True})
+usage = None
+for chunk in stream:
+    if chunk.usage is not None:
+        usage = chunk.usage
+    for c in chunk.choices:
+        if c.delta.content:
+            pieces.append(c.delta.content)
+assert "".join(pieces) == want, repr("".join(pieces))
+assert usage is not None and usage.completion_tokens == r.usage.completion_tokens
+
+e = client.embeddings.create(model="minilm-l6", input=["hello world", "the sea"])
+assert len(e.data) == 2
+for d in e.data:
+    assert len(d.embedding) == 384, len(d.embedding)
+    n = math.sqrt(sum(x * x for x in d.embedding))
+    assert abs(n - 1.0) < 1e-4, n
+
+try:
+    client.chat.completions.create(model="no-such-model", messages=messages)
+    raise SystemExit("expected a 404")
+except Exception as ex:
+    assert getattr(ex, "status_code", None) == 404, repr(ex)
+print("openai client OK")
+"#;
+
+#[test]
+fn the_official_openai_python_client_works() {
+    let srv = server();
+    let (_, _, reply, _) = chat_ref();
+    let py = openai_python();
+    let out = Command::new(py)
+        .args(["-c", OPENAI_SCRIPT])
+        .env("BASE_URL", format!("http://{}/v1", srv.addr))
+        .env("WANT_REPLY", &reply)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "openai client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_small_load_test_is_clean_and_memory_stays_flat() {
+    // Its own server: 4 slots, so that the load queues and batches.
+    let srv = TestServer::start(ServerConfig::default(), vec![load("smollm2-135m", 4)]);
+    let opts = loadtest::LoadOptions {
+        clients: 8,
+        requests: 2,
+        max_tokens: 8,
+        disconnect_every: 4,
+        model: Some("smollm2-135m".into()),
+        deadline: std::time::Duration::from_secs(300),
+    };
+    let warm = loadtest::run(
+        srv.addr,
+        &loadtest::LoadOptions {
+            requests: 1,
+            disconnect_every: 0,
+            ..opts.clone()
+        },
+    )
+    .expect("warm-up");
+    assert!(warm.is_clean(), "{}\n{:?}", warm.summary(), warm.failures);
+    let rss_warm = loadtest::rss_kib(std::process::id()).expect("RSS");
+    let rep = loadtest::run(srv.addr, &opts).expect("load");
+    let rss_end = loadtest::rss_kib(std::process::id()).expect("RSS");
+    assert!(rep.is_clean(), "{}\n{:?}", rep.summary(), rep.failures);
+    assert_eq!(rep.sent, 16);
+    assert_eq!(rep.disconnected, 2);
+    assert!(
+        (rss_end as f64) < rss_warm as f64 * 1.10,
+        "RSS grew from {rss_warm} KiB to {rss_end} KiB"
+    );
+    let m = srv.handle.metrics_text();
+    assert!(m.contains("realizar_active_slots 0"), "{m}");
+    assert!(!m.contains("status=\"500\""), "{m}");
+}
