@@ -14,11 +14,12 @@ use crate::{models, root, run_cmd};
 /// The release binary, built if needed.
 fn build_release() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_cmd(
-        Command::new(cargo)
-            .current_dir(root())
-            .args(["build", "--release", "-p", "realizar-cli"]),
-    )?;
+    run_cmd(Command::new(cargo).current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "realizar-cli",
+    ]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
@@ -48,7 +49,9 @@ fn server_command(bin: &PathBuf, port: u16, extra: &[String]) -> Command {
 pub fn serve(extra: &[String]) -> Result<()> {
     models::fetch_all(&models::models_dir())?;
     let bin = build_release()?;
-    println!("Serving SmolLM2-135M (chat) and all-MiniLM-L6-v2 (embeddings) on http://127.0.0.1:8080");
+    println!(
+        "Serving SmolLM2-135M (chat) and all-MiniLM-L6-v2 (embeddings) on http://127.0.0.1:8080"
+    );
     println!("Try:");
     println!(
         "  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"smollm2-135m\",\"messages\":[{{\"role\":\"user\",\"content\":\"What is 2+2?\"}}]}}'"
@@ -155,7 +158,10 @@ pub fn loadtest(args: &[String]) -> Result<()> {
         ],
     )?;
     let pid = server.child.id();
-    println!("server on http://{} (pid {pid}, {parallel} slots)", server.addr);
+    println!(
+        "server on http://{} (pid {pid}, {parallel} slots)",
+        server.addr
+    );
     // Warm-up: one round at full concurrency, no disconnects.
     let warm = LoadOptions {
         requests: 1,
