@@ -210,9 +210,11 @@ struct Loader<'f, 'a> {
 
 impl Loader<'_, '_> {
     fn info(&self, name: &str) -> Result<&realizar_format_gguf::TensorInfo<'_>, NnError> {
-        self.file.tensor(name).ok_or_else(|| NnError::MissingTensor {
-            name: name.to_string(),
-        })
+        self.file
+            .tensor(name)
+            .ok_or_else(|| NnError::MissingTensor {
+                name: name.to_string(),
+            })
     }
 
     fn check_dims(&self, name: &str, found: &[u64], expected: &[u64]) -> Result<(), NnError> {
@@ -230,7 +232,11 @@ impl Loader<'_, '_> {
         Ok(())
     }
 
-    fn quant_type(&self, name: &str, info: &realizar_format_gguf::TensorInfo<'_>) -> Result<QuantType, NnError> {
+    fn quant_type(
+        &self,
+        name: &str,
+        info: &realizar_format_gguf::TensorInfo<'_>,
+    ) -> Result<QuantType, NnError> {
         QuantType::from_ggml_id(info.ty.id())
             .filter(|t| *t != QuantType::Q8_1 && *t != QuantType::Q8_K)
             .ok_or_else(|| NnError::UnsupportedTensorType {
@@ -383,7 +389,12 @@ impl Decoder {
                 l.rope.freq_factors = Some(ff.clone());
             }
         }
-        let (hd, nh, nkv, ff) = (config.head_dim, config.n_head, config.n_head_kv, config.n_ff);
+        let (hd, nh, nkv, ff) = (
+            config.head_dim,
+            config.n_head,
+            config.n_head_kv,
+            config.n_ff,
+        );
         let mut layers = Vec::with_capacity(config.n_layer);
         for il in 0..config.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
@@ -533,12 +544,12 @@ impl Decoder {
         let emb = self.token_embd.bytes(store)?;
         let rb = self.token_embd.row_bytes();
         for (xt, &id) in s.x.chunks_exact_mut(d).zip(tokens) {
-            let row = emb
-                .get(id as usize * rb..(id as usize + 1) * rb)
-                .ok_or(NnError::TokenOutOfRange {
+            let row = emb.get(id as usize * rb..(id as usize + 1) * rb).ok_or(
+                NnError::TokenOutOfRange {
                     id,
                     vocab: c.n_vocab,
-                })?;
+                },
+            )?;
             realizar_quant::dequantize_row(self.token_embd.ty, row, xt).map_err(|source| {
                 NnError::Quant {
                     what: "token_embd.weight".into(),
@@ -556,9 +567,30 @@ impl Decoder {
                 rms_norm(xt, &lw.attn_norm, c.norm_eps, nt);
             }
             let xn = &s.xn[..m * d];
-            be.linear(&lw.wq, lw.wq.bytes(store)?, xn, m, &mut s.q[..m * qw], &mut s.act)?;
-            be.linear(&lw.wk, lw.wk.bytes(store)?, xn, m, &mut s.k[..m * kw], &mut s.act)?;
-            be.linear(&lw.wv, lw.wv.bytes(store)?, xn, m, &mut s.v[..m * kw], &mut s.act)?;
+            be.linear(
+                &lw.wq,
+                lw.wq.bytes(store)?,
+                xn,
+                m,
+                &mut s.q[..m * qw],
+                &mut s.act,
+            )?;
+            be.linear(
+                &lw.wk,
+                lw.wk.bytes(store)?,
+                xn,
+                m,
+                &mut s.k[..m * kw],
+                &mut s.act,
+            )?;
+            be.linear(
+                &lw.wv,
+                lw.wv.bytes(store)?,
+                xn,
+                m,
+                &mut s.v[..m * kw],
+                &mut s.act,
+            )?;
             for t in 0..m {
                 spec.rope.fill_cache(start + t, &mut s.rope);
                 for qh in s.q[t * qw..(t + 1) * qw].chunks_exact_mut(hd) {
@@ -599,8 +631,21 @@ impl Decoder {
                 &mut s.att[..m * qw],
                 &mut s.scores,
             )?;
-            be.linear(&lw.wo, lw.wo.bytes(store)?, &s.att[..m * qw], m, &mut s.o[..m * d], &mut s.act)?;
-            add_residual(&mut s.x[..m * d], &mut s.o[..m * d], lw.post_attn_norm.as_deref(), d, c.norm_eps);
+            be.linear(
+                &lw.wo,
+                lw.wo.bytes(store)?,
+                &s.att[..m * qw],
+                m,
+                &mut s.o[..m * d],
+                &mut s.act,
+            )?;
+            add_residual(
+                &mut s.x[..m * d],
+                &mut s.o[..m * d],
+                lw.post_attn_norm.as_deref(),
+                d,
+                c.norm_eps,
+            );
 
             // Feed-forward.
             for (xt, nt) in s.x[..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
@@ -608,8 +653,22 @@ impl Decoder {
             }
             let xn = &s.xn[..m * d];
             let f = c.n_ff;
-            be.linear(&lw.gate, lw.gate.bytes(store)?, xn, m, &mut s.gate[..m * f], &mut s.act)?;
-            be.linear(&lw.up, lw.up.bytes(store)?, xn, m, &mut s.up[..m * f], &mut s.act)?;
+            be.linear(
+                &lw.gate,
+                lw.gate.bytes(store)?,
+                xn,
+                m,
+                &mut s.gate[..m * f],
+                &mut s.act,
+            )?;
+            be.linear(
+                &lw.up,
+                lw.up.bytes(store)?,
+                xn,
+                m,
+                &mut s.up[..m * f],
+                &mut s.act,
+            )?;
             match c.activation {
                 Activation::Silu => {
                     for (g, &u) in s.gate[..m * f].iter_mut().zip(&s.up[..m * f]) {
@@ -622,8 +681,21 @@ impl Decoder {
                     }
                 }
             }
-            be.linear(&lw.down, lw.down.bytes(store)?, &s.gate[..m * f], m, &mut s.o[..m * d], &mut s.act)?;
-            add_residual(&mut s.x[..m * d], &mut s.o[..m * d], lw.post_ffn_norm.as_deref(), d, c.norm_eps);
+            be.linear(
+                &lw.down,
+                lw.down.bytes(store)?,
+                &s.gate[..m * f],
+                m,
+                &mut s.o[..m * d],
+                &mut s.act,
+            )?;
+            add_residual(
+                &mut s.x[..m * d],
+                &mut s.o[..m * d],
+                lw.post_ffn_norm.as_deref(),
+                d,
+                c.norm_eps,
+            );
         }
         cache.advance(m);
 
@@ -633,7 +705,10 @@ impl Decoder {
             Logits::Last => (m - 1, 1),
             Logits::All => (0, m),
         };
-        for (xt, nt) in s.x[first * d..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
+        for (xt, nt) in s.x[first * d..m * d]
+            .chunks_exact(d)
+            .zip(s.xn.chunks_exact_mut(d))
+        {
             rms_norm(xt, &self.output_norm, c.norm_eps, nt);
         }
         let v = c.n_vocab;
@@ -647,7 +722,14 @@ impl Decoder {
             .ok_or_else(|| NnError::InvalidArgument {
                 reason: "logits buffer too small".into(),
             })?;
-        be.linear(&self.output, self.output.bytes(store)?, &s.xn[..rows * d], rows, out, &mut s.act)?;
+        be.linear(
+            &self.output,
+            self.output.bytes(store)?,
+            &s.xn[..rows * d],
+            rows,
+            out,
+            &mut s.act,
+        )?;
         if let Some(cap) = c.final_softcap {
             out.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
         }

@@ -93,7 +93,10 @@ impl fmt::Display for NnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NnError::UnknownArchitecture { name } => {
-                write!(f, "unknown model architecture `{name}` (supported: llama, gemma3)")
+                write!(
+                    f,
+                    "unknown model architecture `{name}` (supported: llama, gemma3)"
+                )
             }
             NnError::Metadata { key, source } => write!(f, "metadata key `{key}`: {source}"),
             NnError::BadHyperparameter { key, reason } => {

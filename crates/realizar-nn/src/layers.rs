@@ -196,11 +196,7 @@ impl Rope {
         let half = self.n_dims / 2;
         match self.layout {
             RopeLayout::Normal => {
-                for (pair, cs) in x
-                    .chunks_exact_mut(2)
-                    .take(half)
-                    .zip(cache.chunks_exact(2))
-                {
+                for (pair, cs) in x.chunks_exact_mut(2).take(half).zip(cache.chunks_exact(2)) {
                     let (x0, x1) = (pair[0], pair[1]);
                     pair[0] = x0 * cs[0] - x1 * cs[1];
                     pair[1] = x0 * cs[1] + x1 * cs[0];

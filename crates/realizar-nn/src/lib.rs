@@ -18,8 +18,6 @@ pub mod kv;
 pub mod layers;
 
 pub use backend::{ActScratch, AttentionShape, Backend, CpuBackend, QTensor};
-pub use decoder::{
-    Activation, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, WeightBytes,
-};
+pub use decoder::{Activation, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, WeightBytes};
 pub use error::NnError;
 pub use kv::{KvCache, KvType};

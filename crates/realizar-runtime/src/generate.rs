@@ -167,7 +167,11 @@ pub fn generate(
         }
         if let (Some(piece), false) = (piece, config.stop_strings.is_empty()) {
             text.push_str(&piece(id));
-            if config.stop_strings.iter().any(|s| !s.is_empty() && text.contains(s.as_str())) {
+            if config
+                .stop_strings
+                .iter()
+                .any(|s| !s.is_empty() && text.contains(s.as_str()))
+            {
                 stop_reason = StopReason::Stop;
                 break;
             }
@@ -221,7 +225,10 @@ pub fn score(
     session.reset();
     let n_vocab = session.model().n_vocab();
     let logits = session.eval(ids, Logits::All)?;
-    Ok(logits.chunks_exact(n_vocab).map(|row| top_n(row, n)).collect())
+    Ok(logits
+        .chunks_exact(n_vocab)
+        .map(|row| top_n(row, n))
+        .collect())
 }
 
 /// The result of [`perplexity`].
@@ -261,10 +268,7 @@ pub fn perplexity(
     let chunks = tokens.len() / ctx;
     if chunks == 0 {
         return Err(RuntimeError::InvalidArgument {
-            reason: format!(
-                "{} tokens are fewer than one chunk of {ctx}",
-                tokens.len()
-            ),
+            reason: format!("{} tokens are fewer than one chunk of {ctx}", tokens.len()),
         });
     }
     let n_vocab = session.model().n_vocab();

@@ -89,10 +89,14 @@ impl SpecialTokens {
         let add_bos = file
             .get_bool("tokenizer.ggml.add_bos_token")
             .unwrap_or(matches!(model, "llama" | "gemma"));
-        let mut eog: Vec<u32> = [eos, id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")]
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut eog: Vec<u32> = [
+            eos,
+            id("tokenizer.ggml.eot_token_id"),
+            id("tokenizer.ggml.eom_token_id"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         if let Ok(tokens) = file.get_strings("tokenizer.ggml.tokens") {
             for (i, t) in tokens.enumerate() {
                 if EOG_TEXTS.contains(&t) {

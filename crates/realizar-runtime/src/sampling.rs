@@ -173,9 +173,8 @@ impl Sampler {
                 *l += bias;
             }
         }
-        let active = c.repeat_penalty != 1.0
-            || c.presence_penalty != 0.0
-            || c.frequency_penalty != 0.0;
+        let active =
+            c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
         if !active || c.penalty_last_n == 0 {
             return;
         }
@@ -332,7 +331,9 @@ mod tests {
             seed: 9,
             ..SamplerConfig::default()
         });
-        let picks: Vec<u32> = (0..200).map(|_| s.sample(&mut [2.0, 1.0, 0.0], &[])).collect();
+        let picks: Vec<u32> = (0..200)
+            .map(|_| s.sample(&mut [2.0, 1.0, 0.0], &[]))
+            .collect();
         assert!(picks.contains(&1) && !picks.contains(&2));
     }
 
@@ -345,7 +346,9 @@ mod tests {
             ..SamplerConfig::default()
         });
         // exp(-2) = 0.135 < 0.2 of the best: token 2 never comes.
-        let picks: Vec<u32> = (0..300).map(|_| s.sample(&mut [1.0, 0.5, -1.0], &[])).collect();
+        let picks: Vec<u32> = (0..300)
+            .map(|_| s.sample(&mut [1.0, 0.5, -1.0], &[]))
+            .collect();
         assert!(picks.contains(&0) && picks.contains(&1) && !picks.contains(&2));
     }
 

@@ -13,12 +13,10 @@ pub const SUPPORTED: &[&str] = &["llama", "gemma3"];
 
 /// The decoder configuration of a GGUF file, by its `general.architecture`.
 pub fn config_from_gguf(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
-    let arch = file
-        .architecture()
-        .map_err(|source| NnError::Metadata {
-            key: "general.architecture".into(),
-            source,
-        })?;
+    let arch = file.architecture().map_err(|source| NnError::Metadata {
+        key: "general.architecture".into(),
+        source,
+    })?;
     match arch {
         "llama" => llama::config(file),
         "gemma3" => gemma3::config(file),
@@ -71,7 +69,10 @@ impl Meta<'_, '_> {
         if self.file.get(&key).is_none() {
             return Ok(None);
         }
-        let v = self.file.get_f32(&key).map_err(|e| self.err(key.clone(), e))?;
+        let v = self
+            .file
+            .get_f32(&key)
+            .map_err(|e| self.err(key.clone(), e))?;
         if !v.is_finite() {
             return Err(NnError::BadHyperparameter {
                 key,

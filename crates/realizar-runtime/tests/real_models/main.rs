@@ -4,6 +4,7 @@
 mod batch;
 mod bert;
 mod common;
+mod decoder;
 mod quant_blocks;
 mod server;
 mod tokenizer;

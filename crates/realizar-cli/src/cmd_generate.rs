@@ -1,0 +1,383 @@
+//! `realizar generate`, `realizar score` and `realizar perplexity`: the decoder commands.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use realizar_runtime::models::resolve_model;
+use realizar_runtime::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
+use realizar_runtime::{
+    generate, perplexity, score, DecoderModel, GenerateConfig, LoadOptions, RuntimeError,
+    SamplerConfig,
+};
+use realizar_tokenize::chat::ChatMessage;
+use realizar_tokenize::{EncodeOptions, Tokenizer};
+use serde_json::json;
+
+use crate::{CliError, CliResult};
+
+/// Arguments of `realizar generate`.
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// A .gguf file, or a model name (`smollm2-135m`, `gemma3-270m`) in the models folder
+    /// (`REALIZAR_MODELS`, else ./models).
+    #[arg(long)]
+    pub model: String,
+    /// The prompt text.
+    #[arg(
+        long,
+        conflicts_with = "prompt_ids",
+        required_unless_present = "prompt_ids"
+    )]
+    pub prompt: Option<String>,
+    /// The prompt as comma-separated token ids.
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+    /// Render the prompt as one user message with the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// A system message for `--chat`.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep the K most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1: off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than this fraction of the best (0: off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Repetition penalty over the last 64 tokens (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Presence penalty (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Frequency penalty (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Random seed: the same seed reproduces the same output.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when the text contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Context length (default: the model's, at most 4096).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `realizar score`.
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// A .gguf file or a model name.
+    #[arg(long)]
+    pub model: String,
+    /// The token ids, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub prompt_ids: Vec<u32>,
+    /// How many `(id, logit)` pairs per position.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print JSON (`{"ids": [..], "top": [[[id, logit], ..], ..]}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `realizar perplexity`.
+#[derive(clap::Args, Debug)]
+pub struct PerplexityArgs {
+    /// A .gguf file or a model name.
+    #[arg(long)]
+    pub model: String,
+    /// A text file, tokenized whole.
+    #[arg(
+        long,
+        conflicts_with = "ids_file",
+        required_unless_present = "ids_file"
+    )]
+    pub file: Option<PathBuf>,
+    /// A file of token ids (separated by commas or whitespace) instead of text.
+    #[arg(long)]
+    pub ids_file: Option<PathBuf>,
+    /// Tokens per chunk.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print JSON (`{"ppl": .., "chunks": .., "tokens_scored": ..}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Maps a runtime error to the CLI's exit-code contract.
+fn runtime_err(e: RuntimeError) -> CliError {
+    match e {
+        RuntimeError::Io { .. } => CliError::io(e),
+        other => CliError::invalid(other),
+    }
+}
+
+fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<DecoderModel, CliError> {
+    let path = resolve_model(model);
+    if !path.is_file() {
+        return Err(CliError::io(format!(
+            "{}: model file not found",
+            path.display()
+        )));
+    }
+    DecoderModel::load(
+        &path,
+        &LoadOptions {
+            threads,
+            ctx,
+            ..LoadOptions::default()
+        },
+    )
+    .map_err(runtime_err)
+}
+
+fn tokenizer(model: &DecoderModel) -> Result<Tokenizer, CliError> {
+    model
+        .with_gguf(|f| tokenizer_from_gguf(f))
+        .map_err(runtime_err)?
+        .map_err(|e| CliError::invalid(format!("{}: tokenizer: {e}", model.path().display())))
+}
+
+/// The prompt's ids and the tokenizer, if the text needed one.
+fn prompt_ids(
+    args: &GenerateArgs,
+    model: &DecoderModel,
+) -> Result<(Vec<u32>, Option<Tokenizer>), CliError> {
+    let tok = match (&args.prompt, tokenizer(model)) {
+        (Some(_), Err(e)) => return Err(e),
+        (_, t) => t.ok(),
+    };
+    let ids = match (&args.prompt, &args.prompt_ids, &tok) {
+        (_, Some(ids), _) => ids.clone(),
+        (Some(text), None, Some(tok)) => {
+            let (text, parse_special) = if args.chat {
+                let mut messages = Vec::new();
+                if let Some(s) = &args.system {
+                    messages.push(ChatMessage::new("system", s.as_str()));
+                }
+                messages.push(ChatMessage::new("user", text.as_str()));
+                let tmpl = model
+                    .with_gguf(|f| chat_template_for(f, tok))
+                    .map_err(runtime_err)?
+                    .ok_or_else(|| CliError::invalid("the model has no chat template"))?
+                    .map_err(|e| CliError::invalid(format!("chat template: {e}")))?;
+                let rendered = tmpl
+                    .render(&messages, true)
+                    .map_err(|e| CliError::invalid(format!("chat template: {e}")))?;
+                (rendered, true)
+            } else {
+                (text.clone(), false)
+            };
+            tok.encode(
+                &text,
+                EncodeOptions {
+                    add_special: true,
+                    parse_special,
+                },
+            )
+            .map_err(|e| CliError::invalid(format!("tokenizing the prompt: {e}")))?
+        }
+        _ => return Err(CliError::invalid("give --prompt or --prompt-ids")),
+    };
+    if ids.is_empty() {
+        return Err(CliError::invalid("the prompt has no tokens"));
+    }
+    Ok((ids, tok))
+}
+
+/// Runs `realizar generate`.
+pub fn run_generate(args: GenerateArgs) -> CliResult {
+    let t0 = Instant::now();
+    let model = load(&args.model, args.threads, args.ctx)?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let (ids, tok) = prompt_ids(&args, &model)?;
+    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= model.n_vocab()) {
+        return Err(CliError::invalid(format!(
+            "prompt token id {bad} is outside the vocabulary of {}",
+            model.n_vocab()
+        )));
+    }
+    let config = GenerateConfig {
+        max_tokens: args.max_tokens,
+        sampler: SamplerConfig {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repeat_penalty: args.repeat_penalty,
+            presence_penalty: args.presence_penalty,
+            frequency_penalty: args.frequency_penalty,
+            seed: args.seed,
+            ..SamplerConfig::default()
+        },
+        stop_on_eog: true,
+        stop_strings: args.stop.clone(),
+    };
+    config.sampler.validate().map_err(CliError::invalid)?;
+    let mut session = model.session().map_err(runtime_err)?;
+    let piece = |id: u32| -> String {
+        tok.as_ref()
+            .and_then(|t| t.decode_bytes(&[id], false).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let piece_fn: Option<&dyn Fn(u32) -> String> = tok.as_ref().map(|_| &piece as _);
+    let mut stream = tok.as_ref().map(|t| t.stream_decoder(true));
+    let mut stdout = std::io::stdout().lock();
+    let json_mode = args.json;
+    let mut write_err = None;
+    let g = generate(&mut session, &ids, &config, piece_fn, |id| {
+        if json_mode {
+            return ControlFlow::Continue(());
+        }
+        let r = match stream.as_mut() {
+            Some(s) => match s.push(id) {
+                Ok(Some(text)) => write!(stdout, "{text}"),
+                _ => Ok(()),
+            },
+            None => write!(stdout, "{id} "),
+        };
+        match r.and_then(|()| stdout.flush()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_err = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })
+    .map_err(runtime_err)?;
+    if let Some(e) = write_err {
+        return Err(CliError::io(format!("writing to stdout: {e}")));
+    }
+    let text = match &tok {
+        Some(t) => t
+            .decode(&g.ids, true)
+            .map_err(|e| CliError::invalid(format!("decoding: {e}")))?,
+        None => String::new(),
+    };
+    let tm = g.timings;
+    if json_mode {
+        let out = json!({
+            "prompt_ids": ids,
+            "ids": g.ids,
+            "text": text,
+            "stop_reason": g.stop_reason.as_str(),
+            "timings": {
+                "load_ms": load_ms,
+                "prefill_ms": tm.prefill_ms,
+                "prefill_tok_s": tm.prefill_tok_s(),
+                "decode_ms": tm.decode_ms,
+                "decode_tok_s": tm.decode_tok_s(),
+            }
+        });
+        writeln!(stdout, "{out}").map_err(|e| CliError::io(format!("writing to stdout: {e}")))?;
+    } else {
+        if let Some(rest) = stream.as_mut().and_then(|s| s.finish()) {
+            let _ = write!(stdout, "{rest}");
+        }
+        let _ = writeln!(stdout);
+        eprintln!(
+            "[{}; {} prompt tokens at {:.1} tok/s, {} tokens at {:.1} tok/s; load {:.0} ms]",
+            g.stop_reason.as_str(),
+            tm.prefill_tokens,
+            tm.prefill_tok_s(),
+            g.ids.len(),
+            tm.decode_tok_s(),
+            load_ms
+        );
+    }
+    Ok(())
+}
+
+/// Runs `realizar score`.
+pub fn run_score(args: ScoreArgs) -> CliResult {
+    let ctx = args.prompt_ids.len().max(1);
+    let model = load(&args.model, args.threads, Some(ctx))?;
+    let mut session = model.session().map_err(runtime_err)?;
+    let top = score(&mut session, &args.prompt_ids, args.top).map_err(runtime_err)?;
+    let mut stdout = std::io::stdout().lock();
+    let res = if args.json {
+        let rows: Vec<Vec<(u32, f32)>> = top;
+        writeln!(stdout, "{}", json!({ "ids": args.prompt_ids, "top": rows }))
+    } else {
+        let mut r = Ok(());
+        for (pos, row) in top.iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(|(id, l)| format!("{id}:{l:.4}")).collect();
+            r = r.and_then(|()| writeln!(stdout, "{pos}\t{}", cells.join(" ")));
+        }
+        r
+    };
+    res.map_err(|e| CliError::io(format!("writing to stdout: {e}")))
+}
+
+fn read_ids_file(path: &Path) -> Result<Vec<u32>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::io(format!("{}: {e}", path.display())))?;
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|e| CliError::invalid(format!("{}: `{s}`: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// Runs `realizar perplexity`.
+pub fn run_perplexity(args: PerplexityArgs) -> CliResult {
+    let model = load(&args.model, args.threads, Some(args.ctx.max(1)))?;
+    let tokens = match (&args.file, &args.ids_file) {
+        (_, Some(p)) => read_ids_file(p)?,
+        (Some(p), None) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::io(format!("{}: {e}", p.display())))?;
+            tokenizer(&model)?
+                .encode(&text, EncodeOptions::default())
+                .map_err(|e| CliError::invalid(format!("tokenizing {}: {e}", p.display())))?
+        }
+        (None, None) => return Err(CliError::invalid("give --file or --ids-file")),
+    };
+    if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= model.n_vocab()) {
+        return Err(CliError::invalid(format!(
+            "token id {bad} is outside the vocabulary of {}",
+            model.n_vocab()
+        )));
+    }
+    let special = model.special();
+    let bos = if special.add_bos { special.bos } else { None };
+    let mut session = model.session().map_err(runtime_err)?;
+    let p = perplexity(&mut session, &tokens, args.ctx, bos).map_err(runtime_err)?;
+    let out = if args.json {
+        json!({ "ppl": p.ppl, "chunks": p.chunks, "tokens_scored": p.tokens_scored }).to_string()
+    } else {
+        format!(
+            "perplexity {:.4} over {} chunks ({} tokens scored)",
+            p.ppl, p.chunks, p.tokens_scored
+        )
+    };
+    println!("{out}");
+    Ok(())
+}
