@@ -9,9 +9,12 @@
 //! and normalisation `sentence_transformers/models/Normalize.py`.
 //!
 //! Weights come from any [`WeightSource`] (the runtime adapts safetensors files to it) and are
-//! kept as f32; every matrix product runs in f32 over rayon-parallel row blocks. Batches are
-//! packed without padding: the dense layers see all tokens of all sequences as one matrix, and
-//! attention stays inside each sequence.
+//! kept as f32; every matrix product runs in f32, split into rayon tasks by row block and column
+//! range, with auto-vectorised dot products (no `unsafe`). LayerNorm statistics, pooling and
+//! normalisation accumulate in f64; GELU uses an erf accurate to about 1e-16. Batches are packed
+//! without padding: the dense layers see all tokens of all sequences as one matrix, and
+//! attention stays inside each sequence (an attention mask, when given, hides keys and is used
+//! by pooling; it is never derived from token ids).
 //!
 //! ```
 //! use realizar_nn::bert::{BertConfig, BertInput, BertModel, F32Tensor, HiddenAct, WeightSource};
