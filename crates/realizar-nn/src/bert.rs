@@ -1018,7 +1018,7 @@ fn erf_table() -> &'static [[f64; ERF_TERMS]; ERF_POINTS] {
 }
 
 /// The error function to within about 1e-16, in f64: a 12-term Taylor expansion around the
-/// nearest multiple of 1/8 (coefficients from [`erf_slow`] and Hermite polynomials, computed
+/// nearest multiple of 1/8 (coefficients from a slow series and Hermite polynomials, computed
 /// once), exact odd symmetry, and 1 beyond 6.
 pub fn erf(x: f64) -> f64 {
     if x.is_nan() {
