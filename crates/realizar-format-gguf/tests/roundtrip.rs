@@ -382,3 +382,14 @@ fn four_dimensional_tensors_are_written_and_read() {
     let f = GgufFile::parse(&out).unwrap();
     assert_eq!(f.tensor("t").unwrap().dims, [2, 1, 3, 2]);
 }
+
+#[test]
+fn the_largest_alignment_is_accepted() {
+    let mut w = GgufWriter::new();
+    w.alignment(realizar_format_gguf::MAX_ALIGNMENT as u32);
+    w.add_f32_tensor("t", &[8], &[1.0; 8]).unwrap();
+    let bytes = w.to_bytes();
+    let f = GgufFile::parse(&bytes).unwrap();
+    assert_eq!(f.alignment(), realizar_format_gguf::MAX_ALIGNMENT);
+    assert_eq!(f.data_offset(), realizar_format_gguf::MAX_ALIGNMENT);
+}
