@@ -1,7 +1,6 @@
 //! Sentence embeddings with a BERT encoder from a Hugging Face / sentence-transformers directory.
 //!
-//! [`Embedder::load`] opens the directory with
-//! [`ModelDir`](realizar_format_safetensors::ModelDir) and reads `config.json` (the encoder's
+//! [`Embedder::load`] opens the directory with [`ModelDir`] and reads `config.json` (the encoder's
 //! hyperparameters), the weights (`model.safetensors` or the shards of a sharded checkpoint;
 //! F32, F16 or BF16), and the sentence-transformers files: `modules.json` (which modules follow
 //! the encoder: a `Pooling` module and optionally `Normalize`), the pooling module's
