@@ -268,9 +268,9 @@ fn dispatch(
         };
     }
     match ty {
-        QuantType::F32 => go!(dot::f32s),
-        QuantType::F16 => go!(dot::f16s),
-        QuantType::BF16 => go!(dot::bf16s),
+        QuantType::F32 => go!(dot::f32s, simd::f32s),
+        QuantType::F16 => go!(dot::f16s, simd::f16s),
+        QuantType::BF16 => go!(dot::bf16s, simd::bf16s),
         QuantType::Q4_0 => go!(dot::q4_0_q8_0, simd::q4_0_q8_0),
         QuantType::Q4_1 => go!(dot::q4_1_q8_1, simd::q4_1_q8_1),
         QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0),

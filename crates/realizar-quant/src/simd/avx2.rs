@@ -417,6 +417,70 @@ fn q6_k_q8_k_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     hsum_ps(acc)
 }
 
+/// Dot product of two float rows in four 8-lane FMA accumulators (32 elements a step), then
+/// the tail in scalar f32: the order depends only on the length. `load` widens 8 elements.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn float_dot<T: Copy>(
+    x: &[T],
+    y: &[T],
+    load: impl Fn(&[T; 8]) -> __m256,
+    one: impl Fn(T) -> f32,
+) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut xs = x.chunks_exact(32);
+    let mut ys = y.chunks_exact(32);
+    for (xc, yc) in (&mut xs).zip(&mut ys) {
+        for (k, (x8, y8)) in xc.chunks_exact(8).zip(yc.chunks_exact(8)).enumerate() {
+            if let (Ok(x8), Ok(y8), Some(a)) = (x8.try_into(), y8.try_into(), acc.get_mut(k)) {
+                *a = _mm256_fmadd_ps(load(x8), load(y8), *a);
+            }
+        }
+    }
+    let [a0, a1, a2, a3] = acc;
+    let mut sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (a, b) in xs.remainder().iter().zip(ys.remainder()) {
+        sum += one(*a) * one(*b);
+    }
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f32_avx2(x: &[f32], y: &[f32]) -> f32 {
+    float_dot(
+        x,
+        y,
+        // SAFETY: `v` is 8 readable floats; `loadu` has no alignment requirement.
+        |v| unsafe { _mm256_loadu_ps(v.as_ptr()) },
+        |v| v,
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_avx2(x: &[half::f16], y: &[half::f16]) -> f32 {
+    float_dot(
+        x,
+        y,
+        // SAFETY: `v` is 16 readable bytes; `loadu` has no alignment requirement.
+        |v| _mm256_cvtph_ps(unsafe { _mm_loadu_si128(v.as_ptr().cast()) }),
+        |v| h2f(v),
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bf16_avx2(x: &[half::bf16], y: &[half::bf16]) -> f32 {
+    float_dot(
+        x,
+        y,
+        |v| {
+            // SAFETY: `v` is 16 readable bytes; `loadu` has no alignment requirement.
+            let raw = unsafe { _mm_loadu_si128(v.as_ptr().cast()) };
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(raw)))
+        },
+        half::bf16::to_f32,
+    )
+}
+
 /// Packs 32 i32 (four vectors of 8, in order) to 32 bytes, keeping each value's low byte
 /// (the same as the scalar `as i8`).
 #[inline]
@@ -580,6 +644,18 @@ wrap!(
 wrap!(
     /// Q8_0 · Q8_0.
     q8_0_q8_0, q8_0_q8_0_avx2, q8_0_q8_0_vnni, dot::q8_0_q8_0, BlockQ8_0, BlockQ8_0
+);
+wrap!(
+    /// F32 · F32.
+    f32s, f32_avx2, dot::f32s, f32, f32
+);
+wrap!(
+    /// F16 · F16.
+    f16s, f16_avx2, dot::f16s, half::f16, half::f16
+);
+wrap!(
+    /// BF16 · BF16.
+    bf16s, bf16_avx2, dot::bf16s, half::bf16, half::bf16
 );
 wrap!(
     /// Q4_K · Q8_K.

@@ -50,6 +50,18 @@ macro_rules! select {
 }
 
 select!(
+    /// F32 · F32.
+    f32s, f32, f32, dot::f32s
+);
+select!(
+    /// F16 · F16.
+    f16s, half::f16, half::f16, dot::f16s
+);
+select!(
+    /// BF16 · BF16.
+    bf16s, half::bf16, half::bf16, dot::bf16s
+);
+select!(
     /// Q4_0 · Q8_0.
     q4_0_q8_0, BlockQ4_0, BlockQ8_0, dot::q4_0_q8_0
 );

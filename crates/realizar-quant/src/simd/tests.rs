@@ -228,3 +228,35 @@ fn q8_rounding_of_ties() {
         assert_eq!(&k[4..8], &[(-127i8) as u8, 2, (-2i8) as u8, 4]);
     }
 }
+
+#[test]
+fn float_dot_kernels_match_scalar_twins() {
+    let mut rng = Rng(11);
+    for ty in [QuantType::F32, QuantType::F16, QuantType::BF16] {
+        for n in 1..=300 {
+            let x: Vec<f32> = (0..n).map(|_| rng.unit() * 4.0).collect();
+            let y: Vec<f32> = (0..n).map(|_| rng.unit() * 4.0).collect();
+            let (mut w, mut a) = (
+                vec![0u8; ty.row_bytes(n).unwrap_or(0)],
+                vec![0u8; ty.row_bytes(n).unwrap_or(0)],
+            );
+            quantize_row(ty, &x, &mut w).expect("w");
+            quantize_row(ty, &y, &mut a).expect("a");
+            let fast = vec_dot(ty, n, &w, &a).expect("simd");
+            let slow = vec_dot_scalar(ty, n, &w, &a).expect("scalar");
+            let mag = magnitude(ty, n, &w, &a);
+            assert!(
+                ((fast - slow) as f64).abs() <= 2e-6 * mag + 1e-30,
+                "{ty} n={n}: simd {fast} vs scalar {slow} (mag {mag})"
+            );
+            // Small integers: every step is exact, so the results must be identical.
+            let xi: Vec<f32> = (0..n).map(|_| rng.range(-8, 8) as f32).collect();
+            let yi: Vec<f32> = (0..n).map(|_| rng.range(-8, 8) as f32).collect();
+            quantize_row(ty, &xi, &mut w).expect("w");
+            quantize_row(ty, &yi, &mut a).expect("a");
+            let fast = vec_dot(ty, n, &w, &a).expect("simd");
+            let slow = vec_dot_scalar(ty, n, &w, &a).expect("scalar");
+            assert_eq!(fast.to_bits(), slow.to_bits(), "{ty} n={n}");
+        }
+    }
+}
