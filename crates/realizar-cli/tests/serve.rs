@@ -1,0 +1,175 @@
+//! `realizar serve` as a process: argument errors, bad models, and a real model served then
+//! stopped with SIGTERM (exit 0).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn realizar() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_realizar"));
+    c.env_remove("REALIZAR_API_KEY");
+    c
+}
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("REALIZAR_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for args in [
+        &["serve"][..],
+        &["serve", "--model", "x.gguf", "--parallel", "0"],
+        &["serve", "--model", "x.gguf", "--ctx", "2"],
+        &["serve", "--model", "x.gguf", "--max-body", "10"],
+        &["serve", "--model", "x.gguf", "--port", "http"],
+        &["serve", "--model", "x.gguf", "--log-format", "xml"],
+        &["serve", "--model", "x.gguf", "--no-such-flag"],
+    ] {
+        let out = realizar().args(args).output().expect("run realizar");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_missing_model_exits_1_and_a_broken_one_exits_2() {
+    let out = realizar()
+        .args(["serve", "--port", "0", "--model", "/no/such/model.gguf"])
+        .output()
+        .expect("run realizar");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+
+    let dir = std::env::temp_dir().join(format!("realizar-serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("broken.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage").expect("write");
+    let out = realizar()
+        .args(["serve", "--port", "0", "--model"])
+        .arg(&bad)
+        .output()
+        .expect("run realizar");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.gguf"));
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serves_a_real_model_and_stops_cleanly_on_sigterm() {
+    let model = models_dir().join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.exists(),
+        "{} not found: run `cargo xtask fetch-models`",
+        model.display()
+    );
+    let mut child = realizar()
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--parallel",
+            "2",
+            "--ctx",
+            "512",
+            "--log-format",
+            "json",
+        ])
+        .arg("--model")
+        .arg(&model)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start realizar serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut server = Server(child);
+    let logs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let addr: SocketAddr = first
+        .strip_prefix("realizar: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .expect("address");
+    let t0 = Instant::now();
+    while http(addr, "GET", "/health", "").0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"messages":[{"role":"user","content":"What is 2+2?"}],"temperature":0,"max_tokens":16}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("The answer to this classic math problem is 4."),
+        "{body}"
+    );
+
+    let pid = server.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = server.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM");
+    let logs = logs.join().expect("logs");
+    // JSON logs, one object per line, with the request id of the chat request.
+    let answered = logs
+        .lines()
+        .filter(|l| l.contains("answered"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON log line"))
+        .find(|v| v["span"]["path"] == "/v1/chat/completions")
+        .unwrap_or_else(|| panic!("no log of the chat request in:\n{logs}"));
+    assert!(answered["span"]["id"].is_u64(), "{answered}");
+    assert_eq!(answered["fields"]["status"], 200);
+}
