@@ -6,6 +6,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use crate::pretok::{split, PreTokenizerKind};
 use crate::vocab::Vocab;
 use crate::TokenizeError;
@@ -51,7 +53,7 @@ pub(crate) struct BpeModel {
     n_vocab: u32,
     /// (left symbol, right symbol) → (rank, merged symbol). Symbols below `n_vocab` are token
     /// ids; merge results that are not tokens get ids from `n_vocab` up.
-    merges: HashMap<(u32, u32), (u32, u32)>,
+    merges: FxHashMap<(u32, u32), (u32, u32)>,
     /// The symbol of each byte's GPT-2 character.
     byte_sym: [u32; 256],
     /// Token of each byte's character when it is a single ASCII character (llama.cpp's
@@ -78,7 +80,7 @@ impl BpeModel {
     ) -> Result<BpeModel, TokenizeError> {
         let n_vocab = vocab.len() as u32;
         let mut extra: HashMap<String, u32> = HashMap::new();
-        let mut table = HashMap::with_capacity(merges.len());
+        let mut table = FxHashMap::with_capacity_and_hasher(merges.len(), Default::default());
         let mut joined = String::new();
         for (rank, (a, b)) in merges.iter().enumerate() {
             let (Some(l), Some(r)) = (vocab.id(a), vocab.id(b)) else {

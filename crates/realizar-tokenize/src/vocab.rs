@@ -1,7 +1,9 @@
 //! The vocabulary shared by every tokenizer model: token texts, types, the text → id map, and
 //! the special-token partition that runs before the model's own algorithm.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -191,8 +193,9 @@ impl SpecialMatcher {
 pub(crate) struct Vocab {
     pub(crate) tokens: Vec<String>,
     pub(crate) types: Vec<TokenType>,
-    /// Text → id; where a text appears twice the later id wins, as in llama.cpp.
-    pub(crate) map: HashMap<String, u32>,
+    /// Text → id; where a text appears twice the later id wins, as in llama.cpp. The keys are
+    /// the vocabulary's own (fixed at load), so a fast non-keyed hash is safe here.
+    pub(crate) map: FxHashMap<String, u32>,
     /// Control, unknown and user-defined tokens (parsed with special-token parsing).
     all_special: Option<SpecialMatcher>,
     /// User-defined tokens only (always parsed).
@@ -218,7 +221,7 @@ impl Vocab {
                 n_tokens: u32::MAX as usize,
             });
         }
-        let mut map = HashMap::with_capacity(tokens.len());
+        let mut map = FxHashMap::with_capacity_and_hasher(tokens.len(), Default::default());
         let mut all = Vec::new();
         let mut user = Vec::new();
         for (i, (t, ty)) in tokens.iter().zip(&types).enumerate() {
