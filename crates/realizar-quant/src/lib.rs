@@ -180,6 +180,7 @@ fn run<W: Pod, A: Pod>(
     out: &mut [f32],
     out_stride: usize,
     f: DotFn<W, A>,
+    quad: Option<simd::QuadFn<W, A>>,
 ) -> Result<(), QuantError> {
     let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
     if rows.start > rows.end || rows.end > n_rows {
@@ -220,10 +221,24 @@ fn run<W: Pod, A: Pod>(
             let i1 = (i0 + ACT_TILE).min(m);
             for r in r0..r1 {
                 let wr = w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
-                for i in i0..i1 {
-                    let ar = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+                let act = |i: usize| acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+                let mut i = i0;
+                if let Some(quad) = quad {
+                    // Four activation rows per pass over the weight row: bit-identical to
+                    // four single calls (same operations per pair, see `simd`).
+                    while i + 4 <= i1 {
+                        let res = quad(wr, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
+                        for (k, v) in res.into_iter().enumerate() {
+                            if let Some(o) = out.get_mut((i + k) * out_stride + (r - rows.start)) {
+                                *o = v;
+                            }
+                        }
+                        i += 4;
+                    }
+                }
+                for i in i..i1 {
                     if let Some(o) = out.get_mut(i * out_stride + (r - rows.start)) {
-                        *o = f(wr, ar);
+                        *o = f(wr, act(i));
                     }
                 }
             }
@@ -250,6 +265,20 @@ fn dispatch(
     let g = geometry(ty, n)?;
     let best = imp == Impl::Best;
     macro_rules! go {
+        ($scalar:path, $simd:path, $quad:path) => {
+            run(
+                ty,
+                &g,
+                w,
+                rows,
+                act,
+                m,
+                out,
+                out_stride,
+                if best { $simd() } else { $scalar },
+                if best { $quad() } else { None },
+            )
+        };
         ($scalar:path, $simd:path) => {
             run(
                 ty,
@@ -261,21 +290,22 @@ fn dispatch(
                 out,
                 out_stride,
                 if best { $simd() } else { $scalar },
+                None,
             )
         };
         ($scalar:path) => {
-            run(ty, &g, w, rows, act, m, out, out_stride, $scalar)
+            run(ty, &g, w, rows, act, m, out, out_stride, $scalar, None)
         };
     }
     match ty {
         QuantType::F32 => go!(dot::f32s, simd::f32s),
         QuantType::F16 => go!(dot::f16s, simd::f16s),
         QuantType::BF16 => go!(dot::bf16s, simd::bf16s),
-        QuantType::Q4_0 => go!(dot::q4_0_q8_0, simd::q4_0_q8_0),
-        QuantType::Q4_1 => go!(dot::q4_1_q8_1, simd::q4_1_q8_1),
-        QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0),
+        QuantType::Q4_0 => go!(dot::q4_0_q8_0, simd::q4_0_q8_0, simd::q4_0_q8_0_x4),
+        QuantType::Q4_1 => go!(dot::q4_1_q8_1, simd::q4_1_q8_1, simd::q4_1_q8_1_x4),
+        QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0, simd::q5_0_q8_0_x4),
         QuantType::Q5_1 => go!(dot::q5_1_q8_1),
-        QuantType::Q8_0 => go!(dot::q8_0_q8_0, simd::q8_0_q8_0),
+        QuantType::Q8_0 => go!(dot::q8_0_q8_0, simd::q8_0_q8_0, simd::q8_0_q8_0_x4),
         QuantType::Q2_K => go!(dot::q2_k_q8_k),
         QuantType::Q3_K => go!(dot::q3_k_q8_k),
         QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k),

@@ -168,29 +168,50 @@ fn dot_u8_i8(q: __m256i, y: __m256i, offset: i8) -> __m256i {
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
-/// Sums `d * s` over blocks, where `block` gives each block's broadcast scale `d` and integer
-/// lane sums `s`; even and odd blocks go to two accumulators (hiding the FMA latency), added at
-/// the end. The order depends only on the row length, never on the caller's batch.
+/// Sums `d * s` over blocks for `M` activation rows at once: `prep` unpacks each weight block
+/// once, `pair(m, parity, prepared, x, y)` gives the broadcast scale `d` and integer lane sums
+/// `s` of that block with activation row `m`. Even and odd blocks go to two accumulators per
+/// row (hiding the FMA latency), added at the end. Every row sees exactly the same operations
+/// in the same order whatever `M` is, so `M = 4` is bit-identical to four calls with `M = 1`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn blocks2<W, A>(x: &[W], y: &[A], mut block: impl FnMut(&W, &A) -> (__m256, __m256i)) -> f32 {
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut xs = x.chunks_exact(2);
-    let mut ys = y.chunks_exact(2);
-    for (xp, yp) in (&mut xs).zip(&mut ys) {
-        if let ([x0, x1], [y0, y1]) = (xp, yp) {
-            let (d0, s0) = block(x0, y0);
-            let (d1, s1) = block(x1, y1);
-            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);
-            acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), acc1);
+fn blocks2m<W, A, P: Copy, const M: usize>(
+    x: &[W],
+    ys: [&[A]; M],
+    prep: impl Fn(&W) -> P,
+    mut pair: impl FnMut(usize, usize, P, &W, &A) -> (__m256, __m256i),
+) -> [f32; M] {
+    let mut acc0 = [_mm256_setzero_ps(); M];
+    let mut acc1 = [_mm256_setzero_ps(); M];
+    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+    let mut xs = x.get(..nb).unwrap_or_default().chunks_exact(2);
+    for (b, xp) in (&mut xs).enumerate() {
+        if let [x0, x1] = xp {
+            let (p0, p1) = (prep(x0), prep(x1));
+            for (m, ((y, a0), a1)) in ys.iter().zip(&mut acc0).zip(&mut acc1).enumerate() {
+                if let (Some(y0), Some(y1)) = (y.get(2 * b), y.get(2 * b + 1)) {
+                    let (d0, s0) = pair(m, 0, p0, x0, y0);
+                    let (d1, s1) = pair(m, 1, p1, x1, y1);
+                    *a0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), *a0);
+                    *a1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), *a1);
+                }
+            }
         }
     }
-    for (x0, y0) in xs.remainder().iter().zip(ys.remainder()) {
-        let (d0, s0) = block(x0, y0);
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);
+    if let [x0] = xs.remainder() {
+        let p0 = prep(x0);
+        for (m, (y, a0)) in ys.iter().zip(&mut acc0).enumerate() {
+            if let Some(y0) = y.get(nb - 1) {
+                let (d0, s0) = pair(m, 0, p0, x0, y0);
+                *a0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), *a0);
+            }
+        }
     }
-    hsum_ps(_mm256_add_ps(acc0, acc1))
+    let mut out = [0.0f32; M];
+    for ((o, a0), a1) in out.iter_mut().zip(acc0).zip(acc1) {
+        *o = hsum_ps(_mm256_add_ps(a0, a1));
+    }
+    out
 }
 
 /// `sum(a[k] * b[k])` of two signed byte vectors in 8 i32 lanes, exact for every input
@@ -235,47 +256,64 @@ fn dot_i8_i8_vnni(a: __m256i, b: __m256i) -> __m256i {
 }
 
 /// The legacy-format kernels (32-element blocks), generated once per instruction set: the
-/// two byte-dot primitives are the only difference.
+/// two byte-dot primitives are the only difference. Each is generic over the number `M` of
+/// activation rows it handles per pass over the weight row.
 macro_rules! legacy_kernels {
     ($features:literal, $dot_u8:ident, $dot_i8:ident,
      $q4_0:ident, $q4_1:ident, $q5_0:ident, $q8_0:ident) => {
         #[target_feature(enable = $features)]
-        fn $q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-            blocks2(x, y, |x, y| {
-                (dd(x, y), $dot_u8(nibbles(&x.qs), load32i(&y.qs), 8))
-            })
+        fn $q4_0<const M: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
+            blocks2m(
+                x,
+                ys,
+                |x| nibbles(&x.qs),
+                |_, _, q, x, y| (dd(x, y), $dot_u8(q, load32i(&y.qs), 8)),
+            )
         }
 
         #[target_feature(enable = $features)]
-        fn $q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-            // Lane 1 of `hdr` is `m * s`: summed in two vector accumulators (alternating), so
-            // neither the conversion nor the adds form one long scalar chain.
-            let mut summs = [_mm_setzero_ps(); 2];
-            let mut k = 0;
-            let dot = blocks2(x, y, |x, y| {
-                let hdr = q4_1_scales(x, y);
-                summs[k] = _mm_add_ps(summs[k], hdr);
-                k ^= 1;
-                let d = _mm256_broadcastss_ps(hdr);
-                (d, $dot_u8(nibbles(&x.qs), load32i(&y.qs), 0))
-            });
-            let ms = _mm_add_ps(summs[0], summs[1]);
-            dot + _mm_cvtss_f32(_mm_movehdup_ps(ms))
+        fn $q4_1<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; M]) -> [f32; M] {
+            // Lane 1 of `hdr` is `m * s`: summed per row in two vector accumulators (by block
+            // parity), so neither the conversion nor the adds form one long scalar chain.
+            let mut summs = [[_mm_setzero_ps(); 2]; M];
+            let dots = blocks2m(
+                x,
+                ys,
+                |x| nibbles(&x.qs),
+                |m, k, q, x, y| {
+                    let hdr = q4_1_scales(x, y);
+                    if let Some(s) = summs.get_mut(m).and_then(|s| s.get_mut(k)) {
+                        *s = _mm_add_ps(*s, hdr);
+                    }
+                    (_mm256_broadcastss_ps(hdr), $dot_u8(q, load32i(&y.qs), 0))
+                },
+            );
+            let mut out = [0.0f32; M];
+            for ((o, d), [s0, s1]) in out.iter_mut().zip(dots).zip(summs) {
+                let ms = _mm_add_ps(s0, s1);
+                *o = d + _mm_cvtss_f32(_mm_movehdup_ps(ms));
+            }
+            out
         }
 
         #[target_feature(enable = $features)]
-        fn $q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-            blocks2(x, y, |x, y| {
-                let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
-                (dd(x, y), $dot_u8(q, load32i(&y.qs), 16))
-            })
+        fn $q5_0<const M: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
+            blocks2m(
+                x,
+                ys,
+                |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
+                |_, _, q, x, y| (dd(x, y), $dot_u8(q, load32i(&y.qs), 16)),
+            )
         }
 
         #[target_feature(enable = $features)]
-        fn $q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-            blocks2(x, y, |x, y| {
-                (dd(x, y), $dot_i8(load32i(&x.qs), load32i(&y.qs)))
-            })
+        fn $q8_0<const M: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
+            blocks2m(
+                x,
+                ys,
+                |x| load32i(&x.qs),
+                |_, _, q, x, y| (dd(x, y), $dot_i8(q, load32i(&y.qs))),
+            )
         }
     };
 }
@@ -613,17 +651,33 @@ macro_rules! wrap {
             }
         }
     };
-    ($(#[$doc:meta])* $name:ident, $inner:ident, $vnni:ident, $scalar:path, $w:ty, $a:ty) => {
+    ($(#[$doc:meta])* $name:ident, $quad:ident, $inner:ident, $vnni:ident, $scalar:path,
+     $w:ty, $a:ty) => {
         $(#[$doc])*
         pub(crate) fn $name(x: &[$w], y: &[$a]) -> f32 {
-            if has_avx512_vnni() {
+            let [r] = if has_avx512_vnni() {
                 // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
-                unsafe { $vnni(x, y) }
+                unsafe { $vnni(x, [y]) }
             } else if has_avx2() {
                 // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                unsafe { $inner(x, y) }
+                unsafe { $inner(x, [y]) }
             } else {
-                $scalar(x, y)
+                [$scalar(x, y)]
+            };
+            r
+        }
+
+        $(#[$doc])*
+        /// Four activation rows per pass; bit-identical to four single calls.
+        pub(crate) fn $quad(x: &[$w], ys: [&[$a]; 4]) -> [f32; 4] {
+            if has_avx512_vnni() {
+                // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
+                unsafe { $vnni(x, ys) }
+            } else if has_avx2() {
+                // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                unsafe { $inner(x, ys) }
+            } else {
+                ys.map(|y| $scalar(x, y))
             }
         }
     };
@@ -631,19 +685,27 @@ macro_rules! wrap {
 
 wrap!(
     /// Q4_0 · Q8_0.
-    q4_0_q8_0, q4_0_q8_0_avx2, q4_0_q8_0_vnni, dot::q4_0_q8_0, BlockQ4_0, BlockQ8_0
+    q4_0_q8_0,
+    q4_0_q8_0_x4,
+    q4_0_q8_0_avx2, q4_0_q8_0_vnni, dot::q4_0_q8_0, BlockQ4_0, BlockQ8_0
 );
 wrap!(
     /// Q4_1 · Q8_1.
-    q4_1_q8_1, q4_1_q8_1_avx2, q4_1_q8_1_vnni, dot::q4_1_q8_1, BlockQ4_1, BlockQ8_1
+    q4_1_q8_1,
+    q4_1_q8_1_x4,
+    q4_1_q8_1_avx2, q4_1_q8_1_vnni, dot::q4_1_q8_1, BlockQ4_1, BlockQ8_1
 );
 wrap!(
     /// Q5_0 · Q8_0.
-    q5_0_q8_0, q5_0_q8_0_avx2, q5_0_q8_0_vnni, dot::q5_0_q8_0, BlockQ5_0, BlockQ8_0
+    q5_0_q8_0,
+    q5_0_q8_0_x4,
+    q5_0_q8_0_avx2, q5_0_q8_0_vnni, dot::q5_0_q8_0, BlockQ5_0, BlockQ8_0
 );
 wrap!(
     /// Q8_0 · Q8_0.
-    q8_0_q8_0, q8_0_q8_0_avx2, q8_0_q8_0_vnni, dot::q8_0_q8_0, BlockQ8_0, BlockQ8_0
+    q8_0_q8_0,
+    q8_0_q8_0_x4,
+    q8_0_q8_0_avx2, q8_0_q8_0_vnni, dot::q8_0_q8_0, BlockQ8_0, BlockQ8_0
 );
 wrap!(
     /// F32 · F32.
@@ -733,25 +795,44 @@ mod level_tests {
     }
 
     type Kernel<W, A> = fn(&[W], &[A]) -> f32;
+    type Simd<W, A, const M: usize> = unsafe fn(&[W], [&[A]; M]) -> [f32; M];
 
-    /// Runs `check` on the scalar result and each available SIMD level's result.
+    /// Runs `check` on the scalar result and each available SIMD level's result, one row at a
+    /// time and four rows per pass (which must be bit-identical to one at a time).
     fn levels<W, A>(
         x: &[W],
         y: &[A],
         scalar: Kernel<W, A>,
-        avx2: unsafe fn(&[W], &[A]) -> f32,
-        vnni: unsafe fn(&[W], &[A]) -> f32,
+        simd: [(Simd<W, A, 1>, Simd<W, A, 4>); 2],
         check: impl Fn(&str, f32, f32),
     ) {
         let want = scalar(x, y);
-        if has_avx2() {
-            // SAFETY: AVX2, FMA and F16C are present (checked just above).
-            check("avx2", want, unsafe { avx2(x, y) });
+        for (level, (one, four)) in ["avx2", "vnni"].into_iter().zip(simd) {
+            let present = if level == "avx2" {
+                has_avx2()
+            } else {
+                has_avx512_vnni()
+            };
+            if !present {
+                continue;
+            }
+            // SAFETY: the instruction sets of this level are present (checked just above).
+            let ([got], quad) = unsafe { (one(x, [y]), four(x, [y, y, y, y])) };
+            check(level, want, got);
+            for q in quad {
+                assert_eq!(
+                    q.to_bits(),
+                    got.to_bits(),
+                    "{level}: four rows per pass differ"
+                );
+            }
         }
-        if has_avx512_vnni() {
-            // SAFETY: AVX512-VNNI/VL and the AVX2 set are present (checked just above).
-            check("vnni", want, unsafe { vnni(x, y) });
-        }
+    }
+
+    macro_rules! simd_levels {
+        ($avx2:ident, $vnni:ident) => {
+            [($avx2::<1>, $avx2::<4>), ($vnni::<1>, $vnni::<4>)]
+        };
     }
 
     #[test]
@@ -805,8 +886,7 @@ mod level_tests {
                     &w40,
                     &q8,
                     dot::q4_0_q8_0,
-                    q4_0_q8_0_avx2,
-                    q4_0_q8_0_vnni,
+                    simd_levels!(q4_0_q8_0_avx2, q4_0_q8_0_vnni),
                     check,
                 );
                 let w41: Vec<BlockQ4_1> = blocks(&mut rng, nb, |b: &mut BlockQ4_1| {
@@ -817,8 +897,7 @@ mod level_tests {
                     &w41,
                     &q81,
                     dot::q4_1_q8_1,
-                    q4_1_q8_1_avx2,
-                    q4_1_q8_1_vnni,
+                    simd_levels!(q4_1_q8_1_avx2, q4_1_q8_1_vnni),
                     check,
                 );
                 let w50: Vec<BlockQ5_0> = blocks(&mut rng, nb, |b: &mut BlockQ5_0| b.d = h);
@@ -826,8 +905,7 @@ mod level_tests {
                     &w50,
                     &q8,
                     dot::q5_0_q8_0,
-                    q5_0_q8_0_avx2,
-                    q5_0_q8_0_vnni,
+                    simd_levels!(q5_0_q8_0_avx2, q5_0_q8_0_vnni),
                     check,
                 );
                 let w80: Vec<BlockQ8_0> = blocks(&mut rng, nb, |b: &mut BlockQ8_0| b.d = h);
@@ -835,8 +913,7 @@ mod level_tests {
                     &w80,
                     &q8,
                     dot::q8_0_q8_0,
-                    q8_0_q8_0_avx2,
-                    q8_0_q8_0_vnni,
+                    simd_levels!(q8_0_q8_0_avx2, q8_0_q8_0_vnni),
                     check,
                 );
             }

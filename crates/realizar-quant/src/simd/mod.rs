@@ -86,6 +86,41 @@ select!(
     q6_k_q8_k, BlockQ6K, BlockQ8K, dot::q6_k_q8_k
 );
 
+/// A kernel taking four activation rows per pass over a weight row.
+pub(crate) type QuadFn<W, A> = fn(&[W], [&[A]; 4]) -> [f32; 4];
+
+macro_rules! select_quad {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $name() -> Option<QuadFn<$w, $a>> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return Some(avx2::$name);
+                }
+            }
+            None
+        }
+    };
+}
+
+select_quad!(
+    /// Q4_0 · Q8_0, four activation rows per pass.
+    q4_0_q8_0_x4, BlockQ4_0, BlockQ8_0
+);
+select_quad!(
+    /// Q4_1 · Q8_1, four activation rows per pass.
+    q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1
+);
+select_quad!(
+    /// Q5_0 · Q8_0, four activation rows per pass.
+    q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0
+);
+select_quad!(
+    /// Q8_0 · Q8_0, four activation rows per pass.
+    q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0
+);
+
 /// Quantizes activations to Q8_0 (identical results to [`quant::q8_0`]).
 pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
     #[cfg(target_arch = "x86_64")]
