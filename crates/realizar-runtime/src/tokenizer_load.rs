@@ -364,6 +364,13 @@ fn dense_vocab(
     let n = map
         .len()
         .max(added.iter().map(|a| a.id as usize + 1).max().unwrap_or(0));
+    // Ids must be dense: never allocate for an id beyond what the file lists.
+    if n > map.len() + added.len() {
+        return Err(bad(
+            "tokenizer.json added_tokens",
+            "ids within the vocabulary (every id from 0 to n-1 present)",
+        ));
+    }
     let mut v: Vec<Option<String>> = vec![None; n];
     for (t, id) in map {
         let id = id
@@ -850,6 +857,13 @@ mod tests {
         // [CLS] cafe ##s ! [UNK] [SEP], truncated to 4 with [SEP] kept.
         assert_eq!(enc.ids, [1, 3, 4, 2]);
         assert_eq!(enc.attention_mask, [1, 1, 1, 1]);
+        let sparse = r#"{"added_tokens":[{"id":4000000000,"content":"x","special":true}],
+            "model":{"type":"WordPiece","vocab":{"[UNK]":0}}}"#;
+        std::fs::write(dir.join("tokenizer.json"), sparse).expect("write");
+        assert!(matches!(
+            tokenizer_from_hf_dir(&dir),
+            Err(LoadError::BadValue { .. })
+        ));
         std::fs::write(dir.join("tokenizer.json"), "{not json").expect("write");
         assert!(matches!(
             tokenizer_from_hf_dir(&dir),
