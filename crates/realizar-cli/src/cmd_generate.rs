@@ -157,7 +157,7 @@ fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<Decod
 
 fn tokenizer(model: &DecoderModel) -> Result<Tokenizer, CliError> {
     model
-        .with_gguf(|f| tokenizer_from_gguf(f))
+        .with_gguf(tokenizer_from_gguf)
         .map_err(runtime_err)?
         .map_err(|e| CliError::invalid(format!("{}: tokenizer: {e}", model.path().display())))
 }

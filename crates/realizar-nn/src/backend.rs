@@ -37,11 +37,7 @@ pub struct QTensor {
 impl QTensor {
     /// Bytes of one row.
     pub fn row_bytes(&self) -> usize {
-        if self.rows == 0 {
-            0
-        } else {
-            self.len / self.rows
-        }
+        self.len.checked_div(self.rows).unwrap_or(0)
     }
 
     /// This tensor's bytes in `store`.
@@ -116,6 +112,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// `m * n_head * head_dim`) over the keys and values of `layer` in `cache` (which already
     /// holds positions up to `pos.end`); writes `m * n_head * head_dim` into `out`. `scores` is
     /// scratch of at least `n_head * cache.capacity()` elements.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         shape: &AttentionShape,
@@ -232,6 +229,7 @@ impl Backend for CpuBackend {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         shape: &AttentionShape,

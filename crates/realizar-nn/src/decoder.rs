@@ -250,7 +250,7 @@ impl Loader<'_, '_> {
             .tensor_data(name)
             .map_err(|source| NnError::TensorData {
                 name: name.into(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -271,9 +271,9 @@ impl Loader<'_, '_> {
         if data.len() != len || offset.checked_add(len).is_none_or(|e| e > self.store_len) {
             return Err(NnError::TensorData {
                 name: name.into(),
-                source: realizar_format_gguf::GgufError::TensorNotFound {
+                source: Box::new(realizar_format_gguf::GgufError::TensorNotFound {
                     tensor: name.into(),
-                },
+                }),
             });
         }
         Ok(QTensor {

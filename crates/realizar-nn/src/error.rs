@@ -19,7 +19,7 @@ pub enum NnError {
         /// The key.
         key: String,
         /// The reader's error.
-        source: GgufError,
+        source: Box<GgufError>,
     },
     /// A hyperparameter is present but inconsistent (zero, not dividing, out of range).
     BadHyperparameter {
@@ -54,7 +54,7 @@ pub enum NnError {
         /// The tensor's name.
         name: String,
         /// The reader's error.
-        source: GgufError,
+        source: Box<GgufError>,
     },
     /// A token id outside the vocabulary.
     TokenOutOfRange {
@@ -132,7 +132,9 @@ impl fmt::Display for NnError {
 impl std::error::Error for NnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            NnError::Metadata { source, .. } | NnError::TensorData { source, .. } => Some(source),
+            NnError::Metadata { source, .. } | NnError::TensorData { source, .. } => {
+                Some(&**source)
+            }
             NnError::Quant { source, .. } => Some(source),
             _ => None,
         }

@@ -22,7 +22,7 @@ pub enum RuntimeError {
         /// The file.
         path: PathBuf,
         /// The reader's error.
-        source: GgufError,
+        source: Box<GgufError>,
     },
     /// The container is valid but the model in it is not (or a forward pass failed).
     Model {
@@ -72,7 +72,7 @@ impl std::error::Error for RuntimeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RuntimeError::Io { source, .. } => Some(source),
-            RuntimeError::Format { source, .. } => Some(source),
+            RuntimeError::Format { source, .. } => Some(&**source),
             RuntimeError::Model { source, .. } => Some(source),
             _ => None,
         }

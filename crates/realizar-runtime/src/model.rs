@@ -158,7 +158,7 @@ impl DecoderModel {
         let (decoder, special) = {
             let file = map.0.parse().map_err(|source| RuntimeError::Format {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             let bytes: WeightBytes = map.clone();
             let decoder = Decoder::from_gguf(&file, bytes, backend).map_err(model_err)?;
@@ -218,7 +218,7 @@ impl DecoderModel {
     pub fn with_gguf<R>(&self, f: impl FnOnce(&GgufFile<'_>) -> R) -> Result<R, RuntimeError> {
         let file = self.map.0.parse().map_err(|source| RuntimeError::Format {
             path: self.path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(f(&file))
     }

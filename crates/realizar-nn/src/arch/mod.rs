@@ -15,7 +15,7 @@ pub const SUPPORTED: &[&str] = &["llama", "gemma3"];
 pub fn config_from_gguf(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
     let arch = file.architecture().map_err(|source| NnError::Metadata {
         key: "general.architecture".into(),
-        source,
+        source: Box::new(source),
     })?;
     match arch {
         "llama" => llama::config(file),
@@ -36,7 +36,10 @@ impl Meta<'_, '_> {
     }
 
     fn err(&self, key: String, source: realizar_format_gguf::GgufError) -> NnError {
-        NnError::Metadata { key, source }
+        NnError::Metadata {
+            key,
+            source: Box::new(source),
+        }
     }
 
     /// A required positive integer.
