@@ -78,7 +78,7 @@ fn batched_sequences_match_sessions_bit_for_bit_and_llama_cpp() {
         },
     )
     .expect("batch decoder");
-    let mut fed = vec![0usize; 4];
+    let mut fed = [0usize; 4];
     let mut last: Vec<Option<Vec<f32>>> = vec![None; 4];
     while fed.iter().zip(&prompts).any(|(f, p)| *f < p.len()) {
         let chunks: Vec<SeqChunk<'_>> = (0..4)
