@@ -308,9 +308,9 @@ fn dispatch(
         QuantType::Q8_0 => go!(dot::q8_0_q8_0, simd::q8_0_q8_0, simd::q8_0_q8_0_x4),
         QuantType::Q2_K => go!(dot::q2_k_q8_k),
         QuantType::Q3_K => go!(dot::q3_k_q8_k),
-        QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k),
+        QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k, simd::q4_k_q8_k_x4),
         QuantType::Q5_K => go!(dot::q5_k_q8_k),
-        QuantType::Q6_K => go!(dot::q6_k_q8_k, simd::q6_k_q8_k),
+        QuantType::Q6_K => go!(dot::q6_k_q8_k, simd::q6_k_q8_k, simd::q6_k_q8_k_x4),
         QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
     }
 }

@@ -367,58 +367,78 @@ fn load_bsums(b: &[i16; 16]) -> __m256i {
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
 }
 
+/// Number of blocks that the weight row and all `M` activation rows have.
+#[inline(always)]
+fn common_len<W, A, const M: usize>(x: &[W], ys: &[&[A]; M]) -> usize {
+    ys.iter().fold(x.len(), |n, y| n.min(y.len()))
+}
+
+/// Q4_K · Q8_K for `M` activation rows per pass: each weight block is unpacked once; every
+/// row sees the same operations in the same order whatever `M` is.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k_q8_k_avx2(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+fn q4_k_q8_k_avx2<const M: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
+    let mut acc = [_mm256_setzero_ps(); M];
+    let mut acc_m = [_mm_setzero_ps(); M];
+    let nb = common_len(x, &ys);
+    for (b, x) in x.iter().take(nb).enumerate() {
         let u = k4_unpack(&x.scales);
-        // Mins: sum over sub-blocks of min_j * (bsums[2j] + bsums[2j+1]), in 4 i32 lanes.
         let mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, u[3] as i32, u[2] as i32));
-        let bs = load_bsums(&y.bsums);
-        let pairs = _mm_hadd_epi16(
-            _mm256_castsi256_si128(bs),
-            _mm256_extracti128_si256::<1>(bs),
-        );
-        let summs = _mm_madd_epi16(mins, pairs);
-        let dmin = h2f(x.dmin) * y.d;
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(summs), acc_m);
+        let (dx, dminx) = (h2f(x.d), h2f(x.dmin));
         let scales = [u[0].to_le_bytes(), u[1].to_le_bytes()];
-        let mut sumi = _mm256_setzero_si256();
+        let mut sumi = [_mm256_setzero_si256(); M];
         for (j, sc) in scales.iter().flat_map(|w| w.chunks_exact(2)).enumerate() {
             let q = load32(chunk32(&x.qs, 32 * j));
             let lo = _mm256_and_si256(q, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-            let ylo = load32i(chunk32i(&y.qs, 64 * j));
-            let yhi = load32i(chunk32i(&y.qs, 64 * j + 32));
-            let plo = _mm256_maddubs_epi16(lo, ylo);
-            let phi = _mm256_maddubs_epi16(hi, yhi);
             let (slo, shi) = match sc {
                 [a, b] => (*a as i16, *b as i16),
                 _ => (0, 0),
             };
-            let s = _mm256_add_epi32(
-                _mm256_madd_epi16(plo, _mm256_set1_epi16(slo)),
-                _mm256_madd_epi16(phi, _mm256_set1_epi16(shi)),
-            );
-            sumi = _mm256_add_epi32(sumi, s);
+            let (slo, shi) = (_mm256_set1_epi16(slo), _mm256_set1_epi16(shi));
+            for (y, si) in ys.iter().zip(&mut sumi) {
+                let Some(y) = y.get(b) else { continue };
+                let ylo = load32i(chunk32i(&y.qs, 64 * j));
+                let yhi = load32i(chunk32i(&y.qs, 64 * j + 32));
+                let s = _mm256_add_epi32(
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), slo),
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), shi),
+                );
+                *si = _mm256_add_epi32(*si, s);
+            }
         }
-        let d = h2f(x.d) * y.d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for (((y, si), a), am) in ys.iter().zip(sumi).zip(&mut acc).zip(&mut acc_m) {
+            let Some(y) = y.get(b) else { continue };
+            // Mins: sum over sub-blocks of min_j * (bsums[2j] + bsums[2j+1]), in 4 i32 lanes.
+            let bs = load_bsums(&y.bsums);
+            let pairs = _mm_hadd_epi16(
+                _mm256_castsi256_si128(bs),
+                _mm256_extracti128_si256::<1>(bs),
+            );
+            let summs = _mm_madd_epi16(mins, pairs);
+            *am = _mm_fmadd_ps(_mm_set1_ps(dminx * y.d), _mm_cvtepi32_ps(summs), *am);
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d), _mm256_cvtepi32_ps(si), *a);
+        }
     }
-    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    hsum_ps(acc) - _mm_cvtss_f32(m)
+    let mut out = [0.0f32; M];
+    for ((o, a), am) in out.iter_mut().zip(acc).zip(acc_m) {
+        let m = _mm_add_ps(am, _mm_movehl_ps(am, am));
+        let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        *o = hsum_ps(a) - _mm_cvtss_f32(m);
+    }
+    out
 }
 
+/// Q6_K · Q8_K for `M` activation rows per pass (as [`q4_k_q8_k_avx2`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k_q8_k_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+fn q6_k_q8_k_avx2<const M: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(0x03);
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let mut sumi = _mm256_setzero_si256();
+    let m32 = _mm256_set1_epi8(32);
+    let mut acc = [_mm256_setzero_ps(); M];
+    let nb = common_len(x, &ys);
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let mut sumi = [_mm256_setzero_si256(); M];
         for n in 0..2 {
             let qa = load32(chunk32(&x.ql, 64 * n));
             let qb = load32(chunk32(&x.ql, 64 * n + 32));
@@ -439,20 +459,30 @@ fn q6_k_q8_k_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4), high(6)),
             ];
             for (k, q) in q.into_iter().enumerate() {
-                let yv = load32i(chunk32i(&y.qs, 128 * n + 32 * k));
-                let p = _mm256_sub_epi16(
-                    _mm256_maddubs_epi16(q, yv),
-                    _mm256_maddubs_epi16(_mm256_set1_epi8(32), yv),
-                );
                 let sc = |i: usize| x.scales.get(8 * n + 2 * k + i).copied().unwrap_or(0) as i16;
                 let scv = _mm256_set_m128i(_mm_set1_epi16(sc(1)), _mm_set1_epi16(sc(0)));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+                for (y, si) in ys.iter().zip(&mut sumi) {
+                    let Some(y) = y.get(b) else { continue };
+                    let yv = load32i(chunk32i(&y.qs, 128 * n + 32 * k));
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(q, yv),
+                        _mm256_maddubs_epi16(m32, yv),
+                    );
+                    *si = _mm256_add_epi32(*si, _mm256_madd_epi16(p, scv));
+                }
             }
         }
-        let d = h2f(x.d) * y.d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        let dx = h2f(x.d);
+        for ((y, si), a) in ys.iter().zip(sumi).zip(&mut acc) {
+            let Some(y) = y.get(b) else { continue };
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d), _mm256_cvtepi32_ps(si), *a);
+        }
     }
-    hsum_ps(acc)
+    let mut out = [0.0f32; M];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(a);
+    }
+    out
 }
 
 /// Dot product of two float rows in four 8-lane FMA accumulators (32 elements a step), then
@@ -651,6 +681,29 @@ macro_rules! wrap {
             }
         }
     };
+    ($(#[$doc:meta])* $name:ident, $quad:ident, $inner:ident, $scalar:path, $w:ty, $a:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $name(x: &[$w], y: &[$a]) -> f32 {
+            if has_avx2() {
+                // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                let [r] = unsafe { $inner(x, [y]) };
+                r
+            } else {
+                $scalar(x, y)
+            }
+        }
+
+        $(#[$doc])*
+        /// Four activation rows per pass; bit-identical to four single calls.
+        pub(crate) fn $quad(x: &[$w], ys: [&[$a]; 4]) -> [f32; 4] {
+            if has_avx2() {
+                // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                unsafe { $inner(x, ys) }
+            } else {
+                ys.map(|y| $scalar(x, y))
+            }
+        }
+    };
     ($(#[$doc:meta])* $name:ident, $quad:ident, $inner:ident, $vnni:ident, $scalar:path,
      $w:ty, $a:ty) => {
         $(#[$doc])*
@@ -721,11 +774,21 @@ wrap!(
 );
 wrap!(
     /// Q4_K · Q8_K.
-    q4_k_q8_k, q4_k_q8_k_avx2, dot::q4_k_q8_k, BlockQ4K, BlockQ8K
+    q4_k_q8_k,
+    q4_k_q8_k_x4,
+    q4_k_q8_k_avx2,
+    dot::q4_k_q8_k,
+    BlockQ4K,
+    BlockQ8K
 );
 wrap!(
     /// Q6_K · Q8_K.
-    q6_k_q8_k, q6_k_q8_k_avx2, dot::q6_k_q8_k, BlockQ6K, BlockQ8K
+    q6_k_q8_k,
+    q6_k_q8_k_x4,
+    q6_k_q8_k_avx2,
+    dot::q6_k_q8_k,
+    BlockQ6K,
+    BlockQ8K
 );
 
 /// Quantizes activations to Q8_0.

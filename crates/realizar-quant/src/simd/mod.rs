@@ -121,6 +121,15 @@ select_quad!(
     q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0
 );
 
+select_quad!(
+    /// Q4_K · Q8_K, four activation rows per pass.
+    q4_k_q8_k_x4, BlockQ4K, BlockQ8K
+);
+select_quad!(
+    /// Q6_K · Q8_K, four activation rows per pass.
+    q6_k_q8_k_x4, BlockQ6K, BlockQ8K
+);
+
 /// Quantizes activations to Q8_0 (identical results to [`quant::q8_0`]).
 pub(crate) fn quantize_q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
     #[cfg(target_arch = "x86_64")]
