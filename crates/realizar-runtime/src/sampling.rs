@@ -206,7 +206,12 @@ impl Sampler {
         if self.config.is_greedy() {
             return argmax(logits);
         }
-        let c = self.config.clone();
+        let (top_k, top_p, min_p, temperature) = (
+            self.config.top_k,
+            self.config.top_p,
+            self.config.min_p,
+            self.config.temperature,
+        );
         self.cand.clear();
         self.cand.extend(
             logits
@@ -220,9 +225,9 @@ impl Sampler {
         }
         // Sort by logit, descending; ties by id, ascending.
         let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if c.top_k > 0 && c.top_k < self.cand.len() {
-            self.cand.select_nth_unstable_by(c.top_k - 1, order);
-            self.cand.truncate(c.top_k);
+        if top_k > 0 && top_k < self.cand.len() {
+            self.cand.select_nth_unstable_by(top_k - 1, order);
+            self.cand.truncate(top_k);
         }
         self.cand.sort_unstable_by(order);
         // Probabilities at temperature 1 for top-p and min-p (llama.cpp applies them before the
@@ -232,21 +237,21 @@ impl Sampler {
         for (_, l) in &self.cand {
             probs_sum += f64::from(*l - max).exp();
         }
-        if c.top_p < 1.0 {
+        if top_p < 1.0 {
             let mut cum = 0.0f64;
             let mut keep = self.cand.len();
             for (i, (_, l)) in self.cand.iter().enumerate() {
                 cum += f64::from(*l - max).exp() / probs_sum;
-                if cum >= f64::from(c.top_p) {
+                if cum >= f64::from(top_p) {
                     keep = i + 1;
                     break;
                 }
             }
             self.cand.truncate(keep.max(1));
         }
-        if c.min_p > 0.0 {
+        if min_p > 0.0 {
             // p_i / p_max >= min_p  <=>  l_i - l_max >= ln(min_p)
-            let cut = f64::from(c.min_p).ln();
+            let cut = f64::from(min_p).ln();
             let keep = self
                 .cand
                 .iter()
@@ -254,7 +259,7 @@ impl Sampler {
                 .count();
             self.cand.truncate(keep.max(1));
         }
-        let t = f64::from(c.temperature);
+        let t = f64::from(temperature);
         let mut sum = 0.0f64;
         for (_, l) in &self.cand {
             sum += (f64::from(*l - max) / t).exp();
