@@ -359,3 +359,24 @@ fn smollm2_perplexity_matches_llama_cpp() {
 fn gemma3_perplexity_matches_llama_cpp() {
     check_perplexity("gemma3");
 }
+
+/// End-of-generation ids derived from the vocabulary the way llama.cpp does (EOS, EOT and the
+/// end-of-turn / FIM-repo texts): SmolLM2 {0, 2, 4} per refs/README.md.
+#[test]
+fn end_of_generation_ids_follow_llama_cpp() {
+    let refs = read_json("smollm2_refs.json");
+    let m = load("smollm2");
+    assert_eq!(m.special().eog, vec![0, 2, 4]);
+    assert!(!m.special().add_bos);
+    assert_eq!(m.special().eos, refs["eos_id"].as_u64().map(|x| x as u32));
+    let refs = read_json("gemma3_refs.json");
+    let g = load("gemma3");
+    let s = g.special();
+    assert!(s.add_bos);
+    assert_eq!(s.bos, refs["bos_id"].as_u64().map(|x| x as u32));
+    for key in ["eos_id", "eot_id"] {
+        if let Some(id) = refs[key].as_u64() {
+            assert!(s.is_eog(id as u32), "gemma3 {key} {id} is not end-of-generation");
+        }
+    }
+}
