@@ -376,7 +376,10 @@ fn end_of_generation_ids_follow_llama_cpp() {
     assert_eq!(s.bos, refs["bos_id"].as_u64().map(|x| x as u32));
     for key in ["eos_id", "eot_id"] {
         if let Some(id) = refs[key].as_u64() {
-            assert!(s.is_eog(id as u32), "gemma3 {key} {id} is not end-of-generation");
+            assert!(
+                s.is_eog(id as u32),
+                "gemma3 {key} {id} is not end-of-generation"
+            );
         }
     }
 }
