@@ -11,8 +11,11 @@ use crate::CliError;
 /// A tensor row: name, dtype, shape, bytes.
 type Row = (String, String, Vec<u64>, u64);
 
+/// Metadata entries and tensor rows of one file.
+type FileContents = (Vec<(String, Json)>, Vec<Row>);
+
 /// Reads one safetensors file's tensors and `__metadata__`.
-fn read_file(path: &Path) -> Result<(Vec<(String, Json)>, Vec<Row>), CliError> {
+fn read_file(path: &Path) -> Result<FileContents, CliError> {
     let map = MmapSafetensors::open(path)
         .map_err(|e| CliError::io(format!("{}: {e}", path.display())))?;
     let st = map
