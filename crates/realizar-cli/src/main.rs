@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_bench;
 mod cmd_embed;
 mod cmd_generate;
 mod cmd_inspect;
@@ -38,6 +39,8 @@ enum Command {
     Tokenize(cmd_tokenize::TokenizeArgs),
     /// Turn token ids back into text.
     Detokenize(cmd_tokenize::DetokenizeArgs),
+    /// Measure speed like llama-bench, latency, or this machine's ceilings.
+    Bench(cmd_bench::Args),
 }
 
 /// A command's failure, and the exit code it maps to.
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => cmd_generate::run_perplexity(args),
         Command::Tokenize(args) => cmd_tokenize::run_tokenize(args),
         Command::Detokenize(args) => cmd_tokenize::run_detokenize(args),
+        Command::Bench(args) => cmd_bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,289 @@
+//! `realizar bench`: prompt-processing and generation speed measured the way llama.cpp's
+//! `llama-bench -p P -n N -t T -r R` measures it; a latency report (`--latency`); the machine's
+//! ceilings (`--ceilings`); and the synthetic 1B-shaped model (`--write-synthetic-1b`).
+
+use std::path::PathBuf;
+
+use realizar_runtime::bench::{
+    self, BenchError, Ceilings, Latency, Stats, SyntheticSpec, ThroughputConfig, WeightCost,
+};
+use realizar_runtime::models::resolve_model;
+use realizar_runtime::threads::resolve_threads;
+use realizar_runtime::{DecoderModel, LoadOptions, RuntimeError};
+use serde_json::json;
+
+use crate::{print_out, CliError, CliResult};
+
+/// Arguments of `realizar bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A .gguf file or a model name (`smollm2-135m`, `gemma3-270m`) in the models folder.
+    #[arg(
+        long,
+        short = 'm',
+        required_unless_present_any = ["ceilings", "write_synthetic_1b"]
+    )]
+    pub model: Option<String>,
+    /// Prompt tokens, evaluated in one batch from an empty cache (0: skip the test).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 128)]
+    pub prompt: usize,
+    /// Generated tokens, one at a time from an empty cache (0: skip the test).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    pub gen: usize,
+    /// Worker threads (default: physical cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Repetitions after the warm-up run.
+    #[arg(short = 'r', long, default_value_t = 5)]
+    pub reps: usize,
+    /// Seed of the random prompt tokens.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Latency report instead: time to first token of a P-token prompt, then N decode steps
+    /// timed one by one (p50/p95/p99), and resident memory beyond the weights.
+    #[arg(long, conflicts_with_all = ["ceilings", "write_synthetic_1b"])]
+    pub latency: bool,
+    /// Memory read bandwidth in GB/s to compare decode speed with (e.g. from `--ceilings`).
+    #[arg(long)]
+    pub bandwidth_gbs: Option<f64>,
+    /// Measure this machine's ceilings with T threads instead: read bandwidth, int8 and f32
+    /// kernel peaks.
+    #[arg(long, conflicts_with = "write_synthetic_1b")]
+    pub ceilings: bool,
+    /// Buffer size of the bandwidth measurement, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub ceiling_mib: usize,
+    /// Write a synthetic 1.1B-parameter llama GGUF (random Q4_0 weights) to this path and exit.
+    #[arg(long, value_name = "PATH")]
+    pub write_synthetic_1b: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bench_err(e: BenchError) -> CliError {
+    match e {
+        BenchError::Io { .. } | BenchError::Runtime(RuntimeError::Io { .. }) => CliError::io(e),
+        other => CliError::invalid(other),
+    }
+}
+
+/// Runs `realizar bench`.
+pub fn run(args: Args) -> CliResult {
+    if let Some(path) = &args.write_synthetic_1b {
+        let spec = SyntheticSpec::llama_1b();
+        spec.write(path).map_err(bench_err)?;
+        return print_out(&format!(
+            "wrote {} ({} parameters)\n",
+            path.display(),
+            spec.parameters()
+        ));
+    }
+    let threads = resolve_threads(args.threads);
+    if args.ceilings {
+        return ceilings(&args, threads);
+    }
+    if args.reps == 0 {
+        return Err(CliError::invalid("--reps must be positive"));
+    }
+    let name = args
+        .model
+        .as_deref()
+        .ok_or_else(|| CliError::invalid("give --model"))?;
+    let path = resolve_model(name);
+    if !path.is_file() {
+        return Err(CliError::io(format!(
+            "{}: model file not found",
+            path.display()
+        )));
+    }
+    let model = DecoderModel::load(
+        &path,
+        &LoadOptions {
+            threads: Some(threads),
+            ..LoadOptions::default()
+        },
+    )
+    .map_err(|e| bench_err(BenchError::Runtime(e)))?;
+    let after_load = bench::memory();
+    let cost = model
+        .with_gguf(WeightCost::of)
+        .map_err(|e| bench_err(BenchError::Runtime(e)))?;
+    let file_bytes = model.file_bytes().len() as u64;
+    let head = json!({
+        "model": path.display().to_string(),
+        "threads": threads,
+        "p": args.prompt,
+        "n": args.gen,
+        "file_bytes": file_bytes,
+        "weight_bytes_per_token": cost.bytes_per_token,
+        "flops_per_token": cost.flops_per_token(),
+    });
+    if args.latency {
+        let l = bench::latency(&model, args.prompt, args.gen, args.seed, after_load)
+            .map_err(bench_err)?;
+        return latency_report(&args, head, &l, file_bytes, &cost);
+    }
+    let cfg = ThroughputConfig {
+        prompt: args.prompt,
+        gen: args.gen,
+        reps: args.reps,
+        seed: args.seed,
+    };
+    let r = bench::throughput(&model, &cfg).map_err(bench_err)?;
+    let (pp, tg) = (Stats::of(&r.prefill), Stats::of(&r.decode));
+    let ceiling = args
+        .bandwidth_gbs
+        .map(|gbs| gbs * 1e9 / cost.bytes_per_token.max(1) as f64);
+    if args.json {
+        let mut v = head;
+        v["reps"] = json!(args.reps);
+        v["prefill_tok_s"] = json!(pp.mean);
+        v["prefill_sd"] = json!(pp.sd);
+        v["decode_tok_s"] = json!(tg.mean);
+        v["decode_sd"] = json!(tg.sd);
+        v["prefill_samples"] = json!(r.prefill);
+        v["decode_samples"] = json!(r.decode);
+        if let Some(c) = ceiling {
+            v["decode_ceiling_tok_s"] = json!(c);
+        }
+        return print_out(&format!("{v}\n"));
+    }
+    let mut out = format!(
+        "model: {}\nweights read per token: {:.1} MB, matmul flops per token: {:.2} G\n\n",
+        path.display(),
+        cost.bytes_per_token as f64 / 1e6,
+        cost.flops_per_token() as f64 / 1e9
+    );
+    out.push_str(&format!(
+        "| {:<8} | {:>7} | {:>4} | {:>20} |\n|{:-<10}|{:->9}|{:->6}|{:->22}|\n",
+        "test", "threads", "reps", "t/s", "", "", "", ""
+    ));
+    for (test, s, on) in [
+        (format!("pp{}", args.prompt), pp, args.prompt > 0),
+        (format!("tg{}", args.gen), tg, args.gen > 0),
+    ] {
+        if on {
+            out.push_str(&format!(
+                "| {:<8} | {:>7} | {:>4} | {:>20} |\n",
+                test,
+                threads,
+                args.reps,
+                format!("{:.2} ± {:.2}", s.mean, s.sd)
+            ));
+        }
+    }
+    if let Some(c) = ceiling.filter(|_| args.gen > 0) {
+        out.push_str(&format!(
+            "\ndecode ceiling at {:.1} GB/s: {:.1} tok/s; measured {:.0}% of it\n",
+            args.bandwidth_gbs.unwrap_or(0.0),
+            c,
+            100.0 * tg.mean / c
+        ));
+    }
+    print_out(&out)
+}
+
+fn latency_report(
+    args: &Args,
+    head: serde_json::Value,
+    l: &Latency,
+    file_bytes: u64,
+    cost: &WeightCost,
+) -> CliResult {
+    let ms = |s: f64| s * 1000.0;
+    let (p50, p95, p99) = (
+        ms(l.step_quantile(0.50)),
+        ms(l.step_quantile(0.95)),
+        ms(l.step_quantile(0.99)),
+    );
+    let mean = ms(Stats::of(&l.steps_s).mean);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let beyond = |m: Option<bench::Memory>| m.map(|m| m.rss.saturating_sub(file_bytes));
+    let floor_ms = args
+        .bandwidth_gbs
+        .map(|gbs| cost.bytes_per_token as f64 / (gbs * 1e9) * 1000.0);
+    if args.json {
+        let mut v = head;
+        v["ttft_ms"] = json!(ms(l.ttft_s));
+        v["decode_ms_p50"] = json!(p50);
+        v["decode_ms_p95"] = json!(p95);
+        v["decode_ms_p99"] = json!(p99);
+        v["decode_ms_mean"] = json!(mean);
+        v["steps"] = json!(l.steps_s.len());
+        v["rss_after_load"] = json!(l.after_load.map(|m| m.rss));
+        v["rss_after_gen"] = json!(l.after_gen.map(|m| m.rss));
+        v["anon_after_load"] = json!(l.after_load.map(|m| m.anon));
+        v["anon_after_gen"] = json!(l.after_gen.map(|m| m.anon));
+        v["rss_beyond_weights_after_load"] = json!(beyond(l.after_load));
+        v["rss_beyond_weights_after_gen"] = json!(beyond(l.after_gen));
+        if let Some(f) = floor_ms {
+            v["decode_ms_floor"] = json!(f);
+        }
+        return print_out(&format!("{v}\n"));
+    }
+    let mut out = format!(
+        "model: {} ({:.1} MB file, {:.1} MB of weights read per token)\n\
+         time to first token ({}-token prompt): {:.1} ms\n\
+         decode latency over {} tokens: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms (mean {:.1} ms)\n",
+        args.model.as_deref().unwrap_or(""),
+        file_bytes as f64 / 1e6,
+        cost.bytes_per_token as f64 / 1e6,
+        l.prompt,
+        ms(l.ttft_s),
+        l.steps_s.len(),
+        p50,
+        p95,
+        p99,
+        mean
+    );
+    if let Some(f) = floor_ms {
+        out.push_str(&format!(
+            "bandwidth floor at {:.1} GB/s: {:.1} ms per token\n",
+            args.bandwidth_gbs.unwrap_or(0.0),
+            f
+        ));
+    }
+    for (when, m) in [
+        ("after load", l.after_load),
+        ("after generation", l.after_gen),
+    ] {
+        if let Some(m) = m {
+            out.push_str(&format!(
+                "memory {when}: RSS {:.1} MiB (RSS - file {:.1} MiB), anonymous {:.1} MiB\n",
+                mib(m.rss),
+                mib(m.rss.saturating_sub(file_bytes)),
+                mib(m.anon)
+            ));
+        }
+    }
+    print_out(&out)
+}
+
+fn ceilings(args: &Args, threads: usize) -> CliResult {
+    let bytes = args
+        .ceiling_mib
+        .checked_mul(1 << 20)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| CliError::invalid("--ceiling-mib must be positive and fit in memory"))?;
+    let c: Ceilings = bench::ceilings(threads, bytes, 5).map_err(bench_err)?;
+    if args.json {
+        let v = json!({
+            "threads": c.threads,
+            "read_gb_s": c.read_bytes_per_s / 1e9,
+            "int8_gops": c.int8_ops_per_s / 1e9,
+            "f32_gflops": c.f32_flops_per_s / 1e9,
+        });
+        return print_out(&format!("{v}\n"));
+    }
+    print_out(&format!(
+        "threads: {}\nmemory read bandwidth: {:.1} GB/s ({} MiB buffer, best of 5)\n\
+         int8 (Q8_0 x Q8_0 matmul, cache-resident): {:.1} Gop/s\n\
+         f32 (F32 matmul, cache-resident): {:.1} Gflop/s\n",
+        c.threads,
+        c.read_bytes_per_s / 1e9,
+        args.ceiling_mib,
+        c.int8_ops_per_s / 1e9,
+        c.f32_flops_per_s / 1e9
+    ))
+}
