@@ -3,6 +3,7 @@
 //! Commands: `test`, `ci`, `fetch-models`, `fuzz`, `coverage`, `mutants`.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod loadtest;
 mod models;
 mod serve;
@@ -25,6 +26,8 @@ Commands:
   serve [ARGS..]       fetch the models, build in release, serve SmolLM2-135M + all-MiniLM-L6-v2 on 127.0.0.1:8080
   loadtest [--clients 32 --requests 10 --max-tokens 16 --parallel 8 --disconnect-every 4]
                        bounded loopback load test of `realizar serve` (streaming, disconnects, RSS check)
+  bench [--reps 3 --rounds 2 --threads 1,2 --no-1b]
+                       ceilings, realizar bench vs llama-bench (alternating), synthetic 1B latency
 ";
 
 fn main() {
@@ -50,6 +53,7 @@ fn run() -> Result<()> {
         "mutants" => mutants(rest),
         "serve" => serve::serve(rest),
         "loadtest" => serve::loadtest(rest),
+        "bench" => bench::bench(rest),
         "-h" | "--help" | "help" => {
             print!("{HELP}");
             Ok(())
