@@ -271,29 +271,25 @@ macro_rules! legacy_kernels {
             )
         }
 
+        /// Q4_1 keeps ggml's reference order exactly: per block `d_x d_y * sumi + m_x s_y`,
+        /// then one running sum. The two terms nearly cancel in every block (the min offsets
+        /// the unsigned quants), so summing them separately, as a vectorised accumulation
+        /// would, loses digits to cancellation; this form is bit-identical to the scalar twin.
         #[target_feature(enable = $features)]
         fn $q4_1<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; M]) -> [f32; M] {
-            // Lane 1 of `hdr` is `m * s`: summed per row in two vector accumulators (by block
-            // parity), so neither the conversion nor the adds form one long scalar chain.
-            let mut summs = [[_mm_setzero_ps(); 2]; M];
-            let dots = blocks2m(
-                x,
-                ys,
-                |x| nibbles(&x.qs),
-                |m, k, q, x, y| {
+            let mut sumf = [0.0f32; M];
+            let nb = common_len(x, &ys);
+            for (b, x) in x.iter().take(nb).enumerate() {
+                let q = nibbles(&x.qs);
+                for (y, s) in ys.iter().zip(&mut sumf) {
+                    let Some(y) = y.get(b) else { continue };
                     let hdr = q4_1_scales(x, y);
-                    if let Some(s) = summs.get_mut(m).and_then(|s| s.get_mut(k)) {
-                        *s = _mm_add_ps(*s, hdr);
-                    }
-                    (_mm256_broadcastss_ps(hdr), $dot_u8(q, load32i(&y.qs), 0))
-                },
-            );
-            let mut out = [0.0f32; M];
-            for ((o, d), [s0, s1]) in out.iter_mut().zip(dots).zip(summs) {
-                let ms = _mm_add_ps(s0, s1);
-                *o = d + _mm_cvtss_f32(_mm_movehdup_ps(ms));
+                    let sumi = hsum_epi32($dot_u8(q, load32i(&y.qs), 0));
+                    let (dd, ms) = (_mm_cvtss_f32(hdr), _mm_cvtss_f32(_mm_movehdup_ps(hdr)));
+                    *s += dd * sumi as f32 + ms;
+                }
             }
-            out
+            sumf
         }
 
         #[target_feature(enable = $features)]
@@ -365,6 +361,16 @@ fn k4_unpack(packed: &[u8; 12]) -> [u32; 4] {
 fn load_bsums(b: &[i16; 16]) -> __m256i {
     // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// Sum of the 8 i32 lanes (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
 }
 
 /// Number of blocks that the weight row and all `M` activation rows have.

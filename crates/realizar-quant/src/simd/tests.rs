@@ -260,3 +260,31 @@ fn float_dot_kernels_match_scalar_twins() {
         }
     }
 }
+
+/// Regression: the Q4_1 SIMD kernel once summed `d_x d_y sumi` and `m_x s_y` in separate
+/// accumulators. In real activations the two nearly cancel in every block (terms ~1500, result
+/// ~1.4), so the separate sums lost digits and SmolLM2's logits drifted from llama.cpp's
+/// (cosine 0.997). The kernel now keeps the reference's per-block order: bit-identical.
+#[test]
+fn q4_1_min_terms_are_combined_per_block() {
+    let mut rng = Rng(3);
+    for blocks in [1usize, 2, 17, 18, 48, 63] {
+        let n = blocks * 32;
+        // Weights like a real Q4_1 row: a negative minimum offsetting the unsigned quants.
+        let x: Vec<f32> = (0..n).map(|_| rng.unit() * 0.4).collect();
+        // Activations with a large common offset and an outlier, as RMS-normed hidden states.
+        let a: Vec<f32> = (0..n)
+            .map(|i| 3.0 + rng.unit() + if i % 29 == 5 { 80.0 } else { 0.0 })
+            .collect();
+        let w = {
+            let mut w = vec![0u8; QuantType::Q4_1.row_bytes(n).unwrap_or(0)];
+            quantize_row(QuantType::Q4_1, &x, &mut w).expect("w");
+            w
+        };
+        let mut q = vec![0u8; QuantType::Q8_1.row_bytes(n).unwrap_or(0)];
+        quantize_row(QuantType::Q8_1, &a, &mut q).expect("a");
+        let fast = vec_dot(QuantType::Q4_1, n, &w, &q).expect("simd");
+        let slow = vec_dot_scalar(QuantType::Q4_1, n, &w, &q).expect("scalar");
+        assert_eq!(fast.to_bits(), slow.to_bits(), "n={n}: {fast} vs {slow}");
+    }
+}
