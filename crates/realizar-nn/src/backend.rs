@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use realizar_quant::QuantType;
 
 use crate::kv::{KvCache, KvView};
-use crate::layers::{round_f16, softmax_inplace};
+use crate::layers::{reduce_add16, softmax_ggml, softmax_inplace};
 use crate::NnError;
 
 /// A weight matrix in the model's byte store: `rows` rows of `cols` elements of type `ty`,
@@ -262,7 +262,12 @@ impl Backend for CpuBackend {
             });
         }
         let group = n_head / n_head_kv;
-        let f16_mode = cache.kv_type() == crate::KvType::F16;
+        // llama.cpp multiplies a single query with ggml_vec_dot_f16, several with tinyBLAS.
+        let order = if m == 1 {
+            F16Order::VecDot
+        } else {
+            F16Order::Tiny
+        };
         self.pool.install(|| {
             for (t, p) in pos.clone().enumerate() {
                 let qt = &q[t * width..(t + 1) * width];
@@ -280,7 +285,7 @@ impl Backend for CpuBackend {
                             }
                         })?;
                         let qh = &qt[h * hd..(h + 1) * hd];
-                        attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, f16_mode, sh, oh);
+                        attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, order, sh, oh);
                         Ok(())
                     })?;
             }
@@ -291,8 +296,11 @@ impl Backend for CpuBackend {
 
 /// One head of one query: scores over keys `lo..n`, softmax, weighted sum of values.
 ///
-/// With an f16 cache the query and the probabilities are rounded to f16 first, as ggml's
-/// f16 matrix products do in llama.cpp's attention (flash attention off).
+/// With an f16 cache this is llama.cpp's attention with flash attention off on its x86 build,
+/// operation by operation: the query and the probabilities are rounded to f16 (the f16 matrix
+/// products convert their f32 operand), the products are summed in the order of the kernel
+/// ggml runs (`ggml_vec_dot_f16` for a single query, llamafile's tinyBLAS for a batch; see
+/// [`F16Order`]), the scores are scaled and put through [`softmax_ggml`].
 #[allow(clippy::too_many_arguments)]
 fn attend_head(
     q: &[f32],
@@ -302,23 +310,124 @@ fn attend_head(
     n: usize,
     hd: usize,
     scale: f32,
-    f16_mode: bool,
+    order: F16Order,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
     let scores = &mut scores[lo..n];
-    match k {
-        KvView::F16(k) => {
-            let mut qh = [0f32; MAX_HEAD_DIM];
+    match (k, v) {
+        (KvView::F16(k), KvView::F16(v)) => {
+            let mut qh = [f16::ZERO; MAX_HEAD_DIM];
             let qh = &mut qh[..hd.min(MAX_HEAD_DIM)];
             for (d, &s) in qh.iter_mut().zip(q) {
-                *d = if f16_mode { round_f16(s) } else { s };
+                *d = f16::from_f32(s);
             }
+            let order = order.for_len(hd);
             for (s, row) in scores.iter_mut().zip(k[lo * hd..].chunks_exact(hd)) {
-                let mut acc = 0f32;
-                for (&a, b) in qh.iter().zip(row) {
-                    acc += a * b.to_f32();
+                *s = f16_dot(order, qh, row) * scale;
+            }
+            softmax_ggml(scores, lo);
+            // out[d] = sum_i p[i] v[i][d], summed over positions in the lanes the kernel
+            // assigns them (position i is element i of the dot product).
+            let lanes = order.lanes();
+            let mut acc = vec![0f32; hd * lanes];
+            for (i, (&p, row)) in scores.iter().zip(v[lo * hd..].chunks_exact(hd)).enumerate() {
+                let p = f16::from_f32(p).to_f32();
+                let slot = (lo + i) % lanes;
+                for (a, b) in acc.chunks_exact_mut(lanes).zip(row) {
+                    a[slot] = p.mul_add(b.to_f32(), a[slot]);
                 }
+            }
+            for (o, a) in out.iter_mut().zip(acc.chunks_exact(lanes)) {
+                *o = order.reduce(a) as f32;
+            }
+        }
+        (k, v) => attend_head_plain(q, k, v, lo, hd, scale, scores, out),
+    }
+}
+
+/// The summation order of one of ggml's f16 dot products on an AVX-512 CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum F16Order {
+    /// `ggml_vec_dot_f16` (vec.cpp): four 16-lane accumulators over steps of 64 elements,
+    /// folded `(a0 + a2) + (a1 + a3)`, reduced with `_mm512_reduce_add_ps`; elements past the
+    /// last whole step are added in f64. llama.cpp's matrix products with one column run it.
+    VecDot,
+    /// llamafile's `tinyBLAS<16, __m512, ..>` (sgemm.cpp): one 16-lane accumulator over the
+    /// whole length, then `_mm512_reduce_add_ps`. Products with two or more columns run it
+    /// when the length is a multiple of 16.
+    Tiny,
+}
+
+impl F16Order {
+    /// The order for a dot product over `len` elements (tinyBLAS declines other lengths).
+    fn for_len(self, len: usize) -> F16Order {
+        if self == F16Order::Tiny && len % 16 != 0 {
+            F16Order::VecDot
+        } else {
+            self
+        }
+    }
+
+    /// Accumulator lanes: element `i` goes to lane `i % lanes`.
+    fn lanes(self) -> usize {
+        match self {
+            F16Order::VecDot => 64,
+            F16Order::Tiny => 16,
+        }
+    }
+
+    /// Folds the accumulator lanes into the dot product, in f64 as the kernels return it.
+    fn reduce(self, a: &[f32]) -> f64 {
+        let mut v = [0f32; 16];
+        match self {
+            F16Order::VecDot => {
+                for (l, o) in v.iter_mut().enumerate() {
+                    *o = (a[l] + a[32 + l]) + (a[16 + l] + a[48 + l]);
+                }
+            }
+            F16Order::Tiny => v.copy_from_slice(&a[..16]),
+        }
+        f64::from(reduce_add16(&v))
+    }
+}
+
+/// An f16 dot product in the order of `order` (see [`F16Order`]).
+fn f16_dot(order: F16Order, x: &[f16], y: &[f16]) -> f32 {
+    let n = x.len().min(y.len());
+    let lanes = order.lanes();
+    let whole = match order {
+        F16Order::VecDot => n - n % 64,
+        F16Order::Tiny => n,
+    };
+    let mut acc = [0f32; 64];
+    for (i, (a, b)) in x[..whole].iter().zip(&y[..whole]).enumerate() {
+        let l = i % lanes;
+        acc[l] = a.to_f32().mul_add(b.to_f32(), acc[l]);
+    }
+    let mut sum = order.reduce(&acc[..lanes]);
+    for (a, b) in x[whole..n].iter().zip(&y[whole..n]) {
+        sum += f64::from(a.to_f32() * b.to_f32());
+    }
+    sum as f32
+}
+
+/// Attention of one head with an f32 cache: f32 products, plain softmax.
+#[allow(clippy::too_many_arguments)]
+fn attend_head_plain(
+    q: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
+    lo: usize,
+    hd: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    match k {
+        KvView::F16(k) => {
+            for (s, row) in scores.iter_mut().zip(k[lo * hd..].chunks_exact(hd)) {
+                let acc: f32 = q.iter().zip(row).map(|(a, b)| a * b.to_f32()).sum();
                 *s = acc * scale;
             }
         }
@@ -334,9 +443,8 @@ fn attend_head(
     match v {
         KvView::F16(v) => {
             for (&p, row) in scores.iter().zip(v[lo * hd..].chunks_exact(hd)) {
-                let p = if f16_mode { round_f16(p) } else { p };
                 for (o, b) in out.iter_mut().zip(row) {
-                    *o += p * f16::to_f32(*b);
+                    *o += p * b.to_f32();
                 }
             }
         }
@@ -347,5 +455,31 @@ fn attend_head(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 60000² + 1 - 60000² in f32: `VecDot` puts elements 0 and 32 in different accumulators
+    /// and cancels them before adding element 16; `Tiny` accumulates all three in one lane and
+    /// loses the 1.
+    #[test]
+    fn f16_dot_orders_differ_as_ggml_kernels_do() {
+        let mut x = vec![f16::ZERO; 64];
+        let mut y = vec![f16::ZERO; 64];
+        x[0] = f16::from_f32(60000.0);
+        y[0] = f16::from_f32(60000.0);
+        x[16] = f16::ONE;
+        y[16] = f16::ONE;
+        x[32] = f16::from_f32(-60000.0);
+        y[32] = f16::from_f32(60000.0);
+        assert_eq!(f16_dot(F16Order::VecDot, &x, &y), 1.0);
+        assert_eq!(f16_dot(F16Order::Tiny, &x, &y), 0.0);
+        // A length tinyBLAS declines falls back to ggml_vec_dot_f16, its tail summed in f64.
+        assert_eq!(F16Order::Tiny.for_len(72), F16Order::VecDot);
+        let x = vec![f16::ONE; 72];
+        assert_eq!(f16_dot(F16Order::VecDot, &x, &x), 72.0);
     }
 }

@@ -73,10 +73,90 @@ pub fn softmax_inplace(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// SiLU, `x * sigmoid(x)`.
+/// SiLU, `x * sigmoid(x)`, as ggml's AVX-512 `ggml_v_silu` computes it (what
+/// `ggml_vec_swiglu_f32` applies on llama.cpp's x86 build): `x / (1 + expf_ggml(-x))`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + expf_ggml(0.0 - x))
+}
+
+/// `exp(x)` as ggml's AVX-512 `ggml_v_expf` computes it (ggml/src/ggml-cpu/vec.h, the
+/// `__AVX512F__ && __AVX512DQ__` variant llama.cpp's x86 build runs): `x = n ln 2 + b` with `n`
+/// rounded through `0x1.8p23`, a degree-5 polynomial in `b` evaluated with fused multiply-adds,
+/// then `scalef` by `2^n`; 0 or infinity beyond `|n| > 192`. One lane, bit for bit.
+#[inline]
+pub fn expf_ggml(x: f32) -> f32 {
+    const R: u32 = 0x4b40_0000; // 0x1.8p23
+    const LOG2E: u32 = 0x3fb8_aa3b; // 0x1.715476p+0
+    const LN2_HI: u32 = 0x3f31_7200; // 0x1.62e4p-1
+    const LN2_LO: u32 = 0x35bf_be8e; // 0x1.7f7d1cp-20
+    const P: [u32; 5] = [
+        0x3f7f_fff6, // 0x1.ffffecp-1
+        0x3eff_fedb, // 0x1.fffdb6p-2
+        0x3e2a_af33, // 0x1.555e66p-3
+        0x3d2b_9f17, // 0x1.573e2ep-5
+        0x3c07_2010, // 0x1.0e4020p-7
+    ];
+    let c = f32::from_bits;
+    let r = c(R);
+    let z = x.mul_add(c(LOG2E), r);
+    let n = z - r;
+    let b = (-n).mul_add(c(LN2_LO), (-n).mul_add(c(LN2_HI), x));
+    let u = b * b;
+    let j = c(P[4])
+        .mul_add(b, c(P[3]))
+        .mul_add(u, c(P[2]).mul_add(b, c(P[1])));
+    let j = j.mul_add(u, c(P[0]).mul_add(b, 1.0));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // `_mm512_scalef_ps(j, n)`: j * 2^n with one rounding (the f64 product is exact).
+    (f64::from(j) * 2f64.powi(n as i32)) as f32
+}
+
+/// `_mm512_reduce_add_ps` as GCC expands it: halves added 8 + 8, 4 + 4, then lanes
+/// `(0 + 2) + (1 + 3)`.
+#[inline]
+pub fn reduce_add16(v: &[f32; 16]) -> f32 {
+    let mut h = [0f32; 8];
+    for (i, o) in h.iter_mut().enumerate() {
+        *o = v[8 + i] + v[i];
+    }
+    let q = [h[4] + h[0], h[5] + h[1], h[6] + h[2], h[7] + h[3]];
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// Softmax of one attention row as ggml's `soft_max_ext` computes it on llama.cpp's x86 build
+/// (ops.cpp `ggml_compute_forward_soft_max_f32`, vec.cpp `ggml_vec_soft_max_f32`): the row is
+/// the key positions `lo..lo + x.len()` of a cache whose other positions are masked; each
+/// 16-position group aligned at position 0 is exponentiated with [`expf_ggml`], reduced with
+/// [`reduce_add16`] and added to an f64 sum; the row is then multiplied by `(f32)(1 / sum)`.
+/// An all `-inf` row becomes all 0.
+pub fn softmax_ggml(x: &mut [f32], lo: usize) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        x.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let mut sum = 0.0f64;
+    let mut i = 0;
+    while i < x.len() {
+        // The group of absolute positions [g, g + 16) that holds position lo + i.
+        let lane0 = (lo + i) % 16;
+        let take = (16 - lane0).min(x.len() - i);
+        let mut lanes = [0f32; 16];
+        for (l, v) in lanes[lane0..lane0 + take]
+            .iter_mut()
+            .zip(&mut x[i..i + take])
+        {
+            *v = expf_ggml(*v - max);
+            *l = *v;
+        }
+        sum += f64::from(reduce_add16(&lanes));
+        i += take;
+    }
+    let inv = (1.0 / sum) as f32;
+    x.iter_mut().for_each(|v| *v *= inv);
 }
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -98,8 +178,12 @@ pub fn gelu_tanh_ggml(x: f32) -> f32 {
     } else if x >= 10.0 {
         x
     } else {
+        // The table entry: ggml_gelu_f32 of the f16 value, as GCC contracts it with FMA
+        // (`1 + a x x` becomes `fma(a x, x, 1)`), rounded to f16.
         let xh = f16::from_f32(x).to_f32();
-        f16::from_f32(gelu_tanh(xh)).to_f32()
+        let inner = (GELU_COEF_A * xh).mul_add(xh, 1.0);
+        let g = 0.5 * xh * (1.0 + (SQRT_2_OVER_PI * xh * inner).tanh());
+        f16::from_f32(g).to_f32()
     }
 }
 
@@ -191,15 +275,17 @@ impl Rope {
         }
     }
 
-    /// Rotates one head `x` (length ≥ `n_dims`) with a cache from [`Rope::fill_cache`].
+    /// Rotates one head `x` (length ≥ `n_dims`) with a cache from [`Rope::fill_cache`]: ggml's
+    /// `rotate_pairs` (ops.cpp) as GCC contracts it with FMA, `x0 c - x1 s` as
+    /// `fma(x0, c, -(x1 s))` and `x0 s + x1 c` as `fma(x0, s, x1 c)`.
     pub fn apply(&self, x: &mut [f32], cache: &[f32]) {
         let half = self.n_dims / 2;
         match self.layout {
             RopeLayout::Normal => {
                 for (pair, cs) in x.chunks_exact_mut(2).take(half).zip(cache.chunks_exact(2)) {
                     let (x0, x1) = (pair[0], pair[1]);
-                    pair[0] = x0 * cs[0] - x1 * cs[1];
-                    pair[1] = x0 * cs[1] + x1 * cs[0];
+                    pair[0] = x0.mul_add(cs[0], -(x1 * cs[1]));
+                    pair[1] = x0.mul_add(cs[1], x1 * cs[0]);
                 }
             }
             RopeLayout::Neox => {
@@ -209,8 +295,8 @@ impl Rope {
                 let (lo, hi) = x.split_at_mut(half);
                 for ((a, b), cs) in lo.iter_mut().zip(hi.iter_mut()).zip(cache.chunks_exact(2)) {
                     let (x0, x1) = (*a, *b);
-                    *a = x0 * cs[0] - x1 * cs[1];
-                    *b = x0 * cs[1] + x1 * cs[0];
+                    *a = x0.mul_add(cs[0], -(x1 * cs[1]));
+                    *b = x0.mul_add(cs[1], x1 * cs[0]);
                 }
             }
         }
@@ -277,6 +363,59 @@ mod tests {
         assert!(close(gelu_tanh_ggml(1.0), 0.841_191_9, 1e-3));
         assert_eq!(gelu_tanh_ggml(12.0), 12.0);
         assert_eq!(gelu_tanh_ggml(-12.0), 0.0);
+    }
+
+    #[test]
+    fn expf_ggml_is_within_two_ulp_of_exp_and_saturates() {
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (got, want) = (expf_ggml(x), f64::from(x).exp());
+            let ulp = f64::from(f32::EPSILON) * want;
+            assert!(
+                (f64::from(got) - want).abs() <= 2.0 * ulp,
+                "exp({x}) = {got}, not {want}"
+            );
+            x += 0.173;
+        }
+        assert_eq!(expf_ggml(0.0), 1.0);
+        assert_eq!(expf_ggml(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf_ggml(-200.0), 0.0);
+        assert_eq!(expf_ggml(200.0), f32::INFINITY);
+        // Subnormal results are rounded once, not flushed.
+        assert!(expf_ggml(-100.0) > 0.0 && expf_ggml(-100.0) < f32::MIN_POSITIVE);
+        assert!(silu(-200.0) == 0.0 && silu(200.0) == 200.0);
+    }
+
+    #[test]
+    fn reduce_add16_follows_the_halving_tree() {
+        // 1e8 + 1 + ... is order-sensitive in f32: the tree pairs lane i with lane i + 8 first.
+        let mut v = [0f32; 16];
+        v[0] = 1e8;
+        v[8] = -1e8;
+        v[1] = 1.0;
+        assert_eq!(reduce_add16(&v), 1.0);
+        let v: [f32; 16] = core::array::from_fn(|i| i as f32);
+        assert_eq!(reduce_add16(&v), 120.0);
+    }
+
+    #[test]
+    fn softmax_ggml_groups_by_absolute_position() {
+        let x: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin() * 5.0).collect();
+        let mut a = x.clone();
+        softmax_ggml(&mut a, 0);
+        assert!(close(a.iter().sum(), 1.0, 1e-6));
+        let mut b = x.clone();
+        softmax_inplace(&mut b);
+        for (p, q) in a.iter().zip(&b) {
+            assert!(close(*p, *q, 1e-6));
+        }
+        // The same row at another offset is grouped differently but is still a distribution.
+        let mut c = x.clone();
+        softmax_ggml(&mut c, 7);
+        assert!(close(c.iter().sum(), 1.0, 1e-6));
+        let mut masked = [f32::NEG_INFINITY; 3];
+        softmax_ggml(&mut masked, 5);
+        assert_eq!(masked, [0.0; 3]);
     }
 
     #[test]
