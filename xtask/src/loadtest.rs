@@ -32,6 +32,8 @@ pub struct LoadOptions {
     pub model: Option<String>,
     /// Bound on the whole run.
     pub deadline: Duration,
+    /// Ask the server to generate `max_tokens` even past end-of-sequence (for throughput).
+    pub ignore_eos: bool,
 }
 
 impl Default for LoadOptions {
@@ -43,6 +45,7 @@ impl Default for LoadOptions {
             disconnect_every: 4,
             model: None,
             deadline: Duration::from_secs(600),
+            ignore_eos: false,
         }
     }
 }
@@ -334,9 +337,10 @@ pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
                     }
                     let pi = (c + r * 7) % prompts.len();
                     let body = format!(
-                        "{{{model}\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}],\"temperature\":0,\"max_tokens\":{},\"stream\":true,\"stream_options\":{{\"include_usage\":true}}}}",
+                        "{{{model}\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}],\"temperature\":0,\"max_tokens\":{},\"ignore_eos\":{},\"stream\":true,\"stream_options\":{{\"include_usage\":true}}}}",
                         escape(&prompts[pi]),
-                        opts.max_tokens
+                        opts.max_tokens,
+                        opts.ignore_eos
                     );
                     let disconnect = opts.disconnect_every > 0 && c % opts.disconnect_every == opts.disconnect_every - 1 && r % 2 == 1;
                     let left = opts.deadline.saturating_sub(t0.elapsed()).max(Duration::from_secs(1));

@@ -125,7 +125,7 @@ impl Drop for Running {
 }
 
 /// `cargo xtask loadtest [--clients N] [--requests N] [--max-tokens N] [--parallel N]
-/// [--disconnect-every N]`.
+/// [--disconnect-every N] [--ignore-eos]`.
 pub fn loadtest(args: &[String]) -> Result<()> {
     let mut opts = LoadOptions::default();
     let mut parallel = 8usize;
@@ -143,6 +143,7 @@ pub fn loadtest(args: &[String]) -> Result<()> {
             "--max-tokens" => opts.max_tokens = num("--max-tokens")?.clamp(1, 1024),
             "--parallel" => parallel = num("--parallel")?.clamp(1, 64),
             "--disconnect-every" => opts.disconnect_every = num("--disconnect-every")?,
+            "--ignore-eos" => opts.ignore_eos = true,
             other => bail!("unknown loadtest argument `{other}`"),
         }
     }

@@ -441,6 +441,7 @@ fn a_small_load_test_is_clean_and_memory_stays_flat() {
         disconnect_every: 4,
         model: Some("smollm2-135m".into()),
         deadline: std::time::Duration::from_secs(300),
+        ignore_eos: false,
     };
     let warm = loadtest::run(
         srv.addr,
