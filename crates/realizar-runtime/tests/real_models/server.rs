@@ -153,7 +153,24 @@ fn tokenize_endpoint_matches_llama_cpp_ids() {
 fn completions_continue_reference_prompts_like_llama_cpp() {
     let srv = server();
     let r = read_json("llamacpp/smollm2_refs.json");
-    for p in r["prompts"].as_array().expect("prompts").iter().take(4) {
+    // Prompts where llama.cpp's top-2 are clearly apart at every greedy step (elsewhere a
+    // correct engine may legitimately pick the other token of a near tie).
+    let clear: Vec<&Value> = r["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .filter(|p| {
+            p["greedy_step_min_top1_top2_margin"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.1
+        })
+        .collect();
+    assert!(
+        clear.len() >= 2,
+        "too few reference prompts without near ties"
+    );
+    for p in clear {
         let ids = &p["greedy_ids"];
         let n = 16usize;
         let want = srv
@@ -169,13 +186,6 @@ fn completions_continue_reference_prompts_like_llama_cpp() {
                         "max_tokens": n, "ignore_eos": true}),
             )
             .json();
-        let margin = p["greedy_step_min_top1_top2_margin"]
-            .as_f64()
-            .unwrap_or(0.0);
-        assert!(
-            margin > 0.05,
-            "reference prompt has a near tie; pick another"
-        );
         assert_eq!(
             got["choices"][0]["text"], want["content"],
             "{}",
