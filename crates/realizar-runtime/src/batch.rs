@@ -49,6 +49,9 @@ pub trait BatchForward: Send {
     fn slot_len(&self, slot: usize) -> usize;
     /// Empties `slot` (nothing happens for a slot that does not exist).
     fn clear_slot(&mut self, slot: usize);
+    /// Keeps only the first `len` positions of `slot` (a prefix shared with the next sequence
+    /// need not be evaluated again); nothing happens for a slot that does not exist.
+    fn truncate_slot(&mut self, slot: usize, len: usize);
     /// Evaluates every chunk after the positions already in its slot, and returns the logits of
     /// the last token of each chunk that asks for them, `n_vocab` each, in the chunks' order.
     ///
@@ -401,6 +404,12 @@ impl BatchForward for BatchDecoder {
     fn clear_slot(&mut self, slot: usize) {
         if let Some(c) = self.caches.get_mut(slot) {
             c.clear();
+        }
+    }
+
+    fn truncate_slot(&mut self, slot: usize, len: usize) {
+        if let Some(c) = self.caches.get_mut(slot) {
+            c.truncate(len);
         }
     }
 

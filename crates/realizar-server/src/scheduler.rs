@@ -121,6 +121,7 @@ impl Scheduler {
             config,
             seqs: Vec::new(),
             row: Vec::new(),
+            cached: vec![Vec::new(); slots],
         };
         let thread = std::thread::Builder::new()
             .name("realizar-scheduler".into())
@@ -222,6 +223,11 @@ struct Worker<M> {
     config: SchedulerConfig,
     seqs: Vec<Seq>,
     row: Vec<f32>,
+    /// The tokens in each slot's cache. A finished sequence leaves them there: the next one
+    /// placed in that slot skips the prefix it shares with them (a chat's system prompt and
+    /// template opening, a repeated prompt). Reusing them is exact: the keys and values of a
+    /// position depend only on the tokens up to it.
+    cached: Vec<Vec<u32>>,
 }
 
 impl<M: BatchForward> Worker<M> {
@@ -260,10 +266,34 @@ impl<M: BatchForward> Worker<M> {
                 if p.tx.is_cancelled() {
                     continue;
                 }
-                let slot = (0..self.model.n_slots())
-                    .find(|s| self.seqs.iter().all(|q| q.slot != *s))
-                    .unwrap_or(0);
-                self.model.clear_slot(slot);
+                // The free slot sharing the longest prefix with the prompt (at least its last
+                // token is evaluated again, for the logits).
+                let keep_max = p.req.prompt.len().saturating_sub(1);
+                let (slot, keep) = (0..self.model.n_slots())
+                    .filter(|s| self.seqs.iter().all(|q| q.slot != *s))
+                    .map(|s| {
+                        let shared = self.cached.get(s).map_or(0, |c| {
+                            c.iter()
+                                .zip(&p.req.prompt)
+                                .take_while(|(a, b)| a == b)
+                                .count()
+                        });
+                        (s, shared.min(keep_max))
+                    })
+                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                    .unwrap_or((0, 0));
+                self.model.truncate_slot(slot, keep);
+                if let Some(c) = self.cached.get_mut(slot) {
+                    c.truncate(keep);
+                }
+                if self.model.slot_len(slot) != keep {
+                    // The model could not keep the prefix: start from an empty slot.
+                    self.model.clear_slot(slot);
+                    if let Some(c) = self.cached.get_mut(slot) {
+                        c.clear();
+                    }
+                }
+                let fed = self.model.slot_len(slot);
                 let mut history = Vec::with_capacity(p.req.prompt.len() + p.req.max_tokens);
                 history.extend_from_slice(&p.req.prompt);
                 let seq = Seq {
@@ -271,7 +301,7 @@ impl<M: BatchForward> Worker<M> {
                     tx: p.tx,
                     sampler: Sampler::new(p.req.sampler, self.model.n_vocab()),
                     prompt: p.req.prompt,
-                    fed: 0,
+                    fed,
                     next: None,
                     generated: Vec::new(),
                     history,
@@ -302,14 +332,7 @@ impl<M: BatchForward> Worker<M> {
 
     fn drop_cancelled(&mut self) {
         let before = self.seqs.len();
-        let model = &mut self.model;
-        self.seqs.retain(|s| {
-            let keep = !s.tx.is_cancelled();
-            if !keep {
-                model.clear_slot(s.slot);
-            }
-            keep
-        });
+        self.seqs.retain(|s| !s.tx.is_cancelled());
         if self.seqs.len() != before {
             tracing::debug!(
                 dropped = before - self.seqs.len(),
@@ -322,6 +345,9 @@ impl<M: BatchForward> Worker<M> {
     fn fail_all(&mut self, why: &str) {
         for s in self.seqs.drain(..) {
             self.model.clear_slot(s.slot);
+            if let Some(c) = self.cached.get_mut(s.slot) {
+                c.clear();
+            }
             s.tx.send(GenEvent::Failed(why.into()));
         }
         self.shared.lock().active = 0;
@@ -387,12 +413,26 @@ impl<M: BatchForward> Worker<M> {
                 for &i in failed.iter().rev() {
                     let s = self.seqs.remove(i);
                     self.model.clear_slot(s.slot);
+                    if let Some(c) = self.cached.get_mut(s.slot) {
+                        c.clear();
+                    }
                     s.tx.send(GenEvent::Failed(msg.clone()));
                 }
                 self.shared.lock().active = self.seqs.len();
                 return;
             }
         };
+        for (&(i, from, n, _), nt) in plan.iter().zip(&next_tokens) {
+            let s = &self.seqs[i];
+            let fed: &[u32] = if s.next.is_some() {
+                nt
+            } else {
+                s.prompt.get(from..from + n).unwrap_or_default()
+            };
+            if let Some(c) = self.cached.get_mut(s.slot) {
+                c.extend_from_slice(fed);
+            }
+        }
         let mut rows_out = logits.chunks_exact(n_vocab.max(1));
         let mut finished = Vec::new();
         for &(i, _, n, want) in &plan {
@@ -418,7 +458,6 @@ impl<M: BatchForward> Worker<M> {
         finished.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         for (i, fin) in finished {
             let mut s = self.seqs.remove(i);
-            self.model.clear_slot(s.slot);
             match fin {
                 Ok(reason) => finish(&mut s, reason, &*self.text),
                 Err(msg) => {

@@ -72,11 +72,21 @@ struct SlotState {
     last: u32,
 }
 
+impl SlotState {
+    fn push(&mut self, t: u32) {
+        self.hash = mix(self.hash, t, self.len);
+        self.len += 1;
+        self.last = t;
+    }
+}
+
 /// The toy model (see the module documentation).
 #[derive(Debug)]
 pub struct ToyModel {
     config: ToyConfig,
     slots: Vec<SlotState>,
+    /// The tokens in each slot (to rebuild its state after a truncation).
+    tokens: Vec<Vec<u32>>,
     logits: Vec<f32>,
     stats: Arc<ToyStats>,
 }
@@ -89,6 +99,7 @@ impl ToyModel {
             ToyModel {
                 config,
                 slots: vec![SlotState::default(); config.slots],
+                tokens: vec![Vec::new(); config.slots],
                 logits: Vec::new(),
                 stats: stats.clone(),
             },
@@ -153,8 +164,16 @@ impl BatchForward for ToyModel {
     }
 
     fn clear_slot(&mut self, slot: usize) {
-        if let Some(s) = self.slots.get_mut(slot) {
+        self.truncate_slot(slot, 0);
+    }
+
+    fn truncate_slot(&mut self, slot: usize, len: usize) {
+        if let (Some(s), Some(toks)) = (self.slots.get_mut(slot), self.tokens.get_mut(slot)) {
+            toks.truncate(len);
             *s = SlotState::default();
+            for &t in toks.iter() {
+                s.push(t);
+            }
         }
     }
 
@@ -193,11 +212,10 @@ impl BatchForward for ToyModel {
         for c in chunks {
             let mut s = self.slots[c.slot];
             for &t in c.tokens {
-                s.hash = mix(s.hash, t, s.len);
-                s.len += 1;
-                s.last = t;
+                s.push(t);
             }
             self.slots[c.slot] = s;
+            self.tokens[c.slot].extend_from_slice(c.tokens);
             if c.logits {
                 let peak = self.next_token(&s) as usize;
                 let start = self.logits.len();

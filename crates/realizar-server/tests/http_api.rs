@@ -849,3 +849,26 @@ fn shutdown_drains_in_flight_streams() {
         "still accepting after shutdown"
     );
 }
+
+#[test]
+fn a_shared_prompt_prefix_is_reused_exactly() {
+    let cfg = ToyConfig {
+        slots: 1,
+        ..ToyConfig::default()
+    };
+    let (srv, stats) = server_with(cfg, SchedulerConfig::default(), ServerConfig::default());
+    let long = format!("a long shared opening {}", "x".repeat(100));
+    let a = chat_text(&srv.post("/v1/chat/completions", &chat_body(&long, 10)));
+    let rows_a = stats.rows.load(Ordering::Relaxed);
+    let again = chat_text(&srv.post("/v1/chat/completions", &chat_body(&long, 10)));
+    let rows_again = stats.rows.load(Ordering::Relaxed) - rows_a;
+    assert_eq!(again, a);
+    // Only the prompt's last token and the decode steps are evaluated again.
+    assert_eq!(rows_again, 1 + 9, "the cached prompt was evaluated again");
+    // A prompt that diverges from the cached one gives what a fresh server gives.
+    let other = format!("{long} but then different");
+    let reused = chat_text(&srv.post("/v1/chat/completions", &chat_body(&other, 10)));
+    let (fresh_srv, _) = server_with(cfg, SchedulerConfig::default(), ServerConfig::default());
+    let fresh = chat_text(&fresh_srv.post("/v1/chat/completions", &chat_body(&other, 10)));
+    assert_eq!(reused, fresh);
+}
