@@ -261,11 +261,18 @@ fn latency_report(
 }
 
 fn ceilings(args: &Args, threads: usize) -> CliResult {
+    if !(1..=65536).contains(&args.ceiling_mib) {
+        return Err(CliError::invalid(
+            "--ceiling-mib must be between 1 and 65536",
+        ));
+    }
+    if threads > 1024 {
+        return Err(CliError::invalid("--threads must be at most 1024"));
+    }
     let bytes = args
         .ceiling_mib
         .checked_mul(1 << 20)
-        .filter(|&b| b > 0)
-        .ok_or_else(|| CliError::invalid("--ceiling-mib must be positive and fit in memory"))?;
+        .ok_or_else(|| CliError::invalid("--ceiling-mib does not fit in this address space"))?;
     let c: Ceilings = bench::ceilings(threads, bytes, 5).map_err(bench_err)?;
     if args.json {
         let v = json!({

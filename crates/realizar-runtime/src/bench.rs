@@ -219,6 +219,18 @@ pub fn random_prompt(model: &DecoderModel, n: usize, rng: &mut SplitMix64) -> Ve
     out
 }
 
+/// Rejects sequences longer than the model's trained context (or the sessions' context, if
+/// larger): beyond it the figures mean nothing and the KV cache could exhaust memory.
+fn check_len(model: &DecoderModel, what: &str, n: usize) -> Result<(), BenchError> {
+    let limit = model.decoder().config().context_length.max(model.ctx());
+    if n > limit {
+        return Err(BenchError::InvalidArgument {
+            reason: format!("{what} of {n} tokens exceeds the model's context of {limit}"),
+        });
+    }
+    Ok(())
+}
+
 /// Measures prompt processing and generation as `llama-bench -p P -n N -r REPS` does (see the
 /// module documentation).
 pub fn throughput(model: &DecoderModel, cfg: &ThroughputConfig) -> Result<Throughput, BenchError> {
@@ -227,6 +239,8 @@ pub fn throughput(model: &DecoderModel, cfg: &ThroughputConfig) -> Result<Throug
             reason: "the number of repetitions must be positive".into(),
         });
     }
+    check_len(model, "the prompt", cfg.prompt)?;
+    check_len(model, "the generation", cfg.gen)?;
     let mut rng = SplitMix64::new(cfg.seed);
     let n_vocab = u32::try_from(model.n_vocab()).unwrap_or(u32::MAX);
     let mut out = Throughput::default();
@@ -346,6 +360,11 @@ pub fn latency(
             reason: "the latency prompt must have at least one token".into(),
         });
     }
+    check_len(
+        model,
+        "the prompt and generation",
+        prompt.saturating_add(gen),
+    )?;
     let mut rng = SplitMix64::new(seed);
     {
         let mut warm = model.session_with_ctx(1)?;
@@ -829,9 +848,24 @@ mod tests {
             .iter()
             .chain(&r.decode)
             .all(|x| x.is_finite() && *x > 0.0));
-        let bad = ThroughputConfig { reps: 0, ..cfg };
+        let bad = ThroughputConfig {
+            reps: 0,
+            ..cfg.clone()
+        };
         assert!(matches!(
             throughput(&model, &bad),
+            Err(BenchError::InvalidArgument { .. })
+        ));
+        let too_long = ThroughputConfig {
+            gen: 1 << 40,
+            ..cfg.clone()
+        };
+        assert!(matches!(
+            throughput(&model, &too_long),
+            Err(BenchError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            latency(&model, 8, usize::MAX, 1, None),
             Err(BenchError::InvalidArgument { .. })
         ));
         let l = latency(&model, 8, 5, 1, memory()).unwrap();
