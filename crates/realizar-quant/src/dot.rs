@@ -1,7 +1,10 @@
-//! Scalar dot products of a weight row with an activation row, with the arithmetic of ggml's
-//! reference kernels (`ggml_vec_dot_*_generic` in `ggml/src/ggml-cpu/quants.c` and
-//! `ggml_vec_dot_f32/f16/bf16` in `ggml/src/ggml-cpu/vec.cpp`): integer sums per block, the
-//! same float operations in the same order. These are the scalar twins of the SIMD kernels.
+//! Scalar dot products of a weight row with an activation row, the scalar twins of the SIMD
+//! kernels. Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K follow the float order of ggml's x86 AVX2 kernels
+//! (`ggml_vec_dot_*` in `ggml/src/ggml-cpu/arch/x86/quants.c`), Q4_K that of its repacked x86
+//! kernels (`ggml_gemv_q4_K_8x8_q8_K`, `arch/x86/repack.cpp`): what llama.cpp computes on x86.
+//! The others follow ggml's reference kernels (`ggml_vec_dot_*_generic` in
+//! `ggml/src/ggml-cpu/quants.c`, `ggml_vec_dot_f32/f16/bf16` in `vec.cpp`). Integer sums are
+//! exact; float operations (with `mul_add` where ggml's compiled code fuses) come in ggml's order.
 
 use half::{bf16, f16};
 
@@ -33,46 +36,77 @@ pub(crate) fn bf16s(x: &[bf16], y: &[bf16]) -> f32 {
     sum as f32
 }
 
-/// Integer dot product of Q4_0 nibbles (minus 8) with 32 int8 activations.
+/// ggml's `hsum_float_8` (arch/x86/quants.c): `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`.
 #[inline(always)]
-pub(crate) fn q4_0_block_sum(qs: &[u8; QK / 2], q8: &[i8; QK]) -> i32 {
-    let (lo, hi) = q8.split_at(QK / 2);
-    let (mut s0, mut s1) = (0i32, 0i32);
-    for ((q, a), b) in qs.iter().zip(lo).zip(hi) {
-        s0 += ((q & 0x0F) as i32 - 8) * *a as i32;
-        s1 += ((q >> 4) as i32 - 8) * *b as i32;
-    }
-    s0 + s1
+pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
+    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
 }
 
+/// The eight i32 lanes ggml's x86 kernels (`mul_sum_i8_pairs_float`, `vpdpbusd`) sum a
+/// 32-element block product into: lane `l` holds elements `4l..4l + 4`; `f(e)` is the product
+/// at element `e`.
+#[inline(always)]
+fn block_lanes(f: impl Fn(usize) -> i32) -> [i32; 8] {
+    core::array::from_fn(|l| (4 * l..4 * l + 4).map(&f).sum())
+}
+
+/// ggml's x86 legacy-format loop: per block `acc[l] = fma(d, lane[l], acc[l])` in eight lanes,
+/// then [`hsum8`]; `f` gives a block pair's `d` and lanes.
+#[inline(always)]
+fn legacy_dot<X, Y>(x: &[X], y: &[Y], f: impl Fn(&X, &Y) -> (f32, [i32; 8])) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (x, y) in x.iter().zip(y) {
+        let (d, lanes) = f(x, y);
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
+    }
+    hsum8(&acc)
+}
+
+/// Element `e < 32` of a 4-bit block: low nibbles are elements 0..16, high ones 16..32.
+#[inline(always)]
+fn nibble(qs: &[u8; QK / 2], e: usize) -> i32 {
+    let b = qs.get(e % 16).copied().unwrap_or(0);
+    i32::from(if e < 16 { b & 0x0F } else { b >> 4 })
+}
+
+/// Element `e < 32` of an int8 block.
+#[inline(always)]
+fn at(q: &[i8; QK], e: usize) -> i32 {
+    i32::from(q.get(e).copied().unwrap_or(0))
+}
+
+/// Element `e < 32` of a Q5 block (0..32, before the offset).
+#[inline(always)]
+fn q5_at(qs: &[u8; QK / 2], qh: [u8; 4], e: usize) -> i32 {
+    let h = (u32::from_le_bytes(qh) >> e) & 1;
+    nibble(qs, e) | (h as i32) << 4
+}
+
+/// `ggml_vec_dot_q4_0_q8_0`, AVX2 path: eight lanes, one FMA per block, [`hsum8`].
 pub(crate) fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    let mut sumf = 0.0f32;
-    for (x, y) in x.iter().zip(y) {
-        let sumi = q4_0_block_sum(&x.qs, &y.qs);
-        sumf += sumi as f32 * x.d.to_f32() * y.d.to_f32();
-    }
-    sumf
+    legacy_dot(x, y, |x, y| {
+        let d = x.d.to_f32() * y.d.to_f32();
+        (d, block_lanes(|e| (nibble(&x.qs, e) - 8) * at(&y.qs, e)))
+    })
 }
 
-/// Integer dot product of unsigned Q4_1 nibbles with 32 int8 activations.
-#[inline(always)]
-pub(crate) fn q4_1_block_sum(qs: &[u8; QK / 2], q8: &[i8; QK]) -> i32 {
-    let (lo, hi) = q8.split_at(QK / 2);
-    let (mut s0, mut s1) = (0i32, 0i32);
-    for ((q, a), b) in qs.iter().zip(lo).zip(hi) {
-        s0 += (q & 0x0F) as i32 * *a as i32;
-        s1 += (q >> 4) as i32 * *b as i32;
-    }
-    s0 + s1
-}
-
+/// `ggml_vec_dot_q4_1_q8_1`, AVX2 path: eight lanes of `fma(d_x d_y, lane, acc)`, the min
+/// terms in one scalar sum `fma(m_x, s_y, summs)` (GCC contracts it), `hsum8(acc) + summs`.
 pub(crate) fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        let sumi = q4_1_block_sum(&x.qs, &y.qs);
-        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+        summs = x.m.to_f32().mul_add(y.s.to_f32(), summs);
+        let d = x.d.to_f32() * y.d.to_f32();
+        let lanes = block_lanes(|e| nibble(&x.qs, e) * at(&y.qs, e));
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
     }
-    sumf
+    hsum8(&acc) + summs
 }
 
 /// Integer dot product of 5-bit quants (minus `offset`) with 32 int8 activations.
@@ -89,13 +123,15 @@ pub(crate) fn q5_block_sum(qs: &[u8; QK / 2], qh: [u8; 4], offset: i32, q8: &[i8
     s0 + s1
 }
 
+/// `ggml_vec_dot_q5_0_q8_0`, AVX2 path (as [`q4_0_q8_0`]).
 pub(crate) fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    let mut sumf = 0.0f32;
-    for (x, y) in x.iter().zip(y) {
-        let sumi = q5_block_sum(&x.qs, x.qh, 16, &y.qs);
-        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32;
-    }
-    sumf
+    legacy_dot(x, y, |x, y| {
+        let d = x.d.to_f32() * y.d.to_f32();
+        (
+            d,
+            block_lanes(|e| (q5_at(&x.qs, x.qh, e) - 16) * at(&y.qs, e)),
+        )
+    })
 }
 
 pub(crate) fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
@@ -107,19 +143,13 @@ pub(crate) fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     sumf
 }
 
-/// Integer dot product of two blocks of 32 int8 quants.
-#[inline(always)]
-pub(crate) fn q8_block_sum(a: &[i8; QK], b: &[i8; QK]) -> i32 {
-    a.iter().zip(b).map(|(a, b)| *a as i32 * *b as i32).sum()
-}
-
+/// `ggml_vec_dot_q8_0_q8_0`, AVX2 path (as [`q4_0_q8_0`]); llamafile's tinyBLAS, which
+/// llama.cpp runs for batches, sums each output in the same order.
 pub(crate) fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    let mut sumf = 0.0f32;
-    for (x, y) in x.iter().zip(y) {
-        let sumi = q8_block_sum(&x.qs, &y.qs);
-        sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
-    }
-    sumf
+    legacy_dot(x, y, |x, y| {
+        let d = x.d.to_f32() * y.d.to_f32();
+        (d, block_lanes(|e| at(&x.qs, e) * at(&y.qs, e)))
+    })
 }
 
 pub(crate) fn q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
@@ -217,32 +247,35 @@ pub(crate) fn k4_scales_mins(packed: &[u8; 12], bsums: &[i16; 16]) -> ([u8; 8], 
     (scales, summs)
 }
 
+/// Q4_K · Q8_K in the order of ggml's x86 repacked kernels (`ggml_gemv_q4_K_8x8_q8_K` and
+/// `ggml_gemm_q4_K_8x8_q8_K` in ggml/src/ggml-cpu/arch/x86/repack.cpp), which llama.cpp runs
+/// on AVX2 CPUs for every Q4_K matrix whose row count is a multiple of 8: per block the exact
+/// integer sums `isum = sum_j scale_j sum q y` and `imin = sum_j min_j (bsums[2j] + bsums[2j+1])`,
+/// then `acc = fma(isum, d_x d_y, acc)`, `accm = fma(imin, dmin_x d_y, accm)`; `acc - accm`.
 pub(crate) fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let mut sumf = 0.0f32;
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
     for (x, y) in x.iter().zip(y) {
-        let mut aux8 = [0i8; 256];
-        for (q4, a) in x.qs.chunks_exact(32).zip(aux8.chunks_exact_mut(64)) {
-            let (lo, hi) = a.split_at_mut(32);
-            for ((q, l), h) in q4.iter().zip(lo).zip(hi) {
-                *l = (q & 0xF) as i8;
-                *h = (q >> 4) as i8;
+        let (scales, imin) = k4_scales_mins(&x.scales, &y.bsums);
+        let mut isum = 0i32;
+        for ((q4, sc), q8) in
+            x.qs.chunks_exact(32)
+                .zip(scales.chunks_exact(2))
+                .zip(y.qs.chunks_exact(64))
+        {
+            let (ylo, yhi) = q8.split_at(32);
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for ((q, a), b) in q4.iter().zip(ylo).zip(yhi) {
+                lo += i32::from(q & 0x0F) * i32::from(*a);
+                hi += i32::from(q >> 4) * i32::from(*b);
+            }
+            if let [s0, s1] = sc {
+                isum += i32::from(*s0) * lo + i32::from(*s1) * hi;
             }
         }
-        let (scales, summs) = k4_scales_mins(&x.scales, &y.bsums);
-        let mut aux32 = [0i32; 8];
-        for ((a, q8), sc) in aux8
-            .chunks_exact(32)
-            .zip(y.qs.chunks_exact(32))
-            .zip(&scales)
-        {
-            lanes16(&mut aux32, a, q8, *sc as i32);
-        }
-        accumulate_lanes(&mut sums, &aux32, x.d.to_f32() * y.d);
-        let dmin = x.dmin.to_f32() * y.d;
-        sumf -= dmin * summs as f32;
+        acc = (isum as f32).mul_add(x.d.to_f32() * y.d, acc);
+        accm = (imin as f32).mul_add(x.dmin.to_f32() * y.d, accm);
     }
-    sums.iter().fold(sumf, |s, v| s + v)
+    acc - accm
 }
 
 pub(crate) fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
@@ -278,33 +311,42 @@ pub(crate) fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     sums.iter().fold(sumf, |s, v| s + v)
 }
 
+/// `ggml_vec_dot_q6_K_q8_K`, AVX2 path: lane `l` of a block sums `scale * q * y` (q unsigned,
+/// 0..64) over bytes `4l..4l + 4` of each of the eight 32-element vectors, minus
+/// `32 * (bsums[2l] scale[2l] + bsums[2l+1] scale[2l+1])`; `acc[l] = fma(d, lane, acc[l])`,
+/// then [`hsum8`].
 pub(crate) fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let mut sums = [0.0f32; 8];
+    let mut acc = [0.0f32; 8];
     for (x, y) in x.iter().zip(y) {
-        let mut aux8 = [0i8; 256];
+        let mut q = [0i32; 256];
         for ((ql, qh), a) in
             x.ql.chunks_exact(64)
                 .zip(x.qh.chunks_exact(32))
-                .zip(aux8.chunks_exact_mut(128))
+                .zip(q.chunks_exact_mut(128))
         {
             for (l, h) in qh.iter().enumerate() {
-                let q = q6_quad(ql, *h, l);
-                for (k, v) in q.iter().enumerate() {
+                for (k, v) in q6_quad(ql, *h, l).iter().enumerate() {
                     if let Some(o) = a.get_mut(l + 32 * k) {
-                        *o = *v as i8;
+                        *o = v + 32;
                     }
                 }
             }
         }
-        let mut aux32 = [0i32; 8];
-        for ((a, q8), sc) in aux8
-            .chunks_exact(16)
-            .zip(y.qs.chunks_exact(16))
-            .zip(&x.scales)
-        {
-            lanes16(&mut aux32, a, q8, *sc as i32);
+        let sc = |g: usize| i32::from(x.scales.get(g).copied().unwrap_or(0));
+        let bs = |g: usize| i32::from(y.bsums.get(g).copied().unwrap_or(0));
+        let mut lanes = [0i32; 8];
+        for (e, (qe, ye)) in q.iter().zip(&y.qs).enumerate() {
+            if let Some(l) = lanes.get_mut((e % 32) / 4) {
+                *l += sc(e / 16) * (qe * i32::from(*ye));
+            }
         }
-        accumulate_lanes(&mut sums, &aux32, x.d.to_f32() * y.d);
+        for (l, v) in lanes.iter_mut().enumerate() {
+            *v -= (bs(2 * l) * sc(2 * l) + bs(2 * l + 1) * sc(2 * l + 1)) << 5;
+        }
+        let d = y.d * x.d.to_f32();
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
     }
-    sums.iter().fold(0.0f32, |s, v| s + v)
+    hsum8(&acc)
 }

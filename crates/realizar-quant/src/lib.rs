@@ -1,9 +1,11 @@
 //! ggml block formats for Realizar: dequantization, quantization and fused dot products.
 //!
-//! The block layouts are bit-exact with ggml's (`ggml/src/ggml-common.h`); quantizers and
-//! dequantizers follow the reference functions of `ggml/src/ggml-quants.c`; dot products
-//! follow ggml's reference scalar kernels (`ggml/src/ggml-cpu/quants.c`), with SIMD kernels
-//! picked at run time (each with a scalar twin, [`vec_dot_scalar`]).
+//! The block layouts are bit-exact with ggml's (`ggml/src/ggml-common.h`); weight quantizers
+//! and dequantizers follow the reference functions of `ggml/src/ggml-quants.c`; activation
+//! quantizers and dot products follow, float operation by float operation, the kernels that
+//! llama.cpp's CPU backend runs on x86 with AVX2/AVX-512 (`ggml/src/ggml-cpu/arch/x86/quants.c`
+//! and `repack.cpp`), with SIMD kernels picked at run time (each with a bit-identical scalar
+//! twin, [`vec_dot_scalar`]).
 //!
 //! A weight row of type `ty` is multiplied with an activation row quantized to
 //! [`QuantType::vec_dot_type`], as ggml does (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1,
@@ -36,13 +38,18 @@
 //!
 //! # Numerics
 //!
-//! - Dequantization and the reference quantizers are bit-identical to ggml's
-//!   (`dequantize_row_*`, `quantize_row_*_ref`). The activation quantizers' SIMD versions give
-//!   the same bytes as the scalar ones for finite input.
-//! - [`vec_dot_scalar`] does ggml's reference arithmetic (`ggml_vec_dot_*_generic`). The SIMD
-//!   kernels behind [`vec_dot`] compute every integer partial sum exactly (for every byte
-//!   pattern, not only the ones ggml's quantizers produce) and differ from the scalar twin only
-//!   in the order of the float accumulation (a few ulps of the sum of |terms|).
+//! - Dequantization and the weight quantizers are bit-identical to ggml's
+//!   (`dequantize_row_*`, `quantize_row_*_ref`). The activation quantizers Q8_0/Q8_1 are those
+//!   of ggml's x86 CPU backend (`quantize_row_q8_0`/`_q8_1`: `127 / amax`, ties to even), Q8_K
+//!   its reference one; their SIMD versions give the same bytes as the scalar ones for finite
+//!   input.
+//! - Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K dot products accumulate in ggml's x86 order (eight i32
+//!   lanes of four elements per block, `fma(d, lane, acc)` block after block, `hsum_float_8`;
+//!   Q4_1's min terms in a separate scalar FMA sum); Q4_K in the order of ggml's repacked x86
+//!   kernels (`ggml_gemv_q4_K_8x8_q8_K`), which llama.cpp uses for Q4_K matrices with a multiple
+//!   of 8 rows. The other types follow ggml's reference kernels (`ggml_vec_dot_*_generic`).
+//!   The SIMD kernels compute every integer partial sum exactly (for every byte pattern, not
+//!   only the ones ggml's quantizers produce) and are bit-identical to [`vec_dot_scalar`].
 //! - [`matvec`] and [`matmul`] run the same kernel on the same blocks as [`vec_dot`] for every
 //!   (weight row, activation row) pair, so results do not depend on the batch size or on how
 //!   the caller splits rows between threads.
@@ -104,8 +111,10 @@ pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), 
 }
 
 /// Quantizes one row of `src.len()` elements into `dst` (`dst.len() == ty.row_bytes(src.len())`)
-/// with ggml's reference quantizer for `ty`. The activation types Q8_0, Q8_1 and Q8_K use the
-/// SIMD kernels where available; their results are identical to the scalar reference.
+/// with ggml's reference quantizer for `ty`, except the activation types Q8_0 and Q8_1, which
+/// are quantized as ggml's x86 CPU backend quantizes activations (see the crate docs). The
+/// activation types Q8_0, Q8_1 and Q8_K use the SIMD kernels where available; their results
+/// are identical to the scalar twins.
 pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     let len = row_bytes(ty, src.len())?;
     let d = "dst";
@@ -327,7 +336,7 @@ pub fn vec_dot(ty: QuantType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, Qua
     Ok(v)
 }
 
-/// The scalar twin of [`vec_dot`]: ggml's reference arithmetic, no SIMD.
+/// The scalar twin of [`vec_dot`]: the same float operations in the same order, no SIMD.
 pub fn vec_dot_scalar(ty: QuantType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
     let mut out = [0.0f32];
     dispatch(Impl::Scalar, ty, n, w, 0..1, act, 1, &mut out, 1)?;

@@ -1,6 +1,7 @@
 //! Quantization from f32, following ggml's reference quantizers `quantize_row_*_ref` and their
 //! helpers (`nearest_int`, `make_qx_quants`, `make_q3_quants`, `make_qkx2_quants`) in
-//! `ggml/src/ggml-quants.c`, operation by operation.
+//! `ggml/src/ggml-quants.c`, operation by operation; the activation quantizers Q8_0/Q8_1
+//! follow ggml's x86 CPU backend instead (`ggml/src/ggml-cpu/arch/x86/quants.c`).
 //!
 //! Callers pass slices whose lengths already agree (`src.len() == blocks * block_size`).
 
@@ -135,34 +136,52 @@ pub(crate) fn q5_1(src: &[f32], dst: &mut [BlockQ5_1]) {
     }
 }
 
-/// Scale and inverse scale of a Q8_0/Q8_1 block (`amax / 127` and its inverse).
+/// `_mm256_cvtps_epi32` of an integral value: NaN and values outside the i32 range give
+/// `i32::MIN` (the "integer indefinite" value).
 #[inline(always)]
-fn q8_scale(x: &[f32]) -> (f32, f32) {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
-}
-
-pub(crate) fn q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
-    for (x, y) in src.chunks_exact(QK).zip(dst) {
-        let (d, id) = q8_scale(x);
-        y.d = f16::from_f32(d);
-        for (q, v) in y.qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
-        }
+fn cvt_i32(r: f32) -> i32 {
+    if (-2_147_483_648.0..2_147_483_648.0).contains(&r) {
+        r as i32
+    } else {
+        i32::MIN
     }
 }
 
+/// One Q8_0/Q8_1 block as ggml's x86 `quantize_row_q8_0`/`quantize_row_q8_1` compute it
+/// (ggml/src/ggml-cpu/arch/x86/quants.c, the `__AVX2__` path llama.cpp's x86 build runs):
+/// `d = amax / 127`, `id = 127 / amax` (0 for an all-zero block), each `x * id` rounded half
+/// to even (`_mm256_round_ps` with `_MM_ROUND_NEAREST`), converted to i32 and packed to i8 with
+/// signed saturation. Returns `d` and the sum of the i32 quants (before packing).
+#[inline(always)]
+fn q8_x86_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, v) in qs.iter_mut().zip(x) {
+        let i = cvt_i32((v * id).round_ties_even());
+        sum = sum.wrapping_add(i);
+        *q = i.clamp(-128, 127) as i8;
+    }
+    (d, sum)
+}
+
+/// Q8_0 activations as ggml's CPU backend quantizes them on x86 ([`q8_x86_block`]); the
+/// scalar twin of the SIMD quantizer.
+pub(crate) fn q8_0(src: &[f32], dst: &mut [BlockQ8_0]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let (d, _) = q8_x86_block(x, &mut y.qs);
+        y.d = f16::from_f32(d);
+    }
+}
+
+/// Q8_1 activations as ggml's CPU backend quantizes them on x86 ([`q8_x86_block`]), with
+/// `s = d * sum(q)`; the scalar twin of the SIMD quantizer.
 pub(crate) fn q8_1(src: &[f32], dst: &mut [BlockQ8_1]) {
     for (x, y) in src.chunks_exact(QK).zip(dst) {
-        let (d, id) = q8_scale(x);
+        let (d, sum) = q8_x86_block(x, &mut y.qs);
         y.d = f16::from_f32(d);
-        let mut sum = 0i32;
-        for (q, v) in y.qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
-            sum += *q as i32;
-        }
-        y.s = f16::from_f32(sum as f32 * d);
+        y.s = f16::from_f32(d * sum as f32);
     }
 }
 

@@ -88,17 +88,6 @@ fn dd<X: LeadingScale, Y: LeadingScale>(x: &X, y: &Y) -> __m256 {
     _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehl_ps(v, v)))
 }
 
-/// Q4_1·Q8_1 block scales with one conversion: `[d_x * d_y, m_x * s_y, _, _]` (the four f16
-/// values are adjacent pairs at the start of each block).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1_scales(x: &BlockQ4_1, y: &BlockQ8_1) -> __m128 {
-    let xb = (x.d.to_bits() as u32 | ((x.m.to_bits() as u32) << 16)) as i32;
-    let yb = (y.d.to_bits() as u32 | ((y.s.to_bits() as u32) << 16)) as i32;
-    let v = _mm_cvtph_ps(_mm_set_epi32(0, 0, yb, xb)); // [xd, xm, yd, ys]
-    _mm_mul_ps(v, _mm_movehl_ps(v, v))
-}
-
 /// f32 → f16, round to nearest even, with F16C (as `half::f16::from_f32` for non-NaN input).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -170,9 +159,11 @@ fn dot_u8_i8(q: __m256i, y: __m256i, offset: i8) -> __m256i {
 
 /// Sums `d * s` over blocks for `M` activation rows at once: `prep` unpacks each weight block
 /// once, `pair(m, parity, prepared, x, y)` gives the broadcast scale `d` and integer lane sums
-/// `s` of that block with activation row `m`. Even and odd blocks go to two accumulators per
-/// row (hiding the FMA latency), added at the end. Every row sees exactly the same operations
-/// in the same order whatever `M` is, so `M = 4` is bit-identical to four calls with `M = 1`.
+/// `s` of that block with activation row `m`. Each row has one 8-lane accumulator that takes
+/// `fma(d, s, acc)` block after block, then `hsum_float_8`: the order of ggml's x86 kernels
+/// (`ggml_vec_dot_q8_0_q8_0` etc. in ggml/src/ggml-cpu/arch/x86/quants.c). Every row sees
+/// exactly the same operations in the same order whatever `M` is, so `M = 4` is bit-identical
+/// to four calls with `M = 1`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn blocks2m<W, A, P: Copy, const M: usize>(
@@ -182,18 +173,17 @@ fn blocks2m<W, A, P: Copy, const M: usize>(
     mut pair: impl FnMut(usize, usize, P, &W, &A) -> (__m256, __m256i),
 ) -> [f32; M] {
     let mut acc0 = [_mm256_setzero_ps(); M];
-    let mut acc1 = [_mm256_setzero_ps(); M];
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     let mut xs = x.get(..nb).unwrap_or_default().chunks_exact(2);
     for (b, xp) in (&mut xs).enumerate() {
         if let [x0, x1] = xp {
             let (p0, p1) = (prep(x0), prep(x1));
-            for (m, ((y, a0), a1)) in ys.iter().zip(&mut acc0).zip(&mut acc1).enumerate() {
+            for (m, (y, a0)) in ys.iter().zip(&mut acc0).enumerate() {
                 if let (Some(y0), Some(y1)) = (y.get(2 * b), y.get(2 * b + 1)) {
                     let (d0, s0) = pair(m, 0, p0, x0, y0);
                     let (d1, s1) = pair(m, 1, p1, x1, y1);
                     *a0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), *a0);
-                    *a1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), *a1);
+                    *a0 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), *a0);
                 }
             }
         }
@@ -208,8 +198,8 @@ fn blocks2m<W, A, P: Copy, const M: usize>(
         }
     }
     let mut out = [0.0f32; M];
-    for ((o, a0), a1) in out.iter_mut().zip(acc0).zip(acc1) {
-        *o = hsum_ps(_mm256_add_ps(a0, a1));
+    for (o, a0) in out.iter_mut().zip(acc0) {
+        *o = hsum_ps(a0);
     }
     out
 }
@@ -271,25 +261,30 @@ macro_rules! legacy_kernels {
             )
         }
 
-        /// Q4_1 keeps ggml's reference order exactly: per block `d_x d_y * sumi + m_x s_y`,
-        /// then one running sum. The two terms nearly cancel in every block (the min offsets
-        /// the unsigned quants), so summing them separately, as a vectorised accumulation
-        /// would, loses digits to cancellation; this form is bit-identical to the scalar twin.
+        /// Q4_1 in the order of ggml's x86 `ggml_vec_dot_q4_1_q8_1`: eight lanes of
+        /// `fma(d_x d_y, lane, acc)`, the min terms in one scalar `fma(m_x, s_y, summs)`, then
+        /// `hsum_float_8(acc) + summs`.
         #[target_feature(enable = $features)]
         fn $q4_1<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; M]) -> [f32; M] {
-            let mut sumf = [0.0f32; M];
+            let mut acc = [_mm256_setzero_ps(); M];
+            let mut summs = [0.0f32; M];
             let nb = common_len(x, &ys);
             for (b, x) in x.iter().take(nb).enumerate() {
                 let q = nibbles(&x.qs);
-                for (y, s) in ys.iter().zip(&mut sumf) {
+                let (dx, mx) = (h2f(x.d), h2f(x.m));
+                for ((y, a), sm) in ys.iter().zip(&mut acc).zip(&mut summs) {
                     let Some(y) = y.get(b) else { continue };
-                    let hdr = q4_1_scales(x, y);
-                    let sumi = hsum_epi32($dot_u8(q, load32i(&y.qs), 0));
-                    let (dd, ms) = (_mm_cvtss_f32(hdr), _mm_cvtss_f32(_mm_movehdup_ps(hdr)));
-                    *s += dd * sumi as f32 + ms;
+                    *sm = mx.mul_add(h2f(y.s), *sm);
+                    let d = _mm256_set1_ps(dx * h2f(y.d));
+                    let l = _mm256_cvtepi32_ps($dot_u8(q, load32i(&y.qs), 0));
+                    *a = _mm256_fmadd_ps(d, l, *a);
                 }
             }
-            sumf
+            let mut out = [0.0f32; M];
+            for ((o, a), sm) in out.iter_mut().zip(acc).zip(summs) {
+                *o = hsum_ps(a) + sm;
+            }
+            out
         }
 
         #[target_feature(enable = $features)]
@@ -380,12 +375,14 @@ fn common_len<W, A, const M: usize>(x: &[W], ys: &[&[A]; M]) -> usize {
 }
 
 /// Q4_K · Q8_K for `M` activation rows per pass: each weight block is unpacked once; every
-/// row sees the same operations in the same order whatever `M` is.
+/// row sees the same operations in the same order whatever `M` is. The float order is that of
+/// ggml's x86 repacked Q4_K kernels (see the scalar twin `dot::q4_k_q8_k`): per block the
+/// exact integer sums, then one FMA each into the scale and the min accumulator.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_q8_k_avx2<const M: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); M];
-    let mut acc_m = [_mm_setzero_ps(); M];
+    let mut acc = [0.0f32; M];
+    let mut acc_m = [0.0f32; M];
     let nb = common_len(x, &ys);
     for (b, x) in x.iter().take(nb).enumerate() {
         let u = k4_unpack(&x.scales);
@@ -422,15 +419,15 @@ fn q4_k_q8_k_avx2<const M: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; M]) -> [f32;
                 _mm256_extracti128_si256::<1>(bs),
             );
             let summs = _mm_madd_epi16(mins, pairs);
-            *am = _mm_fmadd_ps(_mm_set1_ps(dminx * y.d), _mm_cvtepi32_ps(summs), *am);
-            *a = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d), _mm256_cvtepi32_ps(si), *a);
+            let imin = hsum_epi32(_mm256_set_m128i(_mm_setzero_si128(), summs)) as f32;
+            let isum = hsum_epi32(si) as f32;
+            *am = imin.mul_add(dminx * y.d, *am);
+            *a = isum.mul_add(dx * y.d, *a);
         }
     }
     let mut out = [0.0f32; M];
     for ((o, a), am) in out.iter_mut().zip(acc).zip(acc_m) {
-        let m = _mm_add_ps(am, _mm_movehl_ps(am, am));
-        let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        *o = hsum_ps(a) - _mm_cvtss_f32(m);
+        *o = a - am;
     }
     out
 }
@@ -440,7 +437,6 @@ fn q4_k_q8_k_avx2<const M: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; M]) -> [f32;
 fn q6_k_q8_k_avx2<const M: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(0x03);
-    let m32 = _mm256_set1_epi8(32);
     let mut acc = [_mm256_setzero_ps(); M];
     let nb = common_len(x, &ys);
     for (b, x) in x.iter().take(nb).enumerate() {
@@ -470,18 +466,20 @@ fn q6_k_q8_k_avx2<const M: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; M]) -> [f32;
                 for (y, si) in ys.iter().zip(&mut sumi) {
                     let Some(y) = y.get(b) else { continue };
                     let yv = load32i(chunk32i(&y.qs, 128 * n + 32 * k));
-                    let p = _mm256_sub_epi16(
-                        _mm256_maddubs_epi16(q, yv),
-                        _mm256_maddubs_epi16(m32, yv),
-                    );
+                    let p = _mm256_maddubs_epi16(q, yv);
                     *si = _mm256_add_epi32(*si, _mm256_madd_epi16(p, scv));
                 }
             }
         }
         let dx = h2f(x.d);
+        // ggml's `q8sclsub`: lane l loses 32 (bsums[2l] scale[2l] + bsums[2l+1] scale[2l+1]).
+        // SAFETY: `scales` is 16 readable bytes; `loadu` has no alignment requirement.
+        let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) });
         for ((y, si), a) in ys.iter().zip(sumi).zip(&mut acc) {
             let Some(y) = y.get(b) else { continue };
-            *a = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d), _mm256_cvtepi32_ps(si), *a);
+            let sub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_bsums(&y.bsums), sc16));
+            let si = _mm256_sub_epi32(si, sub);
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dx), _mm256_cvtepi32_ps(si), *a);
         }
     }
     let mut out = [0.0f32; M];
@@ -586,23 +584,12 @@ fn load8f(x: &[f32], off: usize) -> __m256 {
     unsafe { _mm256_loadu_ps(a.as_ptr()) }
 }
 
-/// `roundf` (half away from zero) of each lane, as i32.
+/// Quantizes one 32-element block as ggml's x86 `quantize_row_q8_0`/`_q8_1` do
+/// (arch/x86/quants.c): `d = amax / 127`, `x * (127 / amax)` rounded half to even, converted
+/// to i32, packed to i8 with signed saturation. Returns `d` and the sum of the i32 quants.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn round_away(v: __m256) -> __m256i {
-    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-    let frac = _mm256_sub_ps(v, t); // exact
-    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
-    let abs_frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0), frac);
-    let up = _mm256_cmp_ps::<_CMP_GE_OQ>(abs_frac, _mm256_set1_ps(0.5));
-    let one = _mm256_or_ps(_mm256_set1_ps(1.0), sign);
-    _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, one)))
-}
-
-/// Quantizes one 32-element block to Q8_0 layout: returns the f32 scale `d`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_block(x: &[f32], qs: &mut [i8; 32]) -> f32 {
+fn q8_block(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
     let abs_mask = _mm256_set1_ps(-0.0);
     let v = [load8f(x, 0), load8f(x, 8), load8f(x, 16), load8f(x, 24)];
     let mut m = _mm256_setzero_ps();
@@ -611,16 +598,27 @@ fn q8_block(x: &[f32], qs: &mut [i8; 32]) -> f32 {
     }
     let amax = hmax_ps(m);
     let d = amax / 127.0;
-    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let q = v.map(|v| round_away(_mm256_mul_ps(v, id)));
-    store32(qs, pack_low_bytes(q));
-    d
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let [i0, i1, i2, i3] = v.map(|v| {
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(v, id),
+        );
+        _mm256_cvtps_epi32(r)
+    });
+    let sum = hsum_epi32(_mm256_add_epi32(
+        _mm256_add_epi32(i0, i1),
+        _mm256_add_epi32(i2, i3),
+    ));
+    let packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    store32(qs, ordered);
+    (d, sum)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_0_avx2(src: &[f32], dst: &mut [BlockQ8_0]) {
     for (x, y) in src.chunks_exact(32).zip(dst) {
-        let d = q8_block(x, &mut y.qs);
+        let (d, _) = q8_block(x, &mut y.qs);
         y.d = f2h(d);
     }
 }
@@ -628,10 +626,9 @@ fn quantize_q8_0_avx2(src: &[f32], dst: &mut [BlockQ8_0]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_1_avx2(src: &[f32], dst: &mut [BlockQ8_1]) {
     for (x, y) in src.chunks_exact(32).zip(dst) {
-        let d = q8_block(x, &mut y.qs);
-        let sum: i32 = y.qs.iter().map(|q| *q as i32).sum();
+        let (d, sum) = q8_block(x, &mut y.qs);
         y.d = f2h(d);
-        y.s = f2h(sum as f32 * d);
+        y.s = f2h(d * sum as f32);
     }
 }
 
