@@ -2,6 +2,7 @@
 //! `../shared/refs` (override with `REALIZAR_REFS`). All real-model tests live in this one binary.
 
 mod batch;
+mod bench_cost;
 mod bert;
 mod common;
 mod decoder;
