@@ -272,8 +272,8 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     report.push_str(
         "\n## Throughput (tok/s, mean ± sd over all repetitions)\n\n\
-         | model | threads | ours pp128 | llama.cpp pp128 | pp ratio | ours tg64 | llama.cpp tg64 | tg ratio | tg ceiling | ours % of ceiling | llama.cpp % of ceiling |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | model | threads | ours pp128 | llama.cpp pp128 | pp ratio | ours tg64 | llama.cpp tg64 | tg ratio | tg ceiling | ours % of ceiling | llama.cpp % of ceiling | load avg |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (name, file) in MODELS {
         let path = models_dir.join(file);
@@ -323,7 +323,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                 }
             };
             report.push_str(&format!(
-                "| {name} | {t} | {} | {} | {} | {} | {} | {} | {ceiling:.0} | {} | {} |\n",
+                "| {name} | {t} | {} | {} | {} | {} | {} | {} | {ceiling:.0} | {} | {} | {} |\n",
                 pm(&ours.prefill),
                 or_dash(&theirs.prefill),
                 ratio(&ours.prefill, &theirs.prefill),
@@ -332,11 +332,13 @@ pub fn bench(args: &[String]) -> Result<()> {
                 ratio(&ours.decode, &theirs.decode),
                 percent_of(&ours.decode, ceiling),
                 percent_of(&theirs.decode, ceiling),
+                loadavg(),
             ));
         }
     }
     report.push_str(
-        "\nratios are ours / llama.cpp; tg ceiling = read bandwidth at that thread count / weight bytes read per token\n",
+        "\nratios are ours / llama.cpp; tg ceiling = read bandwidth at that thread count / weight bytes read per token; \
+         load avg = /proc/loadavg (1, 5, 15 min) when the row finished\n",
     );
 
     if o.synthetic {
