@@ -32,6 +32,9 @@ pub struct LocalOptions {
     pub queue: usize,
     /// Most prompt tokens of one sequence per step.
     pub prefill_chunk: usize,
+    /// Reuse the cached prefix a new prompt shares with a slot's previous sequence (see
+    /// [`SchedulerConfig::reuse_prefix`]).
+    pub reuse_prefix: bool,
 }
 
 impl Default for LocalOptions {
@@ -43,6 +46,7 @@ impl Default for LocalOptions {
             parallel: 4,
             queue: 64,
             prefill_chunk: 64,
+            reuse_prefix: false,
         }
     }
 }
@@ -170,6 +174,7 @@ impl LocalEngine {
             SchedulerConfig {
                 queue: opts.queue,
                 prefill_chunk,
+                reuse_prefix: opts.reuse_prefix,
             },
         )
         .map_err(|e| load_err(path, e))?;

@@ -39,6 +39,10 @@ pub struct SchedulerConfig {
     pub queue: usize,
     /// Most prompt tokens of one sequence evaluated in one step.
     pub prefill_chunk: usize,
+    /// Keep a finished sequence's cache and let the next sequence in that slot skip the
+    /// prefix it shares with it. Exact only when the model's logits for a token do not depend
+    /// on how many rows its forward pass held (batch invariance).
+    pub reuse_prefix: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -46,6 +50,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             queue: 64,
             prefill_chunk: 64,
+            reuse_prefix: false,
         }
     }
 }
@@ -268,7 +273,11 @@ impl<M: BatchForward> Worker<M> {
                 }
                 // The free slot sharing the longest prefix with the prompt (at least its last
                 // token is evaluated again, for the logits).
-                let keep_max = p.req.prompt.len().saturating_sub(1);
+                let keep_max = if self.config.reuse_prefix {
+                    p.req.prompt.len().saturating_sub(1)
+                } else {
+                    0
+                };
                 let (slot, keep) = (0..self.model.n_slots())
                     .filter(|s| self.seqs.iter().all(|q| q.slot != *s))
                     .map(|s| {

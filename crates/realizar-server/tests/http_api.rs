@@ -856,7 +856,11 @@ fn a_shared_prompt_prefix_is_reused_exactly() {
         slots: 1,
         ..ToyConfig::default()
     };
-    let (srv, stats) = server_with(cfg, SchedulerConfig::default(), ServerConfig::default());
+    let sched = SchedulerConfig {
+        reuse_prefix: true,
+        ..SchedulerConfig::default()
+    };
+    let (srv, stats) = server_with(cfg, sched, ServerConfig::default());
     let long = format!("a long shared opening {}", "x".repeat(100));
     let a = chat_text(&srv.post("/v1/chat/completions", &chat_body(&long, 10)));
     let rows_a = stats.rows.load(Ordering::Relaxed);

@@ -217,3 +217,56 @@ fn batch_decoder_rejects_bad_batches_without_touching_the_caches() {
     )
     .is_err());
 }
+
+#[test]
+#[ignore = "fails until realizar-nn/quant give a token the same logits in a 1-row pass as in a \
+            multi-row pass (a plain Session differs too, by up to 0.7 on prompt 4); the \
+            server's prefix reuse stays off until then"]
+fn a_truncated_slot_resumes_exactly() {
+    let model = smollm2();
+    let refs = ref_prompts();
+    let prompt = &refs[4].0; // the long one
+    let mut bd = BatchDecoder::new(
+        &model,
+        BatchOptions {
+            slots: 2,
+            ctx: Some(512),
+            max_rows: 80,
+            ..BatchOptions::default()
+        },
+    )
+    .expect("batch decoder");
+    let eval = |bd: &mut BatchDecoder, slot: usize, toks: &[u32]| -> Vec<f32> {
+        let mut last = Vec::new();
+        for (ci, c) in toks.chunks(64).enumerate() {
+            let want = (ci + 1) * 64 >= toks.len();
+            let out = bd
+                .forward(&[SeqChunk {
+                    slot,
+                    tokens: c,
+                    logits: want,
+                }])
+                .expect("forward");
+            if want {
+                last = out.to_vec();
+            }
+        }
+        last
+    };
+    let fresh = eval(&mut bd, 1, prompt);
+    // Slot 0: the prompt plus some other tokens, then cut back to a prefix and resumed.
+    let _ = eval(&mut bd, 0, prompt);
+    let _ = eval(&mut bd, 0, &[42, 43, 44]);
+    for keep in [prompt.len() - 1, 200, 1] {
+        bd.truncate_slot(0, keep);
+        assert_eq!(bd.slot_len(0), keep);
+        let got = eval(&mut bd, 0, &prompt[keep..]);
+        assert!(
+            got.iter()
+                .zip(&fresh)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "resuming after {keep} positions differs"
+        );
+        let _ = eval(&mut bd, 0, &[7, 8]);
+    }
+}
