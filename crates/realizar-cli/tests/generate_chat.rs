@@ -24,7 +24,11 @@ fn model() -> String {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("models"));
     let p = dir.join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} missing: run `cargo xtask fetch-models`", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo xtask fetch-models`",
+        p.display()
+    );
     p.display().to_string()
 }
 

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use realizar_runtime::tokenizer_load::{load_tokenizer, EncodeOptions};
 
-const ENGLISH: &str = "The committee met on Tuesday to review the budget, and after a long discussion \
+const ENGLISH: &str =
+    "The committee met on Tuesday to review the budget, and after a long discussion \
 it decided that the new library would open in the spring. Residents who had waited years for \
 the project said they were relieved; others worried about the cost of maintaining it. ";
 const CODE: &str = "fn main() {\n    let xs: Vec<u32> = (0..1024).map(|i| i * 3 + 7).collect();\n    \
@@ -33,7 +34,9 @@ fn corpus(size: usize) -> String {
             out.push_str(part);
         }
         for _ in 0..64 {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             let i = (state >> 33) as usize % words.len();
             out.push_str(words[i]);
         }

@@ -17,7 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tok = &loaded.tokenizer;
     let ids = tok.encode(&text, EncodeOptions::default())?;
     for &id in &ids {
-        println!("{id:>7} {:?}", String::from_utf8_lossy(tok.token_bytes(id)?));
+        println!(
+            "{id:>7} {:?}",
+            String::from_utf8_lossy(tok.token_bytes(id)?)
+        );
     }
     if let Some(tmpl) = loaded.chat() {
         let prompt = tmpl?.render(&[ChatMessage::new("user", text)], true)?;
@@ -25,7 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             add_special: true,
             parse_special: true,
         };
-        println!("chat prompt ({} tokens):\n{prompt}", tok.encode(&prompt, opts)?.len());
+        println!(
+            "chat prompt ({} tokens):\n{prompt}",
+            tok.encode(&prompt, opts)?.len()
+        );
     }
     Ok(())
 }
