@@ -374,12 +374,21 @@ impl<M: BatchForward> Worker<M> {
                 rows += 1;
             }
         }
+        // A prompt's chunks must not depend on the other sequences: a pass of several rows of one
+        // sequence does its arithmetic (attention, grouped products) in another order than a
+        // pass of one row, so the same prompt split differently would give other logits. Each
+        // chunk is as long as the configuration allows, and one that does not fit in this step
+        // waits for the next. The cap leaves room for every other slot's decode row, so the
+        // first prefilling sequence always fits.
+        let cap = max_rows
+            .saturating_sub(self.model.n_slots().saturating_sub(1))
+            .max(1);
         for (i, s) in self.seqs.iter().enumerate() {
             if s.next.is_none() && s.fed < s.prompt.len() {
                 let n = (s.prompt.len() - s.fed)
                     .min(self.config.prefill_chunk)
-                    .min(max_rows.saturating_sub(rows));
-                if n > 0 {
+                    .min(cap);
+                if rows + n <= max_rows {
                     plan.push((i, s.fed, n, s.fed + n == s.prompt.len()));
                     rows += n;
                 }
