@@ -294,3 +294,53 @@ fn ceilings(args: &Args, threads: usize) -> CliResult {
         c.f32_flops_per_s / 1e9
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(line: &str) -> Args {
+        Wrap::try_parse_from(std::iter::once("bench").chain(line.split_whitespace()))
+            .map(|w| w.args)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    #[test]
+    fn llama_bench_flags_and_defaults() {
+        let a = args("-m x.gguf");
+        assert_eq!((a.prompt, a.gen, a.reps, a.threads), (128, 64, 5, None));
+        let a = args("-m x.gguf -p 512 -n 32 -t 2 -r 3 --json");
+        assert_eq!((a.prompt, a.gen, a.reps, a.threads), (512, 32, 3, Some(2)));
+        assert!(a.json);
+        assert!(args("--ceilings").model.is_none());
+        assert!(Wrap::try_parse_from(["bench"]).is_err());
+        assert!(Wrap::try_parse_from(["bench", "--ceilings", "--latency", "-m", "x"]).is_err());
+    }
+
+    #[test]
+    fn bad_input_maps_to_exit_codes() {
+        assert!(matches!(
+            run(args("-m x.gguf -r 0")),
+            Err(CliError::Invalid(_))
+        ));
+        assert!(matches!(
+            run(args("-m /nonexistent/model.gguf")),
+            Err(CliError::Io(_))
+        ));
+        assert!(matches!(
+            run(args("--ceilings --ceiling-mib 0")),
+            Err(CliError::Invalid(_))
+        ));
+        assert!(matches!(
+            run(args("--ceilings -t 5000")),
+            Err(CliError::Invalid(_))
+        ));
+    }
+}
