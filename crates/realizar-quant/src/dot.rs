@@ -278,6 +278,41 @@ pub(crate) fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     acc - accm
 }
 
+/// Q4_K · Q8_K in the order of ggml's x86 `ggml_gemm_q4_K_8x8_q8_K` (ggml/src/ggml-cpu/arch/x86/
+/// repack.cpp, llama.cpp 0c1e570), which llama.cpp runs for the activation rows of a prompt
+/// pass that come in whole groups of four: per pair of sub-blocks `p` (64 elements) the exact
+/// integer sums `isum_p = scale_2p sum q y + scale_2p+1 sum q y` and
+/// `imin_p = min_2p (bsums[4p] + bsums[4p+1]) + min_2p+1 (bsums[4p+2] + bsums[4p+3])`, then
+/// `acc = fma(isum_p, d_x d_y, acc)`, `accm = fma(imin_p, dmin_x d_y, accm)`; `acc - accm`.
+pub(crate) fn q4_k_q8_k_grouped(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
+    for (x, y) in x.iter().zip(y) {
+        let (d, dmin) = (x.d.to_f32() * y.d, x.dmin.to_f32() * y.d);
+        for (p, ((q4, q8), bs)) in
+            x.qs.chunks_exact(32)
+                .zip(y.qs.chunks_exact(64))
+                .zip(y.bsums.chunks_exact(4))
+                .enumerate()
+        {
+            let (s0, m0) = scale_min_k4(2 * p, &x.scales);
+            let (s1, m1) = scale_min_k4(2 * p + 1, &x.scales);
+            let (ylo, yhi) = q8.split_at(32);
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for ((q, a), b) in q4.iter().zip(ylo).zip(yhi) {
+                lo += i32::from(q & 0x0F) * i32::from(*a);
+                hi += i32::from(q >> 4) * i32::from(*b);
+            }
+            let isum = i32::from(s0) * lo + i32::from(s1) * hi;
+            let (b0, b1) = bs.split_at(2);
+            let pair = |b: &[i16]| b.iter().map(|v| i32::from(*v)).sum::<i32>();
+            let imin = i32::from(m0) * pair(b0) + i32::from(m1) * pair(b1);
+            acc = (isum as f32).mul_add(d, acc);
+            accm = (imin as f32).mul_add(dmin, accm);
+        }
+    }
+    acc - accm
+}
+
 pub(crate) fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let mut sums = [0.0f32; 8];
     let mut sumf = 0.0f32;

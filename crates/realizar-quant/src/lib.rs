@@ -76,7 +76,7 @@ use core::ops::Range;
 use bytemuck::Pod;
 use half::{bf16, f16};
 
-use crate::blocks::{cast, cast_mut};
+use crate::blocks::{cast, cast_mut, BlockQ4K, BlockQ8K};
 pub use crate::error::QuantError;
 pub use crate::types::{QuantType, QK, QK_K};
 
@@ -384,6 +384,109 @@ pub fn matmul(
     out_stride: usize,
 ) -> Result<(), QuantError> {
     dispatch(Impl::Best, ty, n, w, rows, act, m, out, out_stride)
+}
+
+/// Matrix product for the rows of one sequence's prompt pass, in llama.cpp's x86 order: like
+/// [`matmul`], except that for Q4_K the first `m - m % 4` activation rows (whole groups of
+/// four from the first row of `act`, as ggml's repacked `forward_mul_mat` splits them) take
+/// the float order of `ggml_gemm_q4_K_8x8_q8_K` (one FMA per 64 elements) and the `m % 4`
+/// rows left over that of `ggml_gemv_q4_K_8x8_q8_K`, exactly as [`matmul`]. Other types give
+/// exactly what [`matmul`] gives. The grouping makes a row's result depend on the batch it
+/// comes in: use [`matmul`] where results must not depend on the batch (decode steps of
+/// several sequences together).
+///
+/// Known limit: this reproduces llama.cpp's Q4_K prompt pass exactly for passes of fewer
+/// than 16 rows (Gemma3 prompt-0 logits bit-identical); on longer passes llama.cpp's AVX-512
+/// build runs the first `m - m % 16` rows through a 16-row gemm block whose results this
+/// function does not yet reproduce, so the decoder does not call it yet.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_prompt(
+    ty: QuantType,
+    n: usize,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    m: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    prompt(Impl::Best, ty, n, w, rows, act, m, out, out_stride)
+}
+
+/// The scalar twin of [`matmul_prompt`]: the same float operations in the same order, no SIMD.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_prompt_scalar(
+    ty: QuantType,
+    n: usize,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    m: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    prompt(Impl::Scalar, ty, n, w, rows, act, m, out, out_stride)
+}
+
+/// [`matmul_prompt`] with a choice of implementation.
+#[allow(clippy::too_many_arguments)]
+fn prompt(
+    imp: Impl,
+    ty: QuantType,
+    n: usize,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    m: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    if ty != QuantType::Q4_K {
+        return dispatch(imp, ty, n, w, rows, act, m, out, out_stride);
+    }
+    let g = geometry(ty, n)?;
+    let grouped = m - m % 4;
+    let wrong_len = || QuantError::WrongLength {
+        what: "act",
+        expected: m.saturating_mul(g.a_row),
+        actual: act.len(),
+    };
+    if m.checked_mul(g.a_row) != Some(act.len()) {
+        return Err(wrong_len());
+    }
+    let split = grouped.checked_mul(g.a_row).ok_or_else(wrong_len)?;
+    let (a0, a1) = act.split_at_checked(split).ok_or_else(wrong_len)?;
+    let o_split = grouped.saturating_mul(out_stride).min(out.len());
+    let (o0, o1) = out.split_at_mut(o_split);
+    let best = imp == Impl::Best;
+    if grouped > 0 {
+        let (f, quad): (DotFn<BlockQ4K, BlockQ8K>, _) = if best {
+            (simd::q4_k_q8_k_grouped(), simd::q4_k_q8_k_grouped_x4())
+        } else {
+            (dot::q4_k_q8_k_grouped, None)
+        };
+        run(
+            ty,
+            &g,
+            w,
+            rows.clone(),
+            a0,
+            grouped,
+            o0,
+            out_stride,
+            f,
+            quad,
+        )?;
+    }
+    if m > grouped {
+        let (f, quad): (DotFn<BlockQ4K, BlockQ8K>, _) = if best {
+            (simd::q4_k_q8_k(), simd::q4_k_q8_k_x4())
+        } else {
+            (dot::q4_k_q8_k, None)
+        };
+        run(ty, &g, w, rows, a1, m - grouped, o1, out_stride, f, quad)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

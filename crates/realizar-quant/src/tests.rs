@@ -527,3 +527,96 @@ mod properties {
         }
     }
 }
+
+/// Row `r` of `w` times `a` through [`matmul`] unless it is Q4_K (the per-row order).
+fn matmul_row(ty: QuantType, n: usize, w: &[u8], r: usize, a: &[u8]) -> f32 {
+    let mut o = [0.0f32];
+    matmul(ty, n, w, r..r + 1, a, 1, &mut o, 1).expect("matmul");
+    o[0]
+}
+
+/// `matmul_prompt` and its scalar twin agree bit for bit on random data, for every weight type
+/// and batch size; Q4_K rows in whole groups of four from the first row take the gemm order
+/// (`dot::q4_k_q8_k_grouped`), the rest (and every row of the other types) are exactly
+/// `vec_dot`.
+#[test]
+fn matmul_prompt_twins_and_llama_cpp_split() {
+    let n = 768;
+    let rows = 9;
+    let mut rng = lcg(2024);
+    let mut noise = |len: usize, scale: f32| -> Vec<f32> {
+        rng.by_ref().take(len).map(|v| v * scale).collect()
+    };
+    let mut grouped_differs = false;
+    for ty in WEIGHT_TYPES {
+        let vt = ty.vec_dot_type();
+        let w: Vec<u8> = (0..rows)
+            .flat_map(|r| quantize(ty, &noise(n, 0.05 + r as f32)))
+            .collect();
+        let (wr, ar) = (ty.row_bytes(n).unwrap_or(0), vt.row_bytes(n).unwrap_or(0));
+        for m in 1..=10 {
+            let act: Vec<u8> = (0..m)
+                .flat_map(|i| quantize(vt, &noise(n, 0.5 + 3.0 * i as f32)))
+                .collect();
+            let stride = rows + 2;
+            let mut best = vec![f32::NAN; m * stride];
+            let mut scalar = vec![f32::NAN; m * stride];
+            matmul_prompt(ty, n, &w, 1..rows, &act, m, &mut best, stride).expect("prompt");
+            matmul_prompt_scalar(ty, n, &w, 1..rows, &act, m, &mut scalar, stride)
+                .expect("prompt scalar");
+            for i in 0..m {
+                let a = &act[i * ar..(i + 1) * ar];
+                for r in 1..rows {
+                    let (b, s) = (best[i * stride + r - 1], scalar[i * stride + r - 1]);
+                    // The float kernels' SIMD twins agree to a tolerance only (simd/tests.rs).
+                    let float = matches!(ty, QuantType::F32 | QuantType::F16 | QuantType::BF16);
+                    if !float {
+                        assert_eq!(b.to_bits(), s.to_bits(), "{ty} m={m} row {i} weight {r}");
+                    }
+                    let wrow = &w[r * wr..(r + 1) * wr];
+                    let per_row = vec_dot_scalar(ty, n, wrow, a).expect("dot");
+                    if ty == QuantType::Q4_K && i < m - m % 4 {
+                        let xs: &[crate::blocks::BlockQ4K] = bytemuck::cast_slice(wrow);
+                        let ys: &[BlockQ8K] = bytemuck::cast_slice(a);
+                        let g = crate::dot::q4_k_q8_k_grouped(xs, ys);
+                        assert_eq!(s.to_bits(), g.to_bits(), "{ty} m={m} row {i} weight {r}");
+                        grouped_differs |= g.to_bits() != per_row.to_bits();
+                    } else {
+                        assert_eq!(s.to_bits(), per_row.to_bits(), "{ty} m={m} row {i} w {r}");
+                        let best_row = matmul_row(ty, n, &w, r, a);
+                        assert_eq!(b.to_bits(), best_row.to_bits(), "{ty} m={m} row {i} w {r}");
+                    }
+                }
+            }
+        }
+    }
+    // The two Q4_K orders are different float computations; random data must show it.
+    assert!(
+        grouped_differs,
+        "the grouped Q4_K order never differed from the per-row one"
+    );
+}
+
+/// The grouped Q4_K order is the same dot product: close to the dequantized f64 product.
+#[test]
+fn q4_k_grouped_dot_matches_dequantized_dot() {
+    let n = 1024;
+    let mut rng = lcg(77);
+    let x: Vec<f32> = rng.by_ref().take(n).collect();
+    let y: Vec<f32> = rng.by_ref().take(n).map(|v| 4.0 * v).collect();
+    let (wq, aq) = (quantize(QuantType::Q4_K, &x), quantize(QuantType::Q8_K, &y));
+    let (xd, yd) = (
+        dequantize(QuantType::Q4_K, &wq, n),
+        dequantize(QuantType::Q8_K, &aq, n),
+    );
+    let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let mut out = [0.0f32; 4];
+    let act: Vec<u8> = aq.iter().copied().cycle().take(4 * aq.len()).collect();
+    matmul_prompt(QuantType::Q4_K, n, &wq, 0..1, &act, 4, &mut out, 1).expect("prompt");
+    for o in out {
+        assert!(
+            ((o as f64) - exact).abs() <= 1e-5 * exact.abs().max(1.0),
+            "{o} vs {exact}"
+        );
+    }
+}

@@ -432,6 +432,61 @@ fn q4_k_q8_k_avx2<const M: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; M]) -> [f32;
     out
 }
 
+/// Q4_K · Q8_K for `M` activation rows per pass in the order of ggml's x86
+/// `ggml_gemm_q4_K_8x8_q8_K` (see the scalar twin `dot::q4_k_q8_k_grouped`): per pair of
+/// sub-blocks (64 elements) the exact integer sums, then one FMA each into the scale and the
+/// min accumulator.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_q8_k_grouped_avx2<const M: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut acc = [0.0f32; M];
+    let mut acc_m = [0.0f32; M];
+    let nb = common_len(x, &ys);
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let u = k4_unpack(&x.scales);
+        let (dx, dminx) = (h2f(x.d), h2f(x.dmin));
+        let scales = [u[0].to_le_bytes(), u[1].to_le_bytes()];
+        let mins = [u[2].to_le_bytes(), u[3].to_le_bytes()];
+        let pairs = scales
+            .iter()
+            .flat_map(|w| w.chunks_exact(2))
+            .zip(mins.iter().flat_map(|w| w.chunks_exact(2)));
+        for (j, (sc, mn)) in pairs.enumerate() {
+            let q = load32(chunk32(&x.qs, 32 * j));
+            let lo = _mm256_and_si256(q, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+            let (slo, shi) = match sc {
+                [a, b] => (*a as i16, *b as i16),
+                _ => (0, 0),
+            };
+            let (m0, m1) = match mn {
+                [a, b] => (i32::from(*a), i32::from(*b)),
+                _ => (0, 0),
+            };
+            let (slo, shi) = (_mm256_set1_epi16(slo), _mm256_set1_epi16(shi));
+            for ((y, a), am) in ys.iter().zip(&mut acc).zip(&mut acc_m) {
+                let Some(y) = y.get(b) else { continue };
+                let ylo = load32i(chunk32i(&y.qs, 64 * j));
+                let yhi = load32i(chunk32i(&y.qs, 64 * j + 32));
+                let s = _mm256_add_epi32(
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), slo),
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), shi),
+                );
+                let bs = |k: usize| y.bsums.get(4 * j + k).map_or(0, |v| i32::from(*v));
+                let imin = (m0 * (bs(0) + bs(1)) + m1 * (bs(2) + bs(3))) as f32;
+                let isum = hsum_epi32(s) as f32;
+                *am = imin.mul_add(dminx * y.d, *am);
+                *a = isum.mul_add(dx * y.d, *a);
+            }
+        }
+    }
+    let mut out = [0.0f32; M];
+    for ((o, a), am) in out.iter_mut().zip(acc).zip(acc_m) {
+        *o = a - am;
+    }
+    out
+}
+
 /// Q6_K · Q8_K for `M` activation rows per pass (as [`q4_k_q8_k_avx2`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_q8_k_avx2<const M: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
@@ -781,6 +836,15 @@ wrap!(
     q4_k_q8_k_x4,
     q4_k_q8_k_avx2,
     dot::q4_k_q8_k,
+    BlockQ4K,
+    BlockQ8K
+);
+wrap!(
+    /// Q4_K · Q8_K in the order of ggml's x86 Q4_K gemm (rows of a prompt pass in fours).
+    q4_k_q8_k_grouped,
+    q4_k_q8_k_grouped_x4,
+    q4_k_q8_k_grouped_avx2,
+    dot::q4_k_q8_k_grouped,
     BlockQ4K,
     BlockQ8K
 );

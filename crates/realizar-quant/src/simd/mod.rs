@@ -82,6 +82,10 @@ select!(
     q4_k_q8_k, BlockQ4K, BlockQ8K, dot::q4_k_q8_k
 );
 select!(
+    /// Q4_K · Q8_K in the order of ggml's x86 Q4_K gemm.
+    q4_k_q8_k_grouped, BlockQ4K, BlockQ8K, dot::q4_k_q8_k_grouped
+);
+select!(
     /// Q6_K · Q8_K.
     q6_k_q8_k, BlockQ6K, BlockQ8K, dot::q6_k_q8_k
 );
@@ -124,6 +128,10 @@ select_quad!(
 select_quad!(
     /// Q4_K · Q8_K, four activation rows per pass.
     q4_k_q8_k_x4, BlockQ4K, BlockQ8K
+);
+select_quad!(
+    /// Q4_K · Q8_K in the order of ggml's x86 Q4_K gemm, four activation rows per pass.
+    q4_k_q8_k_grouped_x4, BlockQ4K, BlockQ8K
 );
 select_quad!(
     /// Q6_K · Q8_K, four activation rows per pass.
