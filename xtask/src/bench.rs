@@ -11,6 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::serve::build_release;
 use crate::{models, root, run_cmd};
 
 /// The decoder models benchmarked: (name, file under the models folder).
@@ -144,20 +145,6 @@ fn parse_ours(text: &str) -> Result<(Samples, u64)> {
         },
         bytes,
     ))
-}
-
-fn build_release() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_cmd(Command::new(cargo).current_dir(root()).args([
-        "build",
-        "--release",
-        "-p",
-        "realizar-cli",
-    ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    Ok(target.join("release").join("realizar"))
 }
 
 /// `llama-bench` from `LLAMACPP_BIN` (the binary or its folder), else the peer build of

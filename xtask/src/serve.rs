@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use crate::loadtest::{self, LoadOptions};
 use crate::{models, root, run_cmd};
 
-/// The release binary, built if needed.
-fn build_release() -> Result<PathBuf> {
+/// The release `realizar` binary, built if needed (bench uses it too).
+pub(crate) fn build_release() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_cmd(Command::new(cargo).current_dir(root()).args([
         "build",
