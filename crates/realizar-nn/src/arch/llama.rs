@@ -4,7 +4,7 @@
 
 use realizar_format_gguf::GgufFile;
 
-use super::Meta;
+use super::{Meta, Shape};
 use crate::layers::{Rope, RopeLayout};
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
@@ -14,31 +14,14 @@ pub fn config(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
         file,
         arch: "llama",
     };
-    let n_embd = m.count("embedding_length")?;
-    let n_layer = m.count("block_count")?;
-    let n_head = m.count("attention.head_count")?;
-    let n_head_kv = m.opt_count("attention.head_count_kv")?.unwrap_or(n_head);
-    let n_ff = m.count("feed_forward_length")?;
-    let head_dim = match m.opt_count("attention.key_length")? {
-        Some(k) => k,
-        None => {
-            if n_embd % n_head != 0 {
-                return Err(NnError::BadHyperparameter {
-                    key: m.key("attention.head_count"),
-                    reason: format!("{n_head} heads do not divide the width {n_embd}"),
-                });
-            }
-            n_embd / n_head
-        }
-    };
-    if let Some(v) = m.opt_count("attention.value_length")? {
-        if v != head_dim {
-            return Err(NnError::BadHyperparameter {
-                key: m.key("attention.value_length"),
-                reason: format!("value length {v} differs from key length {head_dim}"),
-            });
-        }
-    }
+    let Shape {
+        n_embd,
+        n_layer,
+        n_head,
+        n_head_kv,
+        n_ff,
+        head_dim,
+    } = m.shape()?;
     let n_rot = m.opt_count("rope.dimension_count")?.unwrap_or(head_dim);
     let eps = m
         .opt_positive("attention.layer_norm_rms_epsilon")?

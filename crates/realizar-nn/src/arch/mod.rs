@@ -30,7 +30,56 @@ pub(crate) struct Meta<'f, 'a> {
     pub arch: &'static str,
 }
 
+/// The sizes every decoder architecture reads the same way.
+pub(crate) struct Shape {
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub n_ff: usize,
+    pub head_dim: usize,
+}
+
 impl Meta<'_, '_> {
+    /// Width, blocks, heads, kv heads (default: heads), FFN width and head dimension
+    /// (`attention.key_length`, else width / heads, which must divide); a value length must
+    /// equal the key length.
+    pub fn shape(&self) -> Result<Shape, NnError> {
+        let n_embd = self.count("embedding_length")?;
+        let n_layer = self.count("block_count")?;
+        let n_head = self.count("attention.head_count")?;
+        let n_head_kv = self.opt_count("attention.head_count_kv")?.unwrap_or(n_head);
+        let n_ff = self.count("feed_forward_length")?;
+        let head_dim = match self.opt_count("attention.key_length")? {
+            Some(k) => k,
+            None => {
+                if n_embd % n_head != 0 {
+                    return Err(NnError::BadHyperparameter {
+                        key: self.key("attention.head_count"),
+                        reason: format!("{n_head} heads do not divide the width {n_embd}"),
+                    });
+                }
+                n_embd / n_head
+            }
+        };
+        if let Some(v) = self.opt_count("attention.value_length")? {
+            if v != head_dim {
+                return Err(NnError::BadHyperparameter {
+                    key: self.key("attention.value_length"),
+                    reason: format!("value length {v} differs from key length {head_dim}"),
+                });
+            }
+        }
+        Ok(Shape {
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            n_ff,
+            head_dim,
+        })
+    }
+
     pub fn key(&self, suffix: &str) -> String {
         format!("{}.{suffix}", self.arch)
     }
