@@ -385,3 +385,39 @@ pub(crate) fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     }
     hsum8(&acc)
 }
+
+/// Q6_K · Q8_K in the order of ggml's tiled K-quant matmul (`ggml-cpu/tiled`, llama.cpp
+/// 0c1e570), which llama.cpp runs for matrix products of eight or more activation rows on
+/// weights it does not repack: per block the exact integer
+/// `s = sum_g scale_g sum_{e in g} (q_e - 32) y_e` over the sixteen groups of 16, then
+/// `acc = fma(f32(s) d_x, d_y, acc)` (its `buf += result * d1` contracted to one FMA).
+pub(crate) fn q6_k_q8_k_tiled(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut q = [0i32; 256];
+        for ((ql, qh), a) in
+            x.ql.chunks_exact(64)
+                .zip(x.qh.chunks_exact(32))
+                .zip(q.chunks_exact_mut(128))
+        {
+            for (l, h) in qh.iter().enumerate() {
+                for (k, v) in q6_quad(ql, *h, l).iter().enumerate() {
+                    if let Some(o) = a.get_mut(l + 32 * k) {
+                        *o = *v;
+                    }
+                }
+            }
+        }
+        let s: i32 = q
+            .chunks_exact(16)
+            .zip(y.qs.chunks_exact(16))
+            .zip(&x.scales)
+            .map(|((qg, yg), sc)| {
+                let g: i32 = qg.iter().zip(yg).map(|(a, b)| a * i32::from(*b)).sum();
+                i32::from(*sc) * g
+            })
+            .sum();
+        acc = (s as f32 * x.d.to_f32()).mul_add(y.d, acc);
+    }
+    acc
+}

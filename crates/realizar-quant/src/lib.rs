@@ -76,7 +76,7 @@ use core::ops::Range;
 use bytemuck::Pod;
 use half::{bf16, f16};
 
-use crate::blocks::{cast, cast_mut, BlockQ4K, BlockQ8K};
+use crate::blocks::{cast, cast_mut, BlockQ4K, BlockQ6K, BlockQ8K};
 pub use crate::error::QuantError;
 pub use crate::types::{QuantType, QK, QK_K};
 
@@ -386,19 +386,21 @@ pub fn matmul(
     dispatch(Impl::Best, ty, n, w, rows, act, m, out, out_stride)
 }
 
-/// Matrix product for the rows of one sequence's prompt pass, in llama.cpp's x86 order: like
-/// [`matmul`], except that for Q4_K the first `m - m % 4` activation rows (whole groups of
-/// four from the first row of `act`, as ggml's repacked `forward_mul_mat` splits them) take
-/// the float order of `ggml_gemm_q4_K_8x8_q8_K` (one FMA per 64 elements) and the `m % 4`
-/// rows left over that of `ggml_gemv_q4_K_8x8_q8_K`, exactly as [`matmul`]. Other types give
-/// exactly what [`matmul`] gives. The grouping makes a row's result depend on the batch it
-/// comes in: use [`matmul`] where results must not depend on the batch (decode steps of
-/// several sequences together).
+/// Matrix product for the rows of one sequence's prompt pass, in the order llama.cpp's x86
+/// build computes them: like [`matmul`], with `pass_m` the number of activation rows of the
+/// whole pass (`act` may hold a part of it, `m` rows from a multiple of four: the caller's
+/// threading) and `w` the whole weight matrix, since both decide which kernel ggml runs:
+/// - Q4_K with a row count that is a multiple of 8 is repacked by ggml; the first `m - m % 4`
+///   rows of `act` (whole groups of four) take the float order of `ggml_gemm_q4_K_8x8_q8_K`
+///   (one FMA per 64 elements), the `m % 4` left over that of its gemv, exactly [`matmul`].
+/// - Q6_K in a pass of eight or more rows goes through ggml's tiled K-quant matmul: one FMA
+///   per 256-element block (`q6_k_q8_k_tiled`).
+/// - Everything else is exactly [`matmul`].
 ///
-/// Known limit: this reproduces llama.cpp's Q4_K prompt pass exactly for passes of fewer
-/// than 16 rows (Gemma3 prompt-0 logits bit-identical); on longer passes llama.cpp's AVX-512
-/// build runs the first `m - m % 16` rows through a 16-row gemm block whose results this
-/// function does not yet reproduce, so the decoder does not call it yet.
+/// The grouping makes a row's result depend on the batch it comes in: use [`matmul`] where
+/// results must not depend on the batch (decode steps of several sequences together). Known
+/// limit: ggml also tiles Q2_K, Q3_K, Q5_K and unrepacked Q4_K; those take [`matmul`]'s order
+/// here.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_prompt(
     ty: QuantType,
@@ -407,10 +409,11 @@ pub fn matmul_prompt(
     rows: Range<usize>,
     act: &[u8],
     m: usize,
+    pass_m: usize,
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), QuantError> {
-    prompt(Impl::Best, ty, n, w, rows, act, m, out, out_stride)
+    prompt(Impl::Best, ty, n, w, rows, act, m, pass_m, out, out_stride)
 }
 
 /// The scalar twin of [`matmul_prompt`]: the same float operations in the same order, no SIMD.
@@ -422,11 +425,26 @@ pub fn matmul_prompt_scalar(
     rows: Range<usize>,
     act: &[u8],
     m: usize,
+    pass_m: usize,
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), QuantError> {
-    prompt(Impl::Scalar, ty, n, w, rows, act, m, out, out_stride)
+    prompt(
+        Impl::Scalar,
+        ty,
+        n,
+        w,
+        rows,
+        act,
+        m,
+        pass_m,
+        out,
+        out_stride,
+    )
 }
+
+/// The smallest prompt pass ggml runs through its tiled K-quant matmul.
+pub const TILED_MIN_ROWS: usize = 8;
 
 /// [`matmul_prompt`] with a choice of implementation.
 #[allow(clippy::too_many_arguments)]
@@ -438,13 +456,25 @@ fn prompt(
     rows: Range<usize>,
     act: &[u8],
     m: usize,
+    pass_m: usize,
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), QuantError> {
-    if ty != QuantType::Q4_K {
-        return dispatch(imp, ty, n, w, rows, act, m, out, out_stride);
-    }
     let g = geometry(ty, n)?;
+    let best = imp == Impl::Best;
+    let w_rows = w.len().checked_div(g.w_row).unwrap_or(0);
+    match ty {
+        QuantType::Q4_K if w_rows % 8 == 0 => {}
+        QuantType::Q6_K if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let (f, quad): (DotFn<BlockQ6K, BlockQ8K>, _) = if best {
+                (simd::q6_k_q8_k_tiled(), simd::q6_k_q8_k_tiled_x4())
+            } else {
+                (dot::q6_k_q8_k_tiled, None)
+            };
+            return run(ty, &g, w, rows, act, m, out, out_stride, f, quad);
+        }
+        _ => return dispatch(imp, ty, n, w, rows, act, m, out, out_stride),
+    }
     let grouped = m - m % 4;
     let wrong_len = || QuantError::WrongLength {
         what: "act",
@@ -458,7 +488,6 @@ fn prompt(
     let (a0, a1) = act.split_at_checked(split).ok_or_else(wrong_len)?;
     let o_split = grouped.saturating_mul(out_stride).min(out.len());
     let (o0, o1) = out.split_at_mut(o_split);
-    let best = imp == Impl::Best;
     if grouped > 0 {
         let (f, quad): (DotFn<BlockQ4K, BlockQ8K>, _) = if best {
             (simd::q4_k_q8_k_grouped(), simd::q4_k_q8_k_grouped_x4())

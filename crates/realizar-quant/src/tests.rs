@@ -536,65 +536,108 @@ fn matmul_row(ty: QuantType, n: usize, w: &[u8], r: usize, a: &[u8]) -> f32 {
 }
 
 /// `matmul_prompt` and its scalar twin agree bit for bit on random data, for every weight type
-/// and batch size; Q4_K rows in whole groups of four from the first row take the gemm order
-/// (`dot::q4_k_q8_k_grouped`), the rest (and every row of the other types) are exactly
-/// `vec_dot`.
+/// and batch size; each row takes the kernel ggml would run: for Q4_K with a row count that is
+/// a multiple of 8 (repacked by ggml), rows in whole groups of four from the first one take
+/// the gemm order (`dot::q4_k_q8_k_grouped`); for Q6_K in a pass of eight or more rows, the
+/// tiled order (`dot::q6_k_q8_k_tiled`); every other row is exactly `vec_dot`.
 #[test]
 fn matmul_prompt_twins_and_llama_cpp_split() {
     let n = 768;
-    let rows = 9;
     let mut rng = lcg(2024);
     let mut noise = |len: usize, scale: f32| -> Vec<f32> {
         rng.by_ref().take(len).map(|v| v * scale).collect()
     };
-    let mut grouped_differs = false;
-    for ty in WEIGHT_TYPES {
-        let vt = ty.vec_dot_type();
-        let w: Vec<u8> = (0..rows)
-            .flat_map(|r| quantize(ty, &noise(n, 0.05 + r as f32)))
-            .collect();
-        let (wr, ar) = (ty.row_bytes(n).unwrap_or(0), vt.row_bytes(n).unwrap_or(0));
-        for m in 1..=10 {
-            let act: Vec<u8> = (0..m)
-                .flat_map(|i| quantize(vt, &noise(n, 0.5 + 3.0 * i as f32)))
+    let (mut grouped_differs, mut tiled_differs) = (false, false);
+    // 16 weight rows: ggml repacks Q4_K; 9: it does not.
+    for rows in [16usize, 9] {
+        for ty in WEIGHT_TYPES {
+            let vt = ty.vec_dot_type();
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|r| quantize(ty, &noise(n, 0.05 + r as f32)))
                 .collect();
-            let stride = rows + 2;
-            let mut best = vec![f32::NAN; m * stride];
-            let mut scalar = vec![f32::NAN; m * stride];
-            matmul_prompt(ty, n, &w, 1..rows, &act, m, &mut best, stride).expect("prompt");
-            matmul_prompt_scalar(ty, n, &w, 1..rows, &act, m, &mut scalar, stride)
-                .expect("prompt scalar");
-            for i in 0..m {
-                let a = &act[i * ar..(i + 1) * ar];
-                for r in 1..rows {
-                    let (b, s) = (best[i * stride + r - 1], scalar[i * stride + r - 1]);
-                    // The float kernels' SIMD twins agree to a tolerance only (simd/tests.rs).
-                    let float = matches!(ty, QuantType::F32 | QuantType::F16 | QuantType::BF16);
-                    if !float {
-                        assert_eq!(b.to_bits(), s.to_bits(), "{ty} m={m} row {i} weight {r}");
-                    }
-                    let wrow = &w[r * wr..(r + 1) * wr];
-                    let per_row = vec_dot_scalar(ty, n, wrow, a).expect("dot");
-                    if ty == QuantType::Q4_K && i < m - m % 4 {
-                        let xs: &[crate::blocks::BlockQ4K] = bytemuck::cast_slice(wrow);
-                        let ys: &[BlockQ8K] = bytemuck::cast_slice(a);
-                        let g = crate::dot::q4_k_q8_k_grouped(xs, ys);
-                        assert_eq!(s.to_bits(), g.to_bits(), "{ty} m={m} row {i} weight {r}");
-                        grouped_differs |= g.to_bits() != per_row.to_bits();
-                    } else {
-                        assert_eq!(s.to_bits(), per_row.to_bits(), "{ty} m={m} row {i} w {r}");
-                        let best_row = matmul_row(ty, n, &w, r, a);
-                        assert_eq!(b.to_bits(), best_row.to_bits(), "{ty} m={m} row {i} w {r}");
+            let (wr, ar) = (ty.row_bytes(n).unwrap_or(0), vt.row_bytes(n).unwrap_or(0));
+            for m in 1..=12 {
+                let act: Vec<u8> = (0..m)
+                    .flat_map(|i| quantize(vt, &noise(n, 0.5 + 3.0 * i as f32)))
+                    .collect();
+                let stride = rows + 2;
+                let mut best = vec![f32::NAN; m * stride];
+                let mut scalar = vec![f32::NAN; m * stride];
+                matmul_prompt(ty, n, &w, 1..rows, &act, m, m, &mut best, stride).expect("prompt");
+                matmul_prompt_scalar(ty, n, &w, 1..rows, &act, m, m, &mut scalar, stride)
+                    .expect("prompt scalar");
+                for i in 0..m {
+                    let a = &act[i * ar..(i + 1) * ar];
+                    for r in 1..rows {
+                        let (b, s) = (best[i * stride + r - 1], scalar[i * stride + r - 1]);
+                        // The float kernels' SIMD twins agree to a tolerance only (simd/tests.rs).
+                        let float = matches!(ty, QuantType::F32 | QuantType::F16 | QuantType::BF16);
+                        if !float {
+                            assert_eq!(b.to_bits(), s.to_bits(), "{ty} m={m} row {i} weight {r}");
+                        }
+                        let wrow = &w[r * wr..(r + 1) * wr];
+                        let per_row = vec_dot_scalar(ty, n, wrow, a).expect("dot");
+                        let special = match ty {
+                            QuantType::Q4_K if rows % 8 == 0 && i < m - m % 4 => {
+                                let xs: &[crate::blocks::BlockQ4K] = bytemuck::cast_slice(wrow);
+                                let g = crate::dot::q4_k_q8_k_grouped(xs, bytemuck::cast_slice(a));
+                                grouped_differs |= g.to_bits() != per_row.to_bits();
+                                Some(g)
+                            }
+                            QuantType::Q6_K if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockQ6K] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::q6_k_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
+                            _ => None,
+                        };
+                        if let Some(want) = special {
+                            assert_eq!(s.to_bits(), want.to_bits(), "{ty} m={m} row {i} w {r}");
+                        } else {
+                            assert_eq!(s.to_bits(), per_row.to_bits(), "{ty} m={m} row {i} w {r}");
+                            let best_row = matmul_row(ty, n, &w, r, a);
+                            assert_eq!(b.to_bits(), best_row.to_bits(), "{ty} m={m} row {i} w {r}");
+                        }
                     }
                 }
             }
         }
     }
-    // The two Q4_K orders are different float computations; random data must show it.
+    // The orders are different float computations; random data must show it.
     assert!(
         grouped_differs,
         "the grouped Q4_K order never differed from the per-row one"
     );
+    assert!(
+        tiled_differs,
+        "the tiled Q6_K order never differed from the per-row one"
+    );
+}
+
+/// The tiled Q6_K order is the same dot product: close to the dequantized f64 product.
+#[test]
+fn q6_k_tiled_dot_matches_dequantized_dot() {
+    let n = 1024;
+    let mut rng = lcg(78);
+    let x: Vec<f32> = rng.by_ref().take(n).collect();
+    let y: Vec<f32> = rng.by_ref().take(n).map(|v| 4.0 * v).collect();
+    let (wq, aq) = (quantize(QuantType::Q6_K, &x), quantize(QuantType::Q8_K, &y));
+    let (xd, yd) = (
+        dequantize(QuantType::Q6_K, &wq, n),
+        dequantize(QuantType::Q8_K, &aq, n),
+    );
+    let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let m = TILED_MIN_ROWS;
+    let mut out = vec![0.0f32; m];
+    let act: Vec<u8> = aq.iter().copied().cycle().take(m * aq.len()).collect();
+    matmul_prompt(QuantType::Q6_K, n, &wq, 0..1, &act, m, m, &mut out, 1).expect("prompt");
+    for o in out {
+        assert!(
+            ((o as f64) - exact).abs() <= 1e-5 * exact.abs().max(1.0),
+            "{o} vs {exact}"
+        );
+    }
 }
 
 /// The grouped Q4_K order is the same dot product: close to the dequantized f64 product.
@@ -612,7 +655,9 @@ fn q4_k_grouped_dot_matches_dequantized_dot() {
     let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
     let mut out = [0.0f32; 4];
     let act: Vec<u8> = aq.iter().copied().cycle().take(4 * aq.len()).collect();
-    matmul_prompt(QuantType::Q4_K, n, &wq, 0..1, &act, 4, &mut out, 1).expect("prompt");
+    // Eight weight rows, so that the matrix is one ggml repacks.
+    let w8: Vec<u8> = wq.iter().copied().cycle().take(8 * wq.len()).collect();
+    matmul_prompt(QuantType::Q4_K, n, &w8, 0..1, &act, 4, 4, &mut out, 1).expect("prompt");
     for o in out {
         assert!(
             ((o as f64) - exact).abs() <= 1e-5 * exact.abs().max(1.0),

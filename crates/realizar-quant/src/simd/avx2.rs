@@ -490,6 +490,24 @@ fn q4_k_q8_k_grouped_avx2<const M: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; M]) 
 /// Q6_K · Q8_K for `M` activation rows per pass (as [`q4_k_q8_k_avx2`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_q8_k_avx2<const M: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q6_k_q8_k_impl::<M, false>(x, ys)
+}
+
+/// Q6_K · Q8_K in the order of ggml's tiled K-quant matmul (`dot::q6_k_q8_k_tiled`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_q8_k_tiled_avx2<const M: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q6_k_q8_k_impl::<M, true>(x, ys)
+}
+
+/// The integer part of both Q6_K orders is the same eight lanes; `TILED` sums them exactly per
+/// block and takes the tiled float order, otherwise each lane is scaled as ggml's vec_dot does.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_q8_k_impl<const M: usize, const TILED: bool>(
+    x: &[BlockQ6K],
+    ys: [&[BlockQ8K]; M],
+) -> [f32; M] {
+    let mut tiled = [0.0f32; M];
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(0x03);
     let mut acc = [_mm256_setzero_ps(); M];
@@ -530,12 +548,19 @@ fn q6_k_q8_k_avx2<const M: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; M]) -> [f32;
         // ggml's `q8sclsub`: lane l loses 32 (bsums[2l] scale[2l] + bsums[2l+1] scale[2l+1]).
         // SAFETY: `scales` is 16 readable bytes; `loadu` has no alignment requirement.
         let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) });
-        for ((y, si), a) in ys.iter().zip(sumi).zip(&mut acc) {
+        for ((y, si), (a, t)) in ys.iter().zip(sumi).zip(acc.iter_mut().zip(&mut tiled)) {
             let Some(y) = y.get(b) else { continue };
             let sub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_bsums(&y.bsums), sc16));
             let si = _mm256_sub_epi32(si, sub);
-            *a = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dx), _mm256_cvtepi32_ps(si), *a);
+            if TILED {
+                *t = (hsum_epi32(si) as f32 * dx).mul_add(y.d, *t);
+            } else {
+                *a = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dx), _mm256_cvtepi32_ps(si), *a);
+            }
         }
+    }
+    if TILED {
+        return tiled;
     }
     let mut out = [0.0f32; M];
     for (o, a) in out.iter_mut().zip(acc) {
@@ -854,6 +879,15 @@ wrap!(
     q6_k_q8_k_x4,
     q6_k_q8_k_avx2,
     dot::q6_k_q8_k,
+    BlockQ6K,
+    BlockQ8K
+);
+wrap!(
+    /// Q6_K · Q8_K in the order of ggml's tiled K-quant matmul (prompt passes of 8+ rows).
+    q6_k_q8_k_tiled,
+    q6_k_q8_k_tiled_x4,
+    q6_k_q8_k_tiled_avx2,
+    dot::q6_k_q8_k_tiled,
     BlockQ6K,
     BlockQ8K
 );

@@ -89,6 +89,10 @@ select!(
     /// Q6_K · Q8_K.
     q6_k_q8_k, BlockQ6K, BlockQ8K, dot::q6_k_q8_k
 );
+select!(
+    /// Q6_K · Q8_K in the order of ggml's tiled K-quant matmul.
+    q6_k_q8_k_tiled, BlockQ6K, BlockQ8K, dot::q6_k_q8_k_tiled
+);
 
 /// A kernel taking four activation rows per pass over a weight row.
 pub(crate) type QuadFn<W, A> = fn(&[W], [&[A]; 4]) -> [f32; 4];
@@ -136,6 +140,10 @@ select_quad!(
 select_quad!(
     /// Q6_K · Q8_K, four activation rows per pass.
     q6_k_q8_k_x4, BlockQ6K, BlockQ8K
+);
+select_quad!(
+    /// Q6_K · Q8_K in the order of ggml's tiled K-quant matmul, four activation rows per pass.
+    q6_k_q8_k_tiled_x4, BlockQ6K, BlockQ8K
 );
 
 /// Quantizes activations to Q8_0 (identical results to [`quant::q8_0`]).
