@@ -108,6 +108,23 @@ pub trait Backend: Send + Sync + fmt::Debug {
         act: &mut ActScratch,
     ) -> Result<(), NnError>;
 
+    /// [`Backend::linear`] for the `m` rows of one sequence's prompt pass, in the reference
+    /// engine's prompt order: a backend may group the rows (llama.cpp's x86 build runs Q4_K
+    /// weights through a repacked gemm over rows in fours), so a row's result may depend on
+    /// `m`. Use [`Backend::linear`] where results must not depend on the batch (several
+    /// sequences decoded together). The default is [`Backend::linear`].
+    fn linear_prompt(
+        &self,
+        w: &QTensor,
+        w_bytes: &[u8],
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: &mut ActScratch,
+    ) -> Result<(), NnError> {
+        self.linear(w, w_bytes, x, m, out, act)
+    }
+
     /// Causal attention of `m` queries at positions `pos.start..pos.end` (`q` is
     /// `m * n_head * head_dim`) over the keys and values of `layer` in `cache` (which already
     /// holds positions up to `pos.end`); writes `m * n_head * head_dim` into `out`. `scores` is
@@ -152,25 +169,10 @@ impl CpuBackend {
             })?;
         Ok(CpuBackend { pool, threads })
     }
-}
 
-fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ {
-    move |source| NnError::Quant {
-        what: what.to_string(),
-        source,
-    }
-}
-
-impl Backend for CpuBackend {
-    fn name(&self) -> &str {
-        "cpu"
-    }
-
-    fn threads(&self) -> usize {
-        self.threads
-    }
-
-    fn linear(
+    /// [`Backend::linear`] (`prompt` false) or [`Backend::linear_prompt`] (`prompt` true).
+    #[allow(clippy::too_many_arguments)]
+    fn linear_rows(
         &self,
         w: &QTensor,
         w_bytes: &[u8],
@@ -178,6 +180,7 @@ impl Backend for CpuBackend {
         m: usize,
         out: &mut [f32],
         act: &mut ActScratch,
+        prompt: bool,
     ) -> Result<(), NnError> {
         let (n, rows) = (w.cols, w.rows);
         if m == 0 || x.len() < m * n || out.len() < m * rows {
@@ -216,17 +219,78 @@ impl Backend for CpuBackend {
                             .map_err(quant_err(what))
                     })
             } else {
-                // A batch: split the tokens over the threads; each runs the batched kernel.
-                let per = m.div_ceil(self.threads);
+                // A batch: split the tokens over the threads; each runs the batched kernel. A
+                // prompt pass splits at multiples of four, so that the rows group in fours from
+                // the first one as in llama.cpp's repacked gemm.
+                let per = if prompt {
+                    m.div_ceil(self.threads).next_multiple_of(4)
+                } else {
+                    m.div_ceil(self.threads)
+                };
                 out.par_chunks_mut(per * rows)
                     .zip(act.par_chunks(per * arb))
                     .try_for_each(|(o, a)| {
                         let mt = o.len() / rows;
-                        realizar_quant::matmul(ty, n, w_bytes, 0..rows, a, mt, o, rows)
-                            .map_err(quant_err(what))
+                        if prompt {
+                            realizar_quant::matmul_prompt(
+                                ty,
+                                n,
+                                w_bytes,
+                                0..rows,
+                                a,
+                                mt,
+                                m,
+                                o,
+                                rows,
+                            )
+                        } else {
+                            realizar_quant::matmul(ty, n, w_bytes, 0..rows, a, mt, o, rows)
+                        }
+                        .map_err(quant_err(what))
                     })
             }
         })
+    }
+}
+
+fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ {
+    move |source| NnError::Quant {
+        what: what.to_string(),
+        source,
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn linear(
+        &self,
+        w: &QTensor,
+        w_bytes: &[u8],
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: &mut ActScratch,
+    ) -> Result<(), NnError> {
+        self.linear_rows(w, w_bytes, x, m, out, act, false)
+    }
+
+    fn linear_prompt(
+        &self,
+        w: &QTensor,
+        w_bytes: &[u8],
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: &mut ActScratch,
+    ) -> Result<(), NnError> {
+        self.linear_rows(w, w_bytes, x, m, out, act, true)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -567,7 +567,7 @@ impl Decoder {
                 rms_norm(xt, &lw.attn_norm, c.norm_eps, nt);
             }
             let xn = &s.xn[..m * d];
-            be.linear(
+            be.linear_prompt(
                 &lw.wq,
                 lw.wq.bytes(store)?,
                 xn,
@@ -575,7 +575,7 @@ impl Decoder {
                 &mut s.q[..m * qw],
                 &mut s.act,
             )?;
-            be.linear(
+            be.linear_prompt(
                 &lw.wk,
                 lw.wk.bytes(store)?,
                 xn,
@@ -583,7 +583,7 @@ impl Decoder {
                 &mut s.k[..m * kw],
                 &mut s.act,
             )?;
-            be.linear(
+            be.linear_prompt(
                 &lw.wv,
                 lw.wv.bytes(store)?,
                 xn,
@@ -631,7 +631,7 @@ impl Decoder {
                 &mut s.att[..m * qw],
                 &mut s.scores,
             )?;
-            be.linear(
+            be.linear_prompt(
                 &lw.wo,
                 lw.wo.bytes(store)?,
                 &s.att[..m * qw],
@@ -647,13 +647,28 @@ impl Decoder {
                 c.norm_eps,
             );
 
-            // Feed-forward.
-            for (xt, nt) in s.x[..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
+            // Feed-forward. In the last layer only the rows whose logits are wanted go on (as
+            // llama.cpp's graph selects its output rows there): the others' hidden states are
+            // not needed, and the row count changes how the reference groups its prompt gemm.
+            let r0 = if il + 1 == self.layers.len() {
+                match want {
+                    Logits::None => m,
+                    Logits::Last => m - 1,
+                    Logits::All => 0,
+                }
+            } else {
+                0
+            };
+            if r0 == m {
+                continue;
+            }
+            let (x_rows, m) = (&mut s.x[r0 * d..m * d], m - r0);
+            for (xt, nt) in x_rows.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
                 rms_norm(xt, &lw.ffn_norm, c.norm_eps, nt);
             }
             let xn = &s.xn[..m * d];
             let f = c.n_ff;
-            be.linear(
+            be.linear_prompt(
                 &lw.gate,
                 lw.gate.bytes(store)?,
                 xn,
@@ -661,7 +676,7 @@ impl Decoder {
                 &mut s.gate[..m * f],
                 &mut s.act,
             )?;
-            be.linear(
+            be.linear_prompt(
                 &lw.up,
                 lw.up.bytes(store)?,
                 xn,
@@ -681,7 +696,7 @@ impl Decoder {
                     }
                 }
             }
-            be.linear(
+            be.linear_prompt(
                 &lw.down,
                 lw.down.bytes(store)?,
                 &s.gate[..m * f],
@@ -690,7 +705,7 @@ impl Decoder {
                 &mut s.act,
             )?;
             add_residual(
-                &mut s.x[..m * d],
+                x_rows,
                 &mut s.o[..m * d],
                 lw.post_ffn_norm.as_deref(),
                 d,
@@ -722,7 +737,7 @@ impl Decoder {
             .ok_or_else(|| NnError::InvalidArgument {
                 reason: "logits buffer too small".into(),
             })?;
-        be.linear(
+        be.linear_prompt(
             &self.output,
             self.output.bytes(store)?,
             &s.xn[..rows * d],
