@@ -10,7 +10,7 @@ use core::ops::Range;
 
 use half::f16;
 use rayon::prelude::*;
-use realizar_quant::QuantType;
+use realizar_quant::{vecops, QuantType};
 
 use crate::kv::{KvCache, KvView};
 use crate::layers::{reduce_add16, softmax_ggml, softmax_inplace};
@@ -56,17 +56,26 @@ impl QTensor {
 #[derive(Clone, Debug, Default)]
 pub struct ActScratch {
     words: Vec<u64>,
+    floats: Vec<f32>,
 }
 
 impl ActScratch {
     /// A byte buffer of exactly `n` bytes, 8-byte aligned (grows the storage when needed).
     pub fn bytes_mut(&mut self, n: usize) -> &mut [u8] {
+        self.split(n, 0).0
+    }
+
+    /// [`ActScratch::bytes_mut`] of `n` bytes and a float buffer of `f` elements, together.
+    pub fn split(&mut self, n: usize, f: usize) -> (&mut [u8], &mut [f32]) {
         let words = n.div_ceil(8);
         if self.words.len() < words {
             self.words.resize(words, 0);
         }
+        if self.floats.len() < f {
+            self.floats.resize(f, 0.0);
+        }
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.words[..words]);
-        &mut bytes[..n]
+        (&mut bytes[..n], &mut self.floats[..f])
     }
 }
 
@@ -199,7 +208,7 @@ impl CpuBackend {
             expected: vec![n.next_multiple_of(vdt.block_size()) as u64, rows as u64],
             found: vec![n as u64, rows as u64],
         })?;
-        let act = act.bytes_mut(arb * m);
+        let (act, tmp) = act.split(arb * m, if m > 1 { m * rows } else { 0 });
         let what = w.name.as_str();
         for (xt, at) in x.chunks_exact(n).zip(act.chunks_exact_mut(arb)).take(m) {
             realizar_quant::quantize_row(vdt, xt, at).map_err(quant_err(what))?;
@@ -207,48 +216,44 @@ impl CpuBackend {
         let act = &*act;
         let out = &mut out[..m * rows];
         let ty = w.ty;
+        // Split the output rows over the threads: each thread reads its part of the weights
+        // once, for all the tokens (the kernels take several activation rows per pass over a
+        // weight row). Every (row, token) pair is computed the same way however the rows are
+        // split, so results do not depend on the thread count.
+        let chunk = rows.div_ceil(self.threads * 4).max(16).next_multiple_of(8);
         self.pool.install(|| {
             if m == 1 {
-                // One token: split the output rows over the threads.
-                let chunk = rows.div_ceil(self.threads * 4).max(16);
-                out.par_chunks_mut(chunk)
+                return out
+                    .par_chunks_mut(chunk)
                     .enumerate()
                     .try_for_each(|(ci, o)| {
                         let r0 = ci * chunk;
                         realizar_quant::matvec(ty, n, w_bytes, r0..r0 + o.len(), act, o)
                             .map_err(quant_err(what))
-                    })
-            } else {
-                // A batch: split the tokens over the threads; each runs the batched kernel. A
-                // prompt pass splits at multiples of four, so that the rows group in fours from
-                // the first one as in llama.cpp's repacked gemm.
-                let per = if prompt {
-                    m.div_ceil(self.threads).next_multiple_of(4)
-                } else {
-                    m.div_ceil(self.threads)
-                };
-                out.par_chunks_mut(per * rows)
-                    .zip(act.par_chunks(per * arb))
-                    .try_for_each(|(o, a)| {
-                        let mt = o.len() / rows;
-                        if prompt {
-                            realizar_quant::matmul_prompt(
-                                ty,
-                                n,
-                                w_bytes,
-                                0..rows,
-                                a,
-                                mt,
-                                m,
-                                o,
-                                rows,
-                            )
-                        } else {
-                            realizar_quant::matmul(ty, n, w_bytes, 0..rows, a, mt, o, rows)
-                        }
-                        .map_err(quant_err(what))
-                    })
+                    });
             }
+            // Chunk `ci` (weight rows r0..r0 + k) is written token-major into its own part of
+            // `tmp` (`tmp[r0 * m + i * k + j]`), then scattered into `out`.
+            tmp.par_chunks_mut(chunk * m)
+                .enumerate()
+                .try_for_each(|(ci, t)| {
+                    let r0 = ci * chunk;
+                    let k = t.len() / m;
+                    let rr = r0..r0 + k;
+                    if prompt {
+                        realizar_quant::matmul_prompt(ty, n, w_bytes, rr, act, m, m, t, k)
+                    } else {
+                        realizar_quant::matmul(ty, n, w_bytes, rr, act, m, t, k)
+                    }
+                    .map_err(quant_err(what))
+                })?;
+            for (ci, t) in tmp.chunks(chunk * m).enumerate() {
+                let (r0, k) = (ci * chunk, t.len() / m);
+                for (i, src) in t.chunks_exact(k).enumerate() {
+                    out[i * rows + r0..i * rows + r0 + k].copy_from_slice(src);
+                }
+            }
+            Ok(())
         })
     }
 }
@@ -358,6 +363,12 @@ impl Backend for CpuBackend {
     }
 }
 
+thread_local! {
+    /// Per-thread accumulators of [`attend_head`]'s weighted sum of values (no allocation per
+    /// token once warm).
+    static V_ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One head of one query: scores over keys `lo..n`, softmax, weighted sum of values.
 ///
 /// With an f16 cache this is llama.cpp's attention with flash attention off on its x86 build,
@@ -392,19 +403,25 @@ fn attend_head(
             }
             softmax_ggml(scores, lo);
             // out[d] = sum_i p[i] v[i][d], summed over positions in the lanes the kernel
-            // assigns them (position i is element i of the dot product).
+            // assigns them (position i is element i of the dot product): lane-major
+            // accumulators, one contiguous row of `hd` per lane.
             let lanes = order.lanes();
-            let mut acc = vec![0f32; hd * lanes];
-            for (i, (&p, row)) in scores.iter().zip(v[lo * hd..].chunks_exact(hd)).enumerate() {
-                let p = f16::from_f32(p).to_f32();
-                let slot = (lo + i) % lanes;
-                for (a, b) in acc.chunks_exact_mut(lanes).zip(row) {
-                    a[slot] = p.mul_add(b.to_f32(), a[slot]);
+            V_ACC.with_borrow_mut(|acc| {
+                acc.clear();
+                acc.resize(hd * lanes, 0.0);
+                for (i, (&p, row)) in scores.iter().zip(v[lo * hd..].chunks_exact(hd)).enumerate() {
+                    let p = f16::from_f32(p).to_f32();
+                    let slot = (lo + i) % lanes;
+                    vecops::f16_axpy(p, row, &mut acc[slot * hd..(slot + 1) * hd]);
                 }
-            }
-            for (o, a) in out.iter_mut().zip(acc.chunks_exact(lanes)) {
-                *o = order.reduce(a) as f32;
-            }
+                let mut a = [0f32; 64];
+                for (d, o) in out.iter_mut().enumerate().take(hd) {
+                    for (l, al) in a.iter_mut().enumerate().take(lanes) {
+                        *al = acc[l * hd + d];
+                    }
+                    *o = order.reduce(&a[..lanes]) as f32;
+                }
+            });
         }
         (k, v) => attend_head_plain(q, k, v, lo, hd, scale, scores, out),
     }
@@ -465,10 +482,7 @@ fn f16_dot(order: F16Order, x: &[f16], y: &[f16]) -> f32 {
         F16Order::Tiny => n,
     };
     let mut acc = [0f32; 64];
-    for (i, (a, b)) in x[..whole].iter().zip(&y[..whole]).enumerate() {
-        let l = i % lanes;
-        acc[l] = a.to_f32().mul_add(b.to_f32(), acc[l]);
-    }
+    vecops::f16_fma_lanes(&x[..whole], &y[..whole], &mut acc[..lanes]);
     let mut sum = order.reduce(&acc[..lanes]);
     for (a, b) in x[whole..n].iter().zip(&y[whole..n]) {
         sum += f64::from(a.to_f32() * b.to_f32());

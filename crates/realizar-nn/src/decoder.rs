@@ -8,7 +8,7 @@ use realizar_quant::QuantType;
 
 use crate::backend::{ActScratch, AttentionShape, Backend, QTensor, MAX_HEAD_DIM};
 use crate::kv::{KvCache, KvType};
-use crate::layers::{gelu_tanh_ggml, rms_norm, rms_norm_inplace, silu, Rope};
+use crate::layers::{gelu_tanh_ggml, rms_norm, rms_norm_inplace, Rope};
 use crate::NnError;
 
 /// The bytes the weights live in (normally the whole memory-mapped GGUF file).
@@ -21,6 +21,20 @@ pub enum Activation {
     Silu,
     /// GeGLU with the tanh GELU (as ggml computes it).
     GeluTanh,
+}
+
+impl Activation {
+    /// The gated feed-forward's activation: `gate[i] = act(gate[i]) * up[i]`, as ggml's fused
+    /// `swiglu`/`geglu` compute it.
+    pub fn glu(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            Activation::Silu => realizar_quant::vecops::silu_ggml(gate),
+            Activation::GeluTanh => gate.iter_mut().for_each(|g| *g = gelu_tanh_ggml(*g)),
+        }
+        for (g, &u) in gate.iter_mut().zip(up) {
+            *g *= u;
+        }
+    }
 }
 
 /// What differs between layers.
@@ -684,18 +698,7 @@ impl Decoder {
                 &mut s.up[..m * f],
                 &mut s.act,
             )?;
-            match c.activation {
-                Activation::Silu => {
-                    for (g, &u) in s.gate[..m * f].iter_mut().zip(&s.up[..m * f]) {
-                        *g = silu(*g) * u;
-                    }
-                }
-                Activation::GeluTanh => {
-                    for (g, &u) in s.gate[..m * f].iter_mut().zip(&s.up[..m * f]) {
-                        *g = gelu_tanh_ggml(*g) * u;
-                    }
-                }
-            }
+            c.activation.glu(&mut s.gate[..m * f], &s.up[..m * f]);
             be.linear_prompt(
                 &lw.down,
                 lw.down.bytes(store)?,

@@ -80,39 +80,7 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + expf_ggml(0.0 - x))
 }
 
-/// `exp(x)` as ggml's AVX-512 `ggml_v_expf` computes it (ggml/src/ggml-cpu/vec.h, the
-/// `__AVX512F__ && __AVX512DQ__` variant llama.cpp's x86 build runs): `x = n ln 2 + b` with `n`
-/// rounded through `0x1.8p23`, a degree-5 polynomial in `b` evaluated with fused multiply-adds,
-/// then `scalef` by `2^n`; 0 or infinity beyond `|n| > 192`. One lane, bit for bit.
-#[inline]
-pub fn expf_ggml(x: f32) -> f32 {
-    const R: u32 = 0x4b40_0000; // 0x1.8p23
-    const LOG2E: u32 = 0x3fb8_aa3b; // 0x1.715476p+0
-    const LN2_HI: u32 = 0x3f31_7200; // 0x1.62e4p-1
-    const LN2_LO: u32 = 0x35bf_be8e; // 0x1.7f7d1cp-20
-    const P: [u32; 5] = [
-        0x3f7f_fff6, // 0x1.ffffecp-1
-        0x3eff_fedb, // 0x1.fffdb6p-2
-        0x3e2a_af33, // 0x1.555e66p-3
-        0x3d2b_9f17, // 0x1.573e2ep-5
-        0x3c07_2010, // 0x1.0e4020p-7
-    ];
-    let c = f32::from_bits;
-    let r = c(R);
-    let z = x.mul_add(c(LOG2E), r);
-    let n = z - r;
-    let b = (-n).mul_add(c(LN2_LO), (-n).mul_add(c(LN2_HI), x));
-    let u = b * b;
-    let j = c(P[4])
-        .mul_add(b, c(P[3]))
-        .mul_add(u, c(P[2]).mul_add(b, c(P[1])));
-    let j = j.mul_add(u, c(P[0]).mul_add(b, 1.0));
-    if n.abs() > 192.0 {
-        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
-    }
-    // `_mm512_scalef_ps(j, n)`: j * 2^n with one rounding (the f64 product is exact).
-    (f64::from(j) * 2f64.powi(n as i32)) as f32
-}
+pub use realizar_quant::vecops::expf_ggml;
 
 /// `_mm512_reduce_add_ps` as GCC expands it: halves added 8 + 8, 4 + 4, then lanes
 /// `(0 + 2) + (1 + 3)`.
@@ -138,6 +106,7 @@ pub fn softmax_ggml(x: &mut [f32], lo: usize) {
         x.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
+    realizar_quant::vecops::exp_sub_ggml(x, max);
     let mut sum = 0.0f64;
     let mut i = 0;
     while i < x.len() {
@@ -145,13 +114,7 @@ pub fn softmax_ggml(x: &mut [f32], lo: usize) {
         let lane0 = (lo + i) % 16;
         let take = (16 - lane0).min(x.len() - i);
         let mut lanes = [0f32; 16];
-        for (l, v) in lanes[lane0..lane0 + take]
-            .iter_mut()
-            .zip(&mut x[i..i + take])
-        {
-            *v = expf_ggml(*v - max);
-            *l = *v;
-        }
+        lanes[lane0..lane0 + take].copy_from_slice(&x[i..i + take]);
         sum += f64::from(reduce_add16(&lanes));
         i += take;
     }

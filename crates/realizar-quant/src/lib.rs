@@ -70,6 +70,7 @@ mod error;
 mod quant;
 mod simd;
 mod types;
+pub mod vecops;
 
 use core::ops::Range;
 

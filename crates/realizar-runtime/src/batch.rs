@@ -13,10 +13,8 @@
 //! others, and whatever the chunking of its prompt.
 
 use realizar_format_gguf::GgufFile;
-use realizar_nn::layers::{gelu_tanh_ggml, rms_norm, rms_norm_inplace, silu};
-use realizar_nn::{
-    ActScratch, Activation, AttentionShape, Backend, DecoderConfig, KvCache, KvType, QTensor,
-};
+use realizar_nn::layers::{rms_norm, rms_norm_inplace};
+use realizar_nn::{ActScratch, AttentionShape, Backend, DecoderConfig, KvCache, KvType, QTensor};
 use realizar_quant::QuantType;
 
 use crate::model::DecoderModel;
@@ -552,13 +550,7 @@ impl BatchForward for BatchDecoder {
                 &mut s.up[..m * f],
                 &mut s.act,
             )?;
-            let act: fn(f32) -> f32 = match c.activation {
-                Activation::Silu => silu,
-                Activation::GeluTanh => gelu_tanh_ggml,
-            };
-            for (g, &u) in s.gate[..m * f].iter_mut().zip(&s.up[..m * f]) {
-                *g = act(*g) * u;
-            }
+            c.activation.glu(&mut s.gate[..m * f], &s.up[..m * f]);
             be.linear(
                 &lw.down,
                 lw.down.bytes(store)?,

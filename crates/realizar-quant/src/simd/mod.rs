@@ -181,3 +181,15 @@ pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(target_arch = "x86_64")]
+mod vec_avx2;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use vec_avx2::{exp_sub_ggml, f16_axpy, f16_fma_lanes, silu_ggml};
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use crate::vecops::{
+    exp_sub_ggml_scalar as exp_sub_ggml, f16_axpy_scalar as f16_axpy,
+    f16_fma_lanes_scalar as f16_fma_lanes, silu_ggml_scalar as silu_ggml,
+};

@@ -1,0 +1,183 @@
+//! Float vector kernels for the layers around the matrix products: attention over an f16 KV
+//! cache and ggml's `exp`/SiLU. Each follows the float order of the llama.cpp x86 code it
+//! reproduces, has a SIMD version picked at run time (AVX2 + FMA + F16C) and a scalar twin
+//! (`*_scalar`) that gives bit-identical results (fused multiply-adds are exact roundings, so
+//! lanes can be computed in any grouping as long as each lane's sequence is the same).
+
+use half::f16;
+
+use crate::simd;
+
+/// `acc[i % L] = fma(x[i], y[i], acc[i % L])` for `i < min(x.len(), y.len())` in order, with
+/// `L = acc.len()`: the per-lane accumulation of an f16 dot product kernel (ggml's
+/// `ggml_vec_dot_f16` with `L = 64`, llamafile's tinyBLAS with `L = 16`). The caller folds
+/// the lanes in its kernel's order.
+pub fn f16_fma_lanes(x: &[f16], y: &[f16], acc: &mut [f32]) {
+    simd::f16_fma_lanes(x, y, acc)
+}
+
+/// The scalar twin of [`f16_fma_lanes`].
+pub fn f16_fma_lanes_scalar(x: &[f16], y: &[f16], acc: &mut [f32]) {
+    let l = acc.len();
+    if l == 0 {
+        return;
+    }
+    for (i, (a, b)) in x.iter().zip(y).enumerate() {
+        let s = &mut acc[i % l];
+        *s = a.to_f32().mul_add(b.to_f32(), *s);
+    }
+}
+
+/// `acc[d] = fma(p, v[d], acc[d])` for `d < min(v.len(), acc.len())`.
+pub fn f16_axpy(p: f32, v: &[f16], acc: &mut [f32]) {
+    simd::f16_axpy(p, v, acc)
+}
+
+/// The scalar twin of [`f16_axpy`].
+pub fn f16_axpy_scalar(p: f32, v: &[f16], acc: &mut [f32]) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a = p.mul_add(b.to_f32(), *a);
+    }
+}
+
+pub(crate) const EXP_R: u32 = 0x4b40_0000; // 0x1.8p23
+pub(crate) const EXP_LOG2E: u32 = 0x3fb8_aa3b; // 0x1.715476p+0
+pub(crate) const EXP_LN2_HI: u32 = 0x3f31_7200; // 0x1.62e4p-1
+pub(crate) const EXP_LN2_LO: u32 = 0x35bf_be8e; // 0x1.7f7d1cp-20
+pub(crate) const EXP_P: [u32; 5] = [
+    0x3f7f_fff6, // 0x1.ffffecp-1
+    0x3eff_fedb, // 0x1.fffdb6p-2
+    0x3e2a_af33, // 0x1.555e66p-3
+    0x3d2b_9f17, // 0x1.573e2ep-5
+    0x3c07_2010, // 0x1.0e4020p-7
+];
+
+/// `exp(x)` as ggml's AVX-512 `ggml_v_expf` computes it (ggml/src/ggml-cpu/vec.h, the
+/// `__AVX512F__ && __AVX512DQ__` variant llama.cpp's x86 build runs): `x = n ln 2 + b` with `n`
+/// rounded through `0x1.8p23`, a degree-5 polynomial in `b` evaluated with fused multiply-adds,
+/// then `scalef` by `2^n`; 0 or infinity beyond `|n| > 192`. One lane, bit for bit.
+#[inline]
+pub fn expf_ggml(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let r = c(EXP_R);
+    let z = x.mul_add(c(EXP_LOG2E), r);
+    let n = z - r;
+    let b = (-n).mul_add(c(EXP_LN2_LO), (-n).mul_add(c(EXP_LN2_HI), x));
+    let u = b * b;
+    let j = c(EXP_P[4])
+        .mul_add(b, c(EXP_P[3]))
+        .mul_add(u, c(EXP_P[2]).mul_add(b, c(EXP_P[1])));
+    let j = j.mul_add(u, c(EXP_P[0]).mul_add(b, 1.0));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // `_mm512_scalef_ps(j, n)`: j * 2^n with one rounding (the f64 product is exact).
+    (f64::from(j) * 2f64.powi(n as i32)) as f32
+}
+
+/// `x[i] = expf_ggml(x[i] - sub)` (the exponentials of a softmax row).
+pub fn exp_sub_ggml(x: &mut [f32], sub: f32) {
+    simd::exp_sub_ggml(x, sub)
+}
+
+/// The scalar twin of [`exp_sub_ggml`].
+pub fn exp_sub_ggml_scalar(x: &mut [f32], sub: f32) {
+    x.iter_mut().for_each(|v| *v = expf_ggml(*v - sub));
+}
+
+/// `x[i] = x[i] / (1 + expf_ggml(0 - x[i]))`: SiLU as ggml's x86 build computes it.
+pub fn silu_ggml(x: &mut [f32]) {
+    simd::silu_ggml(x)
+}
+
+/// The scalar twin of [`silu_ggml`].
+pub fn silu_ggml_scalar(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v /= 1.0 + expf_ggml(0.0 - *v));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rng(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        move || {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+    }
+
+    /// The SIMD kernels and their scalar twins agree bit for bit on random data, lengths and
+    /// lane counts that are and are not multiples of the vector width.
+    #[test]
+    fn vector_kernels_match_their_scalar_twins() {
+        let mut r = rng(7);
+        for n in [0usize, 1, 7, 8, 15, 16, 17, 63, 64, 65, 128, 200, 256, 300] {
+            let x: Vec<f16> = (0..n).map(|_| f16::from_f32(4.0 * r())).collect();
+            let y: Vec<f16> = (0..n).map(|_| f16::from_f32(4.0 * r())).collect();
+            for lanes in [8usize, 16, 64] {
+                let init: Vec<f32> = (0..lanes).map(|_| r()).collect();
+                let (mut a, mut b) = (init.clone(), init);
+                f16_fma_lanes(&x, &y, &mut a);
+                f16_fma_lanes_scalar(&x, &y, &mut b);
+                let (a, b): (Vec<u32>, Vec<u32>) = (
+                    a.iter().map(|v| v.to_bits()).collect(),
+                    b.iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(a, b, "f16_fma_lanes n={n} lanes={lanes}");
+            }
+            let p = r();
+            let init: Vec<f32> = (0..n).map(|_| r()).collect();
+            let (mut a, mut b) = (init.clone(), init);
+            f16_axpy(p, &x, &mut a);
+            f16_axpy_scalar(p, &x, &mut b);
+            assert!(
+                a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "axpy n={n}"
+            );
+
+            let v: Vec<f32> = (0..n).map(|_| 40.0 * r()).collect();
+            let (mut a, mut b) = (v.clone(), v.clone());
+            exp_sub_ggml(&mut a, 3.5);
+            exp_sub_ggml_scalar(&mut b, 3.5);
+            assert!(
+                a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "exp n={n}"
+            );
+            let (mut a, mut b) = (v.clone(), v);
+            silu_ggml(&mut a);
+            silu_ggml_scalar(&mut b);
+            assert!(
+                a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "silu n={n}"
+            );
+        }
+    }
+
+    /// The exp kernels saturate like ggml's (0 and infinity), and the SIMD one agrees with the
+    /// scalar one across the whole range, on the saturation edges and on -inf.
+    #[test]
+    fn exp_saturates_and_agrees_over_the_range() {
+        let mut v: Vec<f32> = (-2000..2000).map(|i| i as f32 * 0.07).collect();
+        v.extend([
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            -133.0,
+            -134.0,
+            133.0,
+            134.0,
+            0.0,
+            -0.0,
+        ]);
+        let mut a = v.clone();
+        exp_sub_ggml(&mut a, 0.0);
+        for (x, got) in v.iter().zip(&a) {
+            assert_eq!(got.to_bits(), expf_ggml(*x).to_bits(), "exp({x})");
+        }
+        assert_eq!(expf_ggml(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf_ggml(f32::INFINITY), f32::INFINITY);
+        assert!((expf_ggml(1.0) - core::f32::consts::E).abs() < 1e-6);
+    }
+}
