@@ -105,6 +105,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Threads the backend computes with.
     fn threads(&self) -> usize;
 
+    /// Runs `f` on the backend's own threads. A forward pass runs inside one call, so that
+    /// its many small operations are joins among threads that are already running rather than
+    /// a hand-over to the pool and back for each one. The default runs `f` here.
+    fn install(&self, f: &mut (dyn FnMut() + Send)) {
+        f()
+    }
+
     /// `out[t * w.rows + r] = W[r] · x[t]` for `t < m`, with `x` of `m * w.cols` elements
     /// quantized to the weight type's dot-product type first (as ggml does).
     fn linear(
@@ -272,6 +279,10 @@ impl Backend for CpuBackend {
 
     fn threads(&self) -> usize {
         self.threads
+    }
+
+    fn install(&self, f: &mut (dyn FnMut() + Send)) {
+        self.pool.install(f)
     }
 
     fn linear(

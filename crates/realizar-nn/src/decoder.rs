@@ -525,15 +525,22 @@ impl Decoder {
             scratch.logits.resize(n_out, 0.0);
         }
         let n_chunks = tokens.len().div_ceil(scratch.max_batch);
-        for (ci, chunk) in tokens.chunks(scratch.max_batch).enumerate() {
-            let want = match logits {
-                Logits::All => Logits::All,
-                Logits::Last if ci + 1 == n_chunks => Logits::Last,
-                _ => Logits::None,
-            };
-            let out_at = ci * scratch.max_batch * c.n_vocab;
-            self.forward_batch(chunk, cache, scratch, want, out_at)?;
-        }
+        let mut result = Ok(());
+        self.backend.install(&mut || {
+            for (ci, chunk) in tokens.chunks(scratch.max_batch).enumerate() {
+                let want = match logits {
+                    Logits::All => Logits::All,
+                    Logits::Last if ci + 1 == n_chunks => Logits::Last,
+                    _ => Logits::None,
+                };
+                let out_at = ci * scratch.max_batch * c.n_vocab;
+                result = self.forward_batch(chunk, cache, scratch, want, out_at);
+                if result.is_err() {
+                    return;
+                }
+            }
+        });
+        result?;
         Ok(&scratch.logits[..n_out])
     }
 

@@ -191,6 +191,7 @@ fn run<W: Pod, A: Pod>(
     out_stride: usize,
     f: DotFn<W, A>,
     quad: Option<simd::QuadFn<W, A>>,
+    rows4: Option<simd::Rows4Fn<W, A>>,
 ) -> Result<(), QuantError> {
     let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
     if rows.start > rows.end || rows.end > n_rows {
@@ -224,6 +225,21 @@ fn run<W: Pod, A: Pod>(
     const ROW_TILE: usize = 8;
     const ACT_TILE: usize = 8;
     let mut r0 = rows.start;
+    if let (Some(rows4), 1) = (rows4, m) {
+        // One activation row: four weight rows per pass over it (bit-identical to four
+        // single calls), for independent accumulation chains and shared activation scales.
+        let act = acts.get(..ab).unwrap_or_default();
+        let wrow = |r: usize| w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
+        while r0 + 4 <= rows.end {
+            let res = rows4([wrow(r0), wrow(r0 + 1), wrow(r0 + 2), wrow(r0 + 3)], act);
+            for (k, v) in res.into_iter().enumerate() {
+                if let Some(o) = out.get_mut(r0 + k - rows.start) {
+                    *o = v;
+                }
+            }
+            r0 += 4;
+        }
+    }
     while r0 < rows.end {
         let r1 = (r0 + ROW_TILE).min(rows.end);
         let mut i0 = 0;
@@ -275,6 +291,21 @@ fn dispatch(
     let g = geometry(ty, n)?;
     let best = imp == Impl::Best;
     macro_rules! go {
+        ($scalar:path, $simd:path, $quad:path, $rows4:path) => {
+            run(
+                ty,
+                &g,
+                w,
+                rows,
+                act,
+                m,
+                out,
+                out_stride,
+                if best { $simd() } else { $scalar },
+                if best { $quad() } else { None },
+                if best { $rows4() } else { None },
+            )
+        };
         ($scalar:path, $simd:path, $quad:path) => {
             run(
                 ty,
@@ -287,6 +318,7 @@ fn dispatch(
                 out_stride,
                 if best { $simd() } else { $scalar },
                 if best { $quad() } else { None },
+                None,
             )
         };
         ($scalar:path, $simd:path) => {
@@ -301,10 +333,13 @@ fn dispatch(
                 out_stride,
                 if best { $simd() } else { $scalar },
                 None,
+                None,
             )
         };
         ($scalar:path) => {
-            run(ty, &g, w, rows, act, m, out, out_stride, $scalar, None)
+            run(
+                ty, &g, w, rows, act, m, out, out_stride, $scalar, None, None,
+            )
         };
     }
     match ty {
@@ -312,7 +347,12 @@ fn dispatch(
         QuantType::F16 => go!(dot::f16s, simd::f16s),
         QuantType::BF16 => go!(dot::bf16s, simd::bf16s),
         QuantType::Q4_0 => go!(dot::q4_0_q8_0, simd::q4_0_q8_0, simd::q4_0_q8_0_x4),
-        QuantType::Q4_1 => go!(dot::q4_1_q8_1, simd::q4_1_q8_1, simd::q4_1_q8_1_x4),
+        QuantType::Q4_1 => go!(
+            dot::q4_1_q8_1,
+            simd::q4_1_q8_1,
+            simd::q4_1_q8_1_x4,
+            simd::q4_1_q8_1_r4
+        ),
         QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0, simd::q5_0_q8_0_x4),
         QuantType::Q5_1 => go!(dot::q5_1_q8_1),
         QuantType::Q8_0 => go!(dot::q8_0_q8_0, simd::q8_0_q8_0, simd::q8_0_q8_0_x4),
@@ -472,7 +512,7 @@ fn prompt(
             } else {
                 (dot::q6_k_q8_k_tiled, None)
             };
-            return run(ty, &g, w, rows, act, m, out, out_stride, f, quad);
+            return run(ty, &g, w, rows, act, m, out, out_stride, f, quad, None);
         }
         _ => return dispatch(imp, ty, n, w, rows, act, m, out, out_stride),
     }
@@ -506,6 +546,7 @@ fn prompt(
             out_stride,
             f,
             quad,
+            None,
         )?;
     }
     if m > grouped {
@@ -514,7 +555,19 @@ fn prompt(
         } else {
             (dot::q4_k_q8_k, None)
         };
-        run(ty, &g, w, rows, a1, m - grouped, o1, out_stride, f, quad)?;
+        run(
+            ty,
+            &g,
+            w,
+            rows,
+            a1,
+            m - grouped,
+            o1,
+            out_stride,
+            f,
+            quad,
+            None,
+        )?;
     }
     Ok(())
 }

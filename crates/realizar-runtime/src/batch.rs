@@ -412,6 +412,17 @@ impl BatchForward for BatchDecoder {
     }
 
     fn forward(&mut self, chunks: &[SeqChunk<'_>]) -> Result<&[f32], RuntimeError> {
+        let be = std::sync::Arc::clone(self.model.decoder().backend());
+        let mut result = Ok(());
+        be.install(&mut || result = self.forward_pass(chunks));
+        result?;
+        Ok(&self.buf.logits)
+    }
+}
+
+impl BatchDecoder {
+    /// [`BatchForward::forward`]'s pass, run on the backend's threads.
+    fn forward_pass(&mut self, chunks: &[SeqChunk<'_>]) -> Result<(), RuntimeError> {
         let m = self.check(chunks)?;
         let c = &self.config;
         let store: &[u8] = self.model.file_bytes();
@@ -600,6 +611,6 @@ impl BatchForward for BatchDecoder {
                     .for_each(|l| *l = (*l / cap).tanh() * cap);
             }
         }
-        Ok(&s.logits)
+        Ok(())
     }
 }

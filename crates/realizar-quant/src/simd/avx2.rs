@@ -250,7 +250,7 @@ fn dot_i8_i8_vnni(a: __m256i, b: __m256i) -> __m256i {
 /// activation rows it handles per pass over the weight row.
 macro_rules! legacy_kernels {
     ($features:literal, $dot_u8:ident, $dot_i8:ident,
-     $q4_0:ident, $q4_1:ident, $q5_0:ident, $q8_0:ident) => {
+     $q4_0:ident, $q4_1:ident, $q4_1_r4:ident, $q5_0:ident, $q8_0:ident) => {
         #[target_feature(enable = $features)]
         fn $q4_0<const M: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
             blocks2m(
@@ -269,18 +269,81 @@ macro_rules! legacy_kernels {
             let mut acc = [_mm256_setzero_ps(); M];
             let mut summs = [0.0f32; M];
             let nb = common_len(x, &ys);
-            for (b, x) in x.iter().take(nb).enumerate() {
-                let q = nibbles(&x.qs);
-                let (dx, mx) = (h2f(x.d), h2f(x.m));
-                for ((y, a), sm) in ys.iter().zip(&mut acc).zip(&mut summs) {
-                    let Some(y) = y.get(b) else { continue };
-                    *sm = mx.mul_add(h2f(y.s), *sm);
-                    let d = _mm256_set1_ps(dx * h2f(y.d));
-                    let l = _mm256_cvtepi32_ps($dot_u8(q, load32i(&y.qs), 0));
-                    *a = _mm256_fmadd_ps(d, l, *a);
+            if M == 4 {
+                // Four activation rows: their (d, s) scales converted by one instruction, the
+                // four min-term FMAs and scale products in one vector each (lane k is row k's
+                // scalar operation, exactly).
+                let mut summs4 = _mm_setzero_ps();
+                let even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+                let odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+                for (b, x) in x.iter().take(nb).enumerate() {
+                    let q = nibbles(&x.qs);
+                    let (dx, mx) = (h2f(x.d), h2f(x.m));
+                    let mut heads = [0i32; 4];
+                    for (h, y) in heads.iter_mut().zip(&ys) {
+                        *h = y.get(b).map_or(0, head32);
+                    }
+                    let ds =
+                        _mm256_cvtph_ps(_mm_setr_epi32(heads[0], heads[1], heads[2], heads[3]));
+                    let s4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(ds, odd));
+                    let d4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(ds, even));
+                    summs4 = _mm_fmadd_ps(_mm_set1_ps(mx), s4, summs4);
+                    let dd = _mm256_castps128_ps256(_mm_mul_ps(_mm_set1_ps(dx), d4));
+                    for (k, (y, a)) in ys.iter().zip(&mut acc).enumerate() {
+                        let Some(y) = y.get(b) else { continue };
+                        let d = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(k as i32));
+                        let l = _mm256_cvtepi32_ps($dot_u8(q, load32i(&y.qs), 0));
+                        *a = _mm256_fmadd_ps(d, l, *a);
+                    }
+                }
+                let mut sm4 = [0.0f32; 4];
+                // SAFETY: `sm4` is 4 writable floats; `storeu` needs no alignment.
+                unsafe { _mm_storeu_ps(sm4.as_mut_ptr(), summs4) };
+                for (o, v) in summs.iter_mut().zip(sm4) {
+                    *o = v;
+                }
+            } else {
+                for (b, x) in x.iter().take(nb).enumerate() {
+                    let q = nibbles(&x.qs);
+                    let (dx, mx) = (h2f(x.d), h2f(x.m));
+                    for ((y, a), sm) in ys.iter().zip(&mut acc).zip(&mut summs) {
+                        let Some(y) = y.get(b) else { continue };
+                        *sm = mx.mul_add(h2f(y.s), *sm);
+                        let d = _mm256_set1_ps(dx * h2f(y.d));
+                        let l = _mm256_cvtepi32_ps($dot_u8(q, load32i(&y.qs), 0));
+                        *a = _mm256_fmadd_ps(d, l, *a);
+                    }
                 }
             }
             let mut out = [0.0f32; M];
+            for ((o, a), sm) in out.iter_mut().zip(acc).zip(summs) {
+                *o = hsum_ps(a) + sm;
+            }
+            out
+        }
+
+        /// The Q4_1 kernel above for four weight rows against one activation row: the same
+        /// operations per (weight row, activation row) pair, the activation's scales
+        /// converted once per block.
+        #[target_feature(enable = $features)]
+        fn $q4_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut summs = [0.0f32; 4];
+            let nb = xs.iter().fold(y.len(), |n, x| n.min(x.len()));
+            for (b, y) in y.iter().take(nb).enumerate() {
+                let (dy, sy) = (h2f(y.d), h2f(y.s));
+                let yq = load32i(&y.qs);
+                for ((x, a), sm) in xs.iter().zip(&mut acc).zip(&mut summs) {
+                    let Some(x) = x.get(b) else { continue };
+                    let q = nibbles(&x.qs);
+                    let (dx, mx) = (h2f(x.d), h2f(x.m));
+                    *sm = mx.mul_add(sy, *sm);
+                    let d = _mm256_set1_ps(dx * dy);
+                    let l = _mm256_cvtepi32_ps($dot_u8(q, yq, 0));
+                    *a = _mm256_fmadd_ps(d, l, *a);
+                }
+            }
+            let mut out = [0.0f32; 4];
             for ((o, a), sm) in out.iter_mut().zip(acc).zip(summs) {
                 *o = hsum_ps(a) + sm;
             }
@@ -315,6 +378,7 @@ legacy_kernels!(
     dot_i8_i8,
     q4_0_q8_0_avx2,
     q4_1_q8_1_avx2,
+    q4_1_q8_1_r4_avx2,
     q5_0_q8_0_avx2,
     q8_0_q8_0_avx2
 );
@@ -324,6 +388,7 @@ legacy_kernels!(
     dot_i8_i8_vnni,
     q4_0_q8_0_vnni,
     q4_1_q8_1_vnni,
+    q4_1_q8_1_r4_vnni,
     q5_0_q8_0_vnni,
     q8_0_q8_0_vnni
 );
@@ -1082,5 +1147,19 @@ mod level_tests {
                 );
             }
         }
+    }
+}
+
+/// Q4_1 · Q8_1, four weight rows per pass over one activation row; bit-identical to four
+/// single calls.
+pub(crate) fn q4_1_q8_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
+    if has_avx512_vnni() {
+        // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
+        unsafe { q4_1_q8_1_r4_vnni(xs, y) }
+    } else if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
+        unsafe { q4_1_q8_1_r4_avx2(xs, y) }
+    } else {
+        xs.map(|x| dot::q4_1_q8_1(x, y))
     }
 }

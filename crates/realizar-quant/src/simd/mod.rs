@@ -97,6 +97,20 @@ select!(
 /// A kernel taking four activation rows per pass over a weight row.
 pub(crate) type QuadFn<W, A> = fn(&[W], [&[A]; 4]) -> [f32; 4];
 
+/// A kernel taking four weight rows per pass over one activation row.
+pub(crate) type Rows4Fn<W, A> = fn([&[W]; 4], &[A]) -> [f32; 4];
+
+/// Q4_1 · Q8_1, four weight rows per pass over one activation row.
+pub(crate) fn q4_1_q8_1_r4() -> Option<Rows4Fn<BlockQ4_1, BlockQ8_1>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Some(avx2::q4_1_q8_1_r4);
+        }
+    }
+    None
+}
+
 macro_rules! select_quad {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty) => {
         $(#[$doc])*
