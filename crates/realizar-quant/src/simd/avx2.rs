@@ -328,23 +328,37 @@ macro_rules! legacy_kernels {
         #[target_feature(enable = $features)]
         fn $q4_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
             let mut acc = [_mm256_setzero_ps(); 4];
-            let mut summs = [0.0f32; 4];
             let nb = xs.iter().fold(y.len(), |n, x| n.min(x.len()));
+            // The four rows' (d, m) scales converted by one instruction; their scale products
+            // and min-term FMAs one vector operation each (lane k is row k's scalar operation).
+            let mut summs4 = _mm_setzero_ps();
+            let even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+            let odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
             for (b, y) in y.iter().take(nb).enumerate() {
                 let (dy, sy) = (h2f(y.d), h2f(y.s));
                 let yq = load32i(&y.qs);
-                for ((x, a), sm) in xs.iter().zip(&mut acc).zip(&mut summs) {
+                let mut heads = [0i32; 4];
+                for (h, x) in heads.iter_mut().zip(&xs) {
+                    *h = x.get(b).map_or(0, head32);
+                }
+                let dm = _mm256_cvtph_ps(_mm_setr_epi32(heads[0], heads[1], heads[2], heads[3]));
+                let m4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, odd));
+                let d4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, even));
+                summs4 = _mm_fmadd_ps(m4, _mm_set1_ps(sy), summs4);
+                let dd = _mm256_castps128_ps256(_mm_mul_ps(d4, _mm_set1_ps(dy)));
+                for (k, (x, a)) in xs.iter().zip(&mut acc).enumerate() {
                     let Some(x) = x.get(b) else { continue };
                     let q = nibbles(&x.qs);
-                    let (dx, mx) = (h2f(x.d), h2f(x.m));
-                    *sm = mx.mul_add(sy, *sm);
-                    let d = _mm256_set1_ps(dx * dy);
+                    let d = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(k as i32));
                     let l = _mm256_cvtepi32_ps($dot_u8(q, yq, 0));
                     *a = _mm256_fmadd_ps(d, l, *a);
                 }
             }
+            let mut sm4 = [0.0f32; 4];
+            // SAFETY: `sm4` is 4 writable floats; `storeu` needs no alignment.
+            unsafe { _mm_storeu_ps(sm4.as_mut_ptr(), summs4) };
             let mut out = [0.0f32; 4];
-            for ((o, a), sm) in out.iter_mut().zip(acc).zip(summs) {
+            for ((o, a), sm) in out.iter_mut().zip(acc).zip(sm4) {
                 *o = hsum_ps(a) + sm;
             }
             out
