@@ -141,13 +141,24 @@ pub fn gelu_tanh_ggml(x: f32) -> f32 {
     } else if x >= 10.0 {
         x
     } else {
-        // The table entry: ggml_gelu_f32 of the f16 value, as GCC contracts it with FMA
-        // (`1 + a x x` becomes `fma(a x, x, 1)`), rounded to f16.
-        let xh = f16::from_f32(x).to_f32();
-        let inner = (GELU_COEF_A * xh).mul_add(xh, 1.0);
-        let g = 0.5 * xh * (1.0 + (SQRT_2_OVER_PI * xh * inner).tanh());
-        f16::from_f32(g).to_f32()
+        let table = GELU_TABLE.get_or_init(|| (0..=u16::MAX).map(gelu_table_entry).collect());
+        table
+            .get(usize::from(f16::from_f32(x).to_bits()))
+            .copied()
+            .unwrap_or(0.0)
     }
+}
+
+/// ggml's `ggml_table_gelu_f16`, built once: one entry per f16 bit pattern.
+static GELU_TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+
+/// The table entry for the f16 value `bits`: ggml_gelu_f32 of it, as GCC contracts it with FMA
+/// (`1 + a x x` becomes `fma(a x, x, 1)`), rounded to f16.
+fn gelu_table_entry(bits: u16) -> f32 {
+    let xh = f16::from_bits(bits).to_f32();
+    let inner = (GELU_COEF_A * xh).mul_add(xh, 1.0);
+    let g = 0.5 * xh * (1.0 + (SQRT_2_OVER_PI * xh * inner).tanh());
+    f16::from_f32(g).to_f32()
 }
 
 /// GELU, exact form: `0.5 x (1 + erf(x / sqrt 2))`.
