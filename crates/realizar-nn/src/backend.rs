@@ -425,13 +425,7 @@ fn attend_head(
                     let slot = (lo + i) % lanes;
                     vecops::f16_axpy(p, row, &mut acc[slot * hd..(slot + 1) * hd]);
                 }
-                let mut a = [0f32; 64];
-                for (d, o) in out.iter_mut().enumerate().take(hd) {
-                    for (l, al) in a.iter_mut().enumerate().take(lanes) {
-                        *al = acc[l * hd + d];
-                    }
-                    *o = order.reduce(&a[..lanes]) as f32;
-                }
+                order.reduce_rows(acc, hd, out);
             });
         }
         (k, v) => attend_head_plain(q, k, v, lo, hd, scale, scores, out),
@@ -481,6 +475,38 @@ impl F16Order {
             F16Order::Tiny => v.copy_from_slice(&a[..16]),
         }
         f64::from(reduce_add16(&v))
+    }
+}
+
+impl F16Order {
+    /// [`F16Order::reduce`] of every column of `acc` (`lanes` rows of `hd`, lane-major) into
+    /// `out`: the same additions, done row against row (`acc` is clobbered).
+    fn reduce_rows(self, acc: &mut [f32], hd: usize, out: &mut [f32]) {
+        fn add_rows(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
+            let (a, b) = acc.split_at_mut(src * hd);
+            for (x, y) in a[dst * hd..(dst + 1) * hd].iter_mut().zip(&b[..hd]) {
+                *x = *y + *x;
+            }
+        }
+        if self == F16Order::VecDot {
+            // v[l] = (a[l] + a[32 + l]) + (a[16 + l] + a[48 + l]) for l < 16.
+            for l in 0..16 {
+                add_rows(acc, hd, l, 32 + l);
+                add_rows(acc, hd, 16 + l, 48 + l);
+                add_rows(acc, hd, l, 16 + l);
+            }
+        }
+        // reduce_add16: h[i] = v[8 + i] + v[i]; q[j] = h[4 + j] + h[j]; (q0 + q2) + (q1 + q3).
+        for i in 0..8 {
+            add_rows(acc, hd, i, 8 + i);
+        }
+        for j in 0..4 {
+            add_rows(acc, hd, j, 4 + j);
+        }
+        add_rows(acc, hd, 0, 2);
+        add_rows(acc, hd, 1, 3);
+        add_rows(acc, hd, 0, 1);
+        out[..hd].copy_from_slice(&acc[..hd]);
     }
 }
 
