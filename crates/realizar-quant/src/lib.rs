@@ -191,7 +191,7 @@ fn run<W: Pod, A: Pod>(
     out_stride: usize,
     f: DotFn<W, A>,
     quad: Option<simd::QuadFn<W, A>>,
-    rows4: Option<simd::Rows4Fn<W, A>>,
+    wide: simd::Wide<W, A>,
 ) -> Result<(), QuantError> {
     let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
     if rows.start > rows.end || rows.end > n_rows {
@@ -225,7 +225,7 @@ fn run<W: Pod, A: Pod>(
     const ROW_TILE: usize = 8;
     const ACT_TILE: usize = 8;
     let mut r0 = rows.start;
-    if let (Some(rows4), 1) = (rows4, m) {
+    if let (Some(rows4), 1) = (wide.rows4, m) {
         // One activation row: four weight rows per pass over it (bit-identical to four
         // single calls), for independent accumulation chains and shared activation scales.
         let act = acts.get(..ab).unwrap_or_default();
@@ -249,6 +249,18 @@ fn run<W: Pod, A: Pod>(
                 let wr = w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
                 let act = |i: usize| acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
                 let mut i = i0;
+                if let Some(oct) = wide.oct {
+                    // Eight activation rows per pass (bit-identical to eight single calls).
+                    while i + 8 <= i1 {
+                        let res = oct(wr, core::array::from_fn(|k| act(i + k)));
+                        for (k, v) in res.into_iter().enumerate() {
+                            if let Some(o) = out.get_mut((i + k) * out_stride + (r - rows.start)) {
+                                *o = v;
+                            }
+                        }
+                        i += 8;
+                    }
+                }
                 if let Some(quad) = quad {
                     // Four activation rows per pass over the weight row: bit-identical to
                     // four single calls (same operations per pair, see `simd`).
@@ -303,7 +315,7 @@ fn dispatch(
                 out_stride,
                 if best { $simd() } else { $scalar },
                 if best { $quad() } else { None },
-                if best { $rows4() } else { None },
+                if best { $rows4() } else { simd::Wide::none() },
             )
         };
         ($scalar:path, $simd:path, $quad:path) => {
@@ -318,7 +330,7 @@ fn dispatch(
                 out_stride,
                 if best { $simd() } else { $scalar },
                 if best { $quad() } else { None },
-                None,
+                simd::Wide::none(),
             )
         };
         ($scalar:path, $simd:path) => {
@@ -333,12 +345,22 @@ fn dispatch(
                 out_stride,
                 if best { $simd() } else { $scalar },
                 None,
-                None,
+                simd::Wide::none(),
             )
         };
         ($scalar:path) => {
             run(
-                ty, &g, w, rows, act, m, out, out_stride, $scalar, None, None,
+                ty,
+                &g,
+                w,
+                rows,
+                act,
+                m,
+                out,
+                out_stride,
+                $scalar,
+                None,
+                simd::Wide::none(),
             )
         };
     }
@@ -351,7 +373,7 @@ fn dispatch(
             dot::q4_1_q8_1,
             simd::q4_1_q8_1,
             simd::q4_1_q8_1_x4,
-            simd::q4_1_q8_1_r4
+            simd::q4_1_q8_1_wide
         ),
         QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0, simd::q5_0_q8_0_x4),
         QuantType::Q5_1 => go!(dot::q5_1_q8_1),
@@ -512,7 +534,19 @@ fn prompt(
             } else {
                 (dot::q6_k_q8_k_tiled, None)
             };
-            return run(ty, &g, w, rows, act, m, out, out_stride, f, quad, None);
+            return run(
+                ty,
+                &g,
+                w,
+                rows,
+                act,
+                m,
+                out,
+                out_stride,
+                f,
+                quad,
+                simd::Wide::none(),
+            );
         }
         _ => return dispatch(imp, ty, n, w, rows, act, m, out, out_stride),
     }
@@ -546,7 +580,7 @@ fn prompt(
             out_stride,
             f,
             quad,
-            None,
+            simd::Wide::none(),
         )?;
     }
     if m > grouped {
@@ -566,7 +600,7 @@ fn prompt(
             out_stride,
             f,
             quad,
-            None,
+            simd::Wide::none(),
         )?;
     }
     Ok(())

@@ -269,37 +269,45 @@ macro_rules! legacy_kernels {
             let mut acc = [_mm256_setzero_ps(); M];
             let mut summs = [0.0f32; M];
             let nb = common_len(x, &ys);
-            if M == 4 {
-                // Four activation rows: their (d, s) scales converted by one instruction, the
-                // four min-term FMAs and scale products in one vector each (lane k is row k's
-                // scalar operation, exactly).
-                let mut summs4 = _mm_setzero_ps();
+            if M % 4 == 0 && M <= 8 {
+                // Activation rows in fours: their (d, s) scales converted by one instruction,
+                // the four min-term FMAs and scale products in one vector each (lane k is row
+                // k's scalar operation, exactly).
+                let mut summs4 = [_mm_setzero_ps(); 2];
                 let even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
                 let odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
                 for (b, x) in x.iter().take(nb).enumerate() {
                     let q = nibbles(&x.qs);
                     let (dx, mx) = (h2f(x.d), h2f(x.m));
-                    let mut heads = [0i32; 4];
-                    for (h, y) in heads.iter_mut().zip(&ys) {
-                        *h = y.get(b).map_or(0, head32);
+                    let mut dd = [_mm256_setzero_ps(); 2];
+                    for (g, (sm, ddg)) in summs4.iter_mut().zip(&mut dd).enumerate().take(M / 4) {
+                        let mut heads = [0i32; 4];
+                        let four = ys.get(4 * g..4 * g + 4).unwrap_or_default();
+                        for (h, y) in heads.iter_mut().zip(four) {
+                            *h = y.get(b).map_or(0, head32);
+                        }
+                        let ds =
+                            _mm256_cvtph_ps(_mm_setr_epi32(heads[0], heads[1], heads[2], heads[3]));
+                        let s4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(ds, odd));
+                        let d4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(ds, even));
+                        *sm = _mm_fmadd_ps(_mm_set1_ps(mx), s4, *sm);
+                        *ddg = _mm256_castps128_ps256(_mm_mul_ps(_mm_set1_ps(dx), d4));
                     }
-                    let ds =
-                        _mm256_cvtph_ps(_mm_setr_epi32(heads[0], heads[1], heads[2], heads[3]));
-                    let s4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(ds, odd));
-                    let d4 = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(ds, even));
-                    summs4 = _mm_fmadd_ps(_mm_set1_ps(mx), s4, summs4);
-                    let dd = _mm256_castps128_ps256(_mm_mul_ps(_mm_set1_ps(dx), d4));
                     for (k, (y, a)) in ys.iter().zip(&mut acc).enumerate() {
                         let Some(y) = y.get(b) else { continue };
-                        let d = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(k as i32));
+                        let lane = _mm256_set1_epi32((k % 4) as i32);
+                        let d = _mm256_permutevar8x32_ps(dd[(k / 4) % 2], lane);
                         let l = _mm256_cvtepi32_ps($dot_u8(q, load32i(&y.qs), 0));
                         *a = _mm256_fmadd_ps(d, l, *a);
                     }
                 }
-                let mut sm4 = [0.0f32; 4];
-                // SAFETY: `sm4` is 4 writable floats; `storeu` needs no alignment.
-                unsafe { _mm_storeu_ps(sm4.as_mut_ptr(), summs4) };
-                for (o, v) in summs.iter_mut().zip(sm4) {
+                let mut sm8 = [0.0f32; 8];
+                // SAFETY: `sm8` is 8 writable floats; `storeu` needs no alignment.
+                unsafe {
+                    _mm_storeu_ps(sm8.as_mut_ptr(), summs4[0]);
+                    _mm_storeu_ps(sm8.as_mut_ptr().add(4), summs4[1]);
+                }
+                for (o, v) in summs.iter_mut().zip(sm8) {
                     *o = v;
                 }
             } else {
@@ -1175,5 +1183,19 @@ pub(crate) fn q4_1_q8_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
         unsafe { q4_1_q8_1_r4_avx2(xs, y) }
     } else {
         xs.map(|x| dot::q4_1_q8_1(x, y))
+    }
+}
+
+/// Q4_1 · Q8_1, eight activation rows per pass over a weight row; bit-identical to eight
+/// single calls.
+pub(crate) fn q4_1_q8_1_x8(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
+    if has_avx512_vnni() {
+        // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
+        unsafe { q4_1_q8_1_vnni::<8>(x, ys) }
+    } else if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
+        unsafe { q4_1_q8_1_avx2::<8>(x, ys) }
+    } else {
+        ys.map(|y| dot::q4_1_q8_1(x, y))
     }
 }

@@ -100,15 +100,39 @@ pub(crate) type QuadFn<W, A> = fn(&[W], [&[A]; 4]) -> [f32; 4];
 /// A kernel taking four weight rows per pass over one activation row.
 pub(crate) type Rows4Fn<W, A> = fn([&[W]; 4], &[A]) -> [f32; 4];
 
-/// Q4_1 · Q8_1, four weight rows per pass over one activation row.
-pub(crate) fn q4_1_q8_1_r4() -> Option<Rows4Fn<BlockQ4_1, BlockQ8_1>> {
+/// A kernel taking eight activation rows per pass over a weight row.
+pub(crate) type OctFn<W, A> = fn(&[W], [&[A]; 8]) -> [f32; 8];
+
+/// The wider kernels a weight type may have besides its one- and four-row ones.
+pub(crate) struct Wide<W, A> {
+    /// Four weight rows against one activation row.
+    pub(crate) rows4: Option<Rows4Fn<W, A>>,
+    /// Eight activation rows against one weight row.
+    pub(crate) oct: Option<OctFn<W, A>>,
+}
+
+impl<W, A> Wide<W, A> {
+    /// No wider kernels.
+    pub(crate) fn none() -> Wide<W, A> {
+        Wide {
+            rows4: None,
+            oct: None,
+        }
+    }
+}
+
+/// Q4_1 · Q8_1's wider kernels.
+pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2() {
-            return Some(avx2::q4_1_q8_1_r4);
+            return Wide {
+                rows4: Some(avx2::q4_1_q8_1_r4),
+                oct: Some(avx2::q4_1_q8_1_x8),
+            };
         }
     }
-    None
+    Wide::none()
 }
 
 macro_rules! select_quad {
