@@ -485,7 +485,7 @@ impl F16Order {
         fn add_rows(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
             let (a, b) = acc.split_at_mut(src * hd);
             for (x, y) in a[dst * hd..(dst + 1) * hd].iter_mut().zip(&b[..hd]) {
-                *x = *y + *x;
+                *x += *y;
             }
         }
         if self == F16Order::VecDot {

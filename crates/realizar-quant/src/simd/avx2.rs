@@ -1011,6 +1011,34 @@ pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
 
 /// Every instruction-set level against the scalar twin (the public API only reaches the best
 /// level this CPU has, so the lower ones are called here directly).
+/// Q4_1 · Q8_1, four weight rows per pass over one activation row; bit-identical to four
+/// single calls.
+pub(crate) fn q4_1_q8_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
+    if has_avx512_vnni() {
+        // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
+        unsafe { q4_1_q8_1_r4_vnni(xs, y) }
+    } else if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
+        unsafe { q4_1_q8_1_r4_avx2(xs, y) }
+    } else {
+        xs.map(|x| dot::q4_1_q8_1(x, y))
+    }
+}
+
+/// Q4_1 · Q8_1, eight activation rows per pass over a weight row; bit-identical to eight
+/// single calls.
+pub(crate) fn q4_1_q8_1_x8(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
+    if has_avx512_vnni() {
+        // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
+        unsafe { q4_1_q8_1_vnni::<8>(x, ys) }
+    } else if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
+        unsafe { q4_1_q8_1_avx2::<8>(x, ys) }
+    } else {
+        ys.map(|y| dot::q4_1_q8_1(x, y))
+    }
+}
+
 #[cfg(test)]
 mod level_tests {
     use super::*;
@@ -1169,33 +1197,5 @@ mod level_tests {
                 );
             }
         }
-    }
-}
-
-/// Q4_1 · Q8_1, four weight rows per pass over one activation row; bit-identical to four
-/// single calls.
-pub(crate) fn q4_1_q8_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
-    if has_avx512_vnni() {
-        // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
-        unsafe { q4_1_q8_1_r4_vnni(xs, y) }
-    } else if has_avx2() {
-        // SAFETY: AVX2, FMA and F16C are present (checked just above).
-        unsafe { q4_1_q8_1_r4_avx2(xs, y) }
-    } else {
-        xs.map(|x| dot::q4_1_q8_1(x, y))
-    }
-}
-
-/// Q4_1 · Q8_1, eight activation rows per pass over a weight row; bit-identical to eight
-/// single calls.
-pub(crate) fn q4_1_q8_1_x8(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
-    if has_avx512_vnni() {
-        // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
-        unsafe { q4_1_q8_1_vnni::<8>(x, ys) }
-    } else if has_avx2() {
-        // SAFETY: AVX2, FMA and F16C are present (checked just above).
-        unsafe { q4_1_q8_1_avx2::<8>(x, ys) }
-    } else {
-        ys.map(|y| dot::q4_1_q8_1(x, y))
     }
 }
