@@ -346,6 +346,25 @@ pub(crate) fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     sums.iter().fold(sumf, |s, v| s + v)
 }
 
+/// The 256 signed values (`q - 32`) of a Q6_K block, in element order.
+fn q6_values(x: &BlockQ6K) -> [i32; 256] {
+    let mut q = [0i32; 256];
+    for ((ql, qh), a) in
+        x.ql.chunks_exact(64)
+            .zip(x.qh.chunks_exact(32))
+            .zip(q.chunks_exact_mut(128))
+    {
+        for (l, h) in qh.iter().enumerate() {
+            for (k, v) in q6_quad(ql, *h, l).iter().enumerate() {
+                if let Some(o) = a.get_mut(l + 32 * k) {
+                    *o = *v;
+                }
+            }
+        }
+    }
+    q
+}
+
 /// `ggml_vec_dot_q6_K_q8_K`, AVX2 path: lane `l` of a block sums `scale * q * y` (q unsigned,
 /// 0..64) over bytes `4l..4l + 4` of each of the eight 32-element vectors, minus
 /// `32 * (bsums[2l] scale[2l] + bsums[2l+1] scale[2l+1])`; `acc[l] = fma(d, lane, acc[l])`,
@@ -353,20 +372,7 @@ pub(crate) fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 pub(crate) fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut acc = [0.0f32; 8];
     for (x, y) in x.iter().zip(y) {
-        let mut q = [0i32; 256];
-        for ((ql, qh), a) in
-            x.ql.chunks_exact(64)
-                .zip(x.qh.chunks_exact(32))
-                .zip(q.chunks_exact_mut(128))
-        {
-            for (l, h) in qh.iter().enumerate() {
-                for (k, v) in q6_quad(ql, *h, l).iter().enumerate() {
-                    if let Some(o) = a.get_mut(l + 32 * k) {
-                        *o = v + 32;
-                    }
-                }
-            }
-        }
+        let q = q6_values(x).map(|v| v + 32);
         let sc = |g: usize| i32::from(x.scales.get(g).copied().unwrap_or(0));
         let bs = |g: usize| i32::from(y.bsums.get(g).copied().unwrap_or(0));
         let mut lanes = [0i32; 8];
@@ -394,20 +400,7 @@ pub(crate) fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
 pub(crate) fn q6_k_q8_k_tiled(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut acc = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        let mut q = [0i32; 256];
-        for ((ql, qh), a) in
-            x.ql.chunks_exact(64)
-                .zip(x.qh.chunks_exact(32))
-                .zip(q.chunks_exact_mut(128))
-        {
-            for (l, h) in qh.iter().enumerate() {
-                for (k, v) in q6_quad(ql, *h, l).iter().enumerate() {
-                    if let Some(o) = a.get_mut(l + 32 * k) {
-                        *o = *v;
-                    }
-                }
-            }
-        }
+        let q = q6_values(x);
         let s: i32 = q
             .chunks_exact(16)
             .zip(y.qs.chunks_exact(16))

@@ -303,7 +303,7 @@ fn dispatch(
     let g = geometry(ty, n)?;
     let best = imp == Impl::Best;
     macro_rules! go {
-        ($scalar:path, $simd:path, $quad:path, $rows4:path) => {
+        ($scalar:path, $simd:path, $quad:path, $wide:path) => {
             run(
                 ty,
                 &g,
@@ -315,38 +315,14 @@ fn dispatch(
                 out_stride,
                 if best { $simd() } else { $scalar },
                 if best { $quad() } else { None },
-                if best { $rows4() } else { simd::Wide::none() },
+                if best { $wide() } else { simd::Wide::none() },
             )
         };
         ($scalar:path, $simd:path, $quad:path) => {
-            run(
-                ty,
-                &g,
-                w,
-                rows,
-                act,
-                m,
-                out,
-                out_stride,
-                if best { $simd() } else { $scalar },
-                if best { $quad() } else { None },
-                simd::Wide::none(),
-            )
+            go!($scalar, $simd, $quad, simd::Wide::none)
         };
         ($scalar:path, $simd:path) => {
-            run(
-                ty,
-                &g,
-                w,
-                rows,
-                act,
-                m,
-                out,
-                out_stride,
-                if best { $simd() } else { $scalar },
-                None,
-                simd::Wide::none(),
-            )
+            go!($scalar, $simd, simd::no_quad, simd::Wide::none)
         };
         ($scalar:path) => {
             run(

@@ -97,6 +97,11 @@ select!(
 /// A kernel taking four activation rows per pass over a weight row.
 pub(crate) type QuadFn<W, A> = fn(&[W], [&[A]; 4]) -> [f32; 4];
 
+/// No four-row kernel (for types that have none).
+pub(crate) fn no_quad<W, A>() -> Option<QuadFn<W, A>> {
+    None
+}
+
 /// A kernel taking four weight rows per pass over one activation row.
 pub(crate) type Rows4Fn<W, A> = fn([&[W]; 4], &[A]) -> [f32; 4];
 
