@@ -163,6 +163,17 @@ pub enum Logits {
     All,
 }
 
+/// One sequence's rows in a pass over several sequences ([`Decoder::forward_segments`]): the
+/// cache it continues (an index into the caches of the call) and how many consecutive token
+/// rows of the pass are its.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Index of the sequence's cache.
+    pub cache: usize,
+    /// Its number of token rows (at least one).
+    pub rows: usize,
+}
+
 /// Activation buffers of a forward pass, sized once for a maximum batch; reused across calls so
 /// that decoding does not allocate.
 #[derive(Clone, Debug)]
@@ -501,21 +512,8 @@ impl Decoder {
                 reason: "empty batch of tokens".into(),
             });
         }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
-            return Err(NnError::TokenOutOfRange {
-                id,
-                vocab: c.n_vocab,
-            });
-        }
-        if !cache.shape_matches(c.n_layer, c.n_head_kv, c.head_dim) {
-            return Err(NnError::InvalidArgument {
-                reason: "the KV cache was made for another model".into(),
-            });
-        }
-        cache.check_room(tokens.len())?;
-        if scratch.scores.len() < c.n_head * cache.capacity() {
-            scratch.scores.resize(c.n_head * cache.capacity(), 0.0);
-        }
+        self.check_tokens(tokens)?;
+        self.check_cache(cache, tokens.len(), scratch)?;
         let n_out = match logits {
             Logits::None => 0,
             Logits::Last => c.n_vocab,
@@ -533,8 +531,20 @@ impl Decoder {
                     Logits::Last if ci + 1 == n_chunks => Logits::Last,
                     _ => Logits::None,
                 };
-                let out_at = ci * scratch.max_batch * c.n_vocab;
-                result = self.forward_batch(chunk, cache, scratch, want, out_at);
+                let m = chunk.len();
+                // llama.cpp runs the last layer's FFN only on the rows whose logits are wanted
+                // (its graph selects its output rows there); the row count changes how it
+                // groups its prompt gemm, and the other rows' hidden states are not needed.
+                let (ffn_from, at) = match want {
+                    Logits::None => (m, 0),
+                    Logits::Last => (m - 1, 0),
+                    Logits::All => (0, ci * scratch.max_batch * c.n_vocab),
+                };
+                let caches = std::slice::from_mut(&mut *cache);
+                let seg = [Segment { cache: 0, rows: m }];
+                result = self
+                    .pass(chunk, caches, &seg, scratch, true, ffn_from)
+                    .and_then(|()| self.head(scratch, ffn_from..m, at, true));
                 if result.is_err() {
                     return;
                 }
@@ -544,22 +554,137 @@ impl Decoder {
         Ok(&scratch.logits[..n_out])
     }
 
-    fn forward_batch(
+    /// Evaluates the rows of several sequences in one pass over the weights, each continuing
+    /// its own cache, and returns the logits of the rows `logit_rows` (indices into `tokens`),
+    /// `n_vocab` each, in that order. The matrix products are batch-invariant
+    /// ([`Backend::linear`]): a sequence's results do not depend on the others in the pass.
+    /// `segments` give each sequence's cache and row count, in the order of `tokens`. Errors
+    /// (nothing is appended to any cache): rows that do not add up to `tokens` or exceed the
+    /// scratch, a segment without rows, a cache index out of range or used twice, a cache of
+    /// another model or without room, a token id outside the vocabulary, a logit row out of
+    /// range.
+    pub fn forward_segments<'s>(
         &self,
         tokens: &[u32],
-        cache: &mut KvCache,
+        caches: &mut [KvCache],
+        segments: &[Segment],
+        logit_rows: &[usize],
+        scratch: &'s mut Scratch,
+    ) -> Result<&'s [f32], NnError> {
+        let c = &self.config;
+        let bad = |reason: String| Err(NnError::InvalidArgument { reason });
+        let rows: usize = segments.iter().map(|g| g.rows).sum();
+        if tokens.is_empty() || rows != tokens.len() || rows > scratch.max_batch {
+            return bad(format!(
+                "{} tokens in segments of {rows} rows (at most {} rows a pass)",
+                tokens.len(),
+                scratch.max_batch
+            ));
+        }
+        self.check_tokens(tokens)?;
+        for (i, g) in segments.iter().enumerate() {
+            if segments[..i].iter().any(|h| h.cache == g.cache) {
+                return bad(format!("cache {} appears twice in one pass", g.cache));
+            }
+            let Some(cache) = caches.get(g.cache) else {
+                return bad(format!("cache {} of {}", g.cache, caches.len()));
+            };
+            if g.rows == 0 {
+                return bad(format!("segment {i} has no rows"));
+            }
+            self.check_cache(cache, g.rows, scratch)?;
+        }
+        if let Some(&r) = logit_rows.iter().find(|&&r| r >= rows) {
+            return bad(format!("logit row {r} of a pass of {rows}"));
+        }
+        let n_out = logit_rows.len() * c.n_vocab;
+        if scratch.logits.len() < n_out {
+            scratch.logits.resize(n_out, 0.0);
+        }
+        let mut result = Ok(());
+        self.backend.install(&mut || {
+            result = self
+                .pass(tokens, caches, segments, scratch, false, 0)
+                .and_then(|()| self.head(scratch, logit_rows.iter().copied(), 0, false));
+        });
+        result?;
+        Ok(&scratch.logits[..n_out])
+    }
+
+    /// Every token id lies inside the vocabulary.
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), NnError> {
+        let vocab = self.config.n_vocab;
+        match tokens.iter().find(|&&t| t as usize >= vocab) {
+            Some(&id) => Err(NnError::TokenOutOfRange { id, vocab }),
+            None => Ok(()),
+        }
+    }
+
+    /// `cache` was made for this model and has room for `rows` more positions; `scratch` gets
+    /// attention scores for its capacity.
+    fn check_cache(
+        &self,
+        cache: &KvCache,
+        rows: usize,
+        scratch: &mut Scratch,
+    ) -> Result<(), NnError> {
+        let c = &self.config;
+        if !cache.shape_matches(c.n_layer, c.n_head_kv, c.head_dim) {
+            return Err(NnError::InvalidArgument {
+                reason: "the KV cache was made for another model".into(),
+            });
+        }
+        cache.check_room(rows)?;
+        let need = c.n_head * cache.capacity();
+        if scratch.scores.len() < need {
+            scratch.scores.resize(need, 0.0);
+        }
+        Ok(())
+    }
+
+    /// `out = w · x` for `m` rows: [`Backend::linear_prompt`] if `prompt`, else
+    /// [`Backend::linear`].
+    fn product(
+        &self,
+        w: &QTensor,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: &mut ActScratch,
+        prompt: bool,
+    ) -> Result<(), NnError> {
+        let bytes = w.bytes((*self.bytes).as_ref())?;
+        if prompt {
+            self.backend.linear_prompt(w, bytes, x, m, out, act)
+        } else {
+            self.backend.linear(w, bytes, x, m, out, act)
+        }
+    }
+
+    /// The layers of one pass (inputs checked by the caller): token embeddings, every block
+    /// (each segment's keys and values appended to its cache, attention per segment), the
+    /// caches advanced. The last layer's FFN runs on rows `ffn_from..` only. `prompt` picks
+    /// [`Backend::linear_prompt`] over [`Backend::linear`]. The final hidden states stay in
+    /// `s.x`.
+    fn pass(
+        &self,
+        tokens: &[u32],
+        caches: &mut [KvCache],
+        segments: &[Segment],
         s: &mut Scratch,
-        want: Logits,
-        out_at: usize,
+        prompt: bool,
+        ffn_from: usize,
     ) -> Result<(), NnError> {
         let c = &self.config;
         let store: &[u8] = (*self.bytes).as_ref();
         let be = &*self.backend;
+        let linear = |w: &QTensor, x: &[f32], m: usize, out: &mut [f32], act: &mut ActScratch| {
+            self.product(w, x, m, out, act, prompt)
+        };
         let m = tokens.len();
         let d = c.n_embd;
         let hd = c.head_dim;
         let (qw, kw) = (c.n_head * hd, c.n_head_kv * hd);
-        let start = cache.len();
 
         // Token embeddings: dequantize one row per token.
         let emb = self.token_embd.bytes(store)?;
@@ -588,54 +713,9 @@ impl Decoder {
                 rms_norm(xt, &lw.attn_norm, c.norm_eps, nt);
             }
             let xn = &s.xn[..m * d];
-            be.linear_prompt(
-                &lw.wq,
-                lw.wq.bytes(store)?,
-                xn,
-                m,
-                &mut s.q[..m * qw],
-                &mut s.act,
-            )?;
-            be.linear_prompt(
-                &lw.wk,
-                lw.wk.bytes(store)?,
-                xn,
-                m,
-                &mut s.k[..m * kw],
-                &mut s.act,
-            )?;
-            be.linear_prompt(
-                &lw.wv,
-                lw.wv.bytes(store)?,
-                xn,
-                m,
-                &mut s.v[..m * kw],
-                &mut s.act,
-            )?;
-            for t in 0..m {
-                spec.rope.fill_cache(start + t, &mut s.rope);
-                for qh in s.q[t * qw..(t + 1) * qw].chunks_exact_mut(hd) {
-                    if let Some(w) = &lw.q_norm {
-                        rms_norm_inplace(qh, w, c.norm_eps);
-                    }
-                    spec.rope.apply(qh, &s.rope);
-                    if c.q_scale != 1.0 {
-                        qh.iter_mut().for_each(|v| *v *= c.q_scale);
-                    }
-                }
-                for kh in s.k[t * kw..(t + 1) * kw].chunks_exact_mut(hd) {
-                    if let Some(w) = &lw.k_norm {
-                        rms_norm_inplace(kh, w, c.norm_eps);
-                    }
-                    spec.rope.apply(kh, &s.rope);
-                }
-                cache.store(
-                    il,
-                    start + t,
-                    &s.k[t * kw..(t + 1) * kw],
-                    &s.v[t * kw..(t + 1) * kw],
-                );
-            }
+            linear(&lw.wq, xn, m, &mut s.q[..m * qw], &mut s.act)?;
+            linear(&lw.wk, xn, m, &mut s.k[..m * kw], &mut s.act)?;
+            linear(&lw.wv, xn, m, &mut s.v[..m * kw], &mut s.act)?;
             let shape = AttentionShape {
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,
@@ -643,23 +723,51 @@ impl Decoder {
                 kq_scale: c.kq_scale,
                 window: spec.window,
             };
-            be.attention(
-                &shape,
-                &s.q[..m * qw],
-                cache,
-                il,
-                start..start + m,
-                &mut s.att[..m * qw],
-                &mut s.scores,
-            )?;
-            be.linear_prompt(
-                &lw.wo,
-                lw.wo.bytes(store)?,
-                &s.att[..m * qw],
-                m,
-                &mut s.o[..m * d],
-                &mut s.act,
-            )?;
+            let mut r0 = 0usize;
+            for g in segments {
+                let cache = caches
+                    .get_mut(g.cache)
+                    .ok_or_else(|| NnError::InvalidArgument {
+                        reason: format!("no cache {}", g.cache),
+                    })?;
+                let start = cache.len();
+                for (t, r) in (r0..r0 + g.rows).enumerate() {
+                    spec.rope.fill_cache(start + t, &mut s.rope);
+                    for qh in s.q[r * qw..(r + 1) * qw].chunks_exact_mut(hd) {
+                        if let Some(w) = &lw.q_norm {
+                            rms_norm_inplace(qh, w, c.norm_eps);
+                        }
+                        spec.rope.apply(qh, &s.rope);
+                        if c.q_scale != 1.0 {
+                            qh.iter_mut().for_each(|v| *v *= c.q_scale);
+                        }
+                    }
+                    for kh in s.k[r * kw..(r + 1) * kw].chunks_exact_mut(hd) {
+                        if let Some(w) = &lw.k_norm {
+                            rms_norm_inplace(kh, w, c.norm_eps);
+                        }
+                        spec.rope.apply(kh, &s.rope);
+                    }
+                    cache.store(
+                        il,
+                        start + t,
+                        &s.k[r * kw..(r + 1) * kw],
+                        &s.v[r * kw..(r + 1) * kw],
+                    );
+                }
+                let rows = r0 * qw..(r0 + g.rows) * qw;
+                be.attention(
+                    &shape,
+                    &s.q[rows.clone()],
+                    cache,
+                    il,
+                    start..start + g.rows,
+                    &mut s.att[rows],
+                    &mut s.scores,
+                )?;
+                r0 += g.rows;
+            }
+            linear(&lw.wo, &s.att[..m * qw], m, &mut s.o[..m * d], &mut s.act)?;
             add_residual(
                 &mut s.x[..m * d],
                 &mut s.o[..m * d],
@@ -668,15 +776,9 @@ impl Decoder {
                 c.norm_eps,
             );
 
-            // Feed-forward. In the last layer only the rows whose logits are wanted go on (as
-            // llama.cpp's graph selects its output rows there): the others' hidden states are
-            // not needed, and the row count changes how the reference groups its prompt gemm.
+            // Feed-forward (in the last layer, of rows `ffn_from..` only).
             let r0 = if il + 1 == self.layers.len() {
-                match want {
-                    Logits::None => m,
-                    Logits::Last => m - 1,
-                    Logits::All => 0,
-                }
+                ffn_from.min(m)
             } else {
                 0
             };
@@ -689,31 +791,10 @@ impl Decoder {
             }
             let xn = &s.xn[..m * d];
             let f = c.n_ff;
-            be.linear_prompt(
-                &lw.gate,
-                lw.gate.bytes(store)?,
-                xn,
-                m,
-                &mut s.gate[..m * f],
-                &mut s.act,
-            )?;
-            be.linear_prompt(
-                &lw.up,
-                lw.up.bytes(store)?,
-                xn,
-                m,
-                &mut s.up[..m * f],
-                &mut s.act,
-            )?;
+            linear(&lw.gate, xn, m, &mut s.gate[..m * f], &mut s.act)?;
+            linear(&lw.up, xn, m, &mut s.up[..m * f], &mut s.act)?;
             c.activation.glu(&mut s.gate[..m * f], &s.up[..m * f]);
-            be.linear_prompt(
-                &lw.down,
-                lw.down.bytes(store)?,
-                &s.gate[..m * f],
-                m,
-                &mut s.o[..m * d],
-                &mut s.act,
-            )?;
+            linear(&lw.down, &s.gate[..m * f], m, &mut s.o[..m * d], &mut s.act)?;
             add_residual(
                 x_rows,
                 &mut s.o[..m * d],
@@ -722,39 +803,43 @@ impl Decoder {
                 c.norm_eps,
             );
         }
-        cache.advance(m);
+        for g in segments {
+            if let Some(cache) = caches.get_mut(g.cache) {
+                cache.advance(g.rows);
+            }
+        }
+        Ok(())
+    }
 
-        // Output head.
-        let (first, rows) = match want {
-            Logits::None => return Ok(()),
-            Logits::Last => (m - 1, 1),
-            Logits::All => (0, m),
-        };
-        for (xt, nt) in s.x[first * d..m * d]
-            .chunks_exact(d)
-            .zip(s.xn.chunks_exact_mut(d))
-        {
+    /// The output head over the final hidden states of `rows` (rows of the pass just run),
+    /// written to `s.logits` from `at`, one row of `n_vocab` each, in the order of `rows`.
+    fn head(
+        &self,
+        s: &mut Scratch,
+        rows: impl ExactSizeIterator<Item = usize>,
+        at: usize,
+        prompt: bool,
+    ) -> Result<(), NnError> {
+        let c = &self.config;
+        let (d, v, n) = (c.n_embd, c.n_vocab, rows.len());
+        if n == 0 {
+            return Ok(());
+        }
+        for (r, nt) in rows.zip(s.xn.chunks_exact_mut(d)) {
+            let xt =
+                s.x.get(r * d..(r + 1) * d)
+                    .ok_or_else(|| NnError::InvalidArgument {
+                        reason: format!("no hidden state for row {r}"),
+                    })?;
             rms_norm(xt, &self.output_norm, c.norm_eps, nt);
         }
-        let v = c.n_vocab;
-        let (at, len) = match want {
-            Logits::All => (out_at, rows * v),
-            _ => (0, v),
-        };
         let out = s
             .logits
-            .get_mut(at..at + len)
+            .get_mut(at..at + n * v)
             .ok_or_else(|| NnError::InvalidArgument {
                 reason: "logits buffer too small".into(),
             })?;
-        be.linear_prompt(
-            &self.output,
-            self.output.bytes(store)?,
-            &s.xn[..rows * d],
-            rows,
-            out,
-            &mut s.act,
-        )?;
+        self.product(&self.output, &s.xn[..n * d], n, out, &mut s.act, prompt)?;
         if let Some(cap) = c.final_softcap {
             out.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
         }

@@ -18,6 +18,8 @@ pub mod kv;
 pub mod layers;
 
 pub use backend::{ActScratch, AttentionShape, Backend, CpuBackend, QTensor};
-pub use decoder::{Activation, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, WeightBytes};
+pub use decoder::{
+    Activation, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, Segment, WeightBytes,
+};
 pub use error::NnError;
 pub use kv::{KvCache, KvType};

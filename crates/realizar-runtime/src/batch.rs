@@ -12,10 +12,7 @@
 //! own cache, so a sequence's logits are bit-identical whether it is evaluated alone or beside
 //! others, and whatever the chunking of its prompt.
 
-use realizar_format_gguf::GgufFile;
-use realizar_nn::layers::{rms_norm, rms_norm_inplace};
-use realizar_nn::{ActScratch, AttentionShape, Backend, DecoderConfig, KvCache, KvType, QTensor};
-use realizar_quant::QuantType;
+use realizar_nn::{KvCache, KvType, Scratch, Segment};
 
 use crate::model::DecoderModel;
 use crate::RuntimeError;
@@ -59,43 +56,6 @@ pub trait BatchForward: Send {
     fn forward(&mut self, chunks: &[SeqChunk<'_>]) -> Result<&[f32], RuntimeError>;
 }
 
-/// The weights of one block, located in the model's mapped file.
-#[derive(Clone, Debug)]
-struct Block {
-    attn_norm: Vec<f32>,
-    wq: QTensor,
-    wk: QTensor,
-    wv: QTensor,
-    wo: QTensor,
-    q_norm: Option<Vec<f32>>,
-    k_norm: Option<Vec<f32>>,
-    post_attn_norm: Option<Vec<f32>>,
-    ffn_norm: Vec<f32>,
-    gate: QTensor,
-    up: QTensor,
-    down: QTensor,
-    post_ffn_norm: Option<Vec<f32>>,
-}
-
-/// Activation buffers for `rows` token rows.
-#[derive(Debug)]
-struct Buffers {
-    rows: usize,
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    att: Vec<f32>,
-    o: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    scores: Vec<f32>,
-    rope: Vec<f32>,
-    act: ActScratch,
-    logits: Vec<f32>,
-}
-
 /// Options of [`BatchDecoder::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchOptions {
@@ -121,98 +81,27 @@ impl Default for BatchOptions {
 }
 
 /// A decoder model with one KV cache per slot, allocated up front, evaluating several
-/// sequences per forward pass.
+/// sequences per forward pass ([`realizar_nn::Decoder::forward_segments`]).
 #[derive(Debug)]
 pub struct BatchDecoder {
     model: DecoderModel,
-    config: DecoderConfig,
-    token_embd: QTensor,
-    output_norm: Vec<f32>,
-    output: QTensor,
-    blocks: Vec<Block>,
     caches: Vec<KvCache>,
-    buf: Buffers,
-}
-
-/// Locates the weights of `model`'s file the way the decoder does (same tensor names).
-struct Locator<'f, 'a> {
-    file: &'f GgufFile<'a>,
-    base: usize,
-    store_len: usize,
+    scratch: Scratch,
+    max_rows: usize,
+    /// Per-step lists, kept so that a step does not allocate once they have grown.
+    tokens: Vec<u32>,
+    segments: Vec<Segment>,
+    logit_rows: Vec<usize>,
 }
 
 fn model_err(reason: String) -> RuntimeError {
     RuntimeError::InvalidArgument { reason }
 }
 
-impl Locator<'_, '_> {
-    fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<QTensor, RuntimeError> {
-        let info = self
-            .file
-            .tensor(name)
-            .ok_or_else(|| model_err(format!("tensor `{name}` is missing")))?;
-        let ty = QuantType::from_ggml_id(info.ty.id())
-            .ok_or_else(|| model_err(format!("tensor `{name}` has an unsupported type")))?;
-        let len = ty
-            .row_bytes(cols)
-            .and_then(|rb| rb.checked_mul(rows))
-            .ok_or_else(|| model_err(format!("tensor `{name}`: bad shape")))?;
-        let data = self
-            .file
-            .tensor_data(name)
-            .map_err(|e| model_err(format!("tensor `{name}`: {e}")))?;
-        let offset = (data.as_ptr() as usize).wrapping_sub(self.base);
-        if data.len() != len || offset.checked_add(len).is_none_or(|e| e > self.store_len) {
-            return Err(model_err(format!(
-                "tensor `{name}`: {} bytes where {rows}×{cols} {ty:?} needs {len}",
-                data.len()
-            )));
-        }
-        Ok(QTensor {
-            name: name.into(),
-            ty,
-            rows,
-            cols,
-            offset,
-            len,
-        })
-    }
-
-    fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, RuntimeError> {
-        let info = self
-            .file
-            .tensor(name)
-            .ok_or_else(|| model_err(format!("tensor `{name}` is missing")))?;
-        let ty = QuantType::from_ggml_id(info.ty.id())
-            .ok_or_else(|| model_err(format!("tensor `{name}` has an unsupported type")))?;
-        let data = self
-            .file
-            .tensor_data(name)
-            .map_err(|e| model_err(format!("tensor `{name}`: {e}")))?;
-        let mut out = vec![0.0; n];
-        realizar_quant::dequantize_row(ty, data, &mut out)
-            .map_err(|e| model_err(format!("tensor `{name}`: {e}")))?;
-        Ok(out)
-    }
-
-    fn opt_vector(
-        &self,
-        name: &str,
-        n: usize,
-        want: bool,
-    ) -> Result<Option<Vec<f32>>, RuntimeError> {
-        if want {
-            self.vector(name, n).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-}
-
 impl BatchDecoder {
     /// Prepares `opts.slots` caches of `opts.ctx` positions over `model` (which is cloned: the
     /// mapping is shared, not copied). Errors: zero slots or rows, a context of 0, a cache too
-    /// large to allocate, or weights the decoder would also reject.
+    /// large to allocate.
     pub fn new(model: &DecoderModel, opts: BatchOptions) -> Result<BatchDecoder, RuntimeError> {
         if opts.slots == 0 || opts.max_rows == 0 || opts.ctx == Some(0) {
             return Err(model_err(format!(
@@ -221,30 +110,19 @@ impl BatchDecoder {
             )));
         }
         let model = model.clone();
-        let config = model.decoder().config().clone();
         let ctx = opts.ctx.unwrap_or(model.ctx());
-        let (token_embd, output, output_norm, blocks) = model.with_gguf(|file| {
-            let bytes = model.file_bytes();
-            let loc = Locator {
-                file,
-                base: bytes.as_ptr() as usize,
-                store_len: bytes.len(),
-            };
-            load_weights(&loc, &config)
-        })??;
         let caches = (0..opts.slots)
             .map(|_| model.decoder().new_cache(opts.kv_type, ctx))
             .collect::<Result<Vec<_>, _>>()?;
-        let buf = Buffers::new(&config, opts.max_rows, ctx);
+        let scratch = model.decoder().new_scratch(opts.max_rows, ctx);
         Ok(BatchDecoder {
             model,
-            config,
-            token_embd,
-            output_norm,
-            output,
-            blocks,
             caches,
-            buf,
+            scratch,
+            max_rows: opts.max_rows,
+            tokens: Vec::new(),
+            segments: Vec::new(),
+            logit_rows: Vec::new(),
         })
     }
 
@@ -254,83 +132,14 @@ impl BatchDecoder {
     }
 }
 
-type Weights = (QTensor, QTensor, Vec<f32>, Vec<Block>);
-
-fn load_weights(loc: &Locator<'_, '_>, c: &DecoderConfig) -> Result<Weights, RuntimeError> {
-    let d = c.n_embd;
-    let token_embd = loc.matrix("token_embd.weight", d, c.n_vocab)?;
-    let output = if loc.file.tensor("output.weight").is_some() {
-        loc.matrix("output.weight", d, c.n_vocab)?
-    } else {
-        token_embd.clone()
-    };
-    let output_norm = loc.vector("output_norm.weight", d)?;
-    let (hd, nh, nkv, ff) = (c.head_dim, c.n_head, c.n_head_kv, c.n_ff);
-    let mut blocks = Vec::with_capacity(c.n_layer);
-    for il in 0..c.n_layer {
-        let n = |s: &str| format!("blk.{il}.{s}.weight");
-        blocks.push(Block {
-            attn_norm: loc.vector(&n("attn_norm"), d)?,
-            wq: loc.matrix(&n("attn_q"), d, nh * hd)?,
-            wk: loc.matrix(&n("attn_k"), d, nkv * hd)?,
-            wv: loc.matrix(&n("attn_v"), d, nkv * hd)?,
-            wo: loc.matrix(&n("attn_output"), nh * hd, d)?,
-            q_norm: loc.opt_vector(&n("attn_q_norm"), hd, c.qk_norm)?,
-            k_norm: loc.opt_vector(&n("attn_k_norm"), hd, c.qk_norm)?,
-            post_attn_norm: loc.opt_vector(&n("post_attention_norm"), d, c.post_norms)?,
-            ffn_norm: loc.vector(&n("ffn_norm"), d)?,
-            gate: loc.matrix(&n("ffn_gate"), d, ff)?,
-            up: loc.matrix(&n("ffn_up"), d, ff)?,
-            down: loc.matrix(&n("ffn_down"), ff, d)?,
-            post_ffn_norm: loc.opt_vector(&n("post_ffw_norm"), d, c.post_norms)?,
-        });
-    }
-    Ok((token_embd, output, output_norm, blocks))
-}
-
-impl Buffers {
-    fn new(c: &DecoderConfig, rows: usize, ctx: usize) -> Buffers {
-        let qw = c.n_head * c.head_dim;
-        let kw = c.n_head_kv * c.head_dim;
-        Buffers {
-            rows,
-            x: vec![0.0; rows * c.n_embd],
-            xn: vec![0.0; rows * c.n_embd.max(qw)],
-            q: vec![0.0; rows * qw],
-            k: vec![0.0; rows * kw],
-            v: vec![0.0; rows * kw],
-            att: vec![0.0; rows * qw],
-            o: vec![0.0; rows * c.n_embd],
-            gate: vec![0.0; rows * c.n_ff],
-            up: vec![0.0; rows * c.n_ff],
-            scores: vec![0.0; c.n_head * ctx],
-            rope: vec![0.0; c.head_dim],
-            act: ActScratch::default(),
-            logits: Vec::new(),
-        }
-    }
-}
-
-/// `x += norm(o)` (or `x += o` without a post-norm), row by row.
-fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usize, eps: f32) {
-    for (xt, ot) in x.chunks_exact_mut(d).zip(o.chunks_exact_mut(d)) {
-        if let Some(w) = post_norm {
-            rms_norm_inplace(ot, w, eps);
-        }
-        for (a, b) in xt.iter_mut().zip(ot.iter()) {
-            *a += *b;
-        }
-    }
-}
-
 impl BatchDecoder {
     fn check(&self, chunks: &[SeqChunk<'_>]) -> Result<usize, RuntimeError> {
         if chunks.is_empty() {
             return Err(model_err("no sequence to evaluate".into()));
         }
-        let mut seen = vec![false; self.caches.len()];
+        let vocab = self.model.decoder().config().n_vocab;
         let mut rows = 0usize;
-        for ch in chunks {
+        for (i, ch) in chunks.iter().enumerate() {
             let cache = self.caches.get(ch.slot).ok_or_else(|| {
                 model_err(format!(
                     "slot {} of {} does not exist",
@@ -338,7 +147,7 @@ impl BatchDecoder {
                     self.caches.len()
                 ))
             })?;
-            if std::mem::replace(&mut seen[ch.slot], true) {
+            if chunks[..i].iter().any(|c| c.slot == ch.slot) {
                 return Err(model_err(format!(
                     "slot {} appears twice in one batch",
                     ch.slot
@@ -353,25 +162,18 @@ impl BatchDecoder {
                     ctx: cache.capacity(),
                 });
             }
-            if let Some(&id) = ch
-                .tokens
-                .iter()
-                .find(|&&t| t as usize >= self.config.n_vocab)
-            {
+            if let Some(&id) = ch.tokens.iter().find(|&&t| t as usize >= vocab) {
                 return Err(RuntimeError::Model {
                     path: self.model.path().to_path_buf(),
-                    source: realizar_nn::NnError::TokenOutOfRange {
-                        id,
-                        vocab: self.config.n_vocab,
-                    },
+                    source: realizar_nn::NnError::TokenOutOfRange { id, vocab },
                 });
             }
             rows += ch.tokens.len();
         }
-        if rows > self.buf.rows {
+        if rows > self.max_rows {
             return Err(model_err(format!(
                 "{rows} rows in one batch, more than the {} allowed",
-                self.buf.rows
+                self.max_rows
             )));
         }
         Ok(rows)
@@ -380,7 +182,7 @@ impl BatchDecoder {
 
 impl BatchForward for BatchDecoder {
     fn n_vocab(&self) -> usize {
-        self.config.n_vocab
+        self.model.decoder().config().n_vocab
     }
 
     fn n_slots(&self) -> usize {
@@ -392,7 +194,7 @@ impl BatchForward for BatchDecoder {
     }
 
     fn max_rows(&self) -> usize {
-        self.buf.rows
+        self.max_rows
     }
 
     fn slot_len(&self, slot: usize) -> usize {
@@ -412,205 +214,26 @@ impl BatchForward for BatchDecoder {
     }
 
     fn forward(&mut self, chunks: &[SeqChunk<'_>]) -> Result<&[f32], RuntimeError> {
-        let be = std::sync::Arc::clone(self.model.decoder().backend());
-        let mut result = Ok(());
-        be.install(&mut || result = self.forward_pass(chunks));
-        result?;
-        Ok(&self.buf.logits)
-    }
-}
-
-impl BatchDecoder {
-    /// [`BatchForward::forward`]'s pass, run on the backend's threads.
-    fn forward_pass(&mut self, chunks: &[SeqChunk<'_>]) -> Result<(), RuntimeError> {
-        let m = self.check(chunks)?;
-        let c = &self.config;
-        let store: &[u8] = self.model.file_bytes();
-        let be: &dyn Backend = &**self.model.decoder().backend();
-        let s = &mut self.buf;
-        let d = c.n_embd;
-        let hd = c.head_dim;
-        let (qw, kw) = (c.n_head * hd, c.n_head_kv * hd);
-
-        // Token embeddings, one dequantized row per token.
-        let emb = self.token_embd.bytes(store)?;
-        let rb = self.token_embd.row_bytes();
-        let all_tokens = chunks.iter().flat_map(|ch| ch.tokens.iter());
-        for (xt, &id) in s.x.chunks_exact_mut(d).zip(all_tokens) {
-            let row = emb
-                .get(id as usize * rb..(id as usize + 1) * rb)
-                .ok_or_else(|| model_err(format!("token {id} outside the embedding")))?;
-            realizar_quant::dequantize_row(self.token_embd.ty, row, xt)
-                .map_err(|e| model_err(format!("token_embd.weight: {e}")))?;
-            if let Some(scale) = c.embed_scale {
-                xt.iter_mut().for_each(|v| *v *= scale);
-            }
-        }
-
-        for (il, (lw, spec)) in self.blocks.iter().zip(&c.layers).enumerate() {
-            for (xt, nt) in s.x[..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
-                rms_norm(xt, &lw.attn_norm, c.norm_eps, nt);
-            }
-            let xn = &s.xn[..m * d];
-            be.linear(
-                &lw.wq,
-                lw.wq.bytes(store)?,
-                xn,
-                m,
-                &mut s.q[..m * qw],
-                &mut s.act,
-            )?;
-            be.linear(
-                &lw.wk,
-                lw.wk.bytes(store)?,
-                xn,
-                m,
-                &mut s.k[..m * kw],
-                &mut s.act,
-            )?;
-            be.linear(
-                &lw.wv,
-                lw.wv.bytes(store)?,
-                xn,
-                m,
-                &mut s.v[..m * kw],
-                &mut s.act,
-            )?;
-            let shape = AttentionShape {
-                n_head: c.n_head,
-                n_head_kv: c.n_head_kv,
-                head_dim: hd,
-                kq_scale: c.kq_scale,
-                window: spec.window,
-            };
-            let mut r0 = 0usize;
-            for ch in chunks {
-                let cache = &mut self.caches[ch.slot];
-                let start = cache.len();
-                let len = ch.tokens.len();
-                for t in 0..len {
-                    let r = r0 + t;
-                    spec.rope.fill_cache(start + t, &mut s.rope);
-                    for qh in s.q[r * qw..(r + 1) * qw].chunks_exact_mut(hd) {
-                        if let Some(w) = &lw.q_norm {
-                            rms_norm_inplace(qh, w, c.norm_eps);
-                        }
-                        spec.rope.apply(qh, &s.rope);
-                        if c.q_scale != 1.0 {
-                            qh.iter_mut().for_each(|v| *v *= c.q_scale);
-                        }
-                    }
-                    for kh in s.k[r * kw..(r + 1) * kw].chunks_exact_mut(hd) {
-                        if let Some(w) = &lw.k_norm {
-                            rms_norm_inplace(kh, w, c.norm_eps);
-                        }
-                        spec.rope.apply(kh, &s.rope);
-                    }
-                    cache.store(
-                        il,
-                        start + t,
-                        &s.k[r * kw..(r + 1) * kw],
-                        &s.v[r * kw..(r + 1) * kw],
-                    );
-                }
-                be.attention(
-                    &shape,
-                    &s.q[r0 * qw..(r0 + len) * qw],
-                    cache,
-                    il,
-                    start..start + len,
-                    &mut s.att[r0 * qw..(r0 + len) * qw],
-                    &mut s.scores,
-                )?;
-                r0 += len;
-            }
-            be.linear(
-                &lw.wo,
-                lw.wo.bytes(store)?,
-                &s.att[..m * qw],
-                m,
-                &mut s.o[..m * d],
-                &mut s.act,
-            )?;
-            add_residual(
-                &mut s.x[..m * d],
-                &mut s.o[..m * d],
-                lw.post_attn_norm.as_deref(),
-                d,
-                c.norm_eps,
-            );
-
-            for (xt, nt) in s.x[..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
-                rms_norm(xt, &lw.ffn_norm, c.norm_eps, nt);
-            }
-            let xn = &s.xn[..m * d];
-            let f = c.n_ff;
-            be.linear(
-                &lw.gate,
-                lw.gate.bytes(store)?,
-                xn,
-                m,
-                &mut s.gate[..m * f],
-                &mut s.act,
-            )?;
-            be.linear(
-                &lw.up,
-                lw.up.bytes(store)?,
-                xn,
-                m,
-                &mut s.up[..m * f],
-                &mut s.act,
-            )?;
-            c.activation.glu(&mut s.gate[..m * f], &s.up[..m * f]);
-            be.linear(
-                &lw.down,
-                lw.down.bytes(store)?,
-                &s.gate[..m * f],
-                m,
-                &mut s.o[..m * d],
-                &mut s.act,
-            )?;
-            add_residual(
-                &mut s.x[..m * d],
-                &mut s.o[..m * d],
-                lw.post_ffn_norm.as_deref(),
-                d,
-                c.norm_eps,
-            );
-        }
+        self.check(chunks)?;
+        self.tokens.clear();
+        self.segments.clear();
+        self.logit_rows.clear();
         for ch in chunks {
-            self.caches[ch.slot].advance(ch.tokens.len());
-        }
-
-        // Output head over the last row of each chunk that wants logits.
-        let mut rows = 0usize;
-        let mut end = 0usize;
-        for ch in chunks {
-            end += ch.tokens.len();
+            self.tokens.extend_from_slice(ch.tokens);
+            self.segments.push(Segment {
+                cache: ch.slot,
+                rows: ch.tokens.len(),
+            });
             if ch.logits {
-                let last = end - 1;
-                let (src, dst) = (&s.x[last * d..end * d], rows * d);
-                rms_norm(src, &self.output_norm, c.norm_eps, &mut s.xn[dst..dst + d]);
-                rows += 1;
+                self.logit_rows.push(self.tokens.len() - 1);
             }
         }
-        let v = c.n_vocab;
-        s.logits.resize(rows * v, 0.0);
-        if rows > 0 {
-            be.linear(
-                &self.output,
-                self.output.bytes(store)?,
-                &s.xn[..rows * d],
-                rows,
-                &mut s.logits,
-                &mut s.act,
-            )?;
-            if let Some(cap) = c.final_softcap {
-                s.logits
-                    .iter_mut()
-                    .for_each(|l| *l = (*l / cap).tanh() * cap);
-            }
-        }
-        Ok(())
+        Ok(self.model.decoder().forward_segments(
+            &self.tokens,
+            &mut self.caches,
+            &self.segments,
+            &self.logit_rows,
+            &mut self.scratch,
+        )?)
     }
 }
