@@ -77,7 +77,7 @@ use core::ops::Range;
 use bytemuck::Pod;
 use half::{bf16, f16};
 
-use crate::blocks::{cast, cast_mut, BlockQ4K, BlockQ6K, BlockQ8K};
+use crate::blocks::{cast, cast_mut};
 pub use crate::error::QuantError;
 pub use crate::types::{QuantType, QK, QK_K};
 
@@ -176,6 +176,44 @@ fn geometry(ty: QuantType, n: usize) -> Result<Geometry, QuantError> {
     })
 }
 
+/// The kernels of one weight type: one (weight row, activation row) pair, and the optional
+/// wider ones (each bit-identical to the pair kernel on every pair).
+struct Kernels<W, A> {
+    one: DotFn<W, A>,
+    quad: Option<simd::QuadFn<W, A>>,
+    wide: simd::Wide<W, A>,
+}
+
+impl<W, A> Kernels<W, A> {
+    /// The SIMD selections for [`Impl::Best`], else the scalar twin alone.
+    fn pick(
+        best: bool,
+        scalar: DotFn<W, A>,
+        simd: fn() -> DotFn<W, A>,
+        quad: fn() -> Option<simd::QuadFn<W, A>>,
+        wide: fn() -> simd::Wide<W, A>,
+    ) -> Kernels<W, A> {
+        if best {
+            Kernels {
+                one: simd(),
+                quad: quad(),
+                wide: wide(),
+            }
+        } else {
+            Kernels::scalar(scalar)
+        }
+    }
+
+    /// The scalar kernel alone.
+    fn scalar(one: DotFn<W, A>) -> Kernels<W, A> {
+        Kernels {
+            one,
+            quad: None,
+            wide: simd::Wide::none(),
+        }
+    }
+}
+
 /// The one loop behind [`vec_dot`], [`matvec`] and [`matmul`]: every (weight row, activation
 /// row) pair is computed by the same kernel `f` on the same block slices, so the results do
 /// not depend on how many rows a call covers.
@@ -189,10 +227,9 @@ fn run<W: Pod, A: Pod>(
     m: usize,
     out: &mut [f32],
     out_stride: usize,
-    f: DotFn<W, A>,
-    quad: Option<simd::QuadFn<W, A>>,
-    wide: simd::Wide<W, A>,
+    k: Kernels<W, A>,
 ) -> Result<(), QuantError> {
+    let Kernels { one: f, quad, wide } = k;
     let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
     if rows.start > rows.end || rows.end > n_rows {
         return Err(QuantError::RowsOutOfRange { rows, n_rows });
@@ -313,9 +350,7 @@ fn dispatch(
                 m,
                 out,
                 out_stride,
-                if best { $simd() } else { $scalar },
-                if best { $quad() } else { None },
-                if best { $wide() } else { simd::Wide::none() },
+                Kernels::pick(best, $scalar, $simd, $quad, $wide),
             )
         };
         ($scalar:path, $simd:path, $quad:path) => {
@@ -334,9 +369,7 @@ fn dispatch(
                 m,
                 out,
                 out_stride,
-                $scalar,
-                None,
-                simd::Wide::none(),
+                Kernels::scalar($scalar),
             )
         };
     }
@@ -505,24 +538,14 @@ fn prompt(
     match ty {
         QuantType::Q4_K if w_rows % 8 == 0 => {}
         QuantType::Q6_K if pass_m.max(m) >= TILED_MIN_ROWS => {
-            let (f, quad): (DotFn<BlockQ6K, BlockQ8K>, _) = if best {
-                (simd::q6_k_q8_k_tiled(), simd::q6_k_q8_k_tiled_x4())
-            } else {
-                (dot::q6_k_q8_k_tiled, None)
-            };
-            return run(
-                ty,
-                &g,
-                w,
-                rows,
-                act,
-                m,
-                out,
-                out_stride,
-                f,
-                quad,
-                simd::Wide::none(),
+            let k = Kernels::pick(
+                best,
+                dot::q6_k_q8_k_tiled,
+                simd::q6_k_q8_k_tiled,
+                simd::q6_k_q8_k_tiled_x4,
+                simd::Wide::none,
             );
+            return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }
         _ => return dispatch(imp, ty, n, w, rows, act, m, out, out_stride),
     }
@@ -540,44 +563,24 @@ fn prompt(
     let o_split = grouped.saturating_mul(out_stride).min(out.len());
     let (o0, o1) = out.split_at_mut(o_split);
     if grouped > 0 {
-        let (f, quad): (DotFn<BlockQ4K, BlockQ8K>, _) = if best {
-            (simd::q4_k_q8_k_grouped(), simd::q4_k_q8_k_grouped_x4())
-        } else {
-            (dot::q4_k_q8_k_grouped, None)
-        };
-        run(
-            ty,
-            &g,
-            w,
-            rows.clone(),
-            a0,
-            grouped,
-            o0,
-            out_stride,
-            f,
-            quad,
-            simd::Wide::none(),
-        )?;
+        let k = Kernels::pick(
+            best,
+            dot::q4_k_q8_k_grouped,
+            simd::q4_k_q8_k_grouped,
+            simd::q4_k_q8_k_grouped_x4,
+            simd::Wide::none,
+        );
+        run(ty, &g, w, rows.clone(), a0, grouped, o0, out_stride, k)?;
     }
     if m > grouped {
-        let (f, quad): (DotFn<BlockQ4K, BlockQ8K>, _) = if best {
-            (simd::q4_k_q8_k(), simd::q4_k_q8_k_x4())
-        } else {
-            (dot::q4_k_q8_k, None)
-        };
-        run(
-            ty,
-            &g,
-            w,
-            rows,
-            a1,
-            m - grouped,
-            o1,
-            out_stride,
-            f,
-            quad,
-            simd::Wide::none(),
-        )?;
+        let k = Kernels::pick(
+            best,
+            dot::q4_k_q8_k,
+            simd::q4_k_q8_k,
+            simd::q4_k_q8_k_x4,
+            simd::Wide::none,
+        );
+        run(ty, &g, w, rows, a1, m - grouped, o1, out_stride, k)?;
     }
     Ok(())
 }
