@@ -757,6 +757,48 @@ fn sse(v: &Value) -> String {
     format!("data: {v}\n\n")
 }
 
+/// The envelope every chunk of one OpenAI streaming response shares.
+struct Chunks {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    include_usage: bool,
+}
+
+impl Chunks {
+    /// One chunk with `choices` (and `usage`) as a server-sent event.
+    fn event(&self, choices: Value, usage: Option<Value>) -> String {
+        let mut v = json!({
+            "id": self.id, "object": self.object, "created": self.created,
+            "model": self.model, "choices": choices,
+        });
+        if let (Some(u), Some(m)) = (usage, v.as_object_mut()) {
+            m.insert("usage".into(), u);
+        }
+        sse(&v)
+    }
+
+    /// The end of the stream: the last choice (`finish_reason` set), the usage chunk when
+    /// the client asked for it, `[DONE]`.
+    fn done(&self, last: Value, s: &GenSummary) -> String {
+        let mut out = self.event(last, None);
+        if self.include_usage {
+            out.push_str(&self.event(json!([]), Some(usage_json(s))));
+        }
+        out.push_str("data: [DONE]\n\n");
+        out
+    }
+}
+
+/// A generation that failed mid-stream: the error as an event, then `[DONE]`.
+fn sse_failed(m: &str) -> String {
+    format!(
+        "{}data: [DONE]\n\n",
+        sse(&ApiError::internal(m.to_string()).body())
+    )
+}
+
 fn usage_json(s: &GenSummary) -> Value {
     json!({
         "prompt_tokens": s.prompt_tokens,
@@ -835,57 +877,43 @@ async fn chat_completions(
             }),
         ));
     }
-    let chunk = move |choices: Value, usage: Option<Value>| {
-        let mut v = json!({
-            "id": id, "object": "chat.completion.chunk", "created": created,
-            "model": model, "choices": choices,
-        });
-        if let (Some(u), Some(m)) = (usage, v.as_object_mut()) {
-            m.insert("usage".into(), u);
-        }
-        v
+    let chunks = Chunks {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        include_usage: p.include_usage,
     };
-    let start = sse(&chunk(
+    let start = chunks.event(
         json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
         None,
-    ));
+    );
     let want_lp = p.logprobs.is_some();
-    let include_usage = p.include_usage;
     Ok(stream_response(
         st,
         gs,
         t0,
         "text/event-stream",
         Some(start),
-        move |ev| match ev {
+        move |ev| {
+            match ev {
             GenEvent::Delta { text, logprobs, .. } => {
                 let lp = logprobs.as_ref().filter(|_| want_lp);
                 if text.is_empty() && lp.is_none() {
                     return String::new();
                 }
                 let lpv = lp.map(|t| json!({"content": [chat_logprob_entry(t)]}));
-                sse(&chunk(
+                chunks.event(
                     json!([{"index": 0, "delta": {"content": text}, "logprobs": lpv, "finish_reason": null}]),
                     None,
-                ))
-            }
-            GenEvent::Done(s) => {
-                let mut out = sse(&chunk(
-                    json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
-                    None,
-                ));
-                if include_usage {
-                    out.push_str(&sse(&chunk(json!([]), Some(usage_json(s)))));
-                }
-                out.push_str("data: [DONE]\n\n");
-                out
-            }
-            GenEvent::Failed(m) => {
-                format!(
-                    "{}data: [DONE]\n\n",
-                    sse(&ApiError::internal(m.clone()).body())
                 )
             }
+            GenEvent::Done(s) => chunks.done(
+                json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
+                s,
+            ),
+            GenEvent::Failed(m) => sse_failed(m),
+        }
         },
     ))
 }
@@ -933,16 +961,12 @@ async fn completions(
         ));
     }
     let want_lp = p.logprobs.is_some();
-    let include_usage = p.include_usage;
-    let chunk = move |choices: Value, usage: Option<Value>| {
-        let mut v = json!({
-            "id": id, "object": "text_completion", "created": created,
-            "model": model, "choices": choices,
-        });
-        if let (Some(u), Some(m)) = (usage, v.as_object_mut()) {
-            m.insert("usage".into(), u);
-        }
-        v
+    let chunks = Chunks {
+        id,
+        object: "text_completion",
+        created,
+        model,
+        include_usage: p.include_usage,
     };
     Ok(stream_response(
         st,
@@ -950,35 +974,25 @@ async fn completions(
         t0,
         "text/event-stream",
         None,
-        move |ev| match ev {
+        move |ev| {
+            match ev {
             GenEvent::Delta { text, logprobs, .. } => {
                 let lp = logprobs.as_ref().filter(|_| want_lp);
                 if text.is_empty() && lp.is_none() {
                     return String::new();
                 }
                 let lpv = lp.map(|t| completion_logprobs(std::slice::from_ref(t)));
-                sse(&chunk(
+                chunks.event(
                     json!([{"index": 0, "text": text, "logprobs": lpv, "finish_reason": null}]),
                     None,
-                ))
-            }
-            GenEvent::Done(s) => {
-                let mut out = sse(&chunk(
-                    json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
-                    None,
-                ));
-                if include_usage {
-                    out.push_str(&sse(&chunk(json!([]), Some(usage_json(s)))));
-                }
-                out.push_str("data: [DONE]\n\n");
-                out
-            }
-            GenEvent::Failed(m) => {
-                format!(
-                    "{}data: [DONE]\n\n",
-                    sse(&ApiError::internal(m.clone()).body())
                 )
             }
+            GenEvent::Done(s) => chunks.done(
+                json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
+                s,
+            ),
+            GenEvent::Failed(m) => sse_failed(m),
+        }
         },
     ))
 }
