@@ -811,17 +811,7 @@ fn add_in_place(dst: &mut [f32], src: &[f32]) {
 /// LayerNorm over each row of width `w`, statistics in f64 (biased variance, as PyTorch).
 fn layer_norm_rows(x: &mut [f32], w: usize, norm: &LayerNorm, eps: f64) {
     x.par_chunks_exact_mut(w).for_each(|r| {
-        let n = r.len() as f64;
-        let mean = r.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = r
-            .iter()
-            .map(|&v| {
-                let d = f64::from(v) - mean;
-                d * d
-            })
-            .sum::<f64>()
-            / n;
-        let inv = 1.0 / (var + eps).sqrt();
+        let (mean, inv) = crate::layers::norm_stats(r, eps);
         for ((v, &g), &b) in r.iter_mut().zip(&norm.weight).zip(&norm.bias) {
             *v = ((f64::from(*v) - mean) * inv * f64::from(g) + f64::from(b)) as f32;
         }

@@ -33,11 +33,8 @@ fn rms_scale(x: &[f32], eps: f32) -> f32 {
     1.0 / (mean + eps).sqrt()
 }
 
-/// `out = (x - mean) / sqrt(var + eps) * w + b` (`ggml_norm` followed by scale and shift).
-pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [f32]) {
-    if x.is_empty() {
-        return;
-    }
+/// The mean of `x` and `1 / sqrt(var + eps)` (biased variance), in f64: LayerNorm's statistics.
+pub fn norm_stats(x: &[f32], eps: f64) -> (f64, f64) {
     let n = x.len() as f64;
     let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
     let var = x
@@ -48,7 +45,15 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [
         })
         .sum::<f64>()
         / n;
-    let inv = 1.0 / (var + f64::from(eps)).sqrt();
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// `out = (x - mean) / sqrt(var + eps) * w + b` (`ggml_norm` followed by scale and shift).
+pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [f32]) {
+    if x.is_empty() {
+        return;
+    }
+    let (mean, inv) = norm_stats(x, f64::from(eps));
     for (i, (o, &xi)) in out.iter_mut().zip(x).enumerate() {
         let wi = w.get(i).copied().unwrap_or(1.0);
         let bi = b.and_then(|b| b.get(i)).copied().unwrap_or(0.0);
