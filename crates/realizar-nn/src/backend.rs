@@ -597,4 +597,32 @@ mod tests {
         let x = vec![f16::ONE; 72];
         assert_eq!(f16_dot(F16Order::VecDot, &x, &x), 72.0);
     }
+
+    /// `reduce_rows` folds lane rows with exactly the additions `reduce` makes per column, on
+    /// values whose sums depend on the order.
+    #[test]
+    fn row_fold_is_the_lane_fold_of_every_column() {
+        let hd = 5;
+        let mut seed = 7u32;
+        for order in [F16Order::VecDot, F16Order::Tiny] {
+            let lanes = order.lanes();
+            let acc: Vec<f32> = (0..lanes * hd)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2f32.powi((seed % 24) as i32)
+                })
+                .collect();
+            let mut rows = acc.clone();
+            let mut out = vec![0f32; hd];
+            order.reduce_rows(&mut rows, hd, &mut out);
+            for (d, o) in out.iter().enumerate() {
+                let column: Vec<f32> = (0..lanes).map(|l| acc[l * hd + d]).collect();
+                assert_eq!(
+                    o.to_bits(),
+                    (order.reduce(&column) as f32).to_bits(),
+                    "{order:?} {d}"
+                );
+            }
+        }
+    }
 }

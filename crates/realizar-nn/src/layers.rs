@@ -78,14 +78,7 @@ pub fn softmax_inplace(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// SiLU, `x * sigmoid(x)`, as ggml's AVX-512 `ggml_v_silu` computes it (what
-/// `ggml_vec_swiglu_f32` applies on llama.cpp's x86 build): `x / (1 + expf_ggml(-x))`.
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + expf_ggml(0.0 - x))
-}
-
-pub use realizar_quant::vecops::expf_ggml;
+pub use realizar_quant::vecops::{expf_ggml, silu};
 
 /// `_mm512_reduce_add_ps` as GCC expands it: halves added 8 + 8, 4 + 4, then lanes
 /// `(0 + 2) + (1 + 3)`.

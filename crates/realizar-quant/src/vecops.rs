@@ -92,7 +92,15 @@ pub fn silu_ggml(x: &mut [f32]) {
 
 /// The scalar twin of [`silu_ggml`].
 pub fn silu_ggml_scalar(x: &mut [f32]) {
-    x.iter_mut().for_each(|v| *v /= 1.0 + expf_ggml(0.0 - *v));
+    x.iter_mut().for_each(|v| *v = silu(*v));
+}
+
+/// SiLU, `x * sigmoid(x)`, as ggml's AVX-512 `ggml_v_silu` computes it (what
+/// `ggml_vec_swiglu_f32` applies on llama.cpp's x86 build): `x / (1 + expf_ggml(-x))`. One
+/// lane of [`silu_ggml`].
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + expf_ggml(0.0 - x))
 }
 
 #[cfg(test)]
