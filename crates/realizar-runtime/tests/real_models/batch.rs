@@ -270,3 +270,67 @@ fn a_truncated_slot_resumes_exactly() {
         let _ = eval(&mut bd, 0, &[7, 8]);
     }
 }
+
+/// `Decoder::forward_segments` checks its own arguments (it is public beside `BatchDecoder`):
+/// every bad call is an error and appends nothing to any cache.
+#[test]
+fn forward_segments_rejects_bad_passes_without_touching_the_caches() {
+    use realizar_nn::Segment;
+    let model = smollm2();
+    let dec = model.decoder();
+    let mut caches = vec![
+        dec.new_cache(realizar_nn::KvType::F16, 8).expect("cache"),
+        dec.new_cache(realizar_nn::KvType::F16, 8).expect("cache"),
+    ];
+    let mut scratch = dec.new_scratch(4, 8);
+    let seg = |cache, rows| Segment { cache, rows };
+    let ok = [1u32, 2, 3];
+    /// Tokens, segments, logit rows, what is wrong.
+    type Case<'a> = (&'a [u32], Vec<Segment>, Vec<usize>, &'a str);
+    let bad: [Case; 8] = [
+        (&ok, vec![seg(0, 2)], vec![], "rows do not add up"),
+        (
+            &ok,
+            vec![seg(0, 3), seg(1, 0)],
+            vec![],
+            "a segment without rows",
+        ),
+        (&ok, vec![seg(0, 1), seg(0, 2)], vec![], "a cache twice"),
+        (&ok, vec![seg(2, 3)], vec![], "no cache 2"),
+        (&ok, vec![seg(0, 3)], vec![3], "logit row out of range"),
+        (
+            &[1, 49152, 3],
+            vec![seg(0, 3)],
+            vec![2],
+            "token outside the vocabulary",
+        ),
+        (
+            &[5; 5],
+            vec![seg(0, 5)],
+            vec![],
+            "more rows than the scratch",
+        ),
+        (&[], vec![], vec![], "no tokens"),
+    ];
+    for (tokens, segs, rows, what) in bad {
+        let r = dec.forward_segments(tokens, &mut caches, &segs, &rows, &mut scratch);
+        assert!(r.is_err(), "{what}");
+        assert!(
+            caches.iter().all(|c| c.is_empty()),
+            "{what}: a cache was touched"
+        );
+    }
+    for _ in 0..2 {
+        let logits = dec
+            .forward_segments(&ok, &mut caches, &[seg(1, 3)], &[2], &mut scratch)
+            .expect("fits")
+            .len();
+        assert_eq!(logits, dec.config().n_vocab);
+    }
+    assert!(
+        dec.forward_segments(&ok, &mut caches, &[seg(1, 3)], &[], &mut scratch)
+            .is_err(),
+        "no room left in cache 1"
+    );
+    assert_eq!((caches[0].len(), caches[1].len()), (0, 6));
+}
