@@ -386,7 +386,12 @@ fn dispatch(
         ),
         QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0, simd::q5_0_q8_0_x4),
         QuantType::Q5_1 => go!(dot::q5_1_q8_1),
-        QuantType::Q8_0 => go!(dot::q8_0_q8_0, simd::q8_0_q8_0, simd::q8_0_q8_0_x4),
+        QuantType::Q8_0 => go!(
+            dot::q8_0_q8_0,
+            simd::q8_0_q8_0,
+            simd::q8_0_q8_0_x4,
+            simd::q8_0_q8_0_wide
+        ),
         QuantType::Q2_K => go!(dot::q2_k_q8_k),
         QuantType::Q3_K => go!(dot::q3_k_q8_k),
         QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k, simd::q4_k_q8_k_x4),

@@ -16,11 +16,11 @@ use crate::blocks::*;
 use crate::types::QK_K;
 use crate::{dot, quant};
 
-use super::{has_avx2, has_avx512_vnni};
+use super::{has_avx2, has_avx512, has_avx512_vnni};
 
 /// Loads 16 bytes.
 #[inline(always)]
-fn load16(b: &[u8; 16]) -> __m128i {
+pub(super) fn load16(b: &[u8; 16]) -> __m128i {
     // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
 }
@@ -34,7 +34,7 @@ fn load32(b: &[u8; 32]) -> __m256i {
 
 /// Loads 32 signed bytes.
 #[inline(always)]
-fn load32i(b: &[i8; 32]) -> __m256i {
+pub(super) fn load32i(b: &[i8; 32]) -> __m256i {
     // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
 }
@@ -66,7 +66,7 @@ fn h2f(h: half::f16) -> f32 {
 
 /// The first four bytes of a block (its leading f16 scale and two more bytes), as one load.
 #[inline(always)]
-fn head32<T: bytemuck::Pod>(block: &T) -> i32 {
+pub(super) fn head32<T: bytemuck::Pod>(block: &T) -> i32 {
     bytemuck::bytes_of(block)
         .get(..4)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -98,7 +98,7 @@ fn f2h(v: f32) -> half::f16 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_ps(v: __m256) -> f32 {
+pub(super) fn hsum_ps(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -117,7 +117,7 @@ fn hmax_ps(v: __m256) -> f32 {
 /// 16 bytes of nibbles → 32 bytes: the low nibbles (elements 0..16) then the high ones.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn nibbles(qs: &[u8; 16]) -> __m256i {
+pub(super) fn nibbles(qs: &[u8; 16]) -> __m256i {
     let t = load16(qs);
     let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
@@ -1014,7 +1014,10 @@ pub(crate) fn quantize_q8_k(src: &[f32], dst: &mut [BlockQ8K]) {
 /// Q4_1 · Q8_1, four weight rows per pass over one activation row; bit-identical to four
 /// single calls.
 pub(crate) fn q4_1_q8_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
-    if has_avx512_vnni() {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q4_1_q8_1_r4_512(xs, y) }
+    } else if has_avx512_vnni() {
         // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
         unsafe { q4_1_q8_1_r4_vnni(xs, y) }
     } else if has_avx2() {
@@ -1025,10 +1028,24 @@ pub(crate) fn q4_1_q8_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
     }
 }
 
+/// Q8_0 · Q8_0, four weight rows per pass over one activation row (AVX-512 only; the
+/// selector offers it nowhere else); bit-identical to four single calls.
+pub(crate) fn q8_0_q8_0_r4(xs: [&[BlockQ8_0]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q8_0_q8_0_r4_512(xs, y) }
+    } else {
+        xs.map(|x| q8_0_q8_0(x, y))
+    }
+}
+
 /// Q4_1 · Q8_1, eight activation rows per pass over a weight row; bit-identical to eight
 /// single calls.
 pub(crate) fn q4_1_q8_1_x8(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
-    if has_avx512_vnni() {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q4_1_q8_1_x8_512(x, ys) }
+    } else if has_avx512_vnni() {
         // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
         unsafe { q4_1_q8_1_vnni::<8>(x, ys) }
     } else if has_avx2() {

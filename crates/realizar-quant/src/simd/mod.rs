@@ -6,6 +6,8 @@ use crate::{dot, quant};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Which x86 features the kernels may use, detected once.
 #[cfg(target_arch = "x86_64")]
@@ -31,6 +33,20 @@ fn has_avx512_vnni() -> bool {
             && std::env::var_os("REALIZAR_QUANT_NO_VNNI").is_none()
             && std::arch::is_x86_feature_detected!("avx512vnni")
             && std::arch::is_x86_feature_detected!("avx512vl")
+    })
+}
+
+/// Whether the 512-bit kernels may run: the VNNI level plus AVX-512 F and BW, unless the
+/// environment variable `REALIZAR_QUANT_NO_AVX512` is set (to compare the levels in benchmarks).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    use std::sync::OnceLock;
+    static AVX512: OnceLock<bool> = OnceLock::new();
+    *AVX512.get_or_init(|| {
+        has_avx512_vnni()
+            && std::env::var_os("REALIZAR_QUANT_NO_AVX512").is_none()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
     })
 }
 
@@ -134,6 +150,20 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
             return Wide {
                 rows4: Some(avx2::q4_1_q8_1_r4),
                 oct: Some(avx2::q4_1_q8_1_x8),
+            };
+        }
+    }
+    Wide::none()
+}
+
+/// Q8_0 · Q8_0's wider kernels (four weight rows per activation row with AVX-512).
+pub(crate) fn q8_0_q8_0_wide() -> Wide<BlockQ8_0, BlockQ8_0> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            return Wide {
+                rows4: Some(avx2::q8_0_q8_0_r4),
+                oct: None,
             };
         }
     }
