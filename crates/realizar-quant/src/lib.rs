@@ -258,25 +258,37 @@ fn run<W: Pod, A: Pod>(
     }
     let wb = g.w_row / core::mem::size_of::<W>(); // blocks per weight row
     let ab = g.a_row / core::mem::size_of::<A>(); // blocks per activation row
-                                                  // Tiles: a few weight rows (they stay in L1) against a few activation rows.
-    const ROW_TILE: usize = 8;
-    const ACT_TILE: usize = 8;
-    let mut r0 = rows.start;
-    if let (Some(rows4), 1) = (wide.rows4, m) {
-        // One activation row: four weight rows per pass over it (bit-identical to four
-        // single calls), for independent accumulation chains and shared activation scales.
-        let act = acts.get(..ab).unwrap_or_default();
+                                                  // With a four-weight-row kernel, the activation rows left over by the multi-row kernels
+                                                  // (all of them when there is only one) each take a pass of it over the weight rows, which
+                                                  // streams the weights faster than one pair at a time.
+    let lead = if wide.rows4.is_some() { m - m % 4 } else { m };
+    if let Some(rows4) = wide.rows4 {
         let wrow = |r: usize| w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
-        while r0 + 4 <= rows.end {
-            let res = rows4([wrow(r0), wrow(r0 + 1), wrow(r0 + 2), wrow(r0 + 3)], act);
-            for (k, v) in res.into_iter().enumerate() {
-                if let Some(o) = out.get_mut(r0 + k - rows.start) {
-                    *o = v;
+        for i in lead..m {
+            let act = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+            let base = i * out_stride;
+            let mut r0 = rows.start;
+            while r0 + 4 <= rows.end {
+                let res = rows4([wrow(r0), wrow(r0 + 1), wrow(r0 + 2), wrow(r0 + 3)], act);
+                for (k, v) in res.into_iter().enumerate() {
+                    if let Some(o) = out.get_mut(base + r0 + k - rows.start) {
+                        *o = v;
+                    }
+                }
+                r0 += 4;
+            }
+            for r in r0..rows.end {
+                if let Some(o) = out.get_mut(base + r - rows.start) {
+                    *o = f(wrow(r), act);
                 }
             }
-            r0 += 4;
         }
     }
+    // The rest in tiles: a few weight rows (they stay in L1) against a few activation rows.
+    const ROW_TILE: usize = 8;
+    const ACT_TILE: usize = 8;
+    let m = lead;
+    let mut r0 = if m == 0 { rows.end } else { rows.start };
     while r0 < rows.end {
         let r1 = (r0 + ROW_TILE).min(rows.end);
         let mut i0 = 0;

@@ -915,9 +915,19 @@ wrap!(
 wrap!(
     /// Q4_1 · Q8_1.
     q4_1_q8_1,
-    q4_1_q8_1_x4,
+    q4_1_q8_1_x4_256,
     q4_1_q8_1_avx2, q4_1_q8_1_vnni, dot::q4_1_q8_1, BlockQ4_1, BlockQ8_1
 );
+
+/// Q4_1 · Q8_1, four activation rows per pass; bit-identical to four single calls.
+pub(crate) fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q4_1_q8_1_xm_512(x, ys) }
+    } else {
+        q4_1_q8_1_x4_256(x, ys)
+    }
+}
 wrap!(
     /// Q5_0 · Q8_0.
     q5_0_q8_0,
@@ -927,7 +937,7 @@ wrap!(
 wrap!(
     /// Q8_0 · Q8_0.
     q8_0_q8_0,
-    q8_0_q8_0_x4,
+    q8_0_q8_0_x4_256,
     q8_0_q8_0_avx2, q8_0_q8_0_vnni, dot::q8_0_q8_0, BlockQ8_0, BlockQ8_0
 );
 wrap!(
@@ -1039,12 +1049,33 @@ pub(crate) fn q8_0_q8_0_r4(xs: [&[BlockQ8_0]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
     }
 }
 
+/// Q8_0 · Q8_0, four activation rows per pass; bit-identical to four single calls.
+pub(crate) fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q8_0_q8_0_xm_512(x, ys) }
+    } else {
+        q8_0_q8_0_x4_256(x, ys)
+    }
+}
+
+/// Q8_0 · Q8_0, eight activation rows per pass over a weight row (AVX-512 only; the selector
+/// offers it nowhere else); bit-identical to eight single calls.
+pub(crate) fn q8_0_q8_0_x8(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 8]) -> [f32; 8] {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q8_0_q8_0_xm_512(x, ys) }
+    } else {
+        ys.map(|y| q8_0_q8_0(x, y))
+    }
+}
+
 /// Q4_1 · Q8_1, eight activation rows per pass over a weight row; bit-identical to eight
 /// single calls.
 pub(crate) fn q4_1_q8_1_x8(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
     if has_avx512() {
         // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        unsafe { super::avx512::q4_1_q8_1_x8_512(x, ys) }
+        unsafe { super::avx512::q4_1_q8_1_xm_512(x, ys) }
     } else if has_avx512_vnni() {
         // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
         unsafe { q4_1_q8_1_vnni::<8>(x, ys) }

@@ -129,13 +129,14 @@ pub(super) fn q4_1_q8_1_r4_512(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 
     ]
 }
 
-/// Q4_1 · Q8_1, one weight row against eight activation rows: the operations of
-/// `q4_1_q8_1_vnni::<8>` per pair, two activation rows per register.
+/// Q4_1 · Q8_1, one weight row against `M` activation rows (`M` = 2, 4, 6 or 8): the
+/// operations of `q4_1_q8_1_vnni::<M>` per pair, two activation rows per register.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn q4_1_q8_1_x8_512(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
+pub(super) fn q4_1_q8_1_xm_512<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; M]) -> [f32; M] {
+    const { assert!(M.is_multiple_of(2) && M <= 8) };
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     let x = &x[..nb];
-    let ys = ys.map(|y| &y[..nb]);
+    let yp = ys.map(|y| y.as_ptr());
     let idx = [
         pair_index(0, 1),
         pair_index(2, 3),
@@ -145,6 +146,8 @@ pub(super) fn q4_1_q8_1_x8_512(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut summs = [_mm_setzero_ps(); 2];
     for (b, xb) in x.iter().enumerate() {
+        // Block `b` of every activation row is in bounds: `b < nb`, and `nb` is at most every
+        // activation row's length.
         let q = nibbles(&xb.qs);
         let qz = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), q);
         let xdm = head_ps(xb);
@@ -153,25 +156,31 @@ pub(super) fn q4_1_q8_1_x8_512(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 
             _mm_permute_ps::<0b01_01_01_01>(xdm),
         );
         let mut dd = [_mm_setzero_ps(); 2];
-        for (g, (sm, ddg)) in summs.iter_mut().zip(&mut dd).enumerate() {
-            let four = &ys[4 * g..4 * g + 4];
-            let heads = _mm_setr_epi32(
-                head32(&four[0][b]),
-                head32(&four[1][b]),
-                head32(&four[2][b]),
-                head32(&four[3][b]),
-            );
+        for (g, (sm, ddg)) in summs
+            .iter_mut()
+            .zip(&mut dd)
+            .enumerate()
+            .take(M.div_ceil(4))
+        {
+            let mut h = [0i32; 4];
+            for (k, h) in h.iter_mut().enumerate() {
+                if let Some(y) = yp.get(4 * g + k) {
+                    // SAFETY: block `b` of an activation row (in bounds, see above).
+                    *h = head32(unsafe { &*y.add(b) });
+                }
+            }
+            let heads = _mm_setr_epi32(h[0], h[1], h[2], h[3]);
             let (d4, s4) = even_odd(_mm256_cvtph_ps(heads));
             *sm = _mm_fmadd_ps(mx, s4, *sm);
             *ddg = _mm_mul_ps(dx, d4);
         }
         let dd8 = _mm512_castps256_ps512(_mm256_set_m128(dd[1], dd[0]));
         let zero = _mm512_setzero_si512();
-        for (j, (a, ix)) in acc.iter_mut().zip(&idx).enumerate() {
-            let yz = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(load32i(&ys[2 * j][b].qs)),
-                load32i(&ys[2 * j + 1][b].qs),
-            );
+        for (j, (a, ix)) in acc.iter_mut().zip(&idx).enumerate().take(M / 2) {
+            // SAFETY: block `b` of two activation rows (in bounds, see above).
+            let (y0, y1) = unsafe { (&*yp[2 * j].add(b), &*yp[2 * j + 1].add(b)) };
+            let yz =
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(&y0.qs)), load32i(&y1.qs));
             let p = _mm512_dpbusd_epi32(zero, qz, yz);
             *a = _mm512_fmadd_ps(_mm512_permutexvar_ps(*ix, dd8), _mm512_cvtepi32_ps(p), *a);
         }
@@ -182,11 +191,13 @@ pub(super) fn q4_1_q8_1_x8_512(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 
         _mm_storeu_ps(sm.as_mut_ptr(), summs[0]);
         _mm_storeu_ps(sm.as_mut_ptr().add(4), summs[1]);
     }
-    let mut out = [0.0f32; 8];
-    for (j, a) in acc.into_iter().enumerate() {
-        let [lo, hi] = halves(a);
-        out[2 * j] = hsum_ps(lo) + sm[2 * j];
-        out[2 * j + 1] = hsum_ps(hi) + sm[2 * j + 1];
+    let mut out = [0.0f32; M];
+    for (j, (o, s)) in out.chunks_exact_mut(2).zip(sm.chunks_exact(2)).enumerate() {
+        if let ([o0, o1], [s0, s1], Some(a)) = (o, s, acc.get(j)) {
+            let [lo, hi] = halves(*a);
+            *o0 = hsum_ps(lo) + s0;
+            *o1 = hsum_ps(hi) + s1;
+        }
     }
     out
 }
@@ -236,4 +247,64 @@ pub(super) fn q8_0_q8_0_r4_512(xs: [&[BlockQ8_0]; 4], y: &[BlockQ8_0]) -> [f32; 
     let [a0, a1] = halves(acc01);
     let [a2, a3] = halves(acc23);
     [hsum_ps(a0), hsum_ps(a1), hsum_ps(a2), hsum_ps(a3)]
+}
+
+/// Q8_0 · Q8_0, one weight row against `M` activation rows (`M` = 2, 4, 6 or 8): per pair the
+/// operations of `q8_0_q8_0_vnni`, two activation rows per register.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn q8_0_q8_0_xm_512<const M: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
+    const { assert!(M.is_multiple_of(2) && M <= 8) };
+    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+    let x = &x[..nb];
+    let yp = ys.map(|y| y.as_ptr());
+    let idx = [
+        pair_index(0, 1),
+        pair_index(2, 3),
+        pair_index(4, 5),
+        pair_index(6, 7),
+    ];
+    let bias = _mm512_set1_epi8(-128); // 0x80: x + 128 as u8
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for (b, xb) in x.iter().enumerate() {
+        // Block `b` of every activation row is in bounds: `b < nb`, and `nb` is at most every
+        // activation row's length.
+        let xq = _mm512_broadcast_i64x4(load32i(&xb.qs));
+        let xu = _mm512_xor_si512(xq, bias);
+        let dx = _mm_broadcastss_ps(head_ps(xb));
+        let mut dd = [_mm_setzero_ps(); 2];
+        for (g, ddg) in dd.iter_mut().enumerate().take(M.div_ceil(4)) {
+            let mut h = [0i32; 4];
+            for (k, h) in h.iter_mut().enumerate() {
+                if let Some(y) = yp.get(4 * g + k) {
+                    // SAFETY: block `b` of an activation row (in bounds, see above).
+                    *h = head32(unsafe { &*y.add(b) });
+                }
+            }
+            let heads = _mm_setr_epi32(h[0], h[1], h[2], h[3]);
+            let (d4, _) = even_odd(_mm256_cvtph_ps(heads));
+            *ddg = _mm_mul_ps(dx, d4);
+        }
+        let dd8 = _mm512_castps256_ps512(_mm256_set_m128(dd[1], dd[0]));
+        let zero = _mm512_setzero_si512();
+        for (j, (a, ix)) in acc.iter_mut().zip(&idx).enumerate().take(M / 2) {
+            // SAFETY: block `b` of two activation rows (in bounds, see above).
+            let (y0, y1) = unsafe { (&*yp[2 * j].add(b), &*yp[2 * j + 1].add(b)) };
+            let yz =
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(&y0.qs)), load32i(&y1.qs));
+            let s = _mm512_sub_epi32(
+                _mm512_dpbusd_epi32(zero, xu, yz),
+                _mm512_dpbusd_epi32(zero, bias, yz),
+            );
+            *a = _mm512_fmadd_ps(_mm512_permutexvar_ps(*ix, dd8), _mm512_cvtepi32_ps(s), *a);
+        }
+    }
+    let mut out = [0.0f32; M];
+    for (o, a) in out.chunks_exact_mut(2).zip(acc) {
+        if let [o0, o1] = o {
+            let [lo, hi] = halves(a);
+            *o0 = hsum_ps(lo);
+            *o1 = hsum_ps(hi);
+        }
+    }
+    out
 }

@@ -156,14 +156,14 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
     Wide::none()
 }
 
-/// Q8_0 · Q8_0's wider kernels (four weight rows per activation row with AVX-512).
+/// Q8_0 · Q8_0's wider kernels (AVX-512 only).
 pub(crate) fn q8_0_q8_0_wide() -> Wide<BlockQ8_0, BlockQ8_0> {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx512() {
             return Wide {
                 rows4: Some(avx2::q8_0_q8_0_r4),
-                oct: None,
+                oct: Some(avx2::q8_0_q8_0_x8),
             };
         }
     }
