@@ -389,14 +389,24 @@ fn dispatch(
         QuantType::F32 => go!(dot::f32s, simd::f32s),
         QuantType::F16 => go!(dot::f16s, simd::f16s),
         QuantType::BF16 => go!(dot::bf16s, simd::bf16s),
-        QuantType::Q4_0 => go!(dot::q4_0_q8_0, simd::q4_0_q8_0, simd::q4_0_q8_0_x4),
+        QuantType::Q4_0 => go!(
+            dot::q4_0_q8_0,
+            simd::q4_0_q8_0,
+            simd::q4_0_q8_0_x4,
+            simd::q4_0_q8_0_wide
+        ),
         QuantType::Q4_1 => go!(
             dot::q4_1_q8_1,
             simd::q4_1_q8_1,
             simd::q4_1_q8_1_x4,
             simd::q4_1_q8_1_wide
         ),
-        QuantType::Q5_0 => go!(dot::q5_0_q8_0, simd::q5_0_q8_0, simd::q5_0_q8_0_x4),
+        QuantType::Q5_0 => go!(
+            dot::q5_0_q8_0,
+            simd::q5_0_q8_0,
+            simd::q5_0_q8_0_x4,
+            simd::q5_0_q8_0_wide
+        ),
         QuantType::Q5_1 => go!(dot::q5_1_q8_1),
         QuantType::Q8_0 => go!(
             dot::q8_0_q8_0,
@@ -585,7 +595,7 @@ fn prompt(
             dot::q4_k_q8_k_grouped,
             simd::q4_k_q8_k_grouped,
             simd::q4_k_q8_k_grouped_x4,
-            simd::Wide::none,
+            simd::q4_k_q8_k_grouped_wide,
         );
         run(ty, &g, w, rows.clone(), a0, grouped, o0, out_stride, k)?;
     }

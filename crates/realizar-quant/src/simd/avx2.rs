@@ -27,7 +27,7 @@ pub(super) fn load16(b: &[u8; 16]) -> __m128i {
 
 /// Loads 32 bytes.
 #[inline(always)]
-fn load32(b: &[u8; 32]) -> __m256i {
+pub(super) fn load32(b: &[u8; 32]) -> __m256i {
     // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
 }
@@ -42,7 +42,7 @@ pub(super) fn load32i(b: &[i8; 32]) -> __m256i {
 /// `s[off..off + 32]` as an array reference; the callers keep it in bounds (fixed-size block
 /// fields), and an out-of-bounds request reads zeros instead of panicking.
 #[inline(always)]
-fn chunk32(s: &[u8], off: usize) -> &[u8; 32] {
+pub(super) fn chunk32(s: &[u8], off: usize) -> &[u8; 32] {
     s.get(off..off + 32)
         .and_then(|c| c.try_into().ok())
         .unwrap_or(&[0; 32])
@@ -126,7 +126,7 @@ pub(super) fn nibbles(qs: &[u8; 16]) -> __m256i {
 /// The 32 fifth bits of a Q5 block as bytes `0x10` (set) or `0` (ggml's `bytes_from_bits_32`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fifth_bits(qh: [u8; 4]) -> __m256i {
+pub(super) fn fifth_bits(qh: [u8; 4]) -> __m256i {
     let bits = _mm256_set1_epi32(i32::from_le_bytes(qh));
     let spread = _mm256_shuffle_epi8(
         bits,
@@ -419,7 +419,7 @@ legacy_kernels!(
 /// eight 6-bit scales, bytes 8..16 the eight mins (the same values as `get_scale_min_k4`; the
 /// word trick is the one of ggml's `ggml_vec_dot_q4_K_q8_K` kernels).
 #[inline(always)]
-fn k4_unpack(packed: &[u8; 12]) -> [u32; 4] {
+pub(super) fn k4_unpack(packed: &[u8; 12]) -> [u32; 4] {
     const K1: u32 = 0x3f3f_3f3f;
     const K2: u32 = 0x0f0f_0f0f;
     const K3: u32 = 0x0303_0303;
@@ -909,7 +909,7 @@ macro_rules! wrap {
 wrap!(
     /// Q4_0 · Q8_0.
     q4_0_q8_0,
-    q4_0_q8_0_x4,
+    q4_0_q8_0_x4_256,
     q4_0_q8_0_avx2, q4_0_q8_0_vnni, dot::q4_0_q8_0, BlockQ4_0, BlockQ8_0
 );
 wrap!(
@@ -931,7 +931,7 @@ pub(crate) fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
 wrap!(
     /// Q5_0 · Q8_0.
     q5_0_q8_0,
-    q5_0_q8_0_x4,
+    q5_0_q8_0_x4_256,
     q5_0_q8_0_avx2, q5_0_q8_0_vnni, dot::q5_0_q8_0, BlockQ5_0, BlockQ8_0
 );
 wrap!(
@@ -1038,35 +1038,15 @@ pub(crate) fn q4_1_q8_1_r4(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 4] {
     }
 }
 
-/// Q8_0 · Q8_0, four weight rows per pass over one activation row (AVX-512 only; the
-/// selector offers it nowhere else); bit-identical to four single calls.
-pub(crate) fn q8_0_q8_0_r4(xs: [&[BlockQ8_0]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
+/// Q4_K · Q8_K in the order of ggml's x86 Q4_K gemm, eight activation rows per pass over a
+/// weight row (AVX-512 only; the selector offers it nowhere else); bit-identical to eight
+/// single calls.
+pub(crate) fn q4_k_q8_k_grouped_x8(x: &[BlockQ4K], ys: [&[BlockQ8K]; 8]) -> [f32; 8] {
     if has_avx512() {
         // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        unsafe { super::avx512::q8_0_q8_0_r4_512(xs, y) }
+        unsafe { super::avx512::q4_k_q8_k_grouped_x8_512(x, ys) }
     } else {
-        xs.map(|x| q8_0_q8_0(x, y))
-    }
-}
-
-/// Q8_0 · Q8_0, four activation rows per pass; bit-identical to four single calls.
-pub(crate) fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-    if has_avx512() {
-        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        unsafe { super::avx512::q8_0_q8_0_xm_512(x, ys) }
-    } else {
-        q8_0_q8_0_x4_256(x, ys)
-    }
-}
-
-/// Q8_0 · Q8_0, eight activation rows per pass over a weight row (AVX-512 only; the selector
-/// offers it nowhere else); bit-identical to eight single calls.
-pub(crate) fn q8_0_q8_0_x8(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 8]) -> [f32; 8] {
-    if has_avx512() {
-        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        unsafe { super::avx512::q8_0_q8_0_xm_512(x, ys) }
-    } else {
-        ys.map(|y| q8_0_q8_0(x, y))
+        ys.map(|y| q4_k_q8_k_grouped(x, y))
     }
 }
 
@@ -1247,3 +1227,72 @@ mod level_tests {
         }
     }
 }
+
+/// The wide kernels of the legacy types without a min, through their AVX-512 versions where
+/// the CPU has them: four weight rows per activation row (`$r4`), four and eight activation
+/// rows per weight row (`$x4`, `$x8`); each bit-identical to single calls.
+macro_rules! legacy_wide {
+    ($r4:ident, $x4:ident, $x8:ident, $r4_512:ident, $xm_512:ident, $x4_256:ident, $one:ident,
+     $w:ty) => {
+        /// Four weight rows per pass over one activation row.
+        pub(crate) fn $r4(xs: [&[$w]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
+            if has_avx512() {
+                // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+                unsafe { super::avx512::$r4_512(xs, y) }
+            } else {
+                xs.map(|x| $one(x, y))
+            }
+        }
+
+        /// Four activation rows per pass over a weight row.
+        pub(crate) fn $x4(x: &[$w], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+            if has_avx512() {
+                // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+                unsafe { super::avx512::$xm_512(x, ys) }
+            } else {
+                $x4_256(x, ys)
+            }
+        }
+
+        /// Eight activation rows per pass over a weight row.
+        pub(crate) fn $x8(x: &[$w], ys: [&[BlockQ8_0]; 8]) -> [f32; 8] {
+            if has_avx512() {
+                // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+                unsafe { super::avx512::$xm_512(x, ys) }
+            } else {
+                ys.map(|y| $one(x, y))
+            }
+        }
+    };
+}
+
+legacy_wide!(
+    q8_0_q8_0_r4,
+    q8_0_q8_0_x4,
+    q8_0_q8_0_x8,
+    q8_0_q8_0_r4_512,
+    q8_0_q8_0_xm_512,
+    q8_0_q8_0_x4_256,
+    q8_0_q8_0,
+    BlockQ8_0
+);
+legacy_wide!(
+    q5_0_q8_0_r4,
+    q5_0_q8_0_x4,
+    q5_0_q8_0_x8,
+    q5_0_q8_0_r4_512,
+    q5_0_q8_0_xm_512,
+    q5_0_q8_0_x4_256,
+    q5_0_q8_0,
+    BlockQ5_0
+);
+legacy_wide!(
+    q4_0_q8_0_r4,
+    q4_0_q8_0_x4,
+    q4_0_q8_0_x8,
+    q4_0_q8_0_r4_512,
+    q4_0_q8_0_xm_512,
+    q4_0_q8_0_x4_256,
+    q4_0_q8_0,
+    BlockQ4_0
+);

@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 
 use crate::blocks::*;
 
-use super::avx2::{head32, hsum_ps, load16, load32i, nibbles};
+use super::avx2::{chunk32, fifth_bits, head32, hsum_ps, load16, load32, load32i, nibbles};
 
 /// How far ahead of the rows being read the weight stream is prefetched, in bytes (about 90
 /// cache lines: measured best on 576- to 2048-wide Q4_1 matrices, flat from 3 to 12 KiB).
@@ -202,109 +202,271 @@ pub(super) fn q4_1_q8_1_xm_512<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1
     out
 }
 
-/// Q8_0 · Q8_0, four weight rows against one activation row: per (weight row, activation row)
-/// pair the operations of `q8_0_q8_0_vnni` (`vpdpbusd` of the weights biased to unsigned, less
-/// `128 · sum(y)`; `fma(d_x d_y, lanes, acc)`; `hsum_float_8`), two pairs per register; the
-/// activation's bias correction is computed once per block for all four rows.
+/// The weights of a Q8_0 block as unsigned bytes (`x + 128`): with offset 128, the integer
+/// sums of `q8_0_q8_0_vnni`'s biased `vpdpbusd`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn q8_0_q8_0_r4_512(xs: [&[BlockQ8_0]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
-    let nb = xs.iter().fold(y.len(), |n, x| n.min(x.len()));
-    let [x0, x1, x2, x3] = xs.map(|x| &x[..nb]);
-    let y = &y[..nb];
-    let (i01, i23) = (pair_index(0, 1), pair_index(2, 3));
-    let bias = _mm512_set1_epi8(-128); // 0x80: x + 128 as u8
-    let mut acc01 = _mm512_setzero_ps();
-    let mut acc23 = _mm512_setzero_ps();
-    // See `q4_1_q8_1_r4_512`: the next call's rows are prefetched at this call's rate.
-    let ahead = x3
-        .as_ptr_range()
-        .end
-        .cast::<u8>()
-        .wrapping_add(PREFETCH_AHEAD);
-    for b in 0..nb {
-        let (yb, a, bb, c, d) = (&y[b], &x0[b], &x1[b], &x2[b], &x3[b]);
-        let p = ahead.wrapping_add(4 * core::mem::size_of::<BlockQ8_0>() * b);
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
-        let p = p.wrapping_add(128);
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
-        let dy = _mm_broadcastss_ps(head_ps(yb));
-        let yq = _mm512_broadcast_i64x4(load32i(&yb.qs));
-        let zero = _mm512_setzero_si512();
-        let corr = _mm512_dpbusd_epi32(zero, bias, yq);
-        let heads = _mm_setr_epi32(head32(a), head32(bb), head32(c), head32(d));
-        let (dx4, _) = even_odd(_mm256_cvtph_ps(heads));
-        let dd = _mm512_castps128_ps512(_mm_mul_ps(dx4, dy));
-        let pair = |u: &BlockQ8_0, v: &BlockQ8_0| {
-            let uv =
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(&u.qs)), load32i(&v.qs));
-            let s = _mm512_dpbusd_epi32(zero, _mm512_xor_si512(uv, bias), yq);
-            _mm512_cvtepi32_ps(_mm512_sub_epi32(s, corr))
-        };
-        acc01 = _mm512_fmadd_ps(_mm512_permutexvar_ps(i01, dd), pair(a, bb), acc01);
-        acc23 = _mm512_fmadd_ps(_mm512_permutexvar_ps(i23, dd), pair(c, d), acc23);
-    }
-    let [a0, a1] = halves(acc01);
-    let [a2, a3] = halves(acc23);
-    [hsum_ps(a0), hsum_ps(a1), hsum_ps(a2), hsum_ps(a3)]
+fn q8_0_u8(x: &BlockQ8_0) -> __m256i {
+    _mm256_xor_si256(load32i(&x.qs), _mm256_set1_epi8(-128))
 }
 
-/// Q8_0 · Q8_0, one weight row against `M` activation rows (`M` = 2, 4, 6 or 8): per pair the
-/// operations of `q8_0_q8_0_vnni`, two activation rows per register.
+/// The weights of a Q5_0 block as unsigned 5-bit values (offset 16).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn q8_0_q8_0_xm_512<const M: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
-    const { assert!(M.is_multiple_of(2) && M <= 8) };
+fn q5_0_u8(x: &BlockQ5_0) -> __m256i {
+    _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh))
+}
+
+/// The weights of a Q4_0 block as unsigned nibbles (offset 8).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_0_u8(x: &BlockQ4_0) -> __m256i {
+    nibbles(&x.qs)
+}
+
+/// The wide kernels of a legacy type with an f16 scale and no min against Q8_0 activations:
+/// `$u8` gives a block's weights as unsigned bytes, `$offset` what they are offset by. Per
+/// (weight row, activation row) pair: `vpdpbusd(u, y) - vpdpbusd(offset, y)` (the lane sums of
+/// the 256-bit VNNI kernel), `fma(d_x d_y, lanes, acc)`, `hsum_float_8`; two pairs per
+/// register, so every result is bit-identical to the one-pair kernel.
+macro_rules! legacy_512 {
+    ($r4:ident, $xm:ident, $w:ty, $u8:ident, $offset:expr) => {
+        /// Four weight rows against one activation row, prefetching the weight stream (see
+        /// `q4_1_q8_1_r4_512`); the activation's offset correction once per block.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub(super) fn $r4(xs: [&[$w]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
+            let nb = xs.iter().fold(y.len(), |n, x| n.min(x.len()));
+            let [x0, x1, x2, x3] = xs.map(|x| &x[..nb]);
+            let y = &y[..nb];
+            let (i01, i23) = (pair_index(0, 1), pair_index(2, 3));
+            let offset = _mm512_set1_epi8($offset as u8 as i8);
+            let mut acc01 = _mm512_setzero_ps();
+            let mut acc23 = _mm512_setzero_ps();
+            let ahead = x3
+                .as_ptr_range()
+                .end
+                .cast::<u8>()
+                .wrapping_add(PREFETCH_AHEAD);
+            for b in 0..nb {
+                let (yb, a, bb, c, d) = (&y[b], &x0[b], &x1[b], &x2[b], &x3[b]);
+                let p = ahead.wrapping_add(4 * core::mem::size_of::<$w>() * b);
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128).cast());
+                let dy = _mm_broadcastss_ps(head_ps(yb));
+                let yq = _mm512_broadcast_i64x4(load32i(&yb.qs));
+                let zero = _mm512_setzero_si512();
+                let corr = _mm512_dpbusd_epi32(zero, offset, yq);
+                let heads = _mm_setr_epi32(head32(a), head32(bb), head32(c), head32(d));
+                let (dx4, _) = even_odd(_mm256_cvtph_ps(heads));
+                let dd = _mm512_castps128_ps512(_mm_mul_ps(dx4, dy));
+                let u01 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512($u8(a)), $u8(bb));
+                let u23 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512($u8(c)), $u8(d));
+                let s01 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u01, yq), corr);
+                let s23 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u23, yq), corr);
+                let (d01, d23) = (
+                    _mm512_permutexvar_ps(i01, dd),
+                    _mm512_permutexvar_ps(i23, dd),
+                );
+                acc01 = _mm512_fmadd_ps(d01, _mm512_cvtepi32_ps(s01), acc01);
+                acc23 = _mm512_fmadd_ps(d23, _mm512_cvtepi32_ps(s23), acc23);
+            }
+            let [a0, a1] = halves(acc01);
+            let [a2, a3] = halves(acc23);
+            [hsum_ps(a0), hsum_ps(a1), hsum_ps(a2), hsum_ps(a3)]
+        }
+
+        /// One weight row against `M` activation rows (`M` = 2, 4, 6 or 8), two per register.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub(super) fn $xm<const M: usize>(x: &[$w], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
+            const { assert!(M.is_multiple_of(2) && M <= 8) };
+            let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+            let x = &x[..nb];
+            let yp = ys.map(|y| y.as_ptr());
+            let idx = [
+                pair_index(0, 1),
+                pair_index(2, 3),
+                pair_index(4, 5),
+                pair_index(6, 7),
+            ];
+            let offset = _mm512_set1_epi8($offset as u8 as i8);
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for (b, xb) in x.iter().enumerate() {
+                // Block `b` of every activation row is in bounds: `b < nb`, and `nb` is at
+                // most every activation row's length.
+                let u = $u8(xb);
+                let uz = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(u), u);
+                let dx = _mm_broadcastss_ps(head_ps(xb));
+                let mut dd = [_mm_setzero_ps(); 2];
+                for (g, ddg) in dd.iter_mut().enumerate().take(M.div_ceil(4)) {
+                    let mut h = [0i32; 4];
+                    for (k, h) in h.iter_mut().enumerate() {
+                        if let Some(y) = yp.get(4 * g + k) {
+                            // SAFETY: block `b` of an activation row (in bounds, see above).
+                            *h = head32(unsafe { &*y.add(b) });
+                        }
+                    }
+                    let heads = _mm_setr_epi32(h[0], h[1], h[2], h[3]);
+                    let (d4, _) = even_odd(_mm256_cvtph_ps(heads));
+                    *ddg = _mm_mul_ps(dx, d4);
+                }
+                let dd8 = _mm512_castps256_ps512(_mm256_set_m128(dd[1], dd[0]));
+                let zero = _mm512_setzero_si512();
+                for (j, (a, ix)) in acc.iter_mut().zip(&idx).enumerate().take(M / 2) {
+                    // SAFETY: block `b` of two activation rows (in bounds, see above).
+                    let (y0, y1) = unsafe { (&*yp[2 * j].add(b), &*yp[2 * j + 1].add(b)) };
+                    let yz = _mm512_inserti64x4::<1>(
+                        _mm512_castsi256_si512(load32i(&y0.qs)),
+                        load32i(&y1.qs),
+                    );
+                    let s = _mm512_sub_epi32(
+                        _mm512_dpbusd_epi32(zero, uz, yz),
+                        _mm512_dpbusd_epi32(zero, offset, yz),
+                    );
+                    let d = _mm512_permutexvar_ps(*ix, dd8);
+                    *a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), *a);
+                }
+            }
+            let mut out = [0.0f32; M];
+            for (o, a) in out.chunks_exact_mut(2).zip(acc) {
+                if let [o0, o1] = o {
+                    let [lo, hi] = halves(a);
+                    *o0 = hsum_ps(lo);
+                    *o1 = hsum_ps(hi);
+                }
+            }
+            out
+        }
+    };
+}
+
+legacy_512!(q8_0_q8_0_r4_512, q8_0_q8_0_xm_512, BlockQ8_0, q8_0_u8, 128);
+legacy_512!(q5_0_q8_0_r4_512, q5_0_q8_0_xm_512, BlockQ5_0, q5_0_u8, 16);
+legacy_512!(q4_0_q8_0_r4_512, q4_0_q8_0_xm_512, BlockQ4_0, q4_0_u8, 8);
+
+/// The first fold of [`q4_k_q8_k_grouped_x8_512`]'s lane sums: `[a0+a2, b0+b2, a1+a3, b1+b3]`
+/// in every 128-bit lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fold32(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+}
+
+/// The second fold: of two first folds `(a, b)` and `(c, d)`, `[a, b, c, d]` summed over the
+/// 128-bit lane (32-bit sums: no carry between the rows).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fold64(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+}
+
+/// Q4_K · Q8_K for one weight row against eight activation rows in the order of ggml's x86
+/// `ggml_gemm_q4_K_8x8_q8_K` (the scalar twin is `dot::q4_k_q8_k_grouped`), with the eight
+/// activation rows in the eight lanes of a vector: per pair of sub-blocks `p` the exact integer
+/// sums `isum_p` and `imin_p` of every row (a 512-bit `vpdpbusd` per row gives both
+/// sub-blocks' lane sums at once; the lanes are folded across the rows, exact in integers),
+/// then `acc = fma(isum_p, d_x d_y, acc)` and `accm = fma(imin_p, dmin_x d_y, accm)` as one
+/// vector operation each, lane `k` doing row `k`'s scalar operation; `acc - accm` at the end.
+/// Bit-identical to the scalar twin on every row.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn q4_k_q8_k_grouped_x8_512(x: &[BlockQ4K], ys: [&[BlockQ8K]; 8]) -> [f32; 8] {
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     let x = &x[..nb];
     let yp = ys.map(|y| y.as_ptr());
-    let idx = [
-        pair_index(0, 1),
-        pair_index(2, 3),
-        pair_index(4, 5),
-        pair_index(6, 7),
-    ];
-    let bias = _mm512_set1_epi8(-128); // 0x80: x + 128 as u8
-    let mut acc = [_mm512_setzero_ps(); 4];
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut acc = _mm256_setzero_ps();
+    let mut accm = _mm256_setzero_ps();
     for (b, xb) in x.iter().enumerate() {
-        // Block `b` of every activation row is in bounds: `b < nb`, and `nb` is at most every
-        // activation row's length.
-        let xq = _mm512_broadcast_i64x4(load32i(&xb.qs));
-        let xu = _mm512_xor_si512(xq, bias);
-        let dx = _mm_broadcastss_ps(head_ps(xb));
-        let mut dd = [_mm_setzero_ps(); 2];
-        for (g, ddg) in dd.iter_mut().enumerate().take(M.div_ceil(4)) {
-            let mut h = [0i32; 4];
-            for (k, h) in h.iter_mut().enumerate() {
-                if let Some(y) = yp.get(4 * g + k) {
-                    // SAFETY: block `b` of an activation row (in bounds, see above).
-                    *h = head32(unsafe { &*y.add(b) });
-                }
-            }
-            let heads = _mm_setr_epi32(h[0], h[1], h[2], h[3]);
-            let (d4, _) = even_odd(_mm256_cvtph_ps(heads));
-            *ddg = _mm_mul_ps(dx, d4);
-        }
-        let dd8 = _mm512_castps256_ps512(_mm256_set_m128(dd[1], dd[0]));
-        let zero = _mm512_setzero_si512();
-        for (j, (a, ix)) in acc.iter_mut().zip(&idx).enumerate().take(M / 2) {
-            // SAFETY: block `b` of two activation rows (in bounds, see above).
-            let (y0, y1) = unsafe { (&*yp[2 * j].add(b), &*yp[2 * j + 1].add(b)) };
-            let yz =
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(&y0.qs)), load32i(&y1.qs));
-            let s = _mm512_sub_epi32(
-                _mm512_dpbusd_epi32(zero, xu, yz),
-                _mm512_dpbusd_epi32(zero, bias, yz),
+        // SAFETY: `b < nb`, and `nb` is at most every activation row's length.
+        let yb: [&BlockQ8K; 8] = core::array::from_fn(|k| unsafe { &*yp[k].add(b) });
+        let u = super::avx2::k4_unpack(&xb.scales);
+        let xdm = head_ps(xb);
+        let (dx, dminx) = (
+            _mm256_broadcastss_ps(xdm),
+            _mm256_broadcastss_ps(_mm_movehdup_ps(xdm)),
+        );
+        let yd = _mm256_setr_ps(
+            yb[0].d, yb[1].d, yb[2].d, yb[3].d, yb[4].d, yb[5].d, yb[6].d, yb[7].d,
+        );
+        let (dxy, dmy) = (_mm256_mul_ps(dx, yd), _mm256_mul_ps(dminx, yd));
+        // imin for the four sub-block pairs of every row: the bsums summed in pairs, times the
+        // eight mins (`madd`), gives row k's four values; transposed to one vector per pair.
+        let mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, u[3] as i32, u[2] as i32));
+        let imin4: [__m128i; 8] = core::array::from_fn(|k| {
+            let bs = &yb[k].bsums;
+            // SAFETY: `bs` is 16 i16 (32 readable bytes); `loadu` needs no alignment.
+            let (lo, hi) = unsafe {
+                (
+                    _mm_loadu_si128(bs.as_ptr().cast()),
+                    _mm_loadu_si128(bs.as_ptr().add(8).cast()),
+                )
+            };
+            _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi))
+        });
+        let t: [__m256i; 4] =
+            core::array::from_fn(|k| _mm256_set_m128i(imin4[k + 4], imin4[k]));
+        let (t01l, t01h) = (
+            _mm256_unpacklo_epi32(t[0], t[1]),
+            _mm256_unpackhi_epi32(t[0], t[1]),
+        );
+        let (t23l, t23h) = (
+            _mm256_unpacklo_epi32(t[2], t[3]),
+            _mm256_unpackhi_epi32(t[2], t[3]),
+        );
+        let imin = [
+            _mm256_unpacklo_epi64(t01l, t23l),
+            _mm256_unpackhi_epi64(t01l, t23l),
+            _mm256_unpacklo_epi64(t01h, t23h),
+            _mm256_unpackhi_epi64(t01h, t23h),
+        ];
+        let sc = [u[0].to_le_bytes(), u[1].to_le_bytes()];
+        for (p, imin_p) in imin.into_iter().enumerate() {
+            let q = load32(chunk32(&xb.qs, 32 * p));
+            let lo = _mm256_and_si256(q, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+            let xz = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+            let zero = _mm512_setzero_si512();
+            // Row k's 16 lane sums: 8 for sub-block 2p (low half), 8 for 2p + 1 (high half).
+            let d: [__m512i; 8] = core::array::from_fn(|k| {
+                let yq = &yb[k].qs;
+                // SAFETY: `64 p + 64 <= 256`: 64 readable bytes; `loadu` needs no alignment.
+                let y = unsafe { _mm512_loadu_si512(yq.as_ptr().add(64 * p).cast()) };
+                _mm512_dpbusd_epi32(zero, xz, y)
+            });
+            // Two folds leave, per 128-bit lane, one partial sum for each of four rows.
+            let f01 = fold32(d[0], d[1]);
+            let f23 = fold32(d[2], d[3]);
+            let f45 = fold32(d[4], d[5]);
+            let f67 = fold32(d[6], d[7]);
+            let g0 = fold64(f01, f23); // rows 0..4: [r0, r1, r2, r3] per 128-bit lane
+            let g1 = fold64(f45, f67); // rows 4..8
+            let half = |g: __m512i| {
+                (
+                    _mm_add_epi32(
+                        _mm512_extracti32x4_epi32::<0>(g),
+                        _mm512_extracti32x4_epi32::<1>(g),
+                    ),
+                    _mm_add_epi32(
+                        _mm512_extracti32x4_epi32::<2>(g),
+                        _mm512_extracti32x4_epi32::<3>(g),
+                    ),
+                )
+            };
+            let ((lo0, hi0), (lo1, hi1)) = (half(g0), half(g1));
+            let (slo, shi) = match sc[p / 2].get(2 * (p % 2)..2 * (p % 2) + 2) {
+                Some([a, b]) => (i32::from(*a), i32::from(*b)),
+                _ => (0, 0),
+            };
+            let isum = _mm256_add_epi32(
+                _mm256_mullo_epi32(_mm256_set_m128i(lo1, lo0), _mm256_set1_epi32(slo)),
+                _mm256_mullo_epi32(_mm256_set_m128i(hi1, hi0), _mm256_set1_epi32(shi)),
             );
-            *a = _mm512_fmadd_ps(_mm512_permutexvar_ps(*ix, dd8), _mm512_cvtepi32_ps(s), *a);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dxy, acc);
+            accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_p), dmy, accm);
         }
     }
-    let mut out = [0.0f32; M];
-    for (o, a) in out.chunks_exact_mut(2).zip(acc) {
-        if let [o0, o1] = o {
-            let [lo, hi] = halves(a);
-            *o0 = hsum_ps(lo);
-            *o1 = hsum_ps(hi);
-        }
-    }
+    let mut out = [0.0f32; 8];
+    // SAFETY: `out` is 8 writable floats; `storeu` needs no alignment.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, accm)) };
     out
 }

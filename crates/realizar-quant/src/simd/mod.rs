@@ -156,14 +156,45 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
     Wide::none()
 }
 
-/// Q8_0 · Q8_0's wider kernels (AVX-512 only).
-pub(crate) fn q8_0_q8_0_wide() -> Wide<BlockQ8_0, BlockQ8_0> {
+macro_rules! select_wide {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $r4:ident, $x8:ident) => {
+        $(#[$doc])*
+        pub(crate) fn $name() -> Wide<$w, BlockQ8_0> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx512() {
+                    return Wide {
+                        rows4: Some(avx2::$r4),
+                        oct: Some(avx2::$x8),
+                    };
+                }
+            }
+            Wide::none()
+        }
+    };
+}
+
+select_wide!(
+    /// Q8_0 · Q8_0's wider kernels (AVX-512 only).
+    q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8
+);
+select_wide!(
+    /// Q5_0 · Q8_0's wider kernels (AVX-512 only).
+    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8
+);
+select_wide!(
+    /// Q4_0 · Q8_0's wider kernels (AVX-512 only).
+    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8
+);
+
+/// The Q4_K gemm-order kernel's wider ones (eight activation rows per pass, AVX-512 only).
+pub(crate) fn q4_k_q8_k_grouped_wide() -> Wide<BlockQ4K, BlockQ8K> {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx512() {
             return Wide {
-                rows4: Some(avx2::q8_0_q8_0_r4),
-                oct: Some(avx2::q8_0_q8_0_x8),
+                rows4: None,
+                oct: Some(avx2::q4_k_q8_k_grouped_x8),
             };
         }
     }
