@@ -294,9 +294,29 @@ fn run<W: Pod, A: Pod>(
         let mut i0 = 0;
         while i0 < m {
             let i1 = (i0 + ACT_TILE).min(m);
-            for r in r0..r1 {
-                let wr = w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
-                let act = |i: usize| acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+            let wrow = |r: usize| w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
+            let act = |i: usize| acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+            let mut r_one = r0;
+            if let (Some(oct2), 8) = (wide.oct2, i1 - i0) {
+                // Two weight rows against eight activation rows per pass.
+                while r_one + 2 <= r1 {
+                    let res = oct2(
+                        [wrow(r_one), wrow(r_one + 1)],
+                        core::array::from_fn(|k| act(i0 + k)),
+                    );
+                    for (dr, res) in res.into_iter().enumerate() {
+                        for (k, v) in res.into_iter().enumerate() {
+                            let at = (i0 + k) * out_stride + (r_one + dr - rows.start);
+                            if let Some(o) = out.get_mut(at) {
+                                *o = v;
+                            }
+                        }
+                    }
+                    r_one += 2;
+                }
+            }
+            for r in r_one..r1 {
+                let wr = wrow(r);
                 let mut i = i0;
                 if let Some(oct) = wide.oct {
                     // Eight activation rows per pass (bit-identical to eight single calls).

@@ -1232,8 +1232,8 @@ mod level_tests {
 /// the CPU has them: four weight rows per activation row (`$r4`), four and eight activation
 /// rows per weight row (`$x4`, `$x8`); each bit-identical to single calls.
 macro_rules! legacy_wide {
-    ($r4:ident, $x4:ident, $x8:ident, $r4_512:ident, $xm_512:ident, $x4_256:ident, $one:ident,
-     $w:ty) => {
+    ($r4:ident, $x4:ident, $x8:ident, $x8r2:ident, $r4_512:ident, $xm_512:ident,
+     $x4_256:ident, $one:ident, $w:ty) => {
         /// Four weight rows per pass over one activation row.
         pub(crate) fn $r4(xs: [&[$w]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
             if has_avx512() {
@@ -1248,7 +1248,8 @@ macro_rules! legacy_wide {
         pub(crate) fn $x4(x: &[$w], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
             if has_avx512() {
                 // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-                unsafe { super::avx512::$xm_512(x, ys) }
+                let [r] = unsafe { super::avx512::$xm_512([x], ys) };
+                r
             } else {
                 $x4_256(x, ys)
             }
@@ -1258,9 +1259,20 @@ macro_rules! legacy_wide {
         pub(crate) fn $x8(x: &[$w], ys: [&[BlockQ8_0]; 8]) -> [f32; 8] {
             if has_avx512() {
                 // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-                unsafe { super::avx512::$xm_512(x, ys) }
+                let [r] = unsafe { super::avx512::$xm_512([x], ys) };
+                r
             } else {
                 ys.map(|y| $one(x, y))
+            }
+        }
+
+        /// Eight activation rows per pass over two weight rows.
+        pub(crate) fn $x8r2(xs: [&[$w]; 2], ys: [&[BlockQ8_0]; 8]) -> [[f32; 8]; 2] {
+            if has_avx512() {
+                // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+                unsafe { super::avx512::$xm_512(xs, ys) }
+            } else {
+                xs.map(|x| ys.map(|y| $one(x, y)))
             }
         }
     };
@@ -1270,6 +1282,7 @@ legacy_wide!(
     q8_0_q8_0_r4,
     q8_0_q8_0_x4,
     q8_0_q8_0_x8,
+    q8_0_q8_0_x8r2,
     q8_0_q8_0_r4_512,
     q8_0_q8_0_xm_512,
     q8_0_q8_0_x4_256,
@@ -1280,6 +1293,7 @@ legacy_wide!(
     q5_0_q8_0_r4,
     q5_0_q8_0_x4,
     q5_0_q8_0_x8,
+    q5_0_q8_0_x8r2,
     q5_0_q8_0_r4_512,
     q5_0_q8_0_xm_512,
     q5_0_q8_0_x4_256,
@@ -1290,6 +1304,7 @@ legacy_wide!(
     q4_0_q8_0_r4,
     q4_0_q8_0_x4,
     q4_0_q8_0_x8,
+    q4_0_q8_0_x8r2,
     q4_0_q8_0_r4_512,
     q4_0_q8_0_xm_512,
     q4_0_q8_0_x4_256,

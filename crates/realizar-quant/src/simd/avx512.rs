@@ -276,12 +276,18 @@ macro_rules! legacy_512 {
             [hsum_ps(a0), hsum_ps(a1), hsum_ps(a2), hsum_ps(a3)]
         }
 
-        /// One weight row against `M` activation rows (`M` = 2, 4, 6 or 8), two per register.
+        /// `R` weight rows (1 or 2) against `M` activation rows (`M` = 2, 4, 6 or 8), two
+        /// activation rows per register; the activations' loads, scales and offset
+        /// corrections are shared by the weight rows.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        pub(super) fn $xm<const M: usize>(x: &[$w], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
-            const { assert!(M.is_multiple_of(2) && M <= 8) };
-            let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
-            let x = &x[..nb];
+        pub(super) fn $xm<const R: usize, const M: usize>(
+            xs: [&[$w]; R],
+            ys: [&[BlockQ8_0]; M],
+        ) -> [[f32; M]; R] {
+            const { assert!(M.is_multiple_of(2) && M <= 8 && R >= 1 && R <= 2) };
+            let nx = xs.iter().fold(usize::MAX, |n, x| n.min(x.len()));
+            let nb = ys.iter().fold(nx, |n, y| n.min(y.len()));
+            let xp = xs.map(|x| x.as_ptr());
             let yp = ys.map(|y| y.as_ptr());
             let idx = [
                 pair_index(0, 1),
@@ -290,15 +296,13 @@ macro_rules! legacy_512 {
                 pair_index(6, 7),
             ];
             let offset = _mm512_set1_epi8($offset as u8 as i8);
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for (b, xb) in x.iter().enumerate() {
-                // Block `b` of every activation row is in bounds: `b < nb`, and `nb` is at
-                // most every activation row's length.
-                let u = $u8(xb);
-                let uz = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(u), u);
-                let dx = _mm_broadcastss_ps(head_ps(xb));
-                let mut dd = [_mm_setzero_ps(); 2];
-                for (g, ddg) in dd.iter_mut().enumerate().take(M.div_ceil(4)) {
+            let zero = _mm512_setzero_si512();
+            let mut acc = [[_mm512_setzero_ps(); 4]; R];
+            for b in 0..nb {
+                // Block `b` of every weight and activation row is in bounds: `b < nb`, and
+                // `nb` is at most every row's length.
+                let mut dy = [_mm_setzero_ps(); 2];
+                for (g, dyg) in dy.iter_mut().enumerate().take(M.div_ceil(4)) {
                     let mut h = [0i32; 4];
                     for (k, h) in h.iter_mut().enumerate() {
                         if let Some(y) = yp.get(4 * g + k) {
@@ -307,32 +311,45 @@ macro_rules! legacy_512 {
                         }
                     }
                     let heads = _mm_setr_epi32(h[0], h[1], h[2], h[3]);
-                    let (d4, _) = even_odd(_mm256_cvtph_ps(heads));
-                    *ddg = _mm_mul_ps(dx, d4);
+                    *dyg = even_odd(_mm256_cvtph_ps(heads)).0;
                 }
-                let dd8 = _mm512_castps256_ps512(_mm256_set_m128(dd[1], dd[0]));
-                let zero = _mm512_setzero_si512();
-                for (j, (a, ix)) in acc.iter_mut().zip(&idx).enumerate().take(M / 2) {
+                let mut yz = [zero; 4];
+                let mut corr = [zero; 4];
+                for (j, (yj, cj)) in yz.iter_mut().zip(&mut corr).enumerate().take(M / 2) {
                     // SAFETY: block `b` of two activation rows (in bounds, see above).
                     let (y0, y1) = unsafe { (&*yp[2 * j].add(b), &*yp[2 * j + 1].add(b)) };
-                    let yz = _mm512_inserti64x4::<1>(
+                    *yj = _mm512_inserti64x4::<1>(
                         _mm512_castsi256_si512(load32i(&y0.qs)),
                         load32i(&y1.qs),
                     );
-                    let s = _mm512_sub_epi32(
-                        _mm512_dpbusd_epi32(zero, uz, yz),
-                        _mm512_dpbusd_epi32(zero, offset, yz),
-                    );
-                    let d = _mm512_permutexvar_ps(*ix, dd8);
-                    *a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), *a);
+                    *cj = _mm512_dpbusd_epi32(zero, offset, *yj);
+                }
+                for (xr, accr) in xp.iter().zip(&mut acc) {
+                    // SAFETY: block `b` of a weight row (in bounds, see above).
+                    let xb = unsafe { &*xr.add(b) };
+                    let u = $u8(xb);
+                    let uz = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(u), u);
+                    let dx = _mm_broadcastss_ps(head_ps(xb));
+                    let dd8 = _mm512_castps256_ps512(_mm256_set_m128(
+                        _mm_mul_ps(dx, dy[1]),
+                        _mm_mul_ps(dx, dy[0]),
+                    ));
+                    let pairs = accr.iter_mut().zip(&idx).zip(yz.iter().zip(&corr));
+                    for ((a, ix), (yj, cj)) in pairs.take(M / 2) {
+                        let s = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, uz, *yj), *cj);
+                        let d = _mm512_permutexvar_ps(*ix, dd8);
+                        *a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), *a);
+                    }
                 }
             }
-            let mut out = [0.0f32; M];
-            for (o, a) in out.chunks_exact_mut(2).zip(acc) {
-                if let [o0, o1] = o {
-                    let [lo, hi] = halves(a);
-                    *o0 = hsum_ps(lo);
-                    *o1 = hsum_ps(hi);
+            let mut out = [[0.0f32; M]; R];
+            for (outr, accr) in out.iter_mut().zip(acc) {
+                for (o, a) in outr.chunks_exact_mut(2).zip(accr) {
+                    if let [o0, o1] = o {
+                        let [lo, hi] = halves(a);
+                        *o0 = hsum_ps(lo);
+                        *o1 = hsum_ps(hi);
+                    }
                 }
             }
             out
@@ -403,8 +420,7 @@ pub(super) fn q4_k_q8_k_grouped_x8_512(x: &[BlockQ4K], ys: [&[BlockQ8K]; 8]) -> 
             };
             _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi))
         });
-        let t: [__m256i; 4] =
-            core::array::from_fn(|k| _mm256_set_m128i(imin4[k + 4], imin4[k]));
+        let t: [__m256i; 4] = core::array::from_fn(|k| _mm256_set_m128i(imin4[k + 4], imin4[k]));
         let (t01l, t01h) = (
             _mm256_unpacklo_epi32(t[0], t[1]),
             _mm256_unpackhi_epi32(t[0], t[1]),

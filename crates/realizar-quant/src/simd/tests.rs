@@ -134,9 +134,9 @@ fn wide_kernels_match_scalar_twins_on_random_data() {
         for &blocks in sizes {
             let n = blocks * bs;
             let (wr, ar) = (ty.row_bytes(n).unwrap_or(0), vt.row_bytes(n).unwrap_or(0));
-            let rows = 11;
-            // 13: eight rows, four rows, one left over; 19: eight, eight, three left over.
-            for m in [13, 19] {
+            // 13: eight rows, four rows, one left over; 19: eight, eight, three left over;
+            // 10 and 11 weight rows from row 1: whole and odd pairs of weight rows.
+            for (rows, m) in [(11, 13), (12, 19)] {
                 let w: Vec<u8> = (0..rows)
                     .flat_map(|_| weights(ty, n, &mut rng, &mut |r| r.unit() * 0.05))
                     .collect();
