@@ -923,7 +923,8 @@ wrap!(
 pub(crate) fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
     if has_avx512() {
         // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        unsafe { super::avx512::q4_1_q8_1_xm_512(x, ys) }
+        let [r] = unsafe { super::avx512::q4_1_q8_1_xm_512([x], ys) };
+        r
     } else {
         q4_1_q8_1_x4_256(x, ys)
     }
@@ -1050,12 +1051,24 @@ pub(crate) fn q4_k_q8_k_grouped_x8(x: &[BlockQ4K], ys: [&[BlockQ8K]; 8]) -> [f32
     }
 }
 
+/// Q4_1 · Q8_1, eight activation rows per pass over two weight rows (AVX-512 only; the
+/// selector offers it nowhere else); bit-identical to single calls.
+pub(crate) fn q4_1_q8_1_x8r2(xs: [&[BlockQ4_1]; 2], ys: [&[BlockQ8_1]; 8]) -> [[f32; 8]; 2] {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q4_1_q8_1_xm_512(xs, ys) }
+    } else {
+        xs.map(|x| ys.map(|y| q4_1_q8_1(x, y)))
+    }
+}
+
 /// Q4_1 · Q8_1, eight activation rows per pass over a weight row; bit-identical to eight
 /// single calls.
 pub(crate) fn q4_1_q8_1_x8(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
     if has_avx512() {
         // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        unsafe { super::avx512::q4_1_q8_1_xm_512(x, ys) }
+        let [r] = unsafe { super::avx512::q4_1_q8_1_xm_512([x], ys) };
+        r
     } else if has_avx512_vnni() {
         // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
         unsafe { q4_1_q8_1_vnni::<8>(x, ys) }

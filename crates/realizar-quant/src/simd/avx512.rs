@@ -129,13 +129,18 @@ pub(super) fn q4_1_q8_1_r4_512(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 
     ]
 }
 
-/// Q4_1 · Q8_1, one weight row against `M` activation rows (`M` = 2, 4, 6 or 8): the
-/// operations of `q4_1_q8_1_vnni::<M>` per pair, two activation rows per register.
+/// Q4_1 · Q8_1, `R` weight rows (1 or 2) against `M` activation rows (`M` = 2, 4, 6 or 8):
+/// the operations of `q4_1_q8_1_vnni::<M>` per pair, two activation rows per register; the
+/// activations' loads and scales are shared by the weight rows.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn q4_1_q8_1_xm_512<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; M]) -> [f32; M] {
-    const { assert!(M.is_multiple_of(2) && M <= 8) };
-    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
-    let x = &x[..nb];
+pub(super) fn q4_1_q8_1_xm_512<const R: usize, const M: usize>(
+    xs: [&[BlockQ4_1]; R],
+    ys: [&[BlockQ8_1]; M],
+) -> [[f32; M]; R] {
+    const { assert!(M.is_multiple_of(2) && M <= 8 && R >= 1 && R <= 2) };
+    let nx = xs.iter().fold(usize::MAX, |n, x| n.min(x.len()));
+    let nb = ys.iter().fold(nx, |n, y| n.min(y.len()));
+    let xp = xs.map(|x| x.as_ptr());
     let yp = ys.map(|y| y.as_ptr());
     let idx = [
         pair_index(0, 1),
@@ -143,25 +148,14 @@ pub(super) fn q4_1_q8_1_xm_512<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1
         pair_index(4, 5),
         pair_index(6, 7),
     ];
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut summs = [_mm_setzero_ps(); 2];
-    for (b, xb) in x.iter().enumerate() {
-        // Block `b` of every activation row is in bounds: `b < nb`, and `nb` is at most every
-        // activation row's length.
-        let q = nibbles(&xb.qs);
-        let qz = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), q);
-        let xdm = head_ps(xb);
-        let (dx, mx) = (
-            _mm_broadcastss_ps(xdm),
-            _mm_permute_ps::<0b01_01_01_01>(xdm),
-        );
-        let mut dd = [_mm_setzero_ps(); 2];
-        for (g, (sm, ddg)) in summs
-            .iter_mut()
-            .zip(&mut dd)
-            .enumerate()
-            .take(M.div_ceil(4))
-        {
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); 4]; R];
+    let mut summs = [[_mm_setzero_ps(); 2]; R];
+    for b in 0..nb {
+        // Block `b` of every weight and activation row is in bounds: `b < nb`, and `nb` is at
+        // most every row's length.
+        let mut ds = [(_mm_setzero_ps(), _mm_setzero_ps()); 2];
+        for (g, dsg) in ds.iter_mut().enumerate().take(M.div_ceil(4)) {
             let mut h = [0i32; 4];
             for (k, h) in h.iter_mut().enumerate() {
                 if let Some(y) = yp.get(4 * g + k) {
@@ -169,34 +163,51 @@ pub(super) fn q4_1_q8_1_xm_512<const M: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1
                     *h = head32(unsafe { &*y.add(b) });
                 }
             }
-            let heads = _mm_setr_epi32(h[0], h[1], h[2], h[3]);
-            let (d4, s4) = even_odd(_mm256_cvtph_ps(heads));
-            *sm = _mm_fmadd_ps(mx, s4, *sm);
-            *ddg = _mm_mul_ps(dx, d4);
+            *dsg = even_odd(_mm256_cvtph_ps(_mm_setr_epi32(h[0], h[1], h[2], h[3])));
         }
-        let dd8 = _mm512_castps256_ps512(_mm256_set_m128(dd[1], dd[0]));
-        let zero = _mm512_setzero_si512();
-        for (j, (a, ix)) in acc.iter_mut().zip(&idx).enumerate().take(M / 2) {
+        let mut yz = [zero; 4];
+        for (j, yj) in yz.iter_mut().enumerate().take(M / 2) {
             // SAFETY: block `b` of two activation rows (in bounds, see above).
             let (y0, y1) = unsafe { (&*yp[2 * j].add(b), &*yp[2 * j + 1].add(b)) };
-            let yz =
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(&y0.qs)), load32i(&y1.qs));
-            let p = _mm512_dpbusd_epi32(zero, qz, yz);
-            *a = _mm512_fmadd_ps(_mm512_permutexvar_ps(*ix, dd8), _mm512_cvtepi32_ps(p), *a);
+            *yj = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(&y0.qs)), load32i(&y1.qs));
+        }
+        for ((xr, accr), summr) in xp.iter().zip(&mut acc).zip(&mut summs) {
+            // SAFETY: block `b` of a weight row (in bounds, see above).
+            let xb = unsafe { &*xr.add(b) };
+            let q = nibbles(&xb.qs);
+            let qz = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), q);
+            let xdm = head_ps(xb);
+            let (dx, mx) = (
+                _mm_broadcastss_ps(xdm),
+                _mm_permute_ps::<0b01_01_01_01>(xdm),
+            );
+            let mut dd = [_mm_setzero_ps(); 2];
+            let groups = summr.iter_mut().zip(&mut dd).zip(&ds);
+            for ((sm, ddg), (d4, s4)) in groups.take(M.div_ceil(4)) {
+                *sm = _mm_fmadd_ps(mx, *s4, *sm);
+                *ddg = _mm_mul_ps(dx, *d4);
+            }
+            let dd8 = _mm512_castps256_ps512(_mm256_set_m128(dd[1], dd[0]));
+            for ((a, ix), yj) in accr.iter_mut().zip(&idx).zip(&yz).take(M / 2) {
+                let p = _mm512_dpbusd_epi32(zero, qz, *yj);
+                *a = _mm512_fmadd_ps(_mm512_permutexvar_ps(*ix, dd8), _mm512_cvtepi32_ps(p), *a);
+            }
         }
     }
-    let mut sm = [0.0f32; 8];
-    // SAFETY: `sm` is 8 writable floats; `storeu` needs no alignment.
-    unsafe {
-        _mm_storeu_ps(sm.as_mut_ptr(), summs[0]);
-        _mm_storeu_ps(sm.as_mut_ptr().add(4), summs[1]);
-    }
-    let mut out = [0.0f32; M];
-    for (j, (o, s)) in out.chunks_exact_mut(2).zip(sm.chunks_exact(2)).enumerate() {
-        if let ([o0, o1], [s0, s1], Some(a)) = (o, s, acc.get(j)) {
-            let [lo, hi] = halves(*a);
-            *o0 = hsum_ps(lo) + s0;
-            *o1 = hsum_ps(hi) + s1;
+    let mut out = [[0.0f32; M]; R];
+    for ((outr, accr), summr) in out.iter_mut().zip(acc).zip(summs) {
+        let mut sm = [0.0f32; 8];
+        // SAFETY: `sm` is 8 writable floats; `storeu` needs no alignment.
+        unsafe {
+            _mm_storeu_ps(sm.as_mut_ptr(), summr[0]);
+            _mm_storeu_ps(sm.as_mut_ptr().add(4), summr[1]);
+        }
+        for ((o, s), a) in outr.chunks_exact_mut(2).zip(sm.chunks_exact(2)).zip(accr) {
+            if let ([o0, o1], [s0, s1]) = (o, s) {
+                let [lo, hi] = halves(a);
+                *o0 = hsum_ps(lo) + s0;
+                *o1 = hsum_ps(hi) + s1;
+            }
         }
     }
     out

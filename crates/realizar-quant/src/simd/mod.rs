@@ -156,7 +156,11 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
             return Wide {
                 rows4: Some(avx2::q4_1_q8_1_r4),
                 oct: Some(avx2::q4_1_q8_1_x8),
-                oct2: None,
+                oct2: if has_avx512() {
+                    Some(avx2::q4_1_q8_1_x8r2)
+                } else {
+                    None
+                },
             };
         }
     }
