@@ -590,7 +590,7 @@ fn prompt(
                 dot::q6_k_q8_k_tiled,
                 simd::q6_k_q8_k_tiled,
                 simd::q6_k_q8_k_tiled_x4,
-                simd::Wide::none,
+                simd::q6_k_q8_k_tiled_wide,
             );
             return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }

@@ -1051,6 +1051,18 @@ pub(crate) fn q4_k_q8_k_grouped_x8(x: &[BlockQ4K], ys: [&[BlockQ8K]; 8]) -> [f32
     }
 }
 
+/// Q6_K · Q8_K in the order of ggml's tiled K-quant matmul, eight activation rows per pass
+/// over a weight row (AVX-512 only; the selector offers it nowhere else); bit-identical to
+/// eight single calls.
+pub(crate) fn q6_k_q8_k_tiled_x8(x: &[BlockQ6K], ys: [&[BlockQ8K]; 8]) -> [f32; 8] {
+    if has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
+        unsafe { super::avx512::q6_k_q8_k_tiled_x8_512(x, ys) }
+    } else {
+        ys.map(|y| q6_k_q8_k_tiled(x, y))
+    }
+}
+
 /// Q4_1 · Q8_1, eight activation rows per pass over two weight rows (AVX-512 only; the
 /// selector offers it nowhere else); bit-identical to single calls.
 pub(crate) fn q4_1_q8_1_x8r2(xs: [&[BlockQ4_1]; 2], ys: [&[BlockQ8_1]; 8]) -> [[f32; 8]; 2] {

@@ -388,6 +388,16 @@ fn fold64(a: __m512i, b: __m512i) -> __m512i {
     _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
 }
 
+/// Two folds of four rows' 16-lane sums: per 128-bit lane, one partial sum for each of the
+/// four rows (`[r0, r1, r2, r3]`), exact.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fold4(d: &[__m512i]) -> __m512i {
+    let z = _mm512_setzero_si512();
+    let at = |i: usize| d.get(i).copied().unwrap_or(z);
+    fold64(fold32(at(0), at(1)), fold32(at(2), at(3)))
+}
+
 /// Q4_K · Q8_K for one weight row against eight activation rows in the order of ggml's x86
 /// `ggml_gemm_q4_K_8x8_q8_K` (the scalar twin is `dot::q4_k_q8_k_grouped`), with the eight
 /// activation rows in the eight lanes of a vector: per pair of sub-blocks `p` the exact integer
@@ -460,13 +470,7 @@ pub(super) fn q4_k_q8_k_grouped_x8_512(x: &[BlockQ4K], ys: [&[BlockQ8K]; 8]) -> 
                 let y = unsafe { _mm512_loadu_si512(yq.as_ptr().add(64 * p).cast()) };
                 _mm512_dpbusd_epi32(zero, xz, y)
             });
-            // Two folds leave, per 128-bit lane, one partial sum for each of four rows.
-            let f01 = fold32(d[0], d[1]);
-            let f23 = fold32(d[2], d[3]);
-            let f45 = fold32(d[4], d[5]);
-            let f67 = fold32(d[6], d[7]);
-            let g0 = fold64(f01, f23); // rows 0..4: [r0, r1, r2, r3] per 128-bit lane
-            let g1 = fold64(f45, f67); // rows 4..8
+            let (g0, g1) = (fold4(&d[..4]), fold4(&d[4..]));
             let half = |g: __m512i| {
                 (
                     _mm_add_epi32(
@@ -495,5 +499,97 @@ pub(super) fn q4_k_q8_k_grouped_x8_512(x: &[BlockQ4K], ys: [&[BlockQ8K]; 8]) -> 
     let mut out = [0.0f32; 8];
     // SAFETY: `out` is 8 writable floats; `storeu` needs no alignment.
     unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, accm)) };
+    out
+}
+
+/// Q6_K · Q8_K for one weight row against eight activation rows in the order of ggml's tiled
+/// K-quant matmul (the scalar twin is `dot::q6_k_q8_k_tiled`), the eight activation rows in the
+/// eight lanes of a vector: per block every row's exact integer
+/// `s = sum_g scale_g sum_{e in g} (q_e - 32) y_e` (`maddubs` + `madd` with the group scales on
+/// 64 bytes at a time, less `32 sum_g scale_g bsums_g`, folded across the rows), then
+/// `acc = fma(f32(s) d_x, d_y, acc)` as vector operations, lane k doing row k's scalar ones.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn q6_k_q8_k_tiled_x8_512(x: &[BlockQ6K], ys: [&[BlockQ8K]; 8]) -> [f32; 8] {
+    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+    let x = &x[..nb];
+    let yp = ys.map(|y| y.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m2 = _mm256_set1_epi8(0x03);
+    // i16 element e of 64-byte chunk t takes the scale of group 4 t + e / 8.
+    let sidx: [__m512i; 4] = core::array::from_fn(|t| {
+        let t = t as i16 * 4;
+        let lane = |l: i16| _mm_set1_epi16(t + l);
+        _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm256_set_m128i(lane(1), lane(0))),
+            _mm256_set_m128i(lane(3), lane(2)),
+        )
+    });
+    let mut acc = _mm256_setzero_ps();
+    for (b, xb) in x.iter().enumerate() {
+        // SAFETY: `b < nb`, and `nb` is at most every activation row's length.
+        let yb: [&BlockQ8K; 8] = core::array::from_fn(|k| unsafe { &*yp[k].add(b) });
+        // The 256 six-bit values in four 64-byte chunks, chunk t against `y.qs[64 t..]`.
+        let mut z = [_mm512_setzero_si512(); 4];
+        for (n, zn) in z.chunks_exact_mut(2).enumerate() {
+            let qa = load32(chunk32(&xb.ql, 64 * n));
+            let qb = load32(chunk32(&xb.ql, 64 * n + 32));
+            let qh = load32(chunk32(&xb.qh, 32 * n));
+            let high = |h: __m256i| _mm256_slli_epi16::<4>(_mm256_and_si256(h, m2));
+            let q0 = _mm256_or_si256(_mm256_and_si256(qa, m4), high(qh));
+            let q1 = _mm256_or_si256(_mm256_and_si256(qb, m4), high(_mm256_srli_epi16::<2>(qh)));
+            let q2 = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4),
+                high(_mm256_srli_epi16::<4>(qh)),
+            );
+            let q3 = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4),
+                high(_mm256_srli_epi16::<6>(qh)),
+            );
+            if let [z0, z1] = zn {
+                *z0 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1);
+                *z1 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q2), q3);
+            }
+        }
+        // SAFETY: `scales` is 16 readable bytes; `loadu` has no alignment requirement.
+        let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(xb.scales.as_ptr().cast()) });
+        let sc16z = _mm512_castsi256_si512(sc16);
+        let scv: [__m512i; 4] = core::array::from_fn(|t| _mm512_permutexvar_epi16(sidx[t], sc16z));
+        let s: [__m512i; 8] = core::array::from_fn(|k| {
+            let y = yb[k];
+            let mut s = _mm512_setzero_si512();
+            for (t, (zt, st)) in z.iter().zip(&scv).enumerate() {
+                // SAFETY: `64 t + 64 <= 256`: 64 readable bytes; `loadu` needs no alignment.
+                let yv = unsafe { _mm512_loadu_si512(y.qs.as_ptr().add(64 * t).cast()) };
+                let p = _mm512_madd_epi16(_mm512_maddubs_epi16(*zt, yv), *st);
+                s = _mm512_add_epi32(s, p);
+            }
+            // ggml's `q8sclsub`: 32 sum_g scale_g bsums_g taken off (from any lanes: only the
+            // total counts).
+            // SAFETY: `bsums` is 16 i16 (32 readable bytes); `loadu` needs no alignment.
+            let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
+            let sub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16));
+            _mm512_sub_epi32(s, _mm512_castsi256_si512(sub))
+        });
+        let total = |g: __m512i| {
+            let lo = _mm_add_epi32(
+                _mm512_extracti32x4_epi32::<0>(g),
+                _mm512_extracti32x4_epi32::<1>(g),
+            );
+            let hi = _mm_add_epi32(
+                _mm512_extracti32x4_epi32::<2>(g),
+                _mm512_extracti32x4_epi32::<3>(g),
+            );
+            _mm_add_epi32(lo, hi)
+        };
+        let isum = _mm256_set_m128i(total(fold4(&s[4..])), total(fold4(&s[..4])));
+        let dx = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(xb.d.to_bits()))));
+        let yd = _mm256_setr_ps(
+            yb[0].d, yb[1].d, yb[2].d, yb[3].d, yb[4].d, yb[5].d, yb[6].d, yb[7].d,
+        );
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dx), yd, acc);
+    }
+    let mut out = [0.0f32; 8];
+    // SAFETY: `out` is 8 writable floats; `storeu` needs no alignment.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
     out
 }

@@ -214,6 +214,21 @@ pub(crate) fn q4_k_q8_k_grouped_wide() -> Wide<BlockQ4K, BlockQ8K> {
     Wide::none()
 }
 
+/// The tiled-order Q6_K kernel's wider ones (eight activation rows per pass, AVX-512 only).
+pub(crate) fn q6_k_q8_k_tiled_wide() -> Wide<BlockQ6K, BlockQ8K> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            return Wide {
+                rows4: None,
+                oct: Some(avx2::q6_k_q8_k_tiled_x8),
+                oct2: None,
+            };
+        }
+    }
+    Wide::none()
+}
+
 macro_rules! select_quad {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty) => {
         $(#[$doc])*
