@@ -297,11 +297,11 @@ fn run<W: Pod, A: Pod>(
             let wrow = |r: usize| w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();
             let act = |i: usize| acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
             let mut r_one = r0;
-            if let (Some(oct2), 8) = (wide.oct2, i1 - i0) {
-                // Two weight rows against eight activation rows per pass.
-                while r_one + 2 <= r1 {
-                    let res = oct2(
-                        [wrow(r_one), wrow(r_one + 1)],
+            if let (Some(oct4), 8) = (wide.oct4, i1 - i0) {
+                // Four weight rows against eight activation rows per pass.
+                while r_one + 4 <= r1 {
+                    let res = oct4(
+                        core::array::from_fn(|k| wrow(r_one + k)),
                         core::array::from_fn(|k| act(i0 + k)),
                     );
                     for (dr, res) in res.into_iter().enumerate() {
@@ -312,7 +312,7 @@ fn run<W: Pod, A: Pod>(
                             }
                         }
                     }
-                    r_one += 2;
+                    r_one += 4;
                 }
             }
             for r in r_one..r1 {

@@ -1063,12 +1063,19 @@ pub(crate) fn q6_k_q8_k_tiled_x8(x: &[BlockQ6K], ys: [&[BlockQ8K]; 8]) -> [f32; 
     }
 }
 
-/// Q4_1 · Q8_1, eight activation rows per pass over two weight rows (AVX-512 only; the
+/// Q4_1 · Q8_1, eight activation rows per pass over four weight rows (in two pairs) (AVX-512 only; the
 /// selector offers it nowhere else); bit-identical to single calls.
-pub(crate) fn q4_1_q8_1_x8r2(xs: [&[BlockQ4_1]; 2], ys: [&[BlockQ8_1]; 8]) -> [[f32; 8]; 2] {
+pub(crate) fn q4_1_q8_1_x8r4(xs: [&[BlockQ4_1]; 4], ys: [&[BlockQ8_1]; 8]) -> [[f32; 8]; 4] {
     if has_avx512() {
+        let [a, b, c, d] = xs;
         // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        unsafe { super::avx512::q4_1_q8_1_xm_512(xs, ys) }
+        let ([r0, r1], [r2, r3]) = unsafe {
+            (
+                super::avx512::q4_1_q8_1_xm_512([a, b], ys),
+                super::avx512::q4_1_q8_1_xm_512([c, d], ys),
+            )
+        };
+        [r0, r1, r2, r3]
     } else {
         xs.map(|x| ys.map(|y| q4_1_q8_1(x, y)))
     }
@@ -1257,7 +1264,7 @@ mod level_tests {
 /// the CPU has them: four weight rows per activation row (`$r4`), four and eight activation
 /// rows per weight row (`$x4`, `$x8`); each bit-identical to single calls.
 macro_rules! legacy_wide {
-    ($r4:ident, $x4:ident, $x8:ident, $x8r2:ident, $r4_512:ident, $xm_512:ident,
+    ($r4:ident, $x4:ident, $x8:ident, $x8r4:ident, $r4_512:ident, $xm_512:ident,
      $x4_256:ident, $one:ident, $w:ty) => {
         /// Four weight rows per pass over one activation row.
         pub(crate) fn $r4(xs: [&[$w]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
@@ -1291,8 +1298,8 @@ macro_rules! legacy_wide {
             }
         }
 
-        /// Eight activation rows per pass over two weight rows.
-        pub(crate) fn $x8r2(xs: [&[$w]; 2], ys: [&[BlockQ8_0]; 8]) -> [[f32; 8]; 2] {
+        /// Eight activation rows per pass over four weight rows.
+        pub(crate) fn $x8r4(xs: [&[$w]; 4], ys: [&[BlockQ8_0]; 8]) -> [[f32; 8]; 4] {
             if has_avx512() {
                 // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
                 unsafe { super::avx512::$xm_512(xs, ys) }
@@ -1307,7 +1314,7 @@ legacy_wide!(
     q8_0_q8_0_r4,
     q8_0_q8_0_x4,
     q8_0_q8_0_x8,
-    q8_0_q8_0_x8r2,
+    q8_0_q8_0_x8r4,
     q8_0_q8_0_r4_512,
     q8_0_q8_0_xm_512,
     q8_0_q8_0_x4_256,
@@ -1318,7 +1325,7 @@ legacy_wide!(
     q5_0_q8_0_r4,
     q5_0_q8_0_x4,
     q5_0_q8_0_x8,
-    q5_0_q8_0_x8r2,
+    q5_0_q8_0_x8r4,
     q5_0_q8_0_r4_512,
     q5_0_q8_0_xm_512,
     q5_0_q8_0_x4_256,
@@ -1329,7 +1336,7 @@ legacy_wide!(
     q4_0_q8_0_r4,
     q4_0_q8_0_x4,
     q4_0_q8_0_x8,
-    q4_0_q8_0_x8r2,
+    q4_0_q8_0_x8r4,
     q4_0_q8_0_r4_512,
     q4_0_q8_0_xm_512,
     q4_0_q8_0_x4_256,

@@ -129,7 +129,7 @@ pub(super) fn q4_1_q8_1_r4_512(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 
     ]
 }
 
-/// Q4_1 · Q8_1, `R` weight rows (1 or 2) against `M` activation rows (`M` = 2, 4, 6 or 8):
+/// Q4_1 · Q8_1, `R` weight rows (1 or 2: four run out of registers) against `M` activation rows (`M` = 2, 4, 6 or 8):
 /// the operations of `q4_1_q8_1_vnni::<M>` per pair, two activation rows per register; the
 /// activations' loads and scales are shared by the weight rows.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -287,7 +287,7 @@ macro_rules! legacy_512 {
             [hsum_ps(a0), hsum_ps(a1), hsum_ps(a2), hsum_ps(a3)]
         }
 
-        /// `R` weight rows (1 or 2) against `M` activation rows (`M` = 2, 4, 6 or 8), two
+        /// `R` weight rows (1 to 4) against `M` activation rows (`M` = 2, 4, 6 or 8), two
         /// activation rows per register; the activations' loads, scales and offset
         /// corrections are shared by the weight rows.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -295,7 +295,7 @@ macro_rules! legacy_512 {
             xs: [&[$w]; R],
             ys: [&[BlockQ8_0]; M],
         ) -> [[f32; M]; R] {
-            const { assert!(M.is_multiple_of(2) && M <= 8 && R >= 1 && R <= 2) };
+            const { assert!(M.is_multiple_of(2) && M <= 8 && R >= 1 && R <= 4) };
             let nx = xs.iter().fold(usize::MAX, |n, x| n.min(x.len()));
             let nb = ys.iter().fold(nx, |n, y| n.min(y.len()));
             let xp = xs.map(|x| x.as_ptr());

@@ -124,8 +124,8 @@ pub(crate) type Rows4Fn<W, A> = fn([&[W]; 4], &[A]) -> [f32; 4];
 /// A kernel taking eight activation rows per pass over a weight row.
 pub(crate) type OctFn<W, A> = fn(&[W], [&[A]; 8]) -> [f32; 8];
 
-/// A kernel taking eight activation rows per pass over two weight rows.
-pub(crate) type Oct2Fn<W, A> = fn([&[W]; 2], [&[A]; 8]) -> [[f32; 8]; 2];
+/// A kernel taking eight activation rows per pass over four weight rows.
+pub(crate) type Oct4Fn<W, A> = fn([&[W]; 4], [&[A]; 8]) -> [[f32; 8]; 4];
 
 /// The wider kernels a weight type may have besides its one- and four-row ones.
 pub(crate) struct Wide<W, A> {
@@ -133,8 +133,8 @@ pub(crate) struct Wide<W, A> {
     pub(crate) rows4: Option<Rows4Fn<W, A>>,
     /// Eight activation rows against one weight row.
     pub(crate) oct: Option<OctFn<W, A>>,
-    /// Eight activation rows against two weight rows.
-    pub(crate) oct2: Option<Oct2Fn<W, A>>,
+    /// Eight activation rows against four weight rows.
+    pub(crate) oct4: Option<Oct4Fn<W, A>>,
 }
 
 impl<W, A> Wide<W, A> {
@@ -143,7 +143,7 @@ impl<W, A> Wide<W, A> {
         Wide {
             rows4: None,
             oct: None,
-            oct2: None,
+            oct4: None,
         }
     }
 }
@@ -156,8 +156,8 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
             return Wide {
                 rows4: Some(avx2::q4_1_q8_1_r4),
                 oct: Some(avx2::q4_1_q8_1_x8),
-                oct2: if has_avx512() {
-                    Some(avx2::q4_1_q8_1_x8r2)
+                oct4: if has_avx512() {
+                    Some(avx2::q4_1_q8_1_x8r4)
                 } else {
                     None
                 },
@@ -168,7 +168,7 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
 }
 
 macro_rules! select_wide {
-    ($(#[$doc:meta])* $name:ident, $w:ty, $r4:ident, $x8:ident, $x8r2:ident) => {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $r4:ident, $x8:ident, $x8r4:ident) => {
         $(#[$doc])*
         pub(crate) fn $name() -> Wide<$w, BlockQ8_0> {
             #[cfg(target_arch = "x86_64")]
@@ -177,7 +177,7 @@ macro_rules! select_wide {
                     return Wide {
                         rows4: Some(avx2::$r4),
                         oct: Some(avx2::$x8),
-                        oct2: Some(avx2::$x8r2),
+                        oct4: Some(avx2::$x8r4),
                     };
                 }
             }
@@ -188,15 +188,15 @@ macro_rules! select_wide {
 
 select_wide!(
     /// Q8_0 · Q8_0's wider kernels (AVX-512 only).
-    q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8, q8_0_q8_0_x8r2
+    q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8, q8_0_q8_0_x8r4
 );
 select_wide!(
     /// Q5_0 · Q8_0's wider kernels (AVX-512 only).
-    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8, q5_0_q8_0_x8r2
+    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8, q5_0_q8_0_x8r4
 );
 select_wide!(
     /// Q4_0 · Q8_0's wider kernels (AVX-512 only).
-    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r2
+    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4
 );
 
 /// The Q4_K gemm-order kernel's wider ones (eight activation rows per pass, AVX-512 only).
@@ -207,7 +207,7 @@ pub(crate) fn q4_k_q8_k_grouped_wide() -> Wide<BlockQ4K, BlockQ8K> {
             return Wide {
                 rows4: None,
                 oct: Some(avx2::q4_k_q8_k_grouped_x8),
-                oct2: None,
+                oct4: None,
             };
         }
     }
@@ -222,7 +222,7 @@ pub(crate) fn q6_k_q8_k_tiled_wide() -> Wide<BlockQ6K, BlockQ8K> {
             return Wide {
                 rows4: None,
                 oct: Some(avx2::q6_k_q8_k_tiled_x8),
-                oct2: None,
+                oct4: None,
             };
         }
     }
