@@ -129,9 +129,10 @@ pub(super) fn q4_1_q8_1_r4_512(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 
     ]
 }
 
-/// Q4_1 · Q8_1, `R` weight rows (1 or 2: four run out of registers) against `M` activation rows (`M` = 2, 4, 6 or 8):
-/// the operations of `q4_1_q8_1_vnni::<M>` per pair, two activation rows per register; the
-/// activations' loads and scales are shared by the weight rows.
+/// Q4_1 · Q8_1, `R` weight rows (1 or 2: four run out of registers) against `M` activation
+/// rows (`M` = 2, 4, 6 or 8): the operations of `q4_1_q8_1_vnni::<M>` per pair, two
+/// activation rows per register; the activations' loads and scales are shared by the weight
+/// rows.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn q4_1_q8_1_xm_512<const R: usize, const M: usize>(
     xs: [&[BlockQ4_1]; R],
