@@ -8,7 +8,7 @@ use realizar_quant::QuantType;
 
 use crate::backend::{ActScratch, AttentionShape, Backend, QTensor, MAX_HEAD_DIM};
 use crate::kv::{KvCache, KvType};
-use crate::layers::{gelu_tanh_ggml, rms_norm, rms_norm_inplace, Rope};
+use crate::layers::{gelu_tanh_ggml_slice, rms_norm, rms_norm_inplace, Rope};
 use crate::NnError;
 
 /// The bytes the weights live in (normally the whole memory-mapped GGUF file).
@@ -29,7 +29,7 @@ impl Activation {
     pub fn glu(self, gate: &mut [f32], up: &[f32]) {
         match self {
             Activation::Silu => realizar_quant::vecops::silu_ggml(gate),
-            Activation::GeluTanh => gate.iter_mut().for_each(|g| *g = gelu_tanh_ggml(*g)),
+            Activation::GeluTanh => gelu_tanh_ggml_slice(gate),
         }
         for (g, &u) in gate.iter_mut().zip(up) {
             *g *= u;

@@ -134,17 +134,17 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// identity above 10 and zero below -10. Used where agreement with llama.cpp matters.
 #[inline]
 pub fn gelu_tanh_ggml(x: f32) -> f32 {
-    if x <= -10.0 {
-        0.0
-    } else if x >= 10.0 {
-        x
-    } else {
-        let table = GELU_TABLE.get_or_init(|| (0..=u16::MAX).map(gelu_table_entry).collect());
-        table
-            .get(usize::from(f16::from_f32(x).to_bits()))
-            .copied()
-            .unwrap_or(0.0)
-    }
+    realizar_quant::vecops::f16_table_clamped_one(x, gelu_table())
+}
+
+/// [`gelu_tanh_ggml`] over a slice (vectorised: the table lookup is a gather).
+pub fn gelu_tanh_ggml_slice(x: &mut [f32]) {
+    realizar_quant::vecops::f16_table_clamped(x, gelu_table())
+}
+
+/// ggml's GELU table, built on first use.
+fn gelu_table() -> &'static [f32] {
+    GELU_TABLE.get_or_init(|| (0..=u16::MAX).map(gelu_table_entry).collect())
 }
 
 /// ggml's `ggml_table_gelu_f16`, built once: one entry per f16 bit pattern.

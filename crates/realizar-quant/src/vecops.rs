@@ -103,9 +103,73 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + expf_ggml(0.0 - x))
 }
 
+/// A function looked up from a table indexed by the f16 bit pattern of its argument, as ggml
+/// computes GELU (`ggml_vec_gelu_f32` with `GGML_GELU_FP16`): `x[i]` becomes 0 at or below -10,
+/// stays itself at or above 10, and is `table[f16(x[i]).to_bits()]` otherwise (`f16` rounding
+/// to nearest even; 0 where the table is shorter). `table` has one entry per f16 pattern.
+pub fn f16_table_clamped(x: &mut [f32], table: &[f32]) {
+    simd::f16_table_clamped(x, table)
+}
+
+/// The scalar twin of [`f16_table_clamped`].
+pub fn f16_table_clamped_scalar(x: &mut [f32], table: &[f32]) {
+    x.iter_mut()
+        .for_each(|v| *v = f16_table_clamped_one(*v, table));
+}
+
+/// One element of [`f16_table_clamped`].
+#[inline]
+pub fn f16_table_clamped_one(x: f32, table: &[f32]) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        table
+            .get(usize::from(f16::from_f32(x).to_bits()))
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table lookup and its scalar twin agree bit for bit, at and around the clamps, on
+    /// every f16 pattern's neighbourhood, and on infinities and NaN.
+    #[test]
+    fn f16_table_lookup_matches_its_scalar_twin() {
+        let table: Vec<f32> = (0..=u16::MAX)
+            .map(|b| f16::from_bits(b).to_f32().sin())
+            .collect();
+        let mut x: Vec<f32> = (0..=u16::MAX)
+            .map(|b| f16::from_bits(b).to_f32() * 1.000_3)
+            .collect();
+        x.extend([-10.0, 10.0, -9.999, 9.999, -10.001, 10.001, 0.0, -0.0]);
+        x.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            65_520.0,
+            1e9,
+        ]);
+        for n in [x.len(), 1, 7, 9, 17] {
+            let (mut a, mut b) = (x[..n].to_vec(), x[..n].to_vec());
+            f16_table_clamped(&mut a, &table);
+            f16_table_clamped_scalar(&mut b, &table);
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(p.to_bits(), q.to_bits(), "x = {} (n = {n})", x[i]);
+            }
+        }
+        // A short table reads as zeros beyond its end, in both.
+        let (mut a, mut b) = (vec![1.5f32; 9], vec![1.5f32; 9]);
+        f16_table_clamped(&mut a, &table[..10]);
+        f16_table_clamped_scalar(&mut b, &table[..10]);
+        assert_eq!(a, b);
+        assert_eq!(a[0], 0.0);
+    }
 
     fn rng(seed: u64) -> impl FnMut() -> f32 {
         let mut s = seed;

@@ -181,3 +181,34 @@ pub(crate) fn silu_ggml(x: &mut [f32]) {
         vecops::silu_ggml_scalar(x)
     }
 }
+
+/// [`vecops::f16_table_clamped`] eight lanes at a time: F16C rounding, a gather from the table,
+/// the two clamps as blends.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_table_clamped_avx2(x: &mut [f32], table: &[f32; 65_536]) {
+    let whole = x.len() - x.len() % 8;
+    let (lo, hi) = (_mm256_set1_ps(-10.0), _mm256_set1_ps(10.0));
+    for c in x[..whole].chunks_exact_mut(8) {
+        // SAFETY: `c` is 8 floats; `loadu`/`storeu` need no alignment. Every gather index is a
+        // zero-extended u16, inside the 65536-entry table.
+        unsafe {
+            let v = _mm256_loadu_ps(c.as_ptr());
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            let g = _mm256_i32gather_ps::<4>(table.as_ptr(), _mm256_cvtepu16_epi32(h));
+            let g = _mm256_blendv_ps(g, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LE_OQ>(v, lo));
+            let g = _mm256_blendv_ps(g, v, _mm256_cmp_ps::<_CMP_GE_OQ>(v, hi));
+            _mm256_storeu_ps(c.as_mut_ptr(), g);
+        }
+    }
+    vecops::f16_table_clamped_scalar(&mut x[whole..], table);
+}
+
+/// [`vecops::f16_table_clamped`]; the scalar twin where AVX2, FMA or F16C are missing or the
+/// table is not one entry per f16 pattern.
+pub(crate) fn f16_table_clamped(x: &mut [f32], table: &[f32]) {
+    match <&[f32; 65_536]>::try_from(table) {
+        // SAFETY: AVX2, FMA and F16C are present (checked in the guard).
+        Ok(t) if has_avx2() => unsafe { f16_table_clamped_avx2(x, t) },
+        _ => vecops::f16_table_clamped_scalar(x, table),
+    }
+}
