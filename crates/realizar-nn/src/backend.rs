@@ -217,8 +217,19 @@ impl CpuBackend {
         })?;
         let (act, tmp) = act.split(arb * m, if m > 1 { m * rows } else { 0 });
         let what = w.name.as_str();
-        for (xt, at) in x.chunks_exact(n).zip(act.chunks_exact_mut(arb)).take(m) {
-            realizar_quant::quantize_row(vdt, xt, at).map_err(quant_err(what))?;
+        let quantize = |(at, xt): (&mut [u8], &[f32])| {
+            realizar_quant::quantize_row(vdt, xt, at).map_err(quant_err(what))
+        };
+        if m == 1 {
+            act.chunks_exact_mut(arb)
+                .zip(x.chunks_exact(n))
+                .try_for_each(quantize)?;
+        } else {
+            self.pool.install(|| {
+                act.par_chunks_exact_mut(arb)
+                    .zip(x[..m * n].par_chunks_exact(n))
+                    .try_for_each(quantize)
+            })?;
         }
         let act = &*act;
         let out = &mut out[..m * rows];
@@ -254,12 +265,15 @@ impl CpuBackend {
                     }
                     .map_err(quant_err(what))
                 })?;
-            for (ci, t) in tmp.chunks(chunk * m).enumerate() {
-                let (r0, k) = (ci * chunk, t.len() / m);
-                for (i, src) in t.chunks_exact(k).enumerate() {
-                    out[i * rows + r0..i * rows + r0 + k].copy_from_slice(src);
-                }
-            }
+            let tmp = &*tmp;
+            out.par_chunks_exact_mut(rows)
+                .enumerate()
+                .for_each(|(i, orow)| {
+                    for (ci, t) in tmp.chunks(chunk * m).enumerate() {
+                        let (r0, k) = (ci * chunk, t.len() / m);
+                        orow[r0..r0 + k].copy_from_slice(&t[i * k..(i + 1) * k]);
+                    }
+                });
             Ok(())
         })
     }

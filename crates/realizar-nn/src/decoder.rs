@@ -11,6 +11,8 @@ use crate::kv::{KvCache, KvType};
 use crate::layers::{gelu_tanh_ggml_slice, rms_norm, rms_norm_inplace, Rope};
 use crate::NnError;
 
+use rayon::prelude::*;
+
 /// The bytes the weights live in (normally the whole memory-mapped GGUF file).
 pub type WeightBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
@@ -709,9 +711,9 @@ impl Decoder {
 
         for (il, (lw, spec)) in self.layers.iter().zip(&c.layers).enumerate() {
             // Attention.
-            for (xt, nt) in s.x[..m * d].chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
-                rms_norm(xt, &lw.attn_norm, c.norm_eps, nt);
-            }
+            each_row(&s.x[..m * d], &mut s.xn[..m * d], d, d, |xt, nt| {
+                rms_norm(xt, &lw.attn_norm, c.norm_eps, nt)
+            });
             let xn = &s.xn[..m * d];
             linear(&lw.wq, xn, m, &mut s.q[..m * qw], &mut s.act)?;
             linear(&lw.wk, xn, m, &mut s.k[..m * kw], &mut s.act)?;
@@ -731,23 +733,49 @@ impl Decoder {
                         reason: format!("no cache {}", g.cache),
                     })?;
                 let start = cache.len();
-                for (t, r) in (r0..r0 + g.rows).enumerate() {
-                    spec.rope.fill_cache(start + t, &mut s.rope);
-                    for qh in s.q[r * qw..(r + 1) * qw].chunks_exact_mut(hd) {
+                // Per-head norms and rotary embedding of the segment's rows (over the pool's
+                // threads when there are several), then their keys and values into the cache.
+                let rows = r0..r0 + g.rows;
+                let position = |t: usize, qt: &mut [f32], kt: &mut [f32], rc: &mut [f32]| {
+                    spec.rope.fill_cache(start + t, rc);
+                    for qh in qt.chunks_exact_mut(hd) {
                         if let Some(w) = &lw.q_norm {
                             rms_norm_inplace(qh, w, c.norm_eps);
                         }
-                        spec.rope.apply(qh, &s.rope);
+                        spec.rope.apply(qh, rc);
                         if c.q_scale != 1.0 {
                             qh.iter_mut().for_each(|v| *v *= c.q_scale);
                         }
                     }
-                    for kh in s.k[r * kw..(r + 1) * kw].chunks_exact_mut(hd) {
+                    for kh in kt.chunks_exact_mut(hd) {
                         if let Some(w) = &lw.k_norm {
                             rms_norm_inplace(kh, w, c.norm_eps);
                         }
-                        spec.rope.apply(kh, &s.rope);
+                        spec.rope.apply(kh, rc);
                     }
+                };
+                let (qs, ks) = (
+                    &mut s.q[rows.start * qw..rows.end * qw],
+                    &mut s.k[rows.start * kw..rows.end * kw],
+                );
+                if g.rows > 1 {
+                    qs.par_chunks_exact_mut(qw)
+                        .zip(ks.par_chunks_exact_mut(kw))
+                        .enumerate()
+                        .for_each(|(t, (qt, kt))| {
+                            let mut rc = [0.0f32; MAX_HEAD_DIM];
+                            position(t, qt, kt, &mut rc[..hd.min(MAX_HEAD_DIM)]);
+                        });
+                } else {
+                    for (t, (qt, kt)) in qs
+                        .chunks_exact_mut(qw)
+                        .zip(ks.chunks_exact_mut(kw))
+                        .enumerate()
+                    {
+                        position(t, qt, kt, &mut s.rope);
+                    }
+                }
+                for (t, r) in rows.enumerate() {
                     cache.store(
                         il,
                         start + t,
@@ -786,14 +814,17 @@ impl Decoder {
                 continue;
             }
             let (x_rows, m) = (&mut s.x[r0 * d..m * d], m - r0);
-            for (xt, nt) in x_rows.chunks_exact(d).zip(s.xn.chunks_exact_mut(d)) {
-                rms_norm(xt, &lw.ffn_norm, c.norm_eps, nt);
-            }
+            each_row(x_rows, &mut s.xn[..m * d], d, d, |xt, nt| {
+                rms_norm(xt, &lw.ffn_norm, c.norm_eps, nt)
+            });
             let xn = &s.xn[..m * d];
             let f = c.n_ff;
             linear(&lw.gate, xn, m, &mut s.gate[..m * f], &mut s.act)?;
             linear(&lw.up, xn, m, &mut s.up[..m * f], &mut s.act)?;
-            c.activation.glu(&mut s.gate[..m * f], &s.up[..m * f]);
+            let act = c.activation;
+            each_row(&s.up[..m * f], &mut s.gate[..m * f], f, f, |ut, gt| {
+                act.glu(gt, ut)
+            });
             linear(&lw.down, &s.gate[..m * f], m, &mut s.o[..m * d], &mut s.act)?;
             add_residual(
                 x_rows,
@@ -849,12 +880,51 @@ impl Decoder {
 
 /// `x += norm(o)` (or `x += o` without a post-norm), row by row.
 fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usize, eps: f32) {
-    for (xt, ot) in x.chunks_exact_mut(d).zip(o.chunks_exact_mut(d)) {
+    each_row_mut(x, o, d, |xt, ot| {
         if let Some(w) = post_norm {
             rms_norm_inplace(ot, w, eps);
         }
         for (a, b) in xt.iter_mut().zip(ot.iter()) {
             *a += *b;
         }
+    });
+}
+
+/// `f(row of a, row of b)` for the rows of `a` (width `da`) and `b` (width `db`) side by side;
+/// over the threads of the pool the pass runs in when there are several rows (each row's
+/// arithmetic is the same either way).
+fn each_row(
+    a: &[f32],
+    b: &mut [f32],
+    da: usize,
+    db: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Send + Sync,
+) {
+    if b.len() > db {
+        a.par_chunks_exact(da)
+            .zip(b.par_chunks_exact_mut(db))
+            .for_each(|(x, y)| f(x, y));
+    } else {
+        a.chunks_exact(da)
+            .zip(b.chunks_exact_mut(db))
+            .for_each(|(x, y)| f(x, y));
+    }
+}
+
+/// [`each_row`] with both sides written, of the same width `d`.
+fn each_row_mut(
+    a: &mut [f32],
+    b: &mut [f32],
+    d: usize,
+    f: impl Fn(&mut [f32], &mut [f32]) + Send + Sync,
+) {
+    if b.len() > d {
+        a.par_chunks_exact_mut(d)
+            .zip(b.par_chunks_exact_mut(d))
+            .for_each(|(x, y)| f(x, y));
+    } else {
+        a.chunks_exact_mut(d)
+            .zip(b.chunks_exact_mut(d))
+            .for_each(|(x, y)| f(x, y));
     }
 }
