@@ -220,7 +220,7 @@ impl CpuBackend {
         let quantize = |(at, xt): (&mut [u8], &[f32])| {
             realizar_quant::quantize_row(vdt, xt, at).map_err(quant_err(what))
         };
-        if m == 1 {
+        if m == 1 || m * n < 16 * 1024 {
             act.chunks_exact_mut(arb)
                 .zip(x.chunks_exact(n))
                 .try_for_each(quantize)?;

@@ -758,7 +758,9 @@ impl Decoder {
                     &mut s.q[rows.start * qw..rows.end * qw],
                     &mut s.k[rows.start * kw..rows.end * kw],
                 );
-                if g.rows > 1 {
+                if g.rows >= 4 {
+                    // (Each row computes its own rotation table: a few µs, worth a thread from
+                    // four rows on.)
                     qs.par_chunks_exact_mut(qw)
                         .zip(ks.par_chunks_exact_mut(kw))
                         .enumerate()
@@ -890,9 +892,13 @@ fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usiz
     });
 }
 
+/// Below this many elements a row-wise operation stays on one thread: handing it out costs
+/// more than it saves (decode steps of a few sequences).
+const PAR_MIN_ELEMS: usize = 16 * 1024;
+
 /// `f(row of a, row of b)` for the rows of `a` (width `da`) and `b` (width `db`) side by side;
-/// over the threads of the pool the pass runs in when there are several rows (each row's
-/// arithmetic is the same either way).
+/// over the threads of the pool the pass runs in when there are several rows and enough work
+/// (each row's arithmetic is the same either way).
 fn each_row(
     a: &[f32],
     b: &mut [f32],
@@ -900,7 +906,7 @@ fn each_row(
     db: usize,
     f: impl Fn(&[f32], &mut [f32]) + Send + Sync,
 ) {
-    if b.len() > db {
+    if b.len() > db && b.len() >= PAR_MIN_ELEMS {
         a.par_chunks_exact(da)
             .zip(b.par_chunks_exact_mut(db))
             .for_each(|(x, y)| f(x, y));
@@ -918,7 +924,7 @@ fn each_row_mut(
     d: usize,
     f: impl Fn(&mut [f32], &mut [f32]) + Send + Sync,
 ) {
-    if b.len() > d {
+    if b.len() > d && b.len() >= PAR_MIN_ELEMS {
         a.par_chunks_exact_mut(d)
             .zip(b.par_chunks_exact_mut(d))
             .for_each(|(x, y)| f(x, y));
