@@ -362,6 +362,35 @@ impl Backend for CpuBackend {
         } else {
             F16Order::Tiny
         };
+        let head_view = |g: usize, n_keys: usize| {
+            cache
+                .head(layer, g, n_keys)
+                .ok_or_else(|| NnError::InvalidArgument {
+                    reason: format!("attention: no cache for layer {layer} head {g}"),
+                })
+        };
+        if m > 1 {
+            // Every (query, head) pair is a task of its own: one hand-out per layer rather than
+            // one per query, scores in a per-thread buffer.
+            return self.pool.install(|| {
+                out[..m * width]
+                    .par_chunks_mut(hd)
+                    .enumerate()
+                    .try_for_each(|(i, oh)| {
+                        let (t, h) = (i / n_head, i % n_head);
+                        let p = pos.start + t;
+                        let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
+                        let (k, v) = head_view(h / group, p + 1)?;
+                        let qh = &q[t * width + h * hd..t * width + (h + 1) * hd];
+                        SCORES.with_borrow_mut(|sh| {
+                            sh.clear();
+                            sh.resize(p + 1, 0.0);
+                            attend_head(qh, k, v, lo, p + 1, hd, shape.kq_scale, order, sh, oh);
+                        });
+                        Ok(())
+                    })
+            });
+        }
         self.pool.install(|| {
             for (t, p) in pos.clone().enumerate() {
                 let qt = &q[t * width..(t + 1) * width];
@@ -372,12 +401,7 @@ impl Backend for CpuBackend {
                     .zip(scores.par_chunks_mut(cap))
                     .enumerate()
                     .try_for_each(|(h, (oh, sh))| {
-                        let g = h / group;
-                        let (k, v) = cache.head(layer, g, n_keys).ok_or_else(|| {
-                            NnError::InvalidArgument {
-                                reason: format!("attention: no cache for layer {layer} head {g}"),
-                            }
-                        })?;
+                        let (k, v) = head_view(h / group, n_keys)?;
                         let qh = &qt[h * hd..(h + 1) * hd];
                         attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, order, sh, oh);
                         Ok(())
@@ -392,6 +416,8 @@ thread_local! {
     /// Per-thread accumulators of [`attend_head`]'s weighted sum of values (no allocation per
     /// token once warm).
     static V_ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread scores of the multi-query attention tasks.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One head of one query: scores over keys `lo..n`, softmax, weighted sum of values.
