@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use realizar_quant::{vecops, QuantType};
 
 use crate::kv::{KvCache, KvView};
-use crate::layers::{reduce_add16, softmax_ggml, softmax_inplace};
+use crate::layers::{softmax_ggml, softmax_inplace};
 use crate::NnError;
 
 /// A weight matrix in the model's byte store: `rows` rows of `cols` elements of type `ty`,
@@ -503,8 +503,11 @@ impl F16Order {
         }
     }
 
-    /// Folds the accumulator lanes into the dot product, in f64 as the kernels return it.
+    /// Folds the accumulator lanes into the dot product, in f64 as the kernels return it (the
+    /// fold `vecops::f16_dot_folded` applies; here for the test of [`F16Order::reduce_rows`]).
+    #[cfg(test)]
     fn reduce(self, a: &[f32]) -> f64 {
+        use crate::layers::reduce_add16;
         let mut v = [0f32; 16];
         match self {
             F16Order::VecDot => {
@@ -553,14 +556,11 @@ impl F16Order {
 /// An f16 dot product in the order of `order` (see [`F16Order`]).
 fn f16_dot(order: F16Order, x: &[f16], y: &[f16]) -> f32 {
     let n = x.len().min(y.len());
-    let lanes = order.lanes();
     let whole = match order {
         F16Order::VecDot => n - n % 64,
         F16Order::Tiny => n,
     };
-    let mut acc = [0f32; 64];
-    vecops::f16_fma_lanes(&x[..whole], &y[..whole], &mut acc[..lanes]);
-    let mut sum = order.reduce(&acc[..lanes]);
+    let mut sum = vecops::f16_dot_folded(&x[..whole], &y[..whole], order == F16Order::VecDot);
     for (a, b) in x[whole..n].iter().zip(&y[whole..n]) {
         sum += f64::from(a.to_f32() * b.to_f32());
     }

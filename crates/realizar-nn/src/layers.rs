@@ -78,19 +78,7 @@ pub fn softmax_inplace(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
-pub use realizar_quant::vecops::{expf_ggml, silu};
-
-/// `_mm512_reduce_add_ps` as GCC expands it: halves added 8 + 8, 4 + 4, then lanes
-/// `(0 + 2) + (1 + 3)`.
-#[inline]
-pub fn reduce_add16(v: &[f32; 16]) -> f32 {
-    let mut h = [0f32; 8];
-    for (i, o) in h.iter_mut().enumerate() {
-        *o = v[8 + i] + v[i];
-    }
-    let q = [h[4] + h[0], h[5] + h[1], h[6] + h[2], h[7] + h[3]];
-    (q[0] + q[2]) + (q[1] + q[3])
-}
+pub use realizar_quant::vecops::{expf_ggml, reduce_add16, silu};
 
 /// Softmax of one attention row as ggml's `soft_max_ext` computes it on llama.cpp's x86 build
 /// (ops.cpp `ggml_compute_forward_soft_max_f32`, vec.cpp `ggml_vec_soft_max_f32`): the row is

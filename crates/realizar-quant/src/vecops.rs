@@ -28,6 +28,46 @@ pub fn f16_fma_lanes_scalar(x: &[f16], y: &[f16], acc: &mut [f32]) {
     }
 }
 
+/// `_mm512_reduce_add_ps` as GCC expands it: halves added 8 + 8, 4 + 4, then lanes
+/// `(0 + 2) + (1 + 3)`.
+#[inline]
+pub fn reduce_add16(v: &[f32; 16]) -> f32 {
+    let mut h = [0f32; 8];
+    for (i, o) in h.iter_mut().enumerate() {
+        *o = v[8 + i] + v[i];
+    }
+    let q = [h[4] + h[0], h[5] + h[1], h[6] + h[2], h[7] + h[3]];
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// An f16 dot product over whole steps of ggml's x86 kernels, accumulated and folded in their
+/// order and returned in f64 as they return it: with `vecdot`, `ggml_vec_dot_f16`'s 64 lanes
+/// (element `i` into lane `i % 64`, folded `(a[l] + a[32 + l]) + (a[16 + l] + a[48 + l])`),
+/// else tinyBLAS's 16 lanes; then [`reduce_add16`]. Only the first
+/// `min(x.len(), y.len())` rounded down to a multiple of the lane count are summed: the caller
+/// handles any tail.
+pub fn f16_dot_folded(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
+    simd::f16_dot_folded(x, y, vecdot)
+}
+
+/// The scalar twin of [`f16_dot_folded`].
+pub fn f16_dot_folded_scalar(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
+    let lanes = if vecdot { 64 } else { 16 };
+    let n = x.len().min(y.len());
+    let whole = n - n % lanes;
+    let mut acc = [0f32; 64];
+    f16_fma_lanes_scalar(&x[..whole], &y[..whole], &mut acc[..lanes]);
+    let mut v = [0f32; 16];
+    for (l, o) in v.iter_mut().enumerate() {
+        *o = if vecdot {
+            (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l])
+        } else {
+            acc[l]
+        };
+    }
+    f64::from(reduce_add16(&v))
+}
+
 /// `acc[d] = fma(p, v[d], acc[d])` for `d < min(v.len(), acc.len())`.
 pub fn f16_axpy(p: f32, v: &[f16], acc: &mut [f32]) {
     simd::f16_axpy(p, v, acc)
@@ -135,6 +175,24 @@ pub fn f16_table_clamped_one(x: f32, table: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The folded f16 dot and its scalar twin agree bit for bit on random data of many
+    /// lengths (tails included), values whose sums depend on the order among them.
+    #[test]
+    fn folded_f16_dot_matches_its_scalar_twin() {
+        let mut r = rng(11);
+        for n in [0usize, 15, 16, 17, 63, 64, 65, 128, 200, 256, 300, 1000] {
+            let x: Vec<f16> = (0..n).map(|_| f16::from_f32(300.0 * r())).collect();
+            let y: Vec<f16> = (0..n).map(|_| f16::from_f32(300.0 * r())).collect();
+            for vecdot in [false, true] {
+                let (a, b) = (
+                    f16_dot_folded(&x, &y, vecdot),
+                    f16_dot_folded_scalar(&x, &y, vecdot),
+                );
+                assert_eq!(a.to_bits(), b.to_bits(), "n={n} vecdot={vecdot}");
+            }
+        }
+    }
 
     /// The table lookup and its scalar twin agree bit for bit, at and around the clamps, on
     /// every f16 pattern's neighbourhood, and on infinities and NaN.

@@ -318,11 +318,13 @@ mod tests;
 mod vec_avx2;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use vec_avx2::{exp_sub_ggml, f16_axpy, f16_fma_lanes, f16_table_clamped, silu_ggml};
+pub(crate) use vec_avx2::{
+    exp_sub_ggml, f16_axpy, f16_dot_folded, f16_fma_lanes, f16_table_clamped, silu_ggml,
+};
 
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use crate::vecops::{
     exp_sub_ggml_scalar as exp_sub_ggml, f16_axpy_scalar as f16_axpy,
-    f16_fma_lanes_scalar as f16_fma_lanes, f16_table_clamped_scalar as f16_table_clamped,
-    silu_ggml_scalar as silu_ggml,
+    f16_dot_folded_scalar as f16_dot_folded, f16_fma_lanes_scalar as f16_fma_lanes,
+    f16_table_clamped_scalar as f16_table_clamped, silu_ggml_scalar as silu_ggml,
 };

@@ -212,3 +212,51 @@ pub(crate) fn f16_table_clamped(x: &mut [f32], table: &[f32]) {
         _ => vecops::f16_table_clamped_scalar(x, table),
     }
 }
+
+/// The `V` 8-lane accumulators of [`vecops::f16_fma_lanes`] over whole steps of `8 V`
+/// elements, from zero, kept in registers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fma_lanes_regs<const V: usize>(x: &[f16], y: &[f16]) -> [__m256; V] {
+    let l = 8 * V;
+    let n = x.len().min(y.len());
+    let whole = n - n % l;
+    let mut a = [_mm256_setzero_ps(); V];
+    for (xc, yc) in x[..whole].chunks_exact(l).zip(y[..whole].chunks_exact(l)) {
+        for (k, r) in a.iter_mut().enumerate() {
+            let (xs, ys) = (&xc[8 * k..8 * k + 8], &yc[8 * k..8 * k + 8]);
+            *r = _mm256_fmadd_ps(load8h(xs), load8h(ys), *r);
+        }
+    }
+    a
+}
+
+/// [`vecops::f16_dot_folded`] with the lanes and the fold in registers.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_dot_folded_avx2(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
+    let (lo, hi) = if vecdot {
+        let a = fma_lanes_regs::<8>(x, y);
+        (
+            _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6])),
+            _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7])),
+        )
+    } else {
+        let [a0, a1] = fma_lanes_regs::<2>(x, y);
+        (a0, a1)
+    };
+    // reduce_add16: h[i] = v[8 + i] + v[i]; q[j] = h[4 + j] + h[j]; (q0 + q2) + (q1 + q3).
+    let h = _mm256_add_ps(hi, lo);
+    let q = _mm_add_ps(_mm256_extractf128_ps::<1>(h), _mm256_castps256_ps128(h));
+    let t = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    f64::from(_mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t))))
+}
+
+/// [`vecops::f16_dot_folded`]; the scalar twin where AVX2, FMA or F16C are missing.
+pub(crate) fn f16_dot_folded(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
+    if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
+        unsafe { f16_dot_folded_avx2(x, y, vecdot) }
+    } else {
+        vecops::f16_dot_folded_scalar(x, y, vecdot)
+    }
+}
