@@ -16,6 +16,28 @@ use super::avx2::{chunk32, fifth_bits, head32, hsum_ps, load16, load32, load32i,
 /// cache lines: measured best on 576- to 2048-wide Q4_1 matrices, flat from 3 to 12 KiB).
 const PREFETCH_AHEAD: usize = 5760;
 
+/// Where the weight stream continues after `last`, [`PREFETCH_AHEAD`] bytes on. The
+/// four-weight-row kernels are passed consecutive rows of one matrix, so the bytes after the
+/// fourth row are the next call's rows: they prefetch them that far ahead, at the rate they
+/// consume their own. Only ever prefetched: any address is harmless.
+#[inline]
+fn stream_after<W>(last: &[W]) -> *const u8 {
+    last.as_ptr_range()
+        .end
+        .cast::<u8>()
+        .wrapping_add(PREFETCH_AHEAD)
+}
+
+/// Prefetches the cache lines of `len` bytes at `at + off` of a stream from [`stream_after`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn prefetch_stream(at: *const u8, off: usize, len: usize) {
+    let p = at.wrapping_add(off);
+    for line in (0..len).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line).cast());
+    }
+}
+
 /// Lane indices that spread scale `LO` over the low 8 lanes and `HI` over the high 8.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -79,19 +101,12 @@ pub(super) fn q4_1_q8_1_r4_512(xs: [&[BlockQ4_1]; 4], y: &[BlockQ8_1]) -> [f32; 
     let mut acc23 = _mm512_setzero_ps();
     let mut summs4 = _mm_setzero_ps();
     // The four rows are read side by side, which the hardware prefetchers follow poorly (in
-    // practice half the bandwidth of one stream). Callers pass consecutive rows of one matrix,
-    // so the bytes after the fourth row are the next call's: prefetch them a fixed distance
-    // ahead, at the rate this call consumes its own (a hint only: any address is harmless).
-    let ahead = x3
-        .as_ptr_range()
-        .end
-        .cast::<u8>()
-        .wrapping_add(PREFETCH_AHEAD);
+    // practice half the bandwidth of one stream): see `stream_after`.
+    let ahead = stream_after(x3);
+    let step = 4 * core::mem::size_of::<BlockQ4_1>();
     for b in 0..nb {
         let (yb, a, bb, c, d) = (&y[b], &x0[b], &x1[b], &x2[b], &x3[b]);
-        let p = ahead.wrapping_add(4 * core::mem::size_of::<BlockQ4_1>() * b);
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
+        prefetch_stream(ahead, step * b, step);
         let yds = head_ps(yb);
         let (dy, sy) = (
             _mm_broadcastss_ps(yds),
@@ -244,7 +259,7 @@ fn q4_0_u8(x: &BlockQ4_0) -> __m256i {
 macro_rules! legacy_512 {
     ($r4:ident, $xm:ident, $w:ty, $u8:ident, $offset:expr) => {
         /// Four weight rows against one activation row, prefetching the weight stream (see
-        /// `q4_1_q8_1_r4_512`); the activation's offset correction once per block.
+        /// [`stream_after`]); the activation's offset correction once per block.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(super) fn $r4(xs: [&[$w]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
             let nb = xs.iter().fold(y.len(), |n, x| n.min(x.len()));
@@ -254,17 +269,11 @@ macro_rules! legacy_512 {
             let offset = _mm512_set1_epi8($offset as u8 as i8);
             let mut acc01 = _mm512_setzero_ps();
             let mut acc23 = _mm512_setzero_ps();
-            let ahead = x3
-                .as_ptr_range()
-                .end
-                .cast::<u8>()
-                .wrapping_add(PREFETCH_AHEAD);
+            let ahead = stream_after(x3);
+            let step = 4 * core::mem::size_of::<$w>();
             for b in 0..nb {
                 let (yb, a, bb, c, d) = (&y[b], &x0[b], &x1[b], &x2[b], &x3[b]);
-                let p = ahead.wrapping_add(4 * core::mem::size_of::<$w>() * b);
-                _mm_prefetch::<_MM_HINT_T0>(p.cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128).cast());
+                prefetch_stream(ahead, step * b, step);
                 let dy = _mm_broadcastss_ps(head_ps(yb));
                 let yq = _mm512_broadcast_i64x4(load32i(&yb.qs));
                 let zero = _mm512_setzero_si512();

@@ -199,35 +199,33 @@ select_wide!(
     q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4
 );
 
-/// The Q4_K gemm-order kernel's wider ones (eight activation rows per pass, AVX-512 only).
-pub(crate) fn q4_k_q8_k_grouped_wide() -> Wide<BlockQ4K, BlockQ8K> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx512() {
-            return Wide {
-                rows4: None,
-                oct: Some(avx2::q4_k_q8_k_grouped_x8),
-                oct4: None,
-            };
+macro_rules! select_oct {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $x8:ident) => {
+        $(#[$doc])*
+        pub(crate) fn $name() -> Wide<$w, BlockQ8K> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx512() {
+                    return Wide {
+                        rows4: None,
+                        oct: Some(avx2::$x8),
+                        oct4: None,
+                    };
+                }
+            }
+            Wide::none()
         }
-    }
-    Wide::none()
+    };
 }
 
-/// The tiled-order Q6_K kernel's wider ones (eight activation rows per pass, AVX-512 only).
-pub(crate) fn q6_k_q8_k_tiled_wide() -> Wide<BlockQ6K, BlockQ8K> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx512() {
-            return Wide {
-                rows4: None,
-                oct: Some(avx2::q6_k_q8_k_tiled_x8),
-                oct4: None,
-            };
-        }
-    }
-    Wide::none()
-}
+select_oct!(
+    /// The Q4_K gemm-order kernel's wider ones (eight activation rows per pass, AVX-512 only).
+    q4_k_q8_k_grouped_wide, BlockQ4K, q4_k_q8_k_grouped_x8
+);
+select_oct!(
+    /// The tiled-order Q6_K kernel's wider ones (eight activation rows per pass, AVX-512 only).
+    q6_k_q8_k_tiled_wide, BlockQ6K, q6_k_q8_k_tiled_x8
+);
 
 macro_rules! select_quad {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty) => {
