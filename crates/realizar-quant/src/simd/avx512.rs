@@ -48,6 +48,30 @@ fn pair_index(lo: i32, hi: i32) -> __m512i {
     )
 }
 
+/// [`pair_index`] for the four pairs of eight activation rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_indices() -> [__m512i; 4] {
+    [
+        pair_index(0, 1),
+        pair_index(2, 3),
+        pair_index(4, 5),
+        pair_index(6, 7),
+    ]
+}
+
+/// The number of blocks every weight and activation row has, and the rows' first blocks (the
+/// multi-row kernels index them below that number only).
+#[inline]
+fn block_rows<X, Y, const R: usize, const M: usize>(
+    xs: &[&[X]; R],
+    ys: &[&[Y]; M],
+) -> (usize, [*const X; R], [*const Y; M]) {
+    let nx = xs.iter().fold(usize::MAX, |n, x| n.min(x.len()));
+    let nb = ys.iter().fold(nx, |n, y| n.min(y.len()));
+    (nb, xs.map(|x| x.as_ptr()), ys.map(|y| y.as_ptr()))
+}
+
 /// The nibbles of two Q4 blocks, each unpacked as [`nibbles`] does: block `a` in the low
 /// 256 bits, block `b` in the high 256 bits.
 #[inline]
@@ -154,16 +178,8 @@ pub(super) fn q4_1_q8_1_xm_512<const R: usize, const M: usize>(
     ys: [&[BlockQ8_1]; M],
 ) -> [[f32; M]; R] {
     const { assert!(M.is_multiple_of(2) && M <= 8 && R >= 1 && R <= 2) };
-    let nx = xs.iter().fold(usize::MAX, |n, x| n.min(x.len()));
-    let nb = ys.iter().fold(nx, |n, y| n.min(y.len()));
-    let xp = xs.map(|x| x.as_ptr());
-    let yp = ys.map(|y| y.as_ptr());
-    let idx = [
-        pair_index(0, 1),
-        pair_index(2, 3),
-        pair_index(4, 5),
-        pair_index(6, 7),
-    ];
+    let (nb, xp, yp) = block_rows(&xs, &ys);
+    let idx = pair_indices();
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); 4]; R];
     let mut summs = [[_mm_setzero_ps(); 2]; R];
@@ -306,16 +322,8 @@ macro_rules! legacy_512 {
             ys: [&[BlockQ8_0]; M],
         ) -> [[f32; M]; R] {
             const { assert!(M.is_multiple_of(2) && M <= 8 && R >= 1 && R <= 4) };
-            let nx = xs.iter().fold(usize::MAX, |n, x| n.min(x.len()));
-            let nb = ys.iter().fold(nx, |n, y| n.min(y.len()));
-            let xp = xs.map(|x| x.as_ptr());
-            let yp = ys.map(|y| y.as_ptr());
-            let idx = [
-                pair_index(0, 1),
-                pair_index(2, 3),
-                pair_index(4, 5),
-                pair_index(6, 7),
-            ];
+            let (nb, xp, yp) = block_rows(&xs, &ys);
+            let idx = pair_indices();
             let offset = _mm512_set1_epi8($offset as u8 as i8);
             let zero = _mm512_setzero_si512();
             let mut acc = [[_mm512_setzero_ps(); 4]; R];
