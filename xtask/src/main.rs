@@ -96,7 +96,21 @@ fn test(extra: &[String]) -> Result<()> {
             .args(extra),
     )?;
     // Doctests are not part of --all-targets.
-    run_cmd(cargo().args(["test", "--workspace", "--release", "--doc"]))
+    run_cmd(cargo().args(["test", "--workspace", "--release", "--doc"]))?;
+    // The kernel tests again at the lower instruction-set levels this CPU also has (the public
+    // API only reaches the best one): without AVX-512, then without VNNI either.
+    for off in [
+        &["REALIZAR_QUANT_NO_AVX512"][..],
+        &["REALIZAR_QUANT_NO_AVX512", "REALIZAR_QUANT_NO_VNNI"][..],
+    ] {
+        let mut c = cargo();
+        c.args(["test", "--release", "-p", "realizar-quant", "--lib"]);
+        for v in off {
+            c.env(v, "1");
+        }
+        run_cmd(&mut c)?;
+    }
+    Ok(())
 }
 
 fn ci() -> Result<()> {
