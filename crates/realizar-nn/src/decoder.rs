@@ -192,6 +192,8 @@ pub struct Scratch {
     up: Vec<f32>,
     scores: Vec<f32>,
     rope: Vec<f32>,
+    /// Cache lengths of a multi-sequence step's sequences before it (reused).
+    starts: Vec<usize>,
     act: ActScratch,
     logits: Vec<f32>,
 }
@@ -492,6 +494,7 @@ impl Decoder {
             up: vec![0.0; b * c.n_ff],
             scores: vec![0.0; c.n_head * capacity],
             rope: vec![0.0; c.head_dim],
+            starts: Vec::new(),
             act: ActScratch::default(),
             logits: vec![0.0; c.n_vocab],
         }
@@ -725,6 +728,8 @@ impl Decoder {
                 kq_scale: c.kq_scale,
                 window: spec.window,
             };
+            let one_row_each = segments.len() > 1 && segments.iter().all(|g| g.rows == 1);
+            s.starts.clear();
             let mut r0 = 0usize;
             for g in segments {
                 let cache = caches
@@ -785,17 +790,52 @@ impl Decoder {
                         &s.v[r * kw..(r + 1) * kw],
                     );
                 }
-                let rows = r0 * qw..(r0 + g.rows) * qw;
-                be.attention(
-                    &shape,
-                    &s.q[rows.clone()],
-                    cache,
-                    il,
-                    start..start + g.rows,
-                    &mut s.att[rows],
-                    &mut s.scores,
-                )?;
+                if one_row_each {
+                    // Attention below, all sequences at once.
+                    s.starts.push(start);
+                } else {
+                    let rows = r0 * qw..(r0 + g.rows) * qw;
+                    be.attention(
+                        &shape,
+                        &s.q[rows.clone()],
+                        cache,
+                        il,
+                        start..start + g.rows,
+                        &mut s.att[rows],
+                        &mut s.scores,
+                    )?;
+                }
                 r0 += g.rows;
+            }
+            if one_row_each {
+                // A decode step of several sequences: one parallel loop over them instead of a
+                // hand-out per sequence (each sequence's arithmetic is the same either way).
+                let (caches, starts, q) = (&*caches, &s.starts, &s.q);
+                s.att[..m * qw]
+                    .par_chunks_mut(qw)
+                    .zip(segments.par_iter().zip(starts.par_iter()))
+                    .enumerate()
+                    .try_for_each(|(r, (out, (g, &start)))| {
+                        let cache =
+                            caches
+                                .get(g.cache)
+                                .ok_or_else(|| NnError::InvalidArgument {
+                                    reason: format!("no cache {}", g.cache),
+                                })?;
+                        SCORES.with_borrow_mut(|sc| {
+                            sc.clear();
+                            sc.resize(c.n_head * cache.capacity(), 0.0);
+                            be.attention(
+                                &shape,
+                                &q[r * qw..(r + 1) * qw],
+                                cache,
+                                il,
+                                start..start + 1,
+                                out,
+                                sc,
+                            )
+                        })
+                    })?;
             }
             linear(&lw.wo, &s.att[..m * qw], m, &mut s.o[..m * d], &mut s.act)?;
             add_residual(
@@ -890,6 +930,11 @@ fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usiz
             *a += *b;
         }
     });
+}
+
+thread_local! {
+    /// Per-thread attention scores of the sequences of a multi-sequence step.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Below this many elements a row-wise operation stays on one thread: handing it out costs
