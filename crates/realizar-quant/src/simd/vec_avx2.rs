@@ -27,12 +27,7 @@ fn fma_lanes_v<const V: usize>(x: &[f16], y: &[f16], acc: &mut [f32]) {
         // SAFETY: `acc` holds `8 * V` floats, so lanes `8k..8k + 8` are readable.
         *r = unsafe { _mm256_loadu_ps(acc.as_ptr().add(8 * k)) };
     }
-    for (xc, yc) in x[..whole].chunks_exact(l).zip(y[..whole].chunks_exact(l)) {
-        for (k, r) in a.iter_mut().enumerate() {
-            let (xs, ys) = (&xc[8 * k..8 * k + 8], &yc[8 * k..8 * k + 8]);
-            *r = _mm256_fmadd_ps(load8h(xs), load8h(ys), *r);
-        }
-    }
+    let a = fma_lanes_regs(x, y, a);
     for (k, r) in a.iter().enumerate() {
         // SAFETY: as for the loads above.
         unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * k), *r) };
@@ -213,15 +208,14 @@ pub(crate) fn f16_table_clamped(x: &mut [f32], table: &[f32]) {
     }
 }
 
-/// The `V` 8-lane accumulators of [`vecops::f16_fma_lanes`] over whole steps of `8 V`
-/// elements, from zero, kept in registers.
+/// The `V` 8-lane accumulators `a` of [`vecops::f16_fma_lanes`] carried over the whole steps
+/// of `8 V` elements, in registers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fma_lanes_regs<const V: usize>(x: &[f16], y: &[f16]) -> [__m256; V] {
+fn fma_lanes_regs<const V: usize>(x: &[f16], y: &[f16], mut a: [__m256; V]) -> [__m256; V] {
     let l = 8 * V;
     let n = x.len().min(y.len());
     let whole = n - n % l;
-    let mut a = [_mm256_setzero_ps(); V];
     for (xc, yc) in x[..whole].chunks_exact(l).zip(y[..whole].chunks_exact(l)) {
         for (k, r) in a.iter_mut().enumerate() {
             let (xs, ys) = (&xc[8 * k..8 * k + 8], &yc[8 * k..8 * k + 8]);
@@ -235,13 +229,13 @@ fn fma_lanes_regs<const V: usize>(x: &[f16], y: &[f16]) -> [__m256; V] {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn f16_dot_folded_avx2(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
     let (lo, hi) = if vecdot {
-        let a = fma_lanes_regs::<8>(x, y);
+        let a = fma_lanes_regs(x, y, [_mm256_setzero_ps(); 8]);
         (
             _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6])),
             _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7])),
         )
     } else {
-        let [a0, a1] = fma_lanes_regs::<2>(x, y);
+        let [a0, a1] = fma_lanes_regs(x, y, [_mm256_setzero_ps(); 2]);
         (a0, a1)
     };
     // reduce_add16: h[i] = v[8 + i] + v[i]; q[j] = h[4 + j] + h[j]; (q0 + q2) + (q1 + q3).
