@@ -143,9 +143,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Causal attention of `m` queries at positions `pos.start..pos.end` (`q` is
     /// `m * n_head * head_dim`) over the keys and values of `layer` in `cache` (which already
-    /// holds positions up to `pos.end`); writes `m * n_head * head_dim` into `out`. `scores` is
-    /// scratch of at least `n_head * cache.capacity()` elements.
-    #[allow(clippy::too_many_arguments)]
+    /// holds positions up to `pos.end`); writes `m * n_head * head_dim` into `out`. Any
+    /// scratch (the scores) is the backend's own.
     fn attention(
         &self,
         shape: &AttentionShape,
@@ -154,7 +153,6 @@ pub trait Backend: Send + Sync + fmt::Debug {
         layer: usize,
         pos: Range<usize>,
         out: &mut [f32],
-        scores: &mut [f32],
     ) -> Result<(), NnError>;
 }
 
@@ -323,7 +321,6 @@ impl Backend for CpuBackend {
         self.linear_rows(w, w_bytes, x, m, out, act, true)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         shape: &AttentionShape,
@@ -332,7 +329,6 @@ impl Backend for CpuBackend {
         layer: usize,
         pos: Range<usize>,
         out: &mut [f32],
-        scores: &mut [f32],
     ) -> Result<(), NnError> {
         let AttentionShape {
             n_head,
@@ -347,7 +343,6 @@ impl Backend for CpuBackend {
             || n_head % n_head_kv != 0
             || q.len() < m * width
             || out.len() < m * width
-            || scores.len() < n_head * cap
             || pos.end > cap
             || hd > MAX_HEAD_DIM
         {
@@ -371,7 +366,7 @@ impl Backend for CpuBackend {
         };
         if m > 1 {
             // Every (query, head) pair is a task of its own: one hand-out per layer rather than
-            // one per query, scores in a per-thread buffer.
+            // one per query.
             return self.pool.install(|| {
                 out[..m * width]
                     .par_chunks_mut(hd)
@@ -382,10 +377,8 @@ impl Backend for CpuBackend {
                         let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
                         let (k, v) = head_view(h / group, p + 1)?;
                         let qh = &q[t * width + h * hd..t * width + (h + 1) * hd];
-                        SCORES.with_borrow_mut(|sh| {
-                            sh.clear();
-                            sh.resize(p + 1, 0.0);
-                            attend_head(qh, k, v, lo, p + 1, hd, shape.kq_scale, order, sh, oh);
+                        with_scores(p + 1, |sh| {
+                            attend_head(qh, k, v, lo, p + 1, hd, shape.kq_scale, order, sh, oh)
                         });
                         Ok(())
                     })
@@ -397,15 +390,14 @@ impl Backend for CpuBackend {
                 let ot = &mut out[t * width..(t + 1) * width];
                 let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
                 let n_keys = p + 1;
-                ot.par_chunks_mut(hd)
-                    .zip(scores.par_chunks_mut(cap))
-                    .enumerate()
-                    .try_for_each(|(h, (oh, sh))| {
-                        let (k, v) = head_view(h / group, n_keys)?;
-                        let qh = &qt[h * hd..(h + 1) * hd];
-                        attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, order, sh, oh);
-                        Ok(())
-                    })?;
+                ot.par_chunks_mut(hd).enumerate().try_for_each(|(h, oh)| {
+                    let (k, v) = head_view(h / group, n_keys)?;
+                    let qh = &qt[h * hd..(h + 1) * hd];
+                    with_scores(n_keys, |sh| {
+                        attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, order, sh, oh)
+                    });
+                    Ok(())
+                })?;
             }
             Ok(())
         })
@@ -416,8 +408,19 @@ thread_local! {
     /// Per-thread accumulators of [`attend_head`]'s weighted sum of values (no allocation per
     /// token once warm).
     static V_ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Per-thread scores of the multi-query attention tasks.
+    /// Per-thread attention scores (see [`with_scores`]).
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` on this thread's score buffer of at least `n` elements (grown once, never shrunk:
+/// [`attend_head`] writes every score it reads).
+fn with_scores<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCORES.with_borrow_mut(|sc| {
+        if sc.len() < n {
+            sc.resize(n, 0.0);
+        }
+        f(&mut sc[..n])
+    })
 }
 
 /// One head of one query: scores over keys `lo..n`, softmax, weighted sum of values.

@@ -190,8 +190,6 @@ pub struct Scratch {
     o: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    scores: Vec<f32>,
-    rope: Vec<f32>,
     /// Cache lengths of a multi-sequence step's sequences before it (reused).
     starts: Vec<usize>,
     act: ActScratch,
@@ -475,8 +473,8 @@ impl Decoder {
         KvCache::new(ty, c.n_layer, c.n_head_kv, c.head_dim, capacity)
     }
 
-    /// Scratch buffers for batches of up to `max_batch` tokens over a cache of `capacity`.
-    pub fn new_scratch(&self, max_batch: usize, capacity: usize) -> Scratch {
+    /// Scratch buffers for batches of up to `max_batch` tokens.
+    pub fn new_scratch(&self, max_batch: usize) -> Scratch {
         let c = &self.config;
         let b = max_batch.max(1);
         let qw = c.n_head * c.head_dim;
@@ -492,8 +490,6 @@ impl Decoder {
             o: vec![0.0; b * c.n_embd],
             gate: vec![0.0; b * c.n_ff],
             up: vec![0.0; b * c.n_ff],
-            scores: vec![0.0; c.n_head * capacity],
-            rope: vec![0.0; c.head_dim],
             starts: Vec::new(),
             act: ActScratch::default(),
             logits: vec![0.0; c.n_vocab],
@@ -518,7 +514,7 @@ impl Decoder {
             });
         }
         self.check_tokens(tokens)?;
-        self.check_cache(cache, tokens.len(), scratch)?;
+        self.check_cache(cache, tokens.len())?;
         let n_out = match logits {
             Logits::None => 0,
             Logits::Last => c.n_vocab,
@@ -597,7 +593,7 @@ impl Decoder {
             if g.rows == 0 {
                 return bad(format!("segment {i} has no rows"));
             }
-            self.check_cache(cache, g.rows, scratch)?;
+            self.check_cache(cache, g.rows)?;
         }
         if let Some(&r) = logit_rows.iter().find(|&&r| r >= rows) {
             return bad(format!("logit row {r} of a pass of {rows}"));
@@ -625,26 +621,15 @@ impl Decoder {
         }
     }
 
-    /// `cache` was made for this model and has room for `rows` more positions; `scratch` gets
-    /// attention scores for its capacity.
-    fn check_cache(
-        &self,
-        cache: &KvCache,
-        rows: usize,
-        scratch: &mut Scratch,
-    ) -> Result<(), NnError> {
+    /// `cache` was made for this model and has room for `rows` more positions.
+    fn check_cache(&self, cache: &KvCache, rows: usize) -> Result<(), NnError> {
         let c = &self.config;
         if !cache.shape_matches(c.n_layer, c.n_head_kv, c.head_dim) {
             return Err(NnError::InvalidArgument {
                 reason: "the KV cache was made for another model".into(),
             });
         }
-        cache.check_room(rows)?;
-        let need = c.n_head * cache.capacity();
-        if scratch.scores.len() < need {
-            scratch.scores.resize(need, 0.0);
-        }
-        Ok(())
+        cache.check_room(rows)
     }
 
     /// `out = w · x` for `m` rows: [`Backend::linear_prompt`] if `prompt`, else
@@ -774,12 +759,13 @@ impl Decoder {
                             position(t, qt, kt, &mut rc[..hd.min(MAX_HEAD_DIM)]);
                         });
                 } else {
+                    let mut rc = [0.0f32; MAX_HEAD_DIM];
                     for (t, (qt, kt)) in qs
                         .chunks_exact_mut(qw)
                         .zip(ks.chunks_exact_mut(kw))
                         .enumerate()
                     {
-                        position(t, qt, kt, &mut s.rope);
+                        position(t, qt, kt, &mut rc[..hd.min(MAX_HEAD_DIM)]);
                     }
                 }
                 for (t, r) in rows.enumerate() {
@@ -802,7 +788,6 @@ impl Decoder {
                         il,
                         start..start + g.rows,
                         &mut s.att[rows],
-                        &mut s.scores,
                     )?;
                 }
                 r0 += g.rows;
@@ -822,19 +807,14 @@ impl Decoder {
                                 .ok_or_else(|| NnError::InvalidArgument {
                                     reason: format!("no cache {}", g.cache),
                                 })?;
-                        SCORES.with_borrow_mut(|sc| {
-                            sc.clear();
-                            sc.resize(c.n_head * cache.capacity(), 0.0);
-                            be.attention(
-                                &shape,
-                                &q[r * qw..(r + 1) * qw],
-                                cache,
-                                il,
-                                start..start + 1,
-                                out,
-                                sc,
-                            )
-                        })
+                        be.attention(
+                            &shape,
+                            &q[r * qw..(r + 1) * qw],
+                            cache,
+                            il,
+                            start..start + 1,
+                            out,
+                        )
                     })?;
             }
             linear(&lw.wo, &s.att[..m * qw], m, &mut s.o[..m * d], &mut s.act)?;
@@ -930,11 +910,6 @@ fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usiz
             *a += *b;
         }
     });
-}
-
-thread_local! {
-    /// Per-thread attention scores of the sequences of a multi-sequence step.
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Below this many elements a row-wise operation stays on one thread: handing it out costs

@@ -114,7 +114,7 @@ impl BatchDecoder {
         let caches = (0..opts.slots)
             .map(|_| model.decoder().new_cache(opts.kv_type, ctx))
             .collect::<Result<Vec<_>, _>>()?;
-        let scratch = model.decoder().new_scratch(opts.max_rows, ctx);
+        let scratch = model.decoder().new_scratch(opts.max_rows);
         Ok(BatchDecoder {
             model,
             caches,

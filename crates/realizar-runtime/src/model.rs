@@ -231,7 +231,7 @@ impl DecoderModel {
     /// A new session with a KV cache of `ctx` positions.
     pub fn session_with_ctx(&self, ctx: usize) -> Result<Session<'_>, RuntimeError> {
         let cache = self.decoder.new_cache(self.kv_type, ctx)?;
-        let scratch = self.decoder.new_scratch(self.max_batch.min(ctx), ctx);
+        let scratch = self.decoder.new_scratch(self.max_batch.min(ctx));
         Ok(Session {
             model: self,
             cache,

@@ -282,7 +282,7 @@ fn forward_segments_rejects_bad_passes_without_touching_the_caches() {
         dec.new_cache(realizar_nn::KvType::F16, 8).expect("cache"),
         dec.new_cache(realizar_nn::KvType::F16, 8).expect("cache"),
     ];
-    let mut scratch = dec.new_scratch(4, 8);
+    let mut scratch = dec.new_scratch(4);
     let seg = |cache, rows| Segment { cache, rows };
     let ok = [1u32, 2, 3];
     /// Tokens, segments, logit rows, what is wrong.
