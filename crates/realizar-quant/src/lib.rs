@@ -258,9 +258,13 @@ fn run<W: Pod, A: Pod>(
     }
     let wb = g.w_row / core::mem::size_of::<W>(); // blocks per weight row
     let ab = g.a_row / core::mem::size_of::<A>(); // blocks per activation row
-                                                  // With a four-weight-row kernel, the activation rows left over by the multi-row kernels
-                                                  // (all of them when there is only one) each take a pass of it over the weight rows, which
-                                                  // streams the weights faster than one pair at a time.
+    if let (Some(tiles), true) = (wide.tiles, m >= 2) {
+        tiles(w_rows, wb, rows, acts, ab, m, out, out_stride);
+        return Ok(());
+    }
+    // With a four-weight-row kernel, the activation rows left over by the multi-row kernels
+    // (all of them when there is only one) each take a pass of it over the weight rows, which
+    // streams the weights faster than one pair at a time.
     let lead = if wide.rows4.is_some() { m - m % 4 } else { m };
     if let Some(rows4) = wide.rows4 {
         let wrow = |r: usize| w_rows.get(r * wb..(r + 1) * wb).unwrap_or_default();

@@ -21,7 +21,7 @@ const PREFETCH_AHEAD: usize = 5760;
 /// fourth row are the next call's rows: they prefetch them that far ahead, at the rate they
 /// consume their own. Only ever prefetched: any address is harmless.
 #[inline]
-fn stream_after<W>(last: &[W]) -> *const u8 {
+pub(super) fn stream_after<W>(last: &[W]) -> *const u8 {
     last.as_ptr_range()
         .end
         .cast::<u8>()
@@ -31,7 +31,7 @@ fn stream_after<W>(last: &[W]) -> *const u8 {
 /// Prefetches the cache lines of `len` bytes at `at + off` of a stream from [`stream_after`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn prefetch_stream(at: *const u8, off: usize, len: usize) {
+pub(super) fn prefetch_stream(at: *const u8, off: usize, len: usize) {
     let p = at.wrapping_add(off);
     for line in (0..len).step_by(64) {
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line).cast());

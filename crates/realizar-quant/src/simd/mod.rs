@@ -8,6 +8,8 @@ use crate::{dot, quant};
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod tile512;
 
 /// Which x86 features the kernels may use, detected once.
 #[cfg(target_arch = "x86_64")]
@@ -127,6 +129,12 @@ pub(crate) type OctFn<W, A> = fn(&[W], [&[A]; 8]) -> [f32; 8];
 /// A kernel taking eight activation rows per pass over four weight rows.
 pub(crate) type Oct4Fn<W, A> = fn([&[W]; 4], [&[A]; 8]) -> [[f32; 8]; 4];
 
+/// A whole product of several activation rows: `(w, blocks per weight row, rows, acts, blocks
+/// per activation row, m, out, out_stride)` with [`crate::matmul`]'s layout of `out`, the
+/// arguments already checked; every result bit-identical to the one-pair kernel's.
+pub(crate) type TilesFn<W, A> =
+    fn(&[W], usize, core::ops::Range<usize>, &[A], usize, usize, &mut [f32], usize);
+
 /// The wider kernels a weight type may have besides its one- and four-row ones.
 pub(crate) struct Wide<W, A> {
     /// Four weight rows against one activation row.
@@ -135,6 +143,8 @@ pub(crate) struct Wide<W, A> {
     pub(crate) oct: Option<OctFn<W, A>>,
     /// Eight activation rows against four weight rows.
     pub(crate) oct4: Option<Oct4Fn<W, A>>,
+    /// Two or more activation rows, packed once per call.
+    pub(crate) tiles: Option<TilesFn<W, A>>,
 }
 
 impl<W, A> Wide<W, A> {
@@ -144,6 +154,7 @@ impl<W, A> Wide<W, A> {
             rows4: None,
             oct: None,
             oct4: None,
+            tiles: None,
         }
     }
 }
@@ -161,6 +172,11 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
                 } else {
                     None
                 },
+                tiles: if has_avx512() {
+                    Some(tile512::q4_1_tiles)
+                } else {
+                    None
+                },
             };
         }
     }
@@ -168,7 +184,7 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
 }
 
 macro_rules! select_wide {
-    ($(#[$doc:meta])* $name:ident, $w:ty, $r4:ident, $x8:ident, $x8r4:ident) => {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $r4:ident, $x8:ident, $x8r4:ident, $tiles:ident) => {
         $(#[$doc])*
         pub(crate) fn $name() -> Wide<$w, BlockQ8_0> {
             #[cfg(target_arch = "x86_64")]
@@ -178,6 +194,7 @@ macro_rules! select_wide {
                         rows4: Some(avx2::$r4),
                         oct: Some(avx2::$x8),
                         oct4: Some(avx2::$x8r4),
+                        tiles: Some(tile512::$tiles),
                     };
                 }
             }
@@ -188,15 +205,15 @@ macro_rules! select_wide {
 
 select_wide!(
     /// Q8_0 · Q8_0's wider kernels (AVX-512 only).
-    q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8, q8_0_q8_0_x8r4
+    q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8, q8_0_q8_0_x8r4, q8_0_tiles
 );
 select_wide!(
     /// Q5_0 · Q8_0's wider kernels (AVX-512 only).
-    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8, q5_0_q8_0_x8r4
+    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8, q5_0_q8_0_x8r4, q5_0_tiles
 );
 select_wide!(
     /// Q4_0 · Q8_0's wider kernels (AVX-512 only).
-    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4
+    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4, q4_0_tiles
 );
 
 macro_rules! select_oct {
@@ -210,6 +227,7 @@ macro_rules! select_oct {
                         rows4: None,
                         oct: Some(avx2::$x8),
                         oct4: None,
+                        tiles: None,
                     };
                 }
             }

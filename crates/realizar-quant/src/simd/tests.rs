@@ -135,8 +135,24 @@ fn wide_kernels_match_scalar_twins_on_random_data() {
             let n = blocks * bs;
             let (wr, ar) = (ty.row_bytes(n).unwrap_or(0), vt.row_bytes(n).unwrap_or(0));
             // 13: eight rows, four rows, one left over; 19: eight, eight, three left over;
-            // 10 and 11 weight rows from row 1: whole and odd pairs of weight rows.
-            for (rows, m) in [(11, 13), (12, 19)] {
+            // 10 and 11 weight rows from row 1: whole and odd pairs of weight rows. 2 to 8
+            // activation rows: every tile width, 4 to 8 weight rows: every group of one to
+            // four. 80 rows of 48 blocks: more packed tiles than one chunk holds.
+            let shapes: &[(usize, usize)] = if blocks == 48 {
+                &[
+                    (11, 13),
+                    (12, 19),
+                    (9, 2),
+                    (7, 5),
+                    (6, 8),
+                    (5, 3),
+                    (8, 7),
+                    (6, 80),
+                ]
+            } else {
+                &[(11, 13), (12, 19), (9, 2), (7, 5), (6, 8), (5, 3), (8, 7)]
+            };
+            for &(rows, m) in shapes {
                 let w: Vec<u8> = (0..rows)
                     .flat_map(|_| weights(ty, n, &mut rng, &mut |r| r.unit() * 0.05))
                     .collect();

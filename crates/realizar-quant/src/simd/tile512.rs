@@ -1,0 +1,457 @@
+//! AVX-512 matrix products of several activation rows (a decode step of several sequences, a
+//! prompt pass) with the activations packed once per call.
+//!
+//! The multi-row kernels in `avx512.rs` rebuild, for every group of weight rows, what they need
+//! from the activations (their quants two rows per register, their f16 scales converted and
+//! spread, Q8_0's offset corrections). Here a matrix product packs each tile of eight
+//! activation rows once into [`TileQ8_1`]/[`TileQ8_0`] blocks, laid out so that the inner loop
+//! takes every activation operand straight from memory, and then runs four weight rows at a
+//! time over the packed tiles. Per (weight row, activation row) pair and block the operations
+//! are still the 256-bit VNNI kernel's: the same `vpdpbusd` lane sums (for the offset types,
+//! the same exact integers, with the correction as the starting value instead of a
+//! subtraction), the same product of the two scales, the same FMA into the same 8-lane
+//! accumulator, the same `hsum_float_8`; so every result stays bit-identical to the scalar
+//! twin whatever the number of rows.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+use core::cell::RefCell;
+use core::ops::Range;
+
+use crate::blocks::*;
+
+use super::avx2::{fifth_bits, head32, hsum_ps, load16, load32i};
+use super::avx512::{prefetch_stream, stream_after};
+
+/// Activation rows per tile (two per register, four registers).
+const TILE: usize = 8;
+
+/// About this many bytes of packed tiles are made at once: they stay in L2 while every weight
+/// row of the call goes past them.
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// Block `b` of eight Q8_1 activation rows, packed.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub(super) struct TileQ8_1 {
+    /// Rows `2j` and `2j + 1`'s quants in the low and high 32 bytes of `q[j]`.
+    q: [[i8; 64]; 4],
+    /// Their scales `d`, each over the eight lanes of its half.
+    d: [[f32; 16]; 4],
+    /// The rows' `s` (the scaled sums), row `i` in lane `i`.
+    s: [f32; 8],
+}
+
+/// Block `b` of eight Q8_0 activation rows, packed for weights offset by some `o`.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub(super) struct TileQ8_0 {
+    /// Rows `2j` and `2j + 1`'s quants in the low and high 32 bytes of `q[j]`.
+    q: [[i8; 64]; 4],
+    /// Their scales `d`, each over the eight lanes of its half.
+    d: [[f32; 16]; 4],
+    /// `-(o * (y[4l] + y[4l+1] + y[4l+2] + y[4l+3]))` for lane `l` of each half: the offset
+    /// correction of `vpdpbusd`'s lane `l`, as its starting value.
+    c: [[i32; 16]; 4],
+}
+
+impl TileQ8_1 {
+    const ZERO: TileQ8_1 = TileQ8_1 {
+        q: [[0; 64]; 4],
+        d: [[0.0; 16]; 4],
+        s: [0.0; 8],
+    };
+}
+
+impl TileQ8_0 {
+    const ZERO: TileQ8_0 = TileQ8_0 {
+        q: [[0; 64]; 4],
+        d: [[0.0; 16]; 4],
+        c: [[0; 16]; 4],
+    };
+}
+
+/// Packs rows `rows` (at most eight; missing ones stay zero) of `acts` (`ab` blocks a row),
+/// blocks `0..tiles.len()`, into `tiles`.
+fn pack_q8_1(acts: &[BlockQ8_1], ab: usize, rows: Range<usize>, tiles: &mut [TileQ8_1]) {
+    tiles.fill(TileQ8_1::ZERO);
+    for (k, i) in rows.enumerate().take(TILE) {
+        let row = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+        let (j, h) = (k / 2, 32 * (k % 2));
+        for (t, y) in tiles.iter_mut().zip(row) {
+            if let (Some(q), Some(d)) =
+                (t.q[j].get_mut(h..h + 32), t.d[j].get_mut(h / 4..h / 4 + 8))
+            {
+                q.copy_from_slice(&y.qs);
+                d.fill(y.d.to_f32());
+            }
+            if let Some(s) = t.s.get_mut(k) {
+                *s = y.s.to_f32();
+            }
+        }
+    }
+}
+
+/// [`pack_q8_1`] for Q8_0 activations against weights offset by `offset`.
+fn pack_q8_0(
+    acts: &[BlockQ8_0],
+    ab: usize,
+    rows: Range<usize>,
+    offset: i32,
+    tiles: &mut [TileQ8_0],
+) {
+    tiles.fill(TileQ8_0::ZERO);
+    for (k, i) in rows.enumerate().take(TILE) {
+        let row = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+        let (j, h) = (k / 2, 32 * (k % 2));
+        for (t, y) in tiles.iter_mut().zip(row) {
+            if let (Some(q), Some(d), Some(c)) = (
+                t.q[j].get_mut(h..h + 32),
+                t.d[j].get_mut(h / 4..h / 4 + 8),
+                t.c[j].get_mut(h / 4..h / 4 + 8),
+            ) {
+                q.copy_from_slice(&y.qs);
+                d.fill(y.d.to_f32());
+                for (c, quad) in c.iter_mut().zip(y.qs.chunks_exact(4)) {
+                    *c = -offset * quad.iter().map(|&v| i32::from(v)).sum::<i32>();
+                }
+            }
+        }
+    }
+}
+
+/// A Q4 block's 32 nibbles as unsigned bytes (low nibbles, then high ones, as `nibbles`
+/// gives them), in both 256-bit halves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn nibbles_z(qs: &[u8; 16]) -> __m512i {
+    const HIGH: i64 = 0x0004_0004_0004_0004;
+    let t = _mm512_broadcast_i32x4(load16(qs));
+    let t = _mm512_srlv_epi16(t, _mm512_set_epi64(HIGH, HIGH, 0, 0, HIGH, HIGH, 0, 0));
+    _mm512_and_si512(t, _mm512_set1_epi8(0x0F))
+}
+
+/// A Q8_0 block's weights offset to unsigned (`x + 128`), in both halves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q8_0_z(x: &BlockQ8_0) -> __m512i {
+    _mm512_xor_si512(
+        _mm512_broadcast_i64x4(load32i(&x.qs)),
+        _mm512_set1_epi8(-128),
+    )
+}
+
+/// A Q5_0 block's weights offset to unsigned (5 bits, offset 16), in both halves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q5_0_z(x: &BlockQ5_0) -> __m512i {
+    _mm512_or_si512(nibbles_z(&x.qs), _mm512_broadcast_i64x4(fifth_bits(x.qh)))
+}
+
+/// A Q4_0 block's weights (nibbles, offset 8), in both halves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_0_z(x: &BlockQ4_0) -> __m512i {
+    nibbles_z(&x.qs)
+}
+
+/// Loads 64 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn load_z<T: bytemuck::Pod>(v: &T) -> __m512i {
+    debug_assert!(core::mem::size_of::<T>() >= 64);
+    // SAFETY: `v` is at least 64 readable bytes (every caller passes a 64-byte array);
+    // `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_si512(core::ptr::from_ref(v).cast()) }
+}
+
+/// The first block of each weight row and how many blocks all of them and `tiles` have.
+#[inline]
+fn rows_and_blocks<X, T, const R: usize>(xs: &[&[X]; R], tiles: &[T]) -> (usize, [*const X; R]) {
+    let nb = xs.iter().fold(tiles.len(), |n, x| n.min(x.len()));
+    (nb, xs.map(|x| x.as_ptr()))
+}
+
+/// The kernels' weight rows are consecutive rows of one matrix, read side by side, which
+/// the hardware prefetchers do not follow: where the stream continues after the last row, and
+/// how many bytes of it to prefetch per block (see `avx512::stream_after`).
+#[inline]
+fn weight_stream<X, const R: usize>(xs: &[&[X]; R]) -> (*const u8, usize) {
+    let last = xs.last().copied().unwrap_or_default();
+    (stream_after(last), R * core::mem::size_of::<X>())
+}
+
+/// The two 8-lane halves of a 16-lane accumulator, each summed as `hsum_float_8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum_halves(v: __m512) -> [f32; 2] {
+    [
+        hsum_ps(_mm512_castps512_ps256(v)),
+        hsum_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+            _mm512_castps_pd(v),
+        ))),
+    ]
+}
+
+/// Q4_1 · Q8_1: `R` weight rows (1 to 4) against the first `M` rows (2, 4, 6 or 8) of a
+/// packed tile.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_1_tile<const R: usize, const M: usize>(
+    xs: [&[BlockQ4_1]; R],
+    tiles: &[TileQ8_1],
+) -> [[f32; M]; R] {
+    const { assert!(M.is_multiple_of(2) && M >= 2 && M <= TILE && R >= 1 && R <= 4) };
+    let (nb, xp) = rows_and_blocks(&xs, tiles);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); 4]; R];
+    let mut summs = [_mm256_setzero_ps(); R];
+    let (ahead, step) = weight_stream(&xs);
+    for (b, t) in tiles.iter().enumerate().take(nb) {
+        prefetch_stream(ahead, step * b, step);
+        // SAFETY: `t.s` is 8 readable floats; `loadu` needs no alignment.
+        let s = unsafe { _mm256_loadu_ps(t.s.as_ptr()) };
+        for ((x, accr), sm) in xp.iter().zip(&mut acc).zip(&mut summs) {
+            // SAFETY: `b < nb`, and every weight row has at least `nb` blocks.
+            let xb = unsafe { &*x.add(b) };
+            let q = nibbles_z(&xb.qs);
+            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(head32(xb)));
+            let dx = _mm512_broadcastss_ps(dm);
+            let mx = _mm256_permutexvar_ps(_mm256_set1_epi32(1), _mm256_castps128_ps256(dm));
+            *sm = _mm256_fmadd_ps(mx, s, *sm);
+            for ((a, yq), yd) in accr.iter_mut().zip(&t.q).zip(&t.d).take(M / 2) {
+                let p = _mm512_dpbusd_epi32(zero, q, load_z(yq));
+                let d = _mm512_mul_ps(dx, _mm512_castsi512_ps(load_z(yd)));
+                *a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), *a);
+            }
+        }
+    }
+    let mut out = [[0.0f32; M]; R];
+    for ((o, accr), sm) in out.iter_mut().zip(acc).zip(summs) {
+        let mut s = [0.0f32; 8];
+        // SAFETY: `s` is 8 writable floats; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), sm) };
+        for ((o, s), a) in o.chunks_exact_mut(2).zip(s.chunks_exact(2)).zip(accr) {
+            if let ([o0, o1], [s0, s1]) = (o, s) {
+                let [h0, h1] = hsum_halves(a);
+                *o0 = h0 + s0;
+                *o1 = h1 + s1;
+            }
+        }
+    }
+    out
+}
+
+macro_rules! legacy_tile {
+    ($name:ident, $w:ty, $z:ident) => {
+        /// `R` weight rows (1 to 4) against the first `M` rows (2, 4, 6 or 8) of a packed
+        /// Q8_0 tile (packed with this type's offset).
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn $name<const R: usize, const M: usize>(
+            xs: [&[$w]; R],
+            tiles: &[TileQ8_0],
+        ) -> [[f32; M]; R] {
+            const { assert!(M.is_multiple_of(2) && M >= 2 && M <= TILE && R >= 1 && R <= 4) };
+            let (nb, xp) = rows_and_blocks(&xs, tiles);
+            let mut acc = [[_mm512_setzero_ps(); 4]; R];
+            let (ahead, step) = weight_stream(&xs);
+            for (b, t) in tiles.iter().enumerate().take(nb) {
+                prefetch_stream(ahead, step * b, step);
+                for (x, accr) in xp.iter().zip(&mut acc) {
+                    // SAFETY: `b < nb`, and every weight row has at least `nb` blocks.
+                    let xb = unsafe { &*x.add(b) };
+                    let u = $z(xb);
+                    let dx = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(head32(xb))));
+                    let pairs = accr.iter_mut().zip(t.q.iter().zip(&t.d)).zip(&t.c);
+                    for ((a, (yq, yd)), yc) in pairs.take(M / 2) {
+                        let p = _mm512_dpbusd_epi32(load_z(yc), u, load_z(yq));
+                        let d = _mm512_mul_ps(dx, _mm512_castsi512_ps(load_z(yd)));
+                        *a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), *a);
+                    }
+                }
+            }
+            let mut out = [[0.0f32; M]; R];
+            for (o, accr) in out.iter_mut().zip(acc) {
+                for (o, a) in o.chunks_exact_mut(2).zip(accr) {
+                    if let [o0, o1] = o {
+                        [*o0, *o1] = hsum_halves(a);
+                    }
+                }
+            }
+            out
+        }
+    };
+}
+
+legacy_tile!(q8_0_tile, BlockQ8_0, q8_0_z);
+legacy_tile!(q5_0_tile, BlockQ5_0, q5_0_z);
+legacy_tile!(q4_0_tile, BlockQ4_0, q4_0_z);
+
+/// Where one product's results go: `out[i * stride + r - first]` for activation row `i` and
+/// weight row `r`.
+struct Out<'a> {
+    out: &'a mut [f32],
+    stride: usize,
+    first: usize,
+}
+
+impl Out<'_> {
+    /// Stores `res[dr][k]` for weight row `r0 + dr` and activation row `i0 + k`, `k < mt`.
+    fn put<const R: usize, const M: usize>(
+        &mut self,
+        res: [[f32; M]; R],
+        r0: usize,
+        i0: usize,
+        mt: usize,
+    ) {
+        for (dr, res) in res.into_iter().enumerate() {
+            for (k, v) in res.into_iter().enumerate().take(mt) {
+                if let Some(o) = self
+                    .out
+                    .get_mut((i0 + k) * self.stride + r0 + dr - self.first)
+                {
+                    *o = v;
+                }
+            }
+        }
+    }
+}
+
+/// The driver of one weight type: packs chunks of tiles with `$pack`, runs `$kernel` over
+/// four weight rows at a time.
+macro_rules! tiles_driver {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $w:ty, $a:ty, $tile:ty, $buf:ident,
+     $kernel:ident, |$acts:ident, $ab:ident, $rows:ident, $tiles:ident| $pack:expr) => {
+        thread_local! {
+            static $buf: RefCell<Vec<$tile>> = const { RefCell::new(Vec::new()) };
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[allow(clippy::too_many_arguments)]
+        fn $inner(
+            w: &[$w],
+            wb: usize,
+            rows: Range<usize>,
+            $acts: &[$a],
+            $ab: usize,
+            m: usize,
+            out: &mut Out<'_>,
+            buf: &mut Vec<$tile>,
+        ) {
+            let nb = wb.min($ab);
+            if nb == 0 {
+                // Empty rows: every product is an empty sum.
+                for r0 in rows.clone() {
+                    for i0 in 0..m {
+                        out.put::<1, 1>([[0.0]], r0, i0, 1);
+                    }
+                }
+                return;
+            }
+            let wrow = |r: usize| w.get(r * wb..(r + 1) * wb).unwrap_or_default();
+            let n_tiles = m.div_ceil(TILE);
+            let per_chunk = (CHUNK_BYTES / (nb * core::mem::size_of::<$tile>())).max(1);
+            let mut c0 = 0;
+            while c0 < n_tiles {
+                let c1 = (c0 + per_chunk).min(n_tiles);
+                buf.clear();
+                buf.resize((c1 - c0) * nb, <$tile>::ZERO);
+                for (t, $tiles) in (c0..c1).zip(buf.chunks_exact_mut(nb)) {
+                    let $rows = TILE * t..(TILE * t + TILE).min(m);
+                    $pack;
+                }
+                let mut r0 = rows.start;
+                while r0 < rows.end {
+                    let rn = (rows.end - r0).min(4);
+                    for (t, tiles) in (c0..c1).zip(buf.chunks_exact(nb)) {
+                        let i0 = TILE * t;
+                        let mt = (m - i0).min(TILE);
+                        macro_rules! go {
+                            ($r:literal, $m:literal) => {
+                                out.put::<$r, $m>(
+                                    $kernel::<$r, $m>(core::array::from_fn(|k| wrow(r0 + k)), tiles),
+                                    r0,
+                                    i0,
+                                    mt,
+                                )
+                            };
+                        }
+                        match (rn, mt.div_ceil(2)) {
+                            (4, 4) => go!(4, 8),
+                            (4, 3) => go!(4, 6),
+                            (4, 2) => go!(4, 4),
+                            (4, _) => go!(4, 2),
+                            (3, 4) => go!(3, 8),
+                            (3, 3) => go!(3, 6),
+                            (3, 2) => go!(3, 4),
+                            (3, _) => go!(3, 2),
+                            (2, 4) => go!(2, 8),
+                            (2, 3) => go!(2, 6),
+                            (2, 2) => go!(2, 4),
+                            (2, _) => go!(2, 2),
+                            (_, 4) => go!(1, 8),
+                            (_, 3) => go!(1, 6),
+                            (_, 2) => go!(1, 4),
+                            (_, _) => go!(1, 2),
+                        }
+                    }
+                    r0 += rn;
+                }
+                c0 = c1;
+            }
+        }
+
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn $name(
+            w: &[$w],
+            wb: usize,
+            rows: Range<usize>,
+            acts: &[$a],
+            ab: usize,
+            m: usize,
+            out: &mut [f32],
+            out_stride: usize,
+        ) {
+            let first = rows.start;
+            let mut out = Out {
+                out,
+                stride: out_stride,
+                first,
+            };
+            $buf.with(|cell| {
+                let mut own = Vec::new();
+                let mut held = cell.try_borrow_mut();
+                let buf = match held.as_deref_mut() {
+                    Ok(buf) => buf,
+                    Err(_) => &mut own,
+                };
+                // SAFETY: the caller checked that the CPU has AVX2, FMA, F16C and AVX-512
+                // F/BW/VL/VNNI (`has_avx512`).
+                unsafe { $inner(w, wb, rows, acts, ab, m, &mut out, buf) }
+            });
+        }
+    };
+}
+
+tiles_driver!(
+    /// Q4_1 · Q8_1 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
+    q4_1_tiles, q4_1_tiles_inner, BlockQ4_1, BlockQ8_1, TileQ8_1, Q8_1_TILES, q4_1_tile,
+    |acts, ab, rows, tiles| pack_q8_1(acts, ab, rows, tiles)
+);
+tiles_driver!(
+    /// Q8_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
+    q8_0_tiles, q8_0_tiles_inner, BlockQ8_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_128, q8_0_tile,
+    |acts, ab, rows, tiles| pack_q8_0(acts, ab, rows, 128, tiles)
+);
+tiles_driver!(
+    /// Q5_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
+    q5_0_tiles, q5_0_tiles_inner, BlockQ5_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_16, q5_0_tile,
+    |acts, ab, rows, tiles| pack_q8_0(acts, ab, rows, 16, tiles)
+);
+tiles_driver!(
+    /// Q4_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
+    q4_0_tiles, q4_0_tiles_inner, BlockQ4_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_8, q4_0_tile,
+    |acts, ab, rows, tiles| pack_q8_0(acts, ab, rows, 8, tiles)
+);
