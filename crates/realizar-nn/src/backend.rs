@@ -9,6 +9,7 @@ use core::fmt;
 use core::ops::Range;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use realizar_quant::{vecops, QuantType};
 
@@ -408,6 +409,8 @@ thread_local! {
     /// Per-thread accumulators of [`attend_head`]'s weighted sum of values (no allocation per
     /// token once warm).
     static V_ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread attention probabilities rounded to f16 (see [`attend_head`]).
+    static P_F16: std::cell::RefCell<Vec<f16>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Per-thread attention scores (see [`with_scores`]).
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -447,27 +450,37 @@ fn attend_head(
     match (k, v) {
         (KvView::F16(k), KvView::F16(v)) => {
             let mut qh = [f16::ZERO; MAX_HEAD_DIM];
-            let qh = &mut qh[..hd.min(MAX_HEAD_DIM)];
-            for (d, &s) in qh.iter_mut().zip(q) {
-                *d = f16::from_f32(s);
-            }
+            let nq = hd.min(MAX_HEAD_DIM).min(q.len());
+            let qh = &mut qh[..nq];
+            qh.convert_from_f32_slice(&q[..nq]);
             let order = order.for_len(hd);
-            for (s, row) in scores.iter_mut().zip(k[lo * hd..].chunks_exact(hd)) {
-                *s = f16_dot(order, qh, row) * scale;
+            fn rows(c: &[f16], lo: usize, n: usize, hd: usize) -> &[f16] {
+                c.get(lo * hd..(n * hd).min(c.len())).unwrap_or_default()
+            }
+            if order == F16Order::Tiny || hd % 64 == 0 {
+                // Whole steps of the order: all keys in one call.
+                vecops::f16_dots_folded(qh, rows(k, lo, n, hd), order == F16Order::VecDot, scores);
+                scores.iter_mut().for_each(|s| *s *= scale);
+            } else {
+                for (s, row) in scores.iter_mut().zip(rows(k, lo, n, hd).chunks_exact(hd)) {
+                    *s = f16_dot(order, qh, row) * scale;
+                }
             }
             softmax_ggml(scores, lo);
             // out[d] = sum_i p[i] v[i][d], summed over positions in the lanes the kernel
             // assigns them (position i is element i of the dot product): lane-major
-            // accumulators, one contiguous row of `hd` per lane.
+            // accumulators, one contiguous row of `hd` per lane; the probabilities rounded to
+            // f16 as ggml's f16 product converts them.
             let lanes = order.lanes();
             V_ACC.with_borrow_mut(|acc| {
                 acc.clear();
                 acc.resize(hd * lanes, 0.0);
-                for (i, (&p, row)) in scores.iter().zip(v[lo * hd..].chunks_exact(hd)).enumerate() {
-                    let p = f16::from_f32(p).to_f32();
-                    let slot = (lo + i) % lanes;
-                    vecops::f16_axpy(p, row, &mut acc[slot * hd..(slot + 1) * hd]);
-                }
+                P_F16.with_borrow_mut(|p| {
+                    p.clear();
+                    p.resize(scores.len(), f16::ZERO);
+                    p.convert_from_f32_slice(scores);
+                    vecops::f16_axpy_lanes(p, rows(v, lo, n, hd), hd, lo, acc);
+                });
                 order.reduce_rows(acc, hd, out);
             });
         }

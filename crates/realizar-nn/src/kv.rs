@@ -1,6 +1,7 @@
 //! The key/value cache of a decoder: one allocation at construction, bounded capacity.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::NnError;
 
@@ -36,9 +37,7 @@ impl KvStore {
         match self {
             KvStore::F16(v) => {
                 if let Some(dst) = v.get_mut(at..at + src.len()) {
-                    for (d, &s) in dst.iter_mut().zip(src) {
-                        *d = f16::from_f32(s);
-                    }
+                    dst.convert_from_f32_slice(src);
                 }
             }
             KvStore::F32(v) => {

@@ -80,6 +80,38 @@ pub fn f16_axpy_scalar(p: f32, v: &[f16], acc: &mut [f32]) {
     }
 }
 
+/// All of a head's key dot products at once: `out[r] = f16_dot_folded(x, row r, vecdot)` for
+/// each of `out.len()` rows of `x.len()` elements in `rows` (fewer if `rows` is shorter).
+pub fn f16_dots_folded(x: &[f16], rows: &[f16], vecdot: bool, out: &mut [f32]) {
+    simd::f16_dots_folded(x, rows, vecdot, out)
+}
+
+/// The scalar twin of [`f16_dots_folded`].
+pub fn f16_dots_folded_scalar(x: &[f16], rows: &[f16], vecdot: bool, out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len().max(1))) {
+        *o = f16_dot_folded_scalar(x, row, vecdot) as f32;
+    }
+}
+
+/// A weighted sum of value rows into accumulator lanes: for `i` in order, row `i` of `v`
+/// (`hd` elements) times `f32(p[i])` into lane `(first + i) % lanes` of `acc` (`lanes` rows of
+/// `hd`, `lanes = acc.len() / hd`), each as [`f16_axpy`].
+pub fn f16_axpy_lanes(p: &[f16], v: &[f16], hd: usize, first: usize, acc: &mut [f32]) {
+    simd::f16_axpy_lanes(p, v, hd, first, acc)
+}
+
+/// The scalar twin of [`f16_axpy_lanes`].
+pub fn f16_axpy_lanes_scalar(p: &[f16], v: &[f16], hd: usize, first: usize, acc: &mut [f32]) {
+    let lanes = acc.len().checked_div(hd).unwrap_or(0);
+    if lanes == 0 {
+        return;
+    }
+    for (i, (&pi, row)) in p.iter().zip(v.chunks_exact(hd)).enumerate() {
+        let s = (first + i) % lanes;
+        f16_axpy_scalar(pi.to_f32(), row, &mut acc[s * hd..(s + 1) * hd]);
+    }
+}
+
 pub(crate) const EXP_R: u32 = 0x4b40_0000; // 0x1.8p23
 pub(crate) const EXP_LOG2E: u32 = 0x3fb8_aa3b; // 0x1.715476p+0
 pub(crate) const EXP_LN2_HI: u32 = 0x3f31_7200; // 0x1.62e4p-1

@@ -334,6 +334,17 @@ mod tests;
 mod vec_avx2;
 
 #[cfg(target_arch = "x86_64")]
+mod attn512;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use attn512::{f16_axpy_lanes, f16_dots_folded};
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use crate::vecops::{
+    f16_axpy_lanes_scalar as f16_axpy_lanes, f16_dots_folded_scalar as f16_dots_folded,
+};
+
+#[cfg(target_arch = "x86_64")]
 pub(crate) use vec_avx2::{
     exp_sub_ggml, f16_axpy, f16_dot_folded, f16_fma_lanes, f16_table_clamped, silu_ggml,
 };

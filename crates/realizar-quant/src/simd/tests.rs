@@ -351,3 +351,51 @@ fn q4_1_min_terms_are_combined_per_block() {
         assert_eq!(fast.to_bits(), slow.to_bits(), "n={n}: {fast} vs {slow}");
     }
 }
+
+/// The batched attention kernels against their scalar twins, bit for bit: every row length
+/// with a wide kernel (and one without), whole and partial groups of sixteen keys, both
+/// summation orders; value rows into 64 and 16 lanes from several first positions, onto
+/// accumulators that already hold sums.
+#[test]
+fn batched_f16_attention_kernels_match_scalar_twins() {
+    use crate::vecops;
+    let mut rng = Rng(0xa77e);
+    let halfs = |n: usize, scale: f32, rng: &mut Rng| -> Vec<f16> {
+        (0..n).map(|_| f16::from_f32(rng.unit() * scale)).collect()
+    };
+    for hd in [64usize, 128, 256, 80] {
+        for n in [1usize, 15, 16, 17, 40] {
+            let x = halfs(hd, 2.0, &mut rng);
+            let rows = halfs(hd * n, 2.0, &mut rng);
+            for vecdot in [true, false] {
+                let (mut fast, mut slow) = (vec![0f32; n], vec![0f32; n]);
+                vecops::f16_dots_folded(&x, &rows, vecdot, &mut fast);
+                vecops::f16_dots_folded_scalar(&x, &rows, vecdot, &mut slow);
+                for (r, (f, s)) in fast.iter().zip(&slow).enumerate() {
+                    assert_eq!(
+                        f.to_bits(),
+                        s.to_bits(),
+                        "dots hd={hd} n={n} {vecdot} row {r}"
+                    );
+                }
+            }
+        }
+        for lanes in [64usize, 16] {
+            for (n, first) in [(1usize, 0usize), (30, 5), (150, 70), (200, 0)] {
+                let p = halfs(n, 1.0, &mut rng);
+                let v = halfs(n * hd, 3.0, &mut rng);
+                let start: Vec<f32> = (0..lanes * hd).map(|_| rng.unit()).collect();
+                let (mut fast, mut slow) = (start.clone(), start);
+                vecops::f16_axpy_lanes(&p, &v, hd, first, &mut fast);
+                vecops::f16_axpy_lanes_scalar(&p, &v, hd, first, &mut slow);
+                for (k, (f, s)) in fast.iter().zip(&slow).enumerate() {
+                    assert_eq!(
+                        f.to_bits(),
+                        s.to_bits(),
+                        "axpy hd={hd} lanes={lanes} n={n} {k}"
+                    );
+                }
+            }
+        }
+    }
+}

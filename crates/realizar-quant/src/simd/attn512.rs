@@ -1,0 +1,188 @@
+//! AVX-512 twins of the batched f16 attention kernels in `vecops.rs`: all of a head's key dot
+//! products in one call (sixteen keys' final reductions done side by side), and all of its
+//! value rows weighted into the accumulator lanes in one call (each lane's sums kept in
+//! registers). Every lane sees the operations of the one-at-a-time kernels in the same order.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use half::f16;
+
+use super::has_avx512;
+
+/// Sixteen f16 values widened to f32.
+#[inline(always)]
+fn load16h(v: &[f16]) -> __m512 {
+    debug_assert!(v.len() >= 16);
+    // SAFETY: callers pass at least 16 elements (32 readable bytes) and run with AVX-512F
+    // enabled; `loadu` needs no alignment.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().cast())) }
+}
+
+/// One key row's accumulator lanes after the order's fold: `VECDOT`, four accumulators over
+/// steps of 64 elements folded `(a0 + a2) + (a1 + a3)`; else one accumulator.
+#[inline(always)]
+fn fold_row<const C: usize, const VECDOT: bool>(x: &[__m512; C], row: &[f16]) -> __m512 {
+    // SAFETY (the blocks below): AVX-512F is enabled in every caller.
+    if VECDOT {
+        let mut a = [unsafe { _mm512_setzero_ps() }; 4];
+        for (c, xc) in x.iter().enumerate() {
+            a[c % 4] = unsafe { _mm512_fmadd_ps(*xc, load16h(&row[16 * c..]), a[c % 4]) };
+        }
+        unsafe { _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3])) }
+    } else {
+        let mut a = unsafe { _mm512_setzero_ps() };
+        for (c, xc) in x.iter().enumerate() {
+            a = unsafe { _mm512_fmadd_ps(*xc, load16h(&row[16 * c..]), a) };
+        }
+        a
+    }
+}
+
+/// `reduce_add16` of one vector: `h[i] = v[8 + i] + v[i]`, `q[j] = h[4 + j] + h[j]`,
+/// `(q0 + q2) + (q1 + q3)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn reduce_one(v: __m512) -> f32 {
+    let h = _mm256_add_ps(
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+        _mm512_castps512_ps256(v),
+    );
+    let q = _mm_add_ps(_mm256_extractf128_ps::<1>(h), _mm256_castps256_ps128(h));
+    let t = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+}
+
+/// [`reduce_one`] of sixteen vectors at once: lane `p` of the result is `reduce_one(v[p])`,
+/// with the same additions on the same pairs.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn reduce_16(v: &[__m512; 16]) -> __m512 {
+    // h of rows 2k and 2k + 1: [h_2k | h_2k+1].
+    let t: [__m512; 8] = core::array::from_fn(|k| {
+        let (a, b) = (v[2 * k], v[2 * k + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+        )
+    });
+    // q of rows 4k..4k + 4, one per 128-bit lane.
+    let u: [__m512; 4] = core::array::from_fn(|k| {
+        let (a, b) = (t[2 * k], t[2 * k + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+        )
+    });
+    // Per 128-bit lane L: rows L, 4 + L, 8 + L, 12 + L; (q0 + q2) + (q1 + q3) of each.
+    let x = _mm512_add_ps(
+        _mm512_unpacklo_ps(u[0], u[1]),
+        _mm512_unpackhi_ps(u[0], u[1]),
+    );
+    let y = _mm512_add_ps(
+        _mm512_unpacklo_ps(u[2], u[3]),
+        _mm512_unpackhi_ps(u[2], u[3]),
+    );
+    let (xd, yd) = (_mm512_castps_pd(x), _mm512_castps_pd(y));
+    let r = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(xd, yd)),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(xd, yd)),
+    );
+    // Row p sits in lane 4 (p % 4) + p / 4.
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_ps(idx, r)
+}
+
+/// [`crate::vecops::f16_dots_folded`] for rows of `16 C` elements.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn dots<const C: usize, const VECDOT: bool>(x: &[f16], rows: &[f16], out: &mut [f32]) {
+    let hd = 16 * C;
+    let x: [__m512; C] = core::array::from_fn(|c| load16h(&x[16 * c..]));
+    let n = out.len().min(rows.len() / hd);
+    let (rows, out) = (&rows[..n * hd], &mut out[..n]);
+    let mut groups = out.chunks_exact_mut(16);
+    let mut at = 0;
+    for o in &mut groups {
+        let v: [__m512; 16] =
+            core::array::from_fn(|p| fold_row::<C, VECDOT>(&x, &rows[(at + p) * hd..]));
+        // SAFETY: `o` is 16 writable floats; `storeu` needs no alignment.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), reduce_16(&v)) };
+        at += 16;
+    }
+    for o in groups.into_remainder() {
+        *o = reduce_one(fold_row::<C, VECDOT>(&x, &rows[at * hd..]));
+        at += 1;
+    }
+}
+
+/// [`crate::vecops::f16_dots_folded`]: the AVX-512 kernel for 64-, 128- and 256-element rows that
+/// are whole steps of the order, else the one-row kernel per row.
+pub(crate) fn f16_dots_folded(x: &[f16], rows: &[f16], vecdot: bool, out: &mut [f32]) {
+    if has_avx512() && rows.len() >= out.len() * x.len() {
+        // SAFETY (each arm): AVX2, FMA, F16C and AVX-512 F/BW/VL are present (checked).
+        match (x.len(), vecdot) {
+            (64, true) => return unsafe { dots::<4, true>(x, rows, out) },
+            (128, true) => return unsafe { dots::<8, true>(x, rows, out) },
+            (256, true) => return unsafe { dots::<16, true>(x, rows, out) },
+            (64, false) => return unsafe { dots::<4, false>(x, rows, out) },
+            (128, false) => return unsafe { dots::<8, false>(x, rows, out) },
+            (256, false) => return unsafe { dots::<16, false>(x, rows, out) },
+            _ => {}
+        }
+    }
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len().max(1))) {
+        *o = super::f16_dot_folded(x, row, vecdot) as f32;
+    }
+}
+
+/// [`crate::vecops::f16_axpy_lanes`] for rows of `16 C` elements: lane by lane, its sums in
+/// registers over the rows that fall to it.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn axpy_lanes<const C: usize>(p: &[f16], v: &[f16], first: usize, acc: &mut [f32]) {
+    let hd = 16 * C;
+    let lanes = acc.len() / hd;
+    let n = p.len().min(v.len() / hd);
+    for (s, a) in acc.chunks_exact_mut(hd).enumerate() {
+        let i0 = (s + lanes - first % lanes) % lanes;
+        if i0 >= n {
+            continue;
+        }
+        // SAFETY (loads and stores): `a` is `16 C` floats; `loadu`/`storeu` need no alignment.
+        let mut r: [__m512; C] =
+            core::array::from_fn(|c| unsafe { _mm512_loadu_ps(a.as_ptr().add(16 * c)) });
+        for i in (i0..n).step_by(lanes) {
+            let pv = _mm512_cvtph_ps(_mm256_set1_epi16(p[i].to_bits() as i16));
+            let row = &v[i * hd..(i + 1) * hd];
+            for (c, rc) in r.iter_mut().enumerate() {
+                *rc = _mm512_fmadd_ps(pv, load16h(&row[16 * c..]), *rc);
+            }
+        }
+        for (c, rc) in r.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(a.as_mut_ptr().add(16 * c), *rc) };
+        }
+    }
+}
+
+/// [`crate::vecops::f16_axpy_lanes`]: the AVX-512 kernel for 64-, 128- and 256-element rows, else
+/// the one-row kernel per row.
+pub(crate) fn f16_axpy_lanes(p: &[f16], v: &[f16], hd: usize, first: usize, acc: &mut [f32]) {
+    if hd == 0 || acc.len() < hd {
+        return;
+    }
+    let acc_len = acc.len() - acc.len() % hd;
+    let acc = &mut acc[..acc_len];
+    if has_avx512() {
+        // SAFETY (each arm): AVX2, FMA, F16C and AVX-512 F/BW/VL are present (checked).
+        match hd {
+            64 => return unsafe { axpy_lanes::<4>(p, v, first, acc) },
+            128 => return unsafe { axpy_lanes::<8>(p, v, first, acc) },
+            256 => return unsafe { axpy_lanes::<16>(p, v, first, acc) },
+            _ => {}
+        }
+    }
+    let lanes = acc_len / hd;
+    for (i, (&pi, row)) in p.iter().zip(v.chunks_exact(hd)).enumerate() {
+        let s = (first + i) % lanes;
+        super::f16_axpy(pi.to_f32(), row, &mut acc[s * hd..(s + 1) * hd]);
+    }
+}
