@@ -142,6 +142,29 @@ pub trait Backend: Send + Sync + fmt::Debug {
         self.linear(w, w_bytes, x, m, out, act)
     }
 
+    /// Several products of the same input: `outs[j] = ws[j] · x` for `m` rows, each exactly as
+    /// [`Backend::linear`] (or, with `prompt`, [`Backend::linear_prompt`]) computes it. The
+    /// matrices must share their width and dot-product type. A backend may run them together
+    /// (the input quantized once, one hand-out of work); the default runs them one by one.
+    fn linear_group(
+        &self,
+        ws: &[(&QTensor, &[u8])],
+        x: &[f32],
+        m: usize,
+        outs: &mut [&mut [f32]],
+        act: &mut ActScratch,
+        prompt: bool,
+    ) -> Result<(), NnError> {
+        for (&(w, bytes), out) in ws.iter().zip(outs.iter_mut()) {
+            if prompt {
+                self.linear_prompt(w, bytes, x, m, out, act)?;
+            } else {
+                self.linear(w, bytes, x, m, out, act)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Causal attention of `m` queries at positions `pos.start..pos.end` (`q` is
     /// `m * n_head * head_dim`) over the keys and values of `layer` in `cache` (which already
     /// holds positions up to `pos.end`); writes `m * n_head * head_dim` into `out`. Any
@@ -156,6 +179,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
         out: &mut [f32],
     ) -> Result<(), NnError>;
 }
+
+/// Product elements from which [`CpuBackend::linear`] scatters its threads' results into the
+/// output on all threads.
+const SCATTER_PAR_MIN: usize = 64 * 1024;
 
 /// The CPU backend: quantized kernels of `realizar-quant` on a persistent rayon pool.
 pub struct CpuBackend {
@@ -197,25 +224,60 @@ impl CpuBackend {
         act: &mut ActScratch,
         prompt: bool,
     ) -> Result<(), NnError> {
-        let (n, rows) = (w.cols, w.rows);
-        if m == 0 || x.len() < m * n || out.len() < m * rows {
+        self.linear_group_rows(&[(w, w_bytes)], x, m, &mut [out], act, prompt)
+    }
+
+    /// [`Backend::linear_group`] on the pool: the input quantized once, every matrix's row
+    /// chunks in one hand-out.
+    fn linear_group_rows(
+        &self,
+        ws: &[(&QTensor, &[u8])],
+        x: &[f32],
+        m: usize,
+        outs: &mut [&mut [f32]],
+        act: &mut ActScratch,
+        prompt: bool,
+    ) -> Result<(), NnError> {
+        let Some(&(w0, _)) = ws.first() else {
+            return Ok(());
+        };
+        let (n, vdt) = (w0.cols, w0.ty.vec_dot_type());
+        for (&(w, _), out) in ws.iter().zip(outs.iter()) {
+            let rows = w.rows;
+            if m == 0
+                || w.cols != n
+                || w.ty.vec_dot_type() != vdt
+                || x.len() < m * n
+                || out.len() < m * rows
+            {
+                return Err(NnError::InvalidArgument {
+                    reason: format!(
+                        "linear `{}`: {m} rows of input {} / output {} do not fit {rows}×{}",
+                        w.name,
+                        x.len(),
+                        out.len(),
+                        w.cols
+                    ),
+                });
+            }
+        }
+        if outs.len() < ws.len() {
             return Err(NnError::InvalidArgument {
                 reason: format!(
-                    "linear `{}`: {m} rows of input {} / output {} do not fit {rows}×{n}",
-                    w.name,
-                    x.len(),
-                    out.len()
+                    "linear group: {} outputs for {} matrices",
+                    outs.len(),
+                    ws.len()
                 ),
             });
         }
-        let vdt = w.ty.vec_dot_type();
         let arb = vdt.row_bytes(n).ok_or_else(|| NnError::TensorShape {
-            name: w.name.clone(),
-            expected: vec![n.next_multiple_of(vdt.block_size()) as u64, rows as u64],
-            found: vec![n as u64, rows as u64],
+            name: w0.name.clone(),
+            expected: vec![n.next_multiple_of(vdt.block_size()) as u64, w0.rows as u64],
+            found: vec![n as u64, w0.rows as u64],
         })?;
-        let (act, tmp) = act.split(arb * m, if m > 1 { m * rows } else { 0 });
-        let what = w.name.as_str();
+        let total_rows: usize = ws.iter().map(|(w, _)| w.rows).sum();
+        let (act, tmp) = act.split(arb * m, if m > 1 { m * total_rows } else { 0 });
+        let what = w0.name.as_str();
         let quantize = |(at, xt): (&mut [u8], &[f32])| {
             realizar_quant::quantize_row(vdt, xt, at).map_err(quant_err(what))
         };
@@ -231,50 +293,72 @@ impl CpuBackend {
             })?;
         }
         let act = &*act;
-        let out = &mut out[..m * rows];
-        let ty = w.ty;
-        // Split the output rows over the threads: each thread reads its part of the weights
-        // once, for all the tokens (the kernels take several activation rows per pass over a
-        // weight row). Every (row, token) pair is computed the same way however the rows are
-        // split, so results do not depend on the thread count.
-        let chunk = rows.div_ceil(self.threads * 4).max(16).next_multiple_of(8);
-        self.pool.install(|| {
-            if m == 1 {
-                return out
-                    .par_chunks_mut(chunk)
-                    .enumerate()
-                    .try_for_each(|(ci, o)| {
-                        let r0 = ci * chunk;
-                        realizar_quant::matvec(ty, n, w_bytes, r0..r0 + o.len(), act, o)
-                            .map_err(quant_err(what))
-                    });
+        // Split each matrix's output rows into chunks and hand all chunks out at once: each
+        // thread reads its part of the weights once, for all the tokens (the kernels take
+        // several activation rows per pass over a weight row). Every (row, token) pair is
+        // computed the same way however the rows are split, so results do not depend on the
+        // thread count. With several tokens, chunk `(j, r0..r0 + k)` is written token-major
+        // into its own part of `tmp` (`i * k + r`), then scattered into `outs[j]`.
+        let chunk_of = |rows: usize| rows.div_ceil(self.threads * 4).max(16).next_multiple_of(8);
+        let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
+        if m == 1 {
+            for (j, (&(w, _), out)) in ws.iter().zip(outs.iter_mut()).enumerate() {
+                let ch = chunk_of(w.rows);
+                for (ci, o) in out[..w.rows].chunks_mut(ch).enumerate() {
+                    tasks.push((j, ci * ch, o));
+                }
             }
-            // Chunk `ci` (weight rows r0..r0 + k) is written token-major into its own part of
-            // `tmp` (`tmp[r0 * m + i * k + j]`), then scattered into `out`.
-            tmp.par_chunks_mut(chunk * m)
-                .enumerate()
-                .try_for_each(|(ci, t)| {
-                    let r0 = ci * chunk;
-                    let k = t.len() / m;
-                    let rr = r0..r0 + k;
-                    if prompt {
-                        realizar_quant::matmul_prompt(ty, n, w_bytes, rr, act, m, m, t, k)
-                    } else {
-                        realizar_quant::matmul(ty, n, w_bytes, rr, act, m, t, k)
-                    }
-                    .map_err(quant_err(what))
-                })?;
-            let tmp = &*tmp;
-            out.par_chunks_exact_mut(rows)
-                .enumerate()
-                .for_each(|(i, orow)| {
-                    for (ci, t) in tmp.chunks(chunk * m).enumerate() {
-                        let (r0, k) = (ci * chunk, t.len() / m);
-                        orow[r0..r0 + k].copy_from_slice(&t[i * k..(i + 1) * k]);
-                    }
-                });
-            Ok(())
-        })
+        } else {
+            let mut rest = &mut tmp[..];
+            for (j, &(w, _)) in ws.iter().enumerate() {
+                let (mine, after) = rest.split_at_mut(m * w.rows);
+                rest = after;
+                let ch = chunk_of(w.rows);
+                for (ci, t) in mine.chunks_mut(ch * m).enumerate() {
+                    tasks.push((j, ci * ch, t));
+                }
+            }
+        }
+        self.pool.install(|| {
+            tasks.par_iter_mut().try_for_each(|(j, r0, t)| {
+                let (w, bytes) = ws[*j];
+                let (ty, what) = (w.ty, w.name.as_str());
+                let k = t.len() / m;
+                let rr = *r0..*r0 + k;
+                if m == 1 {
+                    realizar_quant::matvec(ty, n, bytes, rr, act, t)
+                } else if prompt {
+                    realizar_quant::matmul_prompt(ty, n, bytes, rr, act, m, m, t, k)
+                } else {
+                    realizar_quant::matmul(ty, n, bytes, rr, act, m, t, k)
+                }
+                .map_err(quant_err(what))
+            })
+        })?;
+        if m == 1 {
+            return Ok(());
+        }
+        let mut at = 0;
+        for (&(w, _), out) in ws.iter().zip(outs.iter_mut()) {
+            let rows = w.rows;
+            let (ch, mine) = (chunk_of(rows), &tmp[at..at + m * rows]);
+            at += m * rows;
+            let scatter = |(i, orow): (usize, &mut [f32])| {
+                for (ci, t) in mine.chunks(ch * m).enumerate() {
+                    let (r0, k) = (ci * ch, t.len() / m);
+                    orow[r0..r0 + k].copy_from_slice(&t[i * k..(i + 1) * k]);
+                }
+            };
+            let out = &mut out[..m * rows];
+            // A small scatter (a decode step's few rows) costs less than a hand-out.
+            if m * rows < SCATTER_PAR_MIN {
+                out.chunks_exact_mut(rows).enumerate().for_each(scatter);
+            } else {
+                self.pool
+                    .install(|| out.par_chunks_exact_mut(rows).enumerate().for_each(scatter));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -320,6 +404,18 @@ impl Backend for CpuBackend {
         act: &mut ActScratch,
     ) -> Result<(), NnError> {
         self.linear_rows(w, w_bytes, x, m, out, act, true)
+    }
+
+    fn linear_group(
+        &self,
+        ws: &[(&QTensor, &[u8])],
+        x: &[f32],
+        m: usize,
+        outs: &mut [&mut [f32]],
+        act: &mut ActScratch,
+        prompt: bool,
+    ) -> Result<(), NnError> {
+        self.linear_group_rows(ws, x, m, outs, act, prompt)
     }
 
     fn attention(
@@ -406,11 +502,6 @@ impl Backend for CpuBackend {
 }
 
 thread_local! {
-    /// Per-thread accumulators of [`attend_head`]'s weighted sum of values (no allocation per
-    /// token once warm).
-    static V_ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Per-thread attention probabilities rounded to f16 (see [`attend_head`]).
-    static P_F16: std::cell::RefCell<Vec<f16>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Per-thread attention scores (see [`with_scores`]).
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -424,6 +515,16 @@ fn with_scores<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         }
         f(&mut sc[..n])
     })
+}
+
+/// `x` rounded to f16 values, in place.
+fn round_to_f16(x: &mut [f32]) {
+    let mut buf = [f16::ZERO; 256];
+    for c in x.chunks_mut(256) {
+        let b = &mut buf[..c.len()];
+        b.convert_from_f32_slice(c);
+        b.convert_to_f32_slice(c);
+    }
 }
 
 /// One head of one query: scores over keys `lo..n`, softmax, weighted sum of values.
@@ -467,22 +568,11 @@ fn attend_head(
                 }
             }
             softmax_ggml(scores, lo);
-            // out[d] = sum_i p[i] v[i][d], summed over positions in the lanes the kernel
-            // assigns them (position i is element i of the dot product): lane-major
-            // accumulators, one contiguous row of `hd` per lane; the probabilities rounded to
-            // f16 as ggml's f16 product converts them.
-            let lanes = order.lanes();
-            V_ACC.with_borrow_mut(|acc| {
-                acc.clear();
-                acc.resize(hd * lanes, 0.0);
-                P_F16.with_borrow_mut(|p| {
-                    p.clear();
-                    p.resize(scores.len(), f16::ZERO);
-                    p.convert_from_f32_slice(scores);
-                    vecops::f16_axpy_lanes(p, rows(v, lo, n, hd), hd, lo, acc);
-                });
-                order.reduce_rows(acc, hd, out);
-            });
+            // out[d] = sum_i p[i] v[i][d] in the order of ggml's f16 product of the transposed
+            // values with the probabilities, which it rounds to f16 first.
+            round_to_f16(scores);
+            let vecdot = order == F16Order::VecDot;
+            vecops::f16_weighted_sum(scores, rows(v, lo, n, hd), hd, lo, vecdot, out);
         }
         (k, v) => attend_head_plain(q, k, v, lo, hd, scale, scores, out),
     }
@@ -509,63 +599,6 @@ impl F16Order {
         } else {
             self
         }
-    }
-
-    /// Accumulator lanes: element `i` goes to lane `i % lanes`.
-    fn lanes(self) -> usize {
-        match self {
-            F16Order::VecDot => 64,
-            F16Order::Tiny => 16,
-        }
-    }
-
-    /// Folds the accumulator lanes into the dot product, in f64 as the kernels return it (the
-    /// fold `vecops::f16_dot_folded` applies; here for the test of [`F16Order::reduce_rows`]).
-    #[cfg(test)]
-    fn reduce(self, a: &[f32]) -> f64 {
-        use crate::layers::reduce_add16;
-        let mut v = [0f32; 16];
-        match self {
-            F16Order::VecDot => {
-                for (l, o) in v.iter_mut().enumerate() {
-                    *o = (a[l] + a[32 + l]) + (a[16 + l] + a[48 + l]);
-                }
-            }
-            F16Order::Tiny => v.copy_from_slice(&a[..16]),
-        }
-        f64::from(reduce_add16(&v))
-    }
-}
-
-impl F16Order {
-    /// [`F16Order::reduce`] of every column of `acc` (`lanes` rows of `hd`, lane-major) into
-    /// `out`: the same additions, done row against row (`acc` is clobbered).
-    fn reduce_rows(self, acc: &mut [f32], hd: usize, out: &mut [f32]) {
-        fn add_rows(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
-            let (a, b) = acc.split_at_mut(src * hd);
-            for (x, y) in a[dst * hd..(dst + 1) * hd].iter_mut().zip(&b[..hd]) {
-                *x += *y;
-            }
-        }
-        if self == F16Order::VecDot {
-            // v[l] = (a[l] + a[32 + l]) + (a[16 + l] + a[48 + l]) for l < 16.
-            for l in 0..16 {
-                add_rows(acc, hd, l, 32 + l);
-                add_rows(acc, hd, 16 + l, 48 + l);
-                add_rows(acc, hd, l, 16 + l);
-            }
-        }
-        // reduce_add16: h[i] = v[8 + i] + v[i]; q[j] = h[4 + j] + h[j]; (q0 + q2) + (q1 + q3).
-        for i in 0..8 {
-            add_rows(acc, hd, i, 8 + i);
-        }
-        for j in 0..4 {
-            add_rows(acc, hd, j, 4 + j);
-        }
-        add_rows(acc, hd, 0, 2);
-        add_rows(acc, hd, 1, 3);
-        add_rows(acc, hd, 0, 1);
-        out[..hd].copy_from_slice(&acc[..hd]);
     }
 }
 
@@ -652,33 +685,5 @@ mod tests {
         assert_eq!(F16Order::Tiny.for_len(72), F16Order::VecDot);
         let x = vec![f16::ONE; 72];
         assert_eq!(f16_dot(F16Order::VecDot, &x, &x), 72.0);
-    }
-
-    /// `reduce_rows` folds lane rows with exactly the additions `reduce` makes per column, on
-    /// values whose sums depend on the order.
-    #[test]
-    fn row_fold_is_the_lane_fold_of_every_column() {
-        let hd = 5;
-        let mut seed = 7u32;
-        for order in [F16Order::VecDot, F16Order::Tiny] {
-            let lanes = order.lanes();
-            let acc: Vec<f32> = (0..lanes * hd)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2f32.powi((seed % 24) as i32)
-                })
-                .collect();
-            let mut rows = acc.clone();
-            let mut out = vec![0f32; hd];
-            order.reduce_rows(&mut rows, hd, &mut out);
-            for (d, o) in out.iter().enumerate() {
-                let column: Vec<f32> = (0..lanes).map(|l| acc[l * hd + d]).collect();
-                assert_eq!(
-                    o.to_bits(),
-                    (order.reduce(&column) as f32).to_bits(),
-                    "{order:?} {d}"
-                );
-            }
-        }
     }
 }

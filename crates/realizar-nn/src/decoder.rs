@@ -651,6 +651,36 @@ impl Decoder {
         }
     }
 
+    /// [`Decoder::product`] of several matrices with the same input (Q, K and V; gate and
+    /// up): together through [`Backend::linear_group`] when they share their width and
+    /// dot-product type, else one by one.
+    fn product_group(
+        &self,
+        ws: &[&QTensor],
+        x: &[f32],
+        m: usize,
+        outs: &mut [&mut [f32]],
+        act: &mut ActScratch,
+        prompt: bool,
+    ) -> Result<(), NnError> {
+        let store = (*self.bytes).as_ref();
+        let same = ws
+            .windows(2)
+            .all(|p| p[0].cols == p[1].cols && p[0].ty.vec_dot_type() == p[1].ty.vec_dot_type());
+        if !same {
+            for (w, out) in ws.iter().zip(outs.iter_mut()) {
+                self.product(w, x, m, out, act, prompt)?;
+            }
+            return Ok(());
+        }
+        let with_bytes = ws
+            .iter()
+            .map(|w| Ok((*w, w.bytes(store)?)))
+            .collect::<Result<Vec<_>, NnError>>()?;
+        self.backend
+            .linear_group(&with_bytes, x, m, outs, act, prompt)
+    }
+
     /// The layers of one pass (inputs checked by the caller): token embeddings, every block
     /// (each segment's keys and values appended to its cache, attention per segment), the
     /// caches advanced. The last layer's FFN runs on rows `ffn_from..` only. `prompt` picks
@@ -703,9 +733,14 @@ impl Decoder {
                 rms_norm(xt, &lw.attn_norm, c.norm_eps, nt)
             });
             let xn = &s.xn[..m * d];
-            linear(&lw.wq, xn, m, &mut s.q[..m * qw], &mut s.act)?;
-            linear(&lw.wk, xn, m, &mut s.k[..m * kw], &mut s.act)?;
-            linear(&lw.wv, xn, m, &mut s.v[..m * kw], &mut s.act)?;
+            self.product_group(
+                &[&lw.wq, &lw.wk, &lw.wv],
+                xn,
+                m,
+                &mut [&mut s.q[..m * qw], &mut s.k[..m * kw], &mut s.v[..m * kw]],
+                &mut s.act,
+                prompt,
+            )?;
             let shape = AttentionShape {
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,
@@ -841,8 +876,14 @@ impl Decoder {
             });
             let xn = &s.xn[..m * d];
             let f = c.n_ff;
-            linear(&lw.gate, xn, m, &mut s.gate[..m * f], &mut s.act)?;
-            linear(&lw.up, xn, m, &mut s.up[..m * f], &mut s.act)?;
+            self.product_group(
+                &[&lw.gate, &lw.up],
+                xn,
+                m,
+                &mut [&mut s.gate[..m * f], &mut s.up[..m * f]],
+                &mut s.act,
+                prompt,
+            )?;
             let act = c.activation;
             each_row(&s.up[..m * f], &mut s.gate[..m * f], f, f, |ut, gt| {
                 act.glu(gt, ut)

@@ -93,22 +93,65 @@ pub fn f16_dots_folded_scalar(x: &[f16], rows: &[f16], vecdot: bool, out: &mut [
     }
 }
 
-/// A weighted sum of value rows into accumulator lanes: for `i` in order, row `i` of `v`
-/// (`hd` elements) times `f32(p[i])` into lane `(first + i) % lanes` of `acc` (`lanes` rows of
-/// `hd`, `lanes = acc.len() / hd`), each as [`f16_axpy`].
-pub fn f16_axpy_lanes(p: &[f16], v: &[f16], hd: usize, first: usize, acc: &mut [f32]) {
-    simd::f16_axpy_lanes(p, v, hd, first, acc)
+/// The weighted sum of an attention head's value rows as ggml's f16 product of the
+/// transposed values with the probabilities sums it: for each column `d < hd`, the dot
+/// product over positions of `p` and column `d` of `v` (row `i` is position `first + i`;
+/// `p` holds f32 values the caller has already rounded as it wants), position `P` in lane
+/// `P % 64` with `vecdot` (else `P % 16`), each lane FMA'd in position order from zero, folded
+/// and reduced as [`f16_dot_folded`] does. Positions before `first` are absent (no term).
+pub fn f16_weighted_sum(
+    p: &[f32],
+    v: &[f16],
+    hd: usize,
+    first: usize,
+    vecdot: bool,
+    out: &mut [f32],
+) {
+    simd::f16_weighted_sum(p, v, hd, first, vecdot, out)
 }
 
-/// The scalar twin of [`f16_axpy_lanes`].
-pub fn f16_axpy_lanes_scalar(p: &[f16], v: &[f16], hd: usize, first: usize, acc: &mut [f32]) {
-    let lanes = acc.len().checked_div(hd).unwrap_or(0);
-    if lanes == 0 {
+/// The scalar twin of [`f16_weighted_sum`].
+pub fn f16_weighted_sum_scalar(
+    p: &[f32],
+    v: &[f16],
+    hd: usize,
+    first: usize,
+    vecdot: bool,
+    out: &mut [f32],
+) {
+    weighted_sum_with(f16_axpy_scalar, p, v, hd, first, vecdot, out)
+}
+
+/// [`f16_weighted_sum`] with the lanes accumulated by `axpy` (a twin of [`f16_axpy`]).
+pub(crate) fn weighted_sum_with(
+    axpy: fn(f32, &[f16], &mut [f32]),
+    p: &[f32],
+    v: &[f16],
+    hd: usize,
+    first: usize,
+    vecdot: bool,
+    out: &mut [f32],
+) {
+    if hd == 0 {
         return;
     }
+    let lanes = if vecdot { 64 } else { 16 };
+    let mut acc = vec![0f32; lanes * hd];
     for (i, (&pi, row)) in p.iter().zip(v.chunks_exact(hd)).enumerate() {
         let s = (first + i) % lanes;
-        f16_axpy_scalar(pi.to_f32(), row, &mut acc[s * hd..(s + 1) * hd]);
+        axpy(pi, row, &mut acc[s * hd..(s + 1) * hd]);
+    }
+    for (d, o) in out.iter_mut().enumerate().take(hd) {
+        let a = |l: usize| acc[l * hd + d];
+        let mut v = [0f32; 16];
+        for (l, vl) in v.iter_mut().enumerate() {
+            *vl = if vecdot {
+                (a(l) + a(32 + l)) + (a(16 + l) + a(48 + l))
+            } else {
+                a(l)
+            };
+        }
+        *o = reduce_add16(&v);
     }
 }
 

@@ -135,54 +135,98 @@ pub(crate) fn f16_dots_folded(x: &[f16], rows: &[f16], vecdot: bool, out: &mut [
     }
 }
 
-/// [`crate::vecops::f16_axpy_lanes`] for rows of `16 C` elements: lane by lane, its sums in
-/// registers over the rows that fall to it.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-fn axpy_lanes<const C: usize>(p: &[f16], v: &[f16], first: usize, acc: &mut [f32]) {
+/// The sums of value-row chunk `c` over the positions of lanes `16 g..16 g + 16` (of `lanes`):
+/// register `l` holds lane `16 g + l`, its positions `P ≡ 16 g + l (mod lanes)` FMA'd in order.
+#[inline(always)]
+fn lane_group<const C: usize>(
+    p: &[f32],
+    v: &[f16],
+    first: usize,
+    c: usize,
+    lanes: usize,
+    g: usize,
+) -> [__m512; 16] {
     let hd = 16 * C;
-    let lanes = acc.len() / hd;
     let n = p.len().min(v.len() / hd);
-    for (s, a) in acc.chunks_exact_mut(hd).enumerate() {
-        let i0 = (s + lanes - first % lanes) % lanes;
-        if i0 >= n {
-            continue;
-        }
-        // SAFETY (loads and stores): `a` is `16 C` floats; `loadu`/`storeu` need no alignment.
-        let mut r: [__m512; C] =
-            core::array::from_fn(|c| unsafe { _mm512_loadu_ps(a.as_ptr().add(16 * c)) });
-        for i in (i0..n).step_by(lanes) {
-            let pv = _mm512_cvtph_ps(_mm256_set1_epi16(p[i].to_bits() as i16));
-            let row = &v[i * hd..(i + 1) * hd];
-            for (c, rc) in r.iter_mut().enumerate() {
-                *rc = _mm512_fmadd_ps(pv, load16h(&row[16 * c..]), *rc);
+    let end = first + n;
+    // SAFETY (the blocks below): AVX-512F is enabled in every caller.
+    let mut a = [unsafe { _mm512_setzero_ps() }; 16];
+    let mut base = (first / lanes) * lanes + 16 * g;
+    let fma = |acc: __m512, i: usize| unsafe {
+        _mm512_fmadd_ps(_mm512_set1_ps(p[i]), load16h(&v[i * hd + 16 * c..]), acc)
+    };
+    while base < end {
+        if base >= first && base + 16 <= end {
+            for (l, al) in a.iter_mut().enumerate() {
+                *al = fma(*al, base + l - first);
+            }
+        } else {
+            for (l, al) in a.iter_mut().enumerate() {
+                if (first..end).contains(&(base + l)) {
+                    *al = fma(*al, base + l - first);
+                }
             }
         }
-        for (c, rc) in r.iter().enumerate() {
-            unsafe { _mm512_storeu_ps(a.as_mut_ptr().add(16 * c), *rc) };
-        }
+        base += lanes;
+    }
+    a
+}
+
+/// [`crate::vecops::f16_weighted_sum`] for rows of `16 C` elements: per chunk of sixteen
+/// columns, the lanes' sums in registers, folded and reduced column-wise.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn weighted_sum<const C: usize, const VECDOT: bool>(
+    p: &[f32],
+    v: &[f16],
+    first: usize,
+    out: &mut [f32],
+) {
+    for (c, o) in out.chunks_exact_mut(16).enumerate().take(C) {
+        let vl: [__m512; 16] = if VECDOT {
+            // (a[l] + a[32 + l]) + (a[16 + l] + a[48 + l])
+            let (a0, a2) = (
+                lane_group::<C>(p, v, first, c, 64, 0),
+                lane_group::<C>(p, v, first, c, 64, 2),
+            );
+            let s02: [__m512; 16] = core::array::from_fn(|l| _mm512_add_ps(a0[l], a2[l]));
+            let (a1, a3) = (
+                lane_group::<C>(p, v, first, c, 64, 1),
+                lane_group::<C>(p, v, first, c, 64, 3),
+            );
+            core::array::from_fn(|l| _mm512_add_ps(s02[l], _mm512_add_ps(a1[l], a3[l])))
+        } else {
+            lane_group::<C>(p, v, first, c, 16, 0)
+        };
+        // reduce_add16, column by column.
+        let h: [__m512; 8] = core::array::from_fn(|i| _mm512_add_ps(vl[8 + i], vl[i]));
+        let q: [__m512; 4] = core::array::from_fn(|j| _mm512_add_ps(h[4 + j], h[j]));
+        let r = _mm512_add_ps(_mm512_add_ps(q[0], q[2]), _mm512_add_ps(q[1], q[3]));
+        // SAFETY: `o` is 16 writable floats; `storeu` needs no alignment.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), r) };
     }
 }
 
-/// [`crate::vecops::f16_axpy_lanes`]: the AVX-512 kernel for 64-, 128- and 256-element rows, else
-/// the one-row kernel per row.
-pub(crate) fn f16_axpy_lanes(p: &[f16], v: &[f16], hd: usize, first: usize, acc: &mut [f32]) {
-    if hd == 0 || acc.len() < hd {
-        return;
-    }
-    let acc_len = acc.len() - acc.len() % hd;
-    let acc = &mut acc[..acc_len];
-    if has_avx512() {
+/// [`crate::vecops::f16_weighted_sum`]: the AVX-512 kernel for 64-, 128- and 256-element
+/// rows, else the lanes accumulated with the one-row kernel.
+pub(crate) fn f16_weighted_sum(
+    p: &[f32],
+    v: &[f16],
+    hd: usize,
+    first: usize,
+    vecdot: bool,
+    out: &mut [f32],
+) {
+    if has_avx512() && out.len() >= hd {
         // SAFETY (each arm): AVX2, FMA, F16C and AVX-512 F/BW/VL are present (checked).
-        match hd {
-            64 => return unsafe { axpy_lanes::<4>(p, v, first, acc) },
-            128 => return unsafe { axpy_lanes::<8>(p, v, first, acc) },
-            256 => return unsafe { axpy_lanes::<16>(p, v, first, acc) },
+        match (hd, vecdot) {
+            (64, true) => return unsafe { weighted_sum::<4, true>(p, v, first, out) },
+            (128, true) => return unsafe { weighted_sum::<8, true>(p, v, first, out) },
+            (256, true) => return unsafe { weighted_sum::<16, true>(p, v, first, out) },
+            (64, false) => return unsafe { weighted_sum::<4, false>(p, v, first, out) },
+            (128, false) => return unsafe { weighted_sum::<8, false>(p, v, first, out) },
+            (256, false) => return unsafe { weighted_sum::<16, false>(p, v, first, out) },
             _ => {}
         }
     }
-    let lanes = acc_len / hd;
-    for (i, (&pi, row)) in p.iter().zip(v.chunks_exact(hd)).enumerate() {
-        let s = (first + i) % lanes;
-        super::f16_axpy(pi.to_f32(), row, &mut acc[s * hd..(s + 1) * hd]);
-    }
+    crate::vecops::weighted_sum_with(super::f16_axpy, p, v, hd, first, vecdot, out)
 }

@@ -337,11 +337,11 @@ mod vec_avx2;
 mod attn512;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use attn512::{f16_axpy_lanes, f16_dots_folded};
+pub(crate) use attn512::{f16_dots_folded, f16_weighted_sum};
 
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use crate::vecops::{
-    f16_axpy_lanes_scalar as f16_axpy_lanes, f16_dots_folded_scalar as f16_dots_folded,
+    f16_dots_folded_scalar as f16_dots_folded, f16_weighted_sum_scalar as f16_weighted_sum,
 };
 
 #[cfg(target_arch = "x86_64")]

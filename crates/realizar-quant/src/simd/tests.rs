@@ -354,8 +354,8 @@ fn q4_1_min_terms_are_combined_per_block() {
 
 /// The batched attention kernels against their scalar twins, bit for bit: every row length
 /// with a wide kernel (and one without), whole and partial groups of sixteen keys, both
-/// summation orders; value rows into 64 and 16 lanes from several first positions, onto
-/// accumulators that already hold sums.
+/// summation orders; weighted sums of value rows in both orders from several first positions
+/// (whole and partial groups of lanes).
 #[test]
 fn batched_f16_attention_kernels_match_scalar_twins() {
     use crate::vecops;
@@ -380,22 +380,53 @@ fn batched_f16_attention_kernels_match_scalar_twins() {
                 }
             }
         }
-        for lanes in [64usize, 16] {
-            for (n, first) in [(1usize, 0usize), (30, 5), (150, 70), (200, 0)] {
-                let p = halfs(n, 1.0, &mut rng);
+        for vecdot in [true, false] {
+            for (n, first) in [
+                (1usize, 0usize),
+                (30, 5),
+                (150, 70),
+                (200, 0),
+                (64, 64),
+                (17, 9),
+            ] {
+                let p: Vec<f32> = halfs(n, 1.0, &mut rng).iter().map(|h| h.to_f32()).collect();
                 let v = halfs(n * hd, 3.0, &mut rng);
-                let start: Vec<f32> = (0..lanes * hd).map(|_| rng.unit()).collect();
-                let (mut fast, mut slow) = (start.clone(), start);
-                vecops::f16_axpy_lanes(&p, &v, hd, first, &mut fast);
-                vecops::f16_axpy_lanes_scalar(&p, &v, hd, first, &mut slow);
+                let (mut fast, mut slow) = (vec![f32::NAN; hd], vec![f32::NAN; hd]);
+                vecops::f16_weighted_sum(&p, &v, hd, first, vecdot, &mut fast);
+                vecops::f16_weighted_sum_scalar(&p, &v, hd, first, vecdot, &mut slow);
                 for (k, (f, s)) in fast.iter().zip(&slow).enumerate() {
                     assert_eq!(
                         f.to_bits(),
                         s.to_bits(),
-                        "axpy hd={hd} lanes={lanes} n={n} {k}"
+                        "sum hd={hd} {vecdot} n={n} {first} {k}"
                     );
                 }
             }
+        }
+    }
+}
+
+/// The weighted sum of value rows is, column by column, the f16 dot product of the
+/// probabilities with that column (ggml multiplies the transposed values with them): from
+/// position 0 over whole steps, [`crate::vecops::f16_weighted_sum_scalar`] equals
+/// [`crate::vecops::f16_dot_folded_scalar`] of each column, in both orders.
+#[test]
+fn weighted_sum_is_the_dot_product_of_each_column() {
+    use crate::vecops;
+    let mut rng = Rng(0x5eed);
+    let (hd, n) = (24usize, 192usize);
+    let p: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.unit())).collect();
+    let v: Vec<f16> = (0..n * hd)
+        .map(|_| f16::from_f32(rng.unit() * 50.0))
+        .collect();
+    let pf: Vec<f32> = p.iter().map(|h| h.to_f32()).collect();
+    for vecdot in [true, false] {
+        let mut out = vec![0f32; hd];
+        vecops::f16_weighted_sum_scalar(&pf, &v, hd, 0, vecdot, &mut out);
+        for (d, o) in out.iter().enumerate() {
+            let column: Vec<f16> = (0..n).map(|i| v[i * hd + d]).collect();
+            let want = vecops::f16_dot_folded_scalar(&p, &column, vecdot) as f32;
+            assert_eq!(o.to_bits(), want.to_bits(), "{vecdot} column {d}");
         }
     }
 }
