@@ -58,6 +58,7 @@ impl QTensor {
 pub struct ActScratch {
     words: Vec<u64>,
     floats: Vec<f32>,
+    packed: realizar_quant::PackedActs,
 }
 
 impl ActScratch {
@@ -66,8 +67,12 @@ impl ActScratch {
         self.split(n, 0).0
     }
 
-    /// [`ActScratch::bytes_mut`] of `n` bytes and a float buffer of `f` elements, together.
-    pub fn split(&mut self, n: usize, f: usize) -> (&mut [u8], &mut [f32]) {
+    /// [`ActScratch::split`] and the packed-activation store, together.
+    pub fn split_packed(
+        &mut self,
+        n: usize,
+        f: usize,
+    ) -> (&mut [u8], &mut [f32], &mut realizar_quant::PackedActs) {
         let words = n.div_ceil(8);
         if self.words.len() < words {
             self.words.resize(words, 0);
@@ -76,7 +81,13 @@ impl ActScratch {
             self.floats.resize(f, 0.0);
         }
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.words[..words]);
-        (&mut bytes[..n], &mut self.floats[..f])
+        (&mut bytes[..n], &mut self.floats[..f], &mut self.packed)
+    }
+
+    /// [`ActScratch::bytes_mut`] of `n` bytes and a float buffer of `f` elements, together.
+    pub fn split(&mut self, n: usize, f: usize) -> (&mut [u8], &mut [f32]) {
+        let (bytes, floats, _) = self.split_packed(n, f);
+        (bytes, floats)
     }
 }
 
@@ -276,7 +287,7 @@ impl CpuBackend {
             found: vec![n as u64, w0.rows as u64],
         })?;
         let total_rows: usize = ws.iter().map(|(w, _)| w.rows).sum();
-        let (act, tmp) = act.split(arb * m, if m > 1 { m * total_rows } else { 0 });
+        let (act, tmp, packed) = act.split_packed(arb * m, if m > 1 { m * total_rows } else { 0 });
         let what = w0.name.as_str();
         let quantize = |(at, xt): (&mut [u8], &[f32])| {
             realizar_quant::quantize_row(vdt, xt, at).map_err(quant_err(what))
@@ -293,6 +304,13 @@ impl CpuBackend {
             })?;
         }
         let act = &*act;
+        // Several rows against matrices of one type with packed kernels: the activations are
+        // packed once here for all the chunks (see `realizar_quant::PackedActs`).
+        let ty0 = w0.ty;
+        let packed_ok = m > 1
+            && ws.iter().all(|(w, _)| w.ty == ty0)
+            && packed.pack(ty0, n, act, m).map_err(quant_err(what))?;
+        let packed = &*packed;
         // Split each matrix's output rows into chunks and hand all chunks out at once: each
         // thread reads its part of the weights once, for all the tokens (the kernels take
         // several activation rows per pass over a weight row). Every (row, token) pair is
@@ -327,6 +345,8 @@ impl CpuBackend {
                 let rr = *r0..*r0 + k;
                 if m == 1 {
                     realizar_quant::matvec(ty, n, bytes, rr, act, t)
+                } else if packed_ok {
+                    realizar_quant::matmul_packed(ty, n, bytes, rr, packed, t, k)
                 } else if prompt {
                     realizar_quant::matmul_prompt(ty, n, bytes, rr, act, m, m, t, k)
                 } else {

@@ -67,6 +67,7 @@ pub mod blocks;
 mod dequant;
 mod dot;
 mod error;
+mod packed;
 mod quant;
 mod simd;
 mod types;
@@ -79,6 +80,7 @@ use half::{bf16, f16};
 
 use crate::blocks::{cast, cast_mut};
 pub use crate::error::QuantError;
+pub use crate::packed::PackedActs;
 pub use crate::types::{QuantType, QK, QK_K};
 
 /// Bytes of a row of `n` elements of `ty`, or [`QuantError::NotBlockMultiple`].
@@ -243,19 +245,7 @@ fn run<W: Pod, A: Pod>(
     })?;
     let acts: &[A] = cast("act", ty.vec_dot_type(), act, a_len)?;
     let nr = rows.len();
-    if m > 0 && nr > 0 {
-        let needed = (m - 1)
-            .checked_mul(out_stride)
-            .and_then(|v| v.checked_add(nr))
-            .unwrap_or(usize::MAX);
-        if out.len() < needed || (m > 1 && out_stride < nr) {
-            return Err(QuantError::WrongLength {
-                what: "out",
-                expected: needed.max(m * nr),
-                actual: out.len(),
-            });
-        }
-    }
+    check_out(m, nr, out.len(), out_stride)?;
     let wb = g.w_row / core::mem::size_of::<W>(); // blocks per weight row
     let ab = g.a_row / core::mem::size_of::<A>(); // blocks per activation row
     if let (Some(tiles), true) = (wide.tiles, m >= 2) {
@@ -507,6 +497,60 @@ pub fn matmul(
     out_stride: usize,
 ) -> Result<(), QuantError> {
     dispatch(Impl::Best, ty, n, w, rows, act, m, out, out_stride)
+}
+
+/// [`matmul`] of the activation rows packed in `packed` (for `ty` and width `n`, see
+/// [`PackedActs::pack`]): the same results, bit for bit, without packing them again, so
+/// several calls (the row chunks of a matrix on several threads) share one packing. For the
+/// weight types with packed kernels it also equals [`matmul_prompt`].
+pub fn matmul_packed(
+    ty: QuantType,
+    n: usize,
+    w: &[u8],
+    rows: Range<usize>,
+    packed: &PackedActs,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    let g = geometry(ty, n)?;
+    let Some((_, _, m)) = packed.packed_for().filter(|&(t, k, _)| t == ty && k == n) else {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "matmul_packed with activations packed for another type or width",
+        });
+    };
+    let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
+    if rows.start > rows.end || rows.end > n_rows {
+        return Err(QuantError::RowsOutOfRange { rows, n_rows });
+    }
+    check_out(m, rows.len(), out.len(), out_stride)?;
+    simd::run_packed(
+        ty,
+        &w[..rows.end * g.w_row],
+        g.w_row,
+        rows,
+        packed,
+        out,
+        out_stride,
+    )
+}
+
+/// Whether `out` (of `len` floats) holds `m` rows of `nr` products `stride` apart.
+fn check_out(m: usize, nr: usize, len: usize, stride: usize) -> Result<(), QuantError> {
+    if m > 0 && nr > 0 {
+        let needed = (m - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(nr))
+            .unwrap_or(usize::MAX);
+        if len < needed || (m > 1 && stride < nr) {
+            return Err(QuantError::WrongLength {
+                what: "out",
+                expected: needed.max(m * nr),
+                actual: len,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Matrix product for the rows of one sequence's prompt pass, in the order llama.cpp's x86

@@ -135,6 +135,60 @@ pub(crate) type Oct4Fn<W, A> = fn([&[W]; 4], [&[A]; 8]) -> [[f32; 8]; 4];
 pub(crate) type TilesFn<W, A> =
     fn(&[W], usize, core::ops::Range<usize>, &[A], usize, usize, &mut [f32], usize);
 
+/// Whether [`crate::PackedActs`] has packed kernels for weights of type `ty` on this CPU.
+pub(crate) fn tiles_available(ty: crate::QuantType) -> bool {
+    use crate::QuantType as T;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            return matches!(ty, T::Q4_1 | T::Q8_0 | T::Q5_0 | T::Q4_0);
+        }
+    }
+    let _ = ty;
+    false
+}
+
+/// [`crate::matmul_packed`] after its checks: `w` holds whole rows up to `rows.end` (`w_row`
+/// bytes each) and `packed` is packed for `ty` and this width.
+#[allow(unused_variables)]
+pub(crate) fn run_packed(
+    ty: crate::QuantType,
+    w: &[u8],
+    w_row: usize,
+    rows: core::ops::Range<usize>,
+    packed: &crate::PackedActs,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), crate::QuantError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::blocks::cast;
+        use crate::QuantType as T;
+        let (nb, m) = (packed.blocks(), packed.packed_for().map_or(0, |p| p.2));
+        macro_rules! go {
+            ($w:ty, $f:path, $tiles:expr) => {{
+                let ws: &[$w] = cast("w", ty, w, w.len())?;
+                let wb = w_row / core::mem::size_of::<$w>();
+                $f(ws, wb, rows, $tiles, nb, m, out, out_stride);
+                return Ok(());
+            }};
+        }
+        if has_avx512() {
+            match ty {
+                T::Q4_1 => go!(BlockQ4_1, tile512::q4_1_packed, packed.q8_1()),
+                T::Q8_0 => go!(BlockQ8_0, tile512::q8_0_packed, packed.q8_0()),
+                T::Q5_0 => go!(BlockQ5_0, tile512::q5_0_packed, packed.q8_0()),
+                T::Q4_0 => go!(BlockQ4_0, tile512::q4_0_packed, packed.q8_0()),
+                _ => {}
+            }
+        }
+    }
+    Err(crate::QuantError::Unsupported {
+        ty,
+        op: "matmul_packed",
+    })
+}
+
 /// The wider kernels a weight type may have besides its one- and four-row ones.
 pub(crate) struct Wide<W, A> {
     /// Four weight rows against one activation row.

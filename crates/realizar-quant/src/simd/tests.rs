@@ -163,6 +163,23 @@ fn wide_kernels_match_scalar_twins_on_random_data() {
                 }
                 let mut out = vec![0.0f32; m * rows];
                 crate::matmul(ty, n, &w, 1..rows, &act, m, &mut out, rows).expect("matmul");
+                // Packed once: the same bits.
+                let mut pk = crate::PackedActs::new();
+                if pk.pack(ty, n, &act, m).expect("pack") {
+                    let mut again = vec![0.0f32; m * rows];
+                    crate::matmul_packed(ty, n, &w, 1..rows, &pk, &mut again, rows)
+                        .expect("matmul_packed");
+                    for (k, (a, b)) in out.iter().zip(&again).enumerate() {
+                        assert_eq!(a.to_bits(), b.to_bits(), "{ty} n={n} packed {k}");
+                    }
+                    // Packed for another width: an error, not a wrong answer.
+                    let wrong =
+                        crate::matmul_packed(ty, n + bs, &w, 1..rows, &pk, &mut again, rows);
+                    assert!(
+                        wrong.is_err(),
+                        "{ty}: packed rows of another width were accepted"
+                    );
+                }
                 for (i, a) in act.chunks_exact(ar).enumerate() {
                     let mut mv = vec![0.0f32; rows - 1];
                     crate::matvec(ty, n, &w, 1..rows, a, &mut mv).expect("matvec");

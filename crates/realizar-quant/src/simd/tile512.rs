@@ -19,106 +19,14 @@ use core::cell::RefCell;
 use core::ops::Range;
 
 use crate::blocks::*;
+use crate::packed::{TileQ8_0, TileQ8_1, TILE};
 
 use super::avx2::{fifth_bits, head32, hsum_ps, load16, load32i};
 use super::avx512::{prefetch_stream, stream_after};
 
-/// Activation rows per tile (two per register, four registers).
-const TILE: usize = 8;
-
 /// About this many bytes of packed tiles are made at once: they stay in L2 while every weight
 /// row of the call goes past them.
 const CHUNK_BYTES: usize = 256 << 10;
-
-/// Block `b` of eight Q8_1 activation rows, packed.
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-pub(super) struct TileQ8_1 {
-    /// Rows `2j` and `2j + 1`'s quants in the low and high 32 bytes of `q[j]`.
-    q: [[i8; 64]; 4],
-    /// Their scales `d`, each over the eight lanes of its half.
-    d: [[f32; 16]; 4],
-    /// The rows' `s` (the scaled sums), row `i` in lane `i`.
-    s: [f32; 8],
-}
-
-/// Block `b` of eight Q8_0 activation rows, packed for weights offset by some `o`.
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-pub(super) struct TileQ8_0 {
-    /// Rows `2j` and `2j + 1`'s quants in the low and high 32 bytes of `q[j]`.
-    q: [[i8; 64]; 4],
-    /// Their scales `d`, each over the eight lanes of its half.
-    d: [[f32; 16]; 4],
-    /// `-(o * (y[4l] + y[4l+1] + y[4l+2] + y[4l+3]))` for lane `l` of each half: the offset
-    /// correction of `vpdpbusd`'s lane `l`, as its starting value.
-    c: [[i32; 16]; 4],
-}
-
-impl TileQ8_1 {
-    const ZERO: TileQ8_1 = TileQ8_1 {
-        q: [[0; 64]; 4],
-        d: [[0.0; 16]; 4],
-        s: [0.0; 8],
-    };
-}
-
-impl TileQ8_0 {
-    const ZERO: TileQ8_0 = TileQ8_0 {
-        q: [[0; 64]; 4],
-        d: [[0.0; 16]; 4],
-        c: [[0; 16]; 4],
-    };
-}
-
-/// Packs rows `rows` (at most eight; missing ones stay zero) of `acts` (`ab` blocks a row),
-/// blocks `0..tiles.len()`, into `tiles`.
-fn pack_q8_1(acts: &[BlockQ8_1], ab: usize, rows: Range<usize>, tiles: &mut [TileQ8_1]) {
-    tiles.fill(TileQ8_1::ZERO);
-    for (k, i) in rows.enumerate().take(TILE) {
-        let row = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
-        let (j, h) = (k / 2, 32 * (k % 2));
-        for (t, y) in tiles.iter_mut().zip(row) {
-            if let (Some(q), Some(d)) =
-                (t.q[j].get_mut(h..h + 32), t.d[j].get_mut(h / 4..h / 4 + 8))
-            {
-                q.copy_from_slice(&y.qs);
-                d.fill(y.d.to_f32());
-            }
-            if let Some(s) = t.s.get_mut(k) {
-                *s = y.s.to_f32();
-            }
-        }
-    }
-}
-
-/// [`pack_q8_1`] for Q8_0 activations against weights offset by `offset`.
-fn pack_q8_0(
-    acts: &[BlockQ8_0],
-    ab: usize,
-    rows: Range<usize>,
-    offset: i32,
-    tiles: &mut [TileQ8_0],
-) {
-    tiles.fill(TileQ8_0::ZERO);
-    for (k, i) in rows.enumerate().take(TILE) {
-        let row = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
-        let (j, h) = (k / 2, 32 * (k % 2));
-        for (t, y) in tiles.iter_mut().zip(row) {
-            if let (Some(q), Some(d), Some(c)) = (
-                t.q[j].get_mut(h..h + 32),
-                t.d[j].get_mut(h / 4..h / 4 + 8),
-                t.c[j].get_mut(h / 4..h / 4 + 8),
-            ) {
-                q.copy_from_slice(&y.qs);
-                d.fill(y.d.to_f32());
-                for (c, quad) in c.iter_mut().zip(y.qs.chunks_exact(4)) {
-                    *c = -offset * quad.iter().map(|&v| i32::from(v)).sum::<i32>();
-                }
-            }
-        }
-    }
-}
 
 /// A Q4 block's 32 nibbles as unsigned bytes (low nibbles, then high ones, as `nibbles`
 /// gives them), in both 256-bit halves.
@@ -318,28 +226,28 @@ impl Out<'_> {
     }
 }
 
-/// The driver of one weight type: packs chunks of tiles with `$pack`, runs `$kernel` over
-/// four weight rows at a time.
+/// The driver of one weight type: `$run` goes over pre-packed tiles in chunks that stay in L2,
+/// four weight rows at a time through `$kernel`; `$name` packs a call's activations first
+/// (into a per-thread buffer) and runs it; `$packed` runs over tiles packed by
+/// [`crate::PackedActs`].
 macro_rules! tiles_driver {
-    ($(#[$doc:meta])* $name:ident, $inner:ident, $w:ty, $a:ty, $tile:ty, $buf:ident,
-     $kernel:ident, |$acts:ident, $ab:ident, $rows:ident, $tiles:ident| $pack:expr) => {
+    ($(#[$doc:meta])* $name:ident, $packed:ident, $run:ident, $w:ty, $a:ty, $tile:ty,
+     $buf:ident, $kernel:ident, |$acts:ident, $ab:ident, $rows:ident, $tiles:ident| $pack:expr) => {
         thread_local! {
             static $buf: RefCell<Vec<$tile>> = const { RefCell::new(Vec::new()) };
         }
 
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        #[allow(clippy::too_many_arguments)]
-        fn $inner(
+        fn $run(
             w: &[$w],
             wb: usize,
             rows: Range<usize>,
-            $acts: &[$a],
-            $ab: usize,
+            all: &[$tile],
+            nb: usize,
             m: usize,
             out: &mut Out<'_>,
-            buf: &mut Vec<$tile>,
         ) {
-            let nb = wb.min($ab);
+            let nb = wb.min(nb);
             if nb == 0 {
                 // Empty rows: every product is an empty sum.
                 for r0 in rows.clone() {
@@ -350,27 +258,25 @@ macro_rules! tiles_driver {
                 return;
             }
             let wrow = |r: usize| w.get(r * wb..(r + 1) * wb).unwrap_or_default();
-            let n_tiles = m.div_ceil(TILE);
+            let n_tiles = m.div_ceil(TILE).min(all.len() / nb);
             let per_chunk = (CHUNK_BYTES / (nb * core::mem::size_of::<$tile>())).max(1);
             let mut c0 = 0;
             while c0 < n_tiles {
                 let c1 = (c0 + per_chunk).min(n_tiles);
-                buf.clear();
-                buf.resize((c1 - c0) * nb, <$tile>::ZERO);
-                for (t, $tiles) in (c0..c1).zip(buf.chunks_exact_mut(nb)) {
-                    let $rows = TILE * t..(TILE * t + TILE).min(m);
-                    $pack;
-                }
+                let chunk = &all[c0 * nb..c1 * nb];
                 let mut r0 = rows.start;
                 while r0 < rows.end {
                     let rn = (rows.end - r0).min(4);
-                    for (t, tiles) in (c0..c1).zip(buf.chunks_exact(nb)) {
+                    for (t, tiles) in (c0..c1).zip(chunk.chunks_exact(nb)) {
                         let i0 = TILE * t;
                         let mt = (m - i0).min(TILE);
                         macro_rules! go {
                             ($r:literal, $m:literal) => {
                                 out.put::<$r, $m>(
-                                    $kernel::<$r, $m>(core::array::from_fn(|k| wrow(r0 + k)), tiles),
+                                    $kernel::<$r, $m>(
+                                        core::array::from_fn(|k| wrow(r0 + k)),
+                                        tiles,
+                                    ),
                                     r0,
                                     i0,
                                     mt,
@@ -408,18 +314,18 @@ macro_rules! tiles_driver {
             w: &[$w],
             wb: usize,
             rows: Range<usize>,
-            acts: &[$a],
-            ab: usize,
+            $acts: &[$a],
+            $ab: usize,
             m: usize,
             out: &mut [f32],
             out_stride: usize,
         ) {
-            let first = rows.start;
             let mut out = Out {
                 out,
                 stride: out_stride,
-                first,
+                first: rows.start,
             };
+            let nb = wb.min($ab);
             $buf.with(|cell| {
                 let mut own = Vec::new();
                 let mut held = cell.try_borrow_mut();
@@ -427,31 +333,63 @@ macro_rules! tiles_driver {
                     Ok(buf) => buf,
                     Err(_) => &mut own,
                 };
+                buf.clear();
+                buf.resize(m.div_ceil(TILE) * nb, <$tile>::ZERO);
+                if nb > 0 {
+                    for (t, $tiles) in buf.chunks_exact_mut(nb).enumerate() {
+                        let $rows = TILE * t..(TILE * t + TILE).min(m);
+                        $pack;
+                    }
+                }
                 // SAFETY: the caller checked that the CPU has AVX2, FMA, F16C and AVX-512
                 // F/BW/VL/VNNI (`has_avx512`).
-                unsafe { $inner(w, wb, rows, acts, ab, m, &mut out, buf) }
+                unsafe { $run(w, wb, rows, buf, nb, m, &mut out) }
             });
+        }
+
+        /// [`
+        #[doc = stringify!($name)]
+        /// `] over activations packed once by [`crate::PackedActs`] (`nb` blocks a row).
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn $packed(
+            w: &[$w],
+            wb: usize,
+            rows: Range<usize>,
+            tiles: &[$tile],
+            nb: usize,
+            m: usize,
+            out: &mut [f32],
+            out_stride: usize,
+        ) {
+            let mut out = Out {
+                out,
+                stride: out_stride,
+                first: rows.start,
+            };
+            // SAFETY: the caller checked that the CPU has AVX2, FMA, F16C and AVX-512
+            // F/BW/VL/VNNI (`has_avx512`).
+            unsafe { $run(w, wb, rows, tiles, nb, m, &mut out) }
         }
     };
 }
 
 tiles_driver!(
     /// Q4_1 · Q8_1 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q4_1_tiles, q4_1_tiles_inner, BlockQ4_1, BlockQ8_1, TileQ8_1, Q8_1_TILES, q4_1_tile,
-    |acts, ab, rows, tiles| pack_q8_1(acts, ab, rows, tiles)
+    q4_1_tiles, q4_1_packed, q4_1_run, BlockQ4_1, BlockQ8_1, TileQ8_1, Q8_1_TILES, q4_1_tile,
+    |acts, ab, rows, tiles| crate::packed::pack_q8_1(acts, ab, rows, tiles)
 );
 tiles_driver!(
     /// Q8_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q8_0_tiles, q8_0_tiles_inner, BlockQ8_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_128, q8_0_tile,
-    |acts, ab, rows, tiles| pack_q8_0(acts, ab, rows, 128, tiles)
+    q8_0_tiles, q8_0_packed, q8_0_run, BlockQ8_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_128, q8_0_tile,
+    |acts, ab, rows, tiles| crate::packed::pack_q8_0(acts, ab, rows, 128, tiles)
 );
 tiles_driver!(
     /// Q5_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q5_0_tiles, q5_0_tiles_inner, BlockQ5_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_16, q5_0_tile,
-    |acts, ab, rows, tiles| pack_q8_0(acts, ab, rows, 16, tiles)
+    q5_0_tiles, q5_0_packed, q5_0_run, BlockQ5_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_16, q5_0_tile,
+    |acts, ab, rows, tiles| crate::packed::pack_q8_0(acts, ab, rows, 16, tiles)
 );
 tiles_driver!(
     /// Q4_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q4_0_tiles, q4_0_tiles_inner, BlockQ4_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_8, q4_0_tile,
-    |acts, ab, rows, tiles| pack_q8_0(acts, ab, rows, 8, tiles)
+    q4_0_tiles, q4_0_packed, q4_0_run, BlockQ4_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_8, q4_0_tile,
+    |acts, ab, rows, tiles| crate::packed::pack_q8_0(acts, ab, rows, 8, tiles)
 );
