@@ -192,6 +192,10 @@ pub struct Scratch {
     up: Vec<f32>,
     /// Cache lengths of a multi-sequence step's sequences before it (reused).
     starts: Vec<usize>,
+    /// The rotation tables of the pass's rows (`head_dim` floats each), and the layer whose
+    /// RoPE they were made for (layers with the same RoPE share them).
+    rope_tab: Vec<f32>,
+    rope_for: Option<usize>,
     act: ActScratch,
     logits: Vec<f32>,
 }
@@ -491,6 +495,8 @@ impl Decoder {
             gate: vec![0.0; b * c.n_ff],
             up: vec![0.0; b * c.n_ff],
             starts: Vec::new(),
+            rope_tab: vec![0.0; b * c.head_dim],
+            rope_for: None,
             act: ActScratch::default(),
             logits: vec![0.0; c.n_vocab],
         }
@@ -727,6 +733,7 @@ impl Decoder {
             }
         }
 
+        s.rope_for = None;
         for (il, (lw, spec)) in self.layers.iter().zip(&c.layers).enumerate() {
             // Attention.
             each_row(&s.x[..m * d], &mut s.xn[..m * d], d, d, |xt, nt| {
@@ -750,6 +757,20 @@ impl Decoder {
             };
             let one_row_each = segments.len() > 1 && segments.iter().all(|g| g.rows == 1);
             s.starts.clear();
+            // The rows' rotation tables, made once per pass for every run of layers with the
+            // same RoPE (the positions do not change between layers).
+            if s.rope_for
+                .is_none_or(|p| c.layers.get(p).map(|l| &l.rope) != Some(&spec.rope))
+            {
+                let mut tabs = s.rope_tab.chunks_exact_mut(hd);
+                for g in segments {
+                    let start = caches.get(g.cache).map_or(0, |k| k.len());
+                    for (t, tab) in (0..g.rows).zip(tabs.by_ref()) {
+                        spec.rope.fill_cache(start + t, tab);
+                    }
+                }
+                s.rope_for = Some(il);
+            }
             let mut r0 = 0usize;
             for g in segments {
                 let cache = caches
@@ -761,8 +782,9 @@ impl Decoder {
                 // Per-head norms and rotary embedding of the segment's rows (over the pool's
                 // threads when there are several), then their keys and values into the cache.
                 let rows = r0..r0 + g.rows;
-                let position = |t: usize, qt: &mut [f32], kt: &mut [f32], rc: &mut [f32]| {
-                    spec.rope.fill_cache(start + t, rc);
+                let tabs = &s.rope_tab[rows.start * hd..rows.end * hd];
+                let position = |t: usize, qt: &mut [f32], kt: &mut [f32]| {
+                    let rc = &tabs[t * hd..(t + 1) * hd];
                     for qh in qt.chunks_exact_mut(hd) {
                         if let Some(w) = &lw.q_norm {
                             rms_norm_inplace(qh, w, c.norm_eps);
@@ -783,24 +805,18 @@ impl Decoder {
                     &mut s.q[rows.start * qw..rows.end * qw],
                     &mut s.k[rows.start * kw..rows.end * kw],
                 );
-                if g.rows >= 4 {
-                    // (Each row computes its own rotation table: a few µs, worth a thread from
-                    // four rows on.)
+                if g.rows * qw >= PAR_MIN_ELEMS {
                     qs.par_chunks_exact_mut(qw)
                         .zip(ks.par_chunks_exact_mut(kw))
                         .enumerate()
-                        .for_each(|(t, (qt, kt))| {
-                            let mut rc = [0.0f32; MAX_HEAD_DIM];
-                            position(t, qt, kt, &mut rc[..hd.min(MAX_HEAD_DIM)]);
-                        });
+                        .for_each(|(t, (qt, kt))| position(t, qt, kt));
                 } else {
-                    let mut rc = [0.0f32; MAX_HEAD_DIM];
                     for (t, (qt, kt)) in qs
                         .chunks_exact_mut(qw)
                         .zip(ks.chunks_exact_mut(kw))
                         .enumerate()
                     {
-                        position(t, qt, kt, &mut rc[..hd.min(MAX_HEAD_DIM)]);
+                        position(t, qt, kt);
                     }
                 }
                 for (t, r) in rows.enumerate() {
@@ -885,9 +901,13 @@ impl Decoder {
                 prompt,
             )?;
             let act = c.activation;
-            each_row(&s.up[..m * f], &mut s.gate[..m * f], f, f, |ut, gt| {
-                act.glu(gt, ut)
-            });
+            each_row_from(
+                GLU_PAR_MIN_ELEMS,
+                &s.up[..m * f],
+                &mut s.gate[..m * f],
+                f,
+                |ut, gt| act.glu(gt, ut),
+            );
             linear(&lw.down, &s.gate[..m * f], m, &mut s.o[..m * d], &mut s.act)?;
             add_residual(
                 x_rows,
@@ -956,6 +976,30 @@ fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usiz
 /// Below this many elements a row-wise operation stays on one thread: handing it out costs
 /// more than it saves (decode steps of a few sequences).
 const PAR_MIN_ELEMS: usize = 16 * 1024;
+
+/// The gated activation (an `exp` per element) is worth a hand-out from fewer elements than
+/// [`PAR_MIN_ELEMS`]: a decode step of eight sequences already gains from it.
+const GLU_PAR_MIN_ELEMS: usize = 4 * 1024;
+
+/// [`each_row`] with rows of one width `d` on both sides, handed out from `min` elements of
+/// `b` (and more than one row).
+fn each_row_from(
+    min: usize,
+    a: &[f32],
+    b: &mut [f32],
+    d: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Send + Sync,
+) {
+    if b.len() > d && b.len() >= min {
+        a.par_chunks_exact(d)
+            .zip(b.par_chunks_exact_mut(d))
+            .for_each(|(x, y)| f(x, y));
+    } else {
+        a.chunks_exact(d)
+            .zip(b.chunks_exact_mut(d))
+            .for_each(|(x, y)| f(x, y));
+    }
+}
 
 /// `f(row of a, row of b)` for the rows of `a` (width `da`) and `b` (width `db`) side by side;
 /// over the threads of the pool the pass runs in when there are several rows and enough work

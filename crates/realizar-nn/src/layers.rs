@@ -239,27 +239,8 @@ impl Rope {
     /// `rotate_pairs` (ops.cpp) as GCC contracts it with FMA, `x0 c - x1 s` as
     /// `fma(x0, c, -(x1 s))` and `x0 s + x1 c` as `fma(x0, s, x1 c)`.
     pub fn apply(&self, x: &mut [f32], cache: &[f32]) {
-        let half = self.n_dims / 2;
-        match self.layout {
-            RopeLayout::Normal => {
-                for (pair, cs) in x.chunks_exact_mut(2).take(half).zip(cache.chunks_exact(2)) {
-                    let (x0, x1) = (pair[0], pair[1]);
-                    pair[0] = x0.mul_add(cs[0], -(x1 * cs[1]));
-                    pair[1] = x0.mul_add(cs[1], x1 * cs[0]);
-                }
-            }
-            RopeLayout::Neox => {
-                if x.len() < self.n_dims {
-                    return;
-                }
-                let (lo, hi) = x.split_at_mut(half);
-                for ((a, b), cs) in lo.iter_mut().zip(hi.iter_mut()).zip(cache.chunks_exact(2)) {
-                    let (x0, x1) = (*a, *b);
-                    *a = x0.mul_add(cs[0], -(x1 * cs[1]));
-                    *b = x0.mul_add(cs[1], x1 * cs[0]);
-                }
-            }
-        }
+        let neox = self.layout == RopeLayout::Neox;
+        realizar_quant::vecops::rope_rotate(x, cache, self.n_dims, neox);
     }
 }
 

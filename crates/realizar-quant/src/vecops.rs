@@ -155,6 +155,37 @@ pub(crate) fn weighted_sum_with(
     }
 }
 
+/// Rotates the first `n_dims` elements of one head `x` by a table `cache` of `(cos, sin)`
+/// pairs, as ggml's `rotate_pairs` (ops.cpp) does when GCC contracts it with FMA:
+/// `x0 c - x1 s` as `fma(x0, c, -(x1 s))`, `x0 s + x1 c` as `fma(x0, s, x1 c)`. Pairs are
+/// adjacent elements, or with `neox` element `i` and `i + n_dims / 2`.
+pub fn rope_rotate(x: &mut [f32], cache: &[f32], n_dims: usize, neox: bool) {
+    simd::rope_rotate(x, cache, n_dims, neox)
+}
+
+/// The scalar twin of [`rope_rotate`].
+#[inline]
+pub fn rope_rotate_scalar(x: &mut [f32], cache: &[f32], n_dims: usize, neox: bool) {
+    let half = n_dims / 2;
+    if neox {
+        if x.len() < n_dims {
+            return;
+        }
+        let (lo, hi) = x.split_at_mut(half);
+        for ((a, b), cs) in lo.iter_mut().zip(hi.iter_mut()).zip(cache.chunks_exact(2)) {
+            let (x0, x1) = (*a, *b);
+            *a = x0.mul_add(cs[0], -(x1 * cs[1]));
+            *b = x0.mul_add(cs[1], x1 * cs[0]);
+        }
+    } else {
+        for (pair, cs) in x.chunks_exact_mut(2).take(half).zip(cache.chunks_exact(2)) {
+            let (x0, x1) = (pair[0], pair[1]);
+            pair[0] = x0.mul_add(cs[0], -(x1 * cs[1]));
+            pair[1] = x0.mul_add(cs[1], x1 * cs[0]);
+        }
+    }
+}
+
 pub(crate) const EXP_R: u32 = 0x4b40_0000; // 0x1.8p23
 pub(crate) const EXP_LOG2E: u32 = 0x3fb8_aa3b; // 0x1.715476p+0
 pub(crate) const EXP_LN2_HI: u32 = 0x3f31_7200; // 0x1.62e4p-1

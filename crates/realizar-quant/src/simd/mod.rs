@@ -400,12 +400,14 @@ pub(crate) use crate::vecops::{
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use vec_avx2::{
-    exp_sub_ggml, f16_axpy, f16_dot_folded, f16_fma_lanes, f16_table_clamped, silu_ggml,
+    exp_sub_ggml, f16_axpy, f16_dot_folded, f16_fma_lanes, f16_table_clamped, rope_rotate,
+    silu_ggml,
 };
 
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use crate::vecops::{
     exp_sub_ggml_scalar as exp_sub_ggml, f16_axpy_scalar as f16_axpy,
     f16_dot_folded_scalar as f16_dot_folded, f16_fma_lanes_scalar as f16_fma_lanes,
-    f16_table_clamped_scalar as f16_table_clamped, silu_ggml_scalar as silu_ggml,
+    f16_table_clamped_scalar as f16_table_clamped, rope_rotate_scalar as rope_rotate,
+    silu_ggml_scalar as silu_ggml,
 };

@@ -447,3 +447,24 @@ fn weighted_sum_is_the_dot_product_of_each_column() {
         }
     }
 }
+
+/// The FMA-compiled rotation is its scalar twin, bit for bit, in both pair layouts.
+#[test]
+fn rope_rotation_matches_scalar_twin() {
+    use crate::vecops;
+    let mut rng = Rng(0x2073);
+    for (hd, n_dims) in [(64usize, 64usize), (256, 256), (128, 64)] {
+        let cache: Vec<f32> = (0..n_dims).map(|_| rng.unit()).collect();
+        for neox in [false, true] {
+            let x: Vec<f32> = (0..hd).map(|_| rng.unit() * 10.0).collect();
+            let (mut fast, mut slow) = (x.clone(), x);
+            vecops::rope_rotate(&mut fast, &cache, n_dims, neox);
+            vecops::rope_rotate_scalar(&mut slow, &cache, n_dims, neox);
+            let same = fast
+                .iter()
+                .zip(&slow)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "hd={hd} n_dims={n_dims} neox={neox}");
+        }
+    }
+}

@@ -254,3 +254,20 @@ pub(crate) fn f16_dot_folded(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
         vecops::f16_dot_folded_scalar(x, y, vecdot)
     }
 }
+
+/// [`vecops::rope_rotate`] compiled with FMA: `mul_add` becomes the FMA instruction instead of
+/// a call (the same fused operation, bit for bit).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rope_rotate_fma(x: &mut [f32], cache: &[f32], n_dims: usize, neox: bool) {
+    vecops::rope_rotate_scalar(x, cache, n_dims, neox)
+}
+
+/// [`vecops::rope_rotate`]; the scalar twin where AVX2, FMA or F16C are missing.
+pub(crate) fn rope_rotate(x: &mut [f32], cache: &[f32], n_dims: usize, neox: bool) {
+    if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C are present (checked just above).
+        unsafe { rope_rotate_fma(x, cache, n_dims, neox) }
+    } else {
+        vecops::rope_rotate_scalar(x, cache, n_dims, neox)
+    }
+}
