@@ -24,6 +24,10 @@ use crate::packed::{TileQ8_0, TileQ8_1, TILE};
 use super::avx2::{fifth_bits, head32, hsum_ps, load16, load32i};
 use super::avx512::{prefetch_stream, stream_after};
 
+/// Weight rows per kernel pass: two keep the accumulators, the tile's operands and the
+/// constants in the 32 vector registers (four spilled accumulators to the stack).
+const ROWS_PER_PASS: usize = 2;
+
 /// About this many bytes of packed tiles are made at once: they stay in L2 while every weight
 /// row of the call goes past them.
 const CHUNK_BYTES: usize = 256 << 10;
@@ -266,7 +270,7 @@ macro_rules! tiles_driver {
                 let chunk = &all[c0 * nb..c1 * nb];
                 let mut r0 = rows.start;
                 while r0 < rows.end {
-                    let rn = (rows.end - r0).min(4);
+                    let rn = (rows.end - r0).min(ROWS_PER_PASS);
                     for (t, tiles) in (c0..c1).zip(chunk.chunks_exact(nb)) {
                         let i0 = TILE * t;
                         let mt = (m - i0).min(TILE);
