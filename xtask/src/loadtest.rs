@@ -69,6 +69,11 @@ pub struct LoadReport {
     pub generated_tokens: usize,
     /// Times to first content token, seconds.
     pub ttft: Vec<f64>,
+    /// Decode speed of each completed stream: tokens after the first per second between the
+    /// first content token and the end of the stream.
+    pub decode_rates: Vec<f64>,
+    /// Concurrent clients of the run.
+    pub clients: usize,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -95,6 +100,20 @@ impl LoadReport {
         v[idx.min(v.len() - 1)]
     }
 
+    /// The median decode speed of one stream, tokens/s.
+    pub fn decode_p50(&self) -> f64 {
+        let mut v = self.decode_rates.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// Aggregate decode throughput while all clients' streams decode together: clients ×
+    /// the median stream's decode speed (prompt processing excluded; every stream's speed
+    /// already includes the other streams' work, prompts included, and the HTTP path).
+    pub fn aggregate_decode(&self) -> f64 {
+        self.clients as f64 * self.decode_p50()
+    }
+
     /// Whether the run is clean: no 5xx, no failure, no mismatch, nothing lost.
     pub fn is_clean(&self) -> bool {
         self.server_errors == 0
@@ -107,7 +126,8 @@ impl LoadReport {
     pub fn summary(&self) -> String {
         format!(
             "{} requests in {:.1} s: {} completed, {} disconnected on purpose, {} 5xx, {} other failures, {} mismatched\n\
-             requests/s {:.2}, generated tokens/s {:.1}, TTFT p50 {:.3} s, p99 {:.3} s",
+             requests/s {:.2}, generated tokens/s {:.1}, TTFT p50 {:.3} s, p99 {:.3} s\n\
+             decode tokens/s per stream p50 {:.1}, aggregate decode tokens/s ({} streams) {:.1}",
             self.sent,
             self.elapsed.as_secs_f64(),
             self.completed,
@@ -119,6 +139,9 @@ impl LoadReport {
             self.tokens_per_s(),
             self.ttft_percentile(50.0),
             self.ttft_percentile(99.0),
+            self.decode_p50(),
+            self.clients,
+            self.aggregate_decode(),
         )
     }
 }
@@ -148,6 +171,8 @@ enum Outcome {
         text: String,
         tokens: usize,
         ttft: f64,
+        /// Seconds from the first content token to the end of the stream.
+        decode: f64,
     },
     Disconnected,
     ServerError(String),
@@ -186,6 +211,7 @@ fn stream_one(addr: SocketAddr, body: &str, disconnect: bool, timeout: Duration)
             }
         }
     }
+    let end = t0.elapsed().as_secs_f64();
     let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Outcome::Failed("no response head".into());
     };
@@ -226,11 +252,17 @@ fn stream_one(addr: SocketAddr, body: &str, disconnect: bool, timeout: Duration)
         }
     }
     match (finish, done, tokens, ttft) {
-        (true, true, Some(tokens), Some(ttft)) => Outcome::Completed { text, tokens, ttft },
+        (true, true, Some(tokens), Some(ttft)) => Outcome::Completed {
+            text,
+            tokens,
+            ttft,
+            decode: end - ttft,
+        },
         (true, true, Some(tokens), None) => Outcome::Completed {
             text,
             tokens,
-            ttft: t0.elapsed().as_secs_f64(),
+            ttft: end,
+            decode: 0.0,
         },
         _ => Outcome::Failed(format!("incomplete stream: {body}")),
     }
@@ -325,7 +357,10 @@ pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
         .map(|m| format!("\"model\":\"{}\",", escape(m)))
         .unwrap_or_default();
     let seen: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
-    let report = Mutex::new(LoadReport::default());
+    let report = Mutex::new(LoadReport {
+        clients: opts.clients,
+        ..LoadReport::default()
+    });
     let t0 = Instant::now();
     std::thread::scope(|sc| {
         for c in 0..opts.clients {
@@ -348,10 +383,18 @@ pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
                     let mut rep = report.lock().unwrap_or_else(|p| p.into_inner());
                     rep.sent += 1;
                     match outcome {
-                        Outcome::Completed { text, tokens, ttft } => {
+                        Outcome::Completed {
+                            text,
+                            tokens,
+                            ttft,
+                            decode,
+                        } => {
                             rep.completed += 1;
                             rep.generated_tokens += tokens;
                             rep.ttft.push(ttft);
+                            if tokens > 1 && decode > 0.0 {
+                                rep.decode_rates.push((tokens - 1) as f64 / decode);
+                            }
                             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                             let first = seen.entry(pi).or_insert_with(|| text.clone());
                             if *first != text {

@@ -161,11 +161,17 @@ fn lane_group<const C: usize>(
                 *al = fma(*al, base + l - first);
             }
         } else {
-            for (l, al) in a.iter_mut().enumerate() {
-                if (first..end).contains(&(base + l)) {
-                    *al = fma(*al, base + l - first);
-                }
+            // A partial block: its lanes `l_lo..l_hi` hold positions. Each lane by its own
+            // constant index, so the accumulators stay in registers.
+            let (l_lo, l_hi) = (first.saturating_sub(base), (end - base).min(16));
+            macro_rules! lane {
+                ($($l:literal)*) => {$(
+                    if $l >= l_lo && $l < l_hi {
+                        a[$l] = fma(a[$l], base + $l - first);
+                    }
+                )*};
             }
+            lane!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
         }
         base += lanes;
     }
