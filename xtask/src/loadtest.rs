@@ -74,6 +74,9 @@ pub struct LoadReport {
     pub decode_rates: Vec<f64>,
     /// Concurrent clients of the run.
     pub clients: usize,
+    /// Per completed stream: (seconds since the run started, content events received so
+    /// far), one entry per read.
+    pub timelines: Vec<Vec<(f64, usize)>>,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -114,6 +117,35 @@ impl LoadReport {
         self.clients as f64 * self.decode_p50()
     }
 
+    /// Aggregate decode throughput while every completed stream was decoding: the content
+    /// events all streams received between the latest first token and the earliest end,
+    /// over that window, with the window's length. `None` when the streams did not all
+    /// overlap (runs of one request per client measure it).
+    pub fn steady_decode(&self) -> Option<(f64, f64)> {
+        let w0 = self
+            .timelines
+            .iter()
+            .filter_map(|t| t.iter().find(|e| e.1 > 0).map(|e| e.0))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let w1 = self
+            .timelines
+            .iter()
+            .filter_map(|t| t.last().map(|e| e.0))
+            .fold(f64::INFINITY, f64::min);
+        if self.timelines.is_empty() || w1 - w0 <= 0.1 {
+            return None;
+        }
+        let at = |t: &[(f64, usize)], w: f64| {
+            t.iter().take_while(|e| e.0 <= w).last().map_or(0, |e| e.1)
+        };
+        let events: usize = self
+            .timelines
+            .iter()
+            .map(|t| at(t, w1) - at(t, w0))
+            .sum();
+        Some((events as f64 / (w1 - w0), w1 - w0))
+    }
+
     /// Whether the run is clean: no 5xx, no failure, no mismatch, nothing lost.
     pub fn is_clean(&self) -> bool {
         self.server_errors == 0
@@ -142,7 +174,12 @@ impl LoadReport {
             self.decode_p50(),
             self.clients,
             self.aggregate_decode(),
-        )
+        ) + &self.steady_decode().map_or(String::new(), |(tps, w)| {
+            format!(
+                "\nsteady decode tokens/s with all {} streams decoding: {tps:.1} (over {w:.2} s)",
+                self.timelines.len()
+            )
+        })
     }
 }
 
@@ -173,13 +210,21 @@ enum Outcome {
         ttft: f64,
         /// Seconds from the first content token to the end of the stream.
         decode: f64,
+        /// (seconds since the run started, content events so far) after each read.
+        timeline: Vec<(f64, usize)>,
     },
     Disconnected,
     ServerError(String),
     Failed(String),
 }
 
-fn stream_one(addr: SocketAddr, body: &str, disconnect: bool, timeout: Duration) -> Outcome {
+fn stream_one(
+    addr: SocketAddr,
+    body: &str,
+    disconnect: bool,
+    timeout: Duration,
+    base: Instant,
+) -> Outcome {
     let t0 = Instant::now();
     let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
         Ok(s) => s,
@@ -196,13 +241,19 @@ fn stream_one(addr: SocketAddr, body: &str, disconnect: bool, timeout: Duration)
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     let mut ttft = None;
+    let (mut events, mut timeline) = (0usize, Vec::new());
     loop {
         let n = match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => return Outcome::Failed(format!("read: {e}")),
         };
+        let old_len = raw.len();
         raw.extend_from_slice(&buf[..n]);
+        const EVENT: &[u8] = b"\"content\":";
+        let from = old_len.saturating_sub(EVENT.len() - 1);
+        events += raw[from..].windows(EVENT.len()).filter(|w| *w == EVENT).count();
+        timeline.push((base.elapsed().as_secs_f64(), events));
         if ttft.is_none() && has_content(&raw) {
             ttft = Some(t0.elapsed().as_secs_f64());
             if disconnect {
@@ -257,12 +308,14 @@ fn stream_one(addr: SocketAddr, body: &str, disconnect: bool, timeout: Duration)
             tokens,
             ttft,
             decode: end - ttft,
+            timeline,
         },
         (true, true, Some(tokens), None) => Outcome::Completed {
             text,
             tokens,
             ttft: end,
             decode: 0.0,
+            timeline,
         },
         _ => Outcome::Failed(format!("incomplete stream: {body}")),
     }
@@ -379,7 +432,7 @@ pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
                     );
                     let disconnect = opts.disconnect_every > 0 && c % opts.disconnect_every == opts.disconnect_every - 1 && r % 2 == 1;
                     let left = opts.deadline.saturating_sub(t0.elapsed()).max(Duration::from_secs(1));
-                    let outcome = stream_one(addr, &body, disconnect, left);
+                    let outcome = stream_one(addr, &body, disconnect, left, t0);
                     let mut rep = report.lock().unwrap_or_else(|p| p.into_inner());
                     rep.sent += 1;
                     match outcome {
@@ -388,7 +441,9 @@ pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
                             tokens,
                             ttft,
                             decode,
+                            timeline,
                         } => {
+                            rep.timelines.push(timeline);
                             rep.completed += 1;
                             rep.generated_tokens += tokens;
                             rep.ttft.push(ttft);

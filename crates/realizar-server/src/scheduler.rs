@@ -126,6 +126,7 @@ impl Scheduler {
             config,
             seqs: Vec::new(),
             row: Vec::new(),
+            logits: Vec::new(),
             cached: vec![Vec::new(); slots],
         };
         let thread = std::thread::Builder::new()
@@ -228,6 +229,9 @@ struct Worker<M> {
     config: SchedulerConfig,
     seqs: Vec<Seq>,
     row: Vec<f32>,
+    /// The logits of the last step (reused: a fresh megabyte-sized vector per step costs page
+    /// faults).
+    logits: Vec<f32>,
     /// The tokens in each slot's cache. A finished sequence leaves them there: the next one
     /// placed in that slot skips the prefix it shares with them (a chat's system prompt and
     /// template opening, a repeated prompt). Reusing them is exact: the keys and values of a
@@ -419,10 +423,14 @@ impl<M: BatchForward> Worker<M> {
             })
             .collect();
         let n_vocab = self.model.n_vocab();
-        let result = self.model.forward(&chunks).map(|l| l.to_vec());
+        let mut logits = std::mem::take(&mut self.logits);
+        let result = self.model.forward(&chunks).map(|l| {
+            logits.clear();
+            logits.extend_from_slice(l);
+        });
         drop(chunks);
-        let logits = match result {
-            Ok(l) => l,
+        match result {
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!(error = %e, "forward pass failed");
                 let msg = format!("the model failed: {e}");
@@ -437,9 +445,10 @@ impl<M: BatchForward> Worker<M> {
                     s.tx.send(GenEvent::Failed(msg.clone()));
                 }
                 self.shared.lock().active = self.seqs.len();
+                self.logits = logits;
                 return;
             }
-        };
+        }
         for (&(i, from, n, _), nt) in plan.iter().zip(&next_tokens) {
             let s = &self.seqs[i];
             let fed: &[u32] = if s.next.is_some() {
@@ -473,6 +482,7 @@ impl<M: BatchForward> Worker<M> {
                 finished.push((i, Ok(fin)));
             }
         }
+        self.logits = logits;
         finished.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         for (i, fin) in finished {
             let mut s = self.seqs.remove(i);
