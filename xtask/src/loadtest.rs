@@ -138,11 +138,7 @@ impl LoadReport {
         let at = |t: &[(f64, usize)], w: f64| {
             t.iter().take_while(|e| e.0 <= w).last().map_or(0, |e| e.1)
         };
-        let events: usize = self
-            .timelines
-            .iter()
-            .map(|t| at(t, w1) - at(t, w0))
-            .sum();
+        let events: usize = self.timelines.iter().map(|t| at(t, w1) - at(t, w0)).sum();
         Some((events as f64 / (w1 - w0), w1 - w0))
     }
 
@@ -252,7 +248,10 @@ fn stream_one(
         raw.extend_from_slice(&buf[..n]);
         const EVENT: &[u8] = b"\"content\":";
         let from = old_len.saturating_sub(EVENT.len() - 1);
-        events += raw[from..].windows(EVENT.len()).filter(|w| *w == EVENT).count();
+        events += raw[from..]
+            .windows(EVENT.len())
+            .filter(|w| *w == EVENT)
+            .count();
         timeline.push((base.elapsed().as_secs_f64(), events));
         if ttft.is_none() && has_content(&raw) {
             ttft = Some(t0.elapsed().as_secs_f64());

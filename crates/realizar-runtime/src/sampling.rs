@@ -165,6 +165,17 @@ impl Sampler {
         &self.config
     }
 
+    /// The token [`Sampler::sample`] would pick when picking it needs no change to the logits
+    /// (greedy, no bias, no penalty): the argmax, without copying them. `None` otherwise.
+    pub fn pick_unchanged(&self, logits: &[f32]) -> Option<u32> {
+        let c = &self.config;
+        let penalties =
+            c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        let plain =
+            c.is_greedy() && c.logit_bias.is_empty() && (!penalties || c.penalty_last_n == 0);
+        plain.then(|| argmax(logits))
+    }
+
     /// Applies logit bias and penalties (over the last tokens of `history`) to `logits` in place.
     pub fn apply_penalties(&mut self, logits: &mut [f32], history: &[u32]) {
         let c = &self.config;
@@ -281,6 +292,40 @@ mod tests {
 
     fn sampler(cfg: SamplerConfig) -> Sampler {
         Sampler::new(cfg, 8)
+    }
+
+    /// The copy-free pick is exactly `sample` where it applies, and declines where `sample`
+    /// would change the logits.
+    #[test]
+    fn pick_unchanged_is_sample_when_nothing_changes_the_logits() {
+        let logits = [0.5f32, 2.0, -1.0, 2.0, 1.5, 0.0, 3.5, 3.5];
+        let history = [6u32, 6, 1];
+        let greedy = sampler(SamplerConfig::default());
+        let mut copy = logits;
+        let want = sampler(SamplerConfig::default()).sample(&mut copy, &history);
+        assert_eq!(greedy.pick_unchanged(&logits), Some(want));
+        assert_eq!(want, 6);
+        let changing = [
+            SamplerConfig {
+                temperature: 0.7,
+                ..SamplerConfig::default()
+            },
+            SamplerConfig {
+                repeat_penalty: 1.3,
+                ..SamplerConfig::default()
+            },
+            SamplerConfig {
+                logit_bias: vec![(1, 5.0)],
+                ..SamplerConfig::default()
+            },
+        ];
+        for cfg in changing {
+            assert_eq!(
+                sampler(cfg.clone()).pick_unchanged(&logits),
+                None,
+                "{cfg:?}"
+            );
+        }
     }
 
     #[test]

@@ -507,9 +507,15 @@ fn sample_and_emit(
     room: bool,
 ) -> Option<FinishReason> {
     let top = s.logprobs.map(|n| log_probs(logits, n));
-    buf.clear();
-    buf.extend_from_slice(logits);
-    let id = s.sampler.sample(buf, &s.history);
+    let id = match s.sampler.pick_unchanged(logits) {
+        Some(id) => id,
+        None => {
+            // The sampler changes the logits (penalties, bias, temperature): on a copy.
+            buf.clear();
+            buf.extend_from_slice(logits);
+            s.sampler.sample(buf, &s.history)
+        }
+    };
     s.generated.push(id);
     s.history.push(id);
     let info = top.map(|(lse, top)| TokenInfo {
