@@ -189,6 +189,22 @@ pub trait Backend: Send + Sync + fmt::Debug {
         pos: Range<usize>,
         out: &mut [f32],
     ) -> Result<(), NnError>;
+
+    /// [`Backend::attention`] of one query row (`pos` one position), all its heads on the
+    /// calling thread: for a step of several sequences that already hands out one task per
+    /// sequence, so that the heads sharing a key/value head run one after the other while its
+    /// rows are in cache. The default is [`Backend::attention`].
+    fn attention_one(
+        &self,
+        shape: &AttentionShape,
+        q: &[f32],
+        cache: &KvCache,
+        layer: usize,
+        pos: Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), NnError> {
+        self.attention(shape, q, cache, layer, pos, out)
+    }
 }
 
 /// Product elements from which [`CpuBackend::linear`] scatters its threads' results into the
@@ -447,6 +463,37 @@ impl Backend for CpuBackend {
         pos: Range<usize>,
         out: &mut [f32],
     ) -> Result<(), NnError> {
+        self.attend(shape, q, cache, layer, pos, out, true)
+    }
+
+    fn attention_one(
+        &self,
+        shape: &AttentionShape,
+        q: &[f32],
+        cache: &KvCache,
+        layer: usize,
+        pos: Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), NnError> {
+        let spread = pos.len() != 1;
+        self.attend(shape, q, cache, layer, pos, out, spread)
+    }
+}
+
+impl CpuBackend {
+    /// [`Backend::attention`]; with `spread` false a single query's heads run on the calling
+    /// thread ([`Backend::attention_one`]).
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        shape: &AttentionShape,
+        q: &[f32],
+        cache: &KvCache,
+        layer: usize,
+        pos: Range<usize>,
+        out: &mut [f32],
+        spread: bool,
+    ) -> Result<(), NnError> {
         let AttentionShape {
             n_head,
             n_head_kv,
@@ -507,14 +554,19 @@ impl Backend for CpuBackend {
                 let ot = &mut out[t * width..(t + 1) * width];
                 let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
                 let n_keys = p + 1;
-                ot.par_chunks_mut(hd).enumerate().try_for_each(|(h, oh)| {
+                let one = |(h, oh): (usize, &mut [f32])| {
                     let (k, v) = head_view(h / group, n_keys)?;
                     let qh = &qt[h * hd..(h + 1) * hd];
                     with_scores(n_keys, |sh| {
                         attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, order, sh, oh)
                     });
-                    Ok(())
-                })?;
+                    Ok::<(), NnError>(())
+                };
+                if spread {
+                    ot.par_chunks_mut(hd).enumerate().try_for_each(one)?;
+                } else {
+                    ot.chunks_mut(hd).enumerate().try_for_each(one)?;
+                }
             }
             Ok(())
         })

@@ -858,7 +858,7 @@ impl Decoder {
                                 .ok_or_else(|| NnError::InvalidArgument {
                                     reason: format!("no cache {}", g.cache),
                                 })?;
-                        be.attention(
+                        be.attention_one(
                             &shape,
                             &q[r * qw..(r + 1) * qw],
                             cache,
