@@ -248,7 +248,7 @@ fn run<W: Pod, A: Pod>(
     check_out(m, nr, out.len(), out_stride)?;
     let wb = g.w_row / core::mem::size_of::<W>(); // blocks per weight row
     let ab = g.a_row / core::mem::size_of::<A>(); // blocks per activation row
-    if let (Some(tiles), true) = (wide.tiles, m >= 2) {
+    if let (Some(tiles), true) = (wide.tiles, simd::tiles_take(ty, m)) {
         tiles(w_rows, wb, rows, acts, ab, m, out, out_stride);
         return Ok(());
     }

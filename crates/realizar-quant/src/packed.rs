@@ -139,8 +139,9 @@ impl PackedActs {
     }
 
     /// Packs the `m` rows of `act` (each `n` elements quantized to `ty.vec_dot_type()`) for
-    /// products with weights of type `ty`. `Ok(false)` (and nothing packed) when this CPU has
-    /// no packed kernels for `ty` or `m < 2`: use [`crate::matmul`] then.
+    /// products with weights of type `ty`. `Ok(false)` (and nothing packed) when the packed
+    /// kernels do not take this product on this CPU (no AVX-512, `m < 2`, a type without
+    /// them, or more rows than they run faster): use [`crate::matmul`] then.
     pub fn pack(
         &mut self,
         ty: QuantType,
@@ -149,7 +150,7 @@ impl PackedActs {
         m: usize,
     ) -> Result<bool, QuantError> {
         self.ty = None;
-        if m < 2 || !simd::tiles_available(ty) {
+        if !simd::tiles_take(ty, m) {
             return Ok(false);
         }
         let g = geometry(ty, n)?;

@@ -135,16 +135,24 @@ pub(crate) type Oct4Fn<W, A> = fn([&[W]; 4], [&[A]; 8]) -> [[f32; 8]; 4];
 pub(crate) type TilesFn<W, A> =
     fn(&[W], usize, core::ops::Range<usize>, &[A], usize, usize, &mut [f32], usize);
 
-/// Whether [`crate::PackedActs`] has packed kernels for weights of type `ty` on this CPU.
-pub(crate) fn tiles_available(ty: crate::QuantType) -> bool {
+/// Whether the packed-tile kernels take a product of `m` activation rows with weights of type
+/// `ty` on this CPU ([`crate::PackedActs`], and [`crate::matmul`] from two rows). Q8_0 and
+/// Q4_0 weights, cheap to unpack, run larger products faster through the multi-row kernels
+/// (their tiles carry more bytes per block than the work per block hides once they leave L1):
+/// tiles up to one tile of eight rows (decode steps of several sequences), measured.
+pub(crate) fn tiles_take(ty: crate::QuantType, m: usize) -> bool {
     use crate::QuantType as T;
     #[cfg(target_arch = "x86_64")]
     {
-        if has_avx512() {
-            return matches!(ty, T::Q4_1 | T::Q8_0 | T::Q5_0 | T::Q4_0);
+        if has_avx512() && m >= 2 {
+            return match ty {
+                T::Q4_1 | T::Q5_0 => true,
+                T::Q8_0 | T::Q4_0 => m <= crate::packed::TILE,
+                _ => false,
+            };
         }
     }
-    let _ = ty;
+    let _ = (ty, m);
     false
 }
 
