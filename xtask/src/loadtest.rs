@@ -74,6 +74,8 @@ pub struct LoadReport {
     pub decode_rates: Vec<f64>,
     /// Concurrent clients of the run.
     pub clients: usize,
+    /// Tokens after the first of each completed stream.
+    pub decoded_tokens: Vec<usize>,
     /// Per completed stream: (seconds since the run started, content events received so
     /// far), one entry per read.
     pub timelines: Vec<Vec<(f64, usize)>>,
@@ -110,11 +112,41 @@ impl LoadReport {
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     }
 
-    /// Aggregate decode throughput while all clients' streams decode together: clients ×
-    /// the median stream's decode speed (prompt processing excluded; every stream's speed
-    /// already includes the other streams' work, prompts included, and the HTTP path).
+    /// Aggregate decode throughput: the tokens after the first of every completed stream over
+    /// the time during which at least one stream was decoding (the union of the streams'
+    /// windows from first content token to end). Prompt processing before a stream's first
+    /// token is excluded; the other streams' prompts processed meanwhile are not.
     pub fn aggregate_decode(&self) -> f64 {
-        self.clients as f64 * self.decode_p50()
+        let mut windows: Vec<(f64, f64)> = self
+            .timelines
+            .iter()
+            .filter_map(|t| {
+                let first = t.iter().find(|e| e.1 > 0)?.0;
+                Some((first, t.last()?.0))
+            })
+            .collect();
+        windows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut busy = 0.0;
+        let mut cur: Option<(f64, f64)> = None;
+        for (a, b) in windows {
+            cur = match cur {
+                Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+                Some((ca, cb)) => {
+                    busy += cb - ca;
+                    Some((a, b))
+                }
+                None => Some((a, b)),
+            };
+        }
+        if let Some((ca, cb)) = cur {
+            busy += cb - ca;
+        }
+        let tokens: usize = self.decoded_tokens.iter().sum();
+        if busy > 0.0 {
+            tokens as f64 / busy
+        } else {
+            0.0
+        }
     }
 
     /// Aggregate decode throughput while every completed stream was decoding: the content
@@ -155,7 +187,7 @@ impl LoadReport {
         format!(
             "{} requests in {:.1} s: {} completed, {} disconnected on purpose, {} 5xx, {} other failures, {} mismatched\n\
              requests/s {:.2}, generated tokens/s {:.1}, TTFT p50 {:.3} s, p99 {:.3} s\n\
-             decode tokens/s per stream p50 {:.1}, aggregate decode tokens/s ({} streams) {:.1}",
+             decode tokens/s per stream p50 {:.1}, aggregate decode tokens/s ({} clients) {:.1}",
             self.sent,
             self.elapsed.as_secs_f64(),
             self.completed,
@@ -448,6 +480,7 @@ pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
                             rep.ttft.push(ttft);
                             if tokens > 1 && decode > 0.0 {
                                 rep.decode_rates.push((tokens - 1) as f64 / decode);
+                                rep.decoded_tokens.push(tokens - 1);
                             }
                             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                             let first = seen.entry(pi).or_insert_with(|| text.clone());
