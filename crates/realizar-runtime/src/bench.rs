@@ -661,10 +661,10 @@ pub fn read_bandwidth(threads: usize, bytes: usize, passes: usize) -> f64 {
 }
 
 /// Operations per second (2 per multiply-add) of realizar-quant's `matmul` kernel for weight
-/// type `ty` on cache-resident data (64 rows × 1024 columns, 4 activation rows), on `threads`
-/// threads, best of `passes`.
+/// type `ty` on cache-resident data (64 rows × 1024 columns, 8 activation rows: a whole
+/// tile of the packed kernels), on `threads` threads, best of `passes`.
 pub fn kernel_peak(ty: QuantType, threads: usize, passes: usize) -> Result<f64, BenchError> {
-    let (n, rows, m, iters) = (1024usize, 64usize, 4usize, 200usize);
+    let (n, rows, m, iters) = (1024usize, 64usize, 8usize, 100usize);
     let at = ty.vec_dot_type();
     let mut rng = SplitMix64::new(7);
     let mut quant_rows = |t: QuantType, count: usize| -> Result<Vec<u8>, BenchError> {
