@@ -906,6 +906,7 @@ impl Decoder {
                 &s.up[..m * f],
                 &mut s.gate[..m * f],
                 f,
+                f,
                 |ut, gt| act.glu(gt, ut),
             );
             linear(&lw.down, &s.gate[..m * f], m, &mut s.o[..m * d], &mut s.act)?;
@@ -981,26 +982,6 @@ const PAR_MIN_ELEMS: usize = 16 * 1024;
 /// [`PAR_MIN_ELEMS`]: a decode step of eight sequences already gains from it.
 const GLU_PAR_MIN_ELEMS: usize = 4 * 1024;
 
-/// [`each_row`] with rows of one width `d` on both sides, handed out from `min` elements of
-/// `b` (and more than one row).
-fn each_row_from(
-    min: usize,
-    a: &[f32],
-    b: &mut [f32],
-    d: usize,
-    f: impl Fn(&[f32], &mut [f32]) + Send + Sync,
-) {
-    if b.len() > d && b.len() >= min {
-        a.par_chunks_exact(d)
-            .zip(b.par_chunks_exact_mut(d))
-            .for_each(|(x, y)| f(x, y));
-    } else {
-        a.chunks_exact(d)
-            .zip(b.chunks_exact_mut(d))
-            .for_each(|(x, y)| f(x, y));
-    }
-}
-
 /// `f(row of a, row of b)` for the rows of `a` (width `da`) and `b` (width `db`) side by side;
 /// over the threads of the pool the pass runs in when there are several rows and enough work
 /// (each row's arithmetic is the same either way).
@@ -1011,7 +992,19 @@ fn each_row(
     db: usize,
     f: impl Fn(&[f32], &mut [f32]) + Send + Sync,
 ) {
-    if b.len() > db && b.len() >= PAR_MIN_ELEMS {
+    each_row_from(PAR_MIN_ELEMS, a, b, da, db, f)
+}
+
+/// [`each_row`], handed out from `min` elements of `b`.
+fn each_row_from(
+    min: usize,
+    a: &[f32],
+    b: &mut [f32],
+    da: usize,
+    db: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Send + Sync,
+) {
+    if b.len() > db && b.len() >= min {
         a.par_chunks_exact(da)
             .zip(b.par_chunks_exact_mut(db))
             .for_each(|(x, y)| f(x, y));

@@ -923,15 +923,10 @@ wrap!(
     q4_1_q8_1_avx2, q4_1_q8_1_vnni, dot::q4_1_q8_1, BlockQ4_1, BlockQ8_1
 );
 
-/// Q4_1 · Q8_1, four activation rows per pass; bit-identical to four single calls.
+/// Q4_1 · Q8_1, four activation rows per pass; bit-identical to four single calls. (With
+/// AVX-512 the packed-tile kernels take every product of two or more rows.)
 pub(crate) fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
-    if has_avx512() {
-        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        let [r] = unsafe { super::avx512::q4_1_q8_1_xm_512([x], ys) };
-        r
-    } else {
-        q4_1_q8_1_x4_256(x, ys)
-    }
+    q4_1_q8_1_x4_256(x, ys)
 }
 wrap!(
     /// Q5_0 · Q8_0.
@@ -1067,32 +1062,10 @@ pub(crate) fn q6_k_q8_k_tiled_x8(x: &[BlockQ6K], ys: [&[BlockQ8K]; 8]) -> [f32; 
     }
 }
 
-/// Q4_1 · Q8_1, eight activation rows per pass over four weight rows (in two pairs) (AVX-512 only; the
-/// selector offers it nowhere else); bit-identical to single calls.
-pub(crate) fn q4_1_q8_1_x8r4(xs: [&[BlockQ4_1]; 4], ys: [&[BlockQ8_1]; 8]) -> [[f32; 8]; 4] {
-    if has_avx512() {
-        let [a, b, c, d] = xs;
-        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        let ([r0, r1], [r2, r3]) = unsafe {
-            (
-                super::avx512::q4_1_q8_1_xm_512([a, b], ys),
-                super::avx512::q4_1_q8_1_xm_512([c, d], ys),
-            )
-        };
-        [r0, r1, r2, r3]
-    } else {
-        xs.map(|x| ys.map(|y| q4_1_q8_1(x, y)))
-    }
-}
-
 /// Q4_1 · Q8_1, eight activation rows per pass over a weight row; bit-identical to eight
 /// single calls.
 pub(crate) fn q4_1_q8_1_x8(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 8]) -> [f32; 8] {
-    if has_avx512() {
-        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI are present (checked).
-        let [r] = unsafe { super::avx512::q4_1_q8_1_xm_512([x], ys) };
-        r
-    } else if has_avx512_vnni() {
+    if has_avx512_vnni() {
         // SAFETY: AVX2, FMA, F16C, AVX512-VNNI and AVX512-VL are present (checked).
         unsafe { q4_1_q8_1_vnni::<8>(x, ys) }
     } else if has_avx2() {

@@ -229,11 +229,7 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
             return Wide {
                 rows4: Some(avx2::q4_1_q8_1_r4),
                 oct: Some(avx2::q4_1_q8_1_x8),
-                oct4: if has_avx512() {
-                    Some(avx2::q4_1_q8_1_x8r4)
-                } else {
-                    None
-                },
+                oct4: None,
                 tiles: if has_avx512() {
                     Some(tile512::q4_1_tiles)
                 } else {

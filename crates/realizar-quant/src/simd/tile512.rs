@@ -208,7 +208,11 @@ struct Out<'a> {
     first: usize,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    fn new(out: &'a mut [f32], stride: usize, first: usize) -> Out<'a> {
+        Out { out, stride, first }
+    }
+
     /// Stores `res[dr][k]` for weight row `r0 + dr` and activation row `i0 + k`, `k < mt`.
     fn put<const R: usize, const M: usize>(
         &mut self,
@@ -324,11 +328,7 @@ macro_rules! tiles_driver {
             out: &mut [f32],
             out_stride: usize,
         ) {
-            let mut out = Out {
-                out,
-                stride: out_stride,
-                first: rows.start,
-            };
+            let mut out = Out::new(out, out_stride, rows.start);
             let nb = wb.min($ab);
             $buf.with(|cell| {
                 let mut own = Vec::new();
@@ -365,11 +365,7 @@ macro_rules! tiles_driver {
             out: &mut [f32],
             out_stride: usize,
         ) {
-            let mut out = Out {
-                out,
-                stride: out_stride,
-                first: rows.start,
-            };
+            let mut out = Out::new(out, out_stride, rows.start);
             // SAFETY: the caller checked that the CPU has AVX2, FMA, F16C and AVX-512
             // F/BW/VL/VNNI (`has_avx512`).
             unsafe { $run(w, wb, rows, tiles, nb, m, &mut out) }
