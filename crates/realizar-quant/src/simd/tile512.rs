@@ -5,7 +5,7 @@
 //! from the activations (their quants two rows per register, their f16 scales converted and
 //! spread, Q8_0's offset corrections). Here a matrix product packs each tile of eight
 //! activation rows once into [`TileQ8_1`]/[`TileQ8_0`] blocks, laid out so that the inner loop
-//! takes every activation operand straight from memory, and then runs four weight rows at a
+//! takes every activation operand straight from memory, and then runs two weight rows at a
 //! time over the packed tiles. Per (weight row, activation row) pair and block the operations
 //! are still the 256-bit VNNI kernel's: the same `vpdpbusd` lane sums (for the offset types,
 //! the same exact integers, with the correction as the starting value instead of a
@@ -105,7 +105,7 @@ fn hsum_halves(v: __m512) -> [f32; 2] {
     ]
 }
 
-/// Q4_1 · Q8_1: `R` weight rows (1 to 4) against the first `M` rows (2, 4, 6 or 8) of a
+/// Q4_1 · Q8_1: `R` weight rows (1 to 4; the driver passes 1 or 2) against the first `M` rows (2, 4, 6 or 8) of a
 /// packed tile.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -156,7 +156,7 @@ fn q4_1_tile<const R: usize, const M: usize>(
 
 macro_rules! legacy_tile {
     ($name:ident, $w:ty, $z:ident) => {
-        /// `R` weight rows (1 to 4) against the first `M` rows (2, 4, 6 or 8) of a packed
+        /// `R` weight rows (1 to 4; the driver passes 1 or 2) against the first `M` rows (2, 4, 6 or 8) of a packed
         /// Q8_0 tile (packed with this type's offset).
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -235,7 +235,7 @@ impl<'a> Out<'a> {
 }
 
 /// The driver of one weight type: `$run` goes over pre-packed tiles in chunks that stay in L2,
-/// four weight rows at a time through `$kernel`; `$name` packs a call's activations first
+/// [`ROWS_PER_PASS`] weight rows at a time through `$kernel`; `$name` packs a call's activations first
 /// (into a per-thread buffer) and runs it; `$packed` runs over tiles packed by
 /// [`crate::PackedActs`].
 macro_rules! tiles_driver {
