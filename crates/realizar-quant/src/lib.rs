@@ -167,12 +167,14 @@ type DotFn<W, A> = fn(&[W], &[A]) -> f32;
 
 /// Row geometry of one call, validated.
 struct Geometry {
+    n: usize,
     w_row: usize,
     a_row: usize,
 }
 
 fn geometry(ty: QuantType, n: usize) -> Result<Geometry, QuantError> {
     Ok(Geometry {
+        n,
         w_row: row_bytes(ty, n)?,
         a_row: row_bytes(ty.vec_dot_type(), n)?,
     })
@@ -184,6 +186,9 @@ struct Kernels<W, A> {
     one: DotFn<W, A>,
     quad: Option<simd::QuadFn<W, A>>,
     wide: simd::Wide<W, A>,
+    /// Whether products of several rows may go through the packed-tile kernels
+    /// ([`simd::tiles_take`]); not for the scalar twin.
+    packed: bool,
 }
 
 impl<W, A> Kernels<W, A> {
@@ -200,6 +205,7 @@ impl<W, A> Kernels<W, A> {
                 one: simd(),
                 quad: quad(),
                 wide: wide(),
+                packed: true,
             }
         } else {
             Kernels::scalar(scalar)
@@ -212,8 +218,14 @@ impl<W, A> Kernels<W, A> {
             one,
             quad: None,
             wide: simd::Wide::none(),
+            packed: false,
         }
     }
+}
+
+thread_local! {
+    /// The activations [`matmul`] packs for the tile kernels (kept: packing again reuses it).
+    static PACKED: core::cell::RefCell<PackedActs> = core::cell::RefCell::new(PackedActs::new());
 }
 
 /// The one loop behind [`vec_dot`], [`matvec`] and [`matmul`]: every (weight row, activation
@@ -231,7 +243,12 @@ fn run<W: Pod, A: Pod>(
     out_stride: usize,
     k: Kernels<W, A>,
 ) -> Result<(), QuantError> {
-    let Kernels { one: f, quad, wide } = k;
+    let Kernels {
+        one: f,
+        quad,
+        wide,
+        packed,
+    } = k;
     let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
     if rows.start > rows.end || rows.end > n_rows {
         return Err(QuantError::RowsOutOfRange { rows, n_rows });
@@ -248,9 +265,16 @@ fn run<W: Pod, A: Pod>(
     check_out(m, nr, out.len(), out_stride)?;
     let wb = g.w_row / core::mem::size_of::<W>(); // blocks per weight row
     let ab = g.a_row / core::mem::size_of::<A>(); // blocks per activation row
-    if let (Some(tiles), true) = (wide.tiles, simd::tiles_take(ty, m)) {
-        tiles(w_rows, wb, rows, acts, ab, m, out, out_stride);
-        return Ok(());
+    if packed && simd::tiles_take(ty, m) {
+        // Several rows with packed kernels: packed here (into this thread's store), then the
+        // same kernels as `matmul_packed`.
+        return PACKED.with(|cell| {
+            let mut own = PackedActs::new();
+            let mut held = cell.try_borrow_mut();
+            let pk = held.as_deref_mut().unwrap_or(&mut own);
+            pk.pack(ty, g.n, act, m)?;
+            simd::run_packed(ty, &w[..w_len], g.w_row, rows, pk, out, out_stride)
+        });
     }
     // With a four-weight-row kernel, the activation rows left over by the multi-row kernels
     // (all of them when there is only one) each take a pass of it over the weight rows, which

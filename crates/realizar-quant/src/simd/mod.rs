@@ -129,14 +129,8 @@ pub(crate) type OctFn<W, A> = fn(&[W], [&[A]; 8]) -> [f32; 8];
 /// A kernel taking eight activation rows per pass over four weight rows.
 pub(crate) type Oct4Fn<W, A> = fn([&[W]; 4], [&[A]; 8]) -> [[f32; 8]; 4];
 
-/// A whole product of several activation rows: `(w, blocks per weight row, rows, acts, blocks
-/// per activation row, m, out, out_stride)` with [`crate::matmul`]'s layout of `out`, the
-/// arguments already checked; every result bit-identical to the one-pair kernel's.
-pub(crate) type TilesFn<W, A> =
-    fn(&[W], usize, core::ops::Range<usize>, &[A], usize, usize, &mut [f32], usize);
-
 /// Whether the packed-tile kernels take a product of `m` activation rows with weights of type
-/// `ty` on this CPU ([`crate::PackedActs`], and [`crate::matmul`] from two rows). Q8_0 and
+/// `ty` on this CPU ([`crate::PackedActs`], which [`crate::matmul`] also goes through). Q8_0 and
 /// Q4_0 weights, cheap to unpack, run larger products faster through the multi-row kernels
 /// (their tiles carry more bytes per block than the work per block hides once they leave L1):
 /// tiles up to one tile of eight rows (decode steps of several sequences), measured.
@@ -205,8 +199,6 @@ pub(crate) struct Wide<W, A> {
     pub(crate) oct: Option<OctFn<W, A>>,
     /// Eight activation rows against four weight rows.
     pub(crate) oct4: Option<Oct4Fn<W, A>>,
-    /// Two or more activation rows, packed once per call.
-    pub(crate) tiles: Option<TilesFn<W, A>>,
 }
 
 impl<W, A> Wide<W, A> {
@@ -216,7 +208,6 @@ impl<W, A> Wide<W, A> {
             rows4: None,
             oct: None,
             oct4: None,
-            tiles: None,
         }
     }
 }
@@ -230,11 +221,6 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
                 rows4: Some(avx2::q4_1_q8_1_r4),
                 oct: Some(avx2::q4_1_q8_1_x8),
                 oct4: None,
-                tiles: if has_avx512() {
-                    Some(tile512::q4_1_tiles)
-                } else {
-                    None
-                },
             };
         }
     }
@@ -242,7 +228,7 @@ pub(crate) fn q4_1_q8_1_wide() -> Wide<BlockQ4_1, BlockQ8_1> {
 }
 
 macro_rules! select_wide {
-    ($(#[$doc:meta])* $name:ident, $w:ty, $r4:ident, $x8:ident, $x8r4:ident, $tiles:ident) => {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $r4:ident, $x8:ident, $x8r4:ident) => {
         $(#[$doc])*
         pub(crate) fn $name() -> Wide<$w, BlockQ8_0> {
             #[cfg(target_arch = "x86_64")]
@@ -252,7 +238,6 @@ macro_rules! select_wide {
                         rows4: Some(avx2::$r4),
                         oct: Some(avx2::$x8),
                         oct4: Some(avx2::$x8r4),
-                        tiles: Some(tile512::$tiles),
                     };
                 }
             }
@@ -263,15 +248,15 @@ macro_rules! select_wide {
 
 select_wide!(
     /// Q8_0 · Q8_0's wider kernels (AVX-512 only).
-    q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8, q8_0_q8_0_x8r4, q8_0_tiles
+    q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8, q8_0_q8_0_x8r4
 );
 select_wide!(
     /// Q5_0 · Q8_0's wider kernels (AVX-512 only).
-    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8, q5_0_q8_0_x8r4, q5_0_tiles
+    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8, q5_0_q8_0_x8r4
 );
 select_wide!(
     /// Q4_0 · Q8_0's wider kernels (AVX-512 only).
-    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4, q4_0_tiles
+    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4
 );
 
 macro_rules! select_oct {
@@ -285,7 +270,6 @@ macro_rules! select_oct {
                         rows4: None,
                         oct: Some(avx2::$x8),
                         oct4: None,
-                        tiles: None,
                     };
                 }
             }

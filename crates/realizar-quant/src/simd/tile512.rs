@@ -15,7 +15,6 @@
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
-use core::cell::RefCell;
 use core::ops::Range;
 
 use crate::blocks::*;
@@ -105,7 +104,7 @@ fn hsum_halves(v: __m512) -> [f32; 2] {
     ]
 }
 
-/// Q4_1 · Q8_1: `R` weight rows (1 to 4; the driver passes 1 or 2) against the first `M` rows (2, 4, 6 or 8) of a
+/// Q4_1 · Q8_1: `R` weight rows (1 or 2) against the first `M` rows (2, 4, 6 or 8) of a
 /// packed tile.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -113,7 +112,7 @@ fn q4_1_tile<const R: usize, const M: usize>(
     xs: [&[BlockQ4_1]; R],
     tiles: &[TileQ8_1],
 ) -> [[f32; M]; R] {
-    const { assert!(M.is_multiple_of(2) && M >= 2 && M <= TILE && R >= 1 && R <= 4) };
+    const { assert!(M.is_multiple_of(2) && M >= 2 && M <= TILE && R >= 1 && R <= ROWS_PER_PASS) };
     let (nb, xp) = rows_and_blocks(&xs, tiles);
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); 4]; R];
@@ -156,7 +155,7 @@ fn q4_1_tile<const R: usize, const M: usize>(
 
 macro_rules! legacy_tile {
     ($name:ident, $w:ty, $z:ident) => {
-        /// `R` weight rows (1 to 4; the driver passes 1 or 2) against the first `M` rows (2, 4, 6 or 8) of a packed
+        /// `R` weight rows (1 or 2) against the first `M` rows (2, 4, 6 or 8) of a packed
         /// Q8_0 tile (packed with this type's offset).
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -164,7 +163,7 @@ macro_rules! legacy_tile {
             xs: [&[$w]; R],
             tiles: &[TileQ8_0],
         ) -> [[f32; M]; R] {
-            const { assert!(M.is_multiple_of(2) && M >= 2 && M <= TILE && R >= 1 && R <= 4) };
+            const { assert!(M.is_multiple_of(2) && M >= 2 && M <= TILE && R >= 1 && R <= ROWS_PER_PASS) };
             let (nb, xp) = rows_and_blocks(&xs, tiles);
             let mut acc = [[_mm512_setzero_ps(); 4]; R];
             let (ahead, step) = weight_stream(&xs);
@@ -234,17 +233,11 @@ impl<'a> Out<'a> {
     }
 }
 
-/// The driver of one weight type: `$run` goes over pre-packed tiles in chunks that stay in L2,
-/// [`ROWS_PER_PASS`] weight rows at a time through `$kernel`; `$name` packs a call's activations first
-/// (into a per-thread buffer) and runs it; `$packed` runs over tiles packed by
-/// [`crate::PackedActs`].
+/// The driver of one weight type: `$run` goes over packed tiles in chunks that stay in L2,
+/// [`ROWS_PER_PASS`] weight rows at a time through `$kernel`; `$packed` is its entry point for
+/// activations packed by [`crate::PackedActs`].
 macro_rules! tiles_driver {
-    ($(#[$doc:meta])* $name:ident, $packed:ident, $run:ident, $w:ty, $a:ty, $tile:ty,
-     $buf:ident, $kernel:ident, |$acts:ident, $ab:ident, $rows:ident, $tiles:ident| $pack:expr) => {
-        thread_local! {
-            static $buf: RefCell<Vec<$tile>> = const { RefCell::new(Vec::new()) };
-        }
-
+    ($(#[$doc:meta])* $packed:ident, $run:ident, $w:ty, $tile:ty, $kernel:ident) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         fn $run(
             w: &[$w],
@@ -292,14 +285,6 @@ macro_rules! tiles_driver {
                             };
                         }
                         match (rn, mt.div_ceil(2)) {
-                            (4, 4) => go!(4, 8),
-                            (4, 3) => go!(4, 6),
-                            (4, 2) => go!(4, 4),
-                            (4, _) => go!(4, 2),
-                            (3, 4) => go!(3, 8),
-                            (3, 3) => go!(3, 6),
-                            (3, 2) => go!(3, 4),
-                            (3, _) => go!(3, 2),
                             (2, 4) => go!(2, 8),
                             (2, 3) => go!(2, 6),
                             (2, 2) => go!(2, 4),
@@ -317,43 +302,6 @@ macro_rules! tiles_driver {
         }
 
         $(#[$doc])*
-        #[allow(clippy::too_many_arguments)]
-        pub(super) fn $name(
-            w: &[$w],
-            wb: usize,
-            rows: Range<usize>,
-            $acts: &[$a],
-            $ab: usize,
-            m: usize,
-            out: &mut [f32],
-            out_stride: usize,
-        ) {
-            let mut out = Out::new(out, out_stride, rows.start);
-            let nb = wb.min($ab);
-            $buf.with(|cell| {
-                let mut own = Vec::new();
-                let mut held = cell.try_borrow_mut();
-                let buf = match held.as_deref_mut() {
-                    Ok(buf) => buf,
-                    Err(_) => &mut own,
-                };
-                buf.clear();
-                buf.resize(m.div_ceil(TILE) * nb, <$tile>::ZERO);
-                if nb > 0 {
-                    for (t, $tiles) in buf.chunks_exact_mut(nb).enumerate() {
-                        let $rows = TILE * t..(TILE * t + TILE).min(m);
-                        $pack;
-                    }
-                }
-                // SAFETY: the caller checked that the CPU has AVX2, FMA, F16C and AVX-512
-                // F/BW/VL/VNNI (`has_avx512`).
-                unsafe { $run(w, wb, rows, buf, nb, m, &mut out) }
-            });
-        }
-
-        /// [`
-        #[doc = stringify!($name)]
-        /// `] over activations packed once by [`crate::PackedActs`] (`nb` blocks a row).
         #[allow(clippy::too_many_arguments)]
         pub(super) fn $packed(
             w: &[$w],
@@ -374,22 +322,19 @@ macro_rules! tiles_driver {
 }
 
 tiles_driver!(
-    /// Q4_1 · Q8_1 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q4_1_tiles, q4_1_packed, q4_1_run, BlockQ4_1, BlockQ8_1, TileQ8_1, Q8_1_TILES, q4_1_tile,
-    |acts, ab, rows, tiles| crate::packed::pack_q8_1(acts, ab, rows, tiles)
+    /// Q4_1 · Q8_1 over activations packed by [`crate::PackedActs`] (`nb` blocks a row);
+    /// needs AVX-512.
+    q4_1_packed, q4_1_run, BlockQ4_1, TileQ8_1, q4_1_tile
 );
 tiles_driver!(
-    /// Q8_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q8_0_tiles, q8_0_packed, q8_0_run, BlockQ8_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_128, q8_0_tile,
-    |acts, ab, rows, tiles| crate::packed::pack_q8_0(acts, ab, rows, 128, tiles)
+    /// Q8_0 · Q8_0 over activations packed by [`crate::PackedActs`]; needs AVX-512.
+    q8_0_packed, q8_0_run, BlockQ8_0, TileQ8_0, q8_0_tile
 );
 tiles_driver!(
-    /// Q5_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q5_0_tiles, q5_0_packed, q5_0_run, BlockQ5_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_16, q5_0_tile,
-    |acts, ab, rows, tiles| crate::packed::pack_q8_0(acts, ab, rows, 16, tiles)
+    /// Q5_0 · Q8_0 over activations packed by [`crate::PackedActs`]; needs AVX-512.
+    q5_0_packed, q5_0_run, BlockQ5_0, TileQ8_0, q5_0_tile
 );
 tiles_driver!(
-    /// Q4_0 · Q8_0 for `m` activation rows (see [`super::TilesFn`]); needs AVX-512.
-    q4_0_tiles, q4_0_packed, q4_0_run, BlockQ4_0, BlockQ8_0, TileQ8_0, Q8_0_TILES_8, q4_0_tile,
-    |acts, ab, rows, tiles| crate::packed::pack_q8_0(acts, ab, rows, 8, tiles)
+    /// Q4_0 · Q8_0 over activations packed by [`crate::PackedActs`]; needs AVX-512.
+    q4_0_packed, q4_0_run, BlockQ4_0, TileQ8_0, q4_0_tile
 );
