@@ -1234,10 +1234,11 @@ mod level_tests {
 
 /// The wide kernels of the legacy types without a min, through their AVX-512 versions where
 /// the CPU has them: four weight rows per activation row (`$r4`), four and eight activation
-/// rows per weight row (`$x4`, `$x8`); each bit-identical to single calls.
+/// rows per weight row (`$x4`, `$x8`); each bit-identical to single calls. The short form is for
+/// a type whose products of several rows the packed-tile kernels take whenever AVX-512 is
+/// there (Q5_0): its four-activation-row kernel is the 256-bit one.
 macro_rules! legacy_wide {
-    ($r4:ident, $x4:ident, $x8:ident, $x8r4:ident, $r4_512:ident, $xm_512:ident,
-     $x4_256:ident, $one:ident, $w:ty) => {
+    (@r4 $r4:ident, $r4_512:ident, $one:ident, $w:ty) => {
         /// Four weight rows per pass over one activation row.
         pub(crate) fn $r4(xs: [&[$w]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
             if has_avx512() {
@@ -1247,6 +1248,18 @@ macro_rules! legacy_wide {
                 xs.map(|x| $one(x, y))
             }
         }
+    };
+    ($r4:ident, $x4:ident, $r4_512:ident, $x4_256:ident, $one:ident, $w:ty) => {
+        legacy_wide!(@r4 $r4, $r4_512, $one, $w);
+
+        /// Four activation rows per pass over a weight row.
+        pub(crate) fn $x4(x: &[$w], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+            $x4_256(x, ys)
+        }
+    };
+    ($r4:ident, $x4:ident, $x8:ident, $x8r4:ident, $r4_512:ident, $xm_512:ident,
+     $x4_256:ident, $one:ident, $w:ty) => {
+        legacy_wide!(@r4 $r4, $r4_512, $one, $w);
 
         /// Four activation rows per pass over a weight row.
         pub(crate) fn $x4(x: &[$w], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
@@ -1296,10 +1309,7 @@ legacy_wide!(
 legacy_wide!(
     q5_0_q8_0_r4,
     q5_0_q8_0_x4,
-    q5_0_q8_0_x8,
-    q5_0_q8_0_x8r4,
     q5_0_q8_0_r4_512,
-    q5_0_q8_0_xm_512,
     q5_0_q8_0_x4_256,
     q5_0_q8_0,
     BlockQ5_0

@@ -196,7 +196,7 @@ fn q4_0_u8(x: &BlockQ4_0) -> __m256i {
 /// the 256-bit VNNI kernel), `fma(d_x d_y, lanes, acc)`, `hsum_float_8`; two pairs per
 /// register, so every result is bit-identical to the one-pair kernel.
 macro_rules! legacy_512 {
-    ($r4:ident, $xm:ident, $w:ty, $u8:ident, $offset:expr) => {
+    ($r4:ident, $w:ty, $u8:ident, $offset:expr) => {
         /// Four weight rows against one activation row, prefetching the weight stream (see
         /// [`stream_after`]); the activation's offset correction once per block.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -235,6 +235,9 @@ macro_rules! legacy_512 {
             let [a2, a3] = halves(acc23);
             [hsum_ps(a0), hsum_ps(a1), hsum_ps(a2), hsum_ps(a3)]
         }
+    };
+    ($r4:ident, $xm:ident, $w:ty, $u8:ident, $offset:expr) => {
+        legacy_512!($r4, $w, $u8, $offset);
 
         /// `R` weight rows (1 to 4) against `M` activation rows (`M` = 2, 4, 6 or 8), two
         /// activation rows per register; the activations' loads, scales and offset
@@ -310,7 +313,7 @@ macro_rules! legacy_512 {
 }
 
 legacy_512!(q8_0_q8_0_r4_512, q8_0_q8_0_xm_512, BlockQ8_0, q8_0_u8, 128);
-legacy_512!(q5_0_q8_0_r4_512, q5_0_q8_0_xm_512, BlockQ5_0, q5_0_u8, 16);
+legacy_512!(q5_0_q8_0_r4_512, BlockQ5_0, q5_0_u8, 16);
 legacy_512!(q4_0_q8_0_r4_512, q4_0_q8_0_xm_512, BlockQ4_0, q4_0_u8, 8);
 
 /// The first fold of [`q4_k_q8_k_grouped_x8_512`]'s lane sums: `[a0+a2, b0+b2, a1+a3, b1+b3]`

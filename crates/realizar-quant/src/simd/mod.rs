@@ -250,10 +250,21 @@ select_wide!(
     /// Q8_0 · Q8_0's wider kernels (AVX-512 only).
     q8_0_q8_0_wide, BlockQ8_0, q8_0_q8_0_r4, q8_0_q8_0_x8, q8_0_q8_0_x8r4
 );
-select_wide!(
-    /// Q5_0 · Q8_0's wider kernels (AVX-512 only).
-    q5_0_q8_0_wide, BlockQ5_0, q5_0_q8_0_r4, q5_0_q8_0_x8, q5_0_q8_0_x8r4
-);
+/// Q5_0 · Q8_0's wider kernel (AVX-512 only): four weight rows per activation row; the
+/// packed-tile kernels take its products of several rows.
+pub(crate) fn q5_0_q8_0_wide() -> Wide<BlockQ5_0, BlockQ8_0> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            return Wide {
+                rows4: Some(avx2::q5_0_q8_0_r4),
+                oct: None,
+                oct4: None,
+            };
+        }
+    }
+    Wide::none()
+}
 select_wide!(
     /// Q4_0 · Q8_0's wider kernels (AVX-512 only).
     q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4
