@@ -475,14 +475,14 @@ impl Backend for CpuBackend {
         pos: Range<usize>,
         out: &mut [f32],
     ) -> Result<(), NnError> {
-        let spread = pos.len() != 1;
-        self.attend(shape, q, cache, layer, pos, out, spread)
+        self.attend(shape, q, cache, layer, pos, out, false)
     }
 }
 
 impl CpuBackend {
     /// [`Backend::attention`]; with `spread` false a single query's heads run on the calling
-    /// thread ([`Backend::attention_one`]).
+    /// thread ([`Backend::attention_one`]). Several queries always hand out their (query,
+    /// head) pairs.
     #[allow(clippy::too_many_arguments)]
     fn attend(
         &self,

@@ -190,7 +190,7 @@ pub struct Scratch {
     o: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    /// Cache lengths of a multi-sequence step's sequences before it (reused).
+    /// Each segment's cache length before the pass (reused).
     starts: Vec<usize>,
     /// The rotation tables of the pass's rows (`head_dim` floats each), and the layer whose
     /// RoPE they were made for (layers with the same RoPE share them).
@@ -733,6 +733,15 @@ impl Decoder {
             }
         }
 
+        // Each segment's cache length before the pass (its first position), and whether the
+        // pass is a decode step of several sequences (one row each).
+        s.starts.clear();
+        s.starts.extend(
+            segments
+                .iter()
+                .map(|g| caches.get(g.cache).map_or(0, |k| k.len())),
+        );
+        let one_row_each = segments.len() > 1 && segments.iter().all(|g| g.rows == 1);
         s.rope_for = None;
         for (il, (lw, spec)) in self.layers.iter().zip(&c.layers).enumerate() {
             // Attention.
@@ -755,16 +764,13 @@ impl Decoder {
                 kq_scale: c.kq_scale,
                 window: spec.window,
             };
-            let one_row_each = segments.len() > 1 && segments.iter().all(|g| g.rows == 1);
-            s.starts.clear();
             // The rows' rotation tables, made once per pass for every run of layers with the
             // same RoPE (the positions do not change between layers).
             if s.rope_for
                 .is_none_or(|p| c.layers.get(p).map(|l| &l.rope) != Some(&spec.rope))
             {
                 let mut tabs = s.rope_tab.chunks_exact_mut(hd);
-                for g in segments {
-                    let start = caches.get(g.cache).map_or(0, |k| k.len());
+                for (g, &start) in segments.iter().zip(&s.starts) {
                     for (t, tab) in (0..g.rows).zip(tabs.by_ref()) {
                         spec.rope.fill_cache(start + t, tab);
                     }
@@ -827,10 +833,9 @@ impl Decoder {
                         &s.v[r * kw..(r + 1) * kw],
                     );
                 }
-                if one_row_each {
-                    // Attention below, all sequences at once.
-                    s.starts.push(start);
-                } else {
+                if !one_row_each {
+                    // This segment's attention (a decode step of several sequences runs them
+                    // all together below).
                     let rows = r0 * qw..(r0 + g.rows) * qw;
                     be.attention(
                         &shape,
