@@ -52,20 +52,36 @@ pub fn f16_dot_folded(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
 
 /// The scalar twin of [`f16_dot_folded`].
 pub fn f16_dot_folded_scalar(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
-    let lanes = if vecdot { 64 } else { 16 };
+    let lanes = f16_lanes(vecdot);
     let n = x.len().min(y.len());
     let whole = n - n % lanes;
     let mut acc = [0f32; 64];
     f16_fma_lanes_scalar(&x[..whole], &y[..whole], &mut acc[..lanes]);
-    let mut v = [0f32; 16];
-    for (l, o) in v.iter_mut().enumerate() {
-        *o = if vecdot {
-            (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l])
-        } else {
-            acc[l]
-        };
+    f64::from(f16_fold(vecdot, |l| acc[l]))
+}
+
+/// The accumulator lanes of ggml's f16 dot products: 64 for `ggml_vec_dot_f16` (`vecdot`), 16
+/// for tinyBLAS.
+fn f16_lanes(vecdot: bool) -> usize {
+    if vecdot {
+        64
+    } else {
+        16
     }
-    f64::from(reduce_add16(&v))
+}
+
+/// Lane accumulators `a(l)` folded into the dot product as the kernels fold them: with
+/// `vecdot`, `(a[l] + a[32 + l]) + (a[16 + l] + a[48 + l])` for `l < 16`, then
+/// [`reduce_add16`].
+fn f16_fold(vecdot: bool, a: impl Fn(usize) -> f32) -> f32 {
+    let v: [f32; 16] = core::array::from_fn(|l| {
+        if vecdot {
+            (a(l) + a(32 + l)) + (a(16 + l) + a(48 + l))
+        } else {
+            a(l)
+        }
+    });
+    reduce_add16(&v)
 }
 
 /// `acc[d] = fma(p, v[d], acc[d])` for `d < min(v.len(), acc.len())`.
@@ -135,23 +151,14 @@ pub(crate) fn weighted_sum_with(
     if hd == 0 {
         return;
     }
-    let lanes = if vecdot { 64 } else { 16 };
+    let lanes = f16_lanes(vecdot);
     let mut acc = vec![0f32; lanes * hd];
     for (i, (&pi, row)) in p.iter().zip(v.chunks_exact(hd)).enumerate() {
         let s = (first + i) % lanes;
         axpy(pi, row, &mut acc[s * hd..(s + 1) * hd]);
     }
     for (d, o) in out.iter_mut().enumerate().take(hd) {
-        let a = |l: usize| acc[l * hd + d];
-        let mut v = [0f32; 16];
-        for (l, vl) in v.iter_mut().enumerate() {
-            *vl = if vecdot {
-                (a(l) + a(32 + l)) + (a(16 + l) + a(48 + l))
-            } else {
-                a(l)
-            };
-        }
-        *o = reduce_add16(&v);
+        *o = f16_fold(vecdot, |l| acc[l * hd + d]);
     }
 }
 

@@ -9,6 +9,7 @@ use core::arch::x86_64::*;
 use half::f16;
 
 use super::has_avx512;
+use super::vec_avx2::reduce_add16_ps;
 
 /// Sixteen f16 values widened to f32.
 #[inline(always)]
@@ -39,18 +40,12 @@ fn fold_row<const C: usize, const VECDOT: bool>(x: &[__m512; C], row: &[f16]) ->
     }
 }
 
-/// `reduce_add16` of one vector: `h[i] = v[8 + i] + v[i]`, `q[j] = h[4 + j] + h[j]`,
-/// `(q0 + q2) + (q1 + q3)`.
+/// `reduce_add16` of one vector (see `vec_avx2::reduce_add16_ps`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 fn reduce_one(v: __m512) -> f32 {
-    let h = _mm256_add_ps(
-        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
-        _mm512_castps512_ps256(v),
-    );
-    let q = _mm_add_ps(_mm256_extractf128_ps::<1>(h), _mm256_castps256_ps128(h));
-    let t = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    reduce_add16_ps(_mm512_castps512_ps256(v), hi)
 }
 
 /// [`reduce_one`] of sixteen vectors at once: lane `p` of the result is `reduce_one(v[p])`,

@@ -238,11 +238,18 @@ fn f16_dot_folded_avx2(x: &[f16], y: &[f16], vecdot: bool) -> f64 {
         let [a0, a1] = fma_lanes_regs(x, y, [_mm256_setzero_ps(); 2]);
         (a0, a1)
     };
-    // reduce_add16: h[i] = v[8 + i] + v[i]; q[j] = h[4 + j] + h[j]; (q0 + q2) + (q1 + q3).
+    f64::from(reduce_add16_ps(lo, hi))
+}
+
+/// `vecops::reduce_add16` of 16 lanes in registers (`lo` lanes 0..8, `hi` 8..16):
+/// `h[i] = v[8 + i] + v[i]`, `q[j] = h[4 + j] + h[j]`, `(q0 + q2) + (q1 + q3)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn reduce_add16_ps(lo: __m256, hi: __m256) -> f32 {
     let h = _mm256_add_ps(hi, lo);
     let q = _mm_add_ps(_mm256_extractf128_ps::<1>(h), _mm256_castps256_ps128(h));
     let t = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    f64::from(_mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t))))
+    _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
 }
 
 /// [`vecops::f16_dot_folded`]; the scalar twin where AVX2, FMA or F16C are missing.
