@@ -58,56 +58,63 @@ impl TileQ8_0 {
 }
 
 /// Packs rows `rows` (at most eight; missing ones stay zero) of `acts` (`ab` blocks a row),
-/// blocks `0..tiles.len()`, into `tiles`.
-pub(crate) fn pack_q8_1(acts: &[BlockQ8_1], ab: usize, rows: Range<usize>, tiles: &mut [TileQ8_1]) {
+/// blocks `0..tiles.len()`, into `tiles`: `put(tile, block, k)` writes block `b` of the tile's
+/// row `k` into tile `b`.
+fn pack_rows<T: Copy, Y>(
+    acts: &[Y],
+    ab: usize,
+    rows: Range<usize>,
+    tiles: &mut [T],
+    zero: T,
+    put: impl Fn(&mut T, &Y, usize),
+) {
     if rows.len() < TILE {
-        tiles.fill(TileQ8_1::ZERO);
+        tiles.fill(zero);
     }
     for (k, i) in rows.enumerate().take(TILE) {
         let row = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
-        let (j, h) = (k / 2, 32 * (k % 2));
         for (t, y) in tiles.iter_mut().zip(row) {
-            if let (Some(q), Some(d)) =
-                (t.q[j].get_mut(h..h + 32), t.d[j].get_mut(h / 4..h / 4 + 8))
-            {
-                q.copy_from_slice(&y.qs);
-                d.fill(y.d.to_f32());
-            }
-            if let Some(s) = t.s.get_mut(k) {
-                *s = y.s.to_f32();
-            }
+            put(t, y, k);
         }
     }
 }
 
-/// [`pack_q8_1`] for Q8_0 activations against weights offset by `offset`.
-pub(crate) fn pack_q8_0(
+/// [`pack_rows`] for Q8_1 activations (Q4_1 weights).
+fn pack_q8_1(acts: &[BlockQ8_1], ab: usize, rows: Range<usize>, tiles: &mut [TileQ8_1]) {
+    pack_rows(acts, ab, rows, tiles, TileQ8_1::ZERO, |t, y, k| {
+        let (j, h) = (k / 2, 32 * (k % 2));
+        if let (Some(q), Some(d)) = (t.q[j].get_mut(h..h + 32), t.d[j].get_mut(h / 4..h / 4 + 8)) {
+            q.copy_from_slice(&y.qs);
+            d.fill(y.d.to_f32());
+        }
+        if let Some(s) = t.s.get_mut(k) {
+            *s = y.s.to_f32();
+        }
+    });
+}
+
+/// [`pack_rows`] for Q8_0 activations against weights offset by `offset`.
+fn pack_q8_0(
     acts: &[BlockQ8_0],
     ab: usize,
     rows: Range<usize>,
     offset: i32,
     tiles: &mut [TileQ8_0],
 ) {
-    if rows.len() < TILE {
-        tiles.fill(TileQ8_0::ZERO);
-    }
-    for (k, i) in rows.enumerate().take(TILE) {
-        let row = acts.get(i * ab..(i + 1) * ab).unwrap_or_default();
+    pack_rows(acts, ab, rows, tiles, TileQ8_0::ZERO, |t, y, k| {
         let (j, h) = (k / 2, 32 * (k % 2));
-        for (t, y) in tiles.iter_mut().zip(row) {
-            if let (Some(q), Some(d), Some(c)) = (
-                t.q[j].get_mut(h..h + 32),
-                t.d[j].get_mut(h / 4..h / 4 + 8),
-                t.c[j].get_mut(h / 4..h / 4 + 8),
-            ) {
-                q.copy_from_slice(&y.qs);
-                d.fill(y.d.to_f32());
-                for (c, quad) in c.iter_mut().zip(y.qs.chunks_exact(4)) {
-                    *c = -offset * quad.iter().map(|&v| i32::from(v)).sum::<i32>();
-                }
+        if let (Some(q), Some(d), Some(c)) = (
+            t.q[j].get_mut(h..h + 32),
+            t.d[j].get_mut(h / 4..h / 4 + 8),
+            t.c[j].get_mut(h / 4..h / 4 + 8),
+        ) {
+            q.copy_from_slice(&y.qs);
+            d.fill(y.d.to_f32());
+            for (c, quad) in c.iter_mut().zip(y.qs.chunks_exact(4)) {
+                *c = -offset * quad.iter().map(|&v| i32::from(v)).sum::<i32>();
             }
         }
-    }
+    });
 }
 
 /// Activation rows packed for [`crate::matmul_packed`] with one weight type (reused: packing
