@@ -125,6 +125,14 @@ impl SamplerConfig {
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
     }
+
+    /// Whether any penalty changes the logits of recent tokens.
+    pub fn penalizes(&self) -> bool {
+        let active = self.repeat_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0;
+        active && self.penalty_last_n > 0
+    }
 }
 
 /// The index of the largest value, the lowest index on ties (NaN never wins).
@@ -169,10 +177,7 @@ impl Sampler {
     /// (greedy, no bias, no penalty): the argmax, without copying them. `None` otherwise.
     pub fn pick_unchanged(&self, logits: &[f32]) -> Option<u32> {
         let c = &self.config;
-        let penalties =
-            c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
-        let plain =
-            c.is_greedy() && c.logit_bias.is_empty() && (!penalties || c.penalty_last_n == 0);
+        let plain = c.is_greedy() && c.logit_bias.is_empty() && !c.penalizes();
         plain.then(|| argmax(logits))
     }
 
@@ -184,9 +189,7 @@ impl Sampler {
                 *l += bias;
             }
         }
-        let active =
-            c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
-        if !active || c.penalty_last_n == 0 {
+        if !c.penalizes() {
             return;
         }
         let recent = &history[history.len().saturating_sub(c.penalty_last_n)..];

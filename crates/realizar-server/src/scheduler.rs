@@ -423,7 +423,7 @@ impl<M: BatchForward> Worker<M> {
             })
             .collect();
         let n_vocab = self.model.n_vocab();
-        let mut logits = std::mem::take(&mut self.logits);
+        let logits = &mut self.logits;
         let result = self.model.forward(&chunks).map(|l| {
             logits.clear();
             logits.extend_from_slice(l);
@@ -445,7 +445,6 @@ impl<M: BatchForward> Worker<M> {
                     s.tx.send(GenEvent::Failed(msg.clone()));
                 }
                 self.shared.lock().active = self.seqs.len();
-                self.logits = logits;
                 return;
             }
         }
@@ -460,7 +459,7 @@ impl<M: BatchForward> Worker<M> {
                 c.extend_from_slice(fed);
             }
         }
-        let mut rows_out = logits.chunks_exact(n_vocab.max(1));
+        let mut rows_out = self.logits.chunks_exact(n_vocab.max(1));
         let mut finished = Vec::new();
         for &(i, _, n, want) in &plan {
             let s = &mut self.seqs[i];
@@ -482,7 +481,6 @@ impl<M: BatchForward> Worker<M> {
                 finished.push((i, Ok(fin)));
             }
         }
-        self.logits = logits;
         finished.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         for (i, fin) in finished {
             let mut s = self.seqs.remove(i);
