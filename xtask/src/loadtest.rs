@@ -69,13 +69,11 @@ pub struct LoadReport {
     pub generated_tokens: usize,
     /// Times to first content token, seconds.
     pub ttft: Vec<f64>,
-    /// Decode speed of each completed stream: tokens after the first per second between the
-    /// first content token and the end of the stream.
-    pub decode_rates: Vec<f64>,
+    /// Per completed stream of two or more tokens: the tokens after the first, and the seconds
+    /// from the first content token to the end of the stream.
+    pub decodes: Vec<(usize, f64)>,
     /// Concurrent clients of the run.
     pub clients: usize,
-    /// Tokens after the first of each completed stream.
-    pub decoded_tokens: Vec<usize>,
     /// Per completed stream: (seconds since the run started, content events received so
     /// far), one entry per read.
     pub timelines: Vec<Vec<(f64, usize)>>,
@@ -107,9 +105,18 @@ impl LoadReport {
 
     /// The median decode speed of one stream, tokens/s.
     pub fn decode_p50(&self) -> f64 {
-        let mut v = self.decode_rates.clone();
+        let mut v: Vec<f64> = self.decodes.iter().map(|&(n, t)| n as f64 / t).collect();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// Each completed stream's decode window, in seconds since the run started: from its first
+    /// content event to its end.
+    fn windows(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.timelines.iter().filter_map(|t| {
+            let first = t.iter().find(|e| e.1 > 0)?.0;
+            Some((first, t.last()?.0))
+        })
     }
 
     /// Aggregate decode throughput: the tokens after the first of every completed stream over
@@ -117,14 +124,7 @@ impl LoadReport {
     /// windows from first content token to end). Prompt processing before a stream's first
     /// token is excluded; the other streams' prompts processed meanwhile are not.
     pub fn aggregate_decode(&self) -> f64 {
-        let mut windows: Vec<(f64, f64)> = self
-            .timelines
-            .iter()
-            .filter_map(|t| {
-                let first = t.iter().find(|e| e.1 > 0)?.0;
-                Some((first, t.last()?.0))
-            })
-            .collect();
+        let mut windows: Vec<(f64, f64)> = self.windows().collect();
         windows.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut busy = 0.0;
         let mut cur: Option<(f64, f64)> = None;
@@ -141,7 +141,7 @@ impl LoadReport {
         if let Some((ca, cb)) = cur {
             busy += cb - ca;
         }
-        let tokens: usize = self.decoded_tokens.iter().sum();
+        let tokens: usize = self.decodes.iter().map(|d| d.0).sum();
         if busy > 0.0 {
             tokens as f64 / busy
         } else {
@@ -154,16 +154,11 @@ impl LoadReport {
     /// over that window, with the window's length. `None` when the streams did not all
     /// overlap (runs of one request per client measure it).
     pub fn steady_decode(&self) -> Option<(f64, f64)> {
-        let w0 = self
-            .timelines
-            .iter()
-            .filter_map(|t| t.iter().find(|e| e.1 > 0).map(|e| e.0))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let w1 = self
-            .timelines
-            .iter()
-            .filter_map(|t| t.last().map(|e| e.0))
-            .fold(f64::INFINITY, f64::min);
+        let (w0, w1) = self
+            .windows()
+            .fold((f64::NEG_INFINITY, f64::INFINITY), |(a, b), (f, e)| {
+                (a.max(f), b.min(e))
+            });
         if self.timelines.is_empty() || w1 - w0 <= 0.1 {
             return None;
         }
@@ -479,8 +474,7 @@ pub fn run(addr: SocketAddr, opts: &LoadOptions) -> Result<LoadReport, String> {
                             rep.generated_tokens += tokens;
                             rep.ttft.push(ttft);
                             if tokens > 1 && decode > 0.0 {
-                                rep.decode_rates.push((tokens - 1) as f64 / decode);
-                                rep.decoded_tokens.push(tokens - 1);
+                                rep.decodes.push((tokens - 1, decode));
                             }
                             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                             let first = seen.entry(pi).or_insert_with(|| text.clone());
