@@ -87,7 +87,7 @@ fn nibbles2(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
 /// The two 8-lane halves of a 16-lane accumulator.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn halves(v: __m512) -> [__m256; 2] {
+pub(super) fn halves(v: __m512) -> [__m256; 2] {
     [
         _mm512_castps512_ps256(v),
         _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),

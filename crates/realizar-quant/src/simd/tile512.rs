@@ -21,7 +21,7 @@ use crate::blocks::*;
 use crate::packed::{TileQ8_0, TileQ8_1, TILE};
 
 use super::avx2::{fifth_bits, head32, hsum_ps, load16, load32i};
-use super::avx512::{prefetch_stream, stream_after};
+use super::avx512::{halves, prefetch_stream, stream_after};
 
 /// Weight rows per kernel pass: two keep the accumulators, the tile's operands and the
 /// constants in the 32 vector registers (four spilled accumulators to the stack).
@@ -96,12 +96,8 @@ fn weight_stream<X, const R: usize>(xs: &[&[X]; R]) -> (*const u8, usize) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn hsum_halves(v: __m512) -> [f32; 2] {
-    [
-        hsum_ps(_mm512_castps512_ps256(v)),
-        hsum_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-            _mm512_castps_pd(v),
-        ))),
-    ]
+    let [lo, hi] = halves(v);
+    [hsum_ps(lo), hsum_ps(hi)]
 }
 
 /// Q4_1 · Q8_1: `R` weight rows (1 or 2) against the first `M` rows (2, 4, 6 or 8) of a
