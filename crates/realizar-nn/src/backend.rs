@@ -94,6 +94,9 @@ impl ActScratch {
 /// The largest head dimension the CPU attention supports.
 pub const MAX_HEAD_DIM: usize = 512;
 
+/// The most query heads one attention task takes (see [`heads_per_task`]).
+const MAX_GROUP_HEADS: usize = 4;
+
 /// The shape of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionShape {
@@ -528,49 +531,51 @@ impl CpuBackend {
                     reason: format!("attention: no cache for layer {layer} head {g}"),
                 })
         };
-        if m > 1 {
-            // Every (query, head) pair is a task of its own: one hand-out per layer rather than
-            // one per query.
-            return self.pool.install(|| {
-                out[..m * width]
-                    .par_chunks_mut(hd)
-                    .enumerate()
-                    .try_for_each(|(i, oh)| {
-                        let (t, h) = (i / n_head, i % n_head);
-                        let p = pos.start + t;
-                        let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
-                        let (k, v) = head_view(h / group, p + 1)?;
-                        let qh = &q[t * width + h * hd..t * width + (h + 1) * hd];
-                        with_scores(p + 1, |sh| {
-                            attend_head(qh, k, v, lo, p + 1, hd, shape.kq_scale, order, sh, oh)
-                        });
-                        Ok(())
-                    })
+        // A task attends `sub` consecutive query heads that share a key/value head: the first
+        // head's pass brings the cache rows in (a long context's come from memory) and the
+        // others find them in cache. A single query spread over the pool keeps enough tasks
+        // for the threads.
+        let min_tasks = if m == 1 && spread {
+            2 * self.threads
+        } else {
+            1
+        };
+        let sub = heads_per_task(group, n_head, min_tasks);
+        let task = |t: usize, j: usize, oj: &mut [f32]| {
+            let p = pos.start + t;
+            let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
+            let (k, v) = head_view(j * sub / group, p + 1)?;
+            let qj = &q[t * width + j * sub * hd..t * width + (j + 1) * sub * hd];
+            with_scores(sub * (p + 1 - lo), |sc| {
+                attend_heads(qj, k, v, lo, p + 1, hd, shape.kq_scale, order, sc, oj)
             });
+            Ok::<(), NnError>(())
+        };
+        let tasks = n_head / sub;
+        let out = &mut out[..m * width];
+        if m == 1 && !spread {
+            return out
+                .chunks_mut(sub * hd)
+                .enumerate()
+                .try_for_each(|(j, oj)| task(0, j, oj));
         }
+        // Every (query, task) pair is handed out on its own: one hand-out per layer.
         self.pool.install(|| {
-            for (t, p) in pos.clone().enumerate() {
-                let qt = &q[t * width..(t + 1) * width];
-                let ot = &mut out[t * width..(t + 1) * width];
-                let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
-                let n_keys = p + 1;
-                let one = |(h, oh): (usize, &mut [f32])| {
-                    let (k, v) = head_view(h / group, n_keys)?;
-                    let qh = &qt[h * hd..(h + 1) * hd];
-                    with_scores(n_keys, |sh| {
-                        attend_head(qh, k, v, lo, n_keys, hd, shape.kq_scale, order, sh, oh)
-                    });
-                    Ok::<(), NnError>(())
-                };
-                if spread {
-                    ot.par_chunks_mut(hd).enumerate().try_for_each(one)?;
-                } else {
-                    ot.chunks_mut(hd).enumerate().try_for_each(one)?;
-                }
-            }
-            Ok(())
+            out.par_chunks_mut(sub * hd)
+                .enumerate()
+                .try_for_each(|(i, oj)| task(i / tasks, i % tasks, oj))
         })
     }
+}
+
+/// How many consecutive query heads of a key/value group of `group` one attention task takes:
+/// the most, up to four, that divide the group and leave at least `min_tasks` tasks over
+/// `n_head` heads (at least 1).
+fn heads_per_task(group: usize, n_head: usize, min_tasks: usize) -> usize {
+    (1..=group.min(4))
+        .rev()
+        .find(|&d| group % d == 0 && n_head / d >= min_tasks)
+        .unwrap_or(1)
 }
 
 thread_local! {
@@ -599,15 +604,18 @@ fn round_to_f16(x: &mut [f32]) {
     }
 }
 
-/// One head of one query: scores over keys `lo..n`, softmax, weighted sum of values.
+/// Query heads of one query that share a key/value head: each head's scores over keys
+/// `lo..n`, softmax, weighted sum of values. `q` and `out` hold the heads' `hd` elements one
+/// after another, `scores` their `n - lo` scores.
 ///
 /// With an f16 cache this is llama.cpp's attention with flash attention off on its x86 build,
 /// operation by operation: the query and the probabilities are rounded to f16 (the f16 matrix
 /// products convert their f32 operand), the products are summed in the order of the kernel
 /// ggml runs (`ggml_vec_dot_f16` for a single query, llamafile's tinyBLAS for a batch; see
-/// [`F16Order`]), the scores are scaled and put through [`softmax_ggml`].
+/// [`F16Order`]), the scores are scaled and put through [`softmax_ggml`]. Every head's
+/// numbers are those of the head alone: grouping only shares the cache reads.
 #[allow(clippy::too_many_arguments)]
-fn attend_head(
+fn attend_heads(
     q: &[f32],
     k: KvView<'_>,
     v: KvView<'_>,
@@ -619,34 +627,59 @@ fn attend_head(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    let scores = &mut scores[lo..n];
+    let len = n.saturating_sub(lo);
+    let g = out.len() / hd.max(1);
+    if hd == 0 || len == 0 || g == 0 || q.len() < g * hd || scores.len() < g * len {
+        return;
+    }
+    let (q, out, scores) = (&q[..g * hd], &mut out[..g * hd], &mut scores[..g * len]);
     match (k, v) {
-        (KvView::F16(k), KvView::F16(v)) => {
-            let mut qh = [f16::ZERO; MAX_HEAD_DIM];
-            let nq = hd.min(MAX_HEAD_DIM).min(q.len());
-            let qh = &mut qh[..nq];
-            qh.convert_from_f32_slice(&q[..nq]);
+        (KvView::F16(k), KvView::F16(v)) if g <= MAX_GROUP_HEADS && hd <= MAX_HEAD_DIM => {
+            let mut qh = [f16::ZERO; MAX_GROUP_HEADS * MAX_HEAD_DIM];
+            let qh = &mut qh[..g * hd];
+            qh.convert_from_f32_slice(q);
             let order = order.for_len(hd);
             fn rows(c: &[f16], lo: usize, n: usize, hd: usize) -> &[f16] {
                 c.get(lo * hd..(n * hd).min(c.len())).unwrap_or_default()
             }
+            let (kr, vr) = (rows(k, lo, n, hd), rows(v, lo, n, hd));
+            let vecdot = order == F16Order::VecDot;
             if order == F16Order::Tiny || hd % 64 == 0 {
-                // Whole steps of the order: all keys in one call.
-                vecops::f16_dots_folded(qh, rows(k, lo, n, hd), order == F16Order::VecDot, scores);
+                // Whole steps of the order: all keys in one call. The first head's call
+                // prefetches the value rows too; the other heads find both in cache.
+                for (h, (qh, sh)) in qh
+                    .chunks_exact(hd)
+                    .zip(scores.chunks_exact_mut(len))
+                    .enumerate()
+                {
+                    let next = if h == 0 { vr } else { &[] };
+                    vecops::f16_dots_folded_then(qh, kr, next, vecdot, sh);
+                }
                 scores.iter_mut().for_each(|s| *s *= scale);
             } else {
-                for (s, row) in scores.iter_mut().zip(rows(k, lo, n, hd).chunks_exact(hd)) {
-                    *s = f16_dot(order, qh, row) * scale;
+                for (qh, sh) in qh.chunks_exact(hd).zip(scores.chunks_exact_mut(len)) {
+                    for (s, row) in sh.iter_mut().zip(kr.chunks_exact(hd)) {
+                        *s = f16_dot(order, qh, row) * scale;
+                    }
                 }
             }
-            softmax_ggml(scores, lo);
-            // out[d] = sum_i p[i] v[i][d] in the order of ggml's f16 product of the transposed
-            // values with the probabilities, which it rounds to f16 first.
-            round_to_f16(scores);
-            let vecdot = order == F16Order::VecDot;
-            vecops::f16_weighted_sum(scores, rows(v, lo, n, hd), hd, lo, vecdot, out);
+            for (sh, oh) in scores.chunks_exact_mut(len).zip(out.chunks_exact_mut(hd)) {
+                softmax_ggml(sh, lo);
+                // out[d] = sum_i p[i] v[i][d] in the order of ggml's f16 product of the
+                // transposed values with the probabilities, which it rounds to f16 first.
+                round_to_f16(sh);
+                vecops::f16_weighted_sum(sh, vr, hd, lo, vecdot, oh);
+            }
         }
-        (k, v) => attend_head_plain(q, k, v, lo, hd, scale, scores, out),
+        (k, v) => {
+            for ((qh, sh), oh) in q
+                .chunks_exact(hd)
+                .zip(scores.chunks_exact_mut(len))
+                .zip(out.chunks_exact_mut(hd))
+            {
+                attend_head_plain(qh, k, v, lo, hd, scale, sh, oh);
+            }
+        }
     }
 }
 

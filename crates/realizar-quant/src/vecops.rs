@@ -99,7 +99,15 @@ pub fn f16_axpy_scalar(p: f32, v: &[f16], acc: &mut [f32]) {
 /// All of a head's key dot products at once: `out[r] = f16_dot_folded(x, row r, vecdot)` for
 /// each of `out.len()` rows of `x.len()` elements in `rows` (fewer if `rows` is shorter).
 pub fn f16_dots_folded(x: &[f16], rows: &[f16], vecdot: bool, out: &mut [f32]) {
-    simd::f16_dots_folded(x, rows, vecdot, out)
+    simd::f16_dots_folded(x, rows, &[], vecdot, out)
+}
+
+/// [`f16_dots_folded`] that also prefetches `next`, rows the caller reads right after (an
+/// attention head's value rows, `next[r x.len()..]` for key `r`), alongside the keys: a long
+/// context's cache comes from memory, and read this way it arrives before it is needed. The
+/// results are [`f16_dots_folded`]'s.
+pub fn f16_dots_folded_then(x: &[f16], rows: &[f16], next: &[f16], vecdot: bool, out: &mut [f32]) {
+    simd::f16_dots_folded(x, rows, next, vecdot, out)
 }
 
 /// The scalar twin of [`f16_dots_folded`].

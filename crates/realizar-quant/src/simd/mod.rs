@@ -392,10 +392,14 @@ mod attn512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use attn512::{f16_dots_folded, f16_weighted_sum};
 
+/// [`crate::vecops::f16_dots_folded_then`] without a wide kernel: one row at a time.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) use crate::vecops::{
-    f16_dots_folded_scalar as f16_dots_folded, f16_weighted_sum_scalar as f16_weighted_sum,
-};
+pub(crate) fn f16_dots_folded(x: &[f16], rows: &[f16], _: &[f16], vecdot: bool, out: &mut [f32]) {
+    crate::vecops::f16_dots_folded_scalar(x, rows, vecdot, out)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use crate::vecops::f16_weighted_sum_scalar as f16_weighted_sum;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use vec_avx2::{

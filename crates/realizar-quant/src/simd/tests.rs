@@ -388,6 +388,10 @@ fn batched_f16_attention_kernels_match_scalar_twins() {
                 let (mut fast, mut slow) = (vec![0f32; n], vec![0f32; n]);
                 vecops::f16_dots_folded(&x, &rows, vecdot, &mut fast);
                 vecops::f16_dots_folded_scalar(&x, &rows, vecdot, &mut slow);
+                // Prefetching the value rows (here as long as the keys) changes nothing.
+                let mut then = vec![0f32; n];
+                vecops::f16_dots_folded_then(&x, &rows, &rows, vecdot, &mut then);
+                assert_eq!(then, fast);
                 for (r, (f, s)) in fast.iter().zip(&slow).enumerate() {
                     assert_eq!(
                         f.to_bits(),
