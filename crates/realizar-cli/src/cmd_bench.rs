@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use realizar_runtime::bench::{
-    self, BenchError, Ceilings, Latency, Stats, SyntheticSpec, ThroughputConfig, WeightCost,
+    self, BatchedConfig, BenchError, Ceilings, Latency, Stats, SyntheticSpec, ThroughputConfig,
+    WeightCost,
 };
 use realizar_runtime::models::resolve_model;
 use realizar_runtime::threads::resolve_threads;
@@ -43,6 +44,17 @@ pub struct Args {
     /// timed one by one (p50/p95/p99), and resident memory beyond the weights.
     #[arg(long, conflicts_with_all = ["ceilings", "write_synthetic_1b"])]
     pub latency: bool,
+    /// Batched test instead, as `llama-batched-bench -npp P -ntg N -npl B,...`: for each
+    /// count B, B sequences of P random prompt tokens evaluated in one pass, then N steps of one
+    /// token of every sequence (the server's decode step); speeds count all sequences' tokens.
+    #[arg(
+        long,
+        value_name = "B,...",
+        value_delimiter = ',',
+        conflicts_with_all = ["latency", "ceilings", "write_synthetic_1b"],
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub parallel: Vec<u16>,
     /// Memory read bandwidth in GB/s to compare decode speed with (e.g. from `--ceilings`).
     #[arg(long)]
     pub bandwidth_gbs: Option<f64>,
@@ -124,6 +136,9 @@ pub fn run(args: Args) -> CliResult {
             .map_err(bench_err)?;
         return latency_report(&args, head, &l, file_bytes, &cost);
     }
+    if !args.parallel.is_empty() {
+        return batched_report(&args, head, &model, threads);
+    }
     let cfg = ThroughputConfig {
         prompt: args.prompt,
         gen: args.gen,
@@ -179,6 +194,71 @@ pub fn run(args: Args) -> CliResult {
             args.bandwidth_gbs.unwrap_or(0.0),
             c,
             100.0 * tg.mean / c
+        ));
+    }
+    print_out(&out)
+}
+
+/// `realizar bench --parallel B,...`: the batched test for each sequence count.
+fn batched_report(
+    args: &Args,
+    head: serde_json::Value,
+    model: &DecoderModel,
+    threads: usize,
+) -> CliResult {
+    let mut rows = Vec::new();
+    for &b in &args.parallel {
+        let cfg = BatchedConfig {
+            prompt: args.prompt,
+            gen: args.gen,
+            parallel: usize::from(b),
+            reps: args.reps,
+            seed: args.seed,
+        };
+        let r = bench::batched(model, &cfg).map_err(bench_err)?;
+        rows.push((b, r));
+    }
+    let one = rows
+        .iter()
+        .find(|(b, _)| *b == 1)
+        .map(|(_, r)| Stats::of(&r.decode).mean);
+    if args.json {
+        let mut v = head;
+        v["reps"] = json!(args.reps);
+        v["batched"] = rows
+            .iter()
+            .map(|(b, r)| {
+                json!({
+                    "parallel": b,
+                    "prefill_tok_s": Stats::of(&r.prefill).mean,
+                    "decode_tok_s": Stats::of(&r.decode).mean,
+                    "prefill_samples": r.prefill,
+                    "decode_samples": r.decode,
+                })
+            })
+            .collect();
+        return print_out(&format!("{v}\n"));
+    }
+    let mut out = format!(
+        "model: {}\nbatched: {} prompt tokens and {} steps per sequence, {threads} threads, {} reps\n\n",
+        head["model"].as_str().unwrap_or_default(),
+        args.prompt,
+        args.gen,
+        args.reps
+    );
+    out.push_str(&format!(
+        "| {:>4} | {:>20} | {:>20} | {:>11} |\n|{:->6}|{:->22}|{:->22}|{:->13}|\n",
+        "B", "prompt t/s", "generation t/s", "gen vs B=1", "", "", "", ""
+    ));
+    for (b, r) in &rows {
+        let (pp, tg) = (Stats::of(&r.prefill), Stats::of(&r.decode));
+        let vs = one
+            .filter(|&o| o > 0.0 && args.gen > 0)
+            .map_or("-".to_string(), |o| format!("{:.2}x", tg.mean / o));
+        out.push_str(&format!(
+            "| {b:>4} | {:>20} | {:>20} | {vs:>11} |\n",
+            format!("{:.2} ± {:.2}", pp.mean, pp.sd),
+            format!("{:.2} ± {:.2}", tg.mean, tg.sd),
         ));
     }
     print_out(&out)

@@ -11,6 +11,12 @@
 //! a repetition's speed is tokens / seconds, reported as mean and sample standard deviation
 //! over the repetitions.
 //!
+//! The batched loop follows llama.cpp's `tools/batched-bench/batched-bench.cpp` (`-npp P
+//! -ntg N -npl B`): `B` sequences of `p` random tokens are evaluated in one pass from empty
+//! caches (prompt processing), then `n` steps each evaluate one random token of every sequence,
+//! with logits, in one pass (generation, the server's decode step). Speeds count the tokens of
+//! all sequences.
+//!
 //! No speed is asserted anywhere: these functions measure, `realizar bench` and
 //! `cargo xtask bench` report.
 
@@ -270,6 +276,103 @@ pub fn throughput(model: &DecoderModel, cfg: &ThroughputConfig) -> Result<Throug
                 token = rng.below(n_vocab);
             }
             out.decode.push(cfg.gen as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(out)
+}
+
+/// Settings of [`batched`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchedConfig {
+    /// Prompt tokens of each sequence.
+    pub prompt: usize,
+    /// Generation steps (one token of every sequence each).
+    pub gen: usize,
+    /// Sequences evaluated together.
+    pub parallel: usize,
+    /// Repetitions after the warm-up.
+    pub reps: usize,
+    /// Seed of the random token ids.
+    pub seed: u64,
+}
+
+/// Measures `cfg.parallel` sequences decoded together as `llama-batched-bench -npp P -ntg N
+/// -npl B` does (see the module documentation): for each repetition, the prompt speed
+/// (`B P` tokens over the prompt pass) and the generation speed (`B N` tokens over the `N`
+/// steps).
+pub fn batched(model: &DecoderModel, cfg: &BatchedConfig) -> Result<Throughput, BenchError> {
+    use crate::batch::{BatchDecoder, BatchForward, BatchOptions, SeqChunk};
+    if cfg.reps == 0 || cfg.parallel == 0 || cfg.prompt == 0 {
+        return Err(BenchError::InvalidArgument {
+            reason: format!(
+                "batched test: repetitions ({}), sequences ({}) and prompt tokens ({}) must be positive",
+                cfg.reps, cfg.parallel, cfg.prompt
+            ),
+        });
+    }
+    let len = cfg.prompt.saturating_add(cfg.gen);
+    check_len(model, "a sequence", len)?;
+    let rows = cfg
+        .parallel
+        .checked_mul(cfg.prompt)
+        .filter(|&r| r <= 1 << 16)
+        .ok_or_else(|| BenchError::InvalidArgument {
+            reason: format!(
+                "batched test: {} sequences of {} prompt tokens are too many for one pass",
+                cfg.parallel, cfg.prompt
+            ),
+        })?;
+    let opts = BatchOptions {
+        slots: cfg.parallel,
+        ctx: Some(len),
+        max_rows: rows.max(cfg.parallel),
+        ..BatchOptions::default()
+    };
+    let mut bd = BatchDecoder::new(model, opts)?;
+    let mut rng = SplitMix64::new(cfg.seed);
+    let n_vocab = u32::try_from(model.n_vocab()).unwrap_or(u32::MAX);
+    let mut out = Throughput::default();
+    // One warm-up repetition, then `reps` timed ones.
+    for rep in 0..=cfg.reps {
+        let prompts: Vec<Vec<u32>> = (0..cfg.parallel)
+            .map(|_| random_prompt(model, cfg.prompt, &mut rng))
+            .collect();
+        for slot in 0..cfg.parallel {
+            bd.clear_slot(slot);
+        }
+        let chunks: Vec<SeqChunk<'_>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| SeqChunk {
+                slot,
+                tokens: p,
+                logits: true,
+            })
+            .collect();
+        let t = Instant::now();
+        black_box(bd.forward(&chunks)?);
+        let t_pp = t.elapsed().as_secs_f64();
+        let mut step: Vec<[u32; 1]> = vec![[0]; cfg.parallel];
+        let t = Instant::now();
+        for _ in 0..cfg.gen {
+            step.iter_mut().for_each(|s| s[0] = rng.below(n_vocab));
+            let chunks: Vec<SeqChunk<'_>> = step
+                .iter()
+                .enumerate()
+                .map(|(slot, tok)| SeqChunk {
+                    slot,
+                    tokens: tok,
+                    logits: true,
+                })
+                .collect();
+            black_box(bd.forward(&chunks)?);
+        }
+        let t_tg = t.elapsed().as_secs_f64();
+        if rep > 0 {
+            out.prefill.push(rows as f64 / t_pp);
+            if cfg.gen > 0 {
+                out.decode.push((cfg.parallel * cfg.gen) as f64 / t_tg);
+            }
         }
     }
     Ok(out)
