@@ -3,7 +3,10 @@
 //!
 //! For each model and thread count it runs `realizar bench` and llama.cpp's `llama-bench`
 //! (both `-p 128 -n 64 -r REPS`) in alternating rounds (ours, theirs, ours, theirs, …) so that
-//! drift of a shared machine hits both, and pools each side's per-repetition samples.
+//! drift of a shared machine hits both, and pools each side's per-repetition samples. The
+//! batched test does the same with `realizar bench --parallel` and `llama-batched-bench` (one
+//! and eight sequences decoded together, as a server decodes its requests), at the largest
+//! thread count.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,6 +28,12 @@ const MODELS: &[(&str, &str)] = &[
 
 const PROMPT: usize = 128;
 const GEN: usize = 64;
+
+/// The batched test: sequences decoded together, prompt tokens and generation steps of each
+/// (the shape of `cargo xtask loadtest --max-tokens 256`'s streams).
+const BATCH_SIZES: &[usize] = &[1, 8];
+const BATCH_PROMPT: usize = 32;
+const BATCH_GEN: usize = 256;
 
 /// Options of `cargo xtask bench`.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,13 +159,45 @@ fn parse_ours(text: &str) -> Result<(Samples, u64)> {
 /// `llama-bench` from `LLAMACPP_BIN` (the binary or its folder), else the peer build of
 /// `/work/shared/tools/llamacpp-peer` in ~/.cache.
 fn find_llama_bench() -> Option<PathBuf> {
+    find_peer_tool("llama-bench")
+}
+
+/// `llama-batched-bench` next to `llama-bench`, built there first if the peer build lacks it
+/// (`/work/shared/tools/llamacpp-peer` builds only the tools the other tests need; the library
+/// is built, so this target takes seconds).
+fn find_llama_batched_bench(llama_bench: &std::path::Path) -> Option<PathBuf> {
+    let dir = llama_bench.parent()?;
+    let bin = dir.join("llama-batched-bench");
+    if !bin.is_file() {
+        let build = dir.parent()?;
+        if build.join("CMakeCache.txt").is_file() {
+            let built = run_cmd(
+                Command::new("cmake")
+                    .arg("--build")
+                    .arg(build)
+                    .args(["--target", "llama-batched-bench"]),
+            );
+            if let Err(e) = built {
+                eprintln!("could not build llama-batched-bench: {e:#}");
+            }
+        }
+    }
+    bin.is_file().then_some(bin)
+}
+
+/// A llama.cpp tool from `LLAMACPP_BIN` (the binary or its folder), else the peer build.
+fn find_peer_tool(name: &str) -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("LLAMACPP_BIN").map(PathBuf::from),
         std::env::var_os("HOME")
             .map(|h| PathBuf::from(h).join(".cache/realizar-peers/llamacpp/build/bin")),
     ];
     candidates.into_iter().flatten().find_map(|p| {
-        let bin = if p.is_dir() { p.join("llama-bench") } else { p };
+        let bin = if p.is_dir() {
+            p.join(name)
+        } else {
+            p.with_file_name(name)
+        };
         bin.is_file().then_some(bin)
     })
 }
@@ -327,6 +368,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         "\nratios are ours / llama.cpp; tg ceiling = read bandwidth at that thread count / weight bytes read per token; \
          load avg = /proc/loadavg (1, 5, 15 min) when the row finished\n",
     );
+    batched_section(&mut report, &o, &bin, peer.as_deref(), &models_dir)?;
 
     if o.synthetic {
         let path = root().join("target/bench/synthetic-1b.gguf");
@@ -365,6 +407,176 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
     print!("{report}");
     eprintln!("(also written to {})", out.display());
+    Ok(())
+}
+
+/// Per sequence count, the prompt and generation speeds of every round.
+type BatchedSamples = Vec<(usize, Samples)>;
+
+/// Adds `samples` of sequence count `b` to `all`.
+fn add_batched(all: &mut BatchedSamples, b: usize, samples: Samples) {
+    match all.iter_mut().find(|(n, _)| *n == b) {
+        Some((_, s)) => {
+            s.prefill.extend(samples.prefill);
+            s.decode.extend(samples.decode);
+        }
+        None => all.push((b, samples)),
+    }
+}
+
+/// `realizar bench --parallel ... --json`: per sequence count, its samples.
+fn parse_ours_batched(text: &str) -> Result<BatchedSamples> {
+    let v: Value =
+        serde_json::from_str(text.trim()).context("realizar bench output is not JSON")?;
+    let rows = v
+        .get("batched")
+        .and_then(Value::as_array)
+        .context("realizar bench JSON lacks `batched`")?;
+    rows.iter()
+        .map(|r| {
+            let b = r
+                .get("parallel")
+                .and_then(Value::as_u64)
+                .context("batched row lacks `parallel`")?;
+            Ok((
+                b as usize,
+                Samples {
+                    prefill: floats(r.get("prefill_samples")),
+                    decode: floats(r.get("decode_samples")),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// `llama-batched-bench --output-format jsonl`: one line per test, `pl` sequences with
+/// `speed_pp` and `speed_tg`.
+fn parse_llama_batched(text: &str) -> Result<BatchedSamples> {
+    let mut all = BatchedSamples::new();
+    for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+        let v: Value =
+            serde_json::from_str(line).context("llama-batched-bench line is not JSON")?;
+        let f = |k: &str| v.get(k).and_then(Value::as_f64);
+        let (Some(pl), Some(pp), Some(tg)) = (f("pl"), f("speed_pp"), f("speed_tg")) else {
+            bail!("llama-batched-bench line lacks pl, speed_pp or speed_tg: {line}");
+        };
+        add_batched(
+            &mut all,
+            pl as usize,
+            Samples {
+                prefill: vec![pp],
+                decode: vec![tg],
+            },
+        );
+    }
+    if all.is_empty() {
+        bail!("llama-batched-bench printed no result");
+    }
+    Ok(all)
+}
+
+/// The batched test of the first model at the largest thread count, alternating with
+/// `llama-batched-bench` (flash attention off: the attention our outputs match).
+fn batched_section(
+    report: &mut String,
+    o: &Options,
+    bin: &std::path::Path,
+    peer: Option<&std::path::Path>,
+    models_dir: &std::path::Path,
+) -> Result<()> {
+    let Some(&(name, file)) = MODELS.first() else {
+        return Ok(());
+    };
+    let path = models_dir.join(file);
+    let t = o.threads.iter().copied().max().unwrap_or(1);
+    let peer = peer.and_then(find_llama_batched_bench);
+    let sizes = BATCH_SIZES
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let (mut ours, mut theirs) = (BatchedSamples::new(), BatchedSamples::new());
+    for _ in 0..o.rounds {
+        let text = output(Command::new(bin).arg("bench").arg("-m").arg(&path).args([
+            "--parallel",
+            &sizes,
+            "-p",
+            &BATCH_PROMPT.to_string(),
+            "-n",
+            &BATCH_GEN.to_string(),
+            "-t",
+            &t.to_string(),
+            "-r",
+            &o.reps.to_string(),
+            "--json",
+        ]))?;
+        for (b, s) in parse_ours_batched(&text)? {
+            add_batched(&mut ours, b, s);
+        }
+        if let Some(p) = &peer {
+            let most = BATCH_SIZES.iter().copied().max().unwrap_or(1);
+            for _ in 0..o.reps {
+                let text = output(Command::new(p).arg("-m").arg(&path).args([
+                    "-c",
+                    &(most * (BATCH_PROMPT + BATCH_GEN)).to_string(),
+                    "-npp",
+                    &BATCH_PROMPT.to_string(),
+                    "-ntg",
+                    &BATCH_GEN.to_string(),
+                    "-npl",
+                    &sizes,
+                    "-t",
+                    &t.to_string(),
+                    "-fa",
+                    "off",
+                    "--output-format",
+                    "jsonl",
+                ]))?;
+                for (b, s) in parse_llama_batched(&text)? {
+                    add_batched(&mut theirs, b, s);
+                }
+            }
+        }
+    }
+    report.push_str(&format!(
+        "\n## Batched decode: B sequences of {BATCH_PROMPT} prompt tokens, {BATCH_GEN} steps of one token each \
+         (realizar bench --parallel vs llama-batched-bench -fa off), {t} threads, tok/s of all sequences\n\n"
+    ));
+    if peer.is_none() {
+        report.push_str("no llama-batched-bench found: our numbers only\n\n");
+    }
+    report.push_str(
+        "| model | B | ours prompt | llama.cpp prompt | ours generation | llama.cpp generation | gen ratio | ours vs B=1 | llama.cpp vs B=1 |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let one = |all: &BatchedSamples| {
+        all.iter()
+            .find(|(b, _)| *b == 1)
+            .map(|(_, s)| s.decode.clone())
+            .unwrap_or_default()
+    };
+    let (one_ours, one_theirs) = (one(&ours), one(&theirs));
+    for (b, s) in &ours {
+        let th = theirs
+            .iter()
+            .find(|(n, _)| n == b)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        let or_dash = |v: &[f64]| if v.is_empty() { "-".to_string() } else { pm(v) };
+        report.push_str(&format!(
+            "| {name} | {b} | {} | {} | {} | {} | {} | {} | {} |\n",
+            pm(&s.prefill),
+            or_dash(&th.prefill),
+            pm(&s.decode),
+            or_dash(&th.decode),
+            ratio(&s.decode, &th.decode),
+            ratio(&s.decode, &one_ours),
+            ratio(&th.decode, &one_theirs),
+        ));
+    }
+    report.push_str(
+        "\ngen ratio = ours / llama.cpp at the same B; vs B=1 = generation speed at B / at one sequence, each engine\n",
+    );
     Ok(())
 }
 
@@ -409,6 +621,24 @@ mod tests {
         assert!(parse_llama_bench("[]").is_err());
         assert!(parse_llama_bench("{}").is_err());
         assert!(parse_llama_bench("not json").is_err());
+    }
+
+    #[test]
+    fn parses_batched_json_of_both_engines() {
+        let ours = r#"{"batched":[{"parallel":1,"prefill_samples":[100.0],"decode_samples":[30.0,32.0]},{"parallel":8,"prefill_samples":[200.0],"decode_samples":[90.0]}]}"#;
+        let o = parse_ours_batched(ours).unwrap();
+        assert_eq!(o.len(), 2);
+        assert_eq!((o[0].0, o[0].1.decode.clone()), (1, vec![30.0, 32.0]));
+        assert_eq!((o[1].0, o[1].1.prefill.clone()), (8, vec![200.0]));
+        assert!(parse_ours_batched("{}").is_err());
+        let theirs = "main: n_kv_max = 2304\n\
+            {\"pp\": 32, \"tg\": 256, \"pl\": 1, \"speed_pp\": 387.4, \"speed_tg\": 147.0}\n\
+            {\"pp\": 32, \"tg\": 256, \"pl\": 8, \"speed_pp\": 466.9, \"speed_tg\": 255.6}\n";
+        let t = parse_llama_batched(theirs).unwrap();
+        assert_eq!(t.iter().map(|(b, _)| *b).collect::<Vec<_>>(), vec![1, 8]);
+        assert_eq!(t[1].1.decode, vec![255.6]);
+        assert!(parse_llama_batched("no results").is_err());
+        assert!(parse_llama_batched("{\"pl\": 1}").is_err());
     }
 
     #[test]
