@@ -137,15 +137,25 @@ impl SamplerConfig {
 
 /// The index of the largest value, the lowest index on ties (NaN never wins).
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
+    // The largest value first, in sixteen independent lanes (the loop vectorizes; NaN is never
+    // greater, as in a one-by-one scan), then its first position.
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = logits.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
     let mut best_v = f32::NEG_INFINITY;
-    for (i, &v) in logits.iter().enumerate() {
+    for &v in lanes.iter().chain(chunks.remainder()) {
         if v > best_v {
-            best = i;
             best_v = v;
         }
     }
-    best as u32
+    if best_v == f32::NEG_INFINITY {
+        return 0;
+    }
+    logits.iter().position(|&v| v == best_v).unwrap_or(0) as u32
 }
 
 /// A sampler with its random state and preallocated candidate buffers.
@@ -348,6 +358,32 @@ mod tests {
     fn greedy_takes_lowest_id_on_ties() {
         assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
         assert_eq!(argmax(&[f32::NAN, -1.0]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NAN]), 0);
+        assert_eq!(argmax(&[]), 0);
+        // Against a one-by-one scan on long rows (ties, NaN, signed zeros, all lane offsets).
+        let scan = |l: &[f32]| {
+            let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+            for (i, &v) in l.iter().enumerate() {
+                if v > best_v {
+                    (best, best_v) = (i, v);
+                }
+            }
+            best as u32
+        };
+        let mut rng = Rng::new(9);
+        for n in [1usize, 15, 16, 17, 100, 49_152] {
+            for _ in 0..8 {
+                let l: Vec<f32> = (0..n)
+                    .map(|_| match rng.next_u64() % 40 {
+                        0 => f32::NAN,
+                        1 => -0.0,
+                        2 => 0.0,
+                        k => (k % 7) as f32 - 3.0,
+                    })
+                    .collect();
+                assert_eq!(argmax(&l), scan(&l), "n={n}");
+            }
+        }
         let mut s = sampler(SamplerConfig::default());
         assert_eq!(s.sample(&mut [0.0, 5.0, 5.0, 1.0], &[]), 1);
     }
