@@ -126,7 +126,6 @@ impl Scheduler {
             config,
             seqs: Vec::new(),
             row: Vec::new(),
-            logits: Vec::new(),
             cached: vec![Vec::new(); slots],
         };
         let thread = std::thread::Builder::new()
@@ -229,9 +228,6 @@ struct Worker<M> {
     config: SchedulerConfig,
     seqs: Vec<Seq>,
     row: Vec<f32>,
-    /// The logits of the last step (reused: a fresh megabyte-sized vector per step costs page
-    /// faults).
-    logits: Vec<f32>,
     /// The tokens in each slot's cache. A finished sequence leaves them there: the next one
     /// placed in that slot skips the prefix it shares with them (a chat's system prompt and
     /// template opening, a repeated prompt). Reusing them is exact: the keys and values of a
@@ -423,14 +419,18 @@ impl<M: BatchForward> Worker<M> {
             })
             .collect();
         let n_vocab = self.model.n_vocab();
-        let logits = &mut self.logits;
-        let result = self.model.forward(&chunks).map(|l| {
-            logits.clear();
-            logits.extend_from_slice(l);
-        });
+        let cap = self.model.slot_capacity();
+        // Each planned sequence's cache length after this step.
+        let lens: Vec<usize> = plan
+            .iter()
+            .map(|&(i, _, n, _)| self.model.slot_len(self.seqs[i].slot) + n)
+            .collect();
+        // The logits are read where the model left them (the other fields are borrowed apart
+        // from the model): the sequences are sampled without copying the rows.
+        let result = self.model.forward(&chunks);
         drop(chunks);
-        match result {
-            Ok(()) => {}
+        let logits = match result {
+            Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "forward pass failed");
                 let msg = format!("the model failed: {e}");
@@ -447,22 +447,24 @@ impl<M: BatchForward> Worker<M> {
                 self.shared.lock().active = self.seqs.len();
                 return;
             }
-        }
+        };
+        let (seqs, cached, text, buf) =
+            (&mut self.seqs, &mut self.cached, &self.text, &mut self.row);
         for (&(i, from, n, _), nt) in plan.iter().zip(&next_tokens) {
-            let s = &self.seqs[i];
+            let s = &seqs[i];
             let fed: &[u32] = if s.next.is_some() {
                 nt
             } else {
                 s.prompt.get(from..from + n).unwrap_or_default()
             };
-            if let Some(c) = self.cached.get_mut(s.slot) {
+            if let Some(c) = cached.get_mut(s.slot) {
                 c.extend_from_slice(fed);
             }
         }
-        let mut rows_out = self.logits.chunks_exact(n_vocab.max(1));
+        let mut rows_out = logits.chunks_exact(n_vocab.max(1));
         let mut finished = Vec::new();
-        for &(i, _, n, want) in &plan {
-            let s = &mut self.seqs[i];
+        for (&(i, _, n, want), &len) in plan.iter().zip(&lens) {
+            let s = &mut seqs[i];
             if s.next.is_some() {
                 s.next = None;
             } else {
@@ -475,9 +477,7 @@ impl<M: BatchForward> Worker<M> {
                 finished.push((i, Err("the model returned too few logits".to_string())));
                 continue;
             };
-            let cap = self.model.slot_capacity();
-            let len = self.model.slot_len(s.slot);
-            if let Some(fin) = sample_and_emit(s, row, &*self.text, &mut self.row, len < cap) {
+            if let Some(fin) = sample_and_emit(s, row, &**text, buf, len < cap) {
                 finished.push((i, Ok(fin)));
             }
         }
