@@ -87,23 +87,13 @@ pub use realizar_quant::vecops::{expf_ggml, reduce_add16, silu};
 /// [`reduce_add16`] and added to an f64 sum; the row is then multiplied by `(f32)(1 / sum)`.
 /// An all `-inf` row becomes all 0.
 pub fn softmax_ggml(x: &mut [f32], lo: usize) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = realizar_quant::vecops::max_f32(x);
     if max == f32::NEG_INFINITY {
         x.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
     realizar_quant::vecops::exp_sub_ggml(x, max);
-    let mut sum = 0.0f64;
-    let mut i = 0;
-    while i < x.len() {
-        // The group of absolute positions [g, g + 16) that holds position lo + i.
-        let lane0 = (lo + i) % 16;
-        let take = (16 - lane0).min(x.len() - i);
-        let mut lanes = [0f32; 16];
-        lanes[lane0..lane0 + take].copy_from_slice(&x[i..i + take]);
-        sum += f64::from(reduce_add16(&lanes));
-        i += take;
-    }
+    let sum = realizar_quant::vecops::sum_groups16(x, lo);
     let inv = (1.0 / sum) as f32;
     x.iter_mut().for_each(|v| *v *= inv);
 }

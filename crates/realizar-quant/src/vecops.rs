@@ -40,6 +40,50 @@ pub fn reduce_add16(v: &[f32; 16]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
+/// The largest element of `x` (`NEG_INFINITY` for an empty row or one without numbers), as
+/// a one-by-one `if v > max` scan finds it: NaN is never taken (of `-0.0` and `0.0` as the
+/// maximum, either may come back). Sixteen lanes, so the loop vectorizes.
+pub fn max_f32(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for &v in lanes.iter().chain(chunks.remainder()) {
+        if v > max {
+            max = v;
+        }
+    }
+    max
+}
+
+/// The sum ggml's softmax (`ggml_vec_soft_max_f32` on an AVX-512 build) forms over a row
+/// whose first element is position `lo` of a row starting at position 0: each 16-position
+/// group aligned at position 0 is reduced with [`reduce_add16`] (positions outside the row
+/// are zeros) and added to an f64 sum in group order.
+pub fn sum_groups16(x: &[f32], lo: usize) -> f64 {
+    simd::sum_groups16(x, lo)
+}
+
+/// The scalar twin of [`sum_groups16`].
+pub fn sum_groups16_scalar(x: &[f32], lo: usize) -> f64 {
+    let mut sum = 0.0f64;
+    let mut i = 0;
+    while i < x.len() {
+        // The group of absolute positions [g, g + 16) that holds position lo + i.
+        let lane0 = (lo + i) % 16;
+        let take = (16 - lane0).min(x.len() - i);
+        let mut lanes = [0f32; 16];
+        lanes[lane0..lane0 + take].copy_from_slice(&x[i..i + take]);
+        sum += f64::from(reduce_add16(&lanes));
+        i += take;
+    }
+    sum
+}
+
 /// An f16 dot product over whole steps of ggml's x86 kernels, accumulated and folded in their
 /// order and returned in f64 as they return it: with `vecdot`, `ggml_vec_dot_f16`'s 64 lanes
 /// (element `i` into lane `i % 64`, folded `(a[l] + a[32 + l]) + (a[16 + l] + a[48 + l])`),

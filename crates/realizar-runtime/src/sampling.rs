@@ -137,21 +137,9 @@ impl SamplerConfig {
 
 /// The index of the largest value, the lowest index on ties (NaN never wins).
 pub fn argmax(logits: &[f32]) -> u32 {
-    // The largest value first, in sixteen independent lanes (the loop vectorizes; NaN is never
-    // greater, as in a one-by-one scan), then its first position.
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = logits.chunks_exact(16);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    let mut best_v = f32::NEG_INFINITY;
-    for &v in lanes.iter().chain(chunks.remainder()) {
-        if v > best_v {
-            best_v = v;
-        }
-    }
+    // The largest value first (vectorized; NaN is never taken, as in a one-by-one scan), then
+    // its first position.
+    let best_v = realizar_quant::vecops::max_f32(logits);
     if best_v == f32::NEG_INFINITY {
         return 0;
     }

@@ -295,3 +295,44 @@ pub(crate) fn f16_weighted_sum(
     }
     crate::vecops::weighted_sum_with(super::f16_axpy, p, v, hd, first, vecdot, out)
 }
+
+/// [`crate::vecops::sum_groups16`]: whole groups sixteen at a time ([`reduce_16`] gives each
+/// group's [`reduce_one`]), partial ones by the scalar twin.
+pub(crate) fn sum_groups16(x: &[f32], lo: usize) -> f64 {
+    if !has_avx512() {
+        return crate::vecops::sum_groups16_scalar(x, lo);
+    }
+    // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VL are present (checked).
+    unsafe { sum_groups16_512(x, lo) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn sum_groups16_512(x: &[f32], lo: usize) -> f64 {
+    // The partial group before the first aligned one.
+    let head = ((16 - lo % 16) % 16).min(x.len());
+    let mut sum = crate::vecops::sum_groups16_scalar(&x[..head], lo);
+    let body = &x[head..];
+    let whole = body.len() / 16;
+    let load = |g: usize| {
+        let v = &body[16 * g..16 * g + 16];
+        // SAFETY: `v` is 16 readable floats; `loadu` needs no alignment.
+        unsafe { _mm512_loadu_ps(v.as_ptr()) }
+    };
+    let mut g = 0;
+    while g + 16 <= whole {
+        let v: [__m512; 16] = core::array::from_fn(|p| load(g + p));
+        let mut r = [0f32; 16];
+        // SAFETY: `r` is 16 writable floats; `storeu` needs no alignment.
+        unsafe { _mm512_storeu_ps(r.as_mut_ptr(), reduce_16(&v)) };
+        for s in r {
+            sum += f64::from(s);
+        }
+        g += 16;
+    }
+    while g < whole {
+        sum += f64::from(reduce_one(load(g)));
+        g += 1;
+    }
+    // The partial group after the last whole one (its first position is aligned).
+    sum + crate::vecops::sum_groups16_scalar(&body[16 * whole..], 0)
+}

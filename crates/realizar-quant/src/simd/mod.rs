@@ -390,7 +390,10 @@ mod vec_avx2;
 mod attn512;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use attn512::{f16_dots_folded, f16_weighted_sum};
+pub(crate) use attn512::{f16_dots_folded, f16_weighted_sum, sum_groups16};
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use crate::vecops::sum_groups16_scalar as sum_groups16;
 
 /// [`crate::vecops::f16_dots_folded_then`] without a wide kernel: one row at a time.
 #[cfg(not(target_arch = "x86_64"))]

@@ -369,6 +369,45 @@ fn q4_1_min_terms_are_combined_per_block() {
     }
 }
 
+/// The vectorized maximum equals a one-by-one `if v > max` scan, NaN and infinities included.
+#[test]
+fn max_f32_is_the_scan() {
+    use crate::vecops;
+    let mut rng = Rng(0x3a8);
+    for n in [0usize, 1, 15, 16, 17, 100, 1000] {
+        let x: Vec<f32> = (0..n)
+            .map(|i| match i % 13 {
+                0 => f32::NAN,
+                5 => f32::NEG_INFINITY,
+                _ => rng.unit() * 8.0,
+            })
+            .collect();
+        let scan = x
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        assert_eq!(vecops::max_f32(&x).to_bits(), scan.to_bits(), "n={n}");
+    }
+    assert_eq!(vecops::max_f32(&[f32::NAN, f32::NAN]), f32::NEG_INFINITY);
+}
+
+/// ggml's softmax sum against its scalar twin, bit for bit: rows from every offset in a group,
+/// shorter and longer than one and sixteen groups.
+#[test]
+fn softmax_group_sums_match_scalar_twin() {
+    use crate::vecops;
+    let mut rng = Rng(0x50f7);
+    for n in [0usize, 1, 15, 16, 17, 255, 256, 257, 300, 1000] {
+        let x: Vec<f32> = (0..n).map(|_| rng.unit().abs() * 1e-2).collect();
+        for lo in [0usize, 1, 7, 15, 16, 33] {
+            let (f, s) = (
+                vecops::sum_groups16(&x, lo),
+                vecops::sum_groups16_scalar(&x, lo),
+            );
+            assert_eq!(f.to_bits(), s.to_bits(), "n={n} lo={lo}");
+        }
+    }
+}
+
 /// The batched attention kernels against their scalar twins, bit for bit: every row length
 /// with a wide kernel (and one without), whole and partial groups of sixteen keys, both
 /// summation orders; weighted sums of value rows in both orders from several first positions
