@@ -448,6 +448,8 @@ fn batched_f16_attention_kernels_match_scalar_twins() {
                 (200, 0),
                 (64, 64),
                 (17, 9),
+                (300, 3),
+                (700, 64),
             ] {
                 let p: Vec<f32> = halfs(n, 1.0, &mut rng).iter().map(|h| h.to_f32()).collect();
                 let v = halfs(n * hd, 3.0, &mut rng);
