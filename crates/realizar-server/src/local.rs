@@ -46,7 +46,7 @@ impl Default for LocalOptions {
             parallel: 4,
             queue: 64,
             prefill_chunk: 64,
-            reuse_prefix: false,
+            reuse_prefix: true,
         }
     }
 }

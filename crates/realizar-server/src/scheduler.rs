@@ -4,9 +4,11 @@
 //! Each step the scheduler admits waiting requests into free slots, drops cancelled sequences,
 //! then evaluates one batch: the last sampled token of every decoding sequence plus a chunk of
 //! at most `prefill_chunk` prompt tokens of sequences still reading their prompts (so a long
-//! prompt never stalls the others for more than one chunk). The logits of each sequence are
-//! sampled with its own [`Sampler`]; text is decoded incrementally (never splitting a UTF-8
-//! character) and held back while it could be the beginning of a stop string.
+//! prompt never stalls the others for more than one chunk, and never a last chunk of one row).
+//! A new sequence skips the prompt prefix it shares with what its slot last held (see
+//! [`SchedulerConfig::reuse_prefix`]). The logits of each sequence are sampled with its own
+//! [`Sampler`]; text is decoded incrementally (never splitting a UTF-8 character) and held
+//! back while it could be the beginning of a stop string.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -39,9 +41,11 @@ pub struct SchedulerConfig {
     pub queue: usize,
     /// Most prompt tokens of one sequence evaluated in one step.
     pub prefill_chunk: usize,
-    /// Keep a finished sequence's cache and let the next sequence in that slot skip the
-    /// prefix it shares with it. Exact only when the model's logits for a token do not depend
-    /// on how many rows its forward pass held (batch invariance).
+    /// Keep a finished sequence's prompt in its slot's cache and let the next sequence in
+    /// that slot skip the prefix it shares with it. Exact: the reused positions and the
+    /// re-evaluated rest are all computed in passes of two or more rows, which give a fresh
+    /// evaluation's numbers when the model's products are batch-invariant (the `BatchForward`
+    /// models of realizar-runtime are).
     pub reuse_prefix: bool,
 }
 
@@ -50,7 +54,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             queue: 64,
             prefill_chunk: 64,
-            reuse_prefix: false,
+            reuse_prefix: true,
         }
     }
 }
@@ -228,10 +232,13 @@ struct Worker<M> {
     config: SchedulerConfig,
     seqs: Vec<Seq>,
     row: Vec<f32>,
-    /// The tokens in each slot's cache. A finished sequence leaves them there: the next one
-    /// placed in that slot skips the prefix it shares with them (a chat's system prompt and
-    /// template opening, a repeated prompt). Reusing them is exact: the keys and values of a
-    /// position depend only on the tokens up to it.
+    /// The tokens of each slot's leading cache positions that were computed in prompt passes
+    /// of two or more rows. A finished sequence leaves them there: the next one placed in that
+    /// slot skips the prefix it shares with them (a chat's system prompt and template opening,
+    /// a repeated prompt) and evaluates the rest in passes of two or more rows too. Reusing
+    /// them is exact: in such passes the keys, values and logits of a position depend only on
+    /// the tokens up to it, not on how the rows were split (a one-row pass, a decode step,
+    /// sums attention in another order, so generated tokens are not kept for reuse).
     cached: Vec<Vec<u32>>,
 }
 
@@ -271,10 +278,11 @@ impl<M: BatchForward> Worker<M> {
                 if p.tx.is_cancelled() {
                     continue;
                 }
-                // The free slot sharing the longest prefix with the prompt (at least its last
-                // token is evaluated again, for the logits).
+                // The free slot sharing the longest prefix with the prompt. At least its last
+                // two tokens are evaluated again: the logits come from a pass of two or more
+                // rows, as in a fresh evaluation (see `Worker::cached`).
                 let keep_max = if self.config.reuse_prefix {
-                    p.req.prompt.len().saturating_sub(1)
+                    p.req.prompt.len().saturating_sub(2)
                 } else {
                     0
                 };
@@ -385,9 +393,14 @@ impl<M: BatchForward> Worker<M> {
             .max(1);
         for (i, s) in self.seqs.iter().enumerate() {
             if s.next.is_none() && s.fed < s.prompt.len() {
-                let n = (s.prompt.len() - s.fed)
-                    .min(self.config.prefill_chunk)
-                    .min(cap);
+                let rest = s.prompt.len() - s.fed;
+                let mut n = rest.min(self.config.prefill_chunk).min(cap);
+                if rest - n == 1 && n >= 3 {
+                    // Never a last chunk of one row: a one-row pass sums attention in
+                    // llama.cpp's single-query order, a prompt pass in its batched order, and
+                    // a fresh evaluation of the whole prompt is one prompt pass.
+                    n -= 1;
+                }
                 if rows + n <= max_rows {
                     plan.push((i, s.fed, n, s.fed + n == s.prompt.len()));
                     rows += n;
@@ -450,15 +463,13 @@ impl<M: BatchForward> Worker<M> {
         };
         let (seqs, cached, text, buf) =
             (&mut self.seqs, &mut self.cached, &self.text, &mut self.row);
-        for (&(i, from, n, _), nt) in plan.iter().zip(&next_tokens) {
+        for &(i, from, n, _) in &plan {
             let s = &seqs[i];
-            let fed: &[u32] = if s.next.is_some() {
-                nt
-            } else {
-                s.prompt.get(from..from + n).unwrap_or_default()
-            };
-            if let Some(c) = cached.get_mut(s.slot) {
-                c.extend_from_slice(fed);
+            // Only prompt rows of passes of two or more rows, right after the cached ones.
+            if s.next.is_none() && n >= 2 {
+                if let Some(c) = cached.get_mut(s.slot).filter(|c| c.len() == from) {
+                    c.extend_from_slice(s.prompt.get(from..from + n).unwrap_or_default());
+                }
             }
         }
         let mut rows_out = logits.chunks_exact(n_vocab.max(1));

@@ -218,10 +218,12 @@ fn batch_decoder_rejects_bad_batches_without_touching_the_caches() {
     .is_err());
 }
 
+/// A slot cut back to a prefix and resumed gives a fresh evaluation's logits, bit for bit,
+/// when every pass over the prompt holds two or more of its rows (a one-row pass sums
+/// attention in llama.cpp's single-query order, and the f16 roundings carry the difference on:
+/// up to 0.7 in a logit on this prompt). The server splits prompts this way and reuses cached
+/// prefixes on it.
 #[test]
-#[ignore = "fails until realizar-nn/quant give a token the same logits in a 1-row pass as in a \
-            multi-row pass (a plain Session differs too, by up to 0.7 on prompt 4); the \
-            server's prefix reuse stays off until then"]
 fn a_truncated_slot_resumes_exactly() {
     let model = smollm2();
     let refs = ref_prompts();
@@ -236,20 +238,28 @@ fn a_truncated_slot_resumes_exactly() {
         },
     )
     .expect("batch decoder");
+    // Chunks of at most 64 rows, never a last chunk of one row (as the server splits prompts).
     let eval = |bd: &mut BatchDecoder, slot: usize, toks: &[u32]| -> Vec<f32> {
         let mut last = Vec::new();
-        for (ci, c) in toks.chunks(64).enumerate() {
-            let want = (ci + 1) * 64 >= toks.len();
+        let mut at = 0;
+        while at < toks.len() {
+            let rest = toks.len() - at;
+            let mut n = rest.min(64);
+            if rest - n == 1 && n >= 3 {
+                n -= 1;
+            }
+            let want = at + n == toks.len();
             let out = bd
                 .forward(&[SeqChunk {
                     slot,
-                    tokens: c,
+                    tokens: &toks[at..at + n],
                     logits: want,
                 }])
                 .expect("forward");
             if want {
                 last = out.to_vec();
             }
+            at += n;
         }
         last
     };
@@ -257,7 +267,7 @@ fn a_truncated_slot_resumes_exactly() {
     // Slot 0: the prompt plus some other tokens, then cut back to a prefix and resumed.
     let _ = eval(&mut bd, 0, prompt);
     let _ = eval(&mut bd, 0, &[42, 43, 44]);
-    for keep in [prompt.len() - 1, 200, 1] {
+    for keep in [prompt.len() - 2, 200, 129, 1] {
         bd.truncate_slot(0, keep);
         assert_eq!(bd.slot_len(0), keep);
         let got = eval(&mut bd, 0, &prompt[keep..]);

@@ -504,3 +504,69 @@ fn a_small_load_test_is_clean_and_memory_stays_flat() {
     assert!(m.contains("realizar_active_slots 0"), "{m}");
     assert!(!m.contains("status=\"500\""), "{m}");
 }
+
+/// A one-slot SmolLM2 server of its own, with `prefill_chunk` and prefix reuse as given.
+fn one_slot(prefill_chunk: usize, reuse_prefix: bool) -> TestServer {
+    let opts = LocalOptions {
+        id: Some("smollm2-135m".to_string()),
+        ctx: Some(1024),
+        parallel: 1,
+        prefill_chunk,
+        reuse_prefix,
+        ..LocalOptions::default()
+    };
+    let e = load_engine(&model_path("smollm2-135m"), &opts).expect("loading smollm2-135m");
+    TestServer::start(ServerConfig::default(), vec![e])
+}
+
+/// Greedy completion of `prompt` (token ids) with the top five log-probabilities of every
+/// step, as the server writes them.
+fn completion_with_logprobs(srv: &TestServer, prompt: &[u64]) -> Value {
+    let r = srv.post(
+        "/v1/completions",
+        &json!({"model": "smollm2-135m", "prompt": prompt, "temperature": 0, "max_tokens": 6,
+                "ignore_eos": true, "logprobs": 5}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["choices"][0].clone()
+}
+
+/// Prompt evaluation does not depend on how it is split or on what the slot held before: a
+/// prompt one token longer than a chunk (its last chunk would be a single row) gives the
+/// log-probabilities of one pass over the whole prompt, and a prompt that shares a prefix with
+/// the slot's previous one gives those of a fresh server, to the last bit.
+#[test]
+fn prompt_splits_and_reused_prefixes_give_fresh_numbers() {
+    let r = read_json("llamacpp/smollm2_refs.json");
+    let long: Vec<u64> = r["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .filter_map(|p| p["prompt_ids"].as_array())
+        .max_by_key(|a| a.len())
+        .expect("a reference prompt")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(
+        long.len() >= 70,
+        "the longest reference prompt is too short"
+    );
+    let one_pass = one_slot(512, false);
+    let chunked = one_slot(32, false);
+    // 65 tokens: chunks of 32 would leave one row last.
+    let p65 = &long[..65];
+    assert_eq!(
+        completion_with_logprobs(&chunked, p65),
+        completion_with_logprobs(&one_pass, p65)
+    );
+    // A slot that held another prompt with the same opening, then the full prompt.
+    let reusing = one_slot(32, true);
+    let mut other = long[..50].to_vec();
+    other.extend([504, 3458, 28, 1812]);
+    let _ = completion_with_logprobs(&reusing, &other);
+    let reused = completion_with_logprobs(&reusing, &long);
+    assert_eq!(reused, completion_with_logprobs(&one_pass, &long));
+    // The same prompt again: all but its last two tokens come from the cache.
+    assert_eq!(completion_with_logprobs(&reusing, &long), reused);
+}
