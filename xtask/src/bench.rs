@@ -139,10 +139,32 @@ fn parse_llama_bench(text: &str) -> Result<Samples> {
     Ok(s)
 }
 
+/// `realizar bench -m PATH EXTRA -p P -n N -t T -r R --json` for `(P, N, T, R)`: its output.
+fn run_ours(
+    bin: &std::path::Path,
+    path: &std::path::Path,
+    extra: &[&str],
+    (p, n, t, r): (usize, usize, usize, usize),
+) -> Result<String> {
+    output(
+        Command::new(bin)
+            .arg("bench")
+            .arg("-m")
+            .arg(path)
+            .args(extra)
+            .args(["-p", &p.to_string(), "-n", &n.to_string()])
+            .args(["-t", &t.to_string(), "-r", &r.to_string(), "--json"]),
+    )
+}
+
+/// The JSON object `realizar bench --json` prints.
+fn ours_json(text: &str) -> Result<Value> {
+    serde_json::from_str(text.trim()).context("realizar bench output is not JSON")
+}
+
 /// Our samples and the weight bytes per token from `realizar bench --json`.
 fn parse_ours(text: &str) -> Result<(Samples, u64)> {
-    let v: Value =
-        serde_json::from_str(text.trim()).context("realizar bench output is not JSON")?;
+    let v = ours_json(text)?;
     let bytes = v
         .get("weight_bytes_per_token")
         .and_then(Value::as_u64)
@@ -309,17 +331,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             let (mut ours, mut theirs) = (Samples::default(), Samples::default());
             let mut bytes = 0u64;
             for _ in 0..o.rounds {
-                let text = output(Command::new(&bin).arg("bench").arg("-m").arg(&path).args([
-                    "-p",
-                    &PROMPT.to_string(),
-                    "-n",
-                    &GEN.to_string(),
-                    "-t",
-                    &t.to_string(),
-                    "-r",
-                    &o.reps.to_string(),
-                    "--json",
-                ]))?;
+                let text = run_ours(&bin, &path, &[], (PROMPT, GEN, t, o.reps))?;
                 let (s, b) = parse_ours(&text)?;
                 bytes = b;
                 ours.prefill.extend(s.prefill);
@@ -426,8 +438,7 @@ fn add_batched(all: &mut BatchedSamples, b: usize, samples: Samples) {
 
 /// `realizar bench --parallel ... --json`: per sequence count, its samples.
 fn parse_ours_batched(text: &str) -> Result<BatchedSamples> {
-    let v: Value =
-        serde_json::from_str(text.trim()).context("realizar bench output is not JSON")?;
+    let v = ours_json(text)?;
     let rows = v
         .get("batched")
         .and_then(Value::as_array)
@@ -497,19 +508,12 @@ fn batched_section(
         .join(",");
     let (mut ours, mut theirs) = (BatchedSamples::new(), BatchedSamples::new());
     for _ in 0..o.rounds {
-        let text = output(Command::new(bin).arg("bench").arg("-m").arg(&path).args([
-            "--parallel",
-            &sizes,
-            "-p",
-            &BATCH_PROMPT.to_string(),
-            "-n",
-            &BATCH_GEN.to_string(),
-            "-t",
-            &t.to_string(),
-            "-r",
-            &o.reps.to_string(),
-            "--json",
-        ]))?;
+        let text = run_ours(
+            bin,
+            &path,
+            &["--parallel", &sizes],
+            (BATCH_PROMPT, BATCH_GEN, t, o.reps),
+        )?;
         for (b, s) in parse_ours_batched(&text)? {
             add_batched(&mut ours, b, s);
         }

@@ -340,32 +340,26 @@ pub fn batched(model: &DecoderModel, cfg: &BatchedConfig) -> Result<Throughput, 
         for slot in 0..cfg.parallel {
             bd.clear_slot(slot);
         }
-        let chunks: Vec<SeqChunk<'_>> = prompts
-            .iter()
-            .enumerate()
-            .map(|(slot, p)| SeqChunk {
-                slot,
-                tokens: p,
-                logits: true,
-            })
-            .collect();
+        // Slot `i` takes `tokens[i]`, with its logits.
+        fn each_slot<T: AsRef<[u32]>>(tokens: &[T]) -> Vec<SeqChunk<'_>> {
+            tokens
+                .iter()
+                .enumerate()
+                .map(|(slot, t)| SeqChunk {
+                    slot,
+                    tokens: t.as_ref(),
+                    logits: true,
+                })
+                .collect()
+        }
         let t = Instant::now();
-        black_box(bd.forward(&chunks)?);
+        black_box(bd.forward(&each_slot(&prompts))?);
         let t_pp = t.elapsed().as_secs_f64();
         let mut step: Vec<[u32; 1]> = vec![[0]; cfg.parallel];
         let t = Instant::now();
         for _ in 0..cfg.gen {
             step.iter_mut().for_each(|s| s[0] = rng.below(n_vocab));
-            let chunks: Vec<SeqChunk<'_>> = step
-                .iter()
-                .enumerate()
-                .map(|(slot, tok)| SeqChunk {
-                    slot,
-                    tokens: tok,
-                    logits: true,
-                })
-                .collect();
-            black_box(bd.forward(&chunks)?);
+            black_box(bd.forward(&each_slot(&step))?);
         }
         let t_tg = t.elapsed().as_secs_f64();
         if rep > 0 {
