@@ -312,16 +312,26 @@ pub fn batched(model: &DecoderModel, cfg: &BatchedConfig) -> Result<Throughput, 
     }
     let len = cfg.prompt.saturating_add(cfg.gen);
     check_len(model, "a sequence", len)?;
+    // Bounds on the one prompt pass and on the caches, so that the request cannot exhaust
+    // memory: 8 Ki rows, 64 Ki positions of all sequences together.
     let rows = cfg
         .parallel
         .checked_mul(cfg.prompt)
-        .filter(|&r| r <= 1 << 16)
+        .filter(|&r| r <= 1 << 13)
         .ok_or_else(|| BenchError::InvalidArgument {
             reason: format!(
-                "batched test: {} sequences of {} prompt tokens are too many for one pass",
+                "batched test: {} sequences of {} prompt tokens are more than 8192 rows in one pass",
                 cfg.parallel, cfg.prompt
             ),
         })?;
+    if cfg.parallel.checked_mul(len).is_none_or(|p| p > 1 << 16) {
+        return Err(BenchError::InvalidArgument {
+            reason: format!(
+                "batched test: {} sequences of {len} positions are more than 65536 cache positions",
+                cfg.parallel
+            ),
+        });
+    }
     let opts = BatchOptions {
         slots: cfg.parallel,
         ctx: Some(len),

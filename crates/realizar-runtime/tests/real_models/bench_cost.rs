@@ -81,6 +81,56 @@ fn llama_bench_loop_runs_on_smollm2() {
         .iter()
         .chain(&r.decode)
         .all(|t| t.is_finite() && *t > 0.0));
+    // The batched loop: one sample per repetition and speed; arguments out of range are typed
+    // errors before anything is allocated.
+    let b = bench::BatchedConfig {
+        prompt: 8,
+        gen: 3,
+        parallel: 3,
+        reps: 2,
+        seed: 3,
+    };
+    let r = bench::batched(&model, &b).expect("batched");
+    assert_eq!((r.prefill.len(), r.decode.len()), (2, 2));
+    assert!(r.decode.iter().all(|t| t.is_finite() && *t > 0.0));
+    for bad in [
+        bench::BatchedConfig {
+            parallel: 0,
+            ..b.clone()
+        },
+        bench::BatchedConfig {
+            prompt: 0,
+            ..b.clone()
+        },
+        bench::BatchedConfig {
+            reps: 0,
+            ..b.clone()
+        },
+        bench::BatchedConfig {
+            parallel: 100,
+            prompt: 100,
+            ..b.clone()
+        },
+        bench::BatchedConfig {
+            parallel: 64,
+            prompt: 100,
+            gen: 2000,
+            ..b.clone()
+        },
+        bench::BatchedConfig {
+            prompt: 1 << 20,
+            parallel: 1,
+            ..b.clone()
+        },
+    ] {
+        assert!(
+            matches!(
+                bench::batched(&model, &bad),
+                Err(bench::BenchError::InvalidArgument { .. })
+            ),
+            "{bad:?}"
+        );
+    }
     let l = bench::latency(&model, 16, 8, 3, bench::memory()).expect("latency");
     assert_eq!(l.steps_s.len(), 8);
     // SmolLM2 adds no BOS: the random prompt is all random ids inside the vocabulary.
