@@ -572,7 +572,7 @@ impl CpuBackend {
 /// the most, up to four, that divide the group and leave at least `min_tasks` tasks over
 /// `n_head` heads (at least 1).
 fn heads_per_task(group: usize, n_head: usize, min_tasks: usize) -> usize {
-    (1..=group.min(4))
+    (1..=group.min(MAX_GROUP_HEADS))
         .rev()
         .find(|&d| group % d == 0 && n_head / d >= min_tasks)
         .unwrap_or(1)
@@ -584,7 +584,7 @@ thread_local! {
 }
 
 /// `f` on this thread's score buffer of at least `n` elements (grown once, never shrunk:
-/// [`attend_head`] writes every score it reads).
+/// [`attend_heads`] writes every score it reads).
 fn with_scores<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     SCORES.with_borrow_mut(|sc| {
         if sc.len() < n {
