@@ -771,6 +771,19 @@ fn attend_head_plain(
 mod tests {
     use super::*;
 
+    /// A task takes the most heads of a group, up to four, that divide it and leave the tasks
+    /// asked for.
+    #[test]
+    fn heads_per_task_divides_the_group() {
+        assert_eq!(heads_per_task(3, 9, 1), 3); // SmolLM2 in a multi-sequence step
+        assert_eq!(heads_per_task(3, 9, 4), 1); // one query over two threads
+        assert_eq!(heads_per_task(4, 4, 1), 4); // Gemma3 270M
+        assert_eq!(heads_per_task(4, 4, 2), 2);
+        assert_eq!(heads_per_task(8, 32, 1), 4);
+        assert_eq!(heads_per_task(5, 5, 1), 1);
+        assert_eq!(heads_per_task(1, 12, 1), 1);
+    }
+
     /// 60000² + 1 - 60000² in f32: `VecDot` puts elements 0 and 32 in different accumulators
     /// and cancels them before adding element 16; `Tiny` accumulates all three in one lane and
     /// loses the 1.
