@@ -64,7 +64,7 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [
 /// Numerically stable softmax in place: subtract the maximum, exponentiate, divide by the sum
 /// (accumulated in f64). Entries of `-inf` become 0; an all `-inf` row becomes all 0.
 pub fn softmax_inplace(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = realizar_quant::vecops::max_f32(x);
     if max == f32::NEG_INFINITY {
         x.iter_mut().for_each(|v| *v = 0.0);
         return;

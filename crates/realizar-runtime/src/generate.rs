@@ -301,7 +301,7 @@ pub fn perplexity(
 
 /// `-log softmax(row)[target]`, in f64.
 fn nll(row: &[f32], target: usize) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = realizar_quant::vecops::max_f32(row);
     let sum: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
     let lt = row.get(target).copied().unwrap_or(f32::NEG_INFINITY);
     sum.ln() - f64::from(lt - max)
