@@ -6,13 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use realizar_runtime::models::resolve_model;
-use realizar_runtime::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
 use realizar_runtime::{
-    generate, perplexity, score, DecoderModel, GenerateConfig, LoadOptions, RuntimeError,
+    generate, perplexity, score, ChatMessage, GenerateConfig, LoadOptions, Model, RuntimeError,
     SamplerConfig,
 };
-use realizar_tokenize::chat::ChatMessage;
-use realizar_tokenize::{EncodeOptions, Tokenizer};
 use serde_json::json;
 
 use crate::{CliError, CliResult};
@@ -28,7 +25,7 @@ pub struct GenerateArgs {
     #[arg(
         long,
         conflicts_with = "prompt_ids",
-        required_unless_present = "prompt_ids"
+        required_unless_present_any = ["prompt_ids", "messages"]
     )]
     pub prompt: Option<String>,
     /// The prompt as comma-separated token ids.
@@ -40,6 +37,10 @@ pub struct GenerateArgs {
     /// A system message for `--chat`.
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
+    /// A whole conversation for the chat template, as a JSON array of
+    /// `{"role": ..., "content": ...}` objects (implies `--chat`).
+    #[arg(long, conflicts_with_all = ["prompt", "prompt_ids", "system"])]
+    pub messages: Option<String>,
     /// Most tokens to generate.
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
@@ -136,7 +137,7 @@ fn runtime_err(e: RuntimeError) -> CliError {
     }
 }
 
-fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<DecoderModel, CliError> {
+fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<Model, CliError> {
     let path = resolve_model(model);
     if !path.is_file() {
         return Err(CliError::io(format!(
@@ -144,7 +145,7 @@ fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<Decod
             path.display()
         )));
     }
-    DecoderModel::load(
+    let model = Model::open(
         &path,
         &LoadOptions {
             threads,
@@ -152,61 +153,70 @@ fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<Decod
             ..LoadOptions::default()
         },
     )
-    .map_err(runtime_err)
+    .map_err(runtime_err)?;
+    model.require_decoder().map_err(runtime_err)?;
+    Ok(model)
 }
 
-fn tokenizer(model: &DecoderModel) -> Result<Tokenizer, CliError> {
-    model
-        .with_gguf(tokenizer_from_gguf)
-        .map_err(runtime_err)?
-        .map_err(|e| CliError::invalid(format!("{}: tokenizer: {e}", model.path().display())))
-}
-
-/// The prompt's ids and the tokenizer, if the text needed one.
-fn prompt_ids(
-    args: &GenerateArgs,
-    model: &DecoderModel,
-) -> Result<(Vec<u32>, Option<Tokenizer>), CliError> {
-    let tok = match (&args.prompt, tokenizer(model)) {
-        (Some(_), Err(e)) => return Err(e),
-        (_, t) => t.ok(),
-    };
-    let ids = match (&args.prompt, &args.prompt_ids, &tok) {
-        (_, Some(ids), _) => ids.clone(),
-        (Some(text), None, Some(tok)) => {
-            let (text, parse_special) = if args.chat {
-                let mut messages = Vec::new();
-                if let Some(s) = &args.system {
-                    messages.push(ChatMessage::new("system", s.as_str()));
-                }
-                messages.push(ChatMessage::new("user", text.as_str()));
-                let tmpl = model
-                    .with_gguf(|f| chat_template_for(f, tok))
-                    .map_err(runtime_err)?
-                    .ok_or_else(|| CliError::invalid("the model has no chat template"))?
-                    .map_err(|e| CliError::invalid(format!("chat template: {e}")))?;
-                let rendered = tmpl
-                    .render(&messages, true)
-                    .map_err(|e| CliError::invalid(format!("chat template: {e}")))?;
-                (rendered, true)
-            } else {
-                (text.clone(), false)
+/// `--messages`: a JSON array of `{"role", "content"}` objects (strings; other fields are an
+/// error rather than silently dropped).
+fn parse_messages(json: &str) -> Result<Vec<ChatMessage>, CliError> {
+    let bad = |what: String| CliError::invalid(format!("--messages: {what}"));
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad("must be a JSON array of messages".into()))?;
+    if list.is_empty() {
+        return Err(bad("the conversation is empty".into()));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let obj = m
+                .as_object()
+                .ok_or_else(|| bad(format!("message {i} is not an object")))?;
+            if let Some(k) = obj
+                .keys()
+                .find(|k| !matches!(k.as_str(), "role" | "content"))
+            {
+                return Err(bad(format!("message {i}: unsupported field `{k}`")));
+            }
+            let field = |k: &str| {
+                obj.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or_else(|| bad(format!("message {i}: `{k}` must be a string")))
             };
-            tok.encode(
-                &text,
-                EncodeOptions {
-                    add_special: true,
-                    parse_special,
-                },
-            )
-            .map_err(|e| CliError::invalid(format!("tokenizing the prompt: {e}")))?
+            Ok(ChatMessage::new(field("role")?, field("content")?))
+        })
+        .collect()
+}
+
+/// The prompt's ids: given, or the text tokenized (with `--chat`, the conversation rendered by
+/// [`Model::chat_prompt`], the rule the server's chat routes use too).
+fn prompt_ids(args: &GenerateArgs, model: &Model) -> Result<Vec<u32>, CliError> {
+    let ids = match (&args.prompt, &args.prompt_ids) {
+        (_, Some(ids)) => ids.clone(),
+        (None, None) if args.messages.is_some() => {
+            let messages = parse_messages(args.messages.as_deref().unwrap_or_default())?;
+            model.chat_prompt(&messages).map_err(runtime_err)?
         }
-        _ => return Err(CliError::invalid("give --prompt or --prompt-ids")),
+        (Some(text), None) if args.chat => {
+            let mut messages = Vec::new();
+            if let Some(s) = &args.system {
+                messages.push(ChatMessage::new("system", s.as_str()));
+            }
+            messages.push(ChatMessage::new("user", text.as_str()));
+            model.chat_prompt(&messages).map_err(runtime_err)?
+        }
+        (Some(text), None) => model.tokenize(text, true, false).map_err(runtime_err)?,
+        (None, None) => return Err(CliError::invalid("give --prompt or --prompt-ids")),
     };
     if ids.is_empty() {
         return Err(CliError::invalid("the prompt has no tokens"));
     }
-    Ok((ids, tok))
+    model.check_ids(&ids).map_err(runtime_err)?;
+    Ok(ids)
 }
 
 /// Runs `realizar generate`.
@@ -214,13 +224,7 @@ pub fn run_generate(args: GenerateArgs) -> CliResult {
     let t0 = Instant::now();
     let model = load(&args.model, args.threads, args.ctx)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let (ids, tok) = prompt_ids(&args, &model)?;
-    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= model.n_vocab()) {
-        return Err(CliError::invalid(format!(
-            "prompt token id {bad} is outside the vocabulary of {}",
-            model.n_vocab()
-        )));
-    }
+    let ids = prompt_ids(&args, &model)?;
     let config = GenerateConfig {
         max_tokens: args.max_tokens,
         sampler: SamplerConfig {
@@ -235,31 +239,35 @@ pub fn run_generate(args: GenerateArgs) -> CliResult {
             ..SamplerConfig::default()
         },
         stop_on_eog: true,
-        stop_strings: args.stop.clone(),
     };
-    config.sampler.validate().map_err(CliError::invalid)?;
-    let mut session = model.session().map_err(runtime_err)?;
-    let piece = |id: u32| -> String {
-        tok.as_ref()
-            .and_then(|t| t.decode_bytes(&[id], false).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
-    let piece_fn: Option<&dyn Fn(u32) -> String> = tok.as_ref().map(|_| &piece as _);
-    let mut stream = tok.as_ref().map(|t| t.stream_decoder(true));
+    config.sampler.validate().map_err(|e| {
+        // The flag of each sampler field (`--top-p` for `top_p`).
+        CliError::invalid(format!(
+            "--{} must be {}, got {}",
+            e.param.name().replace('_', "-"),
+            e.expected,
+            e.value
+        ))
+    })?;
+    if !args.stop.is_empty() && model.tokenizer().is_none() {
+        return Err(CliError::invalid(
+            "--stop needs the model's tokenizer, and the file has none",
+        ));
+    }
+    let decoder = model.require_decoder().map_err(runtime_err)?;
+    let mut session = decoder.session().map_err(runtime_err)?;
+    let mut text = model.text_stream(args.stop.clone()).ok();
+    let has_text = text.is_some();
     let mut stdout = std::io::stdout().lock();
     let json_mode = args.json;
     let mut write_err = None;
-    let g = generate(&mut session, &ids, &config, piece_fn, |id| {
+    let g = generate(&mut session, &ids, &config, text.as_mut(), |id, piece| {
         if json_mode {
             return ControlFlow::Continue(());
         }
-        let r = match stream.as_mut() {
-            Some(s) => match s.push(id) {
-                Ok(Some(text)) => write!(stdout, "{text}"),
-                _ => Ok(()),
-            },
-            None => write!(stdout, "{id} "),
+        let r = match id {
+            Some(id) if !has_text => write!(stdout, "{id} "),
+            _ => write!(stdout, "{piece}"),
         };
         match r.and_then(|()| stdout.flush()) {
             Ok(()) => ControlFlow::Continue(()),
@@ -273,18 +281,12 @@ pub fn run_generate(args: GenerateArgs) -> CliResult {
     if let Some(e) = write_err {
         return Err(CliError::io(format!("writing to stdout: {e}")));
     }
-    let text = match &tok {
-        Some(t) => t
-            .decode(&g.ids, true)
-            .map_err(|e| CliError::invalid(format!("decoding: {e}")))?,
-        None => String::new(),
-    };
     let tm = g.timings;
     if json_mode {
         let out = json!({
             "prompt_ids": ids,
             "ids": g.ids,
-            "text": text,
+            "text": g.text,
             "stop_reason": g.stop_reason.as_str(),
             "timings": {
                 "load_ms": load_ms,
@@ -296,9 +298,6 @@ pub fn run_generate(args: GenerateArgs) -> CliResult {
         });
         writeln!(stdout, "{out}").map_err(|e| CliError::io(format!("writing to stdout: {e}")))?;
     } else {
-        if let Some(rest) = stream.as_mut().and_then(|s| s.finish()) {
-            let _ = write!(stdout, "{rest}");
-        }
         let _ = writeln!(stdout);
         eprintln!(
             "[{}; {} prompt tokens at {:.1} tok/s, {} tokens at {:.1} tok/s; load {:.0} ms]",
@@ -317,7 +316,11 @@ pub fn run_generate(args: GenerateArgs) -> CliResult {
 pub fn run_score(args: ScoreArgs) -> CliResult {
     let ctx = args.prompt_ids.len().max(1);
     let model = load(&args.model, args.threads, Some(ctx))?;
-    let mut session = model.session().map_err(runtime_err)?;
+    model.check_ids(&args.prompt_ids).map_err(runtime_err)?;
+    let mut session = model
+        .require_decoder()
+        .and_then(|d| d.session())
+        .map_err(runtime_err)?;
     let top = score(&mut session, &args.prompt_ids, args.top).map_err(runtime_err)?;
     let mut stdout = std::io::stdout().lock();
     let res = if args.json {
@@ -354,21 +357,17 @@ pub fn run_perplexity(args: PerplexityArgs) -> CliResult {
         (Some(p), None) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| CliError::io(format!("{}: {e}", p.display())))?;
-            tokenizer(&model)?
-                .encode(&text, EncodeOptions::default())
-                .map_err(|e| CliError::invalid(format!("tokenizing {}: {e}", p.display())))?
+            model
+                .tokenize(&text, true, false)
+                .map_err(|e| CliError::invalid(format!("{}: {e}", p.display())))?
         }
         (None, None) => return Err(CliError::invalid("give --file or --ids-file")),
     };
-    if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= model.n_vocab()) {
-        return Err(CliError::invalid(format!(
-            "token id {bad} is outside the vocabulary of {}",
-            model.n_vocab()
-        )));
-    }
-    let special = model.special();
+    model.check_ids(&tokens).map_err(runtime_err)?;
+    let decoder = model.require_decoder().map_err(runtime_err)?;
+    let special = decoder.special();
     let bos = if special.add_bos { special.bos } else { None };
-    let mut session = model.session().map_err(runtime_err)?;
+    let mut session = decoder.session().map_err(runtime_err)?;
     let p = perplexity(&mut session, &tokens, args.ctx, bos).map_err(runtime_err)?;
     let out = if args.json {
         json!({ "ppl": p.ppl, "chunks": p.chunks, "tokens_scored": p.tokens_scored }).to_string()

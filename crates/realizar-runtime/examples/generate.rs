@@ -43,8 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..GenerateConfig::default()
         };
         let mut out = std::io::stdout().lock();
-        let g = generate(&mut session, &prompt, &config, None, |id| {
-            let _ = write!(out, "{id} ");
+        let g = generate(&mut session, &prompt, &config, None, |id, _| {
+            if let Some(id) = id {
+                let _ = write!(out, "{id} ");
+            }
             let _ = out.flush();
             ControlFlow::Continue(())
         })?;

@@ -228,6 +228,11 @@ impl Embedder {
         self.tokenizer.as_deref()
     }
 
+    /// The shared tokenizer, when the directory has `tokenizer.json`.
+    pub(crate) fn tokenizer_arc(&self) -> Option<Arc<Tokenizer>> {
+        self.tokenizer.clone()
+    }
+
     /// Tokenizes texts as sentence-transformers does: `[CLS]`…`[SEP]` around each, truncated to
     /// [`Embedder::max_seq_length`] tokens (the last token, `[SEP]`, kept), unpadded.
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {

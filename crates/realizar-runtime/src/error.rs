@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use realizar_format_gguf::GgufError;
 use realizar_nn::NnError;
+use realizar_tokenize::TokenizeError;
+
+use crate::embed::EmbedError;
+use crate::sampling::SamplerError;
+use crate::tokenizer_load::LoadError;
 
 /// What went wrong while loading or running a model.
 #[derive(Debug)]
@@ -43,6 +48,30 @@ pub enum RuntimeError {
         /// What is wrong.
         reason: String,
     },
+    /// The model's tokenizer or chat template in the file is malformed.
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: LoadError,
+    },
+    /// An encoder model directory could not be loaded.
+    Embed(EmbedError),
+    /// A text could not be tokenized, ids not detokenized, or a conversation not rendered.
+    Text {
+        /// What was being done (`"the chat template"`, `"tokenizing"`, ...).
+        what: &'static str,
+        /// The tokenizer's error.
+        source: TokenizeError,
+    },
+    /// The model cannot do this (chat without a template, text without a tokenizer,
+    /// generation with an encoder).
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
+    /// Sampling parameters out of range.
+    Sampler(SamplerError),
 }
 
 impl fmt::Display for RuntimeError {
@@ -64,6 +93,13 @@ impl fmt::Display for RuntimeError {
                 "the prompt has {tokens} tokens, more than the context of {ctx} allows"
             ),
             RuntimeError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
+            RuntimeError::Tokenizer { path, source } => {
+                write!(f, "{}: tokenizer: {source}", path.display())
+            }
+            RuntimeError::Embed(e) => write!(f, "{e}"),
+            RuntimeError::Text { what, source } => write!(f, "{what}: {source}"),
+            RuntimeError::Unsupported { what } => write!(f, "the model has no {what}"),
+            RuntimeError::Sampler(e) => write!(f, "{e}"),
         }
     }
 }
@@ -74,6 +110,10 @@ impl std::error::Error for RuntimeError {
             RuntimeError::Io { source, .. } => Some(source),
             RuntimeError::Format { source, .. } => Some(&**source),
             RuntimeError::Model { source, .. } => Some(source),
+            RuntimeError::Tokenizer { source, .. } => Some(source),
+            RuntimeError::Embed(e) => Some(e),
+            RuntimeError::Text { source, .. } => Some(source),
+            RuntimeError::Sampler(e) => Some(e),
             _ => None,
         }
     }
@@ -85,5 +125,11 @@ impl From<NnError> for RuntimeError {
             path: PathBuf::new(),
             source,
         }
+    }
+}
+
+impl From<SamplerError> for RuntimeError {
+    fn from(e: SamplerError) -> RuntimeError {
+        RuntimeError::Sampler(e)
     }
 }

@@ -2,9 +2,11 @@
 //! scoring and perplexity.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use realizar_nn::Logits;
+use realizar_tokenize::{TextStep, TextStream, Tokenizer};
 
 use crate::model::Session;
 use crate::sampling::{Sampler, SamplerConfig};
@@ -41,8 +43,6 @@ pub struct GenerateConfig {
     pub sampler: SamplerConfig,
     /// Stop at end-of-generation tokens (they are kept in the output ids).
     pub stop_on_eog: bool,
-    /// Stop when the generated text contains one of these (needs a detokenizer).
-    pub stop_strings: Vec<String>,
 }
 
 impl Default for GenerateConfig {
@@ -51,7 +51,6 @@ impl Default for GenerateConfig {
             max_tokens: 32,
             sampler: SamplerConfig::default(),
             stop_on_eog: true,
-            stop_strings: Vec::new(),
         }
     }
 }
@@ -94,6 +93,9 @@ fn rate(n: usize, ms: f64) -> f64 {
 pub struct Generation {
     /// Generated ids (not including the prompt).
     pub ids: Vec<u32>,
+    /// Their final text (end-of-generation tokens left out, cut before a stop string); empty
+    /// without a text stream.
+    pub text: String,
     /// Why it ended.
     pub stop_reason: StopReason,
     /// Times.
@@ -102,25 +104,24 @@ pub struct Generation {
 
 /// Generates from `prompt` in a fresh (reset) session: the prompt is evaluated in one batched
 /// pass, then tokens are sampled one at a time until `max_tokens`, an end-of-generation token,
-/// a stop string, or a full context. `piece` turns a token into its text (for stop strings;
-/// pass `None` without a tokenizer). `on_token` sees each new id as it is produced and may
-/// return `ControlFlow::Break(())` to stop.
+/// a stop string, or a full context. With a `text` stream (from [`crate::Model::text_stream`],
+/// which holds the stop strings) each id's final text is passed to `on_token` with the id and
+/// gathered in [`Generation::text`]; text still held back at the end (an incomplete character,
+/// a possible stop-string start) comes last, with no id. Without a stream the text is empty.
+/// `on_token` may return `ControlFlow::Break(())` to stop.
 pub fn generate(
     session: &mut Session<'_>,
     prompt: &[u32],
     config: &GenerateConfig,
-    piece: Option<&dyn Fn(u32) -> String>,
-    mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+    mut text: Option<&mut TextStream<Arc<Tokenizer>>>,
+    mut on_token: impl FnMut(Option<u32>, &str) -> ControlFlow<()>,
 ) -> Result<Generation, RuntimeError> {
     if prompt.is_empty() {
         return Err(RuntimeError::InvalidArgument {
             reason: "the prompt is empty".into(),
         });
     }
-    config
-        .sampler
-        .validate()
-        .map_err(|reason| RuntimeError::InvalidArgument { reason })?;
+    config.sampler.validate()?;
     session.reset();
     if prompt.len() > session.capacity() {
         return Err(RuntimeError::PromptTooLong {
@@ -136,12 +137,13 @@ pub fn generate(
     history.extend_from_slice(prompt);
     let mut logits: Vec<f32> = Vec::with_capacity(n_vocab);
     let mut ids = Vec::with_capacity(config.max_tokens);
-    let mut text = String::new();
+    let mut out = String::new();
     let mut timings = Timings::default();
 
     if config.max_tokens == 0 {
         return Ok(Generation {
             ids,
+            text: out,
             stop_reason: StopReason::Length,
             timings,
         });
@@ -157,24 +159,25 @@ pub fn generate(
         let id = sampler.sample(&mut logits, &history);
         ids.push(id);
         history.push(id);
-        if on_token(id).is_break() {
+        let (piece, stopped) = match text.as_deref_mut().map(|t| t.push(id)).transpose() {
+            Ok(Some(TextStep::Text(t))) => (t, false),
+            Ok(Some(TextStep::Stop(t))) => (t, true),
+            Ok(None) => (String::new(), false),
+            Err(source) => {
+                return Err(RuntimeError::Text {
+                    what: "detokenizing",
+                    source,
+                })
+            }
+        };
+        out.push_str(&piece);
+        if on_token(Some(id), &piece).is_break() || stopped {
             stop_reason = StopReason::Stop;
             break;
         }
         if config.stop_on_eog && special.is_eog(id) {
             stop_reason = StopReason::Eos;
             break;
-        }
-        if let (Some(piece), false) = (piece, config.stop_strings.is_empty()) {
-            text.push_str(&piece(id));
-            if config
-                .stop_strings
-                .iter()
-                .any(|s| !s.is_empty() && text.contains(s.as_str()))
-            {
-                stop_reason = StopReason::Stop;
-                break;
-            }
         }
         if ids.len() >= config.max_tokens || session.len() >= session.capacity() {
             break;
@@ -185,8 +188,16 @@ pub fn generate(
         timings.decode_tokens += 1;
     }
     timings.decode_ms = t1.elapsed().as_secs_f64() * 1000.0;
+    if let Some(t) = text {
+        let rest = t.finish();
+        if !rest.is_empty() {
+            out.push_str(&rest);
+            let _ = on_token(None, &rest);
+        }
+    }
     Ok(Generation {
         ids,
+        text: out,
         stop_reason,
         timings,
     })

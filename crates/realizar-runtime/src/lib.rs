@@ -1,7 +1,9 @@
-//! The Realizar runtime: model loading (mmap), KV cache, sampling, generation and embeddings.
+//! The Realizar runtime: opening a model ([`Model::open`]), sessions, sampling, generation,
+//! continuous batching and embeddings.
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod batcher;
 pub mod bench;
 pub mod embed;
 mod error;
@@ -14,6 +16,7 @@ pub mod tokenizer_load;
 
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};
-pub use model::{DecoderModel, LoadOptions, Session, SpecialTokens};
+pub use model::{DecoderModel, LoadOptions, Model, Network, Session, SpecialTokens};
 pub use realizar_nn::{KvType, Logits};
-pub use sampling::{Sampler, SamplerConfig};
+pub use realizar_tokenize::{ChatMessage, TextStep, TextStream};
+pub use sampling::{Sampler, SamplerConfig, SamplerError, SamplerParam};

@@ -1,12 +1,19 @@
-//! Loading a decoder model from a GGUF file: the file is memory-mapped once and the weights are
-//! used in place; a [`Session`] owns a KV cache and scratch buffers for one sequence.
+//! Opening a model: [`Model::open`] is the one way in, for every front end. A GGUF file is
+//! memory-mapped and parsed once into its decoder (weights used in place), tokenizer, chat
+//! template and special tokens; a Hugging Face directory becomes an encoder ([`Embedder`]).
+//! A [`Session`] owns a KV cache and scratch buffers for one sequence of a [`DecoderModel`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use realizar_format_gguf::{GgufFile, MmapGguf};
 use realizar_nn::{CpuBackend, Decoder, KvCache, KvType, Logits, NnError, Scratch, WeightBytes};
+use realizar_tokenize::{ChatMessage, ChatTemplate, EncodeOptions, TextStream, Tokenizer};
 
+use crate::batch::{BatchDecoder, BatchOptions};
+use crate::batcher::{BatchText, Batcher, BatcherConfig};
+use crate::embed::Embedder;
+use crate::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
 use crate::RuntimeError;
 
 /// The memory map, shared by the decoder (which keeps `(offset, len)` views into it).
@@ -18,7 +25,7 @@ impl AsRef<[u8]> for MappedFile {
     }
 }
 
-/// Options of [`DecoderModel::load`].
+/// Options of [`Model::open`] and [`DecoderModel::load`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Worker threads (`None`: physical cores).
@@ -42,31 +49,8 @@ impl Default for LoadOptions {
     }
 }
 
-/// Texts of tokens that end generation, as llama.cpp's vocabulary loader recognises them
-/// (src/llama-vocab.cpp: end-of-turn texts and the FIM repo/pad/separator tokens).
-const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<|eom_id|>",
-    "<EOT>",
-    "_<EOT>",
-    "<|end_of_text|>",
-    "<end_of_utterance>",
-    "<|fim_pad|>",
-    "<fim-pad>",
-    "<fim_pad>",
-    "<|fim_repo|>",
-    "<|repo_name|>",
-    "<fim-repo>",
-    "<REPO>",
-    "<reponame>",
-    "<|file_sep|>",
-];
-
-/// Special tokens of the vocabulary that matter for generation.
+/// The special tokens that matter for generation: one rule for every front end, taken from
+/// what llama.cpp does for the same file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SpecialTokens {
     /// Beginning of sequence.
@@ -75,41 +59,46 @@ pub struct SpecialTokens {
     pub eos: Option<u32>,
     /// Whether the tokenizer adds BOS at the start of a text.
     pub add_bos: bool,
+    /// Whether the tokenizer adds EOS at the end of a text.
+    pub add_eos: bool,
     /// Every token that ends generation, sorted.
     pub eog: Vec<u32>,
 }
 
 impl SpecialTokens {
-    /// Reads them from GGUF metadata (`tokenizer.ggml.*`).
-    pub fn from_gguf(file: &GgufFile<'_>) -> SpecialTokens {
+    /// With a tokenizer: its BOS/EOS policy and end-of-generation set (EOS, end of turn and the
+    /// tokens llama.cpp recognises by their text, `realizar_tokenize::EOG_TEXTS`), plus the
+    /// file's end-of-message token. Without one (a file with no vocabulary): the ids the
+    /// metadata names, and no BOS added unless `tokenizer.ggml.add_bos_token` says so.
+    pub fn resolve(file: &GgufFile<'_>, tok: Option<&Tokenizer>) -> SpecialTokens {
         let id = |k: &str| file.get_u32(k).ok();
-        let bos = id("tokenizer.ggml.bos_token_id");
-        let eos = id("tokenizer.ggml.eos_token_id");
-        let model = file.get_str("tokenizer.ggml.model").unwrap_or("");
-        let add_bos = file
-            .get_bool("tokenizer.ggml.add_bos_token")
-            .unwrap_or(matches!(model, "llama" | "gemma"));
-        let mut eog: Vec<u32> = [
-            eos,
-            id("tokenizer.ggml.eot_token_id"),
-            id("tokenizer.ggml.eom_token_id"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if let Ok(tokens) = file.get_strings("tokenizer.ggml.tokens") {
-            for (i, t) in tokens.enumerate() {
-                if EOG_TEXTS.contains(&t) {
-                    eog.push(i as u32);
-                }
+        let flag = |k: &str| file.get_bool(k).unwrap_or(false);
+        let eom = id("tokenizer.ggml.eom_token_id");
+        let (bos, eos, add_bos, add_eos, mut eog) = match tok {
+            Some(t) => {
+                let s = t.special_tokens();
+                (s.bos, s.eos, s.add_bos, s.add_eos, t.eog_ids().to_vec())
             }
-        }
+            None => {
+                let eos = id("tokenizer.ggml.eos_token_id");
+                let eot = id("tokenizer.ggml.eot_token_id");
+                (
+                    id("tokenizer.ggml.bos_token_id"),
+                    eos,
+                    flag("tokenizer.ggml.add_bos_token"),
+                    flag("tokenizer.ggml.add_eos_token"),
+                    [eos, eot].into_iter().flatten().collect(),
+                )
+            }
+        };
+        eog.extend(eom);
         eog.sort_unstable();
         eog.dedup();
         SpecialTokens {
             bos,
             eos,
             add_bos,
+            add_eos,
             eog,
         }
     }
@@ -139,49 +128,13 @@ impl std::fmt::Debug for MappedFile {
 }
 
 impl DecoderModel {
-    /// Maps `path` and builds the decoder. Errors: [`RuntimeError::Io`] when the file cannot be
-    /// opened, [`RuntimeError::Format`] when it is not GGUF, [`RuntimeError::Model`] when the
-    /// model in it is inconsistent.
+    /// Maps `path` and builds the decoder (and, to find its special tokens, the tokenizer the
+    /// file describes, if any). [`Model::open`] keeps the tokenizer and chat template too.
+    /// Errors: [`RuntimeError::Io`] when the file cannot be opened, [`RuntimeError::Format`]
+    /// when it is not GGUF, [`RuntimeError::Model`] when the model in it is inconsistent,
+    /// [`RuntimeError::Tokenizer`] when its vocabulary is.
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<DecoderModel, RuntimeError> {
-        let path = path.as_ref().to_path_buf();
-        let mmap = MmapGguf::open(&path).map_err(|source| RuntimeError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let map = Arc::new(MappedFile(mmap));
-        let threads = crate::threads::resolve_threads(opts.threads);
-        let model_err = |source: NnError| RuntimeError::Model {
-            path: path.clone(),
-            source,
-        };
-        let backend = Arc::new(CpuBackend::new(threads).map_err(model_err)?);
-        let (decoder, special) = {
-            let file = map.0.parse().map_err(|source| RuntimeError::Format {
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
-            let bytes: WeightBytes = map.clone();
-            let decoder = Decoder::from_gguf(&file, bytes, backend).map_err(model_err)?;
-            (decoder, SpecialTokens::from_gguf(&file))
-        };
-        let ctx = match opts.ctx {
-            Some(0) => {
-                return Err(RuntimeError::InvalidArgument {
-                    reason: "the context length must be positive".into(),
-                })
-            }
-            Some(n) => n,
-            None => decoder.config().context_length.clamp(1, 4096),
-        };
-        Ok(DecoderModel {
-            path,
-            map,
-            decoder,
-            special,
-            ctx,
-            kv_type: opts.kv_type,
-            max_batch: opts.max_batch.max(1),
-        })
+        open_gguf(path.as_ref(), opts).map(|g| g.decoder)
     }
 
     /// The file it was loaded from.
@@ -209,12 +162,13 @@ impl DecoderModel {
         self.ctx
     }
 
-    /// The mapped file's bytes (parse them again with `GgufFile::parse` for the tokenizer).
+    /// The mapped file's bytes.
     pub fn file_bytes(&self) -> &[u8] {
         self.map.0.bytes()
     }
 
-    /// Runs `f` on the parsed GGUF file.
+    /// Runs `f` on the parsed GGUF file (parsed again: for tools that read the header, such as
+    /// the benchmarks' weight accounting).
     pub fn with_gguf<R>(&self, f: impl FnOnce(&GgufFile<'_>) -> R) -> Result<R, RuntimeError> {
         let file = self.map.0.parse().map_err(|source| RuntimeError::Format {
             path: self.path.clone(),
@@ -286,5 +240,328 @@ impl Session<'_> {
     /// The model.
     pub fn model(&self) -> &DecoderModel {
         self.model
+    }
+}
+
+/// What [`open_gguf`] builds from one parse of a GGUF file.
+struct OpenedGguf {
+    decoder: DecoderModel,
+    tokenizer: Option<Tokenizer>,
+    chat: Option<ChatTemplate>,
+}
+
+/// Maps and parses a GGUF file once and builds everything in it.
+fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError> {
+    let mmap = MmapGguf::open(path).map_err(|source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let map = Arc::new(MappedFile(mmap));
+    let threads = crate::threads::resolve_threads(opts.threads);
+    let model_err = |source: NnError| RuntimeError::Model {
+        path: path.to_path_buf(),
+        source,
+    };
+    let backend = Arc::new(CpuBackend::new(threads).map_err(model_err)?);
+    let file = map.0.parse().map_err(|source| RuntimeError::Format {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let bytes: WeightBytes = map.clone();
+    let decoder = Decoder::from_gguf(&file, bytes, backend).map_err(model_err)?;
+    let tok_err = |source| RuntimeError::Tokenizer {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tokenizer = match file.get("tokenizer.ggml.model") {
+        Some(_) => Some(tokenizer_from_gguf(&file).map_err(tok_err)?),
+        None => None,
+    };
+    let chat = match &tokenizer {
+        Some(t) => {
+            chat_template_for(&file, t)
+                .transpose()
+                .map_err(|source| RuntimeError::Text {
+                    what: "the chat template",
+                    source,
+                })?
+        }
+        None => None,
+    };
+    let special = SpecialTokens::resolve(&file, tokenizer.as_ref());
+    drop(file);
+    let ctx = match opts.ctx {
+        Some(0) => {
+            return Err(RuntimeError::InvalidArgument {
+                reason: "the context length must be positive".into(),
+            })
+        }
+        Some(n) => n,
+        None => decoder.config().context_length.clamp(1, 4096),
+    };
+    Ok(OpenedGguf {
+        decoder: DecoderModel {
+            path: path.to_path_buf(),
+            map,
+            decoder,
+            special,
+            ctx,
+            kv_type: opts.kv_type,
+            max_batch: opts.max_batch.max(1),
+        },
+        tokenizer,
+        chat,
+    })
+}
+
+/// The network of a [`Model`].
+#[derive(Clone, Debug)]
+pub enum Network {
+    /// A decoder that generates text.
+    Decoder(DecoderModel),
+    /// An encoder that embeds text.
+    Encoder(Embedder),
+}
+
+/// A model opened from a path, with everything a front end needs: the network, the tokenizer,
+/// the chat template, the end-of-generation set and the BOS policy, each decided once here
+/// (following llama.cpp for GGUF files), so that `realizar generate` and the server tokenize,
+/// render and stop alike.
+#[derive(Clone, Debug)]
+pub struct Model {
+    path: PathBuf,
+    network: Network,
+    tokenizer: Option<Arc<Tokenizer>>,
+    chat: Option<Arc<ChatTemplate>>,
+    size_bytes: u64,
+}
+
+impl Model {
+    /// Opens a model: a directory (or a `.safetensors` file in one) is a Hugging Face encoder
+    /// directory, anything else a GGUF decoder. Errors are typed and name the path.
+    pub fn open(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, RuntimeError> {
+        let path = path.as_ref();
+        let is_dir_model = path.is_dir()
+            || path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        if is_dir_model {
+            let embedder = Embedder::load(path).map_err(RuntimeError::Embed)?;
+            let dir = if path.is_file() {
+                path.parent().unwrap_or(path)
+            } else {
+                path
+            };
+            let size_bytes = std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .filter_map(|e| e.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            return Ok(Model {
+                path: path.to_path_buf(),
+                tokenizer: embedder.tokenizer_arc(),
+                network: Network::Encoder(embedder),
+                chat: None,
+                size_bytes,
+            });
+        }
+        let g = open_gguf(path, opts)?;
+        Ok(Model {
+            path: path.to_path_buf(),
+            size_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+            network: Network::Decoder(g.decoder),
+            tokenizer: g.tokenizer.map(Arc::new),
+            chat: g.chat.map(Arc::new),
+        })
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of the model file(s).
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The decoder, if this is a generative model.
+    pub fn decoder(&self) -> Option<&DecoderModel> {
+        match &self.network {
+            Network::Decoder(d) => Some(d),
+            Network::Encoder(_) => None,
+        }
+    }
+
+    /// The decoder, or [`RuntimeError::Unsupported`].
+    pub fn require_decoder(&self) -> Result<&DecoderModel, RuntimeError> {
+        self.decoder().ok_or(RuntimeError::Unsupported {
+            what: "decoder (it is an embedding model)",
+        })
+    }
+
+    /// The encoder, if this is an embedding model.
+    pub fn embedder(&self) -> Option<&Embedder> {
+        match &self.network {
+            Network::Encoder(e) => Some(e),
+            Network::Decoder(_) => None,
+        }
+    }
+
+    /// The tokenizer, if the file has a vocabulary.
+    pub fn tokenizer(&self) -> Option<&Arc<Tokenizer>> {
+        self.tokenizer.as_ref()
+    }
+
+    fn require_tokenizer(&self) -> Result<&Arc<Tokenizer>, RuntimeError> {
+        self.tokenizer
+            .as_ref()
+            .ok_or(RuntimeError::Unsupported { what: "tokenizer" })
+    }
+
+    /// The special tokens of a decoder (an encoder's are its tokenizer's; it generates nothing).
+    pub fn special(&self) -> Option<&SpecialTokens> {
+        self.decoder().map(DecoderModel::special)
+    }
+
+    /// Whether `id` ends generation.
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.special().is_some_and(|s| s.is_eog(id))
+    }
+
+    /// Vocabulary size: the network's rows, else the tokenizer's.
+    pub fn n_vocab(&self) -> usize {
+        match (&self.network, &self.tokenizer) {
+            (Network::Decoder(d), _) => d.n_vocab(),
+            (Network::Encoder(_), Some(t)) => t.vocab_size(),
+            (Network::Encoder(_), None) => 0,
+        }
+    }
+
+    /// Whether it has a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.chat.is_some()
+    }
+
+    /// Text to ids: `add_special` adds BOS/EOS (CLS/SEP) as the vocabulary says,
+    /// `parse_special` turns special-token texts into their ids. Nothing else is added or
+    /// dropped (llama.cpp keeps a BOS the text itself writes, too).
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, RuntimeError> {
+        self.require_tokenizer()?
+            .encode(
+                text,
+                EncodeOptions {
+                    add_special,
+                    parse_special,
+                },
+            )
+            .map_err(|source| RuntimeError::Text {
+                what: "tokenizing",
+                source,
+            })
+    }
+
+    /// Checks that every id is in the vocabulary; the error names the first that is not.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<(), RuntimeError> {
+        let n = self.n_vocab();
+        match ids.iter().enumerate().find(|(_, &id)| id as usize >= n) {
+            Some((i, id)) => Err(RuntimeError::InvalidArgument {
+                reason: format!("token {i} (id {id}) is outside the vocabulary of {n}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Ids to text, special tokens included.
+    pub fn detokenize(&self, ids: &[u32]) -> Result<String, RuntimeError> {
+        let tok = self.require_tokenizer()?;
+        self.check_ids(ids)?;
+        tok.decode(ids, false).map_err(|source| RuntimeError::Text {
+            what: "detokenizing",
+            source,
+        })
+    }
+
+    /// Renders a conversation with the model's chat template, the assistant's turn opened. As
+    /// llama.cpp does, a BOS text the template writes first is removed when the tokenizer adds
+    /// BOS itself (and an EOS text it writes last, when the tokenizer adds EOS), so that the
+    /// prompt holds each once.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, RuntimeError> {
+        let tmpl = self.chat.as_ref().ok_or(RuntimeError::Unsupported {
+            what: "chat template",
+        })?;
+        let mut text = tmpl
+            .render(messages, true)
+            .map_err(|source| RuntimeError::Text {
+                what: "the chat template",
+                source,
+            })?;
+        if let (Some(special), Some(tok)) = (self.special(), &self.tokenizer) {
+            let piece = |id: Option<u32>| id.and_then(|i| tok.token_to_piece(i)).unwrap_or("");
+            let bos = piece(special.bos);
+            if special.add_bos && !bos.is_empty() && text.starts_with(bos) {
+                text.drain(..bos.len());
+            }
+            let eos = piece(special.eos);
+            if special.add_eos && !eos.is_empty() && text.ends_with(eos) {
+                text.truncate(text.len() - eos.len());
+            }
+        }
+        Ok(text)
+    }
+
+    /// The prompt ids of a conversation: [`Model::render_chat`], then tokenized with special
+    /// tokens added and parsed (as llama.cpp's server does).
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, RuntimeError> {
+        let text = self.render_chat(messages)?;
+        self.tokenize(&text, true, true)
+    }
+
+    /// Starts continuous batching over `slots` sequences of [`DecoderModel::ctx`] positions
+    /// each: a [`Batcher`] that decodes them together on its own thread, with this model's
+    /// tokenizer and end-of-generation set.
+    pub fn batcher(&self, slots: usize, config: BatcherConfig) -> Result<Batcher, RuntimeError> {
+        let decoder = self.require_decoder()?;
+        let tokenizer = self.require_tokenizer()?.clone();
+        let slots = slots.max(1);
+        let batch = BatchDecoder::new(
+            decoder,
+            BatchOptions {
+                slots,
+                ctx: Some(decoder.ctx()),
+                max_rows: slots + config.prefill_chunk.max(1),
+                ..BatchOptions::default()
+            },
+        )?;
+        let text = BatchText {
+            tokenizer,
+            eog: decoder.special().eog.clone(),
+        };
+        Batcher::start(batch, text, config).map_err(|e| RuntimeError::InvalidArgument {
+            reason: e.to_string(),
+        })
+    }
+
+    /// The text stream of one generation: incremental, UTF-8 safe, cut before the first of
+    /// `stops`. The one text path of every consumer.
+    pub fn text_stream(
+        &self,
+        stops: Vec<String>,
+    ) -> Result<TextStream<Arc<Tokenizer>>, RuntimeError> {
+        Ok(TextStream::new(self.require_tokenizer()?.clone(), stops))
     }
 }

@@ -47,6 +47,88 @@ impl Rng {
     }
 }
 
+/// The largest `top_k` and `penalty_last_n` [`SamplerConfig::validate`] accepts.
+pub const MAX_SAMPLER_COUNT: usize = 1 << 20;
+
+/// A field of [`SamplerConfig`], as [`SamplerError`] names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SamplerParam {
+    /// [`SamplerConfig::temperature`].
+    Temperature,
+    /// [`SamplerConfig::top_k`].
+    TopK,
+    /// [`SamplerConfig::top_p`].
+    TopP,
+    /// [`SamplerConfig::min_p`].
+    MinP,
+    /// [`SamplerConfig::repeat_penalty`].
+    RepeatPenalty,
+    /// [`SamplerConfig::presence_penalty`].
+    PresencePenalty,
+    /// [`SamplerConfig::frequency_penalty`].
+    FrequencyPenalty,
+    /// [`SamplerConfig::penalty_last_n`].
+    PenaltyLastN,
+    /// [`SamplerConfig::logit_bias`].
+    LogitBias,
+}
+
+impl SamplerParam {
+    /// The field's name (`"temperature"`, `"top_p"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerParam::Temperature => "temperature",
+            SamplerParam::TopK => "top_k",
+            SamplerParam::TopP => "top_p",
+            SamplerParam::MinP => "min_p",
+            SamplerParam::RepeatPenalty => "repeat_penalty",
+            SamplerParam::PresencePenalty => "presence_penalty",
+            SamplerParam::FrequencyPenalty => "frequency_penalty",
+            SamplerParam::PenaltyLastN => "penalty_last_n",
+            SamplerParam::LogitBias => "logit_bias",
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            SamplerParam::Temperature => "a number from 0 to 2",
+            SamplerParam::TopP | SamplerParam::MinP => "a number from 0 to 1",
+            SamplerParam::RepeatPenalty => "a number above 0 and at most 10",
+            SamplerParam::PresencePenalty | SamplerParam::FrequencyPenalty => {
+                "a number from -2 to 2"
+            }
+            SamplerParam::TopK | SamplerParam::PenaltyLastN => "a count of at most 1048576",
+            SamplerParam::LogitBias => "finite biases (or -inf to ban a token)",
+        }
+    }
+}
+
+/// A sampling parameter out of range: which, its value and what it must be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SamplerError {
+    /// The field.
+    pub param: SamplerParam,
+    /// Its value, as text.
+    pub value: String,
+    /// What it must be.
+    pub expected: &'static str,
+}
+
+impl core::fmt::Display for SamplerError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} must be {}, got {}",
+            self.param.name(),
+            self.expected,
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for SamplerError {}
+
 /// Sampling parameters. The default is greedy decoding.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
@@ -91,32 +173,63 @@ impl Default for SamplerConfig {
 }
 
 impl SamplerConfig {
-    /// Checks the values (finite, in range).
-    pub fn validate(&self) -> Result<(), String> {
-        let finite = [
-            ("temperature", self.temperature),
-            ("top_p", self.top_p),
-            ("min_p", self.min_p),
-            ("repeat_penalty", self.repeat_penalty),
-            ("presence_penalty", self.presence_penalty),
-            ("frequency_penalty", self.frequency_penalty),
+    /// Checks every value against the one set of rules all front ends share (the CLI, the
+    /// OpenAI and the Ollama routes map their field names onto these): temperature in
+    /// `[0, 2]`, `top_p` and `min_p` in `[0, 1]`, `repeat_penalty` in `(0, 10]`, the presence
+    /// and frequency penalties in `[-2, 2]`, `top_k` and `penalty_last_n` at most 2^20, logit
+    /// biases finite or minus infinity (a ban). NaN is never accepted.
+    pub fn validate(&self) -> Result<(), SamplerError> {
+        let ranges = [
+            (SamplerParam::Temperature, self.temperature, 0.0, 2.0),
+            (SamplerParam::TopP, self.top_p, 0.0, 1.0),
+            (SamplerParam::MinP, self.min_p, 0.0, 1.0),
+            (SamplerParam::RepeatPenalty, self.repeat_penalty, 0.0, 10.0),
+            (
+                SamplerParam::PresencePenalty,
+                self.presence_penalty,
+                -2.0,
+                2.0,
+            ),
+            (
+                SamplerParam::FrequencyPenalty,
+                self.frequency_penalty,
+                -2.0,
+                2.0,
+            ),
         ];
-        for (name, v) in finite {
-            if !v.is_finite() {
-                return Err(format!("{name} must be finite, got {v}"));
+        for (param, v, lo, hi) in ranges {
+            let open_low = param == SamplerParam::RepeatPenalty;
+            let ok = v.is_finite() && v <= hi && if open_low { v > lo } else { v >= lo };
+            if !ok {
+                return Err(SamplerError {
+                    param,
+                    value: v.to_string(),
+                    expected: param.expected(),
+                });
             }
         }
-        if !(0.0..=1.0).contains(&self.top_p) {
-            return Err(format!("top_p must be in [0, 1], got {}", self.top_p));
+        for (param, v) in [
+            (SamplerParam::TopK, self.top_k),
+            (SamplerParam::PenaltyLastN, self.penalty_last_n),
+        ] {
+            if v > MAX_SAMPLER_COUNT {
+                return Err(SamplerError {
+                    param,
+                    value: v.to_string(),
+                    expected: param.expected(),
+                });
+            }
         }
-        if !(0.0..=1.0).contains(&self.min_p) {
-            return Err(format!("min_p must be in [0, 1], got {}", self.min_p));
-        }
-        if self.repeat_penalty <= 0.0 {
-            return Err(format!(
-                "repeat_penalty must be positive, got {}",
-                self.repeat_penalty
-            ));
+        if let Some(&(id, b)) = self
+            .logit_bias
+            .iter()
+            .find(|(_, b)| b.is_nan() || *b == f32::INFINITY)
+        {
+            return Err(SamplerError {
+                param: SamplerParam::LogitBias,
+                value: format!("{b} for token {id}"),
+                expected: SamplerParam::LogitBias.expected(),
+            });
         }
         Ok(())
     }
@@ -513,5 +626,43 @@ mod tests {
             ..SamplerConfig::default()
         }));
         assert!(SamplerConfig::default().validate().is_ok());
+        let param = |c: SamplerConfig| c.validate().map_err(|e| e.param);
+        assert_eq!(
+            param(SamplerConfig {
+                temperature: 2.5,
+                ..SamplerConfig::default()
+            }),
+            Err(SamplerParam::Temperature)
+        );
+        assert_eq!(
+            param(SamplerConfig {
+                presence_penalty: -2.5,
+                ..SamplerConfig::default()
+            }),
+            Err(SamplerParam::PresencePenalty)
+        );
+        assert_eq!(
+            param(SamplerConfig {
+                top_k: MAX_SAMPLER_COUNT + 1,
+                ..SamplerConfig::default()
+            }),
+            Err(SamplerParam::TopK)
+        );
+        assert_eq!(
+            param(SamplerConfig {
+                logit_bias: vec![(3, f32::NAN)],
+                ..SamplerConfig::default()
+            }),
+            Err(SamplerParam::LogitBias)
+        );
+        assert_eq!(
+            param(SamplerConfig {
+                logit_bias: vec![(3, f32::NEG_INFINITY)],
+                repeat_penalty: 10.0,
+                temperature: 2.0,
+                ..SamplerConfig::default()
+            }),
+            Ok(())
+        );
     }
 }

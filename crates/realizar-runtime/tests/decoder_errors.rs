@@ -146,11 +146,11 @@ fn tiny_llama_runs_and_is_deterministic() {
         stop_on_eog: false,
         ..GenerateConfig::default()
     };
-    let a = generate(&mut s, &[1, 3, 4], &config, None, |_| {
+    let a = generate(&mut s, &[1, 3, 4], &config, None, |_, _| {
         ControlFlow::Continue(())
     })
     .expect("generate");
-    let b = generate(&mut s, &[1, 3, 4], &config, None, |_| {
+    let b = generate(&mut s, &[1, 3, 4], &config, None, |_, _| {
         ControlFlow::Continue(())
     })
     .expect("generate");
@@ -182,7 +182,7 @@ fn tiny_llama_runs_and_is_deterministic() {
             },
             ..GenerateConfig::default()
         };
-        generate(&mut s, &[1], &c, None, |_| ControlFlow::Continue(()))
+        generate(&mut s, &[1], &c, None, |_, _| ControlFlow::Continue(()))
             .expect("generate")
             .ids
     };
@@ -209,11 +209,11 @@ fn bad_token_ids_and_overlong_prompts_are_errors() {
         &[1, 2, 3, 4, 5],
         &GenerateConfig::default(),
         None,
-        |_| ControlFlow::Continue(()),
+        |_, _| ControlFlow::Continue(()),
     );
     assert!(matches!(g, Err(RuntimeError::PromptTooLong { .. })));
     assert!(matches!(
-        generate(&mut s, &[], &GenerateConfig::default(), None, |_| {
+        generate(&mut s, &[], &GenerateConfig::default(), None, |_, _| {
             ControlFlow::Continue(())
         }),
         Err(RuntimeError::InvalidArgument { .. })
@@ -228,7 +228,7 @@ fn bad_token_ids_and_overlong_prompts_are_errors() {
             ..GenerateConfig::default()
         },
         None,
-        |_| ControlFlow::Continue(()),
+        |_, _| ControlFlow::Continue(()),
     )
     .expect("generate");
     assert_eq!(g.ids.len(), 3);

@@ -1,7 +1,7 @@
 //! Parsing and validating request bodies (OpenAI and Ollama shapes). Every wrong type or value
 //! is a 400 that names the field.
 
-use realizar_runtime::SamplerConfig;
+use realizar_runtime::{SamplerConfig, SamplerParam};
 use serde_json::{Map, Value};
 
 use crate::engine::ChatMessage;
@@ -220,6 +220,22 @@ fn fresh_seed() -> u64 {
     h.finish()
 }
 
+/// Checks the sampling parameters by the runtime's one rule ([`SamplerConfig::validate`]); the
+/// error names the route's own field (`route_name`, under `f`'s prefix).
+fn checked_sampler(
+    s: &SamplerConfig,
+    f: &Fields<'_>,
+    route_name: impl Fn(SamplerParam) -> &'static str,
+) -> Result<(), ApiError> {
+    s.validate().map_err(|e| {
+        let name = f.name(route_name(e.param));
+        ApiError::invalid(
+            name.clone(),
+            format!("`{name}` must be {}, got {}", e.expected, e.value),
+        )
+    })
+}
+
 /// Which API a request came through (the fields differ slightly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flavor {
@@ -258,25 +274,25 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
         };
         return Err(ApiError::invalid(p, format!("`{p}` must be at least 1")));
     }
-    if let Some(t) = f.num("temperature", 0.0, 2.0)? {
+    if let Some(t) = f.num("temperature", f64::MIN, f64::MAX)? {
         s.temperature = t as f32;
     }
-    if let Some(p) = f.num("top_p", 0.0, 1.0)? {
+    if let Some(p) = f.num("top_p", f64::MIN, f64::MAX)? {
         s.top_p = p as f32;
     }
-    if let Some(k) = f.uint("top_k", MAX_COUNT)? {
+    if let Some(k) = f.uint("top_k", u64::MAX)? {
         s.top_k = k as usize;
     }
-    if let Some(p) = f.num("min_p", 0.0, 1.0)? {
+    if let Some(p) = f.num("min_p", f64::MIN, f64::MAX)? {
         s.min_p = p as f32;
     }
-    if let Some(p) = f.num("presence_penalty", -2.0, 2.0)? {
+    if let Some(p) = f.num("presence_penalty", f64::MIN, f64::MAX)? {
         s.presence_penalty = p as f32;
     }
-    if let Some(p) = f.num("frequency_penalty", -2.0, 2.0)? {
+    if let Some(p) = f.num("frequency_penalty", f64::MIN, f64::MAX)? {
         s.frequency_penalty = p as f32;
     }
-    if let Some(p) = f.num("repeat_penalty", f64::MIN_POSITIVE, 10.0)? {
+    if let Some(p) = f.num("repeat_penalty", f64::MIN, f64::MAX)? {
         s.repeat_penalty = p as f32;
     }
     if let Some(seed) = f.int("seed", i64::MIN, i64::MAX)? {
@@ -311,6 +327,7 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
         None => false,
     };
     let ignore_eos = f.bool("ignore_eos")?.unwrap_or(false);
+    checked_sampler(&s, f, |p| p.name())?;
     Ok(GenParams {
         max_tokens: max_tokens.map(|n| n as usize),
         sampler: s,
@@ -507,34 +524,38 @@ pub(crate) fn ollama_params(f: &Fields<'_>) -> Result<GenParams, ApiError> {
         if let Some(n) = o.int("num_predict", -2, MAX_COUNT as i64)? {
             max_tokens = (n > 0).then_some(n as usize);
         }
-        if let Some(t) = o.num("temperature", 0.0, 2.0)? {
+        if let Some(t) = o.num("temperature", f64::MIN, f64::MAX)? {
             s.temperature = t as f32;
         }
-        if let Some(p) = o.num("top_p", 0.0, 1.0)? {
+        if let Some(p) = o.num("top_p", f64::MIN, f64::MAX)? {
             s.top_p = p as f32;
         }
-        if let Some(k) = o.uint("top_k", MAX_COUNT)? {
+        if let Some(k) = o.uint("top_k", u64::MAX)? {
             s.top_k = k as usize;
         }
-        if let Some(p) = o.num("min_p", 0.0, 1.0)? {
+        if let Some(p) = o.num("min_p", f64::MIN, f64::MAX)? {
             s.min_p = p as f32;
         }
-        if let Some(p) = o.num("repeat_penalty", f64::MIN_POSITIVE, 10.0)? {
+        if let Some(p) = o.num("repeat_penalty", f64::MIN, f64::MAX)? {
             s.repeat_penalty = p as f32;
         }
-        if let Some(p) = o.num("presence_penalty", -2.0, 2.0)? {
+        if let Some(p) = o.num("presence_penalty", f64::MIN, f64::MAX)? {
             s.presence_penalty = p as f32;
         }
-        if let Some(p) = o.num("frequency_penalty", -2.0, 2.0)? {
+        if let Some(p) = o.num("frequency_penalty", f64::MIN, f64::MAX)? {
             s.frequency_penalty = p as f32;
         }
-        if let Some(n) = o.uint("repeat_last_n", MAX_COUNT)? {
+        if let Some(n) = o.uint("repeat_last_n", u64::MAX)? {
             s.penalty_last_n = n as usize;
         }
         if let Some(seed) = o.int("seed", i64::MIN, i64::MAX)? {
             s.seed = seed as u64;
         }
         stop = o.strings("stop", 16)?;
+        checked_sampler(&s, &o, |p| match p {
+            SamplerParam::PenaltyLastN => "repeat_last_n",
+            p => p.name(),
+        })?;
     }
     Ok(GenParams {
         max_tokens,

@@ -7,11 +7,12 @@
 
 use core::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use realizar_runtime::SamplerConfig;
+use realizar_runtime::batcher::{BatchError, BatchLoad, EventSink};
+pub use realizar_runtime::batcher::{
+    CancelHandle, FinishReason, GenEvent, GenRequest, GenSummary, TokenInfo,
+};
 use tokio::sync::mpsc;
 
 pub use realizar_tokenize::ChatMessage;
@@ -38,107 +39,6 @@ pub struct ModelInfo {
     pub size_bytes: u64,
     /// Whether it has a chat template.
     pub has_chat_template: bool,
-}
-
-/// A generation request: token ids in, a stream of events out.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GenRequest {
-    /// The prompt's ids (at least one).
-    pub prompt: Vec<u32>,
-    /// Most tokens to generate.
-    pub max_tokens: usize,
-    /// Sampling parameters.
-    pub sampler: SamplerConfig,
-    /// Generation stops before the first occurrence of any of these in the text (which is then
-    /// not returned).
-    pub stop: Vec<String>,
-    /// `Some(n)`: report each token's log-probability and the `n` most likely alternatives.
-    pub logprobs: Option<usize>,
-    /// Keep generating after an end-of-generation token.
-    pub ignore_eos: bool,
-}
-
-/// Why generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinishReason {
-    /// An end-of-generation token or a stop string.
-    Stop,
-    /// `max_tokens`, or the context is full.
-    Length,
-}
-
-impl FinishReason {
-    /// `"stop"` or `"length"`, as OpenAI names them.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-        }
-    }
-}
-
-/// A generated token and its probabilities.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenInfo {
-    /// Its id.
-    pub id: u32,
-    /// Its text (lossy when it holds part of a character).
-    pub text: String,
-    /// Log-probability under the model's distribution (before sampling filters).
-    pub logprob: f32,
-    /// The most likely tokens: `(id, text, logprob)`, most likely first.
-    pub top: Vec<(u32, String, f32)>,
-}
-
-/// The summary at the end of a generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GenSummary {
-    /// Why it ended.
-    pub finish_reason: FinishReason,
-    /// Tokens of the prompt.
-    pub prompt_tokens: usize,
-    /// Tokens generated (an end-of-generation token included).
-    pub completion_tokens: usize,
-}
-
-/// What a generation stream yields.
-#[derive(Clone, Debug, PartialEq)]
-pub enum GenEvent {
-    /// More text. `text` may be empty (while it could be the start of a stop string, or ends
-    /// inside a character); `token` is the token that produced it (`None` for the final flush).
-    Delta {
-        /// Text that is final.
-        text: String,
-        /// The token that produced it.
-        token: Option<u32>,
-        /// Its log-probabilities, when they were asked for.
-        logprobs: Option<TokenInfo>,
-    },
-    /// The generation ended normally; nothing follows.
-    Done(GenSummary),
-    /// The generation failed; nothing follows.
-    Failed(String),
-}
-
-/// Cancels a generation: the scheduler drops the sequence at its next step.
-#[derive(Clone, Debug, Default)]
-pub struct CancelHandle(Arc<AtomicBool>);
-
-impl CancelHandle {
-    /// A handle that is not cancelled.
-    pub fn new() -> CancelHandle {
-        CancelHandle::default()
-    }
-
-    /// Asks for the generation to stop.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    /// Whether [`CancelHandle::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// The events of one generation. Dropping it cancels the generation.
@@ -168,14 +68,12 @@ pub fn gen_channel() -> (GenSender, GenStream) {
     )
 }
 
-impl GenSender {
-    /// Sends an event; false when the receiver is gone.
-    pub fn send(&self, ev: GenEvent) -> bool {
+impl EventSink for GenSender {
+    fn send(&self, ev: GenEvent) -> bool {
         self.tx.send(ev).is_ok()
     }
 
-    /// Whether the receiver cancelled or went away.
-    pub fn is_cancelled(&self) -> bool {
+    fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled() || self.tx.is_closed()
     }
 }
@@ -213,15 +111,7 @@ pub struct Embeddings {
 }
 
 /// How busy an engine is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EngineLoad {
-    /// Requests waiting for a slot.
-    pub queued: usize,
-    /// Sequences being generated.
-    pub active: usize,
-    /// Slots.
-    pub slots: usize,
-}
+pub type EngineLoad = BatchLoad;
 
 /// Why an engine refused or failed a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +184,28 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+impl From<BatchError> for EngineError {
+    fn from(e: BatchError) -> EngineError {
+        match e {
+            BatchError::InvalidInput { param, reason } => {
+                EngineError::InvalidInput { param, reason }
+            }
+            BatchError::ContextExceeded {
+                tokens,
+                ctx,
+                max_tokens,
+            } => EngineError::ContextExceeded {
+                tokens,
+                ctx,
+                max_tokens,
+            },
+            BatchError::QueueFull { queued } => EngineError::QueueFull { queued },
+            BatchError::Unavailable => EngineError::Unavailable,
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}
+
 /// A served model. Every method may be called from many tasks at once; the slow ones
 /// ([`Engine::embed`]) are called from blocking threads, and [`Engine::submit`] must return at
 /// once (the work happens on the engine's own threads).
@@ -313,8 +225,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Token ids to text (special tokens included).
     fn detokenize(&self, ids: &[u32]) -> Result<String, EngineError>;
 
-    /// Renders a conversation with the model's chat template, with the assistant's turn opened.
-    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+    /// The prompt ids of a conversation: rendered with the model's chat template (the
+    /// assistant's turn opened) and tokenized, by the runtime's one rule
+    /// (`realizar_runtime::Model::chat_prompt`).
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
         let _ = messages;
         Err(EngineError::Unsupported {
             model: self.info().id,

@@ -846,11 +846,7 @@ async fn chat_completions(
     let messages = api::chat_messages(&f, "messages")?;
     let p = api::openai_params(&f, Flavor::Chat)?;
     let e2 = engine.clone();
-    let ids = blocking(move || {
-        let text = e2.render_chat(&messages)?;
-        e2.tokenize(&text, true, true)
-    })
-    .await?;
+    let ids = blocking(move || e2.chat_prompt(&messages)).await?;
     let gs = submit(&*engine, ids, &p, "messages")?;
     let model = engine.info().id;
     let id = format!("chatcmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
@@ -1158,11 +1154,7 @@ async fn ollama_generate(
     let e2 = engine.clone();
     let ids = if chat {
         let messages = api::chat_messages(&f, "messages")?;
-        blocking(move || {
-            let text = e2.render_chat(&messages)?;
-            e2.tokenize(&text, true, true)
-        })
-        .await?
+        blocking(move || e2.chat_prompt(&messages)).await?
     } else {
         let prompt = f
             .str("prompt")?
@@ -1178,8 +1170,7 @@ async fn ollama_generate(
                     msgs.push(ChatMessage::new("system", s));
                 }
                 msgs.push(ChatMessage::new("user", prompt));
-                let text = e2.render_chat(&msgs)?;
-                e2.tokenize(&text, true, true)
+                e2.chat_prompt(&msgs)
             } else {
                 e2.tokenize(&prompt, true, true)
             }

@@ -6,22 +6,23 @@
 //!   `/metrics` and Ollama's `/api/generate`, `/api/chat`, `/api/embed`, `/api/tags` to the
 //!   served models.
 //! - A model is anything that implements [`Engine`]. [`LocalEngine`] serves a GGUF decoder
-//!   through the [`Scheduler`], which decodes all active sequences together in one batched
-//!   forward pass per step on its own OS thread (continuous batching, chunked prefill, bounded
-//!   queue); [`LocalEmbedder`] serves a BERT sentence-embedding directory.
+//!   opened with `realizar_runtime::Model::open` through the runtime's [`Batcher`], which
+//!   decodes all active sequences together in one batched forward pass per step on its own OS
+//!   thread (continuous batching, chunked prefill, bounded queue); [`LocalEmbedder`] serves a
+//!   BERT sentence-embedding directory.
 //! - [`testing`] has a tiny deterministic engine for tests and demos.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use realizar_server::testing::{ToyConfig, ToyEngine};
-//! use realizar_server::{SchedulerConfig, Server, ServerConfig};
+//! use realizar_server::{BatcherConfig, Server, ServerConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let rt = tokio::runtime::Runtime::new()?;
 //! rt.block_on(async {
 //!     let server = Server::new(ServerConfig::default());
 //!     let (engine, _stats) =
-//!         ToyEngine::generator("toy", ToyConfig::default(), SchedulerConfig::default())?;
+//!         ToyEngine::generator("toy", ToyConfig::default(), BatcherConfig::default())?;
 //!     server.handle().add_model(Arc::new(engine));
 //!     server.handle().set_ready(true);
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -40,7 +41,6 @@ mod error;
 mod http;
 mod local;
 mod metrics;
-pub mod scheduler;
 pub mod testing;
 
 pub use engine::{
@@ -51,5 +51,5 @@ pub use error::{ApiError, ServerError};
 pub use http::{shutdown_signal, Server, ServerConfig, ServerHandle};
 pub use local::{load_engine, LocalEmbedder, LocalEngine, LocalOptions};
 pub use metrics::Metrics;
+pub use realizar_runtime::batcher::{Batcher, BatcherConfig};
 pub use realizar_runtime::SamplerConfig;
-pub use scheduler::{Scheduler, SchedulerConfig, TokenText};

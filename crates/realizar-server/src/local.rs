@@ -1,21 +1,19 @@
-//! Engines over real models: a GGUF decoder served by the continuous-batching [`Scheduler`]
-//! ([`LocalEngine`]), and a Hugging Face BERT directory for embeddings ([`LocalEmbedder`]).
+//! Engines over real models opened with [`Model::open`]: a GGUF decoder served by the
+//! runtime's continuous-batching [`Batcher`] ([`LocalEngine`]), and a Hugging Face BERT
+//! directory for embeddings ([`LocalEmbedder`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use realizar_runtime::batch::{BatchDecoder, BatchOptions};
+use realizar_runtime::batcher::{Batcher, BatcherConfig};
 use realizar_runtime::embed::Embedder;
-use realizar_runtime::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
-use realizar_runtime::{DecoderModel, LoadOptions};
-use realizar_tokenize::{ChatTemplate, EncodeOptions, Tokenizer};
+use realizar_runtime::{LoadOptions, Model, Network, RuntimeError};
 
 use crate::engine::{
-    ChatMessage, Embeddings, Engine, EngineError, EngineLoad, GenRequest, GenStream, ModelInfo,
-    ModelKind,
+    gen_channel, ChatMessage, Embeddings, Engine, EngineError, EngineLoad, GenRequest, GenStream,
+    ModelInfo, ModelKind,
 };
 use crate::error::ServerError;
-use crate::scheduler::{Scheduler, SchedulerConfig, TokenText};
 
 /// How to load and serve a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +31,7 @@ pub struct LocalOptions {
     /// Most prompt tokens of one sequence per step.
     pub prefill_chunk: usize,
     /// Reuse the cached prefix a new prompt shares with a slot's previous sequence (see
-    /// [`SchedulerConfig::reuse_prefix`]).
+    /// [`BatcherConfig::reuse_prefix`]).
     pub reuse_prefix: bool,
 }
 
@@ -68,68 +66,94 @@ fn load_err(path: &Path, reason: impl std::fmt::Display) -> ServerError {
     }
 }
 
-/// Loads a model for serving: a `.gguf` file is a generator, a directory (or a file in one)
-/// with `config.json` and safetensors weights is an embedding model.
+/// Loads a model for serving through [`Model::open`]: a `.gguf` file is a generator, a
+/// directory (or a file in one) with `config.json` and safetensors weights an embedding model.
 pub fn load_engine(path: &Path, opts: &LocalOptions) -> Result<Arc<dyn Engine>, ServerError> {
-    let is_dir_model = path.is_dir()
-        || path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-    if is_dir_model {
-        Ok(Arc::new(LocalEmbedder::load(path, opts.id.clone())?))
-    } else {
-        Ok(Arc::new(LocalEngine::load(path, opts)?))
+    let model = Model::open(
+        path,
+        &LoadOptions {
+            threads: opts.threads,
+            ctx: opts.ctx,
+            ..LoadOptions::default()
+        },
+    )
+    .map_err(|e| load_err(path, e))?;
+    let id = opts.id.clone().unwrap_or_else(|| {
+        let p = match model.network() {
+            Network::Encoder(_) if path.is_file() => path.parent().unwrap_or(path),
+            _ => path,
+        };
+        default_id(p)
+    });
+    match model.network() {
+        Network::Decoder(_) => Ok(Arc::new(LocalEngine::new(id, model, opts)?)),
+        Network::Encoder(_) => Ok(Arc::new(LocalEmbedder::new(id, model)?)),
     }
 }
 
-struct TokText {
-    tok: Arc<Tokenizer>,
-    eog: Vec<u32>,
-}
-
-impl TokenText for TokText {
-    fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
-        self.tok.decode_bytes(ids, true).unwrap_or_default()
-    }
-
-    fn is_eog(&self, id: u32) -> bool {
-        self.eog.binary_search(&id).is_ok()
-    }
-
-    fn piece(&self, id: u32) -> String {
-        self.tok
-            .decode_bytes(&[id], false)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+/// Maps a runtime error of a request to the engine's error (`param` names the field at fault).
+fn request_err(param: &'static str, e: RuntimeError) -> EngineError {
+    match e {
+        RuntimeError::Unsupported { what } => EngineError::InvalidInput {
+            param,
+            reason: format!("the model has no {what}"),
+        },
+        other => EngineError::InvalidInput {
+            param,
+            reason: other.to_string(),
+        },
     }
 }
 
-/// A GGUF decoder behind the continuous-batching scheduler.
+/// A GGUF decoder behind the runtime's continuous-batching [`Batcher`].
 pub struct LocalEngine {
     id: String,
-    path: PathBuf,
-    size: u64,
+    model: Model,
     ctx: usize,
-    tok: Arc<Tokenizer>,
-    template: Option<ChatTemplate>,
-    scheduler: Scheduler,
+    batcher: Batcher,
 }
 
 impl core::fmt::Debug for LocalEngine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("LocalEngine")
             .field("id", &self.id)
-            .field("path", &self.path)
+            .field("path", &self.model.path())
             .field("ctx", &self.ctx)
             .finish_non_exhaustive()
     }
 }
 
 impl LocalEngine {
-    /// Maps the GGUF file, builds its tokenizer and chat template, allocates the KV caches of
-    /// `opts.parallel` slots and starts the scheduler thread.
+    /// Allocates the KV caches of `opts.parallel` slots over an opened decoder and starts the
+    /// batcher thread.
+    pub fn new(id: String, model: Model, opts: &LocalOptions) -> Result<LocalEngine, ServerError> {
+        let path = model.path().to_path_buf();
+        let decoder = model.require_decoder().map_err(|e| load_err(&path, e))?;
+        if model.tokenizer().is_none() {
+            return Err(load_err(&path, "the file has no tokenizer"));
+        }
+        let ctx = decoder.ctx();
+        let batcher = model
+            .batcher(
+                opts.parallel,
+                BatcherConfig {
+                    queue: opts.queue,
+                    prefill_chunk: opts.prefill_chunk.max(1),
+                    reuse_prefix: opts.reuse_prefix,
+                },
+            )
+            .map_err(|e| load_err(&path, e))?;
+        Ok(LocalEngine {
+            id,
+            model,
+            ctx,
+            batcher,
+        })
+    }
+
+    /// Opens `path` with [`Model::open`] and serves it.
     pub fn load(path: &Path, opts: &LocalOptions) -> Result<LocalEngine, ServerError> {
-        let model = DecoderModel::load(
+        let model = Model::open(
             path,
             &LoadOptions {
                 threads: opts.threads,
@@ -138,98 +162,24 @@ impl LocalEngine {
             },
         )
         .map_err(|e| load_err(path, e))?;
-        let tok = model
-            .with_gguf(tokenizer_from_gguf)
-            .map_err(|e| load_err(path, e))?
-            .map_err(|e| load_err(path, e))?;
-        let template = model
-            .with_gguf(|f| chat_template_for(f, &tok))
-            .map_err(|e| load_err(path, e))?
-            .transpose()
-            .map_err(|e| load_err(path, format!("chat template: {e}")))?;
-        let mut eog: Vec<u32> = model.special().eog.clone();
-        eog.extend_from_slice(tok.eog_ids());
-        eog.sort_unstable();
-        eog.dedup();
-        let slots = opts.parallel.max(1);
-        let prefill_chunk = opts.prefill_chunk.max(1);
-        let batch = BatchDecoder::new(
-            &model,
-            BatchOptions {
-                slots,
-                ctx: Some(model.ctx()),
-                max_rows: slots + prefill_chunk,
-                ..BatchOptions::default()
-            },
-        )
-        .map_err(|e| load_err(path, e))?;
-        let ctx = model.ctx();
-        let tok = Arc::new(tok);
-        let scheduler = Scheduler::start(
-            batch,
-            Arc::new(TokText {
-                tok: tok.clone(),
-                eog,
-            }),
-            SchedulerConfig {
-                queue: opts.queue,
-                prefill_chunk,
-                reuse_prefix: opts.reuse_prefix,
-            },
-        )
-        .map_err(|e| load_err(path, e))?;
-        Ok(LocalEngine {
-            id: opts.id.clone().unwrap_or_else(|| default_id(path)),
-            size: std::fs::metadata(path).map_or(0, |m| m.len()),
-            path: path.to_path_buf(),
-            ctx,
-            tok,
-            template,
-            scheduler,
-        })
+        let id = opts.id.clone().unwrap_or_else(|| default_id(path));
+        LocalEngine::new(id, model, opts)
     }
 }
 
 fn tokenize_with(
-    tok: &Tokenizer,
+    model: &Model,
     text: &str,
     add_special: bool,
     parse_special: bool,
 ) -> Result<Vec<u32>, EngineError> {
-    let mut ids = tok
-        .encode(
-            text,
-            EncodeOptions {
-                add_special,
-                parse_special,
-            },
-        )
-        .map_err(|e| EngineError::InvalidInput {
-            param: "content",
-            reason: e.to_string(),
-        })?;
-    // A template that writes BOS itself, tokenized with BOS added: keep one.
-    if let (Some(bos), true) = (tok.bos_id(), add_special) {
-        if ids.len() >= 2 && ids[0] == bos && ids[1] == bos {
-            ids.remove(0);
-        }
-    }
-    Ok(ids)
+    model
+        .tokenize(text, add_special, parse_special)
+        .map_err(|e| request_err("content", e))
 }
 
-fn detokenize_with(tok: &Tokenizer, ids: &[u32]) -> Result<String, EngineError> {
-    let n = tok.vocab_size();
-    if let Some((i, id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= n) {
-        return Err(EngineError::InvalidInput {
-            param: "tokens",
-            reason: format!("tokens[{i}] = {id} is outside the vocabulary of {n}"),
-        });
-    }
-    tok.decode(ids, false)
-        .map_err(|e| EngineError::InvalidInput {
-            param: "tokens",
-            reason: e.to_string(),
-        })
+fn detokenize_with(model: &Model, ids: &[u32]) -> Result<String, EngineError> {
+    model.detokenize(ids).map_err(|e| request_err("tokens", e))
 }
 
 impl Engine for LocalEngine {
@@ -238,8 +188,8 @@ impl Engine for LocalEngine {
             id: self.id.clone(),
             kind: ModelKind::Generate,
             ctx: self.ctx,
-            size_bytes: self.size,
-            has_chat_template: self.template.is_some(),
+            size_bytes: self.model.size_bytes(),
+            has_chat_template: self.model.has_chat_template(),
         }
     }
 
@@ -249,54 +199,40 @@ impl Engine for LocalEngine {
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        tokenize_with(&self.tok, text, add_special, parse_special)
+        tokenize_with(&self.model, text, add_special, parse_special)
     }
 
     fn detokenize(&self, ids: &[u32]) -> Result<String, EngineError> {
-        detokenize_with(&self.tok, ids)
+        detokenize_with(&self.model, ids)
     }
 
-    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
-        let t = self
-            .template
-            .as_ref()
-            .ok_or_else(|| EngineError::Unsupported {
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
+        if !self.model.has_chat_template() {
+            return Err(EngineError::Unsupported {
                 model: self.id.clone(),
                 what: "chat (it has no chat template)",
-            })?;
-        t.render(messages, true)
-            .map_err(|e| EngineError::InvalidInput {
-                param: "messages",
-                reason: format!("the chat template failed: {e}"),
-            })
+            });
+        }
+        self.model
+            .chat_prompt(messages)
+            .map_err(|e| request_err("messages", e))
     }
 
     fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {
-        let n = self.tok.vocab_size();
-        if let Some((i, id)) = req
-            .prompt
-            .iter()
-            .enumerate()
-            .find(|(_, &id)| id as usize >= n)
-        {
-            return Err(EngineError::InvalidInput {
-                param: "prompt",
-                reason: format!("prompt[{i}] = {id} is outside the vocabulary of {n}"),
-            });
-        }
-        self.scheduler.submit(req)
+        let (tx, stream) = gen_channel();
+        self.batcher.submit_to(req, Box::new(tx))?;
+        Ok(stream)
     }
 
     fn load(&self) -> EngineLoad {
-        self.scheduler.load()
+        self.batcher.load()
     }
 }
 
 /// A sentence-embedding model (a Hugging Face BERT directory).
 pub struct LocalEmbedder {
     id: String,
-    size: u64,
-    embedder: Embedder,
+    model: Model,
     /// One embedding batch at a time: it already uses every core.
     busy: Mutex<()>,
 }
@@ -310,32 +246,39 @@ impl core::fmt::Debug for LocalEmbedder {
 }
 
 impl LocalEmbedder {
-    /// Loads the directory (or the directory of a file in it).
-    pub fn load(path: &Path, id: Option<String>) -> Result<LocalEmbedder, ServerError> {
-        let embedder = Embedder::load(path).map_err(|e| load_err(path, e))?;
-        if embedder.tokenizer().is_none() {
-            return Err(load_err(path, "the directory has no tokenizer.json"));
+    /// Serves an opened encoder model, which must have a tokenizer.
+    pub fn new(id: String, model: Model) -> Result<LocalEmbedder, ServerError> {
+        if model.embedder().is_none() {
+            return Err(load_err(model.path(), "not an embedding model"));
         }
+        if model.tokenizer().is_none() {
+            return Err(load_err(
+                model.path(),
+                "the directory has no tokenizer.json",
+            ));
+        }
+        Ok(LocalEmbedder {
+            id,
+            model,
+            busy: Mutex::new(()),
+        })
+    }
+
+    /// Opens the directory (or the directory of a file in it) with [`Model::open`].
+    pub fn load(path: &Path, id: Option<String>) -> Result<LocalEmbedder, ServerError> {
+        let model = Model::open(path, &LoadOptions::default()).map_err(|e| load_err(path, e))?;
         let dir = if path.is_file() {
             path.parent().unwrap_or(path)
         } else {
             path
         };
-        let size = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
-        Ok(LocalEmbedder {
-            id: id.unwrap_or_else(|| default_id(dir)),
-            size,
-            embedder,
-            busy: Mutex::new(()),
-        })
+        LocalEmbedder::new(id.unwrap_or_else(|| default_id(dir)), model)
+    }
+
+    fn embedder(&self) -> Result<&Embedder, EngineError> {
+        self.model
+            .embedder()
+            .ok_or_else(|| EngineError::Internal("not an embedding model".into()))
     }
 }
 
@@ -344,8 +287,8 @@ impl Engine for LocalEmbedder {
         ModelInfo {
             id: self.id.clone(),
             kind: ModelKind::Embed,
-            ctx: self.embedder.max_seq_length(),
-            size_bytes: self.size,
+            ctx: self.model.embedder().map_or(0, Embedder::max_seq_length),
+            size_bytes: self.model.size_bytes(),
             has_chat_template: false,
         }
     }
@@ -356,29 +299,17 @@ impl Engine for LocalEmbedder {
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        match self.embedder.tokenizer() {
-            Some(t) => tokenize_with(t, text, add_special, parse_special),
-            None => Err(EngineError::Unsupported {
-                model: self.id.clone(),
-                what: "tokenization",
-            }),
-        }
+        tokenize_with(&self.model, text, add_special, parse_special)
     }
 
     fn detokenize(&self, ids: &[u32]) -> Result<String, EngineError> {
-        match self.embedder.tokenizer() {
-            Some(t) => detokenize_with(t, ids),
-            None => Err(EngineError::Unsupported {
-                model: self.id.clone(),
-                what: "detokenization",
-            }),
-        }
+        detokenize_with(&self.model, ids)
     }
 
     fn embed(&self, inputs: &[String]) -> Result<Embeddings, EngineError> {
+        let embedder = self.embedder()?;
         let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let ids = self
-            .embedder
+        let ids = embedder
             .tokenize(&texts)
             .map_err(|e| EngineError::InvalidInput {
                 param: "input",
@@ -390,7 +321,7 @@ impl Engine for LocalEmbedder {
         let mut vectors = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(32) {
             vectors.extend(
-                self.embedder
+                embedder
                     .embed_ids(chunk)
                     .map_err(|e| EngineError::Internal(e.to_string()))?,
             );

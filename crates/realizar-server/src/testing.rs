@@ -5,7 +5,7 @@
 //! a slot depend only on the tokens in that slot (a hash of them), so the same prompt gives the
 //! same greedy text whatever else is in the batch, and different prompts give different texts.
 //! Its output is lowercase letters, spaces, dots and `€` (three byte tokens, to exercise UTF-8
-//! handling). [`ToyEngine`] serves it through the [`Scheduler`].
+//! handling). [`ToyEngine`] serves it through the runtime's [`Batcher`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,11 +14,13 @@ use std::time::Duration;
 use realizar_runtime::batch::{BatchForward, SeqChunk};
 use realizar_runtime::RuntimeError;
 
+use realizar_runtime::batcher::{BatchText, Batcher, BatcherConfig};
+use realizar_tokenize::{BpeConfig, PreTokenizerKind, SpecialTokens, Tokenizer};
+
 use crate::engine::{
-    ChatMessage, Embeddings, Engine, EngineError, EngineLoad, GenRequest, GenStream, ModelInfo,
-    ModelKind,
+    gen_channel, ChatMessage, Embeddings, Engine, EngineError, EngineLoad, GenRequest, GenStream,
+    ModelInfo, ModelKind,
 };
-use crate::scheduler::{Scheduler, SchedulerConfig, TokenText};
 
 /// The end-of-sequence id of the toy vocabulary.
 pub const TOY_EOS: u32 = 256;
@@ -229,26 +231,28 @@ impl BatchForward for ToyModel {
     }
 }
 
-/// Byte-level text of the toy vocabulary.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ToyText;
-
-impl TokenText for ToyText {
-    fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
-        ids.iter().filter_map(|&i| u8::try_from(i).ok()).collect()
-    }
-
-    fn is_eog(&self, id: u32) -> bool {
-        id == TOY_EOS
-    }
-
-    fn piece(&self, id: u32) -> String {
-        match id {
-            TOY_EOS => "<eos>".into(),
-            TOY_BOS => "<bos>".into(),
-            i => String::from_utf8_lossy(&[i as u8]).into_owned(),
-        }
-    }
+/// The toy vocabulary as a real byte-level tokenizer: ids 0–255 are the bytes, then
+/// [`TOY_EOS`] (`<eos>`) and [`TOY_BOS`] (`<bos>`), both control tokens; no merges.
+pub fn toy_tokenizer() -> Tokenizer {
+    let alphabet = realizar_tokenize::byte_to_char_table();
+    let mut tokens: Vec<String> = alphabet.iter().map(|c| c.to_string()).collect();
+    tokens.push("<eos>".into());
+    tokens.push("<bos>".into());
+    let mut token_types = vec![1; 256];
+    token_types.extend([3, 3]);
+    let built = Tokenizer::from_bpe(BpeConfig {
+        tokens,
+        token_types,
+        merges: Vec::new(),
+        pre: PreTokenizerKind::Gpt2,
+        special: SpecialTokens {
+            bos: Some(TOY_BOS),
+            eos: Some(TOY_EOS),
+            ..SpecialTokens::default()
+        },
+    });
+    // The vocabulary above is fixed and valid.
+    built.unwrap_or_else(|e| panic!("the toy tokenizer is invalid: {e}"))
 }
 
 /// A toy engine: generation with [`ToyModel`], a fixed chat format, and 8-dimensional
@@ -257,7 +261,7 @@ pub struct ToyEngine {
     id: String,
     kind: ModelKind,
     ctx: usize,
-    scheduler: Option<Scheduler>,
+    scheduler: Option<Batcher>,
 }
 
 impl core::fmt::Debug for ToyEngine {
@@ -278,10 +282,14 @@ impl ToyEngine {
     pub fn generator(
         id: &str,
         config: ToyConfig,
-        sched: SchedulerConfig,
+        sched: BatcherConfig,
     ) -> Result<(ToyEngine, Arc<ToyStats>), EngineError> {
         let (model, stats) = ToyModel::new(config);
-        let scheduler = Scheduler::start(model, Arc::new(ToyText), sched)?;
+        let text = BatchText {
+            tokenizer: Arc::new(toy_tokenizer()),
+            eog: vec![TOY_EOS],
+        };
+        let scheduler = Batcher::start(model, text, sched)?;
         Ok((
             ToyEngine {
                 id: id.into(),
@@ -353,13 +361,13 @@ impl Engine for ToyEngine {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
-    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
         let mut s = String::new();
         for m in messages {
             s.push_str(&format!("<{}>{}\n", m.role, m.content));
         }
         s.push_str("<assistant>");
-        Ok(s)
+        self.tokenize(&s, true, true)
     }
 
     fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {
@@ -385,7 +393,9 @@ impl Engine for ToyEngine {
                 });
             }
         }
-        s.submit(req)
+        let (tx, stream) = gen_channel();
+        s.submit_to(req, Box::new(tx))?;
+        Ok(stream)
     }
 
     fn embed(&self, inputs: &[String]) -> Result<Embeddings, EngineError> {
@@ -418,7 +428,7 @@ impl Engine for ToyEngine {
     fn load(&self) -> EngineLoad {
         self.scheduler
             .as_ref()
-            .map(Scheduler::load)
+            .map(Batcher::load)
             .unwrap_or_default()
     }
 }

@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::{request, Resp, TestServer};
 use realizar_server::testing::{ToyConfig, ToyEngine, ToyStats, TOY_BOS};
-use realizar_server::{Engine, SchedulerConfig, ServerConfig};
+use realizar_server::{BatcherConfig, Engine, ServerConfig};
 use serde_json::{json, Value};
 
-fn toy(config: ToyConfig, sched: SchedulerConfig) -> (Arc<dyn Engine>, Arc<ToyStats>) {
+fn toy(config: ToyConfig, sched: BatcherConfig) -> (Arc<dyn Engine>, Arc<ToyStats>) {
     let (e, stats) = ToyEngine::generator("toy", config, sched).expect("toy engine");
     (Arc::new(e), stats)
 }
 
 fn server_with(
     config: ToyConfig,
-    sched: SchedulerConfig,
+    sched: BatcherConfig,
     server: ServerConfig,
 ) -> (TestServer, Arc<ToyStats>) {
     let (gen, stats) = toy(config, sched);
@@ -33,7 +33,7 @@ fn server_with(
 fn server() -> TestServer {
     server_with(
         ToyConfig::default(),
-        SchedulerConfig::default(),
+        BatcherConfig::default(),
         ServerConfig::default(),
     )
     .0
@@ -87,7 +87,7 @@ fn chat_stream_text(r: &Resp) -> (String, String) {
 
 #[test]
 fn health_is_503_while_loading_and_200_when_ready() {
-    let (gen, _) = toy(ToyConfig::default(), SchedulerConfig::default());
+    let (gen, _) = toy(ToyConfig::default(), BatcherConfig::default());
     let srv = TestServer::start_with(ServerConfig::default(), vec![gen], false);
     let r = srv.get("/health");
     r.error(503);
@@ -249,7 +249,7 @@ fn end_of_sequence_finishes_with_stop() {
         eos_at: Some(40),
         ..ToyConfig::default()
     };
-    let (srv, _) = server_with(cfg, SchedulerConfig::default(), ServerConfig::default());
+    let (srv, _) = server_with(cfg, BatcherConfig::default(), ServerConfig::default());
     let v = srv
         .post("/v1/chat/completions", &chat_body("hi", 100))
         .json();
@@ -504,7 +504,7 @@ fn malformed_and_mistyped_requests_are_400() {
 fn routing_errors_and_body_limits() {
     let srv = server_with(
         ToyConfig::default(),
-        SchedulerConfig::default(),
+        BatcherConfig::default(),
         ServerConfig {
             max_body: 1000,
             ..ServerConfig::default()
@@ -546,7 +546,7 @@ fn routing_errors_and_body_limits() {
 fn chunked_bodies_over_the_limit_are_413() {
     let srv = server_with(
         ToyConfig::default(),
-        SchedulerConfig::default(),
+        BatcherConfig::default(),
         ServerConfig {
             max_body: 100,
             ..ServerConfig::default()
@@ -568,7 +568,7 @@ fn chunked_bodies_over_the_limit_are_413() {
 fn api_key_guards_everything_but_health() {
     let srv = server_with(
         ToyConfig::default(),
-        SchedulerConfig::default(),
+        BatcherConfig::default(),
         ServerConfig {
             api_key: Some("sekret".into()),
             ..ServerConfig::default()
@@ -690,9 +690,9 @@ fn a_full_queue_answers_429_with_retry_after() {
         step_delay: Duration::from_millis(5),
         ..ToyConfig::default()
     };
-    let sched = SchedulerConfig {
+    let sched = BatcherConfig {
         queue: 1,
-        ..SchedulerConfig::default()
+        ..BatcherConfig::default()
     };
     let (srv, _) = server_with(cfg, sched, ServerConfig::default());
     let a = open_stream(srv.addr, "a", 3000);
@@ -731,7 +731,7 @@ fn a_disconnected_client_frees_its_slot_and_the_work_stops() {
         step_delay: Duration::from_millis(2),
         ..ToyConfig::default()
     };
-    let (srv, stats) = server_with(cfg, SchedulerConfig::default(), ServerConfig::default());
+    let (srv, stats) = server_with(cfg, BatcherConfig::default(), ServerConfig::default());
     let s = open_stream(srv.addr, "bye", 8000);
     assert!(srv
         .handle
@@ -760,9 +760,9 @@ fn concurrent_greedy_requests_are_batched_and_batch_invariant() {
         step_delay: Duration::from_millis(3),
         ..ToyConfig::default()
     };
-    let sched = SchedulerConfig {
+    let sched = BatcherConfig {
         prefill_chunk: 16,
-        ..SchedulerConfig::default()
+        ..BatcherConfig::default()
     };
     let (srv, stats) = server_with(cfg, sched, ServerConfig::default());
     let prompts: Vec<String> = (0..4)
@@ -830,7 +830,7 @@ fn shutdown_drains_in_flight_streams() {
         step_delay: Duration::from_millis(5),
         ..ToyConfig::default()
     };
-    let (srv, _) = server_with(cfg, SchedulerConfig::default(), ServerConfig::default());
+    let (srv, _) = server_with(cfg, BatcherConfig::default(), ServerConfig::default());
     let addr = srv.addr;
     let mut s = open_stream(addr, "drain", 150);
     let reader = std::thread::spawn(move || {
@@ -856,9 +856,9 @@ fn a_shared_prompt_prefix_is_reused_exactly() {
         slots: 1,
         ..ToyConfig::default()
     };
-    let sched = SchedulerConfig {
+    let sched = BatcherConfig {
         reuse_prefix: true,
-        ..SchedulerConfig::default()
+        ..BatcherConfig::default()
     };
     let (srv, stats) = server_with(cfg, sched, ServerConfig::default());
     let long = format!("a long shared opening {}", "x".repeat(100));
@@ -873,7 +873,7 @@ fn a_shared_prompt_prefix_is_reused_exactly() {
     // A prompt that diverges from the cached one gives what a fresh server gives.
     let other = format!("{long} but then different");
     let reused = chat_text(&srv.post("/v1/chat/completions", &chat_body(&other, 10)));
-    let (fresh_srv, _) = server_with(cfg, SchedulerConfig::default(), ServerConfig::default());
+    let (fresh_srv, _) = server_with(cfg, BatcherConfig::default(), ServerConfig::default());
     let fresh = chat_text(&fresh_srv.post("/v1/chat/completions", &chat_body(&other, 10)));
     assert_eq!(reused, fresh);
 }

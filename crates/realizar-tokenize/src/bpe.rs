@@ -14,7 +14,7 @@ use crate::TokenizeError;
 
 /// The GPT-2 byte → character table: printable Latin-1 bytes map to themselves, the others to
 /// U+0100 upwards in byte order (OpenAI's `bytes_to_unicode`).
-pub(crate) fn byte_to_char_table() -> [char; 256] {
+pub fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut n = 0u32;
     for (b, slot) in table.iter_mut().enumerate() {

@@ -38,10 +38,11 @@ mod wordpiece;
 
 use std::collections::HashMap;
 
+pub use bpe::byte_to_char_table;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::TokenizeError;
 pub use pretok::PreTokenizerKind;
-pub use stream::StreamDecoder;
+pub use stream::{StreamDecoder, TextStep, TextStream};
 pub use vocab::{SpecialTokens, TokenType};
 pub use wordpiece::{AddedToken, BertNormalizerConfig, WordPieceConfig};
 
@@ -149,7 +150,7 @@ pub struct Tokenizer {
 /// the file (so `</s>` is not matched in text without special-token parsing, even in Gemma 3
 /// where the file says user-defined); [`Tokenizer::from_bpe`] and [`Tokenizer::from_spm`] do the
 /// same.
-const EOG_TEXTS: &[&str] = &[
+pub const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
@@ -581,7 +582,7 @@ impl Tokenizer {
     }
 
     /// A streaming decoder over this tokenizer.
-    pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
+    pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<&Tokenizer> {
         StreamDecoder::new(self, skip_special)
     }
 }

@@ -127,9 +127,8 @@ fn check_greedy(model: &str) {
             max_tokens: run.greedy.len(),
             sampler: SamplerConfig::default(),
             stop_on_eog: false,
-            stop_strings: Vec::new(),
         };
-        let g = generate(&mut session, &run.prompt, &config, None, |_| {
+        let g = generate(&mut session, &run.prompt, &config, None, |_, _| {
             ControlFlow::Continue(())
         })
         .unwrap_or_else(|e| panic!("{}: {e}", run.label));

@@ -1,43 +1,282 @@
-//! Continuous batching over the cache slots of a [`BatchForward`] model, on a dedicated OS
-//! thread.
+//! Continuous batching in the runtime, usable from Rust with no HTTP: a [`Batcher`] takes
+//! generation requests, runs them together over the cache slots of a [`BatchForward`] model on
+//! a dedicated OS thread, streams each one's tokens and text, cancels, and reuses prompt
+//! prefixes exactly. The server wraps it; `examples/batcher.rs` drives it directly.
 //!
-//! Each step the scheduler admits waiting requests into free slots, drops cancelled sequences,
+//! Each step the batcher admits waiting requests into free slots, drops cancelled sequences,
 //! then evaluates one batch: the last sampled token of every decoding sequence plus a chunk of
 //! at most `prefill_chunk` prompt tokens of sequences still reading their prompts (so a long
-//! prompt never stalls the others for more than one chunk, and never a last chunk of one row).
-//! A new sequence skips the prompt prefix it shares with what its slot last held (see
-//! [`SchedulerConfig::reuse_prefix`]). The logits of each sequence are sampled with its own
-//! [`Sampler`]; text is decoded incrementally (never splitting a UTF-8 character) and held
-//! back while it could be the beginning of a stop string.
+//! prompt never stalls the others for more than one chunk, and never a last chunk of one row:
+//! see [`Batcher`] for why). A new sequence skips the prompt prefix it shares with what its slot
+//! last held (see [`BatcherConfig::reuse_prefix`]). The logits of each sequence are sampled with
+//! its own [`Sampler`]; its text comes from its own [`TextStream`] (incremental, never
+//! splitting a UTF-8 character, held back while it could begin a stop string).
 
+use core::fmt;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use realizar_runtime::batch::{BatchForward, SeqChunk};
-use realizar_runtime::Sampler;
+use realizar_tokenize::{TextStep, TextStream, Tokenizer};
 
-use crate::engine::{
-    gen_channel, EngineError, EngineLoad, FinishReason, GenEvent, GenRequest, GenSender, GenStream,
-    GenSummary, TokenInfo,
-};
+use crate::batch::{BatchForward, SeqChunk};
+use crate::sampling::Sampler;
+use crate::SamplerConfig;
 
-/// What the scheduler needs from a tokenizer.
-pub trait TokenText: Send + Sync + 'static {
-    /// The bytes of `ids` decoded as generated text (special tokens left out). Decoding a
-    /// prefix of ids must give a prefix of the bytes.
-    fn decode_bytes(&self, ids: &[u32]) -> Vec<u8>;
-    /// Whether `id` ends generation.
-    fn is_eog(&self, id: u32) -> bool;
-    /// The text of one token, for log-probability reports.
-    fn piece(&self, id: u32) -> String;
+/// A generation request: token ids in, a stream of events out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenRequest {
+    /// The prompt's ids (at least one).
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Sampling parameters.
+    pub sampler: SamplerConfig,
+    /// Generation stops before the first occurrence of any of these in the text (which is then
+    /// not returned).
+    pub stop: Vec<String>,
+    /// `Some(n)`: report each token's log-probability and the `n` most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Keep generating after an end-of-generation token.
+    pub ignore_eos: bool,
 }
 
-/// Options of [`Scheduler::start`].
+/// Why generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SchedulerConfig {
-    /// Requests that may wait for a slot; more are refused with [`EngineError::QueueFull`].
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens`, or the context is full.
+    Length,
+}
+
+impl FinishReason {
+    /// `"stop"` or `"length"`, as OpenAI names them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// A generated token and its probabilities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenInfo {
+    /// Its id.
+    pub id: u32,
+    /// Its text (lossy when it holds part of a character).
+    pub text: String,
+    /// Log-probability under the model's distribution (before sampling filters).
+    pub logprob: f32,
+    /// The most likely tokens: `(id, text, logprob)`, most likely first.
+    pub top: Vec<(u32, String, f32)>,
+}
+
+/// The summary at the end of a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenSummary {
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Tokens of the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated (an end-of-generation token included).
+    pub completion_tokens: usize,
+}
+
+/// What a generation stream yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GenEvent {
+    /// More text. `text` may be empty (while it could be the start of a stop string, or ends
+    /// inside a character); `token` is the token that produced it (`None` for the final flush).
+    Delta {
+        /// Text that is final.
+        text: String,
+        /// The token that produced it.
+        token: Option<u32>,
+        /// Its log-probabilities, when they were asked for.
+        logprobs: Option<TokenInfo>,
+    },
+    /// The generation ended normally; nothing follows.
+    Done(GenSummary),
+    /// The generation failed; nothing follows.
+    Failed(String),
+}
+
+/// Cancels a generation: the batcher drops the sequence at its next step.
+#[derive(Clone, Debug, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    /// A handle that is not cancelled.
+    pub fn new() -> CancelHandle {
+        CancelHandle::default()
+    }
+
+    /// Asks for the generation to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether [`CancelHandle::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Where a sequence's events go: a channel, a closure, an HTTP response.
+pub trait EventSink: Send + 'static {
+    /// Delivers an event; false when nobody listens any more.
+    fn send(&self, ev: GenEvent) -> bool;
+    /// Whether the receiver cancelled or went away (the sequence is then dropped).
+    fn is_cancelled(&self) -> bool;
+}
+
+/// The receiving end of [`Batcher::submit`]: a blocking iterator of events. Dropping it
+/// cancels the generation.
+#[derive(Debug)]
+pub struct GenHandle {
+    rx: mpsc::Receiver<GenEvent>,
+    cancel: CancelHandle,
+}
+
+impl GenHandle {
+    /// The next event, blocking; `None` after the last one.
+    pub fn recv(&self) -> Option<GenEvent> {
+        self.rx.recv().ok()
+    }
+
+    /// The handle that cancels this generation.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+}
+
+impl Iterator for GenHandle {
+    type Item = GenEvent;
+
+    fn next(&mut self) -> Option<GenEvent> {
+        self.recv()
+    }
+}
+
+impl Drop for GenHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+struct ChannelSink {
+    tx: mpsc::Sender<GenEvent>,
+    cancel: CancelHandle,
+}
+
+impl EventSink for ChannelSink {
+    fn send(&self, ev: GenEvent) -> bool {
+        self.tx.send(ev).is_ok()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// How busy a batcher is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchLoad {
+    /// Requests waiting for a slot.
+    pub queued: usize,
+    /// Sequences being generated.
+    pub active: usize,
+    /// Slots.
+    pub slots: usize,
+}
+
+/// Why a batcher refused or failed a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// A request argument is invalid.
+    InvalidInput {
+        /// The field.
+        param: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The prompt does not fit in a slot.
+    ContextExceeded {
+        /// Tokens of the prompt.
+        tokens: usize,
+        /// Positions of a slot.
+        ctx: usize,
+        /// Tokens asked to generate in addition.
+        max_tokens: usize,
+    },
+    /// Every slot is busy and the wait queue is full.
+    QueueFull {
+        /// Requests already waiting.
+        queued: usize,
+    },
+    /// The batcher is shutting down or its thread died.
+    Unavailable,
+    /// The batcher could not start (no slot, too few rows per pass, no thread).
+    Start(String),
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::InvalidInput { param, reason } => write!(f, "{param}: {reason}"),
+            BatchError::ContextExceeded {
+                tokens,
+                ctx,
+                max_tokens,
+            } => write!(
+                f,
+                "the prompt has {tokens} tokens, more than a slot's {ctx} positions (with {max_tokens} to generate)"
+            ),
+            BatchError::QueueFull { queued } => write!(
+                f,
+                "every slot is in use and {queued} requests are waiting"
+            ),
+            BatchError::Unavailable => write!(f, "the batcher is shutting down"),
+            BatchError::Start(m) => write!(f, "cannot start the batcher: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// What the batcher needs to turn ids into text: the tokenizer and the ids that end
+/// generation (a [`crate::Model`]'s, through [`crate::Model::batcher`]).
+#[derive(Clone, Debug)]
+pub struct BatchText {
+    /// The tokenizer.
+    pub tokenizer: Arc<Tokenizer>,
+    /// Ids that end generation, sorted.
+    pub eog: Vec<u32>,
+}
+
+impl BatchText {
+    fn is_eog(&self, id: u32) -> bool {
+        self.eog.binary_search(&id).is_ok()
+    }
+
+    /// The text of one token (special tokens included), for log-probability reports.
+    fn piece(&self, id: u32) -> String {
+        self.tokenizer
+            .decode_bytes(&[id], false)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Options of [`Batcher::start`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatcherConfig {
+    /// Requests that may wait for a slot; more are refused with [`BatchError::QueueFull`].
     pub queue: usize,
     /// Most prompt tokens of one sequence evaluated in one step.
     pub prefill_chunk: usize,
@@ -49,9 +288,9 @@ pub struct SchedulerConfig {
     pub reuse_prefix: bool,
 }
 
-impl Default for SchedulerConfig {
-    fn default() -> SchedulerConfig {
-        SchedulerConfig {
+impl Default for BatcherConfig {
+    fn default() -> BatcherConfig {
+        BatcherConfig {
             queue: 64,
             prefill_chunk: 64,
             reuse_prefix: true,
@@ -61,7 +300,7 @@ impl Default for SchedulerConfig {
 
 struct Pending {
     req: GenRequest,
-    tx: GenSender,
+    tx: Box<dyn EventSink>,
 }
 
 #[derive(Default)]
@@ -84,17 +323,18 @@ impl Shared {
 }
 
 /// A continuous-batching generation engine over one model, running on its own thread.
-pub struct Scheduler {
+pub struct Batcher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     slots: usize,
     ctx: usize,
+    n_vocab: usize,
     queue_cap: usize,
 }
 
-impl core::fmt::Debug for Scheduler {
+impl core::fmt::Debug for Batcher {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Scheduler")
+        f.debug_struct("Batcher")
             .field("slots", &self.slots)
             .field("ctx", &self.ctx)
             .field("queue", &self.queue_cap)
@@ -102,19 +342,20 @@ impl core::fmt::Debug for Scheduler {
     }
 }
 
-impl Scheduler {
-    /// Starts the scheduler thread over `model`. Errors when the model has no slot, or fewer
+impl Batcher {
+    /// Starts the batcher's thread over `model`, whose ids `text` turns into text. Errors when the model has no slot, or fewer
     /// rows per pass than slots plus one (every decoding sequence needs a row, and a prefill
     /// chunk at least one more), or the thread cannot be spawned.
     pub fn start<M: BatchForward + 'static>(
         model: M,
-        text: Arc<dyn TokenText>,
-        config: SchedulerConfig,
-    ) -> Result<Scheduler, EngineError> {
+        text: BatchText,
+        config: BatcherConfig,
+    ) -> Result<Batcher, BatchError> {
         let slots = model.n_slots();
         let ctx = model.slot_capacity();
+        let n_vocab = model.n_vocab();
         if slots == 0 || model.max_rows() <= slots || ctx == 0 || config.prefill_chunk == 0 {
-            return Err(EngineError::Internal(format!(
+            return Err(BatchError::Start(format!(
                 "a batch of {} rows cannot serve {slots} slots of {ctx} positions",
                 model.max_rows()
             )));
@@ -133,14 +374,15 @@ impl Scheduler {
             cached: vec![Vec::new(); slots],
         };
         let thread = std::thread::Builder::new()
-            .name("realizar-scheduler".into())
+            .name("realizar-batcher".into())
             .spawn(move || worker.run())
-            .map_err(|e| EngineError::Internal(format!("cannot start the model thread: {e}")))?;
-        Ok(Scheduler {
+            .map_err(|e| BatchError::Start(format!("cannot start the model thread: {e}")))?;
+        Ok(Batcher {
             shared,
             thread: Some(thread),
             slots,
             ctx,
+            n_vocab,
             queue_cap: config.queue,
         })
     }
@@ -150,42 +392,76 @@ impl Scheduler {
         self.ctx
     }
 
-    /// Queues a request. Errors at once: an empty prompt, a prompt longer than a slot, a full
-    /// queue, a stopped scheduler.
-    pub fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {
+    /// Queues a request; its events arrive on the returned handle. Errors at once: an empty
+    /// prompt, a prompt longer than a slot, sampling parameters out of range, a full queue, a
+    /// stopped batcher.
+    pub fn submit(&self, req: GenRequest) -> Result<GenHandle, BatchError> {
+        let (tx, rx) = mpsc::channel();
+        let cancel = CancelHandle::new();
+        self.submit_to(
+            req,
+            Box::new(ChannelSink {
+                tx,
+                cancel: cancel.clone(),
+            }),
+        )?;
+        Ok(GenHandle { rx, cancel })
+    }
+
+    /// [`Batcher::submit`] with the events going to `sink`.
+    pub fn submit_to(&self, req: GenRequest, sink: Box<dyn EventSink>) -> Result<(), BatchError> {
         if req.prompt.is_empty() {
-            return Err(EngineError::InvalidInput {
+            return Err(BatchError::InvalidInput {
                 param: "prompt",
                 reason: "the prompt is empty".into(),
             });
         }
         if req.prompt.len() > self.ctx {
-            return Err(EngineError::ContextExceeded {
+            return Err(BatchError::ContextExceeded {
                 tokens: req.prompt.len(),
                 ctx: self.ctx,
                 max_tokens: req.max_tokens,
             });
         }
-        let (tx, stream) = gen_channel();
+        if let Some((i, id)) = req
+            .prompt
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.n_vocab)
+        {
+            return Err(BatchError::InvalidInput {
+                param: "prompt",
+                reason: format!(
+                    "prompt[{i}] = {id} is outside the vocabulary of {}",
+                    self.n_vocab
+                ),
+            });
+        }
+        req.sampler
+            .validate()
+            .map_err(|e| BatchError::InvalidInput {
+                param: e.param.name(),
+                reason: e.to_string(),
+            })?;
         let mut st = self.shared.lock();
         if st.shutdown || self.thread.as_ref().is_none_or(|t| t.is_finished()) {
-            return Err(EngineError::Unavailable);
+            return Err(BatchError::Unavailable);
         }
         if st.queue.len() + st.active >= self.slots + self.queue_cap {
-            return Err(EngineError::QueueFull {
+            return Err(BatchError::QueueFull {
                 queued: st.queue.len(),
             });
         }
-        st.queue.push_back(Pending { req, tx });
+        st.queue.push_back(Pending { req, tx: sink });
         drop(st);
         self.shared.wake.notify_one();
-        Ok(stream)
+        Ok(())
     }
 
     /// Queue depth and active sequences.
-    pub fn load(&self) -> EngineLoad {
+    pub fn load(&self) -> BatchLoad {
         let st = self.shared.lock();
-        EngineLoad {
+        BatchLoad {
             queued: st.queue.len(),
             active: st.active,
             slots: self.slots,
@@ -193,7 +469,7 @@ impl Scheduler {
     }
 }
 
-impl Drop for Scheduler {
+impl Drop for Batcher {
     fn drop(&mut self) {
         self.shared.lock().shutdown = true;
         self.shared.wake.notify_all();
@@ -206,7 +482,7 @@ impl Drop for Scheduler {
 /// One sequence in a slot.
 struct Seq {
     slot: usize,
-    tx: GenSender,
+    tx: Box<dyn EventSink>,
     prompt: Vec<u32>,
     /// Prompt tokens already in the cache.
     fed: usize,
@@ -216,20 +492,17 @@ struct Seq {
     history: Vec<u32>,
     sampler: Sampler,
     max_tokens: usize,
-    stop: Vec<String>,
     logprobs: Option<usize>,
     ignore_eos: bool,
-    /// Bytes of the decoded text already turned into `unsent` or sent.
-    consumed: usize,
-    /// Final text not sent yet (it could begin a stop string).
-    unsent: String,
+    /// The generated text, with the request's stop strings.
+    text: TextStream<Arc<Tokenizer>>,
 }
 
 struct Worker<M> {
     model: M,
-    text: Arc<dyn TokenText>,
+    text: BatchText,
     shared: Arc<Shared>,
-    config: SchedulerConfig,
+    config: BatcherConfig,
     seqs: Vec<Seq>,
     row: Vec<f32>,
     /// The tokens of each slot's leading cache positions that were computed in prompt passes
@@ -323,11 +596,9 @@ impl<M: BatchForward> Worker<M> {
                     generated: Vec::new(),
                     history,
                     max_tokens: p.req.max_tokens,
-                    stop: p.req.stop.into_iter().filter(|s| !s.is_empty()).collect(),
                     logprobs: p.req.logprobs,
                     ignore_eos: p.req.ignore_eos,
-                    consumed: 0,
-                    unsent: String::new(),
+                    text: TextStream::new(self.text.tokenizer.clone(), p.req.stop),
                 };
                 if seq.max_tokens == 0 {
                     seq.tx.send(GenEvent::Done(GenSummary {
@@ -488,7 +759,7 @@ impl<M: BatchForward> Worker<M> {
                 finished.push((i, Err("the model returned too few logits".to_string())));
                 continue;
             };
-            if let Some(fin) = sample_and_emit(s, row, &**text, buf, len < cap) {
+            if let Some(fin) = sample_and_emit(s, row, text, buf, len < cap) {
                 finished.push((i, Ok(fin)));
             }
         }
@@ -496,7 +767,7 @@ impl<M: BatchForward> Worker<M> {
         for (i, fin) in finished {
             let mut s = self.seqs.remove(i);
             match fin {
-                Ok(reason) => finish(&mut s, reason, &*self.text),
+                Ok(reason) => finish(&mut s, reason),
                 Err(msg) => {
                     s.tx.send(GenEvent::Failed(msg));
                 }
@@ -511,7 +782,7 @@ impl<M: BatchForward> Worker<M> {
 fn sample_and_emit(
     s: &mut Seq,
     logits: &[f32],
-    text: &dyn TokenText,
+    text: &BatchText,
     buf: &mut Vec<f32>,
     room: bool,
 ) -> Option<FinishReason> {
@@ -546,28 +817,20 @@ fn sample_and_emit(
         });
         return Some(FinishReason::Stop);
     }
-    let bytes = text.decode_bytes(&s.generated);
-    let (fresh, used) = take_complete_utf8(bytes.get(s.consumed..).unwrap_or_default());
-    s.consumed += used;
-    s.unsent.push_str(&fresh);
-    if let Some(at) = find_stop(&s.unsent, &s.stop) {
-        s.unsent.truncate(at);
-        let out = std::mem::take(&mut s.unsent);
-        s.tx.send(GenEvent::Delta {
-            text: out,
-            token: Some(id),
-            logprobs: info,
-        });
-        s.consumed = usize::MAX;
-        return Some(FinishReason::Stop);
-    }
-    let keep = s.unsent.len() - stop_prefix_len(&s.unsent, &s.stop);
-    let out: String = s.unsent.drain(..keep).collect();
+    // An id the tokenizer cannot decode (outside its vocabulary) adds no text.
+    let (out, stopped) = match s.text.push(id) {
+        Ok(TextStep::Text(t)) => (t, false),
+        Ok(TextStep::Stop(t)) => (t, true),
+        Err(_) => (String::new(), false),
+    };
     s.tx.send(GenEvent::Delta {
         text: out,
         token: Some(id),
         logprobs: info,
     });
+    if stopped {
+        return Some(FinishReason::Stop);
+    }
     if s.generated.len() >= s.max_tokens || !room {
         return Some(FinishReason::Length);
     }
@@ -576,18 +839,11 @@ fn sample_and_emit(
 }
 
 /// Sends what is held back and the summary.
-fn finish(s: &mut Seq, reason: FinishReason, text: &dyn TokenText) {
-    if s.consumed != usize::MAX {
-        let bytes = text.decode_bytes(&s.generated);
-        let rest = bytes.get(s.consumed..).unwrap_or_default();
-        s.unsent.push_str(&String::from_utf8_lossy(rest));
-        if let Some(at) = find_stop(&s.unsent, &s.stop) {
-            s.unsent.truncate(at);
-        }
-    }
-    if !s.unsent.is_empty() {
+fn finish(s: &mut Seq, reason: FinishReason) {
+    let rest = s.text.finish();
+    if !rest.is_empty() {
         s.tx.send(GenEvent::Delta {
-            text: std::mem::take(&mut s.unsent),
+            text: rest,
             token: None,
             logprobs: None,
         });
@@ -599,96 +855,14 @@ fn finish(s: &mut Seq, reason: FinishReason, text: &dyn TokenText) {
     }));
 }
 
-/// The complete characters at the start of `bytes` (invalid sequences become U+FFFD) and how
-/// many bytes they use; an incomplete character at the end is left.
-pub(crate) fn take_complete_utf8(mut bytes: &[u8]) -> (String, usize) {
-    let mut out = String::new();
-    let mut used = 0usize;
-    loop {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => {
-                out.push_str(s);
-                return (out, used + bytes.len());
-            }
-            Err(e) => {
-                let (good, bad) = bytes.split_at(e.valid_up_to());
-                out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                used += good.len();
-                match e.error_len() {
-                    Some(n) => {
-                        out.push('\u{FFFD}');
-                        used += n;
-                        bytes = bad.get(n..).unwrap_or_default();
-                    }
-                    None => return (out, used),
-                }
-            }
-        }
-    }
-}
-
-/// The byte index of the earliest occurrence of any stop string in `text`.
-pub(crate) fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
-}
-
-/// The length of the longest suffix of `text` that is a proper prefix of a stop string (it
-/// must be held back: the next token may complete the stop string).
-pub(crate) fn stop_prefix_len(text: &str, stops: &[String]) -> usize {
-    let mut best = 0;
-    for stop in stops {
-        for (i, _) in text.char_indices() {
-            let tail = &text[i..];
-            if tail.len() <= best {
-                break;
-            }
-            if tail.len() < stop.len() && stop.starts_with(tail) {
-                best = tail.len();
-                break;
-            }
-        }
-    }
-    best
-}
-
 /// `(log-sum-exp of logits, the n most likely (id, logprob))`.
 fn log_probs(logits: &[f32], n: usize) -> (f32, Vec<(u32, f32)>) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
     let lse = max + sum.ln() as f32;
-    let top = realizar_runtime::generate::top_n(logits, n)
+    let top = crate::generate::top_n(logits, n)
         .into_iter()
         .map(|(id, l)| (id, l - lse))
         .collect();
     (lse, top)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utf8_is_taken_up_to_an_incomplete_character() {
-        let euro = "€".as_bytes();
-        assert_eq!(take_complete_utf8(&euro[..2]), (String::new(), 0));
-        assert_eq!(take_complete_utf8(b"ab\xe2\x82"), ("ab".into(), 2));
-        assert_eq!(take_complete_utf8(euro), ("€".into(), 3));
-        assert_eq!(take_complete_utf8(b"a\xffb"), ("a\u{FFFD}b".into(), 3));
-    }
-
-    #[test]
-    fn stop_prefixes_are_held_back() {
-        let stops = vec!["END".to_string(), "\n\n".to_string()];
-        assert_eq!(stop_prefix_len("hello E", &stops), 1);
-        assert_eq!(stop_prefix_len("hello EN", &stops), 2);
-        assert_eq!(stop_prefix_len("hello\n", &stops), 1);
-        assert_eq!(stop_prefix_len("hello", &stops), 0);
-        assert_eq!(stop_prefix_len("é", &["éa".to_string()]), 2);
-        assert_eq!(find_stop("a\n\nEND", &stops), Some(1));
-        assert_eq!(find_stop("abc", &stops), None);
-    }
 }
