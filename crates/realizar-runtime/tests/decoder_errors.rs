@@ -180,7 +180,6 @@ fn tiny_llama_runs_and_is_deterministic() {
                 seed,
                 ..SamplerConfig::default()
             },
-            ..GenerateConfig::default()
         };
         generate(&mut s, &[1], &c, None, |_, _| ControlFlow::Continue(()))
             .expect("generate")

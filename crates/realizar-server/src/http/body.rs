@@ -1,0 +1,136 @@
+//! Response bodies and their framing: whole JSON bodies, Server-Sent Events and NDJSON streams.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::engine::{GenEvent, GenStream};
+use crate::error::ApiError;
+
+use super::common::Tracker;
+use super::AppState;
+
+/// A response body: all at once, or streamed from a channel.
+pub(crate) enum ResBody {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl Body for ResBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ResBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ResBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, ResBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ResBody::Full(None) => SizeHint::with_exact(0),
+            ResBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+pub(crate) type Resp = Response<ResBody>;
+
+pub(crate) fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Resp {
+    let mut r = Response::new(ResBody::Full(Some(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Resp {
+    response(status, "application/json", v.to_string())
+}
+
+pub(crate) fn error_response(e: &ApiError) -> Resp {
+    let mut r = json_response(e.status, &e.body());
+    if let Some(s) = e.retry_after {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+/// Streams a generation: `start` first, then `fmt` of every event (terminal events end it).
+pub(crate) fn stream_response(
+    st: &Arc<AppState>,
+    mut gs: GenStream,
+    t0: Instant,
+    content_type: &'static str,
+    start: Option<String>,
+    mut fmt: impl FnMut(&GenEvent) -> String + Send + 'static,
+) -> Resp {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let mut tr = Tracker::new(st, t0);
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            if let Some(s) = start {
+                if tx.send(Bytes::from(s)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let ev = tokio::select! {
+                    () = tx.closed() => {
+                        tracing::info!("client disconnected; generation cancelled");
+                        return;
+                    }
+                    ev = gs.next() => ev,
+                };
+                let ev = ev.unwrap_or_else(|| {
+                    GenEvent::Failed("the generation ended without a result".into())
+                });
+                tr.observe(&ev);
+                let terminal = !matches!(ev, GenEvent::Delta { .. });
+                let out = fmt(&ev);
+                if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                    tracing::info!("client disconnected; generation cancelled");
+                    return;
+                }
+                if terminal {
+                    return;
+                }
+            }
+        }
+        .instrument(span),
+    );
+    let mut r = Response::new(ResBody::Stream(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    r
+}
+
+pub(crate) fn sse(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}

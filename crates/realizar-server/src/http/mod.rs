@@ -1,0 +1,288 @@
+//! The HTTP layer, split by concern: this module holds the server's lifecycle (listening,
+//! per-request tasks, authentication, graceful shutdown); [`routes`] the one route table (path,
+//! method, metric label, handler); [`body`] response bodies and SSE/NDJSON framing; [`common`]
+//! what the handlers share (model choice, submitting and following generations); [`openai`]
+//! and [`ollama`] the handlers of each API.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::engine::Engine;
+use crate::error::{ApiError, ServerError};
+use crate::metrics::Metrics;
+
+mod body;
+mod common;
+mod ollama;
+mod openai;
+mod routes;
+
+use body::{error_response, Resp};
+use common::total_load;
+/// Options of the HTTP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// When set, every endpoint but `/health` needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Largest request body in bytes (larger ones get 413).
+    pub max_body: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            api_key: None,
+            max_body: 2 << 20,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub(crate) struct AppState {
+    pub(crate) config: ServerConfig,
+    pub(crate) models: RwLock<Vec<Arc<dyn Engine>>>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) metrics: Metrics,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) created: u64,
+}
+
+/// A handle to a server's state: add models and mark it ready while it already listens.
+#[derive(Clone)]
+pub struct ServerHandle {
+    state: Arc<AppState>,
+}
+
+impl core::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("ready", &self.state.ready.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// Serves `engine` under its [`crate::ModelInfo::id`] (the first model of each kind is the
+    /// default when a request names none).
+    pub fn add_model(&self, engine: Arc<dyn Engine>) {
+        self.state
+            .models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(engine);
+    }
+
+    /// Marks the server ready (`/health` 200) or loading (503).
+    pub fn set_ready(&self, ready: bool) {
+        self.state.ready.store(ready, Ordering::Release);
+    }
+
+    /// The Prometheus metrics text, as `/metrics` serves it.
+    pub fn metrics_text(&self) -> String {
+        self.state.metrics.render(total_load(&self.state))
+    }
+}
+
+/// An HTTP server over a set of [`Engine`]s.
+pub struct Server {
+    handle: ServerHandle,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with no model yet, not ready.
+    pub fn new(config: ServerConfig) -> Server {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Server {
+            handle: ServerHandle {
+                state: Arc::new(AppState {
+                    config,
+                    models: RwLock::new(Vec::new()),
+                    ready: AtomicBool::new(false),
+                    metrics: Metrics::default(),
+                    next_id: AtomicU64::new(1),
+                    created,
+                }),
+            },
+        }
+    }
+
+    /// The handle (clone it into the task that loads models).
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Accepts connections on `listener` until `shutdown` completes, then stops accepting and
+    /// lets in-flight requests finish for at most the drain timeout.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let state = self.handle.state.clone();
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(256 * 1024);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait, do not spin.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let st = state.clone();
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(dispatch(st, req).await) }
+                    });
+                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        state.ready.store(false, Ordering::Release);
+        let drain = state.config.drain_timeout;
+        tracing::info!(
+            ?drain,
+            "shutting down: no new connections, draining requests"
+        );
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(drain) => tracing::warn!("drain timeout reached; closing"),
+        }
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs one request in its own task, so that a panic in a handler becomes a 500.
+async fn dispatch(st: Arc<AppState>, req: Request<Incoming>) -> Resp {
+    let id = st.next_id.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", id, %method, path = %path);
+    let t0 = Instant::now();
+    let task = tokio::spawn(routes::route(st.clone(), req, t0).instrument(span.clone()));
+    // When hyper drops this future (the client went away), stop the handler too: that drops
+    // its generation stream, which cancels the generation.
+    let _abort = AbortOnDrop(task.abort_handle());
+    let mut resp = match task.await {
+        Ok(r) => r,
+        Err(e) => {
+            let _g = span.enter();
+            if e.is_panic() {
+                tracing::error!("the request handler panicked");
+            } else {
+                tracing::error!(error = %e, "the request handler was cancelled");
+            }
+            error_response(&ApiError::internal(
+                "internal error: the request handler failed",
+            ))
+        }
+    };
+    let status = resp.status();
+    st.metrics.request(routes::label(&path), status.as_u16());
+    {
+        let _g = span.enter();
+        tracing::info!(
+            status = status.as_u16(),
+            ms = t0.elapsed().as_secs_f64() * 1000.0,
+            "answered"
+        );
+    }
+    resp.headers_mut()
+        .insert("x-request-id", HeaderValue::from(id));
+    resp
+}
+
+fn authorized(st: &AppState, req: &Request<Incoming>) -> bool {
+    let Some(key) = &st.config.api_key else {
+        return true;
+    };
+    let Some(h) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(given) = h.strip_prefix("Bearer ").map(str::trim) else {
+        return false;
+    };
+    // Compare without an early exit on the first differing byte.
+    given.len() == key.len()
+        && given
+            .bytes()
+            .zip(key.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}

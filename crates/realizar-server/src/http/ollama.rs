@@ -1,0 +1,167 @@
+//! The Ollama-compatible handlers (`/api/*`).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use crate::api::{self, Fields};
+use crate::engine::{ChatMessage, GenEvent, GenSummary, ModelKind};
+use crate::error::ApiError;
+
+use super::body::*;
+use super::common::*;
+use super::AppState;
+
+/// RFC 3339 UTC time, as Ollama writes `created_at`.
+pub(crate) fn rfc3339_now() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+pub(crate) async fn ollama_generate(
+    st: &Arc<AppState>,
+    obj: &Map<String, Value>,
+    t0: Instant,
+    chat: bool,
+) -> Result<Resp, ApiError> {
+    let f = Fields::new(obj);
+    let engine = pick(st, &f, Some(ModelKind::Generate))?;
+    let p = api::ollama_params(&f)?;
+    let e2 = engine.clone();
+    let ids = if chat {
+        let messages = api::chat_messages(&f, "messages")?;
+        blocking(move || e2.chat_prompt(&messages)).await?
+    } else {
+        let prompt = f
+            .str("prompt")?
+            .ok_or_else(|| ApiError::invalid("prompt", "`prompt` is required"))?
+            .to_string();
+        let system = f.str("system")?.map(str::to_string);
+        let raw = f.bool("raw")?.unwrap_or(false);
+        let templated = !raw && engine.info().has_chat_template;
+        blocking(move || {
+            if templated {
+                let mut msgs = Vec::new();
+                if let Some(s) = system {
+                    msgs.push(ChatMessage::new("system", s));
+                }
+                msgs.push(ChatMessage::new("user", prompt));
+                e2.chat_prompt(&msgs)
+            } else {
+                e2.tokenize(&prompt, true, true)
+            }
+        })
+        .await?
+    };
+    let gs = submit(&*engine, ids, &p, if chat { "messages" } else { "prompt" })?;
+    let model = engine.info().id;
+    let final_obj = move |model: &str, s: &GenSummary, text: Option<&str>, t0: Instant| {
+        let mut v = json!({
+            "model": model,
+            "created_at": rfc3339_now(),
+            "done": true,
+            "done_reason": s.finish_reason.as_str(),
+            "total_duration": t0.elapsed().as_nanos() as u64,
+            "load_duration": 0,
+            "prompt_eval_count": s.prompt_tokens,
+            "eval_count": s.completion_tokens,
+        });
+        if let Some(m) = v.as_object_mut() {
+            let t = text.unwrap_or_default();
+            if chat {
+                m.insert("message".into(), json!({"role": "assistant", "content": t}));
+            } else {
+                m.insert("response".into(), json!(t));
+            }
+        }
+        v
+    };
+    if !p.stream {
+        let c = collect(st, gs, t0).await?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &final_obj(&model, &c.summary, Some(&c.text), t0),
+        ));
+    }
+    Ok(stream_response(
+        st,
+        gs,
+        t0,
+        "application/x-ndjson",
+        None,
+        move |ev| match ev {
+            GenEvent::Delta { text, .. } => {
+                if text.is_empty() {
+                    return String::new();
+                }
+                let v = if chat {
+                    json!({"model": model, "created_at": rfc3339_now(),
+                       "message": {"role": "assistant", "content": text}, "done": false})
+                } else {
+                    json!({"model": model, "created_at": rfc3339_now(), "response": text, "done": false})
+                };
+                format!("{v}\n")
+            }
+            GenEvent::Done(s) => format!("{}\n", final_obj(&model, s, None, t0)),
+            GenEvent::Failed(m) => format!("{}\n", json!({"error": m})),
+        },
+    ))
+}
+
+pub(crate) fn ollama_tags(st: &AppState) -> Resp {
+    let models: Vec<Value> = models(st)
+        .iter()
+        .map(|m| {
+            let info = m.info();
+            json!({
+                "name": info.id,
+                "model": info.id,
+                "modified_at": rfc3339_now(),
+                "size": info.size_bytes,
+                "digest": "",
+                "details": {
+                    "format": match info.kind { ModelKind::Generate => "gguf", ModelKind::Embed => "safetensors" },
+                    "family": "",
+                    "parameter_size": "",
+                    "quantization_level": "",
+                },
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"models": models}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(crate) fn rfc3339_has_the_right_shape() {
+        let s = rfc3339_now();
+        assert_eq!(s.len(), 30, "{s}");
+        assert!(s.starts_with("20"), "{s}");
+        assert!(s.ends_with('Z'));
+    }
+}

@@ -1,0 +1,382 @@
+//! The OpenAI-compatible handlers (`/v1/*`) and `/tokenize`, `/detokenize`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use crate::api::{self, Fields, Flavor, Prompt};
+use crate::engine::{GenEvent, GenSummary, ModelKind, TokenInfo};
+use crate::error::ApiError;
+
+use super::body::*;
+use super::common::*;
+use super::AppState;
+
+pub(crate) fn usage_json(s: &GenSummary) -> Value {
+    json!({
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.completion_tokens,
+        "total_tokens": s.prompt_tokens + s.completion_tokens,
+    })
+}
+
+pub(crate) fn chat_logprob_entry(t: &TokenInfo) -> Value {
+    json!({
+        "token": t.text,
+        "logprob": t.logprob,
+        "bytes": t.text.as_bytes(),
+        "top_logprobs": t.top.iter().map(|(_, s, lp)| json!({
+            "token": s, "logprob": lp, "bytes": s.as_bytes()
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn completion_logprobs(tokens: &[TokenInfo]) -> Value {
+    let mut offset = 0usize;
+    let mut offsets = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        offsets.push(offset);
+        offset += t.text.len();
+    }
+    json!({
+        "tokens": tokens.iter().map(|t| t.text.clone()).collect::<Vec<_>>(),
+        "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+        "top_logprobs": tokens.iter().map(|t| {
+            let m: Map<String, Value> = t.top.iter().map(|(_, s, lp)| (s.clone(), json!(lp))).collect();
+            Value::Object(m)
+        }).collect::<Vec<_>>(),
+        "text_offset": offsets,
+    })
+}
+
+pub(crate) async fn chat_completions(
+    st: &Arc<AppState>,
+    obj: &Map<String, Value>,
+    t0: Instant,
+) -> Result<Resp, ApiError> {
+    let f = Fields::new(obj);
+    let engine = pick(st, &f, Some(ModelKind::Generate))?;
+    let messages = api::chat_messages(&f, "messages")?;
+    let p = api::openai_params(&f, Flavor::Chat)?;
+    let e2 = engine.clone();
+    let ids = blocking(move || e2.chat_prompt(&messages)).await?;
+    let gs = submit(&*engine, ids, &p, "messages")?;
+    let model = engine.info().id;
+    let id = format!("chatcmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
+    let created = now_secs();
+    if !p.stream {
+        let c = collect(st, gs, t0).await?;
+        let logprobs = p.logprobs.map(
+            |_| json!({"content": c.logprobs.iter().map(chat_logprob_entry).collect::<Vec<_>>()}),
+        );
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": logprobs,
+                    "finish_reason": c.summary.finish_reason.as_str(),
+                }],
+                "usage": usage_json(&c.summary),
+            }),
+        ));
+    }
+    let chunks = Chunks {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        include_usage: p.include_usage,
+    };
+    let start = chunks.event(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+        None,
+    );
+    let want_lp = p.logprobs.is_some();
+    Ok(stream_response(
+        st,
+        gs,
+        t0,
+        "text/event-stream",
+        Some(start),
+        move |ev| {
+            match ev {
+            GenEvent::Delta { text, logprobs, .. } => {
+                let lp = logprobs.as_ref().filter(|_| want_lp);
+                if text.is_empty() && lp.is_none() {
+                    return String::new();
+                }
+                let lpv = lp.map(|t| json!({"content": [chat_logprob_entry(t)]}));
+                chunks.event(
+                    json!([{"index": 0, "delta": {"content": text}, "logprobs": lpv, "finish_reason": null}]),
+                    None,
+                )
+            }
+            GenEvent::Done(s) => chunks.done(
+                json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
+                s,
+            ),
+            GenEvent::Failed(m) => sse_failed(m),
+        }
+        },
+    ))
+}
+
+pub(crate) async fn completions(
+    st: &Arc<AppState>,
+    obj: &Map<String, Value>,
+    t0: Instant,
+) -> Result<Resp, ApiError> {
+    let f = Fields::new(obj);
+    let engine = pick(st, &f, Some(ModelKind::Generate))?;
+    let prompt = api::completion_prompt(&f)?;
+    let p = api::openai_params(&f, Flavor::Completion)?;
+    if f.bool("echo")?.unwrap_or(false) {
+        return Err(ApiError::invalid("echo", "`echo` is not supported"));
+    }
+    let suffix = f.str("suffix")?;
+    if suffix.is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid("suffix", "`suffix` is not supported"));
+    }
+    let ids = match prompt {
+        Prompt::Ids(ids) => ids,
+        Prompt::Text(t) => {
+            let e2 = engine.clone();
+            blocking(move || e2.tokenize(&t, true, true)).await?
+        }
+    };
+    let gs = submit(&*engine, ids, &p, "prompt")?;
+    let model = engine.info().id;
+    let id = format!("cmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
+    let created = now_secs();
+    if !p.stream {
+        let c = collect(st, gs, t0).await?;
+        let lp = p.logprobs.map(|_| completion_logprobs(&c.logprobs));
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "id": id, "object": "text_completion", "created": created, "model": model,
+                "choices": [{
+                    "index": 0, "text": c.text, "logprobs": lp,
+                    "finish_reason": c.summary.finish_reason.as_str(),
+                }],
+                "usage": usage_json(&c.summary),
+            }),
+        ));
+    }
+    let want_lp = p.logprobs.is_some();
+    let chunks = Chunks {
+        id,
+        object: "text_completion",
+        created,
+        model,
+        include_usage: p.include_usage,
+    };
+    Ok(stream_response(
+        st,
+        gs,
+        t0,
+        "text/event-stream",
+        None,
+        move |ev| {
+            match ev {
+            GenEvent::Delta { text, logprobs, .. } => {
+                let lp = logprobs.as_ref().filter(|_| want_lp);
+                if text.is_empty() && lp.is_none() {
+                    return String::new();
+                }
+                let lpv = lp.map(|t| completion_logprobs(std::slice::from_ref(t)));
+                chunks.event(
+                    json!([{"index": 0, "text": text, "logprobs": lpv, "finish_reason": null}]),
+                    None,
+                )
+            }
+            GenEvent::Done(s) => chunks.done(
+                json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
+                s,
+            ),
+            GenEvent::Failed(m) => sse_failed(m),
+        }
+        },
+    ))
+}
+
+pub(crate) async fn embeddings(
+    st: &Arc<AppState>,
+    obj: &Map<String, Value>,
+    ollama: bool,
+) -> Result<Resp, ApiError> {
+    let f = Fields::new(obj);
+    let engine = pick(st, &f, Some(ModelKind::Embed))?;
+    let inputs = api::embedding_inputs(&f, "input")?;
+    let base64 = match f.str("encoding_format")? {
+        None | Some("float") => false,
+        Some("base64") if !ollama => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "encoding_format",
+                format!("`encoding_format` must be `float` or `base64`, got `{other}`"),
+            ))
+        }
+    };
+    let dimensions = f.uint("dimensions", api::MAX_COUNT)?;
+    let e2 = engine.clone();
+    let out = blocking(move || e2.embed(&inputs)).await?;
+    let dim = out.vectors.first().map_or(0, Vec::len) as u64;
+    if let Some(d) = dimensions.filter(|&d| d != dim) {
+        return Err(ApiError::invalid(
+            "dimensions",
+            format!(
+                "this model's embeddings have {dim} dimensions; `dimensions` {d} is not supported"
+            ),
+        ));
+    }
+    st.metrics.prompt_tokens(out.prompt_tokens);
+    let model = engine.info().id;
+    if ollama {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"model": model, "embeddings": out.vectors, "prompt_eval_count": out.prompt_tokens}),
+        ));
+    }
+    let data: Vec<Value> = out
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let emb = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": emb})
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": out.prompt_tokens, "total_tokens": out.prompt_tokens},
+        }),
+    ))
+}
+
+pub(crate) async fn tokenize(
+    st: &Arc<AppState>,
+    obj: &Map<String, Value>,
+) -> Result<Resp, ApiError> {
+    let f = Fields::new(obj);
+    let engine = pick(st, &f, None)?;
+    let content = f
+        .str("content")?
+        .ok_or_else(|| ApiError::invalid("content", "`content` is required"))?
+        .to_string();
+    let add_special = f.bool("add_special")?.unwrap_or(true);
+    let parse_special = f.bool("parse_special")?.unwrap_or(true);
+    let with_pieces = f.bool("with_pieces")?.unwrap_or(false);
+    let e2 = engine.clone();
+    let ids = blocking(move || e2.tokenize(&content, add_special, parse_special)).await?;
+    let tokens: Vec<Value> = if with_pieces {
+        let e2 = engine.clone();
+        let ids2 = ids.clone();
+        let pieces = blocking(move || {
+            ids2.iter()
+                .map(|&i| e2.detokenize(&[i]))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        ids.iter()
+            .zip(pieces)
+            .map(|(i, p)| json!({"id": i, "piece": p}))
+            .collect()
+    } else {
+        ids.iter().map(|i| json!(i)).collect()
+    };
+    Ok(json_response(StatusCode::OK, &json!({"tokens": tokens})))
+}
+
+pub(crate) async fn detokenize(
+    st: &Arc<AppState>,
+    obj: &Map<String, Value>,
+) -> Result<Resp, ApiError> {
+    let f = Fields::new(obj);
+    let engine = pick(st, &f, None)?;
+    let ids: Vec<u32> = match f.get("tokens") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_u64()
+                    .and_then(|x| u32::try_from(x).ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            format!("tokens[{i}]"),
+                            format!("`tokens[{i}]` must be a token id"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => return Err(ApiError::invalid("tokens", "`tokens` is required")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "tokens",
+                "`tokens` must be an array of token ids",
+            ))
+        }
+    };
+    let e2 = engine.clone();
+    let text = blocking(move || e2.detokenize(&ids)).await?;
+    Ok(json_response(StatusCode::OK, &json!({"content": text})))
+}
+
+/// The envelope every chunk of one OpenAI streaming response shares.
+pub(crate) struct Chunks {
+    pub(crate) id: String,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: String,
+    pub(crate) include_usage: bool,
+}
+
+impl Chunks {
+    /// One chunk with `choices` (and `usage`) as a server-sent event.
+    pub(crate) fn event(&self, choices: Value, usage: Option<Value>) -> String {
+        let mut v = json!({
+            "id": self.id, "object": self.object, "created": self.created,
+            "model": self.model, "choices": choices,
+        });
+        if let (Some(u), Some(m)) = (usage, v.as_object_mut()) {
+            m.insert("usage".into(), u);
+        }
+        sse(&v)
+    }
+
+    /// The end of the stream: the last choice (`finish_reason` set), the usage chunk when
+    /// the client asked for it, `[DONE]`.
+    pub(crate) fn done(&self, last: Value, s: &GenSummary) -> String {
+        let mut out = self.event(last, None);
+        if self.include_usage {
+            out.push_str(&self.event(json!([]), Some(usage_json(s))));
+        }
+        out.push_str("data: [DONE]\n\n");
+        out
+    }
+}
+
+/// A generation that failed mid-stream: the error as an event, then `[DONE]`.
+pub(crate) fn sse_failed(m: &str) -> String {
+    format!(
+        "{}data: [DONE]\n\n",
+        sse(&ApiError::internal(m.to_string()).body())
+    )
+}
