@@ -4,11 +4,14 @@
 //! starts with the BOS text, and a prompt exactly as long as a multiple of the server's prompt
 //! chunk.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{http, Server};
 
 use realizar_runtime::{ChatMessage, LoadOptions, Model};
 use serde_json::{json, Value};
@@ -30,32 +33,8 @@ fn model_path() -> PathBuf {
     p
 }
 
-/// The server process, and its stdout kept open (a closed pipe would end it at its next line).
-struct Server(Child, #[allow(dead_code)] Option<std::process::ChildStdout>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let (status, raw) = http(addr, "POST", path, body);
     let body = raw
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)
@@ -63,7 +42,9 @@ fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-fn start_server(model: &PathBuf) -> (Server, SocketAddr) {
+/// Starts `realizar serve`; its stdout is returned open (a closed pipe would end the server at
+/// its next line).
+fn start_server(model: &PathBuf) -> (Server, ChildStdout, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_realizar"))
         .args(["serve", "--port", "0", "--parallel", "2", "--threads", "2"])
         .arg("--model")
@@ -76,27 +57,18 @@ fn start_server(model: &PathBuf) -> (Server, SocketAddr) {
     let mut first = String::new();
     stdout.read_line(&mut first).expect("a line");
     let first = first.trim_end().to_string();
-    let server = Server(child, Some(stdout.into_inner()));
+    let server = Server(child);
     let addr: SocketAddr = first
         .strip_prefix("realizar: listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .parse()
         .expect("address");
     let t0 = Instant::now();
-    loop {
-        let ok = TcpStream::connect(addr).is_ok_and(|mut s| {
-            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut r = String::new();
-            let _ = s.read_to_string(&mut r);
-            r.starts_with("HTTP/1.1 200")
-        });
-        if ok {
-            break;
-        }
+    while http(addr, "GET", "/health", "").0 != 200 {
         assert!(t0.elapsed() < Duration::from_secs(60), "never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (server, addr)
+    (server, stdout.into_inner(), addr)
 }
 
 fn to_json(conv: &[(&str, String)]) -> Value {
@@ -156,7 +128,7 @@ fn cli_chat_and_server_chat_give_the_same_reply() {
         chunk_multiple(&model),
     ];
     drop(model);
-    let (_server, addr) = start_server(&path);
+    let (_server, _stdout, addr) = start_server(&path);
     for conv in &conversations {
         let messages = to_json(conv);
         let out = Command::new(env!("CARGO_BIN_EXE_realizar"))

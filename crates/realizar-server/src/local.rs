@@ -66,10 +66,9 @@ fn load_err(path: &Path, reason: impl std::fmt::Display) -> ServerError {
     }
 }
 
-/// Loads a model for serving through [`Model::open`]: a `.gguf` file is a generator, a
-/// directory (or a file in one) with `config.json` and safetensors weights an embedding model.
-pub fn load_engine(path: &Path, opts: &LocalOptions) -> Result<Arc<dyn Engine>, ServerError> {
-    let model = Model::open(
+/// [`Model::open`] with the serving options.
+fn open(path: &Path, opts: &LocalOptions) -> Result<Model, ServerError> {
+    Model::open(
         path,
         &LoadOptions {
             threads: opts.threads,
@@ -77,7 +76,13 @@ pub fn load_engine(path: &Path, opts: &LocalOptions) -> Result<Arc<dyn Engine>, 
             ..LoadOptions::default()
         },
     )
-    .map_err(|e| load_err(path, e))?;
+    .map_err(|e| load_err(path, e))
+}
+
+/// Loads a model for serving through [`Model::open`]: a `.gguf` file is a generator, a
+/// directory (or a file in one) with `config.json` and safetensors weights an embedding model.
+pub fn load_engine(path: &Path, opts: &LocalOptions) -> Result<Arc<dyn Engine>, ServerError> {
+    let model = open(path, opts)?;
     let id = opts.id.clone().unwrap_or_else(|| {
         let p = match model.network() {
             Network::Encoder(_) if path.is_file() => path.parent().unwrap_or(path),
@@ -153,15 +158,7 @@ impl LocalEngine {
 
     /// Opens `path` with [`Model::open`] and serves it.
     pub fn load(path: &Path, opts: &LocalOptions) -> Result<LocalEngine, ServerError> {
-        let model = Model::open(
-            path,
-            &LoadOptions {
-                threads: opts.threads,
-                ctx: opts.ctx,
-                ..LoadOptions::default()
-            },
-        )
-        .map_err(|e| load_err(path, e))?;
+        let model = open(path, opts)?;
         let id = opts.id.clone().unwrap_or_else(|| default_id(path));
         LocalEngine::new(id, model, opts)
     }
