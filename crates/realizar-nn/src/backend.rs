@@ -14,7 +14,6 @@ use rayon::prelude::*;
 use realizar_quant::{vecops, QuantType};
 
 use crate::kv::{KvCache, KvView};
-use crate::layers::{softmax_ggml, softmax_inplace};
 use crate::NnError;
 
 /// A weight matrix in the model's byte store: `rows` rows of `cols` elements of type `ty`,
@@ -112,7 +111,57 @@ pub struct AttentionShape {
     pub window: Option<usize>,
 }
 
-/// The operations a forward pass delegates to a compute backend.
+/// The float order of a matrix product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Each row's result is what it would be alone: it does not depend on the other rows of the
+    /// call (several sequences decoded together, the server's prompt chunks).
+    BatchInvariant,
+    /// One sequence's prompt pass in the reference engine's order: a backend may group the
+    /// rows as llama.cpp does (its x86 build runs Q4_K weights through a repacked gemm over
+    /// rows in fours), so a row's result may depend on the number of rows.
+    ReferencePrompt,
+}
+
+/// The input of a product: `m` rows of `x` (`m * cols` elements), in `order`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    /// The activations, row-major.
+    pub x: &'a [f32],
+    /// Number of rows.
+    pub m: usize,
+    /// The float order.
+    pub order: Order,
+}
+
+/// The queries of one attention call and the keys they see: `m` queries (`q` is
+/// `m * n_head * head_dim`) at positions `pos` of `layer` in `cache`, which already holds
+/// positions up to `pos.end`.
+#[derive(Clone, Debug)]
+pub struct Queries<'a> {
+    /// The queries, row-major.
+    pub q: &'a [f32],
+    /// The cache.
+    pub cache: &'a KvCache,
+    /// The layer.
+    pub layer: usize,
+    /// The queries' positions.
+    pub pos: Range<usize>,
+}
+
+/// Where an attention call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// Over the backend's threads.
+    Pool,
+    /// All on the calling thread (for a step of several sequences that already hands out one
+    /// task per sequence, so that the heads sharing a key/value head run one after the other
+    /// while its rows are in cache).
+    CallingThread,
+}
+
+/// The operations a forward pass delegates to a compute backend: matrix products and
+/// attention. Each has one entry point; the caller says the float order it needs.
 pub trait Backend: Send + Sync + fmt::Debug {
     /// A short name for logs (`"cpu"`).
     fn name(&self) -> &str;
@@ -122,92 +171,32 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Runs `f` on the backend's own threads. A forward pass runs inside one call, so that
     /// its many small operations are joins among threads that are already running rather than
-    /// a hand-over to the pool and back for each one. The default runs `f` here.
+    /// a hand-out to the pool and back for each one. The default runs `f` here.
     fn install(&self, f: &mut (dyn FnMut() + Send)) {
         f()
     }
 
-    /// `out[t * w.rows + r] = W[r] · x[t]` for `t < m`, with `x` of `m * w.cols` elements
-    /// quantized to the weight type's dot-product type first (as ggml does).
+    /// Products of the same input with one or more matrices: `outs[j][t * w.rows + r] =
+    /// W_j[r] · x[t]` for `t < rows.m`, with `x` quantized to the weights' dot-product type
+    /// first (as ggml does). The matrices must share their width and dot-product type. With
+    /// [`Order::BatchInvariant`] each result is exactly that of the matrix and row alone.
     fn linear(
         &self,
-        w: &QTensor,
-        w_bytes: &[u8],
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
+        ws: &[(&QTensor, &[u8])],
+        rows: Rows<'_>,
+        outs: &mut [&mut [f32]],
         act: &mut ActScratch,
     ) -> Result<(), NnError>;
 
-    /// [`Backend::linear`] for the `m` rows of one sequence's prompt pass, in the reference
-    /// engine's prompt order: a backend may group the rows (llama.cpp's x86 build runs Q4_K
-    /// weights through a repacked gemm over rows in fours), so a row's result may depend on
-    /// `m`. Use [`Backend::linear`] where results must not depend on the batch (several
-    /// sequences decoded together). The default is [`Backend::linear`].
-    fn linear_prompt(
-        &self,
-        w: &QTensor,
-        w_bytes: &[u8],
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        act: &mut ActScratch,
-    ) -> Result<(), NnError> {
-        self.linear(w, w_bytes, x, m, out, act)
-    }
-
-    /// Several products of the same input: `outs[j] = ws[j] · x` for `m` rows, each exactly as
-    /// [`Backend::linear`] (or, with `prompt`, [`Backend::linear_prompt`]) computes it. The
-    /// matrices must share their width and dot-product type. A backend may run them together
-    /// (the input quantized once, one hand-out of work); the default runs them one by one.
-    fn linear_group(
-        &self,
-        ws: &[(&QTensor, &[u8])],
-        x: &[f32],
-        m: usize,
-        outs: &mut [&mut [f32]],
-        act: &mut ActScratch,
-        prompt: bool,
-    ) -> Result<(), NnError> {
-        for (&(w, bytes), out) in ws.iter().zip(outs.iter_mut()) {
-            if prompt {
-                self.linear_prompt(w, bytes, x, m, out, act)?;
-            } else {
-                self.linear(w, bytes, x, m, out, act)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Causal attention of `m` queries at positions `pos.start..pos.end` (`q` is
-    /// `m * n_head * head_dim`) over the keys and values of `layer` in `cache` (which already
-    /// holds positions up to `pos.end`); writes `m * n_head * head_dim` into `out`. Any
-    /// scratch (the scores) is the backend's own.
+    /// Causal attention of `queries` over their cache; writes `m * n_head * head_dim` into
+    /// `out`. Any scratch (the scores) is the backend's own.
     fn attention(
         &self,
         shape: &AttentionShape,
-        q: &[f32],
-        cache: &KvCache,
-        layer: usize,
-        pos: Range<usize>,
+        queries: Queries<'_>,
+        spread: Spread,
         out: &mut [f32],
     ) -> Result<(), NnError>;
-
-    /// [`Backend::attention`] of one query row (`pos` one position), all its heads on the
-    /// calling thread: for a step of several sequences that already hands out one task per
-    /// sequence, so that the heads sharing a key/value head run one after the other while its
-    /// rows are in cache. The default is [`Backend::attention`].
-    fn attention_one(
-        &self,
-        shape: &AttentionShape,
-        q: &[f32],
-        cache: &KvCache,
-        layer: usize,
-        pos: Range<usize>,
-        out: &mut [f32],
-    ) -> Result<(), NnError> {
-        self.attention(shape, q, cache, layer, pos, out)
-    }
 }
 
 /// Product elements from which [`CpuBackend::linear`] scatters its threads' results into the
@@ -242,32 +231,16 @@ impl CpuBackend {
         Ok(CpuBackend { pool, threads })
     }
 
-    /// [`Backend::linear`] (`prompt` false) or [`Backend::linear_prompt`] (`prompt` true).
-    #[allow(clippy::too_many_arguments)]
+    /// [`Backend::linear`] on the pool: the input quantized once, every matrix's row chunks in
+    /// one hand-out.
     fn linear_rows(
         &self,
-        w: &QTensor,
-        w_bytes: &[u8],
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        act: &mut ActScratch,
-        prompt: bool,
-    ) -> Result<(), NnError> {
-        self.linear_group_rows(&[(w, w_bytes)], x, m, &mut [out], act, prompt)
-    }
-
-    /// [`Backend::linear_group`] on the pool: the input quantized once, every matrix's row
-    /// chunks in one hand-out.
-    fn linear_group_rows(
-        &self,
         ws: &[(&QTensor, &[u8])],
-        x: &[f32],
-        m: usize,
+        rows: Rows<'_>,
         outs: &mut [&mut [f32]],
         act: &mut ActScratch,
-        prompt: bool,
     ) -> Result<(), NnError> {
+        let Rows { x, m, order } = rows;
         let Some(&(w0, _)) = ws.first() else {
             return Ok(());
         };
@@ -366,7 +339,7 @@ impl CpuBackend {
                     realizar_quant::matvec(ty, n, bytes, rr, act, t)
                 } else if packed_ok {
                     realizar_quant::matmul_packed(ty, n, bytes, rr, packed, t, k)
-                } else if prompt {
+                } else if order == Order::ReferencePrompt {
                     realizar_quant::matmul_prompt(ty, n, bytes, rr, act, m, m, t, k)
                 } else {
                     realizar_quant::matmul(ty, n, bytes, rr, act, m, t, k)
@@ -423,80 +396,42 @@ impl Backend for CpuBackend {
 
     fn linear(
         &self,
-        w: &QTensor,
-        w_bytes: &[u8],
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        act: &mut ActScratch,
-    ) -> Result<(), NnError> {
-        self.linear_rows(w, w_bytes, x, m, out, act, false)
-    }
-
-    fn linear_prompt(
-        &self,
-        w: &QTensor,
-        w_bytes: &[u8],
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        act: &mut ActScratch,
-    ) -> Result<(), NnError> {
-        self.linear_rows(w, w_bytes, x, m, out, act, true)
-    }
-
-    fn linear_group(
-        &self,
         ws: &[(&QTensor, &[u8])],
-        x: &[f32],
-        m: usize,
+        rows: Rows<'_>,
         outs: &mut [&mut [f32]],
         act: &mut ActScratch,
-        prompt: bool,
     ) -> Result<(), NnError> {
-        self.linear_group_rows(ws, x, m, outs, act, prompt)
+        self.linear_rows(ws, rows, outs, act)
     }
 
     fn attention(
         &self,
         shape: &AttentionShape,
-        q: &[f32],
-        cache: &KvCache,
-        layer: usize,
-        pos: Range<usize>,
+        queries: Queries<'_>,
+        spread: Spread,
         out: &mut [f32],
     ) -> Result<(), NnError> {
-        self.attend(shape, q, cache, layer, pos, out, true)
-    }
-
-    fn attention_one(
-        &self,
-        shape: &AttentionShape,
-        q: &[f32],
-        cache: &KvCache,
-        layer: usize,
-        pos: Range<usize>,
-        out: &mut [f32],
-    ) -> Result<(), NnError> {
-        self.attend(shape, q, cache, layer, pos, out, false)
+        self.attend(shape, queries, spread, out)
     }
 }
 
 impl CpuBackend {
-    /// [`Backend::attention`]; with `spread` false a single query's heads run on the calling
-    /// thread ([`Backend::attention_one`]). Several queries always hand out their (query,
-    /// head) pairs.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Backend::attention`]; with [`Spread::CallingThread`] a single query's heads run on the
+    /// calling thread. Several queries always hand out their (query, head) pairs.
     fn attend(
         &self,
         shape: &AttentionShape,
-        q: &[f32],
-        cache: &KvCache,
-        layer: usize,
-        pos: Range<usize>,
+        queries: Queries<'_>,
+        spread: Spread,
         out: &mut [f32],
-        spread: bool,
     ) -> Result<(), NnError> {
+        let Queries {
+            q,
+            cache,
+            layer,
+            pos,
+        } = queries;
+        let spread = spread == Spread::Pool;
         let AttentionShape {
             n_head,
             n_head_kv,
@@ -546,8 +481,14 @@ impl CpuBackend {
             let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
             let (k, v) = head_view(j * sub / group, p + 1)?;
             let qj = &q[t * width + j * sub * hd..t * width + (j + 1) * sub * hd];
+            let span = KeySpan {
+                lo,
+                n: p + 1,
+                hd,
+                scale: shape.kq_scale,
+            };
             with_scores(sub * (p + 1 - lo), |sc| {
-                attend_heads(qj, k, v, lo, p + 1, hd, shape.kq_scale, order, sc, oj)
+                attend_heads(qj, (k, v), span, order, &AttnKernels::SIMD, sc, oj)
             });
             Ok::<(), NnError>(())
         };
@@ -604,6 +545,78 @@ fn round_to_f16(x: &mut [f32]) {
     }
 }
 
+/// `(query, key rows, rows to prefetch, vecdot order, scores)`.
+type DotsFn = fn(&[f16], &[f16], &[f16], bool, &mut [f32]);
+
+/// `(probabilities, value rows, head dim, first position, vecdot order, out)`.
+type WeightedSumFn = fn(&[f32], &[f16], usize, usize, bool, &mut [f32]);
+
+/// The float kernels attention runs on: `realizar-quant`'s SIMD kernels for the CPU backend,
+/// their scalar twins for the reference backend. The two sets give the same values bit for
+/// bit (each twin is tested against its kernel), so the attention code above them is one.
+#[derive(Clone, Copy)]
+pub(crate) struct AttnKernels {
+    /// A query's f16 dot products with consecutive key rows ([`vecops::f16_dots_folded_then`];
+    /// the third slice is only prefetched).
+    dots: DotsFn,
+    /// The largest value.
+    max: fn(&[f32]) -> f32,
+    /// `x = expf_ggml(x - sub)`.
+    exp_sub: fn(&mut [f32], f32),
+    /// ggml's grouped f64 sum of a softmax row.
+    sum_groups16: fn(&[f32], usize) -> f64,
+    /// The probabilities' weighted sum of value rows.
+    weighted_sum: WeightedSumFn,
+}
+
+impl AttnKernels {
+    /// The SIMD kernels.
+    pub(crate) const SIMD: AttnKernels = AttnKernels {
+        dots: vecops::f16_dots_folded_then,
+        max: vecops::max_f32,
+        exp_sub: vecops::exp_sub_ggml,
+        sum_groups16: vecops::sum_groups16,
+        weighted_sum: vecops::f16_weighted_sum,
+    };
+
+    /// Their scalar twins.
+    pub(crate) const SCALAR: AttnKernels = AttnKernels {
+        dots: |x, rows, _next, vecdot, out| vecops::f16_dots_folded_scalar(x, rows, vecdot, out),
+        max: |x| x.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        exp_sub: vecops::exp_sub_ggml_scalar,
+        sum_groups16: vecops::sum_groups16_scalar,
+        weighted_sum: vecops::f16_weighted_sum_scalar,
+    };
+
+    /// [`crate::layers::softmax_ggml`] on these kernels.
+    pub(crate) fn softmax_ggml(&self, x: &mut [f32], lo: usize) {
+        let max = (self.max)(x);
+        if max == f32::NEG_INFINITY {
+            x.iter_mut().for_each(|v| *v = 0.0);
+            return;
+        }
+        (self.exp_sub)(x, max);
+        let inv = (1.0 / (self.sum_groups16)(x, lo)) as f32;
+        x.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    /// [`crate::layers::softmax_inplace`] on these kernels.
+    pub(crate) fn softmax_plain(&self, x: &mut [f32]) {
+        let max = (self.max)(x);
+        if max == f32::NEG_INFINITY {
+            x.iter_mut().for_each(|v| *v = 0.0);
+            return;
+        }
+        let mut sum = 0.0f64;
+        for v in x.iter_mut() {
+            *v = (*v - max).exp();
+            sum += f64::from(*v);
+        }
+        let inv = (1.0 / sum) as f32;
+        x.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
 /// Query heads of one query that share a key/value head: each head's scores over keys
 /// `lo..n`, softmax, weighted sum of values. `q` and `out` hold the heads' `hd` elements one
 /// after another, `scores` their `n - lo` scores.
@@ -612,21 +625,18 @@ fn round_to_f16(x: &mut [f32]) {
 /// operation by operation: the query and the probabilities are rounded to f16 (the f16 matrix
 /// products convert their f32 operand), the products are summed in the order of the kernel
 /// ggml runs (`ggml_vec_dot_f16` for a single query, llamafile's tinyBLAS for a batch; see
-/// [`F16Order`]), the scores are scaled and put through [`softmax_ggml`]. Every head's
+/// [`F16Order`]), the scores are scaled and put through [`crate::layers::softmax_ggml`]. Every head's
 /// numbers are those of the head alone: grouping only shares the cache reads.
-#[allow(clippy::too_many_arguments)]
-fn attend_heads(
+pub(crate) fn attend_heads(
     q: &[f32],
-    k: KvView<'_>,
-    v: KvView<'_>,
-    lo: usize,
-    n: usize,
-    hd: usize,
-    scale: f32,
+    (k, v): (KvView<'_>, KvView<'_>),
+    span: KeySpan,
     order: F16Order,
+    kernels: &AttnKernels,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
+    let KeySpan { lo, n, hd, scale } = span;
     let len = n.saturating_sub(lo);
     let g = out.len() / hd.max(1);
     if hd == 0 || len == 0 || g == 0 || q.len() < g * hd || scores.len() < g * len {
@@ -653,7 +663,7 @@ fn attend_heads(
                     .enumerate()
                 {
                     let next = if h == 0 { vr } else { &[] };
-                    vecops::f16_dots_folded_then(qh, kr, next, vecdot, sh);
+                    (kernels.dots)(qh, kr, next, vecdot, sh);
                 }
                 scores.iter_mut().for_each(|s| *s *= scale);
             } else {
@@ -664,11 +674,11 @@ fn attend_heads(
                 }
             }
             for (sh, oh) in scores.chunks_exact_mut(len).zip(out.chunks_exact_mut(hd)) {
-                softmax_ggml(sh, lo);
+                kernels.softmax_ggml(sh, lo);
                 // out[d] = sum_i p[i] v[i][d] in the order of ggml's f16 product of the
                 // transposed values with the probabilities, which it rounds to f16 first.
                 round_to_f16(sh);
-                vecops::f16_weighted_sum(sh, vr, hd, lo, vecdot, oh);
+                (kernels.weighted_sum)(sh, vr, hd, lo, vecdot, oh);
             }
         }
         (k, v) => {
@@ -677,7 +687,7 @@ fn attend_heads(
                 .zip(scores.chunks_exact_mut(len))
                 .zip(out.chunks_exact_mut(hd))
             {
-                attend_head_plain(qh, k, v, lo, hd, scale, sh, oh);
+                attend_head_plain(qh, (k, v), span, kernels, sh, oh);
             }
         }
     }
@@ -685,7 +695,7 @@ fn attend_heads(
 
 /// The summation order of one of ggml's f16 dot products on an AVX-512 CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum F16Order {
+pub(crate) enum F16Order {
     /// `ggml_vec_dot_f16` (vec.cpp): four 16-lane accumulators over steps of 64 elements,
     /// folded `(a0 + a2) + (a1 + a3)`, reduced with `_mm512_reduce_add_ps`; elements past the
     /// last whole step are added in f64. llama.cpp's matrix products with one column run it.
@@ -721,18 +731,26 @@ fn f16_dot(order: F16Order, x: &[f16], y: &[f16]) -> f32 {
     sum as f32
 }
 
+/// The keys one head attends to: positions `lo..n`, `hd` elements each, scores scaled by
+/// `scale`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeySpan {
+    pub(crate) lo: usize,
+    pub(crate) n: usize,
+    pub(crate) hd: usize,
+    pub(crate) scale: f32,
+}
+
 /// Attention of one head with an f32 cache: f32 products, plain softmax.
-#[allow(clippy::too_many_arguments)]
 fn attend_head_plain(
     q: &[f32],
-    k: KvView<'_>,
-    v: KvView<'_>,
-    lo: usize,
-    hd: usize,
-    scale: f32,
+    (k, v): (KvView<'_>, KvView<'_>),
+    span: KeySpan,
+    kernels: &AttnKernels,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
+    let KeySpan { lo, hd, scale, .. } = span;
     match k {
         KvView::F16(k) => {
             for (s, row) in scores.iter_mut().zip(k[lo * hd..].chunks_exact(hd)) {
@@ -747,7 +765,7 @@ fn attend_head_plain(
             }
         }
     }
-    softmax_inplace(scores);
+    kernels.softmax_plain(scores);
     out.iter_mut().for_each(|o| *o = 0.0);
     match v {
         KvView::F16(v) => {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use realizar_format_gguf::GgufFile;
 use realizar_quant::QuantType;
 
-use crate::backend::{ActScratch, AttentionShape, Backend, QTensor, MAX_HEAD_DIM};
+use crate::backend::{
+    ActScratch, AttentionShape, Backend, Order, QTensor, Queries, Rows, Spread, MAX_HEAD_DIM,
+};
 use crate::kv::{KvCache, KvType};
 use crate::layers::{gelu_tanh_ggml_slice, rms_norm, rms_norm_inplace, Rope};
 use crate::NnError;
@@ -549,9 +551,10 @@ impl Decoder {
                 };
                 let caches = std::slice::from_mut(&mut *cache);
                 let seg = [Segment { cache: 0, rows: m }];
+                let order = Order::ReferencePrompt;
                 result = self
-                    .pass(chunk, caches, &seg, scratch, true, ffn_from)
-                    .and_then(|()| self.head(scratch, ffn_from..m, at, true));
+                    .pass(chunk, (caches, &seg), scratch, order, ffn_from)
+                    .and_then(|()| self.head(scratch, ffn_from..m, at, order));
                 if result.is_err() {
                     return;
                 }
@@ -610,9 +613,10 @@ impl Decoder {
         }
         let mut result = Ok(());
         self.backend.install(&mut || {
+            let order = Order::BatchInvariant;
             result = self
-                .pass(tokens, caches, segments, scratch, false, 0)
-                .and_then(|()| self.head(scratch, logit_rows.iter().copied(), 0, false));
+                .pass(tokens, (caches, segments), scratch, order, 0)
+                .and_then(|()| self.head(scratch, logit_rows.iter().copied(), 0, order));
         });
         result?;
         Ok(&scratch.logits[..n_out])
@@ -638,74 +642,62 @@ impl Decoder {
         cache.check_room(rows)
     }
 
-    /// `out = w · x` for `m` rows: [`Backend::linear_prompt`] if `prompt`, else
-    /// [`Backend::linear`].
+    /// `outs[j] = ws[j] · x` for the rows of `rows`: together through one
+    /// [`Backend::linear`] call when the matrices share their width and dot-product type (Q,
+    /// K and V; gate and up), else one call each.
     fn product(
         &self,
-        w: &QTensor,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        act: &mut ActScratch,
-        prompt: bool,
-    ) -> Result<(), NnError> {
-        let bytes = w.bytes((*self.bytes).as_ref())?;
-        if prompt {
-            self.backend.linear_prompt(w, bytes, x, m, out, act)
-        } else {
-            self.backend.linear(w, bytes, x, m, out, act)
-        }
-    }
-
-    /// [`Decoder::product`] of several matrices with the same input (Q, K and V; gate and
-    /// up): together through [`Backend::linear_group`] when they share their width and
-    /// dot-product type, else one by one.
-    fn product_group(
-        &self,
         ws: &[&QTensor],
-        x: &[f32],
-        m: usize,
+        rows: Rows<'_>,
         outs: &mut [&mut [f32]],
         act: &mut ActScratch,
-        prompt: bool,
     ) -> Result<(), NnError> {
         let store = (*self.bytes).as_ref();
+        // The matrices with their bytes, without allocating (a pass makes seven such calls
+        // per layer).
+        let Some(&first) = ws.first() else {
+            return Ok(());
+        };
+        let mut buf = [(first, &[][..]); MAX_GROUP];
+        if ws.len() > MAX_GROUP {
+            return Err(NnError::InvalidArgument {
+                reason: format!("{} matrices in one product (at most {MAX_GROUP})", ws.len()),
+            });
+        }
+        for (slot, w) in buf.iter_mut().zip(ws) {
+            *slot = (*w, w.bytes(store)?);
+        }
+        let with_bytes = &buf[..ws.len()];
         let same = ws
             .windows(2)
             .all(|p| p[0].cols == p[1].cols && p[0].ty.vec_dot_type() == p[1].ty.vec_dot_type());
-        if !same {
-            for (w, out) in ws.iter().zip(outs.iter_mut()) {
-                self.product(w, x, m, out, act, prompt)?;
-            }
-            return Ok(());
+        if same {
+            return self.backend.linear(with_bytes, rows, outs, act);
         }
-        let with_bytes = ws
-            .iter()
-            .map(|w| Ok((*w, w.bytes(store)?)))
-            .collect::<Result<Vec<_>, NnError>>()?;
-        self.backend
-            .linear_group(&with_bytes, x, m, outs, act, prompt)
+        for (w, out) in with_bytes.iter().zip(outs.iter_mut()) {
+            self.backend
+                .linear(std::slice::from_ref(w), rows, &mut [&mut **out], act)?;
+        }
+        Ok(())
     }
 
     /// The layers of one pass (inputs checked by the caller): token embeddings, every block
     /// (each segment's keys and values appended to its cache, attention per segment), the
-    /// caches advanced. The last layer's FFN runs on rows `ffn_from..` only. `prompt` picks
-    /// [`Backend::linear_prompt`] over [`Backend::linear`]. The final hidden states stay in
-    /// `s.x`.
+    /// caches advanced. The last layer's FFN runs on rows `ffn_from..` only; the products
+    /// run in `order`. The final hidden states stay in `s.x`.
     fn pass(
         &self,
         tokens: &[u32],
-        caches: &mut [KvCache],
-        segments: &[Segment],
+        (caches, segments): (&mut [KvCache], &[Segment]),
         s: &mut Scratch,
-        prompt: bool,
+        order: Order,
         ffn_from: usize,
     ) -> Result<(), NnError> {
         let c = &self.config;
         let store: &[u8] = (*self.bytes).as_ref();
         let be = &*self.backend;
         let linear = |w: &QTensor, x: &[f32], m: usize, out: &mut [f32], act: &mut ActScratch| {
-            self.product(w, x, m, out, act, prompt)
+            self.product(&[w], Rows { x, m, order }, &mut [out], act)
         };
         let m = tokens.len();
         let d = c.n_embd;
@@ -749,13 +741,11 @@ impl Decoder {
                 rms_norm(xt, &lw.attn_norm, c.norm_eps, nt)
             });
             let xn = &s.xn[..m * d];
-            self.product_group(
+            self.product(
                 &[&lw.wq, &lw.wk, &lw.wv],
-                xn,
-                m,
+                Rows { x: xn, m, order },
                 &mut [&mut s.q[..m * qw], &mut s.k[..m * kw], &mut s.v[..m * kw]],
                 &mut s.act,
-                prompt,
             )?;
             let shape = AttentionShape {
                 n_head: c.n_head,
@@ -837,14 +827,13 @@ impl Decoder {
                     // This segment's attention (a decode step of several sequences runs them
                     // all together below).
                     let rows = r0 * qw..(r0 + g.rows) * qw;
-                    be.attention(
-                        &shape,
-                        &s.q[rows.clone()],
+                    let queries = Queries {
+                        q: &s.q[rows.clone()],
                         cache,
-                        il,
-                        start..start + g.rows,
-                        &mut s.att[rows],
-                    )?;
+                        layer: il,
+                        pos: start..start + g.rows,
+                    };
+                    be.attention(&shape, queries, Spread::Pool, &mut s.att[rows])?;
                 }
                 r0 += g.rows;
             }
@@ -863,14 +852,13 @@ impl Decoder {
                                 .ok_or_else(|| NnError::InvalidArgument {
                                     reason: format!("no cache {}", g.cache),
                                 })?;
-                        be.attention_one(
-                            &shape,
-                            &q[r * qw..(r + 1) * qw],
+                        let queries = Queries {
+                            q: &q[r * qw..(r + 1) * qw],
                             cache,
-                            il,
-                            start..start + 1,
-                            out,
-                        )
+                            layer: il,
+                            pos: start..start + 1,
+                        };
+                        be.attention(&shape, queries, Spread::CallingThread, out)
                     })?;
             }
             linear(&lw.wo, &s.att[..m * qw], m, &mut s.o[..m * d], &mut s.act)?;
@@ -897,13 +885,11 @@ impl Decoder {
             });
             let xn = &s.xn[..m * d];
             let f = c.n_ff;
-            self.product_group(
+            self.product(
                 &[&lw.gate, &lw.up],
-                xn,
-                m,
+                Rows { x: xn, m, order },
                 &mut [&mut s.gate[..m * f], &mut s.up[..m * f]],
                 &mut s.act,
-                prompt,
             )?;
             let act = c.activation;
             each_row_from(
@@ -938,7 +924,7 @@ impl Decoder {
         s: &mut Scratch,
         rows: impl ExactSizeIterator<Item = usize>,
         at: usize,
-        prompt: bool,
+        order: Order,
     ) -> Result<(), NnError> {
         let c = &self.config;
         let (d, v, n) = (c.n_embd, c.n_vocab, rows.len());
@@ -959,7 +945,13 @@ impl Decoder {
             .ok_or_else(|| NnError::InvalidArgument {
                 reason: "logits buffer too small".into(),
             })?;
-        self.product(&self.output, &s.xn[..n * d], n, out, &mut s.act, prompt)?;
+        let x = &s.xn[..n * d];
+        self.product(
+            &[&self.output],
+            Rows { x, m: n, order },
+            &mut [out],
+            &mut s.act,
+        )?;
         if let Some(cap) = c.final_softcap {
             out.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
         }
@@ -978,6 +970,9 @@ fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usiz
         }
     });
 }
+
+/// The most matrices [`Decoder::product`] takes in one call (Q, K and V).
+const MAX_GROUP: usize = 4;
 
 /// Below this many elements a row-wise operation stays on one thread: handing it out costs
 /// more than it saves (decode steps of a few sequences).

@@ -64,18 +64,7 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [
 /// Numerically stable softmax in place: subtract the maximum, exponentiate, divide by the sum
 /// (accumulated in f64). Entries of `-inf` become 0; an all `-inf` row becomes all 0.
 pub fn softmax_inplace(x: &mut [f32]) {
-    let max = realizar_quant::vecops::max_f32(x);
-    if max == f32::NEG_INFINITY {
-        x.iter_mut().for_each(|v| *v = 0.0);
-        return;
-    }
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += f64::from(*v);
-    }
-    let inv = (1.0 / sum) as f32;
-    x.iter_mut().for_each(|v| *v *= inv);
+    crate::backend::AttnKernels::SIMD.softmax_plain(x)
 }
 
 pub use realizar_quant::vecops::{expf_ggml, reduce_add16, silu};
@@ -87,15 +76,7 @@ pub use realizar_quant::vecops::{expf_ggml, reduce_add16, silu};
 /// [`reduce_add16`] and added to an f64 sum; the row is then multiplied by `(f32)(1 / sum)`.
 /// An all `-inf` row becomes all 0.
 pub fn softmax_ggml(x: &mut [f32], lo: usize) {
-    let max = realizar_quant::vecops::max_f32(x);
-    if max == f32::NEG_INFINITY {
-        x.iter_mut().for_each(|v| *v = 0.0);
-        return;
-    }
-    realizar_quant::vecops::exp_sub_ggml(x, max);
-    let sum = realizar_quant::vecops::sum_groups16(x, lo);
-    let inv = (1.0 / sum) as f32;
-    x.iter_mut().for_each(|v| *v *= inv);
+    crate::backend::AttnKernels::SIMD.softmax_ggml(x, lo)
 }
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;

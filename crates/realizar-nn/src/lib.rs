@@ -16,10 +16,14 @@ mod decoder;
 mod error;
 pub mod kv;
 pub mod layers;
+pub mod reference;
 
-pub use backend::{ActScratch, AttentionShape, Backend, CpuBackend, QTensor};
+pub use backend::{
+    ActScratch, AttentionShape, Backend, CpuBackend, Order, QTensor, Queries, Rows, Spread,
+};
 pub use decoder::{
     Activation, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, Segment, WeightBytes,
 };
 pub use error::NnError;
 pub use kv::{KvCache, KvType};
+pub use reference::ReferenceBackend;

@@ -16,7 +16,7 @@ pub mod tokenizer_load;
 
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};
-pub use model::{DecoderModel, LoadOptions, Model, Network, Session, SpecialTokens};
+pub use model::{BackendKind, DecoderModel, LoadOptions, Model, Network, Session, SpecialTokens};
 pub use realizar_nn::{KvType, Logits};
 pub use realizar_tokenize::{ChatMessage, TextStep, TextStream};
 pub use sampling::{Sampler, SamplerConfig, SamplerError, SamplerParam};

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use realizar_format_gguf::{GgufFile, MmapGguf};
-use realizar_nn::{CpuBackend, Decoder, KvCache, KvType, Logits, NnError, Scratch, WeightBytes};
+use realizar_nn::{
+    Backend, CpuBackend, Decoder, KvCache, KvType, Logits, NnError, ReferenceBackend, Scratch,
+    WeightBytes,
+};
 use realizar_tokenize::{ChatMessage, ChatTemplate, EncodeOptions, TextStream, Tokenizer};
 
 use crate::batch::{BatchDecoder, BatchOptions};
@@ -36,6 +39,18 @@ pub struct LoadOptions {
     pub kv_type: KvType,
     /// Largest batch a forward pass processes at once (longer prompts are split).
     pub max_batch: usize,
+    /// The compute backend.
+    pub backend: BackendKind,
+}
+
+/// Which compute backend runs a decoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The CPU backend: SIMD kernels on a thread pool.
+    #[default]
+    Cpu,
+    /// The scalar single-threaded reference backend (for checking the fast one; slow).
+    Reference,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +60,7 @@ impl Default for LoadOptions {
             ctx: None,
             kv_type: KvType::F16,
             max_batch: 512,
+            backend: BackendKind::Cpu,
         }
     }
 }
@@ -262,7 +278,10 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
         path: path.to_path_buf(),
         source,
     };
-    let backend = Arc::new(CpuBackend::new(threads).map_err(model_err)?);
+    let backend: Arc<dyn Backend> = match opts.backend {
+        BackendKind::Cpu => Arc::new(CpuBackend::new(threads).map_err(model_err)?),
+        BackendKind::Reference => Arc::new(ReferenceBackend::new().map_err(model_err)?),
+    };
     let file = map.0.parse().map_err(|source| RuntimeError::Format {
         path: path.to_path_buf(),
         source: Box::new(source),

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use realizar_runtime::{
-    generate, DecoderModel, GenerateConfig, LoadOptions, Logits, SamplerConfig,
+    generate, BackendKind, DecoderModel, GenerateConfig, LoadOptions, Logits, SamplerConfig,
 };
 use serde_json::Value;
 
@@ -104,15 +104,106 @@ fn model_file(model: &str) -> std::path::PathBuf {
 }
 
 fn load(model: &str) -> DecoderModel {
+    load_on(model, BackendKind::Cpu)
+}
+
+fn load_on(model: &str, backend: BackendKind) -> DecoderModel {
     let path = model_file(model);
     DecoderModel::load(
         &path,
         &LoadOptions {
             ctx: Some(1024),
+            backend,
             ..LoadOptions::default()
         },
     )
     .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
+}
+
+/// Cosine similarity and largest absolute difference of two logit vectors.
+fn compare_logits(a: &[f32], b: &[f32]) -> (f64, f32) {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    let max_abs = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    (dot / (norm(a) * norm(b)), max_abs)
+}
+
+/// The scalar single-threaded reference backend runs the whole model and agrees with the fast
+/// CPU backend on every reference prompt: the same last-position logits and the same greedy
+/// tokens. Both compute llama.cpp's operations in its float order (the reference with the scalar
+/// twins, no threads, tiling or batching machinery), so they agree to the bit; a difference is
+/// reported with its cosine and largest difference.
+fn check_reference_backend(model: &str) {
+    let fast = load(model);
+    let slow = load_on(model, BackendKind::Reference);
+    let (mut fs, mut ss) = (
+        fast.session().expect("session"),
+        slow.session().expect("session"),
+    );
+    let runs: Vec<RefRun> = ref_runs(model)
+        .into_iter()
+        .filter(|r| r.prompt.len() <= 400)
+        .collect();
+    assert!(runs.len() >= 5, "{model}: the five reference prompts");
+    let mut failures = Vec::new();
+    for run in &runs {
+        let a = fs.eval(&run.prompt, Logits::Last).expect("fast").to_vec();
+        let b = ss
+            .eval(&run.prompt, Logits::Last)
+            .expect("reference")
+            .to_vec();
+        fs.reset();
+        ss.reset();
+        let (cos, max_abs) = compare_logits(&a, &b);
+        eprintln!(
+            "{}: reference vs fast cosine {cos:.7}, max |diff| {max_abs:.6}",
+            run.label
+        );
+        if a != b {
+            failures.push(format!(
+                "{}: logits cosine {cos}, max |diff| {max_abs}",
+                run.label
+            ));
+        }
+        let config = GenerateConfig {
+            max_tokens: run.greedy.len(),
+            sampler: SamplerConfig::default(),
+            stop_on_eog: false,
+        };
+        let go = |s: &mut realizar_runtime::Session<'_>| {
+            generate(s, &run.prompt, &config, None, |_, _| {
+                ControlFlow::Continue(())
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", run.label))
+            .ids
+        };
+        let (ga, gb) = (go(&mut fs), go(&mut ss));
+        if ga != gb {
+            failures.push(format!(
+                "{}: greedy tokens differ\nfast      {ga:?}\nreference {gb:?}",
+                run.label
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn smollm2_reference_backend_agrees_with_the_fast_one() {
+    check_reference_backend("smollm2");
+}
+
+#[test]
+fn gemma3_reference_backend_agrees_with_the_fast_one() {
+    check_reference_backend("gemma3");
 }
 
 /// Greedy 32-token continuations equal llama.cpp's, except after a step where llama.cpp's own
