@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use realizar_format_gguf::GgufFile;
 use realizar_quant::QuantType;
 
 use crate::backend::{
@@ -11,6 +10,7 @@ use crate::backend::{
 };
 use crate::kv::{KvCache, KvType};
 use crate::layers::{gelu_tanh_ggml_slice, rms_norm, rms_norm_inplace, Rope};
+use crate::source::{ModelSource, TensorEntry};
 use crate::NnError;
 
 use rayon::prelude::*;
@@ -224,25 +224,13 @@ impl std::fmt::Debug for Decoder {
     }
 }
 
-/// Special-token keys whose ids must lie inside the vocabulary.
-const SPECIAL_ID_KEYS: &[&str] = &[
-    "tokenizer.ggml.bos_token_id",
-    "tokenizer.ggml.eos_token_id",
-    "tokenizer.ggml.eot_token_id",
-    "tokenizer.ggml.eom_token_id",
-    "tokenizer.ggml.unknown_token_id",
-    "tokenizer.ggml.padding_token_id",
-    "tokenizer.ggml.seperator_token_id",
-];
-
-struct Loader<'f, 'a> {
-    file: &'f GgufFile<'a>,
-    base: usize,
-    store_len: usize,
+struct Loader<'f> {
+    file: &'f dyn ModelSource,
+    store: &'f [u8],
 }
 
-impl Loader<'_, '_> {
-    fn info(&self, name: &str) -> Result<&realizar_format_gguf::TensorInfo<'_>, NnError> {
+impl Loader<'_> {
+    fn info(&self, name: &str) -> Result<TensorEntry, NnError> {
         self.file
             .tensor(name)
             .ok_or_else(|| NnError::MissingTensor {
@@ -265,33 +253,43 @@ impl Loader<'_, '_> {
         Ok(())
     }
 
-    fn quant_type(
-        &self,
-        name: &str,
-        info: &realizar_format_gguf::TensorInfo<'_>,
-    ) -> Result<QuantType, NnError> {
-        QuantType::from_ggml_id(info.ty.id())
+    fn quant_type(&self, name: &str, info: &TensorEntry) -> Result<QuantType, NnError> {
+        QuantType::from_ggml_id(info.ggml_type)
             .filter(|t| *t != QuantType::Q8_1 && *t != QuantType::Q8_K)
             .ok_or_else(|| NnError::UnsupportedTensorType {
                 name: name.into(),
-                ty: info.ty.name().into(),
+                ty: info.type_name.clone(),
             })
     }
 
-    fn data(&self, name: &str) -> Result<&[u8], NnError> {
-        self.file
-            .tensor_data(name)
-            .map_err(|source| NnError::TensorData {
-                name: name.into(),
-                source: Box::new(source),
-            })
+    /// The tensor's bytes, which must be exactly `len` bytes inside the store.
+    fn data(&self, name: &str, info: &TensorEntry, len: usize) -> Result<&[u8], NnError> {
+        let bad = |reason: String| NnError::TensorData {
+            name: name.into(),
+            reason,
+        };
+        let r = &info.bytes;
+        if r.len() != len {
+            return Err(bad(format!(
+                "{} bytes where its type and shape need {len}",
+                r.len()
+            )));
+        }
+        self.store.get(r.clone()).ok_or_else(|| {
+            bad(format!(
+                "bytes {}..{} lie outside the {} bytes of the file",
+                r.start,
+                r.end,
+                self.store.len()
+            ))
+        })
     }
 
     /// A `rows × cols` matrix (ggml dims `[cols, rows]`).
     fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<QTensor, NnError> {
         let info = self.info(name)?;
         self.check_dims(name, &info.dims, &[cols as u64, rows as u64])?;
-        let ty = self.quant_type(name, info)?;
+        let ty = self.quant_type(name, &info)?;
         let shape_err = || NnError::TensorShape {
             name: name.into(),
             expected: vec![cols.next_multiple_of(ty.block_size()) as u64, rows as u64],
@@ -299,22 +297,13 @@ impl Loader<'_, '_> {
         };
         let row_bytes = ty.row_bytes(cols).ok_or_else(shape_err)?;
         let len = row_bytes.checked_mul(rows).ok_or_else(shape_err)?;
-        let data = self.data(name)?;
-        let offset = (data.as_ptr() as usize).wrapping_sub(self.base);
-        if data.len() != len || offset.checked_add(len).is_none_or(|e| e > self.store_len) {
-            return Err(NnError::TensorData {
-                name: name.into(),
-                source: Box::new(realizar_format_gguf::GgufError::TensorNotFound {
-                    tensor: name.into(),
-                }),
-            });
-        }
+        self.data(name, &info, len)?;
         Ok(QTensor {
             name: name.into(),
             ty,
             rows,
             cols,
-            offset,
+            offset: info.bytes.start,
             len,
         })
     }
@@ -323,8 +312,13 @@ impl Loader<'_, '_> {
     fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, NnError> {
         let info = self.info(name)?;
         self.check_dims(name, &info.dims, &[n as u64])?;
-        let ty = self.quant_type(name, info)?;
-        let data = self.data(name)?;
+        let ty = self.quant_type(name, &info)?;
+        let len = ty.row_bytes(n).ok_or_else(|| NnError::TensorShape {
+            name: name.into(),
+            expected: vec![n.next_multiple_of(ty.block_size()) as u64],
+            found: info.dims.clone(),
+        })?;
+        let data = self.data(name, &info, len)?;
         let mut out = vec![0.0; n];
         realizar_quant::dequantize_row(ty, data, &mut out).map_err(|source| NnError::Quant {
             what: format!("tensor `{name}`"),
@@ -343,24 +337,21 @@ impl Loader<'_, '_> {
 }
 
 impl Decoder {
-    /// Builds a decoder from a GGUF file parsed from `bytes` (tensors are located in `bytes` and
-    /// never copied, except the small f32 norm vectors).
+    /// Builds a decoder from a model source (the runtime adapts GGUF files): the
+    /// architecture's hyperparameters, then every tensor located in the source's byte store
+    /// and never copied (except the small f32 norm vectors), its shape and type checked.
     ///
     /// Errors name the key or tensor at fault: unknown architecture, missing metadata or
-    /// tensors, wrong shapes or types, inconsistent hyperparameters, special token ids outside
-    /// the vocabulary, or a `file` that was not parsed from `bytes`.
-    pub fn from_gguf(
-        file: &GgufFile<'_>,
-        bytes: WeightBytes,
+    /// tensors, wrong shapes or types, inconsistent hyperparameters, tensor bytes outside the
+    /// store.
+    pub fn from_source(
+        file: &dyn ModelSource,
         backend: Arc<dyn Backend>,
     ) -> Result<Decoder, NnError> {
-        let mut config = crate::arch::config_from_gguf(file)?;
+        let mut config = crate::arch::config_from_source(file)?;
+        let bytes = file.store();
         let store: &[u8] = (*bytes).as_ref();
-        let ld = Loader {
-            file,
-            base: store.as_ptr() as usize,
-            store_len: store.len(),
-        };
+        let ld = Loader { file, store };
         let d = config.n_embd;
         let embd_info = ld.info("token_embd.weight")?;
         let n_vocab = match embd_info.dims.as_slice() {
@@ -383,28 +374,6 @@ impl Decoder {
                 });
             }
         }
-        if let Ok(tokens) = file.get_array("tokenizer.ggml.tokens") {
-            if tokens.len() != n_vocab {
-                return Err(NnError::BadHyperparameter {
-                    key: "tokenizer.ggml.tokens".into(),
-                    reason: format!(
-                        "{} tokens but token_embd.weight has {n_vocab} rows",
-                        tokens.len()
-                    ),
-                });
-            }
-        }
-        for key in SPECIAL_ID_KEYS {
-            if let Some(v) = file.get(key) {
-                let id = v.as_u64();
-                if id.is_none_or(|id| id >= n_vocab as u64) {
-                    return Err(NnError::BadHyperparameter {
-                        key: (*key).into(),
-                        reason: format!("token id {v:?} is outside the vocabulary of {n_vocab}"),
-                    });
-                }
-            }
-        }
         config.validate()?;
 
         let token_embd = ld.matrix("token_embd.weight", d, n_vocab)?;
@@ -414,8 +383,7 @@ impl Decoder {
             token_embd.clone()
         };
         let output_norm = ld.vector("output_norm.weight", d)?;
-        if let Some(info) = file.tensor("rope_freqs.weight") {
-            let _ = info;
+        if file.tensor("rope_freqs.weight").is_some() {
             let n = config.layers.first().map_or(0, |l| l.rope.n_dims / 2);
             let ff = ld.vector("rope_freqs.weight", n)?;
             for l in &mut config.layers {

@@ -2,7 +2,6 @@
 
 use core::fmt;
 
-use realizar_format_gguf::GgufError;
 use realizar_quant::QuantError;
 
 /// What went wrong while building a model from a file or running it.
@@ -18,8 +17,8 @@ pub enum NnError {
     Metadata {
         /// The key.
         key: String,
-        /// The reader's error.
-        source: Box<GgufError>,
+        /// The source's error (the file format's, with where it is).
+        source: crate::source::SourceError,
     },
     /// A hyperparameter is present but inconsistent (zero, not dividing, out of range).
     BadHyperparameter {
@@ -53,8 +52,8 @@ pub enum NnError {
     TensorData {
         /// The tensor's name.
         name: String,
-        /// The reader's error.
-        source: Box<GgufError>,
+        /// What is wrong.
+        reason: String,
     },
     /// A token id outside the vocabulary.
     TokenOutOfRange {
@@ -114,7 +113,7 @@ impl fmt::Display for NnError {
             NnError::UnsupportedTensorType { name, ty } => {
                 write!(f, "tensor `{name}` has unsupported type {ty}")
             }
-            NnError::TensorData { name, source } => write!(f, "tensor `{name}`: {source}"),
+            NnError::TensorData { name, reason } => write!(f, "tensor `{name}`: {reason}"),
             NnError::TokenOutOfRange { id, vocab } => {
                 write!(f, "token id {id} is outside the vocabulary (size {vocab})")
             }
@@ -132,9 +131,7 @@ impl fmt::Display for NnError {
 impl std::error::Error for NnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            NnError::Metadata { source, .. } | NnError::TensorData { source, .. } => {
-                Some(&**source)
-            }
+            NnError::Metadata { source, .. } => Some(&**source),
             NnError::Quant { source, .. } => Some(source),
             _ => None,
         }

@@ -3,8 +3,9 @@
 //! The layers run on f32 activations over quantized weights from `realizar-quant`; the compute
 //! backend trait lives here so that other backends (CUDA) can implement it.
 //!
-//! A [`Decoder`] is built from a parsed GGUF file and the bytes it was parsed from (normally a
-//! memory map shared through an `Arc`); its weights stay in those bytes. [`Decoder::forward`]
+//! A [`Decoder`] is built from a [`ModelSource`] (metadata and named tensors in a shared byte
+//! store, normally a memory map; the runtime adapts GGUF files to it); its weights stay in
+//! those bytes. This crate reads no file format. [`Decoder::forward`]
 //! runs a batch of tokens against a [`KvCache`] and returns logits.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@ mod error;
 pub mod kv;
 pub mod layers;
 pub mod reference;
+pub mod source;
 
 pub use backend::{
     ActScratch, AttentionShape, Backend, CpuBackend, Order, QTensor, Queries, Rows, Spread,
@@ -27,3 +29,4 @@ pub use decoder::{
 pub use error::NnError;
 pub use kv::{KvCache, KvType};
 pub use reference::ReferenceBackend;
+pub use source::{ModelSource, SourceError, TensorEntry};

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod embed;
 mod error;
 pub mod generate;
+pub mod gguf_source;
 pub mod model;
 pub mod models;
 pub mod sampling;

@@ -16,6 +16,7 @@ use realizar_tokenize::{ChatMessage, ChatTemplate, EncodeOptions, TextStream, To
 use crate::batch::{BatchDecoder, BatchOptions};
 use crate::batcher::{BatchText, Batcher, BatcherConfig};
 use crate::embed::Embedder;
+use crate::gguf_source::{check_vocabulary, GgufSource};
 use crate::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
 use crate::RuntimeError;
 
@@ -287,7 +288,9 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
         source: Box::new(source),
     })?;
     let bytes: WeightBytes = map.clone();
-    let decoder = Decoder::from_gguf(&file, bytes, backend).map_err(model_err)?;
+    let decoder =
+        Decoder::from_source(&GgufSource::new(&file, bytes), backend).map_err(model_err)?;
+    check_vocabulary(&file, decoder.config().n_vocab).map_err(model_err)?;
     let tok_err = |source| RuntimeError::Tokenizer {
         path: path.to_path_buf(),
         source,

@@ -4,10 +4,9 @@
 //! Follows llama.cpp src/models/gemma3.cpp and src/llama-model.cpp (`LLM_ARCH_GEMMA3`), and
 //! Hugging Face transformers models/gemma3/modeling_gemma3.py.
 
-use realizar_format_gguf::GgufFile;
-
 use super::{Meta, Shape};
 use crate::layers::{Rope, RopeLayout};
+use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
 /// Every `SWA_PATTERN`-th layer (1-based) attends globally; llama.cpp hard-codes it.
@@ -15,8 +14,8 @@ pub const SWA_PATTERN: usize = 6;
 /// Rope base of the sliding-window layers (hard-coded in llama.cpp, not in the GGUF).
 pub const LOCAL_ROPE_BASE: f32 = 10_000.0;
 
-/// The configuration of a `gemma3` GGUF file.
-pub fn config(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
+/// The configuration of a `gemma3` model.
+pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
     let m = Meta {
         file,
         arch: "gemma3",

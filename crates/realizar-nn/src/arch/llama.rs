@@ -2,14 +2,13 @@
 //! (adjacent pairs) layout — llama.cpp's converter permutes Q/K so that GGUF llama models use it.
 //! Follows llama.cpp src/models/llama.cpp.
 
-use realizar_format_gguf::GgufFile;
-
 use super::{Meta, Shape};
 use crate::layers::{Rope, RopeLayout};
+use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
-/// The configuration of a `llama` GGUF file.
-pub fn config(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
+/// The configuration of a `llama` model.
+pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
     let m = Meta {
         file,
         arch: "llama",

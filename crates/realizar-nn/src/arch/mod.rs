@@ -1,21 +1,22 @@
-//! Architectures: each module maps a GGUF file's metadata to a [`DecoderConfig`]; the tensor
-//! names are llama.cpp's (`token_embd.weight`, `blk.N.attn_q.weight`, ...), shared by all.
+//! Architectures: each module maps a model's metadata ([`ModelSource`], llama.cpp's GGUF keys)
+//! to a [`DecoderConfig`]; the tensor names are llama.cpp's (`token_embd.weight`,
+//! `blk.N.attn_q.weight`, ...), shared by all.
 
 pub mod gemma3;
 pub mod llama;
 
-use realizar_format_gguf::GgufFile;
-
+use crate::source::{ModelSource, SourceError};
 use crate::{DecoderConfig, NnError};
 
 /// The architectures this crate implements, by `general.architecture` value.
 pub const SUPPORTED: &[&str] = &["llama", "gemma3"];
 
-/// The decoder configuration of a GGUF file, by its `general.architecture`.
-pub fn config_from_gguf(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
-    let arch = file.architecture().map_err(|source| NnError::Metadata {
-        key: "general.architecture".into(),
-        source: Box::new(source),
+/// The decoder configuration of a model, by its `general.architecture`.
+pub fn config_from_source(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
+    let key = "general.architecture";
+    let arch = file.get_str(key).map_err(|source| NnError::Metadata {
+        key: key.into(),
+        source,
     })?;
     match arch {
         "llama" => llama::config(file),
@@ -25,8 +26,8 @@ pub fn config_from_gguf(file: &GgufFile<'_>) -> Result<DecoderConfig, NnError> {
 }
 
 /// Typed access to `{arch}.*` metadata with errors that name the key.
-pub(crate) struct Meta<'f, 'a> {
-    pub file: &'f GgufFile<'a>,
+pub(crate) struct Meta<'f> {
+    pub file: &'f dyn ModelSource,
     pub arch: &'static str,
 }
 
@@ -40,7 +41,7 @@ pub(crate) struct Shape {
     pub head_dim: usize,
 }
 
-impl Meta<'_, '_> {
+impl Meta<'_> {
     /// Width, blocks, heads, kv heads (default: heads), FFN width and head dimension
     /// (`attention.key_length`, else width / heads, which must divide); a value length must
     /// equal the key length.
@@ -84,11 +85,8 @@ impl Meta<'_, '_> {
         format!("{}.{suffix}", self.arch)
     }
 
-    fn err(&self, key: String, source: realizar_format_gguf::GgufError) -> NnError {
-        NnError::Metadata {
-            key,
-            source: Box::new(source),
-        }
+    fn err(&self, key: String, source: SourceError) -> NnError {
+        NnError::Metadata { key, source }
     }
 
     /// A required positive integer.
@@ -109,7 +107,7 @@ impl Meta<'_, '_> {
 
     /// An optional positive integer.
     pub fn opt_count(&self, suffix: &str) -> Result<Option<usize>, NnError> {
-        if self.file.get(&self.key(suffix)).is_none() {
+        if !self.file.has(&self.key(suffix)) {
             return Ok(None);
         }
         self.count(suffix).map(Some)
@@ -118,7 +116,7 @@ impl Meta<'_, '_> {
     /// An optional float.
     pub fn opt_f32(&self, suffix: &str) -> Result<Option<f32>, NnError> {
         let key = self.key(suffix);
-        if self.file.get(&key).is_none() {
+        if !self.file.has(&key) {
             return Ok(None);
         }
         let v = self
@@ -148,9 +146,9 @@ impl Meta<'_, '_> {
     /// `rope.scaling.*`: the linear frequency scale (1 / factor), 1.0 without scaling.
     pub fn rope_freq_scale(&self) -> Result<f32, NnError> {
         let ty_key = self.key("rope.scaling.type");
-        let ty = match self.file.get(&ty_key) {
-            None => None,
-            Some(_) => Some(
+        let ty = match self.file.has(&ty_key) {
+            false => None,
+            true => Some(
                 self.file
                     .get_str(&ty_key)
                     .map_err(|e| self.err(ty_key.clone(), e))?,

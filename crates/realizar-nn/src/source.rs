@@ -1,0 +1,45 @@
+//! Where an architecture gets its hyperparameters and weights: the [`ModelSource`] trait. This
+//! crate reads no file format; the runtime adapts GGUF files to the trait (and safetensors
+//! directories to the BERT encoder's [`crate::bert::WeightSource`]).
+
+use core::ops::Range;
+
+use crate::decoder::WeightBytes;
+
+/// The error a source reports for a metadata key or a tensor (the format's own error, with
+/// where in the file it is).
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A tensor of a model file: its ggml element type id, its dimensions (ggml order, innermost
+/// first) and where its bytes lie in [`ModelSource::store`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// The ggml type id (`realizar_quant::QuantType::from_ggml_id`).
+    pub ggml_type: u32,
+    /// The type's name, for errors.
+    pub type_name: String,
+    /// Dimensions, innermost first.
+    pub dims: Vec<u64>,
+    /// The byte range in the store.
+    pub bytes: Range<usize>,
+}
+
+/// A model's hyperparameters and named tensors (llama.cpp's names: `token_embd.weight`,
+/// `blk.N.attn_q.weight`, ...), as the decoder architectures read them. Metadata getters
+/// accept what GGUF readers accept (any non-negative integer that fits a `u32`; `f32` or `f64`)
+/// and fail with the source's own error, which names the key and where it is.
+pub trait ModelSource {
+    /// Whether a metadata key is present.
+    fn has(&self, key: &str) -> bool;
+    /// A non-negative integer that fits a `u32`.
+    fn get_u32(&self, key: &str) -> Result<u32, SourceError>;
+    /// A float.
+    fn get_f32(&self, key: &str) -> Result<f32, SourceError>;
+    /// A string.
+    fn get_str(&self, key: &str) -> Result<&str, SourceError>;
+    /// A tensor, if present.
+    fn tensor(&self, name: &str) -> Option<TensorEntry>;
+    /// The bytes every [`TensorEntry::bytes`] range refers to (normally the mapped file),
+    /// shared so that the weights are used in place.
+    fn store(&self) -> WeightBytes;
+}
