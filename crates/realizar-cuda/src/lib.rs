@@ -11,7 +11,10 @@
 use core::convert::Infallible;
 use core::fmt;
 
-use realizar_nn::{ActScratch, AttentionShape, Backend, NnError, QTensor, Queries, Rows, Spread};
+use realizar_nn::{
+    ActScratch, AttentionShape, Backend, EncoderSeq, KvLayout, KvState, NnError, QTensor, Queries,
+    Rows, Spread, Weight, WeightBytes,
+};
 
 /// Why the CUDA backend cannot run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,12 +71,45 @@ impl Backend for CudaBackend {
         match self.never {}
     }
 
+    fn upload(&self, _: QTensor, _: &WeightBytes) -> Result<Weight, NnError> {
+        match self.never {}
+    }
+
+    fn get_rows(&self, _: &Weight, _: &[u32], _: &mut [f32]) -> Result<(), NnError> {
+        match self.never {}
+    }
+
+    fn new_kv(&self, _: KvLayout) -> Result<Box<dyn KvState>, NnError> {
+        match self.never {}
+    }
+
+    fn store_kv(
+        &self,
+        _: &mut dyn KvState,
+        _: usize,
+        _: usize,
+        _: &[f32],
+        _: &[f32],
+    ) -> Result<(), NnError> {
+        match self.never {}
+    }
+
     fn linear(
         &self,
-        _: &[(&QTensor, &[u8])],
+        _: &[&Weight],
         _: Rows<'_>,
         _: &mut [&mut [f32]],
         _: &mut ActScratch,
+    ) -> Result<(), NnError> {
+        match self.never {}
+    }
+
+    fn encoder_attention(
+        &self,
+        _: &AttentionShape,
+        _: &[f32],
+        _: &[EncoderSeq<'_>],
+        _: &mut [f32],
     ) -> Result<(), NnError> {
         match self.never {}
     }

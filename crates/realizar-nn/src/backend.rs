@@ -5,15 +5,18 @@
 //! Those are what a backend provides; the cheap element-wise steps (norms, RoPE, activations)
 //! stay in the decoder. The CPU backend threads both over a persistent rayon pool.
 
+use core::any::Any;
 use core::fmt;
 use core::ops::Range;
+use std::sync::Arc;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use realizar_quant::{vecops, QuantType};
 
-use crate::kv::{KvCache, KvView};
+use crate::decoder::WeightBytes;
+use crate::kv::{KvCache, KvState, KvType, KvView};
 use crate::NnError;
 
 /// A weight matrix in the model's byte store: `rows` rows of `cols` elements of type `ty`,
@@ -49,6 +52,70 @@ impl QTensor {
                 reason: format!("tensor `{}` lies outside the weight store", self.name),
             })
     }
+}
+
+/// A weight matrix a backend holds: its shape and the backend's own storage of its bytes,
+/// made once by [`Backend::upload`] (a view of the mapped file for the CPU, device memory for
+/// a GPU). Cloning shares the storage.
+#[derive(Clone)]
+pub struct Weight {
+    /// Name, type and shape (its `offset`/`len` locate it in the store it was uploaded from).
+    pub info: QTensor,
+    data: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for Weight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Weight")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Weight {
+    fn eq(&self, other: &Weight) -> bool {
+        self.info == other.info && Arc::ptr_eq(&self.data, &other.data)
+    }
+}
+
+impl Weight {
+    /// A weight whose storage is `data` (a backend's own type).
+    pub fn new(info: QTensor, data: Arc<dyn Any + Send + Sync>) -> Weight {
+        Weight { info, data }
+    }
+
+    /// The backend's storage, if it is a `T`.
+    pub fn data<T: Any>(&self) -> Option<&T> {
+        self.data.downcast_ref::<T>()
+    }
+}
+
+/// Host storage of a weight: the shared store it lies in ([`Backend::upload`]'s default).
+struct HostWeight(WeightBytes);
+
+/// The bytes of a weight uploaded to a host backend.
+pub fn host_bytes(w: &Weight) -> Result<&[u8], NnError> {
+    let store = w
+        .data::<HostWeight>()
+        .ok_or_else(|| NnError::InvalidArgument {
+            reason: format!("weight `{}` was uploaded to another backend", w.info.name),
+        })?;
+    w.info.bytes((*store.0).as_ref())
+}
+
+/// The shape of a sequence's key/value state ([`Backend::new_kv`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    /// Element type.
+    pub ty: KvType,
+    /// Layers.
+    pub n_layer: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Dimension of each head.
+    pub head_dim: usize,
+    /// Positions.
+    pub capacity: usize,
 }
 
 /// Scratch space a backend may use for quantized activations; kept by the caller so that the
@@ -141,8 +208,8 @@ pub struct Rows<'a> {
 pub struct Queries<'a> {
     /// The queries, row-major.
     pub q: &'a [f32],
-    /// The cache.
-    pub cache: &'a KvCache,
+    /// The sequence's key/value state.
+    pub cache: &'a dyn KvState,
     /// The layer.
     pub layer: usize,
     /// The queries' positions.
@@ -158,6 +225,18 @@ pub enum Spread {
     /// task per sequence, so that the heads sharing a key/value head run one after the other
     /// while its rows are in cache).
     CallingThread,
+}
+
+/// One sequence's rows in an encoder attention call ([`Backend::encoder_attention`]): rows
+/// `start..start + len` of the pass, and which of them its queries may see (`1`: kept).
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderSeq<'a> {
+    /// First row.
+    pub start: usize,
+    /// Rows.
+    pub len: usize,
+    /// The attention mask over its rows (`None`: every row is seen).
+    pub mask: Option<&'a [u32]>,
 }
 
 /// The operations a forward pass delegates to a compute backend: matrix products and
@@ -176,16 +255,84 @@ pub trait Backend: Send + Sync + fmt::Debug {
         f()
     }
 
+    /// Takes a weight matrix once, for the model's lifetime: `info` locates it in `store` (the
+    /// mapped file). A device backend copies it up here; the default (for host backends)
+    /// keeps a view of `store` and checks that the matrix lies inside it.
+    fn upload(&self, info: QTensor, store: &WeightBytes) -> Result<Weight, NnError> {
+        info.bytes((**store).as_ref())?;
+        Ok(Weight::new(info, Arc::new(HostWeight(store.clone()))))
+    }
+
+    /// Rows `ids` of `w` as f32 (the token embedding lookup), `w.cols` floats each, into
+    /// `out`. The default dequantizes host bytes.
+    fn get_rows(&self, w: &Weight, ids: &[u32], out: &mut [f32]) -> Result<(), NnError> {
+        let (bytes, rb, n) = (host_bytes(w)?, w.info.row_bytes(), w.info.cols);
+        for (xt, &id) in out.chunks_exact_mut(n).zip(ids) {
+            let row = bytes.get(id as usize * rb..(id as usize + 1) * rb).ok_or(
+                NnError::TokenOutOfRange {
+                    id,
+                    vocab: w.info.rows,
+                },
+            )?;
+            realizar_quant::dequantize_row(w.info.ty, row, xt).map_err(|source| {
+                NnError::Quant {
+                    what: w.info.name.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A sequence's key/value state. The default is a host [`KvCache`].
+    fn new_kv(&self, layout: KvLayout) -> Result<Box<dyn KvState>, NnError> {
+        let KvLayout {
+            ty,
+            n_layer,
+            n_head_kv,
+            head_dim,
+            capacity,
+        } = layout;
+        Ok(Box::new(KvCache::new(
+            ty, n_layer, n_head_kv, head_dim, capacity,
+        )?))
+    }
+
+    /// Writes the keys and values (`n_head_kv * head_dim` each) of position `pos` of `layer`
+    /// into `kv` (made by this backend). The default writes a host [`KvCache`].
+    fn store_kv(
+        &self,
+        kv: &mut dyn KvState,
+        layer: usize,
+        pos: usize,
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<(), NnError> {
+        host_kv_mut(kv)?.store(layer, pos, k, v);
+        Ok(())
+    }
+
     /// Products of the same input with one or more matrices: `outs[j][t * w.rows + r] =
     /// W_j[r] · x[t]` for `t < rows.m`, with `x` quantized to the weights' dot-product type
     /// first (as ggml does). The matrices must share their width and dot-product type. With
     /// [`Order::BatchInvariant`] each result is exactly that of the matrix and row alone.
     fn linear(
         &self,
-        ws: &[(&QTensor, &[u8])],
+        ws: &[&Weight],
         rows: Rows<'_>,
         outs: &mut [&mut [f32]],
         act: &mut ActScratch,
+    ) -> Result<(), NnError>;
+
+    /// Bidirectional self-attention of an encoder pass (BERT): `qkv` holds `[q | k | v]` for
+    /// every row (`3 * n_head * head_dim` each); each row attends to the rows of its own
+    /// sequence that the sequence's mask keeps; writes `n_head * head_dim` per row into `out`.
+    fn encoder_attention(
+        &self,
+        shape: &AttentionShape,
+        qkv: &[f32],
+        seqs: &[EncoderSeq<'_>],
+        out: &mut [f32],
     ) -> Result<(), NnError>;
 
     /// Causal attention of `queries` over their cache; writes `m * n_head * head_dim` into
@@ -197,6 +344,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
         spread: Spread,
         out: &mut [f32],
     ) -> Result<(), NnError>;
+}
+
+/// The host cache behind a key/value state (for host backends).
+pub fn host_kv(kv: &dyn KvState) -> Result<&KvCache, NnError> {
+    kv.as_host().ok_or_else(|| NnError::InvalidArgument {
+        reason: "the key/value state was made by another backend".into(),
+    })
+}
+
+/// [`host_kv`], mutably.
+pub fn host_kv_mut(kv: &mut dyn KvState) -> Result<&mut KvCache, NnError> {
+    kv.as_host_mut().ok_or_else(|| NnError::InvalidArgument {
+        reason: "the key/value state was made by another backend".into(),
+    })
 }
 
 /// Product elements from which [`CpuBackend::linear`] scatters its threads' results into the
@@ -374,6 +535,29 @@ impl CpuBackend {
     }
 }
 
+/// The most matrices one [`Backend::linear`] call of a host backend takes (Q, K and V).
+pub const MAX_GROUP: usize = 4;
+
+/// Runs `f` on the matrices' host bytes, without allocating.
+pub fn with_host_bytes<R>(
+    ws: &[&Weight],
+    f: impl FnOnce(&[(&QTensor, &[u8])]) -> Result<R, NnError>,
+) -> Result<R, NnError> {
+    let Some(&first) = ws.first() else {
+        return f(&[]);
+    };
+    if ws.len() > MAX_GROUP {
+        return Err(NnError::InvalidArgument {
+            reason: format!("{} matrices in one product (at most {MAX_GROUP})", ws.len()),
+        });
+    }
+    let mut buf = [(&first.info, &[][..]); MAX_GROUP];
+    for (slot, w) in buf.iter_mut().zip(ws) {
+        *slot = (&w.info, host_bytes(w)?);
+    }
+    f(&buf[..ws.len()])
+}
+
 fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ {
     move |source| NnError::Quant {
         what: what.to_string(),
@@ -396,12 +580,12 @@ impl Backend for CpuBackend {
 
     fn linear(
         &self,
-        ws: &[(&QTensor, &[u8])],
+        ws: &[&Weight],
         rows: Rows<'_>,
         outs: &mut [&mut [f32]],
         act: &mut ActScratch,
     ) -> Result<(), NnError> {
-        self.linear_rows(ws, rows, outs, act)
+        with_host_bytes(ws, |wb| self.linear_rows(wb, rows, outs, act))
     }
 
     fn attention(
@@ -412,6 +596,17 @@ impl Backend for CpuBackend {
         out: &mut [f32],
     ) -> Result<(), NnError> {
         self.attend(shape, queries, spread, out)
+    }
+
+    fn encoder_attention(
+        &self,
+        shape: &AttentionShape,
+        qkv: &[f32],
+        seqs: &[EncoderSeq<'_>],
+        out: &mut [f32],
+    ) -> Result<(), NnError> {
+        self.pool
+            .install(|| encoder_attention_host(shape, qkv, seqs, out))
     }
 }
 
@@ -431,6 +626,7 @@ impl CpuBackend {
             layer,
             pos,
         } = queries;
+        let cache = host_kv(cache)?;
         let spread = spread == Spread::Pool;
         let AttentionShape {
             n_head,
@@ -508,6 +704,110 @@ impl CpuBackend {
         })
     }
 }
+
+/// The dot product of two equal-length slices, in [`LANES`] partial sums.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let (ac, ar) = a.split_at(n - n % LANES);
+    let (bc, br) = b.split_at(n - n % LANES);
+    for (x, y) in ac.chunks_exact(LANES).zip(bc.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// [`Backend::encoder_attention`] on the host, over the current rayon pool: f32 dot products
+/// in [`LANES`] partial sums, a plain softmax.
+pub(crate) fn encoder_attention_host(
+    shape: &AttentionShape,
+    qkv: &[f32],
+    seqs: &[EncoderSeq<'_>],
+    ctx: &mut [f32],
+) -> Result<(), NnError> {
+    let d = shape.head_dim;
+    let h = shape.n_head * d;
+    let scale = shape.kq_scale;
+    let rows: usize = seqs.iter().map(|s| s.len).sum();
+    let bad = seqs
+        .iter()
+        .any(|s| s.mask.is_some_and(|m| m.len() != s.len) || s.start + s.len > rows);
+    if shape.n_head_kv != shape.n_head || bad || qkv.len() < rows * 3 * h || ctx.len() < rows * h {
+        return Err(NnError::InvalidArgument {
+            reason: "encoder attention: buffers do not fit the shape".into(),
+        });
+    }
+    // The sequence of every packed row.
+    let owner: Vec<usize> = seqs
+        .iter()
+        .enumerate()
+        .flat_map(|(s, seq)| std::iter::repeat_n(s, seq.len))
+        .collect();
+    ctx[..rows * h]
+        .par_chunks_exact_mut(h)
+        .zip(owner.par_iter())
+        .enumerate()
+        .for_each_init(Vec::new, |scores, (i, (out, &s))| {
+            let Some(span) = seqs.get(s) else {
+                return;
+            };
+            let mask = span.mask;
+            let q_row = row(qkv, i, 3 * h);
+            for head in 0..shape.n_head {
+                let q = q_row.get(head * d..(head + 1) * d).unwrap_or_default();
+                scores.clear();
+                let mut max = f32::NEG_INFINITY;
+                for j in 0..span.len {
+                    let keep = mask.is_none_or(|m| m.get(j) == Some(&1));
+                    if !keep {
+                        scores.push(f32::NEG_INFINITY);
+                        continue;
+                    }
+                    let k_row = row(qkv, span.start + j, 3 * h);
+                    let k = k_row
+                        .get(h + head * d..h + (head + 1) * d)
+                        .unwrap_or_default();
+                    let sc = dot(q, k) * scale;
+                    max = max.max(sc);
+                    scores.push(sc);
+                }
+                let mut sum = 0f32;
+                for sc in scores.iter_mut() {
+                    *sc = (*sc - max).exp();
+                    sum += *sc;
+                }
+                let inv = 1.0 / sum;
+                let o = out.get_mut(head * d..(head + 1) * d).unwrap_or_default();
+                o.fill(0.0);
+                for (j, &p) in scores.iter().enumerate() {
+                    if p == 0.0 {
+                        continue;
+                    }
+                    let v_row = row(qkv, span.start + j, 3 * h);
+                    let v = v_row
+                        .get(2 * h + head * d..2 * h + (head + 1) * d)
+                        .unwrap_or_default();
+                    let p = p * inv;
+                    for (oo, &vv) in o.iter_mut().zip(v) {
+                        *oo += p * vv;
+                    }
+                }
+            }
+        });
+    Ok(())
+}
+
+/// Row `i` of a `[_, width]` matrix (empty when out of range).
+fn row(m: &[f32], i: usize, width: usize) -> &[f32] {
+    m.get(i * width..(i + 1) * width).unwrap_or_default()
+}
+
+/// Lanes of [`dot`]'s partial sums.
+const LANES: usize = 16;
 
 /// How many consecutive query heads of a key/value group of `group` one attention task takes:
 /// the most, up to four, that divide the group and leave at least `min_tasks` tasks over

@@ -38,7 +38,8 @@
 //!     let fill = if name.ends_with("LayerNorm.weight") { 1.0 } else { 0.01 };
 //!     tensors.insert(name, F32Tensor { shape, data: vec![fill; n] });
 //! }
-//! let model = BertModel::load(config, &tensors).unwrap();
+//! let backend = std::sync::Arc::new(realizar_nn::CpuBackend::new(1).unwrap());
+//! let model = BertModel::load(config, &tensors, backend).unwrap();
 //! let out = model.encode(&[BertInput::new(&[1, 2, 3])]).unwrap();
 //! assert_eq!(out[0].len(), 3 * 4);
 //! ```
@@ -48,6 +49,14 @@ use std::collections::HashMap;
 use std::error::Error;
 
 use rayon::prelude::*;
+use realizar_quant::QuantType;
+use std::sync::Arc;
+
+use crate::backend::{
+    ActScratch, AttentionShape, Backend, EncoderSeq, Order, QTensor, Rows, Weight,
+};
+use crate::decoder::WeightBytes;
+use crate::NnError;
 
 /// The activation of the intermediate (feed-forward) layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +261,8 @@ pub enum BertError {
         /// Elements it holds.
         found: usize,
     },
+    /// The compute backend refused an operation (a weight upload, a product, attention).
+    Backend(Box<NnError>),
     /// The weight source failed to read a tensor.
     Source {
         /// The tensor name.
@@ -348,6 +359,7 @@ impl fmt::Display for BertError {
                 "tensor `{name}` holds {found} elements, its shape implies {expected}"
             ),
             BertError::Source { name, .. } => write!(f, "cannot read tensor `{name}`"),
+            BertError::Backend(e) => write!(f, "backend: {e}"),
             BertError::EmptySequence { sequence } => {
                 write!(f, "input {sequence} has no tokens")
             }
@@ -398,6 +410,7 @@ impl Error for BertError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             BertError::Source { source, .. } => Some(source.as_ref()),
+            BertError::Backend(e) => Some(&**e),
             _ => None,
         }
     }
@@ -429,10 +442,19 @@ impl<'a> BertInput<'a> {
 /// A dense layer `y = x W^T + b`, with `W` stored `[out, in]` row-major.
 #[derive(Debug, Clone)]
 struct Linear {
-    weight: Vec<f32>,
+    /// `[out_dim, in_dim]`, f32, held by the backend.
+    weight: Weight,
     bias: Vec<f32>,
-    in_dim: usize,
     out_dim: usize,
+}
+
+/// An f32 tensor's elements as the bytes a backend uploads.
+struct F32Store(Vec<f32>);
+
+impl AsRef<[u8]> for F32Store {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -456,6 +478,7 @@ struct EncoderLayer {
 #[derive(Debug, Clone)]
 pub struct BertModel {
     config: BertConfig,
+    backend: Arc<dyn Backend>,
     word: Vec<f32>,
     position: Vec<f32>,
     token_type: Vec<f32>,
@@ -467,6 +490,7 @@ pub struct BertModel {
 struct Loader<'a> {
     source: &'a dyn WeightSource,
     prefix: &'static str,
+    backend: &'a dyn Backend,
 }
 
 impl Loader<'_> {
@@ -503,12 +527,34 @@ impl Loader<'_> {
     }
 
     fn linear(&self, name: &str, out_dim: usize, in_dim: usize) -> Result<Linear, BertError> {
+        let data = self.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
         Ok(Linear {
-            weight: self.get(&format!("{name}.weight"), &[out_dim, in_dim])?,
+            weight: self.upload(name, data, out_dim, in_dim)?,
             bias: self.get(&format!("{name}.bias"), &[out_dim])?,
-            in_dim,
             out_dim,
         })
+    }
+
+    /// Gives an `[out_dim, in_dim]` f32 matrix to the backend.
+    fn upload(
+        &self,
+        name: &str,
+        data: Vec<f32>,
+        out_dim: usize,
+        in_dim: usize,
+    ) -> Result<Weight, BertError> {
+        let info = QTensor {
+            name: format!("{}{name}.weight", self.prefix),
+            ty: QuantType::F32,
+            rows: out_dim,
+            cols: in_dim,
+            offset: 0,
+            len: data.len() * 4,
+        };
+        let store: WeightBytes = Arc::new(F32Store(data));
+        self.backend
+            .upload(info, &store)
+            .map_err(|e| BertError::Backend(Box::new(e)))
     }
 
     fn norm(&self, name: &str, dim: usize) -> Result<LayerNorm, BertError> {
@@ -525,7 +571,11 @@ impl BertModel {
     /// Tensor names are those of a Hugging Face `BertModel` (`embeddings.word_embeddings.weight`,
     /// `encoder.layer.0.attention.self.query.weight`, ...); a checkpoint of a model with heads
     /// (`BertForMaskedLM` and the like) stores them under `bert.`, which is detected.
-    pub fn load(config: BertConfig, source: &dyn WeightSource) -> Result<BertModel, BertError> {
+    pub fn load(
+        config: BertConfig,
+        source: &dyn WeightSource,
+        backend: Arc<dyn Backend>,
+    ) -> Result<BertModel, BertError> {
         config.validate()?;
         let probe = "embeddings.word_embeddings.weight";
         let prefix = if !source.contains(probe) && source.contains(&format!("bert.{probe}")) {
@@ -533,7 +583,11 @@ impl BertModel {
         } else {
             ""
         };
-        let loader = Loader { source, prefix };
+        let loader = Loader {
+            source,
+            prefix,
+            backend: &*backend,
+        };
         let h = config.hidden_size;
         let i = config.intermediate_size;
         let word = loader.get(probe, &[config.vocab_size, h])?;
@@ -549,13 +603,16 @@ impl BertModel {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
-            let q = loader.linear(&format!("{p}.attention.self.query"), h, h)?;
-            let k = loader.linear(&format!("{p}.attention.self.key"), h, h)?;
-            let v = loader.linear(&format!("{p}.attention.self.value"), h, h)?;
+            // Query, key and value stacked into one `[3 * hidden, hidden]` product.
+            let (mut w, mut b) = (Vec::with_capacity(3 * h * h), Vec::with_capacity(3 * h));
+            for part in ["query", "key", "value"] {
+                let name = format!("{p}.attention.self.{part}");
+                w.extend(loader.get(&format!("{name}.weight"), &[h, h])?);
+                b.extend(loader.get(&format!("{name}.bias"), &[h])?);
+            }
             let qkv = Linear {
-                weight: [q.weight, k.weight, v.weight].concat(),
-                bias: [q.bias, k.bias, v.bias].concat(),
-                in_dim: h,
+                weight: loader.upload(&format!("{p}.attention.self.qkv"), w, 3 * h, h)?,
+                bias: b,
                 out_dim: 3 * h,
             };
             layers.push(EncoderLayer {
@@ -569,6 +626,7 @@ impl BertModel {
         }
         Ok(BertModel {
             config,
+            backend,
             word,
             position,
             token_type,
@@ -707,9 +765,18 @@ impl BertModel {
         }
         // Each packed row's sequence, and the key mask of the batch.
         let masks: Vec<Option<&[u32]>> = inputs.iter().map(|i| i.attention_mask).collect();
+        let seqs: Vec<EncoderSeq<'_>> = spans
+            .iter()
+            .zip(&masks)
+            .map(|(span, &mask)| EncoderSeq {
+                start: span.start,
+                len: span.len,
+                mask,
+            })
+            .collect();
         let mut scratch = Scratch::new(rows, c);
         for layer in &self.layers {
-            self.layer_forward(layer, &mut x, &spans, &masks, &mut scratch);
+            self.layer_forward(layer, &mut x, &seqs, &mut scratch)?;
             if all_layers {
                 states.push(x.clone());
             }
@@ -724,27 +791,63 @@ impl BertModel {
         &self,
         layer: &EncoderLayer,
         x: &mut [f32],
-        spans: &[Span],
-        masks: &[Option<&[u32]>],
+        seqs: &[EncoderSeq<'_>],
         s: &mut Scratch,
-    ) {
+    ) -> Result<(), BertError> {
         let c = &self.config;
         let h = c.hidden_size;
         let eps = c.layer_norm_eps;
-        linear(x, &layer.qkv, &mut s.qkv);
-        attention(&s.qkv, spans, masks, c, &mut s.ctx);
-        linear(&s.ctx, &layer.attn_out, &mut s.proj);
+        let be = &*self.backend;
+        linear(be, x, &layer.qkv, &mut s.qkv, &mut s.act)?;
+        let shape = AttentionShape {
+            n_head: c.num_attention_heads,
+            n_head_kv: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            kq_scale: 1.0 / (c.head_dim() as f32).sqrt(),
+            window: None,
+        };
+        be.encoder_attention(&shape, &s.qkv, seqs, &mut s.ctx)
+            .map_err(|e| BertError::Backend(Box::new(e)))?;
+        linear(be, &s.ctx, &layer.attn_out, &mut s.proj, &mut s.act)?;
         add_in_place(&mut s.proj, x);
         layer_norm_rows(&mut s.proj, h, &layer.attn_norm, eps);
         // s.proj is now the attention block's output.
-        linear(&s.proj, &layer.intermediate, &mut s.inter);
+        linear(be, &s.proj, &layer.intermediate, &mut s.inter, &mut s.act)?;
         match c.hidden_act {
             HiddenAct::Gelu => s.inter.par_iter_mut().for_each(|v| *v = gelu_erf(*v)),
         }
-        linear(&s.inter, &layer.output, x);
+        linear(be, &s.inter, &layer.output, x, &mut s.act)?;
         add_in_place(x, &s.proj);
         layer_norm_rows(x, h, &layer.out_norm, eps);
+        Ok(())
     }
+}
+
+/// `out = x W^T + b` for every row of `x` (`[rows, in]` → `[rows, out]`), the product on
+/// `backend`.
+fn linear(
+    backend: &dyn Backend,
+    x: &[f32],
+    lin: &Linear,
+    out: &mut [f32],
+    act: &mut ActScratch,
+) -> Result<(), BertError> {
+    let n_out = lin.out_dim;
+    let m = out.len() / n_out.max(1);
+    let rows = Rows {
+        x,
+        m,
+        order: Order::BatchInvariant,
+    };
+    backend
+        .linear(&[&lin.weight], rows, &mut [&mut *out], act)
+        .map_err(|e| BertError::Backend(Box::new(e)))?;
+    for r in out.chunks_exact_mut(n_out) {
+        for (v, &b) in r.iter_mut().zip(&lin.bias) {
+            *v += b;
+        }
+    }
+    Ok(())
 }
 
 /// The packed rows of one sequence.
@@ -760,6 +863,7 @@ struct Scratch {
     ctx: Vec<f32>,
     proj: Vec<f32>,
     inter: Vec<f32>,
+    act: ActScratch,
 }
 
 impl Scratch {
@@ -769,6 +873,7 @@ impl Scratch {
             ctx: vec![0.0; rows * c.hidden_size],
             proj: vec![0.0; rows * c.hidden_size],
             inter: vec![0.0; rows * c.intermediate_size],
+            act: ActScratch::default(),
         }
     }
 }
@@ -816,154 +921,6 @@ fn layer_norm_rows(x: &mut [f32], w: usize, norm: &LayerNorm, eps: f64) {
             *v = ((f64::from(*v) - mean) * inv * f64::from(g) + f64::from(b)) as f32;
         }
     });
-}
-
-/// Rows of output per rayon task in [`linear`].
-const ROW_BLOCK: usize = 16;
-/// The narrowest column range a task of [`linear`] is given.
-const MIN_TILE_COLS: usize = 32;
-/// Bytes of weight rows kept hot while a task walks its rows.
-const L1_BLOCK_BYTES: usize = 24 * 1024;
-/// Lanes of the dot-product accumulators (four SSE or two AVX registers, enough independent
-/// sums to hide the addition latency).
-const LANES: usize = 16;
-
-/// `out = x W^T + b` for every row of `x` (`[rows, in]` → `[rows, out]`).
-///
-/// The output is cut into tiles of up to [`ROW_BLOCK`] rows by a column range, enough tiles for
-/// every rayon thread even when there are few rows (one short sentence); each tile is one task.
-/// Inside a tile, a block of weight rows small enough to stay in the L1 cache (about
-/// [`L1_BLOCK_BYTES`]) is applied to every row before the next block.
-fn linear(x: &[f32], lin: &Linear, out: &mut [f32]) {
-    let (n_in, n_out) = (lin.in_dim, lin.out_dim);
-    if n_in == 0 || n_out == 0 {
-        return;
-    }
-    let rows = out.len() / n_out;
-    let row_blocks = rows.div_ceil(ROW_BLOCK).max(1);
-    let wanted = 4 * rayon::current_num_threads();
-    let col_chunks = wanted
-        .div_ceil(row_blocks)
-        .clamp(1, n_out.div_ceil(MIN_TILE_COLS));
-    let tile_cols = n_out.div_ceil(col_chunks);
-
-    // Split every output row into column pieces, and group them by (row block, column range).
-    let mut tiles: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::new();
-    for (rb, block) in out.chunks_mut(ROW_BLOCK * n_out).enumerate() {
-        let first = tiles.len();
-        for (c, _) in (0..n_out).step_by(tile_cols).enumerate() {
-            tiles.push((rb, c * tile_cols, Vec::with_capacity(ROW_BLOCK)));
-        }
-        for row in block.chunks_exact_mut(n_out) {
-            for (piece, tile) in row.chunks_mut(tile_cols).zip(tiles.iter_mut().skip(first)) {
-                tile.2.push(piece);
-            }
-        }
-    }
-    let col_block = (L1_BLOCK_BYTES / 4 / n_in).max(4);
-    tiles.into_par_iter().for_each(|(rb, c0, mut pieces)| {
-        let x_block = x
-            .get(rb * ROW_BLOCK * n_in..)
-            .unwrap_or_default()
-            .chunks_exact(n_in);
-        let width = pieces.first().map_or(0, |p| p.len());
-        for o0 in (c0..c0 + width).step_by(col_block) {
-            let o1 = (o0 + col_block).min(c0 + width);
-            let w_block = lin.weight.get(o0 * n_in..o1 * n_in).unwrap_or_default();
-            let bias = lin.bias.get(o0..o1).unwrap_or_default();
-            for (xr, piece) in x_block.clone().zip(pieces.iter_mut()) {
-                let dst = piece.get_mut(o0 - c0..o1 - c0).unwrap_or_default();
-                for ((v, w), &b) in dst.iter_mut().zip(w_block.chunks_exact(n_in)).zip(bias) {
-                    *v = dot(xr, w) + b;
-                }
-            }
-        }
-    });
-}
-
-/// The dot product of two equal-length slices, in [`LANES`] partial sums.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let (ac, ar) = a.split_at(n - n % LANES);
-    let (bc, br) = b.split_at(n - n % LANES);
-    for (x, y) in ac.chunks_exact(LANES).zip(bc.chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Multi-head self-attention inside each sequence: `qkv` holds `[q | k | v]` per packed row;
-/// writes the concatenated heads' context to `ctx`.
-fn attention(
-    qkv: &[f32],
-    spans: &[Span],
-    masks: &[Option<&[u32]>],
-    c: &BertConfig,
-    ctx: &mut [f32],
-) {
-    let h = c.hidden_size;
-    let d = c.head_dim();
-    let scale = 1.0 / (d as f32).sqrt();
-    // The sequence of every packed row.
-    let owner: Vec<usize> = spans
-        .iter()
-        .enumerate()
-        .flat_map(|(s, span)| std::iter::repeat_n(s, span.len))
-        .collect();
-    ctx.par_chunks_exact_mut(h)
-        .zip(owner.par_iter())
-        .enumerate()
-        .for_each_init(Vec::new, |scores, (i, (out, &s))| {
-            let (Some(span), Some(mask)) = (spans.get(s), masks.get(s)) else {
-                return;
-            };
-            let q_row = row(qkv, i, 3 * h);
-            for head in 0..c.num_attention_heads {
-                let q = q_row.get(head * d..(head + 1) * d).unwrap_or_default();
-                scores.clear();
-                let mut max = f32::NEG_INFINITY;
-                for j in 0..span.len {
-                    let keep = mask.is_none_or(|m| m.get(j) == Some(&1));
-                    if !keep {
-                        scores.push(f32::NEG_INFINITY);
-                        continue;
-                    }
-                    let k_row = row(qkv, span.start + j, 3 * h);
-                    let k = k_row
-                        .get(h + head * d..h + (head + 1) * d)
-                        .unwrap_or_default();
-                    let sc = dot(q, k) * scale;
-                    max = max.max(sc);
-                    scores.push(sc);
-                }
-                let mut sum = 0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - max).exp();
-                    sum += *sc;
-                }
-                let inv = 1.0 / sum;
-                let o = out.get_mut(head * d..(head + 1) * d).unwrap_or_default();
-                o.fill(0.0);
-                for (j, &p) in scores.iter().enumerate() {
-                    if p == 0.0 {
-                        continue;
-                    }
-                    let v_row = row(qkv, span.start + j, 3 * h);
-                    let v = v_row
-                        .get(2 * h + head * d..2 * h + (head + 1) * d)
-                        .unwrap_or_default();
-                    let p = p * inv;
-                    for (oo, &vv) in o.iter_mut().zip(v) {
-                        *oo += p * vv;
-                    }
-                }
-            }
-        });
 }
 
 /// The exact GELU, `x Φ(x) = x (1 + erf(x / √2)) / 2`, evaluated in f64.

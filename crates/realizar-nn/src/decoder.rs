@@ -6,9 +6,10 @@ use std::sync::Arc;
 use realizar_quant::QuantType;
 
 use crate::backend::{
-    ActScratch, AttentionShape, Backend, Order, QTensor, Queries, Rows, Spread, MAX_HEAD_DIM,
+    ActScratch, AttentionShape, Backend, KvLayout, Order, QTensor, Queries, Rows, Spread, Weight,
+    MAX_HEAD_DIM,
 };
-use crate::kv::{KvCache, KvType};
+use crate::kv::{KvState, KvType};
 use crate::layers::{gelu_tanh_ggml_slice, rms_norm, rms_norm_inplace, Rope};
 use crate::source::{ModelSource, TensorEntry};
 use crate::NnError;
@@ -142,17 +143,17 @@ impl DecoderConfig {
 #[derive(Clone, Debug)]
 struct LayerWeights {
     attn_norm: Vec<f32>,
-    wq: QTensor,
-    wk: QTensor,
-    wv: QTensor,
-    wo: QTensor,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
     q_norm: Option<Vec<f32>>,
     k_norm: Option<Vec<f32>>,
     post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
-    gate: QTensor,
-    up: QTensor,
-    down: QTensor,
+    gate: Weight,
+    up: Weight,
+    down: Weight,
     post_ffn_norm: Option<Vec<f32>>,
 }
 
@@ -206,11 +207,10 @@ pub struct Scratch {
 #[derive(Clone)]
 pub struct Decoder {
     config: DecoderConfig,
-    bytes: WeightBytes,
     backend: Arc<dyn Backend>,
-    token_embd: QTensor,
+    token_embd: Weight,
     output_norm: Vec<f32>,
-    output: QTensor,
+    output: Weight,
     layers: Vec<LayerWeights>,
 }
 
@@ -218,7 +218,6 @@ impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decoder")
             .field("config", &self.config)
-            .field("weight_bytes", &(*self.bytes).as_ref().len())
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
@@ -226,7 +225,9 @@ impl std::fmt::Debug for Decoder {
 
 struct Loader<'f> {
     file: &'f dyn ModelSource,
+    bytes: &'f WeightBytes,
     store: &'f [u8],
+    backend: &'f dyn Backend,
 }
 
 impl Loader<'_> {
@@ -285,8 +286,8 @@ impl Loader<'_> {
         })
     }
 
-    /// A `rows × cols` matrix (ggml dims `[cols, rows]`).
-    fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<QTensor, NnError> {
+    /// A `rows × cols` matrix (ggml dims `[cols, rows]`), given to the backend.
+    fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<Weight, NnError> {
         let info = self.info(name)?;
         self.check_dims(name, &info.dims, &[cols as u64, rows as u64])?;
         let ty = self.quant_type(name, &info)?;
@@ -298,14 +299,15 @@ impl Loader<'_> {
         let row_bytes = ty.row_bytes(cols).ok_or_else(shape_err)?;
         let len = row_bytes.checked_mul(rows).ok_or_else(shape_err)?;
         self.data(name, &info, len)?;
-        Ok(QTensor {
+        let info = QTensor {
             name: name.into(),
             ty,
             rows,
             cols,
             offset: info.bytes.start,
             len,
-        })
+        };
+        self.backend.upload(info, self.bytes)
     }
 
     /// A vector of `n` elements, dequantized to f32.
@@ -351,7 +353,12 @@ impl Decoder {
         let mut config = crate::arch::config_from_source(file)?;
         let bytes = file.store();
         let store: &[u8] = (*bytes).as_ref();
-        let ld = Loader { file, store };
+        let ld = Loader {
+            file,
+            bytes: &bytes,
+            store,
+            backend: &*backend,
+        };
         let d = config.n_embd;
         let embd_info = ld.info("token_embd.weight")?;
         let n_vocab = match embd_info.dims.as_slice() {
@@ -417,7 +424,6 @@ impl Decoder {
         }
         Ok(Decoder {
             config,
-            bytes,
             backend,
             token_embd,
             output_norm,
@@ -442,9 +448,15 @@ impl Decoder {
     }
 
     /// A KV cache for `capacity` positions.
-    pub fn new_cache(&self, ty: KvType, capacity: usize) -> Result<KvCache, NnError> {
+    pub fn new_cache(&self, ty: KvType, capacity: usize) -> Result<Box<dyn KvState>, NnError> {
         let c = &self.config;
-        KvCache::new(ty, c.n_layer, c.n_head_kv, c.head_dim, capacity)
+        self.backend.new_kv(KvLayout {
+            ty,
+            n_layer: c.n_layer,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            capacity,
+        })
     }
 
     /// Scratch buffers for batches of up to `max_batch` tokens.
@@ -479,7 +491,7 @@ impl Decoder {
     pub fn forward<'s>(
         &self,
         tokens: &[u32],
-        cache: &mut KvCache,
+        cache: &mut dyn KvState,
         scratch: &'s mut Scratch,
         logits: Logits,
     ) -> Result<&'s [f32], NnError> {
@@ -517,7 +529,8 @@ impl Decoder {
                     Logits::Last => (m - 1, 0),
                     Logits::All => (0, ci * scratch.max_batch * c.n_vocab),
                 };
-                let caches = std::slice::from_mut(&mut *cache);
+                let mut one: [&mut dyn KvState; 1] = [&mut *cache];
+                let caches = &mut one[..];
                 let seg = [Segment { cache: 0, rows: m }];
                 let order = Order::ReferencePrompt;
                 result = self
@@ -544,7 +557,7 @@ impl Decoder {
     pub fn forward_segments<'s>(
         &self,
         tokens: &[u32],
-        caches: &mut [KvCache],
+        caches: &mut [Box<dyn KvState>],
         segments: &[Segment],
         logit_rows: &[usize],
         scratch: &'s mut Scratch,
@@ -570,7 +583,7 @@ impl Decoder {
             if g.rows == 0 {
                 return bad(format!("segment {i} has no rows"));
             }
-            self.check_cache(cache, g.rows)?;
+            self.check_cache(&**cache, g.rows)?;
         }
         if let Some(&r) = logit_rows.iter().find(|&&r| r >= rows) {
             return bad(format!("logit row {r} of a pass of {rows}"));
@@ -579,11 +592,13 @@ impl Decoder {
         if scratch.logits.len() < n_out {
             scratch.logits.resize(n_out, 0.0);
         }
+        let mut refs: Vec<&mut (dyn KvState + 'static)> =
+            caches.iter_mut().map(|c| &mut **c).collect();
         let mut result = Ok(());
         self.backend.install(&mut || {
             let order = Order::BatchInvariant;
             result = self
-                .pass(tokens, (caches, segments), scratch, order, 0)
+                .pass(tokens, (&mut refs, segments), scratch, order, 0)
                 .and_then(|()| self.head(scratch, logit_rows.iter().copied(), 0, order));
         });
         result?;
@@ -600,7 +615,7 @@ impl Decoder {
     }
 
     /// `cache` was made for this model and has room for `rows` more positions.
-    fn check_cache(&self, cache: &KvCache, rows: usize) -> Result<(), NnError> {
+    fn check_cache(&self, cache: &dyn KvState, rows: usize) -> Result<(), NnError> {
         let c = &self.config;
         if !cache.shape_matches(c.n_layer, c.n_head_kv, c.head_dim) {
             return Err(NnError::InvalidArgument {
@@ -615,34 +630,19 @@ impl Decoder {
     /// K and V; gate and up), else one call each.
     fn product(
         &self,
-        ws: &[&QTensor],
+        ws: &[&Weight],
         rows: Rows<'_>,
         outs: &mut [&mut [f32]],
         act: &mut ActScratch,
     ) -> Result<(), NnError> {
-        let store = (*self.bytes).as_ref();
-        // The matrices with their bytes, without allocating (a pass makes seven such calls
-        // per layer).
-        let Some(&first) = ws.first() else {
-            return Ok(());
-        };
-        let mut buf = [(first, &[][..]); MAX_GROUP];
-        if ws.len() > MAX_GROUP {
-            return Err(NnError::InvalidArgument {
-                reason: format!("{} matrices in one product (at most {MAX_GROUP})", ws.len()),
-            });
-        }
-        for (slot, w) in buf.iter_mut().zip(ws) {
-            *slot = (*w, w.bytes(store)?);
-        }
-        let with_bytes = &buf[..ws.len()];
-        let same = ws
-            .windows(2)
-            .all(|p| p[0].cols == p[1].cols && p[0].ty.vec_dot_type() == p[1].ty.vec_dot_type());
+        let same = ws.windows(2).all(|p| {
+            let (a, b) = (&p[0].info, &p[1].info);
+            a.cols == b.cols && a.ty.vec_dot_type() == b.ty.vec_dot_type()
+        });
         if same {
-            return self.backend.linear(with_bytes, rows, outs, act);
+            return self.backend.linear(ws, rows, outs, act);
         }
-        for (w, out) in with_bytes.iter().zip(outs.iter_mut()) {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
             self.backend
                 .linear(std::slice::from_ref(w), rows, &mut [&mut **out], act)?;
         }
@@ -653,18 +653,17 @@ impl Decoder {
     /// (each segment's keys and values appended to its cache, attention per segment), the
     /// caches advanced. The last layer's FFN runs on rows `ffn_from..` only; the products
     /// run in `order`. The final hidden states stay in `s.x`.
-    fn pass(
+    fn pass<'c>(
         &self,
         tokens: &[u32],
-        (caches, segments): (&mut [KvCache], &[Segment]),
+        (caches, segments): (&mut [&mut (dyn KvState + 'c)], &[Segment]),
         s: &mut Scratch,
         order: Order,
         ffn_from: usize,
     ) -> Result<(), NnError> {
         let c = &self.config;
-        let store: &[u8] = (*self.bytes).as_ref();
         let be = &*self.backend;
-        let linear = |w: &QTensor, x: &[f32], m: usize, out: &mut [f32], act: &mut ActScratch| {
+        let linear = |w: &Weight, x: &[f32], m: usize, out: &mut [f32], act: &mut ActScratch| {
             self.product(&[w], Rows { x, m, order }, &mut [out], act)
         };
         let m = tokens.len();
@@ -672,25 +671,10 @@ impl Decoder {
         let hd = c.head_dim;
         let (qw, kw) = (c.n_head * hd, c.n_head_kv * hd);
 
-        // Token embeddings: dequantize one row per token.
-        let emb = self.token_embd.bytes(store)?;
-        let rb = self.token_embd.row_bytes();
-        for (xt, &id) in s.x.chunks_exact_mut(d).zip(tokens) {
-            let row = emb.get(id as usize * rb..(id as usize + 1) * rb).ok_or(
-                NnError::TokenOutOfRange {
-                    id,
-                    vocab: c.n_vocab,
-                },
-            )?;
-            realizar_quant::dequantize_row(self.token_embd.ty, row, xt).map_err(|source| {
-                NnError::Quant {
-                    what: "token_embd.weight".into(),
-                    source,
-                }
-            })?;
-            if let Some(scale) = c.embed_scale {
-                xt.iter_mut().for_each(|v| *v *= scale);
-            }
+        // Token embeddings: one row per token.
+        be.get_rows(&self.token_embd, tokens, &mut s.x[..m * d])?;
+        if let Some(scale) = c.embed_scale {
+            s.x[..m * d].iter_mut().for_each(|v| *v *= scale);
         }
 
         // Each segment's cache length before the pass (its first position), and whether the
@@ -784,12 +768,13 @@ impl Decoder {
                     }
                 }
                 for (t, r) in rows.enumerate() {
-                    cache.store(
+                    be.store_kv(
+                        &mut **cache,
                         il,
                         start + t,
                         &s.k[r * kw..(r + 1) * kw],
                         &s.v[r * kw..(r + 1) * kw],
-                    );
+                    )?;
                 }
                 if !one_row_each {
                     // This segment's attention (a decode step of several sequences runs them
@@ -797,7 +782,7 @@ impl Decoder {
                     let rows = r0 * qw..(r0 + g.rows) * qw;
                     let queries = Queries {
                         q: &s.q[rows.clone()],
-                        cache,
+                        cache: &**cache,
                         layer: il,
                         pos: start..start + g.rows,
                     };
@@ -822,7 +807,7 @@ impl Decoder {
                                 })?;
                         let queries = Queries {
                             q: &q[r * qw..(r + 1) * qw],
-                            cache,
+                            cache: &**cache,
                             layer: il,
                             pos: start..start + 1,
                         };
@@ -938,9 +923,6 @@ fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usiz
         }
     });
 }
-
-/// The most matrices [`Decoder::product`] takes in one call (Q, K and V).
-const MAX_GROUP: usize = 4;
 
 /// Below this many elements a row-wise operation stays on one thread: handing it out costs
 /// more than it saves (decode steps of a few sequences).

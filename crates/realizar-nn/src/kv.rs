@@ -59,7 +59,87 @@ pub enum KvView<'a> {
     F32(&'a [f32]),
 }
 
-/// The KV cache of all layers, allocated once for `capacity` positions.
+/// What a layer stack's keys and values are stored in: one sequence's per-layer state, made by
+/// its backend ([`crate::Backend::new_kv`]) and written and read only through it. The CPU and
+/// reference backends keep a host [`KvCache`]; a device backend keeps device memory.
+pub trait KvState: Send + Sync + core::fmt::Debug {
+    /// Positions filled.
+    fn len(&self) -> usize;
+    /// Whether no position is filled.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Positions it can hold.
+    fn capacity(&self) -> usize;
+    /// Forgets every position (the memory is kept).
+    fn clear(&mut self);
+    /// Drops positions from `len` on (keeps the first `len`).
+    fn truncate(&mut self, len: usize);
+    /// Marks `n` more positions as filled.
+    fn advance(&mut self, n: usize);
+    /// Bytes held.
+    fn memory_bytes(&self) -> usize;
+    /// Whether it was made for `n_layer` layers of `n_head_kv` heads of `head_dim`.
+    fn shape_matches(&self, n_layer: usize, n_head_kv: usize, head_dim: usize) -> bool;
+    /// Checks that `n` more positions fit.
+    fn check_room(&self, n: usize) -> Result<(), NnError> {
+        match self.len().checked_add(n) {
+            Some(needed) if needed <= self.capacity() => Ok(()),
+            _ => Err(NnError::ContextOverflow {
+                needed: self.len().saturating_add(n),
+                capacity: self.capacity(),
+            }),
+        }
+    }
+    /// The host cache, when this state is one (for host backends).
+    fn as_host(&self) -> Option<&KvCache> {
+        None
+    }
+    /// The host cache, mutably, when this state is one.
+    fn as_host_mut(&mut self) -> Option<&mut KvCache> {
+        None
+    }
+}
+
+impl KvState for KvCache {
+    fn len(&self) -> usize {
+        KvCache::len(self)
+    }
+
+    fn capacity(&self) -> usize {
+        KvCache::capacity(self)
+    }
+
+    fn clear(&mut self) {
+        KvCache::clear(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        KvCache::truncate(self, len)
+    }
+
+    fn advance(&mut self, n: usize) {
+        KvCache::advance(self, n)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        KvCache::memory_bytes(self)
+    }
+
+    fn shape_matches(&self, n_layer: usize, n_head_kv: usize, head_dim: usize) -> bool {
+        KvCache::shape_matches(self, n_layer, n_head_kv, head_dim)
+    }
+
+    fn as_host(&self) -> Option<&KvCache> {
+        Some(self)
+    }
+
+    fn as_host_mut(&mut self) -> Option<&mut KvCache> {
+        Some(self)
+    }
+}
+
+/// The KV cache of all layers on the host, allocated once for `capacity` positions.
 #[derive(Clone, Debug)]
 pub struct KvCache {
     ty: KvType,
@@ -140,18 +220,8 @@ impl KvCache {
         2 * self.k.len() * self.n_head_kv * self.head_dim * self.capacity * elem
     }
 
-    /// Checks that `n` more positions fit.
-    pub fn check_room(&self, n: usize) -> Result<(), NnError> {
-        match self.len.checked_add(n) {
-            Some(needed) if needed <= self.capacity => Ok(()),
-            _ => Err(NnError::ContextOverflow {
-                needed: self.len.saturating_add(n),
-                capacity: self.capacity,
-            }),
-        }
-    }
-
-    pub(crate) fn shape_matches(&self, n_layer: usize, n_head_kv: usize, head_dim: usize) -> bool {
+    /// Whether it was made for `n_layer` layers of `n_head_kv` heads of `head_dim`.
+    pub fn shape_matches(&self, n_layer: usize, n_head_kv: usize, head_dim: usize) -> bool {
         self.k.len() == n_layer && self.n_head_kv == n_head_kv && self.head_dim == head_dim
     }
 

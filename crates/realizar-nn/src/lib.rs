@@ -21,12 +21,13 @@ pub mod reference;
 pub mod source;
 
 pub use backend::{
-    ActScratch, AttentionShape, Backend, CpuBackend, Order, QTensor, Queries, Rows, Spread,
+    ActScratch, AttentionShape, Backend, CpuBackend, EncoderSeq, KvLayout, Order, QTensor, Queries,
+    Rows, Spread, Weight,
 };
 pub use decoder::{
     Activation, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, Segment, WeightBytes,
 };
 pub use error::NnError;
-pub use kv::{KvCache, KvType};
+pub use kv::{KvCache, KvState, KvType};
 pub use reference::ReferenceBackend;
 pub use source::{ModelSource, SourceError, TensorEntry};

@@ -15,8 +15,9 @@
 use core::fmt;
 
 use crate::backend::{
-    attend_heads, ActScratch, AttentionShape, AttnKernels, Backend, F16Order, KeySpan, Order,
-    QTensor, Queries, Rows, Spread, MAX_HEAD_DIM,
+    attend_heads, encoder_attention_host, host_kv, with_host_bytes, ActScratch, AttentionShape,
+    AttnKernels, Backend, EncoderSeq, F16Order, KeySpan, Order, QTensor, Queries, Rows, Spread,
+    Weight, MAX_HEAD_DIM,
 };
 use crate::NnError;
 
@@ -54,6 +55,20 @@ fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ 
     }
 }
 
+impl ReferenceBackend {
+    /// [`Backend::encoder_attention`]: the host code, on the reference's one thread.
+    fn encoder(
+        &self,
+        shape: &AttentionShape,
+        qkv: &[f32],
+        seqs: &[EncoderSeq<'_>],
+        out: &mut [f32],
+    ) -> Result<(), NnError> {
+        self.pool
+            .install(|| encoder_attention_host(shape, qkv, seqs, out))
+    }
+}
+
 impl Backend for ReferenceBackend {
     fn name(&self) -> &str {
         "reference"
@@ -69,61 +84,22 @@ impl Backend for ReferenceBackend {
 
     fn linear(
         &self,
-        ws: &[(&QTensor, &[u8])],
+        ws: &[&Weight],
         rows: Rows<'_>,
         outs: &mut [&mut [f32]],
         act: &mut ActScratch,
     ) -> Result<(), NnError> {
-        let Rows { x, m, .. } = rows;
-        if outs.len() < ws.len() {
-            return Err(NnError::InvalidArgument {
-                reason: format!("{} outputs for {} matrices", outs.len(), ws.len()),
-            });
-        }
-        for (&(w, bytes), out) in ws.iter().zip(outs.iter_mut()) {
-            let (n, vdt, what) = (w.cols, w.ty.vec_dot_type(), w.name.as_str());
-            let rb = w.row_bytes();
-            let arb = vdt.row_bytes(n).unwrap_or(0);
-            if m == 0
-                || n == 0
-                || arb == 0
-                || x.len() < m * n
-                || out.len() < m * w.rows
-                || bytes.len() < w.rows * rb
-            {
-                return Err(NnError::InvalidArgument {
-                    reason: format!("linear `{what}`: {m} rows do not fit {}×{n}", w.rows),
-                });
-            }
-            let acts = act.bytes_mut(arb * m);
-            for (xt, at) in x.chunks_exact(n).zip(acts.chunks_exact_mut(arb)) {
-                realizar_quant::quantize_row_scalar(vdt, xt, at).map_err(quant_err(what))?;
-            }
-            let out = &mut out[..m * w.rows];
-            match rows.order {
-                Order::BatchInvariant => {
-                    for (at, ot) in acts.chunks_exact(arb).zip(out.chunks_exact_mut(w.rows)) {
-                        for (o, wr) in ot.iter_mut().zip(bytes.chunks_exact(rb)) {
-                            *o = realizar_quant::vec_dot_scalar(w.ty, n, wr, at)
-                                .map_err(quant_err(what))?;
-                        }
-                    }
-                }
-                Order::ReferencePrompt => realizar_quant::matmul_prompt_scalar(
-                    w.ty,
-                    n,
-                    &bytes[..w.rows * rb],
-                    0..w.rows,
-                    acts,
-                    m,
-                    m,
-                    out,
-                    w.rows,
-                )
-                .map_err(quant_err(what))?,
-            }
-        }
-        Ok(())
+        with_host_bytes(ws, |ws| products(ws, rows, outs, act))
+    }
+
+    fn encoder_attention(
+        &self,
+        shape: &AttentionShape,
+        qkv: &[f32],
+        seqs: &[EncoderSeq<'_>],
+        out: &mut [f32],
+    ) -> Result<(), NnError> {
+        self.encoder(shape, qkv, seqs, out)
     }
 
     fn attention(
@@ -139,6 +115,7 @@ impl Backend for ReferenceBackend {
             layer,
             pos,
         } = queries;
+        let host = host_kv(cache)?;
         let (nh, nkv, hd) = (shape.n_head, shape.n_head_kv, shape.head_dim);
         let width = nh * hd;
         let m = pos.len();
@@ -170,11 +147,11 @@ impl Backend for ReferenceBackend {
                 scale: shape.kq_scale,
             };
             for h in 0..nh {
-                let kv = cache.head(layer, h / group, p + 1).ok_or_else(|| {
-                    NnError::InvalidArgument {
-                        reason: format!("attention: no cache for layer {layer} head {h}"),
-                    }
-                })?;
+                let kv =
+                    host.head(layer, h / group, p + 1)
+                        .ok_or_else(|| NnError::InvalidArgument {
+                            reason: format!("attention: no cache for layer {layer} head {h}"),
+                        })?;
                 let at = t * width + h * hd..t * width + (h + 1) * hd;
                 let (qh, oh) = (&q[at.clone()], &mut out[at]);
                 attend_heads(qh, kv, span, order, &AttnKernels::SCALAR, &mut scores, oh);
@@ -182,6 +159,65 @@ impl Backend for ReferenceBackend {
         }
         Ok(())
     }
+}
+
+/// The products of [`ReferenceBackend::linear`] over host bytes.
+fn products(
+    ws: &[(&QTensor, &[u8])],
+    rows: Rows<'_>,
+    outs: &mut [&mut [f32]],
+    act: &mut ActScratch,
+) -> Result<(), NnError> {
+    let Rows { x, m, .. } = rows;
+    if outs.len() < ws.len() {
+        return Err(NnError::InvalidArgument {
+            reason: format!("{} outputs for {} matrices", outs.len(), ws.len()),
+        });
+    }
+    for (&(w, bytes), out) in ws.iter().zip(outs.iter_mut()) {
+        let (n, vdt, what) = (w.cols, w.ty.vec_dot_type(), w.name.as_str());
+        let rb = w.row_bytes();
+        let arb = vdt.row_bytes(n).unwrap_or(0);
+        if m == 0
+            || n == 0
+            || arb == 0
+            || x.len() < m * n
+            || out.len() < m * w.rows
+            || bytes.len() < w.rows * rb
+        {
+            return Err(NnError::InvalidArgument {
+                reason: format!("linear `{what}`: {m} rows do not fit {}×{n}", w.rows),
+            });
+        }
+        let acts = act.bytes_mut(arb * m);
+        for (xt, at) in x.chunks_exact(n).zip(acts.chunks_exact_mut(arb)) {
+            realizar_quant::quantize_row_scalar(vdt, xt, at).map_err(quant_err(what))?;
+        }
+        let out = &mut out[..m * w.rows];
+        match rows.order {
+            Order::BatchInvariant => {
+                for (at, ot) in acts.chunks_exact(arb).zip(out.chunks_exact_mut(w.rows)) {
+                    for (o, wr) in ot.iter_mut().zip(bytes.chunks_exact(rb)) {
+                        *o = realizar_quant::vec_dot_scalar(w.ty, n, wr, at)
+                            .map_err(quant_err(what))?;
+                    }
+                }
+            }
+            Order::ReferencePrompt => realizar_quant::matmul_prompt_scalar(
+                w.ty,
+                n,
+                &bytes[..w.rows * rb],
+                0..w.rows,
+                acts,
+                m,
+                m,
+                out,
+                w.rows,
+            )
+            .map_err(quant_err(what))?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -286,7 +322,7 @@ mod tests {
             for r in bytes.chunks_exact_mut(rb) {
                 realizar_quant::quantize_row(ty, &noise(&mut seed, cols), r).unwrap();
             }
-            let w = QTensor {
+            let info = QTensor {
                 name: format!("{ty:?}"),
                 ty,
                 rows,
@@ -294,19 +330,16 @@ mod tests {
                 offset: 0,
                 len: bytes.len(),
             };
+            let store: crate::WeightBytes = std::sync::Arc::new(bytes);
             for m in [1, 3, 4, 9] {
                 let x = noise(&mut seed, m * cols);
                 for order in [Order::BatchInvariant, Order::ReferencePrompt] {
                     let run = |b: &dyn Backend| {
                         let mut out = vec![0.0; m * rows];
                         let mut act = ActScratch::default();
-                        b.linear(
-                            &[(&w, &bytes)],
-                            Rows { x: &x, m, order },
-                            &mut [&mut out],
-                            &mut act,
-                        )
-                        .unwrap();
+                        let w = b.upload(info.clone(), &store).unwrap();
+                        b.linear(&[&w], Rows { x: &x, m, order }, &mut [&mut out], &mut act)
+                            .unwrap();
                         out
                     };
                     let (a, b) = (run(&cpu), run(&rf));

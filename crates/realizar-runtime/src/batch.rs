@@ -12,7 +12,7 @@
 //! own cache, so a sequence's logits are bit-identical whether it is evaluated alone or beside
 //! others, and whatever the chunking of its prompt.
 
-use realizar_nn::{KvCache, KvType, Scratch, Segment};
+use realizar_nn::{KvState, KvType, Scratch, Segment};
 
 use crate::model::DecoderModel;
 use crate::RuntimeError;
@@ -85,7 +85,7 @@ impl Default for BatchOptions {
 #[derive(Debug)]
 pub struct BatchDecoder {
     model: DecoderModel,
-    caches: Vec<KvCache>,
+    caches: Vec<Box<dyn KvState>>,
     scratch: Scratch,
     max_rows: usize,
     /// Per-step lists, kept so that a step does not allocate once they have grown.
@@ -190,7 +190,7 @@ impl BatchForward for BatchDecoder {
     }
 
     fn slot_capacity(&self) -> usize {
-        self.caches.first().map_or(0, KvCache::capacity)
+        self.caches.first().map_or(0, |c| c.capacity())
     }
 
     fn max_rows(&self) -> usize {
@@ -198,7 +198,7 @@ impl BatchForward for BatchDecoder {
     }
 
     fn slot_len(&self, slot: usize) -> usize {
-        self.caches.get(slot).map_or(0, KvCache::len)
+        self.caches.get(slot).map_or(0, |c| c.len())
     }
 
     fn clear_slot(&mut self, slot: usize) {

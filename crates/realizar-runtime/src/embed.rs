@@ -32,6 +32,7 @@ use realizar_nn::bert::{
     l2_normalize, BertConfig, BertError, BertInput, BertModel, F32Tensor, HiddenAct, PoolingConfig,
     SourceError, WeightSource,
 };
+use realizar_nn::CpuBackend;
 use realizar_tokenize::{TokenizeError, Tokenizer};
 
 use crate::tokenizer_load::{tokenizer_from_hf_dir, LoadError};
@@ -207,12 +208,15 @@ impl Embedder {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let model = BertModel::load(config, &SafetensorsSource(&parsed)).map_err(|source| {
-            EmbedError::Model {
-                path: dir.clone(),
-                source,
-            }
-        })?;
+        let model_err = |source| EmbedError::Model {
+            path: dir.clone(),
+            source,
+        };
+        let threads = crate::threads::resolve_threads(None);
+        let backend = CpuBackend::new(threads)
+            .map_err(|e| model_err(realizar_nn::bert::BertError::Backend(Box::new(e))))?;
+        let model = BertModel::load(config, &SafetensorsSource(&parsed), Arc::new(backend))
+            .map_err(model_err)?;
         Ok(Embedder {
             dir,
             tokenizer,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use realizar_format_gguf::{GgufFile, MmapGguf};
 use realizar_nn::{
-    Backend, CpuBackend, Decoder, KvCache, KvType, Logits, NnError, ReferenceBackend, Scratch,
+    Backend, CpuBackend, Decoder, KvState, KvType, Logits, NnError, ReferenceBackend, Scratch,
     WeightBytes,
 };
 use realizar_tokenize::{ChatMessage, ChatTemplate, EncodeOptions, TextStream, Tokenizer};
@@ -215,7 +215,7 @@ impl DecoderModel {
 #[derive(Debug)]
 pub struct Session<'m> {
     model: &'m DecoderModel,
-    cache: KvCache,
+    cache: Box<dyn KvState>,
     scratch: Scratch,
 }
 
@@ -231,7 +231,7 @@ impl Session<'_> {
         Ok(self
             .model
             .decoder
-            .forward(tokens, &mut self.cache, &mut self.scratch, logits)?)
+            .forward(tokens, &mut *self.cache, &mut self.scratch, logits)?)
     }
 
     /// Positions in the cache.

@@ -1,5 +1,9 @@
 use super::*;
 
+fn test_backend() -> Arc<dyn Backend> {
+    Arc::new(crate::CpuBackend::new(2).expect("a CPU backend"))
+}
+
 /// A deterministic xorshift generator of values in [-scale, scale).
 struct Rng(u64);
 
@@ -198,20 +202,31 @@ fn linear_matches_naive_product_for_awkward_sizes() {
         (40, 7, 1000),
         (37, 130, 65),
     ] {
+        let backend = test_backend();
+        let w = rng.vec(n_in * n_out, 1.0);
+        let info = QTensor {
+            name: "w".into(),
+            ty: QuantType::F32,
+            rows: n_out,
+            cols: n_in,
+            offset: 0,
+            len: n_in * n_out * 4,
+        };
+        let store: WeightBytes = Arc::new(F32Store(w.clone()));
         let lin = Linear {
-            weight: rng.vec(n_in * n_out, 1.0),
+            weight: backend.upload(info, &store).unwrap(),
             bias: rng.vec(n_out, 1.0),
-            in_dim: n_in,
             out_dim: n_out,
         };
         let x = rng.vec(rows * n_in, 1.0);
         let mut out = vec![f32::NAN; rows * n_out];
-        linear(&x, &lin, &mut out);
+        let mut act = ActScratch::default();
+        linear(&*backend, &x, &lin, &mut out, &mut act).unwrap();
         for r in 0..rows {
             for o in 0..n_out {
                 let want: f64 = f64::from(lin.bias[o])
                     + (0..n_in)
-                        .map(|k| f64::from(x[r * n_in + k]) * f64::from(lin.weight[o * n_in + k]))
+                        .map(|k| f64::from(x[r * n_in + k]) * f64::from(w[o * n_in + k]))
                         .sum::<f64>();
                 let got = f64::from(out[r * n_out + o]);
                 assert!(
@@ -227,7 +242,7 @@ fn linear_matches_naive_product_for_awkward_sizes() {
 fn forward_matches_f64_reference_with_types_and_mask() {
     let c = tiny_config();
     let w = random_weights(&c, "", 42);
-    let model = BertModel::load(c.clone(), &w).unwrap();
+    let model = BertModel::load(c.clone(), &w, test_backend()).unwrap();
     let ids = [1u32, 5, 19, 0, 7, 3];
     let types = [0u32, 0, 0, 1, 1, 1];
     let mask = [1u32, 1, 1, 1, 0, 1];
@@ -254,7 +269,7 @@ fn forward_matches_f64_reference_with_types_and_mask() {
 fn packed_batch_equals_one_by_one() {
     let c = tiny_config();
     let w = random_weights(&c, "", 3);
-    let model = BertModel::load(c, &w).unwrap();
+    let model = BertModel::load(c, &w, test_backend()).unwrap();
     let seqs: [&[u32]; 4] = [
         &[2, 3, 4],
         &[9],
@@ -279,8 +294,9 @@ fn packed_batch_equals_one_by_one() {
 #[test]
 fn bert_prefix_is_detected() {
     let c = tiny_config();
-    let plain = BertModel::load(c.clone(), &random_weights(&c, "", 5)).unwrap();
-    let prefixed = BertModel::load(c.clone(), &random_weights(&c, "bert.", 5)).unwrap();
+    let plain = BertModel::load(c.clone(), &random_weights(&c, "", 5), test_backend()).unwrap();
+    let prefixed =
+        BertModel::load(c.clone(), &random_weights(&c, "bert.", 5), test_backend()).unwrap();
     let ids = [1u32, 2, 3];
     assert_eq!(
         plain.encode(&[BertInput::new(&ids)]).unwrap(),
@@ -321,7 +337,7 @@ fn config_errors_name_the_key() {
     c.num_attention_heads = 5;
     let w = random_weights(&tiny_config(), "", 1);
     assert!(matches!(
-        BertModel::load(c, &w),
+        BertModel::load(c, &w, test_backend()),
         Err(BertError::InvalidConfig { .. })
     ));
 }
@@ -331,7 +347,7 @@ fn missing_and_misshapen_tensors_are_named() {
     let c = tiny_config();
     let mut w = random_weights(&c, "", 1);
     w.remove("encoder.layer.1.output.dense.bias");
-    match BertModel::load(c.clone(), &w) {
+    match BertModel::load(c.clone(), &w, test_backend()) {
         Err(BertError::MissingTensor { name }) => {
             assert_eq!(name, "encoder.layer.1.output.dense.bias")
         }
@@ -342,7 +358,7 @@ fn missing_and_misshapen_tensors_are_named() {
     w.get_mut("encoder.layer.0.intermediate.dense.weight")
         .unwrap()
         .shape = vec![12, 19];
-    match BertModel::load(c.clone(), &w) {
+    match BertModel::load(c.clone(), &w, test_backend()) {
         Err(BertError::ShapeMismatch {
             name,
             expected,
@@ -357,7 +373,7 @@ fn missing_and_misshapen_tensors_are_named() {
     let mut w = random_weights(&c, "", 1);
     w.get_mut("embeddings.LayerNorm.bias").unwrap().data.pop();
     assert!(matches!(
-        BertModel::load(c.clone(), &w),
+        BertModel::load(c.clone(), &w, test_backend()),
         Err(BertError::DataLength {
             expected: 12,
             found: 11,
@@ -368,7 +384,7 @@ fn missing_and_misshapen_tensors_are_named() {
     // A config that claims more layers than the file has.
     let mut more = c.clone();
     more.num_hidden_layers = 3;
-    match BertModel::load(more, &random_weights(&c, "", 1)) {
+    match BertModel::load(more, &random_weights(&c, "", 1), test_backend()) {
         Err(BertError::MissingTensor { name }) => {
             assert!(name.starts_with("encoder.layer.2."), "{name}")
         }
@@ -384,7 +400,7 @@ fn missing_and_misshapen_tensors_are_named() {
             Err("unsupported dtype".into())
         }
     }
-    let err = BertModel::load(c, &Failing).unwrap_err();
+    let err = BertModel::load(c, &Failing, test_backend()).unwrap_err();
     assert!(
         matches!(&err, BertError::Source { name, .. } if name == "embeddings.word_embeddings.weight")
     );
@@ -394,7 +410,7 @@ fn missing_and_misshapen_tensors_are_named() {
 #[test]
 fn bad_inputs_are_typed_errors() {
     let c = tiny_config();
-    let model = BertModel::load(c.clone(), &random_weights(&c, "", 9)).unwrap();
+    let model = BertModel::load(c.clone(), &random_weights(&c, "", 9), test_backend()).unwrap();
     let run = |input: BertInput| model.encode(&[BertInput::new(&[1, 2]), input]).unwrap_err();
     assert!(matches!(
         run(BertInput::new(&[1, 20])),
@@ -481,7 +497,7 @@ fn bad_inputs_are_typed_errors() {
 fn masked_tokens_do_not_change_the_others() {
     // Padding a sequence with masked tokens leaves the real tokens' states unchanged.
     let c = tiny_config();
-    let model = BertModel::load(c.clone(), &random_weights(&c, "", 11)).unwrap();
+    let model = BertModel::load(c.clone(), &random_weights(&c, "", 11), test_backend()).unwrap();
     let short = model.encode(&[BertInput::new(&[4, 5, 6])]).unwrap();
     let mask = [1u32, 1, 1, 0, 0];
     let padded = model
