@@ -56,6 +56,8 @@ use crate::backend::{
     ActScratch, AttentionShape, Backend, EncoderSeq, Order, QTensor, Rows, Weight,
 };
 use crate::decoder::WeightBytes;
+use crate::layers::layer_norm_rows;
+pub use crate::layers::{erf, gelu_erf};
 use crate::NnError;
 
 /// The activation of the intermediate (feed-forward) layer.
@@ -757,7 +759,13 @@ impl BertModel {
                 }
             }
         }
-        layer_norm_rows(&mut x, h, &self.emb_norm, c.layer_norm_eps);
+        layer_norm_rows(
+            &mut x,
+            h,
+            &self.emb_norm.weight,
+            &self.emb_norm.bias,
+            c.layer_norm_eps,
+        );
 
         let mut states = Vec::new();
         if all_layers {
@@ -810,7 +818,13 @@ impl BertModel {
             .map_err(|e| BertError::Backend(Box::new(e)))?;
         linear(be, &s.ctx, &layer.attn_out, &mut s.proj, &mut s.act)?;
         add_in_place(&mut s.proj, x);
-        layer_norm_rows(&mut s.proj, h, &layer.attn_norm, eps);
+        layer_norm_rows(
+            &mut s.proj,
+            h,
+            &layer.attn_norm.weight,
+            &layer.attn_norm.bias,
+            eps,
+        );
         // s.proj is now the attention block's output.
         linear(be, &s.proj, &layer.intermediate, &mut s.inter, &mut s.act)?;
         match c.hidden_act {
@@ -818,7 +832,7 @@ impl BertModel {
         }
         linear(be, &s.inter, &layer.output, x, &mut s.act)?;
         add_in_place(x, &s.proj);
-        layer_norm_rows(x, h, &layer.out_norm, eps);
+        layer_norm_rows(x, h, &layer.out_norm.weight, &layer.out_norm.bias, eps);
         Ok(())
     }
 }
@@ -910,124 +924,6 @@ fn row(m: &[f32], i: usize, width: usize) -> &[f32] {
 fn add_in_place(dst: &mut [f32], src: &[f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d += s;
-    }
-}
-
-/// LayerNorm over each row of width `w`, statistics in f64 (biased variance, as PyTorch).
-fn layer_norm_rows(x: &mut [f32], w: usize, norm: &LayerNorm, eps: f64) {
-    x.par_chunks_exact_mut(w).for_each(|r| {
-        let (mean, inv) = crate::layers::norm_stats(r, eps);
-        for ((v, &g), &b) in r.iter_mut().zip(&norm.weight).zip(&norm.bias) {
-            *v = ((f64::from(*v) - mean) * inv * f64::from(g) + f64::from(b)) as f32;
-        }
-    });
-}
-
-/// The exact GELU, `x Φ(x) = x (1 + erf(x / √2)) / 2`, evaluated in f64.
-pub fn gelu_erf(x: f32) -> f32 {
-    let x = f64::from(x);
-    (0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
-}
-
-/// Spacing of the [`erf`] table's expansion points.
-const ERF_STEP: f64 = 1.0 / 8.0;
-/// Expansion points `0, 1/8, …, 6`; beyond 6, erf is 1 to within 2e-17.
-const ERF_POINTS: usize = 49;
-/// Taylor coefficients kept per point (the remainder is below 1e-20 for `|h| ≤ 1/16`).
-const ERF_TERMS: usize = 12;
-
-/// Taylor coefficients of erf at each table point `x0`: `erf(x0 + h) = Σ_m c[m] h^m`, with
-/// `c[0] = erf(x0)` and, for `m ≥ 1`, `c[m] = (2/√π) e^{-x0²} (-1)^{m-1} H_{m-1}(x0) / m!`
-/// (the derivatives of `e^{-x²}` are `(-1)^n H_n(x) e^{-x²}`, `H_n` the physicists' Hermite
-/// polynomials: `H_0 = 1`, `H_1 = 2x`, `H_{n+1} = 2x H_n - 2n H_{n-1}`).
-fn erf_table() -> &'static [[f64; ERF_TERMS]; ERF_POINTS] {
-    static TABLE: std::sync::OnceLock<[[f64; ERF_TERMS]; ERF_POINTS]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table = [[0.0; ERF_TERMS]; ERF_POINTS];
-        for (j, c) in table.iter_mut().enumerate() {
-            let x0 = j as f64 * ERF_STEP;
-            c[0] = erf_slow(x0);
-            let scale = std::f64::consts::FRAC_2_SQRT_PI * (-x0 * x0).exp();
-            let (mut h_prev, mut h) = (0.0, 1.0); // H_{n-1}, H_n for n = 0
-            let mut factorial = 1.0;
-            let mut sign = 1.0;
-            for (m, cm) in c.iter_mut().enumerate().skip(1) {
-                factorial *= m as f64;
-                *cm = scale * sign * h / factorial;
-                let n = (m - 1) as f64;
-                let next = 2.0 * x0 * h - 2.0 * n * h_prev;
-                (h_prev, h) = (h, next);
-                sign = -sign;
-            }
-        }
-        table
-    })
-}
-
-/// The error function to within about 1e-16, in f64: a 12-term Taylor expansion around the
-/// nearest multiple of 1/8 (coefficients from a slow series and Hermite polynomials, computed
-/// once), exact odd symmetry, and 1 beyond 6.
-pub fn erf(x: f64) -> f64 {
-    if x.is_nan() {
-        return x;
-    }
-    let a = x.abs();
-    let value = if a < (ERF_POINTS - 1) as f64 * ERF_STEP {
-        let j = (a / ERF_STEP).round() as usize;
-        let h = a - j as f64 * ERF_STEP;
-        match erf_table().get(j) {
-            Some(c) => c.iter().rev().fold(0.0, |acc, &cm| acc * h + cm),
-            None => erf_slow(a),
-        }
-    } else {
-        1.0
-    };
-    if x < 0.0 {
-        -value
-    } else {
-        value
-    }
-}
-
-/// The error function to about 1e-15, in f64, slowly (used to build the table of [`erf`]).
-///
-/// For `|x| < 3` the series `erf x = (2/√π) e^{-x²} Σ_n (2x²)^n x / (1·3·…·(2n+1))` (all terms
-/// positive, so no cancellation); beyond, the continued fraction
-/// `erfc x = e^{-x²}/√π · 1/(x + ½/(x + 1/(x + (3/2)/(x + …))))`, evaluated bottom-up
-/// (Abramowitz & Stegun 7.1.6 and 7.1.14).
-fn erf_slow(x: f64) -> f64 {
-    if x.is_nan() {
-        return x;
-    }
-    let a = x.abs();
-    let value = if a < 3.0 {
-        let two_x2 = 2.0 * a * a;
-        let mut term = a;
-        let mut sum = a;
-        let mut n = 0u32;
-        while n < 200 {
-            n += 1;
-            term *= two_x2 / f64::from(2 * n + 1);
-            sum += term;
-            if term < sum * 1e-17 {
-                break;
-            }
-        }
-        std::f64::consts::FRAC_2_SQRT_PI * (-a * a).exp() * sum
-    } else if a < 6.5 {
-        let mut tail = a;
-        for k in (1..=60u32).rev() {
-            tail = a + f64::from(k) * 0.5 / tail;
-        }
-        let erfc = (-a * a).exp() / (std::f64::consts::PI.sqrt() * tail);
-        1.0 - erfc
-    } else {
-        1.0
-    };
-    if x < 0.0 {
-        -value
-    } else {
-        value
     }
 }
 

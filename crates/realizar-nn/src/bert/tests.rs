@@ -1,4 +1,5 @@
 use super::*;
+use crate::layers::erf_slow;
 
 fn test_backend() -> Arc<dyn Backend> {
     Arc::new(crate::CpuBackend::new(2).expect("a CPU backend"))
