@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use realizar_format_safetensors::ModelDirError;
 use realizar_runtime::embed::{EmbedError, Embedder};
+use realizar_runtime::hf_dir::ModelDirError;
 use realizar_runtime::models::resolve_model;
 use serde_json::json;
 

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use realizar_format_safetensors::{HfConfig, JsonValue, MmapSafetensors, ModelDir, ModelDirError};
+use realizar_format_safetensors::MmapSafetensors;
+use realizar_runtime::hf_dir::{HfConfig, ModelDir, ModelDirError};
 use serde_json::{json, Value as Json};
 
 use crate::cmd_inspect::Report;
@@ -105,26 +106,7 @@ fn config_hyperparameters(c: &HfConfig) -> Vec<(String, Json)> {
     put("layer_norm_eps", json!(c.layer_norm_eps));
     put("tie_word_embeddings", json!(c.tie_word_embeddings));
     for (k, v) in &c.extra {
-        put(k, json_value(v));
+        put(k, v.clone());
     }
     out
-}
-
-/// Converts the format crate's JSON value into serde_json's.
-fn json_value(v: &JsonValue) -> Json {
-    match v {
-        JsonValue::Null => Json::Null,
-        JsonValue::Bool(b) => json!(b),
-        JsonValue::Number(n) => n
-            .as_u64()
-            .map(|x| json!(x))
-            .or_else(|| n.as_i64().map(|x| json!(x)))
-            .or_else(|| n.as_f64().map(|x| json!(x)))
-            .unwrap_or(Json::Null),
-        JsonValue::String(s) => json!(s),
-        JsonValue::Array(a) => Json::Array(a.iter().map(json_value).collect()),
-        JsonValue::Object(o) => {
-            Json::Object(o.iter().map(|(k, v)| (k.clone(), json_value(v))).collect())
-        }
-    }
 }

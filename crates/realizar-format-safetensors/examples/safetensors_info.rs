@@ -10,7 +10,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use realizar_format_safetensors::{Dtype, MmapSafetensors, ModelDir};
+use realizar_format_safetensors::{Dtype, MmapSafetensors, ShardedIndex};
 
 /// Prints one file's tensors and adds its counts to `totals` (dtype → (tensors, elements,
 /// bytes)).
@@ -51,23 +51,19 @@ fn print_file(
 
 fn run(path: &Path) -> Result<(), Box<dyn Error>> {
     let files: Vec<PathBuf> = if path.is_dir() {
-        let dir = ModelDir::open(path)?;
-        let c = &dir.config;
-        println!(
-            "model directory {}: architectures {:?}, model_type {}, hidden {}, layers {}, heads {}, vocab {}",
-            path.display(),
-            c.architectures,
-            c.model_type.as_deref().unwrap_or("?"),
-            c.hidden_size.map_or("?".into(), |v| v.to_string()),
-            c.num_hidden_layers.map_or("?".into(), |v| v.to_string()),
-            c.num_attention_heads.map_or("?".into(), |v| v.to_string()),
-            c.vocab_size.map_or("?".into(), |v| v.to_string()),
-        );
-        dir.weights
-            .files()
-            .into_iter()
-            .map(Path::to_path_buf)
-            .collect()
+        // A directory: its `model.safetensors`, else the shards its index names.
+        let single = path.join("model.safetensors");
+        if single.is_file() {
+            vec![single]
+        } else {
+            let index_path = path.join("model.safetensors.index.json");
+            let text = std::fs::read_to_string(&index_path)
+                .map_err(|e| format!("{}: {e}", index_path.display()))?;
+            let index =
+                ShardedIndex::parse(&text).map_err(|e| format!("{}: {e}", index_path.display()))?;
+            println!("sharded checkpoint {}", index_path.display());
+            index.shards().iter().map(|s| path.join(s)).collect()
+        }
     } else {
         vec![path.to_path_buf()]
     };

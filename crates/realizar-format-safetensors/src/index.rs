@@ -83,7 +83,7 @@ impl std::error::Error for IndexError {
 }
 
 /// True when `name` is a plain file name that stays inside the model directory.
-pub(crate) fn is_plain_file_name(name: &str) -> bool {
+pub fn is_plain_file_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
@@ -146,7 +146,8 @@ impl ShardedIndex {
     }
 
     /// The index's `metadata` object (empty when absent).
-    pub fn metadata(&self) -> &BTreeMap<String, JsonValue> {
+    #[cfg(test)]
+    pub(crate) fn metadata(&self) -> &BTreeMap<String, JsonValue> {
         &self.metadata
     }
 

@@ -1,4 +1,4 @@
-//! A safetensors reader and writer, with sharded checkpoints and Hugging Face model directories.
+//! A safetensors reader and writer, with sharded checkpoints (`model.safetensors.index.json`).
 //!
 //! [safetensors](https://github.com/huggingface/safetensors) is the weight format of Hugging
 //! Face: an 8-byte little-endian header size, a JSON header naming each tensor's dtype, shape
@@ -8,7 +8,8 @@
 //! problem is a [`SafetensorsError`] variant that says what is wrong and at which byte.
 //!
 //! With `default-features = false` the crate depends on nothing but `std`; it carries its own
-//! small strict JSON parser ([`parse_json`]), which other crates may use for small config files.
+//! small strict JSON parser, private to the header and the sharded index (Hugging Face model
+//! directories and their `config.json` are read by `realizar-runtime`).
 //!
 //! ```
 //! use realizar_format_safetensors::{Dtype, SafeTensors, SafetensorsError};
@@ -39,16 +40,14 @@ mod index;
 mod json;
 #[cfg(feature = "mmap")]
 mod mmap;
-mod model_dir;
 mod reader;
 mod writer;
 
 pub use dtype::{bf16_to_f32, f16_to_f32, Dtype, TensorView};
 pub use error::SafetensorsError;
-pub use index::{IndexError, ShardedIndex};
-pub use json::{parse_json, JsonError, JsonErrorKind, JsonNumber, JsonValue, MAX_JSON_DEPTH};
+pub use index::{is_plain_file_name, IndexError, ShardedIndex};
+pub use json::{JsonError, JsonErrorKind, MAX_JSON_DEPTH};
 #[cfg(feature = "mmap")]
 pub use mmap::MmapSafetensors;
-pub use model_dir::{HfConfig, HfConfigError, ModelDir, ModelDirError, Weights};
 pub use reader::{SafeTensors, MAX_HEADER_SIZE, METADATA_KEY};
 pub use writer::{SafetensorsWriter, WriteError};

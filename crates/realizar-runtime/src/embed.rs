@@ -24,15 +24,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use realizar_format_safetensors::{
-    parse_json, HfConfig, HfConfigError, JsonError, JsonValue, MmapSafetensors, ModelDir,
-    ModelDirError, SafeTensors, SafetensorsError,
-};
+use realizar_format_safetensors::{MmapSafetensors, SafeTensors, SafetensorsError};
 use realizar_nn::bert::{
     l2_normalize, BertConfig, BertError, BertInput, BertModel, F32Tensor, HiddenAct, PoolingConfig,
     SourceError, WeightSource,
 };
 use realizar_nn::CpuBackend;
+use serde_json::Value as JsonValue;
+
+use crate::hf_dir::{
+    json_kind, parse_json_strict, HfConfig, HfConfigError, ModelDir, ModelDirError,
+};
 use realizar_tokenize::{TokenizeError, Tokenizer};
 
 use crate::tokenizer_load::{tokenizer_from_hf_dir, LoadError};
@@ -52,8 +54,8 @@ pub enum EmbedError {
     Json {
         /// The file.
         path: PathBuf,
-        /// The parse error.
-        source: JsonError,
+        /// The parser's message, with line and column.
+        reason: String,
     },
     /// A JSON file lacks a key, or a key has the wrong type or an unsupported value.
     Config {
@@ -109,7 +111,9 @@ impl fmt::Display for EmbedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EmbedError::Io { path, .. } => write!(f, "cannot read {}", path.display()),
-            EmbedError::Json { path, .. } => write!(f, "invalid JSON in {}", path.display()),
+            EmbedError::Json { path, reason } => {
+                write!(f, "invalid JSON in {}: {reason}", path.display())
+            }
             EmbedError::Config { path, key, reason } if key.is_empty() => {
                 write!(f, "{}: {reason}", path.display())
             }
@@ -138,13 +142,14 @@ impl Error for EmbedError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             EmbedError::Io { source, .. } => Some(source),
-            EmbedError::Json { source, .. } => Some(source),
             EmbedError::ModelDir { source } => Some(source),
             EmbedError::Safetensors { source, .. } => Some(source),
             EmbedError::Model { source, .. } => Some(source),
             EmbedError::Tokenizer { source, .. } => Some(source),
             EmbedError::Tokenize { source, .. } => Some(source),
-            EmbedError::Config { .. } | EmbedError::NoTokenizer { .. } => None,
+            EmbedError::Json { .. }
+            | EmbedError::Config { .. }
+            | EmbedError::NoTokenizer { .. } => None,
         }
     }
 }
@@ -370,8 +375,8 @@ fn model_dir_err(source: ModelDirError) -> EmbedError {
         } => config_err(&path, field, format!("is {found}, expected {expected}")),
         ModelDirError::Config {
             path,
-            error: HfConfigError::Json(source),
-        } => EmbedError::Json { path, source },
+            error: HfConfigError::Json(reason),
+        } => EmbedError::Json { path, reason },
         source => EmbedError::ModelDir { source },
     }
 }
@@ -381,9 +386,9 @@ fn read_json(path: &Path) -> Result<JsonValue, EmbedError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_json(&text).map_err(|source| EmbedError::Json {
+    parse_json_strict(&text).map_err(|e| EmbedError::Json {
         path: path.to_path_buf(),
-        source,
+        reason: e.to_string(),
     })
 }
 
@@ -416,7 +421,7 @@ fn usize_value(
                 config_err(
                     path,
                     key,
-                    format!("is {}, expected a non-negative integer", v.kind_name()),
+                    format!("is {}, expected a non-negative integer", json_kind(v)),
                 )
             }),
     }
@@ -427,11 +432,7 @@ fn extra_str<'c>(path: &Path, c: &'c HfConfig, key: &str) -> Result<Option<&'c s
     match c.extra.get(key) {
         None | Some(JsonValue::Null) => Ok(None),
         Some(v) => v.as_str().map(Some).ok_or_else(|| {
-            config_err(
-                path,
-                key,
-                format!("is {}, expected a string", v.kind_name()),
-            )
+            config_err(path, key, format!("is {}, expected a string", json_kind(v)))
         }),
     }
 }

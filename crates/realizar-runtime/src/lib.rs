@@ -9,6 +9,7 @@ pub mod embed;
 mod error;
 pub mod generate;
 pub mod gguf_source;
+pub mod hf_dir;
 pub mod model;
 pub mod models;
 pub mod sampling;

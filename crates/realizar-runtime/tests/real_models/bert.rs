@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use realizar_format_safetensors::{parse_json, Dtype, JsonValue, SafetensorsWriter};
+use realizar_format_safetensors::{Dtype, SafetensorsWriter};
 use realizar_nn::bert::{BertError, BertInput};
 use realizar_runtime::embed::{EmbedError, Embedder};
+use serde_json::Value as JsonValue;
 
 use crate::common::{model_path, refs_dir};
 
@@ -13,7 +14,8 @@ fn read_ref(name: &str) -> JsonValue {
     let path = refs_dir().join("minilm").join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read reference {}: {e}", path.display()));
-    parse_json(&text).unwrap_or_else(|e| panic!("invalid JSON in {}: {e}", path.display()))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("invalid JSON in {}: {e}", path.display()))
 }
 
 fn field<'a>(v: &'a JsonValue, key: &str) -> &'a JsonValue {

@@ -1,12 +1,108 @@
-//! Hugging Face model directories: `config.json`, the weights and the tokenizer files.
+//! Hugging Face model directories: `config.json` (typed, [`HfConfig`]), the weights (one
+//! safetensors file or a sharded checkpoint) and the tokenizer and sentence-transformers files.
+//! The JSON is read with serde_json, strictly ([`parse_json_strict`]: a duplicate key is an
+//! error); the safetensors crate keeps its own parser for its headers.
 
 use core::fmt;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::index::{is_plain_file_name, IndexError, ShardedIndex};
-use crate::json::{parse_json, JsonError, JsonValue};
+use realizar_format_safetensors::{is_plain_file_name, IndexError, ShardedIndex};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value as JsonValue};
+
+/// A JSON value that rejects duplicate object keys while it is read (`serde_json::Value`
+/// keeps the last one silently).
+struct Strict(JsonValue);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = JsonValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<JsonValue, E> {
+        Ok(JsonValue::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<JsonValue, E> {
+        Ok(JsonValue::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<JsonValue, E> {
+        Ok(JsonValue::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<JsonValue, E> {
+        Number::from_f64(v)
+            .map(JsonValue::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<JsonValue, E> {
+        Ok(JsonValue::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<JsonValue, E> {
+        Ok(JsonValue::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<JsonValue, E> {
+        Ok(JsonValue::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<JsonValue, E> {
+        Ok(JsonValue::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(JsonValue::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(JsonValue::Object(out))
+    }
+}
+
+/// Parses JSON text strictly: as serde_json does (nesting bounded), and a duplicate key in an
+/// object is an error, not a silent overwrite.
+pub fn parse_json_strict(text: &str) -> Result<JsonValue, serde_json::Error> {
+    serde_json::from_str::<Strict>(text).map(|s| s.0)
+}
+
+/// The name of a JSON value's kind, for errors.
+pub fn json_kind(v: &JsonValue) -> &'static str {
+    match v {
+        JsonValue::Null => "null",
+        JsonValue::Bool(_) => "a boolean",
+        JsonValue::Number(_) => "a number",
+        JsonValue::String(_) => "a string",
+        JsonValue::Array(_) => "an array",
+        JsonValue::Object(_) => "an object",
+    }
+}
 
 /// The fields of a Hugging Face `config.json` that model loaders use, typed; everything else is
 /// kept in [`HfConfig::extra`]. A field that is absent or `null` is `None`.
@@ -49,8 +145,8 @@ pub struct HfConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HfConfigError {
-    /// The text is not valid (strict) JSON.
-    Json(JsonError),
+    /// The text is not valid (strict) JSON: the parser's message, with line and column.
+    Json(String),
     /// The top-level value is not an object.
     NotObject,
     /// A known field has the wrong type.
@@ -78,14 +174,7 @@ impl fmt::Display for HfConfigError {
     }
 }
 
-impl std::error::Error for HfConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            HfConfigError::Json(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for HfConfigError {}
 
 /// Takes the typed fields out of a config object.
 struct Fields(BTreeMap<String, JsonValue>);
@@ -103,7 +192,7 @@ impl Fields {
             Some(v) => read(&v).map(Some).ok_or(HfConfigError::WrongType {
                 field,
                 expected,
-                found: v.kind_name(),
+                found: json_kind(&v),
             }),
         }
     }
@@ -127,7 +216,7 @@ impl HfConfig {
     /// Parses the text of a `config.json`.
     ///
     /// ```
-    /// use realizar_format_safetensors::HfConfig;
+    /// use realizar_runtime::hf_dir::HfConfig;
     ///
     /// let c = HfConfig::parse(r#"{"model_type":"llama","num_attention_heads":9,
     ///                             "hidden_act":"silu","rope_theta":100000.0}"#).unwrap();
@@ -136,7 +225,7 @@ impl HfConfig {
     /// assert_eq!(c.extra["hidden_act"].as_str(), Some("silu"));
     /// ```
     pub fn parse(text: &str) -> Result<HfConfig, HfConfigError> {
-        let v = parse_json(text).map_err(HfConfigError::Json)?;
+        let v = parse_json_strict(text).map_err(|e| HfConfigError::Json(e.to_string()))?;
         HfConfig::from_json(v)
     }
 
@@ -145,7 +234,7 @@ impl HfConfig {
         let JsonValue::Object(map) = value else {
             return Err(HfConfigError::NotObject);
         };
-        let mut f = Fields(map);
+        let mut f = Fields(map.into_iter().collect());
         let architectures = f
             .take("architectures", "an array of strings", |v| {
                 v.as_array()?
@@ -283,7 +372,7 @@ pub enum ModelDirError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        error: JsonError,
+        error: serde_json::Error,
     },
     /// `modules.json` does not have the sentence-transformers shape (an array of objects with
     /// string `type` and `path`, each path a plain relative name).
@@ -358,10 +447,11 @@ fn pooling_dir(modules: &Path) -> Result<Option<String>, ModelDirError> {
     let bad = || ModelDirError::BadModules {
         path: modules.to_path_buf(),
     };
-    let v = parse_json(&read_text(modules)?).map_err(|error| ModelDirError::ModulesJson {
-        path: modules.to_path_buf(),
-        error,
-    })?;
+    let v =
+        parse_json_strict(&read_text(modules)?).map_err(|error| ModelDirError::ModulesJson {
+            path: modules.to_path_buf(),
+            error,
+        })?;
     let mut found = None;
     for m in v.as_array().ok_or_else(bad)? {
         let ty = m.get("type").and_then(JsonValue::as_str).ok_or_else(bad)?;
