@@ -10,7 +10,7 @@ use realizar_runtime::bench::{
 };
 use realizar_runtime::models::resolve_model;
 use realizar_runtime::threads::resolve_threads;
-use realizar_runtime::{DecoderModel, LoadOptions, RuntimeError};
+use realizar_runtime::{DecoderModel, LoadOptions, Model, RuntimeError};
 use serde_json::json;
 
 use crate::{print_out, CliError, CliResult};
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> CliResult {
             path.display()
         )));
     }
-    let model = DecoderModel::load(
+    let opened = Model::open(
         &path,
         &LoadOptions {
             threads: Some(threads),
@@ -117,6 +117,9 @@ pub fn run(args: Args) -> CliResult {
         },
     )
     .map_err(|e| bench_err(BenchError::Runtime(e)))?;
+    let model = opened
+        .require_decoder()
+        .map_err(|e| bench_err(BenchError::Runtime(e)))?;
     let after_load = bench::memory();
     let cost = model
         .with_gguf(WeightCost::of)

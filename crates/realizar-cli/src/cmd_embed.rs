@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use realizar_runtime::embed::{EmbedError, Embedder};
+use realizar_runtime::embed::EmbedError;
 use realizar_runtime::hf_dir::ModelDirError;
 use realizar_runtime::models::resolve_model;
+use realizar_runtime::{LoadOptions, Model, RuntimeError};
 use serde_json::json;
 
 use crate::{CliError, CliResult};
@@ -35,7 +36,17 @@ pub struct Args {
 /// Runs the command.
 pub fn run(args: Args) -> CliResult {
     let path: PathBuf = resolve_model(&args.model);
-    let embedder = Embedder::load(&path).map_err(embed_error)?;
+    let model = Model::open(&path, &LoadOptions::default()).map_err(|e| match e {
+        RuntimeError::Embed(e) => embed_error(e),
+        RuntimeError::Io { .. } => CliError::io(e),
+        other => CliError::invalid(other),
+    })?;
+    let embedder = model.embedder().ok_or_else(|| {
+        CliError::invalid(format!(
+            "{}: not an embedding model (give a Hugging Face BERT directory)",
+            path.display()
+        ))
+    })?;
     let vectors = if args.ids.is_empty() {
         let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
         embedder.embed_texts(&texts).map_err(embed_error)?
