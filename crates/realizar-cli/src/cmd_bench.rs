@@ -135,12 +135,12 @@ pub fn run(args: Args) -> CliResult {
         "flops_per_token": cost.flops_per_token(),
     });
     if args.latency {
-        let l = bench::latency(&model, args.prompt, args.gen, args.seed, after_load)
+        let l = bench::latency(model, args.prompt, args.gen, args.seed, after_load)
             .map_err(bench_err)?;
         return latency_report(&args, head, &l, file_bytes, &cost);
     }
     if !args.parallel.is_empty() {
-        return batched_report(&args, head, &model, threads);
+        return batched_report(&args, head, model, threads);
     }
     let cfg = ThroughputConfig {
         prompt: args.prompt,
@@ -148,7 +148,7 @@ pub fn run(args: Args) -> CliResult {
         reps: args.reps,
         seed: args.seed,
     };
-    let r = bench::throughput(&model, &cfg).map_err(bench_err)?;
+    let r = bench::throughput(model, &cfg).map_err(bench_err)?;
     let (pp, tg) = (Stats::of(&r.prefill), Stats::of(&r.decode));
     let ceiling = args
         .bandwidth_gbs
