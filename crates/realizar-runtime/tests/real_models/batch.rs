@@ -344,3 +344,101 @@ fn forward_segments_rejects_bad_passes_without_touching_the_caches() {
     );
     assert_eq!((caches[0].len(), caches[1].len()), (0, 6));
 }
+
+/// The runtime's `Batcher`, driven from Rust with no HTTP: several conversations submitted
+/// together (more than its slots, so some wait) each stream the text and tokens that
+/// `generate` gives alone, stop strings included, and a dropped handle cancels its sequence.
+#[test]
+fn batcher_streams_what_generate_gives_alone() {
+    use realizar_runtime::batcher::{BatcherConfig, FinishReason, GenEvent, GenRequest};
+    use realizar_runtime::{generate, ChatMessage, GenerateConfig, Model, SamplerConfig};
+    use std::ops::ControlFlow;
+
+    let model = Model::open(
+        model_path("smollm2-135m"),
+        &LoadOptions {
+            ctx: Some(512),
+            ..LoadOptions::default()
+        },
+    )
+    .expect("open SmolLM2");
+    let questions = [
+        ("What is the capital of France?", vec![]),
+        ("Name three colours.", vec![",".to_string()]),
+        ("Why is the sea salty?", vec![]),
+        ("Count from one to five.", vec!["three".to_string()]),
+        ("Write a haiku about rain.", vec![]),
+    ];
+    let batcher = model.batcher(2, BatcherConfig::default()).expect("batcher");
+    // One request whose handle is dropped at once: its slot must come back.
+    let prompt = |q: &str| {
+        model
+            .chat_prompt(&[ChatMessage::new("user", q)])
+            .expect("chat prompt")
+    };
+    let request = |q: &str, stop: Vec<String>| GenRequest {
+        prompt: prompt(q),
+        max_tokens: 24,
+        sampler: SamplerConfig::default(),
+        stop,
+        logprobs: None,
+        ignore_eos: false,
+    };
+    drop(
+        batcher
+            .submit(request("Tell me a long story.", vec![]))
+            .expect("submit"),
+    );
+    let handles: Vec<_> = questions
+        .iter()
+        .map(|(q, stop)| batcher.submit(request(q, stop.clone())).expect("submit"))
+        .collect();
+    let decoder = model.decoder().expect("decoder");
+    for ((q, stop), handle) in questions.iter().zip(handles) {
+        let (mut text, mut tokens, mut done) = (String::new(), 0usize, None);
+        for ev in handle {
+            match ev {
+                GenEvent::Delta { text: t, token, .. } => {
+                    text.push_str(&t);
+                    tokens += usize::from(token.is_some());
+                }
+                GenEvent::Done(s) => done = Some(s),
+                GenEvent::Failed(m) => panic!("{q}: {m}"),
+            }
+        }
+        let done = done.expect("a summary");
+        let mut session = decoder.session().expect("session");
+        let mut stream = model.text_stream(stop.clone()).expect("text stream");
+        let config = GenerateConfig {
+            max_tokens: 24,
+            sampler: SamplerConfig::default(),
+            stop_on_eog: true,
+        };
+        let alone = generate(
+            &mut session,
+            &prompt(q),
+            &config,
+            Some(&mut stream),
+            |_, _| ControlFlow::Continue(()),
+        )
+        .expect("generate");
+        assert_eq!(text, alone.text, "{q}");
+        assert_eq!(tokens, alone.ids.len(), "{q}");
+        assert_eq!(done.completion_tokens, alone.ids.len(), "{q}");
+        let want = match alone.stop_reason.as_str() {
+            "length" => FinishReason::Length,
+            _ => FinishReason::Stop,
+        };
+        assert_eq!(done.finish_reason, want, "{q}");
+    }
+    // Every slot is free again once the worker has accounted for the last step.
+    let t0 = std::time::Instant::now();
+    while batcher.load().active != 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "sequences left active: {:?}",
+            batcher.load()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
