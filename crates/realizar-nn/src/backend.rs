@@ -620,13 +620,8 @@ impl CpuBackend {
         spread: Spread,
         out: &mut [f32],
     ) -> Result<(), NnError> {
-        let Queries {
-            q,
-            cache,
-            layer,
-            pos,
-        } = queries;
-        let cache = host_kv(cache)?;
+        let (cache, order) = check_attention(shape, &queries, out)?;
+        let Queries { q, layer, pos, .. } = queries;
         let spread = spread == Spread::Pool;
         let AttentionShape {
             n_head,
@@ -636,25 +631,7 @@ impl CpuBackend {
         } = *shape;
         let m = pos.len();
         let width = n_head * hd;
-        let cap = cache.capacity();
-        if n_head_kv == 0
-            || n_head % n_head_kv != 0
-            || q.len() < m * width
-            || out.len() < m * width
-            || pos.end > cap
-            || hd > MAX_HEAD_DIM
-        {
-            return Err(NnError::InvalidArgument {
-                reason: format!("attention of layer {layer}: buffers do not fit the shape"),
-            });
-        }
         let group = n_head / n_head_kv;
-        // llama.cpp multiplies a single query with ggml_vec_dot_f16, several with tinyBLAS.
-        let order = if m == 1 {
-            F16Order::VecDot
-        } else {
-            F16Order::Tiny
-        };
         let head_view = |g: usize, n_keys: usize| {
             cache
                 .head(layer, g, n_keys)
@@ -808,6 +785,36 @@ fn row(m: &[f32], i: usize, width: usize) -> &[f32] {
 
 /// Lanes of [`dot`]'s partial sums.
 const LANES: usize = 16;
+
+/// Checks an attention call of a host backend against its shape and cache; returns the host
+/// cache and llama.cpp's f16 product order for its number of queries (`ggml_vec_dot_f16` for
+/// one, llamafile's tinyBLAS for several).
+pub(crate) fn check_attention<'c>(
+    shape: &AttentionShape,
+    queries: &Queries<'c>,
+    out: &[f32],
+) -> Result<(&'c KvCache, F16Order), NnError> {
+    let cache = host_kv(queries.cache)?;
+    let (nh, nkv, hd) = (shape.n_head, shape.n_head_kv, shape.head_dim);
+    let (m, width, layer) = (queries.pos.len(), nh * hd, queries.layer);
+    if nkv == 0
+        || nh % nkv != 0
+        || queries.q.len() < m * width
+        || out.len() < m * width
+        || queries.pos.end > cache.capacity()
+        || hd > MAX_HEAD_DIM
+    {
+        return Err(NnError::InvalidArgument {
+            reason: format!("attention of layer {layer}: buffers do not fit the shape"),
+        });
+    }
+    let order = if m == 1 {
+        F16Order::VecDot
+    } else {
+        F16Order::Tiny
+    };
+    Ok((cache, order))
+}
 
 /// How many consecutive query heads of a key/value group of `group` one attention task takes:
 /// the most, up to four, that divide the group and leave at least `min_tasks` tasks over

@@ -15,9 +15,9 @@
 use core::fmt;
 
 use crate::backend::{
-    attend_heads, encoder_attention_host, host_kv, with_host_bytes, ActScratch, AttentionShape,
-    AttnKernels, Backend, EncoderSeq, F16Order, KeySpan, Order, QTensor, Queries, Rows, Spread,
-    Weight, MAX_HEAD_DIM,
+    attend_heads, check_attention, encoder_attention_host, with_host_bytes, ActScratch,
+    AttentionShape, AttnKernels, Backend, EncoderSeq, KeySpan, Order, QTensor, Queries, Rows,
+    Spread, Weight,
 };
 use crate::NnError;
 
@@ -55,20 +55,6 @@ fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ 
     }
 }
 
-impl ReferenceBackend {
-    /// [`Backend::encoder_attention`]: the host code, on the reference's one thread.
-    fn encoder(
-        &self,
-        shape: &AttentionShape,
-        qkv: &[f32],
-        seqs: &[EncoderSeq<'_>],
-        out: &mut [f32],
-    ) -> Result<(), NnError> {
-        self.pool
-            .install(|| encoder_attention_host(shape, qkv, seqs, out))
-    }
-}
-
 impl Backend for ReferenceBackend {
     fn name(&self) -> &str {
         "reference"
@@ -99,7 +85,9 @@ impl Backend for ReferenceBackend {
         seqs: &[EncoderSeq<'_>],
         out: &mut [f32],
     ) -> Result<(), NnError> {
-        self.encoder(shape, qkv, seqs, out)
+        // The host code, on the reference's one thread.
+        self.pool
+            .install(|| encoder_attention_host(shape, qkv, seqs, out))
     }
 
     fn attention(
@@ -109,32 +97,10 @@ impl Backend for ReferenceBackend {
         _spread: Spread,
         out: &mut [f32],
     ) -> Result<(), NnError> {
-        let Queries {
-            q,
-            cache,
-            layer,
-            pos,
-        } = queries;
-        let host = host_kv(cache)?;
+        let (host, order) = check_attention(shape, &queries, out)?;
+        let Queries { q, layer, pos, .. } = queries;
         let (nh, nkv, hd) = (shape.n_head, shape.n_head_kv, shape.head_dim);
         let width = nh * hd;
-        let m = pos.len();
-        if nkv == 0
-            || nh % nkv != 0
-            || q.len() < m * width
-            || out.len() < m * width
-            || hd > MAX_HEAD_DIM
-        {
-            return Err(NnError::InvalidArgument {
-                reason: format!("attention of layer {layer}: buffers do not fit the shape"),
-            });
-        }
-        // llama.cpp multiplies a single query with ggml_vec_dot_f16, several with tinyBLAS.
-        let order = if m == 1 {
-            F16Order::VecDot
-        } else {
-            F16Order::Tiny
-        };
         let group = nh / nkv;
         let mut scores = Vec::new();
         for (t, p) in pos.enumerate() {
