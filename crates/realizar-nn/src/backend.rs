@@ -661,7 +661,7 @@ impl CpuBackend {
                 scale: shape.kq_scale,
             };
             with_scores(sub * (p + 1 - lo), |sc| {
-                attend_heads(qj, (k, v), span, order, &AttnKernels::SIMD, sc, oj)
+                attend_heads::<SimdKernels>(qj, (k, v), span, order, sc, oj)
             });
             Ok::<(), NnError>(())
         };
@@ -852,64 +852,39 @@ fn round_to_f16(x: &mut [f32]) {
     }
 }
 
-/// `(query, key rows, rows to prefetch, vecdot order, scores)`.
-type DotsFn = fn(&[f16], &[f16], &[f16], bool, &mut [f32]);
-
-/// `(probabilities, value rows, head dim, first position, vecdot order, out)`.
-type WeightedSumFn = fn(&[f32], &[f16], usize, usize, bool, &mut [f32]);
-
-/// The float kernels attention runs on: `realizar-quant`'s SIMD kernels for the CPU backend,
-/// their scalar twins for the reference backend. The two sets give the same values bit for
-/// bit (each twin is tested against its kernel), so the attention code above them is one.
-#[derive(Clone, Copy)]
-pub(crate) struct AttnKernels {
-    /// A query's f16 dot products with consecutive key rows ([`vecops::f16_dots_folded_then`];
-    /// the third slice is only prefetched).
-    dots: DotsFn,
+/// The float kernels attention runs on: `realizar-quant`'s SIMD kernels for the CPU backend
+/// ([`SimdKernels`]), their scalar twins for the reference backend ([`ScalarKernels`]). The two
+/// give the same values bit for bit (each twin is tested against its kernel), so the attention
+/// code above them is one; it is generic over the set, so each path is compiled with direct
+/// calls.
+pub(crate) trait AttnKernels {
+    /// A query's f16 dot products with consecutive key rows
+    /// ([`vecops::f16_dots_folded_then`]; `next` is only prefetched).
+    fn dots(x: &[f16], rows: &[f16], next: &[f16], vecdot: bool, out: &mut [f32]);
     /// The largest value.
-    max: fn(&[f32]) -> f32,
+    fn max(x: &[f32]) -> f32;
     /// `x = expf_ggml(x - sub)`.
-    exp_sub: fn(&mut [f32], f32),
+    fn exp_sub(x: &mut [f32], sub: f32);
     /// ggml's grouped f64 sum of a softmax row.
-    sum_groups16: fn(&[f32], usize) -> f64,
+    fn sum_groups16(x: &[f32], lo: usize) -> f64;
     /// The probabilities' weighted sum of value rows.
-    weighted_sum: WeightedSumFn,
-}
-
-impl AttnKernels {
-    /// The SIMD kernels.
-    pub(crate) const SIMD: AttnKernels = AttnKernels {
-        dots: vecops::f16_dots_folded_then,
-        max: vecops::max_f32,
-        exp_sub: vecops::exp_sub_ggml,
-        sum_groups16: vecops::sum_groups16,
-        weighted_sum: vecops::f16_weighted_sum,
-    };
-
-    /// Their scalar twins.
-    pub(crate) const SCALAR: AttnKernels = AttnKernels {
-        dots: |x, rows, _next, vecdot, out| vecops::f16_dots_folded_scalar(x, rows, vecdot, out),
-        max: |x| x.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        exp_sub: vecops::exp_sub_ggml_scalar,
-        sum_groups16: vecops::sum_groups16_scalar,
-        weighted_sum: vecops::f16_weighted_sum_scalar,
-    };
+    fn weighted_sum(p: &[f32], v: &[f16], hd: usize, first: usize, vecdot: bool, out: &mut [f32]);
 
     /// [`crate::layers::softmax_ggml`] on these kernels.
-    pub(crate) fn softmax_ggml(&self, x: &mut [f32], lo: usize) {
-        let max = (self.max)(x);
+    fn softmax_ggml(x: &mut [f32], lo: usize) {
+        let max = Self::max(x);
         if max == f32::NEG_INFINITY {
             x.iter_mut().for_each(|v| *v = 0.0);
             return;
         }
-        (self.exp_sub)(x, max);
-        let inv = (1.0 / (self.sum_groups16)(x, lo)) as f32;
+        Self::exp_sub(x, max);
+        let inv = (1.0 / Self::sum_groups16(x, lo)) as f32;
         x.iter_mut().for_each(|v| *v *= inv);
     }
 
     /// [`crate::layers::softmax_inplace`] on these kernels.
-    pub(crate) fn softmax_plain(&self, x: &mut [f32]) {
-        let max = (self.max)(x);
+    fn softmax_plain(x: &mut [f32]) {
+        let max = Self::max(x);
         if max == f32::NEG_INFINITY {
             x.iter_mut().for_each(|v| *v = 0.0);
             return;
@@ -924,6 +899,48 @@ impl AttnKernels {
     }
 }
 
+/// `realizar-quant`'s SIMD kernels.
+pub(crate) struct SimdKernels;
+
+impl AttnKernels for SimdKernels {
+    fn dots(x: &[f16], rows: &[f16], next: &[f16], vecdot: bool, out: &mut [f32]) {
+        vecops::f16_dots_folded_then(x, rows, next, vecdot, out)
+    }
+    fn max(x: &[f32]) -> f32 {
+        vecops::max_f32(x)
+    }
+    fn exp_sub(x: &mut [f32], sub: f32) {
+        vecops::exp_sub_ggml(x, sub)
+    }
+    fn sum_groups16(x: &[f32], lo: usize) -> f64 {
+        vecops::sum_groups16(x, lo)
+    }
+    fn weighted_sum(p: &[f32], v: &[f16], hd: usize, first: usize, vecdot: bool, out: &mut [f32]) {
+        vecops::f16_weighted_sum(p, v, hd, first, vecdot, out)
+    }
+}
+
+/// Their scalar twins.
+pub(crate) struct ScalarKernels;
+
+impl AttnKernels for ScalarKernels {
+    fn dots(x: &[f16], rows: &[f16], _next: &[f16], vecdot: bool, out: &mut [f32]) {
+        vecops::f16_dots_folded_scalar(x, rows, vecdot, out)
+    }
+    fn max(x: &[f32]) -> f32 {
+        x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+    }
+    fn exp_sub(x: &mut [f32], sub: f32) {
+        vecops::exp_sub_ggml_scalar(x, sub)
+    }
+    fn sum_groups16(x: &[f32], lo: usize) -> f64 {
+        vecops::sum_groups16_scalar(x, lo)
+    }
+    fn weighted_sum(p: &[f32], v: &[f16], hd: usize, first: usize, vecdot: bool, out: &mut [f32]) {
+        vecops::f16_weighted_sum_scalar(p, v, hd, first, vecdot, out)
+    }
+}
+
 /// Query heads of one query that share a key/value head: each head's scores over keys
 /// `lo..n`, softmax, weighted sum of values. `q` and `out` hold the heads' `hd` elements one
 /// after another, `scores` their `n - lo` scores.
@@ -934,12 +951,11 @@ impl AttnKernels {
 /// ggml runs (`ggml_vec_dot_f16` for a single query, llamafile's tinyBLAS for a batch; see
 /// [`F16Order`]), the scores are scaled and put through [`crate::layers::softmax_ggml`]. Every head's
 /// numbers are those of the head alone: grouping only shares the cache reads.
-pub(crate) fn attend_heads(
+pub(crate) fn attend_heads<K: AttnKernels>(
     q: &[f32],
     (k, v): (KvView<'_>, KvView<'_>),
     span: KeySpan,
     order: F16Order,
-    kernels: &AttnKernels,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
@@ -970,7 +986,7 @@ pub(crate) fn attend_heads(
                     .enumerate()
                 {
                     let next = if h == 0 { vr } else { &[] };
-                    (kernels.dots)(qh, kr, next, vecdot, sh);
+                    K::dots(qh, kr, next, vecdot, sh);
                 }
                 scores.iter_mut().for_each(|s| *s *= scale);
             } else {
@@ -981,11 +997,11 @@ pub(crate) fn attend_heads(
                 }
             }
             for (sh, oh) in scores.chunks_exact_mut(len).zip(out.chunks_exact_mut(hd)) {
-                kernels.softmax_ggml(sh, lo);
+                K::softmax_ggml(sh, lo);
                 // out[d] = sum_i p[i] v[i][d] in the order of ggml's f16 product of the
                 // transposed values with the probabilities, which it rounds to f16 first.
                 round_to_f16(sh);
-                (kernels.weighted_sum)(sh, vr, hd, lo, vecdot, oh);
+                K::weighted_sum(sh, vr, hd, lo, vecdot, oh);
             }
         }
         (k, v) => {
@@ -994,7 +1010,7 @@ pub(crate) fn attend_heads(
                 .zip(scores.chunks_exact_mut(len))
                 .zip(out.chunks_exact_mut(hd))
             {
-                attend_head_plain(qh, (k, v), span, kernels, sh, oh);
+                attend_head_plain::<K>(qh, (k, v), span, sh, oh);
             }
         }
     }
@@ -1049,11 +1065,10 @@ pub(crate) struct KeySpan {
 }
 
 /// Attention of one head with an f32 cache: f32 products, plain softmax.
-fn attend_head_plain(
+fn attend_head_plain<K: AttnKernels>(
     q: &[f32],
     (k, v): (KvView<'_>, KvView<'_>),
     span: KeySpan,
-    kernels: &AttnKernels,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
@@ -1072,7 +1087,7 @@ fn attend_head_plain(
             }
         }
     }
-    kernels.softmax_plain(scores);
+    K::softmax_plain(scores);
     out.iter_mut().for_each(|o| *o = 0.0);
     match v {
         KvView::F16(v) => {

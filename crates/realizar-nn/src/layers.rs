@@ -65,7 +65,8 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [
 /// Numerically stable softmax in place: subtract the maximum, exponentiate, divide by the sum
 /// (accumulated in f64). Entries of `-inf` become 0; an all `-inf` row becomes all 0.
 pub fn softmax_inplace(x: &mut [f32]) {
-    crate::backend::AttnKernels::SIMD.softmax_plain(x)
+    use crate::backend::AttnKernels;
+    crate::backend::SimdKernels::softmax_plain(x)
 }
 
 pub use realizar_quant::vecops::{expf_ggml, reduce_add16, silu};
@@ -77,7 +78,8 @@ pub use realizar_quant::vecops::{expf_ggml, reduce_add16, silu};
 /// [`reduce_add16`] and added to an f64 sum; the row is then multiplied by `(f32)(1 / sum)`.
 /// An all `-inf` row becomes all 0.
 pub fn softmax_ggml(x: &mut [f32], lo: usize) {
-    crate::backend::AttnKernels::SIMD.softmax_ggml(x, lo)
+    use crate::backend::AttnKernels;
+    crate::backend::SimdKernels::softmax_ggml(x, lo)
 }
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;

@@ -16,7 +16,7 @@ use core::fmt;
 
 use crate::backend::{
     attend_heads, check_attention, encoder_attention_host, with_host_bytes, ActScratch,
-    AttentionShape, AttnKernels, Backend, EncoderSeq, KeySpan, Order, QTensor, Queries, Rows,
+    AttentionShape, Backend, EncoderSeq, KeySpan, Order, QTensor, Queries, Rows, ScalarKernels,
     Spread, Weight,
 };
 use crate::NnError;
@@ -120,7 +120,7 @@ impl Backend for ReferenceBackend {
                         })?;
                 let at = t * width + h * hd..t * width + (h + 1) * hd;
                 let (qh, oh) = (&q[at.clone()], &mut out[at]);
-                attend_heads(qh, kv, span, order, &AttnKernels::SCALAR, &mut scores, oh);
+                attend_heads::<ScalarKernels>(qh, kv, span, order, &mut scores, oh);
             }
         }
         Ok(())
