@@ -558,7 +558,8 @@ pub fn with_host_bytes<R>(
     f(&buf[..ws.len()])
 }
 
-fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ {
+/// Maps a kernel's error to the backend's, naming the weight or activation.
+pub(crate) fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ {
     move |source| NnError::Quant {
         what: what.to_string(),
         source,

@@ -15,7 +15,7 @@
 use core::fmt;
 
 use crate::backend::{
-    attend_heads, check_attention, encoder_attention_host, with_host_bytes, ActScratch,
+    attend_heads, check_attention, encoder_attention_host, quant_err, with_host_bytes, ActScratch,
     AttentionShape, Backend, EncoderSeq, KeySpan, Order, QTensor, Queries, Rows, ScalarKernels,
     Spread, Weight,
 };
@@ -45,13 +45,6 @@ impl ReferenceBackend {
                 reason: e.to_string(),
             })?;
         Ok(ReferenceBackend { pool })
-    }
-}
-
-fn quant_err(what: &str) -> impl Fn(realizar_quant::QuantError) -> NnError + '_ {
-    move |source| NnError::Quant {
-        what: what.to_string(),
-        source,
     }
 }
 
