@@ -58,8 +58,9 @@ pub fn run(args: Args) -> CliResult {
             .collect::<Result<Vec<_>, _>>()?;
         embedder.embed_ids(&batch).map_err(embed_error)?
     };
+    let mut out = String::new();
     if args.json {
-        println!("{}", json!({ "embeddings": vectors }));
+        out = format!("{}\n", json!({ "embeddings": vectors }));
     } else {
         let labels: Vec<&String> = if args.ids.is_empty() {
             args.texts.iter().collect()
@@ -68,11 +69,11 @@ pub fn run(args: Args) -> CliResult {
         };
         for (label, v) in labels.iter().zip(&vectors) {
             let head: Vec<String> = v.iter().take(8).map(|x| format!("{x:+.6}")).collect();
-            println!("{label:?}");
-            println!("  dim {}: [{}, ...]", v.len(), head.join(", "));
+            out.push_str(&format!("{label:?}\n"));
+            out.push_str(&format!("  dim {}: [{}, ...]\n", v.len(), head.join(", ")));
         }
     }
-    Ok(())
+    crate::print_out(&out)
 }
 
 /// Parses `101,7592,102`.

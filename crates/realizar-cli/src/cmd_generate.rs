@@ -377,6 +377,5 @@ pub fn run_perplexity(args: PerplexityArgs) -> CliResult {
             p.ppl, p.chunks, p.tokens_scored
         )
     };
-    println!("{out}");
-    Ok(())
+    crate::print_out(&format!("{out}\n"))
 }

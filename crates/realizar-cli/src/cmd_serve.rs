@@ -164,7 +164,7 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
         }
     };
     let serving = tokio::spawn(server.serve(listener, shutdown));
-    println!("realizar: listening on http://{addr}");
+    announce(&format!("realizar: listening on http://{addr}"));
     tracing::info!(%addr, "listening (loading models; /health is 503 until ready)");
 
     let opts = LocalOptions {
@@ -196,7 +196,7 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
                 handle.add_model(Arc::clone(&e));
             }
             handle.set_ready(true);
-            println!("realizar: ready");
+            announce("realizar: ready");
             tracing::info!("ready");
             None
         }
@@ -218,4 +218,12 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
         Ok(Err(e)) => Err(CliError::io(e)),
         Err(e) => Err(CliError::io(format!("server task failed: {e}"))),
     }
+}
+
+/// A status line on stdout for scripts that wait for it; a closed or full stdout does not stop
+/// the server (the same line is in the logs).
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }

@@ -92,15 +92,15 @@ pub fn run_tokenize(args: TokenizeArgs) -> CliResult {
         parse_special: args.special,
     };
     let (ids, pieces) = tokenize(&loaded, &args.text, opts)?;
-    if args.json {
-        let v = serde_json::json!({ "ids": ids, "pieces": pieces });
-        println!("{v}");
+    let out = if args.json {
+        format!("{}\n", serde_json::json!({ "ids": ids, "pieces": pieces }))
     } else {
-        for (id, piece) in ids.iter().zip(&pieces) {
-            println!("{id:>7} {piece:?}");
-        }
-    }
-    Ok(())
+        ids.iter()
+            .zip(&pieces)
+            .map(|(id, piece)| format!("{id:>7} {piece:?}\n"))
+            .collect()
+    };
+    crate::print_out(&out)
 }
 
 /// Runs `realizar detokenize`.
@@ -111,8 +111,7 @@ pub fn run_detokenize(args: DetokenizeArgs) -> CliResult {
         .tokenizer
         .decode(&ids, args.skip_special)
         .map_err(CliError::invalid)?;
-    println!("{text}");
-    Ok(())
+    crate::print_out(&format!("{text}\n"))
 }
 
 #[cfg(test)]
