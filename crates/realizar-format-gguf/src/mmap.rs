@@ -17,6 +17,15 @@ pub struct MmapGguf {
 impl MmapGguf {
     /// Maps the file at `path`.
     pub fn open(path: impl AsRef<Path>) -> io::Result<MmapGguf> {
+        let path = path.as_ref();
+        // Only a regular file can be mapped: opening a FIFO for reading would block until a
+        // writer appears, and a device could be endless.
+        if !std::fs::metadata(path)?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a FIFO, device or directory cannot be mapped)",
+            ));
+        }
         let file = File::open(path)?;
         // SAFETY: the mapping is read-only and private to this process. As with every mmap, a
         // process that truncates or rewrites the file while it is mapped can change or remove the

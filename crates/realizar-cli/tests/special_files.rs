@@ -1,0 +1,58 @@
+//! A FIFO given as a model never hangs a command: opening one for reading would block until a
+//! writer appears, so every command refuses it at once with one error line.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_fifo_as_the_model_is_refused_at_once() {
+    let fifo = std::env::temp_dir().join(format!("realizar-fifo-{}.gguf", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let f = fifo.display().to_string();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["inspect", &f],
+        vec!["tokenize", "--model", &f, "--text", "hi"],
+        vec!["detokenize", "--model", &f, "--ids", "1"],
+        vec!["generate", "--model", &f, "--prompt", "hi"],
+        vec!["perplexity", "--model", &f, "--ids-file", &f],
+        vec!["embed", "--model", &f, "--text", "hi"],
+        vec!["bench", "--model", &f],
+        vec!["serve", "--model", &f, "--port", "0"],
+    ];
+    for args in &commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_realizar"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run realizar");
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(&fifo);
+                panic!("{args:?} hangs on a FIFO");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = child
+            .wait_with_output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
+        assert!(
+            matches!(status.code(), Some(1 | 2)),
+            "{args:?}: {status:?} {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_file(&fifo);
+}
