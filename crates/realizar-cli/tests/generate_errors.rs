@@ -202,3 +202,30 @@ fn prompt_id_outside_vocab_exits_2() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Sizes from flags never abort the process: a context no machine can hold is exit 2 naming
+/// it (the KV cache is allocated fallibly), and a huge `--max-tokens` is bounded by the context.
+#[test]
+fn huge_sizes_from_flags_are_errors_or_bounded() {
+    let path = write_model("sizes", |_, _| {});
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_realizar"))
+            .args(["generate", "--model"])
+            .arg(&path)
+            .args(["--prompt-ids", "1,3", "--temperature", "0", "--json"])
+            .args(extra)
+            .output()
+            .expect("run realizar")
+    };
+    let ctx = "1000000000000";
+    let out = run(&["--ctx", ctx, "--max-tokens", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("error: ") && err.contains(ctx), "{err}");
+    let out = run(&["--ctx", "16", "--max-tokens", "1000000000000"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v["ids"].as_array().is_some_and(|a| a.len() <= 16), "{v}");
+    let _ = std::fs::remove_file(&path);
+}

@@ -26,11 +26,18 @@ pub enum KvStore {
 }
 
 impl KvStore {
-    fn new(ty: KvType, n: usize) -> KvStore {
-        match ty {
-            KvType::F16 => KvStore::F16(vec![f16::ZERO; n]),
-            KvType::F32 => KvStore::F32(vec![0.0; n]),
+    /// `n` zeroed elements, or `None` when the memory cannot be had (no abort).
+    fn new(ty: KvType, n: usize) -> Option<KvStore> {
+        fn zeroed<T: Clone>(n: usize, zero: T) -> Option<Vec<T>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).ok()?;
+            v.resize(n, zero);
+            Some(v)
         }
+        Some(match ty {
+            KvType::F16 => KvStore::F16(zeroed(n, f16::ZERO)?),
+            KvType::F32 => KvStore::F32(zeroed(n, 0.0)?),
+        })
     }
 
     fn write(&mut self, at: usize, src: &[f32]) {
@@ -170,14 +177,30 @@ impl KvCache {
                     "KV cache of {capacity} positions × {n_head_kv} heads × {head_dim} is empty or too large"
                 ),
             })?;
+        let elem = match ty {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        };
+        let total = (2 * n_layer).saturating_mul(per_layer).saturating_mul(elem);
+        let stores = || {
+            (0..n_layer)
+                .map(|_| KvStore::new(ty, per_layer))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| NnError::InvalidArgument {
+                    reason: format!(
+                        "a KV cache of {capacity} positions needs {} MiB, more memory than can be had",
+                        total >> 20
+                    ),
+                })
+        };
         Ok(KvCache {
             ty,
             n_head_kv,
             head_dim,
             capacity,
             len: 0,
-            k: (0..n_layer).map(|_| KvStore::new(ty, per_layer)).collect(),
-            v: (0..n_layer).map(|_| KvStore::new(ty, per_layer)).collect(),
+            k: stores()?,
+            v: stores()?,
         })
     }
 

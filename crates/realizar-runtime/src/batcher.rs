@@ -584,7 +584,12 @@ impl<M: BatchForward> Worker<M> {
                     }
                 }
                 let fed = self.model.slot_len(slot);
-                let mut history = Vec::with_capacity(p.req.prompt.len() + p.req.max_tokens);
+                let room = self
+                    .model
+                    .slot_capacity()
+                    .saturating_sub(p.req.prompt.len());
+                let mut history =
+                    Vec::with_capacity(p.req.prompt.len() + p.req.max_tokens.min(room));
                 history.extend_from_slice(&p.req.prompt);
                 let seq = Seq {
                     slot,

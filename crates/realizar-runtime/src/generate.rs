@@ -133,10 +133,12 @@ pub fn generate(
     let special = model.special().clone();
     let n_vocab = model.n_vocab();
     let mut sampler = Sampler::new(config.sampler.clone(), n_vocab);
-    let mut history: Vec<u32> = Vec::with_capacity(prompt.len() + config.max_tokens);
+    // At most the context's room is ever generated, whatever `max_tokens` says.
+    let most = config.max_tokens.min(session.capacity() - prompt.len());
+    let mut history: Vec<u32> = Vec::with_capacity(prompt.len() + most);
     history.extend_from_slice(prompt);
     let mut logits: Vec<f32> = Vec::with_capacity(n_vocab);
-    let mut ids = Vec::with_capacity(config.max_tokens);
+    let mut ids = Vec::with_capacity(most);
     let mut out = String::new();
     let mut timings = Timings::default();
 
