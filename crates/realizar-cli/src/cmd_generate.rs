@@ -337,9 +337,45 @@ pub fn run_score(args: ScoreArgs) -> CliResult {
     res.map_err(|e| CliError::io(format!("writing to stdout: {e}")))
 }
 
+/// The most bytes `perplexity` reads from `--file` or `--ids-file` (several times the largest
+/// evaluation texts in use, such as wikitext-2's 1.3 MB test split).
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// A text file of at most [`MAX_INPUT_BYTES`]: a regular file (a FIFO or `/dev/zero` would
+/// block or never end), read through a bound.
+fn read_input(path: &Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let io_err = |e: std::io::Error| CliError::io(format!("{}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(CliError::invalid(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
+    }
+    let too_big = || {
+        CliError::invalid(format!(
+            "{}: larger than the {} MiB this command reads",
+            path.display(),
+            MAX_INPUT_BYTES >> 20
+        ))
+    };
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| CliError::invalid(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
 fn read_ids_file(path: &Path) -> Result<Vec<u32>, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::io(format!("{}: {e}", path.display())))?;
+    let text = read_input(path)?;
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
         .map(|s| {
@@ -355,8 +391,7 @@ pub fn run_perplexity(args: PerplexityArgs) -> CliResult {
     let tokens = match (&args.file, &args.ids_file) {
         (_, Some(p)) => read_ids_file(p)?,
         (Some(p), None) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| CliError::io(format!("{}: {e}", p.display())))?;
+            let text = read_input(p)?;
             model
                 .tokenize(&text, true, false)
                 .map_err(|e| CliError::invalid(format!("{}: {e}", p.display())))?
