@@ -56,6 +56,13 @@ pub struct Args {
     /// Seconds in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Read control-token texts (`<|im_start|>`) inside chat messages and completion prompts
+    /// as control tokens, as llama.cpp's server does. By default a message's content is plain
+    /// text, so that a user cannot write turns of their own into a conversation;
+    /// `/v1/completions` and `/tokenize` then parse them only when a request sets
+    /// `"parse_special": true`.
+    #[arg(long)]
+    pub parse_special: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -154,6 +161,7 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
         api_key: args.api_key.clone(),
         max_body: args.max_body,
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        parse_special: args.parse_special,
     });
     let handle = server.handle();
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();

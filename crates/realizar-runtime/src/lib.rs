@@ -18,7 +18,9 @@ pub mod tokenizer_load;
 
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};
-pub use model::{BackendKind, DecoderModel, LoadOptions, Model, Network, Session, SpecialTokens};
+pub use model::{
+    BackendKind, ContentSpecials, DecoderModel, LoadOptions, Model, Network, Session, SpecialTokens,
+};
 pub use realizar_nn::{KvType, Logits};
 pub use realizar_tokenize::{ChatMessage, TextStep, TextStream};
 pub use sampling::{Sampler, SamplerConfig, SamplerError, SamplerParam};

@@ -345,6 +345,16 @@ pub enum Network {
     Encoder(Embedder),
 }
 
+/// How control-token texts (`<|im_start|>`) written inside chat messages are tokenized.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContentSpecials {
+    /// As plain text: only the template's own markup becomes control tokens (the default).
+    #[default]
+    Text,
+    /// As control tokens, as llama.cpp does (a message can then write turns of its own).
+    Parsed,
+}
+
 /// A model opened from a path, with everything a front end needs: the network, the tokenizer,
 /// the chat template, the end-of-generation set and the BOS policy, each decided once here
 /// (following llama.cpp for GGUF files), so that `realizar generate` and the server tokenize,
@@ -547,10 +557,49 @@ impl Model {
     }
 
     /// The prompt ids of a conversation: [`Model::render_chat`], then tokenized with special
-    /// tokens added and parsed (as llama.cpp's server does).
+    /// tokens added and parsed, where the messages' roles and contents are plain text
+    /// ([`ContentSpecials::Text`]): a control-token text typed in a message cannot open or
+    /// close a turn.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, RuntimeError> {
-        let text = self.render_chat(messages)?;
-        self.tokenize(&text, true, true)
+        self.chat_prompt_with(messages, ContentSpecials::Text)
+    }
+
+    /// [`Model::chat_prompt`] with the choice of how control-token texts inside messages are
+    /// read.
+    pub fn chat_prompt_with(
+        &self,
+        messages: &[ChatMessage],
+        content: ContentSpecials,
+    ) -> Result<Vec<u32>, RuntimeError> {
+        let tok = self.require_tokenizer()?;
+        let text_err = |source| RuntimeError::Text {
+            what: "tokenizing",
+            source,
+        };
+        match content {
+            ContentSpecials::Parsed => {
+                let text = self.render_chat(messages)?;
+                tok.encode(
+                    &text,
+                    EncodeOptions {
+                        add_special: true,
+                        parse_special: true,
+                    },
+                )
+                .map_err(text_err)
+            }
+            ContentSpecials::Text => {
+                let marked: Vec<ChatMessage> = messages
+                    .iter()
+                    .map(|m| ChatMessage {
+                        role: tok.mark_text(&m.role).into_owned(),
+                        content: tok.mark_text(&m.content).into_owned(),
+                    })
+                    .collect();
+                let text = self.render_chat(&marked)?;
+                tok.encode_marked(&text, true).map_err(text_err)
+            }
+        }
     }
 
     /// Starts continuous batching over `slots` sequences of [`DecoderModel::ctx`] positions

@@ -15,6 +15,7 @@ pub use realizar_runtime::batcher::{
 };
 use tokio::sync::mpsc;
 
+pub use realizar_runtime::ContentSpecials;
 pub use realizar_tokenize::ChatMessage;
 
 /// What a model can do.
@@ -227,9 +228,14 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The prompt ids of a conversation: rendered with the model's chat template (the
     /// assistant's turn opened) and tokenized, by the runtime's one rule
-    /// (`realizar_runtime::Model::chat_prompt`).
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
-        let _ = messages;
+    /// (`realizar_runtime::Model::chat_prompt_with`); `content` says whether control-token
+    /// texts inside the messages stay text (the default) or become control tokens.
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        content: ContentSpecials,
+    ) -> Result<Vec<u32>, EngineError> {
+        let _ = (messages, content);
         Err(EngineError::Unsupported {
             model: self.info().id,
             what: "chat",

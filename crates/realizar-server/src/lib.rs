@@ -44,8 +44,8 @@ mod metrics;
 pub mod testing;
 
 pub use engine::{
-    CancelHandle, ChatMessage, Embeddings, Engine, EngineError, EngineLoad, FinishReason, GenEvent,
-    GenRequest, GenStream, GenSummary, ModelInfo, ModelKind, TokenInfo,
+    CancelHandle, ChatMessage, ContentSpecials, Embeddings, Engine, EngineError, EngineLoad,
+    FinishReason, GenEvent, GenRequest, GenStream, GenSummary, ModelInfo, ModelKind, TokenInfo,
 };
 pub use error::{ApiError, ServerError};
 pub use http::{shutdown_signal, Server, ServerConfig, ServerHandle};

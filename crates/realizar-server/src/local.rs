@@ -10,8 +10,8 @@ use realizar_runtime::embed::Embedder;
 use realizar_runtime::{LoadOptions, Model, Network, RuntimeError};
 
 use crate::engine::{
-    gen_channel, ChatMessage, Embeddings, Engine, EngineError, EngineLoad, GenRequest, GenStream,
-    ModelInfo, ModelKind,
+    gen_channel, ChatMessage, ContentSpecials, Embeddings, Engine, EngineError, EngineLoad,
+    GenRequest, GenStream, ModelInfo, ModelKind,
 };
 use crate::error::ServerError;
 
@@ -203,7 +203,11 @@ impl Engine for LocalEngine {
         detokenize_with(&self.model, ids)
     }
 
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        content: ContentSpecials,
+    ) -> Result<Vec<u32>, EngineError> {
         if !self.model.has_chat_template() {
             return Err(EngineError::Unsupported {
                 model: self.id.clone(),
@@ -211,7 +215,7 @@ impl Engine for LocalEngine {
             });
         }
         self.model
-            .chat_prompt(messages)
+            .chat_prompt_with(messages, content)
             .map_err(|e| request_err("messages", e))
     }
 

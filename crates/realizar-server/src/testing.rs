@@ -18,8 +18,8 @@ use realizar_runtime::batcher::{BatchText, Batcher, BatcherConfig};
 use realizar_tokenize::{BpeConfig, PreTokenizerKind, SpecialTokens, Tokenizer};
 
 use crate::engine::{
-    gen_channel, ChatMessage, Embeddings, Engine, EngineError, EngineLoad, GenRequest, GenStream,
-    ModelInfo, ModelKind,
+    gen_channel, ChatMessage, ContentSpecials, Embeddings, Engine, EngineError, EngineLoad,
+    GenRequest, GenStream, ModelInfo, ModelKind,
 };
 
 /// The end-of-sequence id of the toy vocabulary.
@@ -312,11 +312,31 @@ impl ToyEngine {
     }
 
     fn encode(text: &str, add_special: bool) -> Vec<u32> {
+        ToyEngine::encode_parsing(text, add_special, false)
+    }
+
+    /// Bytes as ids; with `parse_special` the texts `<bos>` and `<eos>` are their tokens.
+    fn encode_parsing(text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let mut ids = Vec::with_capacity(text.len() + 1);
         if add_special {
             ids.push(TOY_BOS);
         }
-        ids.extend(text.bytes().map(u32::from));
+        let mut rest = text.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            let special = [(b"<bos>", TOY_BOS), (b"<eos>", TOY_EOS)]
+                .into_iter()
+                .find(|(t, _)| parse_special && rest.starts_with(*t));
+            match special {
+                Some((t, id)) => {
+                    ids.push(id);
+                    rest = &rest[t.len()..];
+                }
+                None => {
+                    ids.push(u32::from(b));
+                    rest = tail;
+                }
+            }
+        }
         ids
     }
 }
@@ -336,9 +356,9 @@ impl Engine for ToyEngine {
         &self,
         text: &str,
         add_special: bool,
-        _parse_special: bool,
+        parse_special: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        Ok(ToyEngine::encode(text, add_special))
+        Ok(ToyEngine::encode_parsing(text, add_special, parse_special))
     }
 
     fn detokenize(&self, ids: &[u32]) -> Result<String, EngineError> {
@@ -361,13 +381,20 @@ impl Engine for ToyEngine {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
-        let mut s = String::new();
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        content: ContentSpecials,
+    ) -> Result<Vec<u32>, EngineError> {
+        // The toy vocabulary's only special token is `<bos>`: a message cannot write it
+        // unless `content` asks for control tokens in messages.
+        let mut ids = self.tokenize("", true, false)?;
         for m in messages {
-            s.push_str(&format!("<{}>{}\n", m.role, m.content));
+            let text = format!("<{}>{}\n", m.role, m.content);
+            ids.extend(self.tokenize(&text, false, content == ContentSpecials::Parsed)?);
         }
-        s.push_str("<assistant>");
-        self.tokenize(&s, true, true)
+        ids.extend(self.tokenize("<assistant>", false, false)?);
+        Ok(ids)
     }
 
     fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {

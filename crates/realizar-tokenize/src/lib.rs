@@ -39,6 +39,10 @@ mod wordpiece;
 use std::collections::HashMap;
 
 pub use bpe::byte_to_char_table;
+
+/// The mark [`Tokenizer::mark_text`] writes into control-token texts (a Unicode noncharacter,
+/// which vocabularies do not use; one written in the text itself is kept, doubled).
+pub const TEXT_MARK: char = '\u{FDD0}';
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::TokenizeError;
 pub use pretok::PreTokenizerKind;
@@ -431,50 +435,100 @@ impl Tokenizer {
 
     /// Encodes a text.
     pub fn encode(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>, TokenizeError> {
+        self.encode_inner(text, opts, false)
+    }
+
+    /// `text` marked so that, once placed in a string encoded with
+    /// [`Tokenizer::encode_marked`], its control-token texts (`<|im_end|>`) are plain text as
+    /// if it were encoded without special-token parsing, while the rest of the string keeps
+    /// them. This is how a chat prompt keeps a message's content from writing the template's
+    /// markup: the content is marked before the template is rendered. (A control token of one
+    /// character cannot be marked and stays special.)
+    pub fn mark_text<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        match self.vocab.mark_control(text) {
+            std::borrow::Cow::Owned(s) if s != text => std::borrow::Cow::Owned(s),
+            _ => std::borrow::Cow::Borrowed(text),
+        }
+    }
+
+    /// Encodes a string holding [`Tokenizer::mark_text`] parts: special tokens are parsed, the
+    /// marks are removed, and what was marked is encoded as plain text.
+    pub fn encode_marked(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TokenizeError> {
+        self.encode_inner(
+            text,
+            EncodeOptions {
+                add_special,
+                parse_special: true,
+            },
+            true,
+        )
+    }
+
+    fn encode_inner(
+        &self,
+        text: &str,
+        opts: EncodeOptions,
+        marked: bool,
+    ) -> Result<Vec<u32>, TokenizeError> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if let Model::WordPiece(wp) = &self.model {
-            return Ok(self.encode_wordpiece(wp, text, opts.add_special).ids);
+            let text = if marked {
+                std::borrow::Cow::Owned(vocab::unmark(text))
+            } else {
+                std::borrow::Cow::Borrowed(text)
+            };
+            return Ok(self.encode_wordpiece(wp, &text, opts.add_special).ids);
         }
         if opts.add_special && self.special.add_bos {
             out.extend(self.special.bos);
         }
-        let frags = self.vocab.partition(text, opts.parse_special);
-        match &self.model {
-            Model::Bpe(m) => {
-                for f in frags {
-                    match f {
-                        Fragment::Text(t) => m.encode(&self.vocab, t, &mut out),
-                        Fragment::Token(id) => out.push(id),
+        let mut prev_special = true;
+        for f in self.vocab.partition(text, opts.parse_special) {
+            match f {
+                Fragment::Text(t) if marked && t.contains(TEXT_MARK) => {
+                    // The marked text, unmarked, with only user-defined tokens matched.
+                    let plain = vocab::unmark(t);
+                    for g in self.vocab.partition(&plain, false) {
+                        self.encode_fragment(g, &mut prev_special, &mut out)?;
                     }
                 }
+                f => self.encode_fragment(f, &mut prev_special, &mut out)?,
             }
-            Model::Spm(m) => {
-                let mut prev_special = true;
-                let mut buf = String::new();
-                for f in frags {
-                    match f {
-                        Fragment::Text(t) => {
-                            buf.clear();
-                            if m.add_space_prefix && prev_special {
-                                buf.push(' ');
-                            }
-                            buf.push_str(t);
-                            m.encode(&self.vocab, &buf, &mut out)?;
-                            prev_special = false;
-                        }
-                        Fragment::Token(id) => {
-                            out.push(id);
-                            prev_special = true;
-                        }
-                    }
-                }
-            }
-            Model::WordPiece(_) => {}
         }
         if opts.add_special && self.special.add_eos {
             out.extend(self.special.eos);
         }
         Ok(out)
+    }
+
+    /// Encodes one fragment of a partitioned text; `prev_special` tells SentencePiece whether
+    /// the previous fragment was a token (it then adds the space prefix).
+    fn encode_fragment(
+        &self,
+        f: Fragment<'_>,
+        prev_special: &mut bool,
+        out: &mut Vec<u32>,
+    ) -> Result<(), TokenizeError> {
+        match (f, &self.model) {
+            (Fragment::Token(id), _) => {
+                out.push(id);
+                *prev_special = true;
+            }
+            (Fragment::Text(t), Model::Bpe(m)) => m.encode(&self.vocab, t, out),
+            (Fragment::Text(t), Model::Spm(m)) => {
+                if m.add_space_prefix && *prev_special {
+                    let mut buf = String::with_capacity(t.len() + 1);
+                    buf.push(' ');
+                    buf.push_str(t);
+                    m.encode(&self.vocab, &buf, out)?;
+                } else {
+                    m.encode(&self.vocab, t, out)?;
+                }
+                *prev_special = false;
+            }
+            (Fragment::Text(_), Model::WordPiece(_)) => {}
+        }
+        Ok(())
     }
 
     /// Encodes a text with the attention mask and type ids a BERT encoder takes. For BPE and

@@ -248,6 +248,23 @@ mod props_other_models {
             }
         }
 
+        /// Marked text between control tokens encodes as the text alone without special
+        /// parsing, whatever it holds (control texts, user-defined texts, marks).
+        #[test]
+        fn marked_text_is_plain_text_between_real_control_tokens(
+            s in "\\PC*|[ a-z<>\n\u{FDD0}]*|(<ctl>|  |t|he|\u{FDD0}| )*"
+        ) {
+            let t = spm();
+            let framed = format!("<ctl>{}<ctl>", t.mark_text(&s));
+            let got = t.encode_marked(&framed, false).unwrap();
+            let plain = EncodeOptions { add_special: false, parse_special: false };
+            let mut want = vec![263];
+            want.extend(t.encode(&s, plain).unwrap());
+            want.push(263);
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(t.decode(&got, false).unwrap(), format!("<ctl>{s}<ctl>"));
+        }
+
         #[test]
         fn wordpiece_never_panics_and_respects_max_length(s in "\\PC*|[ a-zA-Z!\\[\\]SEP]*") {
             let t = wordpiece();

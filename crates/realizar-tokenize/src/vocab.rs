@@ -1,6 +1,7 @@
 //! The vocabulary shared by every tokenizer model: token texts, types, the text → id map, and
 //! the special-token partition that runs before the model's own algorithm.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -262,6 +263,47 @@ impl Vocab {
         self.map.get(text).copied()
     }
 
+    /// `text` with [`crate::TEXT_MARK`] written into every control or unknown token text it
+    /// holds (after the token's first character) and every mark already in it doubled, so that
+    /// special-token parsing finds none of them and [`unmark`] gives `text` back.
+    pub(crate) fn mark_control(&self, text: &str) -> Cow<'_, str> {
+        let mut cuts: Vec<usize> = Vec::new();
+        if let Some(m) = &self.all_special {
+            for hit in m.ac.find_overlapping_iter(text) {
+                let id = m.ids.get(hit.pattern().as_usize()).copied();
+                if id
+                    .and_then(|i| self.token_type(i))
+                    .is_some_and(TokenType::is_special)
+                {
+                    let first = text
+                        .get(hit.start()..)
+                        .and_then(|t| t.chars().next())
+                        .map_or(1, char::len_utf8);
+                    cuts.push(hit.start() + first);
+                }
+            }
+        }
+        if cuts.is_empty() && !text.contains(crate::TEXT_MARK) {
+            return Cow::Owned(text.to_string());
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut out = String::with_capacity(text.len() + 3 * (cuts.len() + 1));
+        let mut next = cuts.iter().peekable();
+        for (i, c) in text.char_indices() {
+            while next.peek().is_some_and(|&&k| k <= i) {
+                if next.next().is_some_and(|&k| k == i) {
+                    out.push(crate::TEXT_MARK);
+                }
+            }
+            out.push(c);
+            if c == crate::TEXT_MARK {
+                out.push(crate::TEXT_MARK);
+            }
+        }
+        Cow::Owned(out)
+    }
+
     /// Splits text at the special tokens that apply.
     pub(crate) fn partition<'t>(&self, text: &'t str, parse_special: bool) -> Vec<Fragment<'t>> {
         let mut out = Vec::new();
@@ -279,6 +321,24 @@ impl Vocab {
         }
         out
     }
+}
+
+/// Undoes [`Vocab::mark_control`] on a fragment: a doubled mark is one mark, a single mark
+/// goes.
+pub(crate) fn unmark(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == crate::TEXT_MARK {
+            if chars.peek() == Some(&crate::TEXT_MARK) {
+                chars.next();
+                out.push(c);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

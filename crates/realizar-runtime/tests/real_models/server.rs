@@ -127,7 +127,8 @@ fn tokenize_endpoint_matches_llama_cpp_ids() {
     let t = srv
         .post(
             "/tokenize",
-            &json!({"model": "smollm2-135m", "content": v["templated_prompt"], "add_special": true}),
+            &json!({"model": "smollm2-135m", "content": v["templated_prompt"], "add_special": true,
+                    "parse_special": true}),
         )
         .json();
     assert_eq!(t["tokens"], v["prompt_ids"]);

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use crate::api::{Fields, GenParams};
 use crate::engine::{
-    Engine, EngineError, EngineLoad, GenEvent, GenRequest, GenStream, GenSummary, ModelKind,
-    TokenInfo,
+    ContentSpecials, Engine, EngineError, EngineLoad, GenEvent, GenRequest, GenStream, GenSummary,
+    ModelKind, TokenInfo,
 };
 use crate::error::ApiError;
 
@@ -110,6 +110,15 @@ pub(crate) fn pick(
         }
     }
     Ok(found)
+}
+
+/// How control-token texts in chat messages are read, by the server's configuration.
+pub(crate) fn content_specials(st: &AppState) -> ContentSpecials {
+    if st.config.parse_special {
+        ContentSpecials::Parsed
+    } else {
+        ContentSpecials::Text
+    }
 }
 
 /// Runs blocking engine work (tokenizing, templating, embedding) off the async workers.

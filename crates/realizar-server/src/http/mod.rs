@@ -40,6 +40,11 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// How long in-flight requests may run after a shutdown signal.
     pub drain_timeout: Duration,
+    /// Read control-token texts (`<|im_start|>`) written in chat messages and completion
+    /// prompts as control tokens, as llama.cpp's server does. Off by default: a message's
+    /// content is text, so it cannot forge a turn; `/v1/completions` and `/tokenize` parse
+    /// them only when the request sets `parse_special`.
+    pub parse_special: bool,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +53,7 @@ impl Default for ServerConfig {
             api_key: None,
             max_body: 2 << 20,
             drain_timeout: Duration::from_secs(30),
+            parse_special: false,
         }
     }
 }

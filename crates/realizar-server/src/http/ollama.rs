@@ -52,7 +52,8 @@ pub(crate) async fn ollama_generate(
     let e2 = engine.clone();
     let ids = if chat {
         let messages = api::chat_messages(&f, "messages")?;
-        blocking(move || e2.chat_prompt(&messages)).await?
+        let content = content_specials(st);
+        blocking(move || e2.chat_prompt(&messages, content)).await?
     } else {
         let prompt = f
             .str("prompt")?
@@ -61,6 +62,9 @@ pub(crate) async fn ollama_generate(
         let system = f.str("system")?.map(str::to_string);
         let raw = f.bool("raw")?.unwrap_or(false);
         let templated = !raw && engine.info().has_chat_template;
+        let content = content_specials(st);
+        // A raw prompt is the caller's own template: its control tokens are parsed.
+        let parse_special = raw || st.config.parse_special;
         blocking(move || {
             if templated {
                 let mut msgs = Vec::new();
@@ -68,9 +72,9 @@ pub(crate) async fn ollama_generate(
                     msgs.push(ChatMessage::new("system", s));
                 }
                 msgs.push(ChatMessage::new("user", prompt));
-                e2.chat_prompt(&msgs)
+                e2.chat_prompt(&msgs, content)
             } else {
-                e2.tokenize(&prompt, true, true)
+                e2.tokenize(&prompt, true, parse_special)
             }
         })
         .await?

@@ -63,7 +63,8 @@ pub(crate) async fn chat_completions(
     let messages = api::chat_messages(&f, "messages")?;
     let p = api::openai_params(&f, Flavor::Chat)?;
     let e2 = engine.clone();
-    let ids = blocking(move || e2.chat_prompt(&messages)).await?;
+    let content = content_specials(st);
+    let ids = blocking(move || e2.chat_prompt(&messages, content)).await?;
     let gs = submit(&*engine, ids, &p, "messages")?;
     let model = engine.info().id;
     let id = format!("chatcmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
@@ -147,11 +148,12 @@ pub(crate) async fn completions(
     if suffix.is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::invalid("suffix", "`suffix` is not supported"));
     }
+    let parse_special = f.bool("parse_special")?.unwrap_or(st.config.parse_special);
     let ids = match prompt {
         Prompt::Ids(ids) => ids,
         Prompt::Text(t) => {
             let e2 = engine.clone();
-            blocking(move || e2.tokenize(&t, true, true)).await?
+            blocking(move || e2.tokenize(&t, true, parse_special)).await?
         }
     };
     let gs = submit(&*engine, ids, &p, "prompt")?;
@@ -282,7 +284,7 @@ pub(crate) async fn tokenize(
         .ok_or_else(|| ApiError::invalid("content", "`content` is required"))?
         .to_string();
     let add_special = f.bool("add_special")?.unwrap_or(true);
-    let parse_special = f.bool("parse_special")?.unwrap_or(true);
+    let parse_special = f.bool("parse_special")?.unwrap_or(st.config.parse_special);
     let with_pieces = f.bool("with_pieces")?.unwrap_or(false);
     let e2 = engine.clone();
     let ids = blocking(move || e2.tokenize(&content, add_special, parse_special)).await?;
