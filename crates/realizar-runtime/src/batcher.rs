@@ -69,10 +69,25 @@ pub struct TokenInfo {
     pub id: u32,
     /// Its text (lossy when it holds part of a character).
     pub text: String,
+    /// Its bytes, exactly (part of a character's bytes where a character spans tokens).
+    pub bytes: Vec<u8>,
     /// Log-probability under the model's distribution (before sampling filters).
     pub logprob: f32,
-    /// The most likely tokens: `(id, text, logprob)`, most likely first.
-    pub top: Vec<(u32, String, f32)>,
+    /// The most likely tokens, most likely first.
+    pub top: Vec<TopToken>,
+}
+
+/// One of the most likely tokens at a step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopToken {
+    /// Its id.
+    pub id: u32,
+    /// Its text (lossy when it holds part of a character).
+    pub text: String,
+    /// Its bytes, exactly.
+    pub bytes: Vec<u8>,
+    /// Its log-probability.
+    pub logprob: f32,
 }
 
 /// The summary at the end of a generation.
@@ -264,12 +279,11 @@ impl BatchText {
         self.eog.binary_search(&id).is_ok()
     }
 
-    /// The text of one token (special tokens included), for log-probability reports.
-    fn piece(&self, id: u32) -> String {
-        self.tokenizer
-            .decode_bytes(&[id], false)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+    /// The bytes of one token as it appears inside a text (special tokens included) and its
+    /// text, for log-probability reports.
+    fn piece(&self, id: u32) -> (String, Vec<u8>) {
+        let bytes = self.tokenizer.token_bytes(id).unwrap_or_default().to_vec();
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
     }
 }
 
@@ -803,16 +817,28 @@ fn sample_and_emit(
     };
     s.generated.push(id);
     s.history.push(id);
-    let info = top.map(|(lse, top)| TokenInfo {
-        id,
-        text: text.piece(id),
-        logprob: logits
-            .get(id as usize)
-            .map_or(f32::NEG_INFINITY, |l| l - lse),
-        top: top
-            .into_iter()
-            .map(|(t, lp)| (t, text.piece(t), lp))
-            .collect(),
+    let info = top.map(|(lse, top)| {
+        let (piece, bytes) = text.piece(id);
+        TokenInfo {
+            id,
+            text: piece,
+            bytes,
+            logprob: logits
+                .get(id as usize)
+                .map_or(f32::NEG_INFINITY, |l| l - lse),
+            top: top
+                .into_iter()
+                .map(|(t, logprob)| {
+                    let (text, bytes) = text.piece(t);
+                    TopToken {
+                        id: t,
+                        text,
+                        bytes,
+                        logprob,
+                    }
+                })
+                .collect(),
+        }
     });
     if !s.ignore_eos && text.is_eog(id) {
         s.tx.send(GenEvent::Delta {

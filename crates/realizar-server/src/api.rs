@@ -109,6 +109,25 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A number that the sampler holds as an `f32`: finite, and not one that the conversion
+    /// would turn into infinity or collapse to zero (`1e-300`). Ranges are the sampler's own
+    /// ([`SamplerConfig::validate`]), checked after the conversion.
+    pub(crate) fn f32(&self, key: &str) -> Result<Option<f32>, ApiError> {
+        let Some(x) = self.num(key, f64::MIN, f64::MAX)? else {
+            return Ok(None);
+        };
+        let y = x as f32;
+        if y.is_finite() && (y != 0.0 || x == 0.0) {
+            Ok(Some(y))
+        } else {
+            let name = self.name(key);
+            Err(ApiError::invalid(
+                name.clone(),
+                format!("`{name}` = {x:e} does not fit a 32-bit float (it would become {y})"),
+            ))
+        }
+    }
+
     /// A non-negative integer at most `hi`.
     pub(crate) fn uint(&self, key: &str, hi: u64) -> Result<Option<u64>, ApiError> {
         match self.get(key) {
@@ -274,26 +293,26 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
         };
         return Err(ApiError::invalid(p, format!("`{p}` must be at least 1")));
     }
-    if let Some(t) = f.num("temperature", f64::MIN, f64::MAX)? {
-        s.temperature = t as f32;
+    if let Some(t) = f.f32("temperature")? {
+        s.temperature = t;
     }
-    if let Some(p) = f.num("top_p", f64::MIN, f64::MAX)? {
-        s.top_p = p as f32;
+    if let Some(p) = f.f32("top_p")? {
+        s.top_p = p;
     }
     if let Some(k) = f.uint("top_k", u64::MAX)? {
         s.top_k = k as usize;
     }
-    if let Some(p) = f.num("min_p", f64::MIN, f64::MAX)? {
-        s.min_p = p as f32;
+    if let Some(p) = f.f32("min_p")? {
+        s.min_p = p;
     }
-    if let Some(p) = f.num("presence_penalty", f64::MIN, f64::MAX)? {
-        s.presence_penalty = p as f32;
+    if let Some(p) = f.f32("presence_penalty")? {
+        s.presence_penalty = p;
     }
-    if let Some(p) = f.num("frequency_penalty", f64::MIN, f64::MAX)? {
-        s.frequency_penalty = p as f32;
+    if let Some(p) = f.f32("frequency_penalty")? {
+        s.frequency_penalty = p;
     }
-    if let Some(p) = f.num("repeat_penalty", f64::MIN, f64::MAX)? {
-        s.repeat_penalty = p as f32;
+    if let Some(p) = f.f32("repeat_penalty")? {
+        s.repeat_penalty = p;
     }
     if let Some(seed) = f.int("seed", i64::MIN, i64::MAX)? {
         s.seed = seed as u64;
@@ -428,8 +447,23 @@ pub(crate) fn chat_messages(
                 ));
             }
             let role = if role == "developer" { "system".to_string() } else { role };
+            if let Some(k) = m
+                .iter()
+                .find(|(k, v)| !matches!(k.as_str(), "role" | "content") && !v.is_null())
+                .map(|(k, _)| k)
+            {
+                return Err(ApiError::invalid(
+                    p(k),
+                    format!("`{}` is not supported (messages take `role` and `content`)", p(k)),
+                ));
+            }
             let content = match m.get("content") {
-                None | Some(Value::Null) => String::new(),
+                None | Some(Value::Null) => {
+                    return Err(ApiError::invalid(
+                        p("content"),
+                        format!("`{}` is required (a string or an array of text parts)", p("content")),
+                    ))
+                }
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Array(parts)) => {
                     let mut text = String::new();
@@ -522,28 +556,30 @@ pub(crate) fn ollama_params(f: &Fields<'_>) -> Result<GenParams, ApiError> {
     if let Some(o) = f.object("options")? {
         let o = Fields::nested(o, "options");
         if let Some(n) = o.int("num_predict", -2, MAX_COUNT as i64)? {
-            max_tokens = (n > 0).then_some(n as usize);
+            // -1 (no limit) and -2 (fill the context) both stop at the context's end; 0
+            // generates nothing.
+            max_tokens = (n >= 0).then_some(n as usize);
         }
-        if let Some(t) = o.num("temperature", f64::MIN, f64::MAX)? {
-            s.temperature = t as f32;
+        if let Some(t) = o.f32("temperature")? {
+            s.temperature = t;
         }
-        if let Some(p) = o.num("top_p", f64::MIN, f64::MAX)? {
-            s.top_p = p as f32;
+        if let Some(p) = o.f32("top_p")? {
+            s.top_p = p;
         }
         if let Some(k) = o.uint("top_k", u64::MAX)? {
             s.top_k = k as usize;
         }
-        if let Some(p) = o.num("min_p", f64::MIN, f64::MAX)? {
-            s.min_p = p as f32;
+        if let Some(p) = o.f32("min_p")? {
+            s.min_p = p;
         }
-        if let Some(p) = o.num("repeat_penalty", f64::MIN, f64::MAX)? {
-            s.repeat_penalty = p as f32;
+        if let Some(p) = o.f32("repeat_penalty")? {
+            s.repeat_penalty = p;
         }
-        if let Some(p) = o.num("presence_penalty", f64::MIN, f64::MAX)? {
-            s.presence_penalty = p as f32;
+        if let Some(p) = o.f32("presence_penalty")? {
+            s.presence_penalty = p;
         }
-        if let Some(p) = o.num("frequency_penalty", f64::MIN, f64::MAX)? {
-            s.frequency_penalty = p as f32;
+        if let Some(p) = o.f32("frequency_penalty")? {
+            s.frequency_penalty = p;
         }
         if let Some(n) = o.uint("repeat_last_n", u64::MAX)? {
             s.penalty_last_n = n as usize;

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use realizar_runtime::batcher::{BatchError, BatchLoad, EventSink};
 pub use realizar_runtime::batcher::{
-    CancelHandle, FinishReason, GenEvent, GenRequest, GenSummary, TokenInfo,
+    CancelHandle, FinishReason, GenEvent, GenRequest, GenSummary, TokenInfo, TopToken,
 };
 use tokio::sync::mpsc;
 
@@ -40,6 +40,12 @@ pub struct ModelInfo {
     pub size_bytes: u64,
     /// Whether it has a chat template.
     pub has_chat_template: bool,
+    /// Tokens of its vocabulary (0 when not known).
+    pub n_vocab: usize,
+    /// The most bytes of input text one token can stand for (0 when not known): a text of
+    /// `n` bytes has at least `n / max_token_bytes` tokens, so an over-long input is refused
+    /// before it is tokenized.
+    pub max_token_bytes: usize,
 }
 
 /// The events of one generation. Dropping it cancels the generation.

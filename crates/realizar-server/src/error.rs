@@ -22,6 +22,8 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     /// Seconds the client should wait before retrying (429, 503).
     pub retry_after: Option<u64>,
+    /// The methods a path accepts (405).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -33,6 +35,7 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            allow: None,
         }
     }
 

@@ -115,6 +115,7 @@ pub struct LocalEngine {
     id: String,
     model: Model,
     ctx: usize,
+    max_token_bytes: usize,
     batcher: Batcher,
 }
 
@@ -148,10 +149,12 @@ impl LocalEngine {
                 },
             )
             .map_err(|e| load_err(&path, e))?;
+        let max_token_bytes = model.tokenizer().map_or(0, |t| t.max_token_bytes());
         Ok(LocalEngine {
             id,
             model,
             ctx,
+            max_token_bytes,
             batcher,
         })
     }
@@ -187,6 +190,8 @@ impl Engine for LocalEngine {
             ctx: self.ctx,
             size_bytes: self.model.size_bytes(),
             has_chat_template: self.model.has_chat_template(),
+            n_vocab: self.model.n_vocab(),
+            max_token_bytes: self.max_token_bytes,
         }
     }
 
@@ -291,6 +296,9 @@ impl Engine for LocalEmbedder {
             ctx: self.model.embedder().map_or(0, Embedder::max_seq_length),
             size_bytes: self.model.size_bytes(),
             has_chat_template: false,
+            n_vocab: self.model.n_vocab(),
+            // WordPiece normalization drops characters (accents, controls): no bound.
+            max_token_bytes: 0,
         }
     }
 

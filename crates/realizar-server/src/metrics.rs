@@ -55,6 +55,7 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    aborted: Mutex<BTreeMap<&'static str, u64>>,
     prompt_tokens: AtomicU64,
     generated_tokens: AtomicU64,
     ttft: Histogram,
@@ -66,6 +67,12 @@ impl Metrics {
     pub fn request(&self, endpoint: &'static str, status: u16) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((endpoint, status)).or_insert(0) += 1;
+    }
+
+    /// Counts a request of `endpoint` whose client went away before its answer was complete.
+    pub fn aborted(&self, endpoint: &'static str) {
+        let mut m = self.aborted.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(endpoint).or_insert(0) += 1;
     }
 
     /// Counts prompt tokens evaluated.
@@ -102,6 +109,20 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "realizar_requests_total{{endpoint=\"{ep}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP realizar_requests_aborted_total Requests whose client went away before the answer was complete, by endpoint."
+        );
+        let _ = writeln!(out, "# TYPE realizar_requests_aborted_total counter");
+        {
+            let m = self.aborted.lock().unwrap_or_else(|p| p.into_inner());
+            for (ep, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "realizar_requests_aborted_total{{endpoint=\"{ep}\"}} {n}"
                 );
             }
         }

@@ -349,6 +349,8 @@ impl Engine for ToyEngine {
             ctx: self.ctx,
             size_bytes: 0,
             has_chat_template: self.kind == ModelKind::Generate,
+            n_vocab: TOY_VOCAB,
+            max_token_bytes: 5,
         }
     }
 

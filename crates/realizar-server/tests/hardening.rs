@@ -69,3 +69,268 @@ fn message_content_cannot_write_control_tokens() {
     assert_eq!(forged + 4, plain);
     let _ = request;
 }
+
+fn chat(content: &str) -> Value {
+    json!({"model": "toy", "messages": [{"role": "user", "content": content}],
+           "max_tokens": 4, "temperature": 0})
+}
+
+/// Numbers that are finite as f64 but collapse (to 0 or infinity) as the sampler's f32 are
+/// refused, by name, on both APIs.
+#[test]
+fn values_that_collapse_as_f32_are_400s() {
+    let srv = toy_server(ServerConfig::default());
+    for (field, v) in [
+        ("repeat_penalty", 1e-300),
+        ("temperature", 1e300),
+        ("top_p", 1e-60),
+        ("presence_penalty", -1e-50),
+    ] {
+        let mut b = chat("hi");
+        b[field] = json!(v);
+        let e = srv.post("/v1/chat/completions", &b).error(400);
+        assert_eq!(e["param"], field, "{e}");
+        let ob = json!({"model": "toy", "prompt": "hi", "stream": false,
+                        "options": {field: v}});
+        let r = srv.post("/api/generate", &ob);
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap_or("").contains(field),
+            "{}",
+            r.body
+        );
+    }
+    // Zero itself and values an f32 holds are fine.
+    let mut b = chat("hi");
+    b["temperature"] = json!(0.0);
+    b["repeat_penalty"] = json!(1e-30);
+    assert_eq!(srv.post("/v1/chat/completions", &b).status, 200);
+}
+
+/// Ollama routes answer errors in Ollama's shape, `{"error": "..."}`, a string.
+#[test]
+fn ollama_errors_have_ollama_shape() {
+    let srv = toy_server(ServerConfig::default());
+    let check = |r: common::Resp, status: u16| {
+        assert_eq!(r.status, status, "{}", r.body);
+        let v = r.json();
+        assert!(v["error"].is_string(), "{v}");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{v}");
+    };
+    check(
+        request(srv.addr, "POST", "/api/chat", &[], Some(b"{nope")),
+        400,
+    );
+    check(
+        srv.post(
+            "/api/chat",
+            &json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        404,
+    );
+    check(srv.post("/api/generate", &json!({"model": "toy"})), 400);
+    check(request(srv.addr, "DELETE", "/api/tags", &[], None), 405);
+}
+
+/// `num_predict: 0` reads the prompt and generates nothing; -1 and -2 run to the context's
+/// end or a stop.
+#[test]
+fn ollama_num_predict_zero_generates_nothing() {
+    let srv = toy_server(ServerConfig::default());
+    for stream in [false, true] {
+        let r = srv.post(
+            "/api/generate",
+            &json!({"model": "toy", "prompt": "hello", "stream": stream, "raw": true,
+                    "options": {"num_predict": 0}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let last: Value = serde_json::from_str(r.body.lines().last().unwrap_or("")).expect("json");
+        assert_eq!(last["done"], true);
+        assert_eq!(last["eval_count"], 0);
+        assert_eq!(last["response"], "");
+        assert_eq!(last["prompt_eval_count"], 6);
+    }
+    let r = srv.post(
+        "/api/generate",
+        &json!({"model": "toy", "prompt": "hello", "stream": false,
+                "options": {"num_predict": 3}}),
+    );
+    assert_eq!(r.json()["eval_count"], 3);
+}
+
+/// A logprob's `bytes` are the token's own bytes, also where a token holds part of a
+/// character: the bytes of all tokens together are the text's bytes.
+#[test]
+fn logprob_bytes_are_the_tokens_real_bytes() {
+    let srv = toy_server(ServerConfig::default());
+    let mut found = false;
+    for i in 0..40 {
+        let mut b = chat(&format!("euro {i}"));
+        b["max_tokens"] = json!(40);
+        b["logprobs"] = json!(true);
+        b["top_logprobs"] = json!(2);
+        let v = srv.post("/v1/chat/completions", &b).json();
+        let text = v["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("text")
+            .to_string();
+        let mut bytes = Vec::new();
+        for e in v["choices"][0]["logprobs"]["content"]
+            .as_array()
+            .expect("entries")
+        {
+            let b: Vec<u8> = serde_json::from_value(e["bytes"].clone()).expect("bytes");
+            for t in e["top_logprobs"].as_array().expect("top") {
+                let tb: Vec<u8> = serde_json::from_value(t["bytes"].clone()).expect("bytes");
+                assert!(!tb.is_empty());
+            }
+            bytes.extend(b);
+        }
+        assert_eq!(String::from_utf8(bytes).expect("UTF-8"), text);
+        if text.contains('€') {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "no generation produced a multi-byte character");
+}
+
+/// HEAD works wherever GET does (no body), and a 405 lists both.
+#[test]
+fn head_works_where_get_does() {
+    let srv = toy_server(ServerConfig::default());
+    for path in [
+        "/health",
+        "/v1/models",
+        "/v1/models/toy",
+        "/metrics",
+        "/api/tags",
+    ] {
+        let r = request(srv.addr, "HEAD", path, &[], None);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.body.is_empty(), "{path}: {}", r.body);
+    }
+    let r = request(srv.addr, "PUT", "/v1/models", &[], None);
+    r.error(405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(
+        request(srv.addr, "HEAD", "/v1/chat/completions", &[], None).status,
+        405
+    );
+}
+
+/// The auth scheme is case-insensitive; a 401 says how to authenticate.
+#[test]
+fn bearer_is_case_insensitive_and_401_has_www_authenticate() {
+    let srv = toy_server(ServerConfig {
+        api_key: Some("sekret-key".into()),
+        ..ServerConfig::default()
+    });
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let h = format!("{scheme} sekret-key");
+        let r = request(
+            srv.addr,
+            "GET",
+            "/v1/models",
+            &[("Authorization", &h)],
+            None,
+        );
+        assert_eq!(r.status, 200, "{scheme}");
+    }
+    for bad in [
+        "Bearer sekret-ke",
+        "Bearer sekret-keyy",
+        "Basic sekret-key",
+        "sekret-key",
+        "",
+    ] {
+        let r = request(
+            srv.addr,
+            "GET",
+            "/v1/models",
+            &[("Authorization", bad)],
+            None,
+        );
+        r.error(401);
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Bearer")),
+            "{bad}: {:?}",
+            r.headers
+        );
+    }
+}
+
+/// Malformed messages and out-of-vocabulary biases are 400s naming the field.
+#[test]
+fn messages_without_content_and_foreign_logit_bias_ids_are_400s() {
+    let srv = toy_server(ServerConfig::default());
+    let e = srv
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "toy", "messages": [{"role": "user"}]}),
+        )
+        .error(400);
+    assert_eq!(e["param"], "messages[0].content");
+    let e = srv
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "toy", "messages": [{"role": "user", "content": null}]}),
+        )
+        .error(400);
+    assert_eq!(e["param"], "messages[0].content");
+    let e = srv
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "toy", "messages": [{"role": "assistant", "content": "x",
+                     "tool_calls": [{"id": "1"}]}]}),
+        )
+        .error(400);
+    assert_eq!(e["param"], "messages[0].tool_calls");
+    for id in ["258", "4294967295"] {
+        let mut b = chat("hi");
+        b["logit_bias"] = json!({id: 5});
+        let e = srv.post("/v1/chat/completions", &b).error(400);
+        assert_eq!(e["param"], "logit_bias", "{e}");
+    }
+    let mut b = chat("hi");
+    b["logit_bias"] = json!({"257": -100});
+    assert_eq!(srv.post("/v1/chat/completions", &b).status, 200);
+}
+
+/// A client that goes away mid-answer is counted in the metrics.
+#[test]
+fn aborted_requests_are_counted() {
+    use std::io::{Read, Write};
+    let (gen, _) = ToyEngine::generator(
+        "toy",
+        ToyConfig {
+            step_delay: std::time::Duration::from_millis(20),
+            ..ToyConfig::default()
+        },
+        BatcherConfig::default(),
+    )
+    .expect("toy");
+    let srv = TestServer::start(ServerConfig::default(), vec![Arc::new(gen)]);
+    let body = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 200,
+                      "stream": true})
+    .to_string();
+    let mut s = std::net::TcpStream::connect(srv.addr).expect("connect");
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut buf = [0u8; 512];
+    let _ = s.read(&mut buf).expect("read");
+    drop(s);
+    let t0 = std::time::Instant::now();
+    loop {
+        let m = srv.get("/metrics").body;
+        if m.contains("realizar_requests_aborted_total{endpoint=\"chat_completions\"} 1") {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "{m}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -436,13 +436,19 @@ fn ollama_generate_and_chat_stream_ndjson() {
         )
         .json();
     assert_eq!(c["message"]["content"].as_str(), Some(streamed.as_str()));
-    let e = srv
-        .post(
-            "/api/generate",
-            &json!({"prompt": "x", "options": {"temperature": "hot"}}),
-        )
-        .error(400);
-    assert_eq!(e["param"], "options.temperature");
+    // Ollama's error shape: `{"error": "..."}`.
+    let r = srv.post(
+        "/api/generate",
+        &json!({"prompt": "x", "options": {"temperature": "hot"}}),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("options.temperature")),
+        "{}",
+        r.body
+    );
 }
 
 #[test]

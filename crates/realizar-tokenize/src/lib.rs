@@ -433,6 +433,24 @@ impl Tokenizer {
             })
     }
 
+    /// The most bytes of input text one token can stand for: the longest token text, in the
+    /// bytes it decodes to, and at least its text's own length (SentencePiece writes a space as
+    /// three bytes of `▁`; byte-level BPE a byte as one or two). Not a bound for WordPiece,
+    /// whose normalizer drops characters (0 there).
+    pub fn max_token_bytes(&self) -> usize {
+        if matches!(self.model, Model::WordPiece(_)) {
+            return 0;
+        }
+        self.vocab
+            .tokens
+            .iter()
+            .zip(&self.pieces)
+            .map(|(t, p)| t.len().max(p.len()))
+            .max()
+            // An unknown character is one token of up to four bytes.
+            .map_or(0, |n| n.max(4))
+    }
+
     /// Encodes a text.
     pub fn encode(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>, TokenizeError> {
         self.encode_inner(text, opts, false)

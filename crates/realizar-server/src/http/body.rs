@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -72,9 +72,30 @@ pub(crate) fn json_response(status: StatusCode, v: &Value) -> Resp {
 }
 
 pub(crate) fn error_response(e: &ApiError) -> Resp {
-    let mut r = json_response(e.status, &e.body());
+    with_error_headers(json_response(e.status, &e.body()), e)
+}
+
+/// An error in Ollama's shape, `{"error": "..."}`.
+pub(crate) fn ollama_error_response(e: &ApiError) -> Resp {
+    with_error_headers(
+        json_response(e.status, &serde_json::json!({"error": e.message})),
+        e,
+    )
+}
+
+fn with_error_headers(mut r: Resp, e: &ApiError) -> Resp {
+    let h = r.headers_mut();
     if let Some(s) = e.retry_after {
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+        h.insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    if let Some(a) = e.allow {
+        h.insert(ALLOW, HeaderValue::from_static(a));
+    }
+    if e.status == StatusCode::UNAUTHORIZED {
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"realizar\""),
+        );
     }
     r
 }
@@ -91,6 +112,8 @@ pub(crate) fn stream_response(
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let mut tr = Tracker::new(st, t0);
     let span = tracing::Span::current();
+    let label = super::ENDPOINT.try_with(|l| *l).unwrap_or("other");
+    let st = st.clone();
     tokio::spawn(
         async move {
             if let Some(s) = start {
@@ -102,6 +125,7 @@ pub(crate) fn stream_response(
                 let ev = tokio::select! {
                     () = tx.closed() => {
                         tracing::info!("client disconnected; generation cancelled");
+                        st.metrics.aborted(label);
                         return;
                     }
                     ev = gs.next() => ev,
@@ -114,6 +138,7 @@ pub(crate) fn stream_response(
                 let out = fmt(&ev);
                 if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
                     tracing::info!("client disconnected; generation cancelled");
+                    st.metrics.aborted(label);
                     return;
                 }
                 if terminal {

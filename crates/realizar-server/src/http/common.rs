@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use crate::api::{Fields, GenParams};
 use crate::engine::{
-    ContentSpecials, Engine, EngineError, EngineLoad, GenEvent, GenRequest, GenStream, GenSummary,
-    ModelKind, TokenInfo,
+    ChatMessage, ContentSpecials, Engine, EngineError, EngineLoad, GenEvent, GenRequest, GenStream,
+    GenSummary, ModelKind, TokenInfo,
 };
 use crate::error::ApiError;
 
@@ -121,10 +121,51 @@ pub(crate) fn content_specials(st: &AppState) -> ContentSpecials {
     }
 }
 
-/// Runs blocking engine work (tokenizing, templating, embedding) off the async workers.
+/// The bytes of a conversation's roles and contents.
+pub(crate) fn message_bytes(messages: &[ChatMessage]) -> usize {
+    messages
+        .iter()
+        .map(|m| m.role.len() + m.content.len())
+        .sum()
+}
+
+/// Refuses a text of `bytes` bytes that cannot fit in the model's context before it is
+/// tokenized: every token stands for at most [`crate::ModelInfo::max_token_bytes`] bytes.
+pub(crate) fn check_text_fits(
+    engine: &dyn Engine,
+    bytes: usize,
+    param: &'static str,
+) -> Result<(), ApiError> {
+    let info = engine.info();
+    if info.max_token_bytes == 0 {
+        return Ok(());
+    }
+    let least = bytes.div_ceil(info.max_token_bytes);
+    if least > info.ctx {
+        let mut e = ApiError::invalid(
+            param,
+            format!(
+                "This model's maximum context length is {} tokens, but the input ({bytes} bytes) has at least {least} tokens",
+                info.ctx
+            ),
+        );
+        e.code = Some("context_length_exceeded");
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Runs blocking engine work (tokenizing, templating, embedding) off the async workers, at
+/// most as many at once as there are cores (more would only add memory, not speed).
 pub(crate) async fn blocking<T: Send + 'static>(
+    st: &AppState,
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _permit = st
+        .blocking_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("internal error: the server is shutting down"))?;
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) if e.is_panic() => Err(ApiError::internal("internal error: the model panicked")),
@@ -138,6 +179,26 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Refuses a prompt of `tokens` tokens longer than the context.
+pub(crate) fn check_prompt_fits(
+    engine: &dyn Engine,
+    tokens: usize,
+    prompt_param: &'static str,
+) -> Result<(), ApiError> {
+    let ctx = engine.info().ctx;
+    if tokens > ctx {
+        let mut e = ApiError::invalid(
+            prompt_param,
+            format!(
+                "This model's maximum context length is {ctx} tokens, but the prompt has {tokens} tokens"
+            ),
+        );
+        e.code = Some("context_length_exceeded");
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Builds and submits a generation request.
 pub(crate) fn submit(
     engine: &dyn Engine,
@@ -145,17 +206,24 @@ pub(crate) fn submit(
     p: &GenParams,
     prompt_param: &'static str,
 ) -> Result<GenStream, ApiError> {
-    let ctx = engine.info().ctx;
-    if prompt.len() > ctx {
-        let mut e = ApiError::invalid(
-            prompt_param,
-            format!(
-                "This model's maximum context length is {ctx} tokens, but the prompt has {} tokens",
-                prompt.len()
-            ),
-        );
-        e.code = Some("context_length_exceeded");
-        return Err(e);
+    let info = engine.info();
+    let ctx = info.ctx;
+    check_prompt_fits(engine, prompt.len(), prompt_param)?;
+    if info.n_vocab > 0 {
+        if let Some((id, _)) = p
+            .sampler
+            .logit_bias
+            .iter()
+            .find(|(id, _)| *id as usize >= info.n_vocab)
+        {
+            return Err(ApiError::invalid(
+                "logit_bias",
+                format!(
+                    "`logit_bias` names token {id}, outside the vocabulary of {} tokens",
+                    info.n_vocab
+                ),
+            ));
+        }
     }
     let room = ctx.saturating_sub(prompt.len()).max(1);
     let req = GenRequest {

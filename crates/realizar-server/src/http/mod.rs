@@ -65,6 +65,9 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     pub(crate) next_id: AtomicU64,
     pub(crate) created: u64,
+    pub(crate) key_check: Option<KeyCheck>,
+    /// Blocking engine work (tokenizing, templating, embedding) running at once.
+    pub(crate) blocking_permits: tokio::sync::Semaphore,
 }
 
 /// A handle to a server's state: add models and mark it ready while it already listens.
@@ -120,9 +123,14 @@ impl Server {
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let key_check = config.api_key.as_deref().map(KeyCheck::new);
         Server {
             handle: ServerHandle {
                 state: Arc::new(AppState {
+                    key_check,
+                    blocking_permits: tokio::sync::Semaphore::new(
+                        std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    ),
                     config,
                     models: RwLock::new(Vec::new()),
                     ready: AtomicBool::new(false),
@@ -221,12 +229,26 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
+tokio::task_local! {
+    /// The metrics label of the request a task answers.
+    pub(crate) static ENDPOINT: &'static str;
+}
+
+/// Aborts the request's task when dropped before the answer was ready (the client went
+/// away), and counts the request as aborted.
+struct AbortOnDrop {
+    task: tokio::task::AbortHandle,
+    st: Arc<AppState>,
+    label: &'static str,
+    answered: bool,
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
+        if !self.answered {
+            self.st.metrics.aborted(self.label);
+        }
     }
 }
 
@@ -237,11 +259,22 @@ async fn dispatch(st: Arc<AppState>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", id, %method, path = %path);
     let t0 = Instant::now();
-    let task = tokio::spawn(routes::route(st.clone(), req, t0).instrument(span.clone()));
+    let label = routes::label(&path);
+    let task = tokio::spawn(ENDPOINT.scope(
+        label,
+        routes::route(st.clone(), req, t0).instrument(span.clone()),
+    ));
     // When hyper drops this future (the client went away), stop the handler too: that drops
     // its generation stream, which cancels the generation.
-    let _abort = AbortOnDrop(task.abort_handle());
-    let mut resp = match task.await {
+    let mut guard = AbortOnDrop {
+        task: task.abort_handle(),
+        st: st.clone(),
+        label,
+        answered: false,
+    };
+    let joined = task.await;
+    guard.answered = true;
+    let mut resp = match joined {
         Ok(r) => r,
         Err(e) => {
             let _g = span.enter();
@@ -256,7 +289,7 @@ async fn dispatch(st: Arc<AppState>, req: Request<Incoming>) -> Resp {
         }
     };
     let status = resp.status();
-    st.metrics.request(routes::label(&path), status.as_u16());
+    st.metrics.request(label, status.as_u16());
     {
         let _g = span.enter();
         tracing::info!(
@@ -270,8 +303,36 @@ async fn dispatch(st: Arc<AppState>, req: Request<Incoming>) -> Resp {
     resp
 }
 
+/// The API key's check: keyed 128-bit digests (fresh keys per process), so that comparing
+/// a guess takes the same time whatever its length or its first differing byte.
+pub(crate) struct KeyCheck {
+    hashers: [std::collections::hash_map::RandomState; 2],
+    digest: [u64; 2],
+}
+
+impl KeyCheck {
+    fn new(key: &str) -> KeyCheck {
+        let hashers = [
+            std::collections::hash_map::RandomState::new(),
+            std::collections::hash_map::RandomState::new(),
+        ];
+        let digest = KeyCheck::digest_with(&hashers, key);
+        KeyCheck { hashers, digest }
+    }
+
+    fn digest_with(hashers: &[std::collections::hash_map::RandomState; 2], s: &str) -> [u64; 2] {
+        use std::hash::BuildHasher;
+        [hashers[0].hash_one(s), hashers[1].hash_one(s)]
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        let d = KeyCheck::digest_with(&self.hashers, given);
+        ((d[0] ^ self.digest[0]) | (d[1] ^ self.digest[1])) == 0
+    }
+}
+
 fn authorized(st: &AppState, req: &Request<Incoming>) -> bool {
-    let Some(key) = &st.config.api_key else {
+    let Some(check) = &st.key_check else {
         return true;
     };
     let Some(h) = req
@@ -281,14 +342,10 @@ fn authorized(st: &AppState, req: &Request<Incoming>) -> bool {
     else {
         return false;
     };
-    let Some(given) = h.strip_prefix("Bearer ").map(str::trim) else {
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let h = h.trim_start();
+    let Some((scheme, given)) = h.split_once(' ') else {
         return false;
     };
-    // Compare without an early exit on the first differing byte.
-    given.len() == key.len()
-        && given
-            .bytes()
-            .zip(key.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    scheme.eq_ignore_ascii_case("bearer") && check.matches(given.trim())
 }

@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::api::{self, Fields};
-use crate::engine::{ChatMessage, GenEvent, GenSummary, ModelKind};
+use crate::engine::{ChatMessage, FinishReason, GenEvent, GenSummary, ModelKind};
 use crate::error::ApiError;
 
 use super::body::*;
@@ -53,19 +53,25 @@ pub(crate) async fn ollama_generate(
     let ids = if chat {
         let messages = api::chat_messages(&f, "messages")?;
         let content = content_specials(st);
-        blocking(move || e2.chat_prompt(&messages, content)).await?
+        check_text_fits(&*engine, message_bytes(&messages), "messages")?;
+        blocking(st, move || e2.chat_prompt(&messages, content)).await?
     } else {
         let prompt = f
             .str("prompt")?
             .ok_or_else(|| ApiError::invalid("prompt", "`prompt` is required"))?
             .to_string();
         let system = f.str("system")?.map(str::to_string);
+        check_text_fits(
+            &*engine,
+            prompt.len() + system.as_ref().map_or(0, String::len),
+            "prompt",
+        )?;
         let raw = f.bool("raw")?.unwrap_or(false);
         let templated = !raw && engine.info().has_chat_template;
         let content = content_specials(st);
         // A raw prompt is the caller's own template: its control tokens are parsed.
         let parse_special = raw || st.config.parse_special;
-        blocking(move || {
+        blocking(st, move || {
             if templated {
                 let mut msgs = Vec::new();
                 if let Some(s) = system {
@@ -79,28 +85,27 @@ pub(crate) async fn ollama_generate(
         })
         .await?
     };
-    let gs = submit(&*engine, ids, &p, if chat { "messages" } else { "prompt" })?;
+    let param = if chat { "messages" } else { "prompt" };
     let model = engine.info().id;
-    let final_obj = move |model: &str, s: &GenSummary, text: Option<&str>, t0: Instant| {
-        let mut v = json!({
-            "model": model,
-            "created_at": rfc3339_now(),
-            "done": true,
-            "done_reason": s.finish_reason.as_str(),
-            "total_duration": t0.elapsed().as_nanos() as u64,
-            "load_duration": 0,
-            "prompt_eval_count": s.prompt_tokens,
-            "eval_count": s.completion_tokens,
+    if p.max_tokens == Some(0) {
+        // `num_predict: 0`: the prompt is read and nothing is generated (llama.cpp's
+        // `n_predict: 0`, which Ollama passed on).
+        check_prompt_fits(&*engine, ids.len(), param)?;
+        let s = GenSummary {
+            finish_reason: FinishReason::Length,
+            prompt_tokens: ids.len(),
+            completion_tokens: 0,
+        };
+        let v = final_obj_of(chat, &model, &s, Some(""), t0);
+        return Ok(if p.stream {
+            response(StatusCode::OK, "application/x-ndjson", format!("{v}\n"))
+        } else {
+            json_response(StatusCode::OK, &v)
         });
-        if let Some(m) = v.as_object_mut() {
-            let t = text.unwrap_or_default();
-            if chat {
-                m.insert("message".into(), json!({"role": "assistant", "content": t}));
-            } else {
-                m.insert("response".into(), json!(t));
-            }
-        }
-        v
+    }
+    let gs = submit(&*engine, ids, &p, param)?;
+    let final_obj = move |model: &str, s: &GenSummary, text: Option<&str>, t0: Instant| {
+        final_obj_of(chat, model, s, text, t0)
     };
     if !p.stream {
         let c = collect(st, gs, t0).await?;
@@ -132,6 +137,29 @@ pub(crate) async fn ollama_generate(
             GenEvent::Failed(m) => format!("{}\n", json!({"error": m})),
         },
     ))
+}
+
+/// The last object of an Ollama answer.
+fn final_obj_of(chat: bool, model: &str, s: &GenSummary, text: Option<&str>, t0: Instant) -> Value {
+    let mut v = json!({
+        "model": model,
+        "created_at": rfc3339_now(),
+        "done": true,
+        "done_reason": s.finish_reason.as_str(),
+        "total_duration": t0.elapsed().as_nanos() as u64,
+        "load_duration": 0,
+        "prompt_eval_count": s.prompt_tokens,
+        "eval_count": s.completion_tokens,
+    });
+    if let Some(m) = v.as_object_mut() {
+        let t = text.unwrap_or_default();
+        if chat {
+            m.insert("message".into(), json!({"role": "assistant", "content": t}));
+        } else {
+            m.insert("response".into(), json!(t));
+        }
+    }
+    v
 }
 
 pub(crate) fn ollama_tags(st: &AppState) -> Resp {

@@ -28,9 +28,9 @@ pub(crate) fn chat_logprob_entry(t: &TokenInfo) -> Value {
     json!({
         "token": t.text,
         "logprob": t.logprob,
-        "bytes": t.text.as_bytes(),
-        "top_logprobs": t.top.iter().map(|(_, s, lp)| json!({
-            "token": s, "logprob": lp, "bytes": s.as_bytes()
+        "bytes": t.bytes,
+        "top_logprobs": t.top.iter().map(|a| json!({
+            "token": a.text, "logprob": a.logprob, "bytes": a.bytes
         })).collect::<Vec<_>>(),
     })
 }
@@ -46,7 +46,7 @@ pub(crate) fn completion_logprobs(tokens: &[TokenInfo]) -> Value {
         "tokens": tokens.iter().map(|t| t.text.clone()).collect::<Vec<_>>(),
         "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
         "top_logprobs": tokens.iter().map(|t| {
-            let m: Map<String, Value> = t.top.iter().map(|(_, s, lp)| (s.clone(), json!(lp))).collect();
+            let m: Map<String, Value> = t.top.iter().map(|a| (a.text.clone(), json!(a.logprob))).collect();
             Value::Object(m)
         }).collect::<Vec<_>>(),
         "text_offset": offsets,
@@ -64,7 +64,8 @@ pub(crate) async fn chat_completions(
     let p = api::openai_params(&f, Flavor::Chat)?;
     let e2 = engine.clone();
     let content = content_specials(st);
-    let ids = blocking(move || e2.chat_prompt(&messages, content)).await?;
+    check_text_fits(&*engine, message_bytes(&messages), "messages")?;
+    let ids = blocking(st, move || e2.chat_prompt(&messages, content)).await?;
     let gs = submit(&*engine, ids, &p, "messages")?;
     let model = engine.info().id;
     let id = format!("chatcmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
@@ -152,8 +153,9 @@ pub(crate) async fn completions(
     let ids = match prompt {
         Prompt::Ids(ids) => ids,
         Prompt::Text(t) => {
+            check_text_fits(&*engine, t.len(), "prompt")?;
             let e2 = engine.clone();
-            blocking(move || e2.tokenize(&t, true, parse_special)).await?
+            blocking(st, move || e2.tokenize(&t, true, parse_special)).await?
         }
     };
     let gs = submit(&*engine, ids, &p, "prompt")?;
@@ -232,7 +234,7 @@ pub(crate) async fn embeddings(
     };
     let dimensions = f.uint("dimensions", api::MAX_COUNT)?;
     let e2 = engine.clone();
-    let out = blocking(move || e2.embed(&inputs)).await?;
+    let out = blocking(st, move || e2.embed(&inputs)).await?;
     let dim = out.vectors.first().map_or(0, Vec::len) as u64;
     if let Some(d) = dimensions.filter(|&d| d != dim) {
         return Err(ApiError::invalid(
@@ -287,11 +289,14 @@ pub(crate) async fn tokenize(
     let parse_special = f.bool("parse_special")?.unwrap_or(st.config.parse_special);
     let with_pieces = f.bool("with_pieces")?.unwrap_or(false);
     let e2 = engine.clone();
-    let ids = blocking(move || e2.tokenize(&content, add_special, parse_special)).await?;
+    let ids = blocking(st, move || {
+        e2.tokenize(&content, add_special, parse_special)
+    })
+    .await?;
     let tokens: Vec<Value> = if with_pieces {
         let e2 = engine.clone();
         let ids2 = ids.clone();
-        let pieces = blocking(move || {
+        let pieces = blocking(st, move || {
             ids2.iter()
                 .map(|&i| e2.detokenize(&[i]))
                 .collect::<Result<Vec<_>, _>>()
@@ -337,7 +342,7 @@ pub(crate) async fn detokenize(
         }
     };
     let e2 = engine.clone();
-    let text = blocking(move || e2.detokenize(&ids)).await?;
+    let text = blocking(st, move || e2.detokenize(&ids)).await?;
     Ok(json_response(StatusCode::OK, &json!({"content": text})))
 }
 

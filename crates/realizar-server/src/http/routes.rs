@@ -10,11 +10,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
+use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, StatusCode};
 use serde_json::{Map, Value};
 
-use super::body::{error_response, response, Resp};
+use super::body::{error_response, ollama_error_response, response, Resp};
 use super::common::{get_model, health, list_models, total_load};
 use super::{authorized, ollama, openai, AppState};
 use crate::api;
@@ -142,8 +142,10 @@ pub(crate) fn label(path: &str) -> &'static str {
     find(path).map_or("other", |(r, _)| r.label)
 }
 
-/// Answers one request (errors become their JSON error responses).
+/// Answers one request (errors become their JSON error responses: Ollama's
+/// `{"error": "..."}` under `/api/`, OpenAI's shape elsewhere).
 pub(crate) async fn route(st: Arc<AppState>, req: Request<Incoming>, t0: Instant) -> Resp {
+    let ollama = req.uri().path().starts_with("/api/");
     match route_inner(st, req, t0).await {
         Ok(r) => r,
         Err(e) => {
@@ -152,7 +154,11 @@ pub(crate) async fn route(st: Arc<AppState>, req: Request<Incoming>, t0: Instant
             } else {
                 tracing::debug!(error = %e, "request refused");
             }
-            error_response(&e)
+            if ollama {
+                ollama_error_response(&e)
+            } else {
+                error_response(&e)
+            }
         }
     }
 }
@@ -170,13 +176,17 @@ async fn route_inner(
     let Some((route, rest)) = find(&path) else {
         return Err(ApiError::route_not_found(method.as_str(), &path));
     };
-    if method != route.method {
-        let mut r = error_response(&ApiError::method_not_allowed(method.as_str(), &path));
-        r.headers_mut().insert(
-            ALLOW,
-            HeaderValue::from_str(route.method.as_str()).unwrap_or(HeaderValue::from_static("GET")),
-        );
-        return Ok(r);
+    // HEAD is GET without the body (hyper leaves the body out of a HEAD answer).
+    let head_of_get = method == Method::HEAD && route.method == Method::GET;
+    if method != route.method && !head_of_get {
+        let allow = if route.method == Method::GET {
+            "GET, HEAD"
+        } else {
+            route.method.as_str()
+        };
+        let mut e = ApiError::method_not_allowed(method.as_str(), &path);
+        e.allow = Some(allow);
+        return Err(e);
     }
     match &route.handler {
         Handler::Get(f) => f(&st, rest),
