@@ -53,9 +53,22 @@ pub struct Args {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     pub max_body: usize,
-    /// Seconds in-flight requests may take to finish after SIGINT/SIGTERM.
+    /// Seconds in-flight requests may take to finish after SIGINT/SIGTERM (a second signal
+    /// stops at once).
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Connections served at once (at most what the file-descriptor limit allows, which is
+    /// raised to its hard limit at start). A few more are answered `/health` and 503; the
+    /// rest are closed at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's header (and a kept-alive connection may
+    /// stay idle).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a client may take to send a request's body.
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout: u64,
     /// Read control-token texts (`<|im_start|>`) inside chat messages and completion prompts
     /// as control tokens, as llama.cpp's server does. By default a message's content is plain
     /// text, so that a user cannot write turns of their own into a conversation;
@@ -105,7 +118,50 @@ fn validate(args: &Args) -> Result<(), CliError> {
     if args.api_key.as_deref() == Some("") {
         return Err(CliError::invalid("--api-key must not be empty"));
     }
+    for (name, v) in [
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+    ] {
+        if v == 0 || v > 3600 {
+            return Err(CliError::invalid(format!(
+                "{name} must be between 1 and 3600 seconds, got {v}"
+            )));
+        }
+    }
+    if args.drain_timeout > 3600 {
+        return Err(CliError::invalid(format!(
+            "--drain-timeout must be at most 3600 seconds, got {}",
+            args.drain_timeout
+        )));
+    }
+    if args.max_connections == 0 {
+        return Err(CliError::invalid("--max-connections must be positive"));
+    }
     Ok(())
+}
+
+/// Descriptors kept for what is not a served connection: the model files, the runtime, the
+/// connections answered over the cap.
+const RESERVED_FDS: u64 = 160;
+
+/// Raises the soft file-descriptor limit to the hard one and fits the connection cap under it.
+fn connection_cap(wanted: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the file-descriptor limit");
+            return wanted;
+        }
+    };
+    let fit = usize::try_from(limit.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
+    if fit < wanted {
+        tracing::warn!(
+            fd_limit = limit,
+            max_connections = fit,
+            "the file-descriptor limit allows fewer connections than --max-connections"
+        );
+    }
+    wanted.min(fit)
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -161,6 +217,9 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
         api_key: args.api_key.clone(),
         max_body: args.max_body,
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        max_connections: connection_cap(args.max_connections),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        body_timeout: Duration::from_secs(args.body_timeout),
         parse_special: args.parse_special,
     });
     let handle = server.handle();

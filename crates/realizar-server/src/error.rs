@@ -115,6 +115,39 @@ impl ApiError {
         e
     }
 
+    /// 414.
+    pub fn uri_too_long(len: usize, max: usize) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "invalid_request_error",
+            format!("The request URI has {len} bytes; at most {max} are accepted"),
+        );
+        e.code = Some("uri_too_long");
+        e
+    }
+
+    /// 431: too many header fields.
+    pub fn header_too_large(fields: usize, max: usize) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            format!("The request has {fields} header fields; at most {max} are accepted"),
+        );
+        e.code = Some("header_too_large");
+        e
+    }
+
+    /// 408: the body did not arrive in time.
+    pub fn body_timeout(secs: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!("The request body was not received within {secs} s"),
+        );
+        e.code = Some("request_timeout");
+        e
+    }
+
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         let mut e = ApiError::new(

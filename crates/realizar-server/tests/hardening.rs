@@ -334,3 +334,105 @@ fn aborted_requests_are_counted() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Sends raw bytes on a fresh connection and reads the answer until the server closes.
+fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> common::Resp {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = s.write_all(bytes);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    common::parse_response(&raw)
+}
+
+/// Requests hyper cannot parse (bad request line, header too large, URI too long) get their
+/// status with the same JSON error body as every other error.
+#[test]
+fn http_layer_errors_carry_json_bodies() {
+    let srv = toy_server(ServerConfig::default());
+    raw_exchange(srv.addr, b"GARBAGE\r\n\r\n").error(400);
+    raw_exchange(
+        srv.addr,
+        b"GET /health HTTP/1.1\r\nHo st: x\r\nConnection: close\r\n\r\n",
+    )
+    .error(400);
+    let mut many = String::from("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for i in 0..200 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    raw_exchange(srv.addr, many.as_bytes()).error(431);
+    let big = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(300 * 1024)
+    );
+    raw_exchange(srv.addr, big.as_bytes()).error(431);
+    let long_uri = format!(
+        "GET /health?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "u".repeat(20_000)
+    );
+    raw_exchange(srv.addr, long_uri.as_bytes()).error(414);
+    // The server is unharmed.
+    assert_eq!(srv.get("/health").status, 200);
+}
+
+/// A body that does not arrive within the body timeout is a 408 with a JSON body.
+#[test]
+fn a_slow_body_times_out_with_408() {
+    use std::io::{Read, Write};
+    let srv = toy_server(ServerConfig {
+        body_timeout: std::time::Duration::from_secs(1),
+        ..ServerConfig::default()
+    });
+    let mut s = std::net::TcpStream::connect(srv.addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro")
+        .expect("write");
+    let t0 = std::time::Instant::now();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    common::parse_response(&raw).error(408);
+}
+
+/// Slow-body connections past the connection cap never starve the server: connections over
+/// the cap are answered 503 (with `Retry-After`) or closed, `/health` answers within a second
+/// throughout, and service resumes when they go.
+#[test]
+fn slow_connections_past_the_cap_leave_health_answering() {
+    use std::io::Write;
+    let srv = toy_server(ServerConfig {
+        max_connections: 16,
+        body_timeout: std::time::Duration::from_secs(3),
+        ..ServerConfig::default()
+    });
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let Ok(mut s) = std::net::TcpStream::connect(srv.addr) else {
+            continue;
+        };
+        let _ = s.write_all(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
+        );
+        held.push(s);
+    }
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        let r = srv.get("/health");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        let r = srv.post("/v1/completions", &json!({"prompt": "x", "max_tokens": 1}));
+        assert!(r.status == 200 || r.status == 503, "{}", r.body);
+        if r.status == 503 {
+            assert!(r.header("retry-after").is_some());
+            assert_eq!(r.json()["error"]["code"], "too_many_connections");
+        }
+    }
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = srv.post("/v1/completions", &json!({"prompt": "x", "max_tokens": 1}));
+    assert_eq!(r.status, 200, "{}", r.body);
+}

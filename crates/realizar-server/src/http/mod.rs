@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 
 mod body;
 mod common;
+mod conn;
 mod ollama;
 mod openai;
 mod routes;
@@ -40,6 +41,14 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// How long in-flight requests may run after a shutdown signal.
     pub drain_timeout: Duration,
+    /// Connections served at once; beyond it a few more are answered (`/health`, and 503
+    /// with `Retry-After` for the rest) and the others closed at once.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's header (also the idle time of a
+    /// kept-alive connection).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
     /// Read control-token texts (`<|im_start|>`) written in chat messages and completion
     /// prompts as control tokens, as llama.cpp's server does. Off by default: a message's
     /// content is text, so it cannot forge a turn; `/v1/completions` and `/tokenize` parse
@@ -53,6 +62,9 @@ impl Default for ServerConfig {
             api_key: None,
             max_body: 2 << 20,
             drain_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             parse_special: false,
         }
     }
@@ -159,8 +171,19 @@ impl Server {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
+            .header_read_timeout(state.config.header_timeout)
+            .max_header_size(MAX_HEADER_BYTES)
             .max_buf_size(256 * 1024);
+        // Connections over the cap: answered once, quickly, then closed.
+        let mut overflow = http1::Builder::new();
+        overflow
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(2).min(state.config.header_timeout))
+            .keep_alive(false)
+            .max_header_size(MAX_HEADER_BYTES)
+            .max_buf_size(64 * 1024);
+        let cap = state.config.max_connections.max(1);
+        let conns = conn::ConnCount::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -174,14 +197,37 @@ impl Server {
                             continue;
                         }
                     };
+                    let open = conns.open();
+                    if open >= cap + OVERFLOW_CONNECTIONS {
+                        // Closing at once keeps descriptors for `/health` and for the
+                        // connections being served.
+                        tracing::debug!(%peer, open, "connection refused: over the cap");
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
+                    let slot = conns.take();
                     let st = state.clone();
+                    let io = conn::JsonErrors::new(TokioIo::new(stream));
+                    if open >= cap {
+                        let svc = service_fn(move |req: Request<Incoming>| {
+                            let st = st.clone();
+                            async move { Ok::<_, Infallible>(over_cap(&st, &req, cap)) }
+                        });
+                        let conn = graceful.watch(overflow.serve_connection(io, svc));
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            let _ = conn.await;
+                        });
+                        continue;
+                    }
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(dispatch(st, req).await) }
                     });
-                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                    let conn = graceful.watch(builder.serve_connection(io, svc));
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = conn.await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
@@ -203,6 +249,31 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Bytes a request's header may have (more: 431).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Header fields a request may have (more: 431).
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// Connections answered beyond the cap (`/health` works on them; the rest get 503).
+const OVERFLOW_CONNECTIONS: usize = 64;
+
+/// The answer on a connection over the cap: `/health` as usual, 503 for everything else.
+fn over_cap(st: &Arc<AppState>, req: &Request<Incoming>, cap: usize) -> Resp {
+    let label = routes::label(req.uri().path());
+    let resp = if label == "health" {
+        common::health(st)
+    } else {
+        let mut e = ApiError::unavailable(format!(
+            "The server is serving its limit of {cap} connections; retry shortly"
+        ));
+        e.code = Some("too_many_connections");
+        error_response(&e)
+    };
+    st.metrics.request(label, resp.status().as_u16());
+    resp
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

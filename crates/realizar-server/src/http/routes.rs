@@ -20,6 +20,9 @@ use super::{authorized, ollama, openai, AppState};
 use crate::api;
 use crate::error::ApiError;
 
+/// Bytes of a request's path and query (more: 414).
+const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// What a handler returns.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Resp, ApiError>> + Send>>;
 
@@ -170,6 +173,16 @@ async fn route_inner(
 ) -> Result<Resp, ApiError> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(ApiError::uri_too_long(uri_len, MAX_URI_BYTES));
+    }
+    if req.headers().len() > super::MAX_HEADERS {
+        return Err(ApiError::header_too_large(
+            req.headers().len(),
+            super::MAX_HEADERS,
+        ));
+    }
     if path != "/health" && !authorized(&st, &req) {
         return Err(ApiError::unauthorized());
     }
@@ -208,7 +221,11 @@ async fn read_body(st: &AppState, req: Request<Incoming>) -> Result<Bytes, ApiEr
     if declared.is_some_and(|n| n > max as u64) {
         return Err(ApiError::too_large(max));
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    let limit = st.config.body_timeout;
+    let collected = tokio::time::timeout(limit, Limited::new(req.into_body(), max).collect())
+        .await
+        .map_err(|_| ApiError::body_timeout(limit.as_secs()))?;
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
