@@ -204,7 +204,37 @@ pub fn run(mut args: Args) -> CliResult {
         .enable_all()
         .build()
         .map_err(CliError::io)?;
-    rt.block_on(serve(args, models))
+    let result = rt.block_on(serve(args, models));
+    // A model still loading when a signal came is not waited for.
+    rt.shutdown_background();
+    result
+}
+
+/// The first SIGINT/SIGTERM starts the graceful shutdown (`first`); the second stops at once
+/// (`second`).
+fn signals() -> (
+    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()>,
+) {
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        realizar_server::shutdown_signal().await;
+        let _ = first_tx.send(());
+        realizar_server::shutdown_signal().await;
+        tracing::warn!("second signal: stopping at once");
+        let _ = second_tx.send(());
+    });
+    (
+        async move {
+            let _ = first_rx.await;
+        },
+        async move {
+            if second_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        },
+    )
 }
 
 async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
@@ -224,13 +254,14 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
     });
     let handle = server.handle();
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
+    let (first, second) = signals();
     let shutdown = async move {
         tokio::select! {
-            () = realizar_server::shutdown_signal() => {}
+            () = first => {}
             _ = fail_rx => {}
         }
     };
-    let serving = tokio::spawn(server.serve(listener, shutdown));
+    let mut serving = tokio::spawn(server.serve_until(listener, shutdown, second));
     announce(&format!("realizar: listening on http://{addr}"));
     tracing::info!(%addr, "listening (loading models; /health is 503 until ready)");
 
@@ -242,7 +273,7 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
         queue: args.queue,
         ..LocalOptions::default()
     };
-    let loaded = tokio::task::spawn_blocking(move || {
+    let loading = tokio::task::spawn_blocking(move || {
         let mut engines = Vec::new();
         for (id, path) in models {
             let o = LocalOptions {
@@ -255,8 +286,19 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
             engines.push(e);
         }
         Ok::<_, realizar_server::ServerError>(engines)
-    })
-    .await;
+    });
+    // A signal during loading stops the server at once; the load is abandoned.
+    let loaded = tokio::select! {
+        loaded = loading => loaded,
+        served = &mut serving => {
+            tracing::info!("stopped while loading");
+            return match served {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(CliError::io(e)),
+                Err(e) => Err(CliError::io(format!("server task failed: {e}"))),
+            };
+        }
+    };
     let load_error = match loaded {
         Ok(Ok(engines)) => {
             for e in engines {

@@ -148,3 +148,131 @@ fn serves_a_real_model_and_stops_cleanly_on_sigterm() {
     assert!(answered["span"]["id"].is_u64(), "{answered}");
     assert_eq!(answered["fields"]["status"], 200);
 }
+
+fn smollm2() -> PathBuf {
+    let model = models_dir().join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.exists(),
+        "{} not found: run `cargo xtask fetch-models`",
+        model.display()
+    );
+    model
+}
+
+/// Starts `realizar serve` with `args` and returns it with its address (from its first line).
+fn spawn_serve(args: &[&str], models: &[PathBuf]) -> (Server, SocketAddr) {
+    let mut c = realizar();
+    c.args(["serve", "--port", "0", "--threads", "2"])
+        .args(args);
+    for m in models {
+        c.arg("--model").arg(m);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start realizar serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let addr: SocketAddr = first
+        .strip_prefix("realizar: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .expect("address");
+    // Keep stdout open (a closed pipe must not matter, but keep the test about signals).
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), addr)
+}
+
+fn signal(server: &Server, sig: &str) {
+    let pid = server.0.id().to_string();
+    let ok = Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+/// Waits at most `limit` for the process to exit; its exit code.
+fn exits_within(server: &mut Server, limit: Duration) -> Option<i32> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = server.0.try_wait().expect("wait") {
+            return st.code();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "still running {limit:?} after the signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM while models load stops the server at once, without waiting for the load: here
+/// two dozen models load one after another (seconds), and the server is gone well before.
+#[test]
+fn a_signal_while_loading_stops_at_once() {
+    let models = vec![smollm2(); 24];
+    let t0 = Instant::now();
+    let (mut server, addr) = spawn_serve(&[], &models);
+    assert_eq!(http(addr, "GET", "/health", "").0, 503, "still loading");
+    signal(&server, "-TERM");
+    assert_eq!(exits_within(&mut server, Duration::from_secs(3)), Some(0));
+    // For scale: loading them all takes far longer than the stop did.
+    let took = t0.elapsed();
+    let t1 = Instant::now();
+    let (mut full, addr) = spawn_serve(&[], &models);
+    while http(addr, "GET", "/health", "").0 != 200 {
+        assert!(t1.elapsed() < Duration::from_secs(120), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let full_load = t1.elapsed();
+    signal(&full, "-TERM");
+    let _ = exits_within(&mut full, Duration::from_secs(10));
+    assert!(
+        took * 2 < full_load,
+        "stopping took {took:?}, a full load {full_load:?}"
+    );
+}
+
+/// A second SIGINT during the drain stops at once; the stream still running ends with an
+/// error event and `[DONE]`.
+#[test]
+fn a_second_sigint_while_draining_stops_at_once() {
+    use std::io::Write;
+    let (mut server, addr) =
+        spawn_serve(&["--ctx", "4096", "--drain-timeout", "600"], &[smollm2()]);
+    let t0 = Instant::now();
+    while http(addr, "GET", "/health", "").0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = r#"{"messages":[{"role":"user","content":"Tell a long story."}],"max_tokens":4000,"ignore_eos":true,"stream":true}"#;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).expect("read");
+    assert!(n > 0);
+    signal(&server, "-INT");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.0.try_wait().expect("wait").is_none(),
+        "the first SIGINT drains"
+    );
+    signal(&server, "-INT");
+    let code = exits_within(&mut server, Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("\"error\""), "{rest}");
+    assert!(rest.contains("data: [DONE]"), "{rest}");
+}

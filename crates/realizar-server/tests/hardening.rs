@@ -436,3 +436,87 @@ fn slow_connections_past_the_cap_leave_health_answering() {
     let r = srv.post("/v1/completions", &json!({"prompt": "x", "max_tokens": 1}));
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// When the drain timeout ends with requests still running, each ends cleanly: a stream with an
+/// error event and its terminator (SSE `[DONE]`, an NDJSON error line), a waiting request with
+/// a 503, never a cut connection or an empty 200.
+#[test]
+fn the_drain_timeout_ends_every_answer_with_an_error_and_a_terminator() {
+    use std::io::{Read, Write};
+    let (gen, _) = ToyEngine::generator(
+        "toy",
+        ToyConfig {
+            slots: 1,
+            ctx: 4096,
+            step_delay: std::time::Duration::from_millis(20),
+            ..ToyConfig::default()
+        },
+        BatcherConfig::default(),
+    )
+    .expect("toy");
+    let srv = TestServer::start(
+        ServerConfig {
+            drain_timeout: std::time::Duration::from_millis(500),
+            ..ServerConfig::default()
+        },
+        vec![Arc::new(gen)],
+    );
+    let send = |path: &str, body: Value| {
+        let body = body.to_string();
+        let mut s = std::net::TcpStream::connect(srv.addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("timeout");
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        std::thread::spawn(move || {
+            let mut raw = Vec::new();
+            let _ = s.read_to_end(&mut raw);
+            common::parse_response(&raw)
+        })
+    };
+    let msgs = json!([{"role": "user", "content": "x"}]);
+    // One generating (the only slot), the others queued behind it.
+    let sse = send(
+        "/v1/chat/completions",
+        json!({"messages": msgs, "max_tokens": 2000, "stream": true, "ignore_eos": true}),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let queued_sse = send(
+        "/v1/completions",
+        json!({"prompt": "y", "max_tokens": 2000, "stream": true}),
+    );
+    let ndjson = send(
+        "/api/chat",
+        json!({"messages": msgs, "options": {"num_predict": 2000}}),
+    );
+    let whole = send(
+        "/v1/chat/completions",
+        json!({"messages": msgs, "max_tokens": 2000}),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    srv.shutdown();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    for (name, r) in [("sse", sse), ("queued", queued_sse)] {
+        let r = r.join().expect("reader");
+        assert_eq!(r.status, 200, "{name}");
+        let events = r.sse();
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("[DONE]"),
+            "{name}: {}",
+            r.body
+        );
+        let err: Value = serde_json::from_str(&events[events.len() - 2]).expect("json");
+        assert!(err["error"]["message"].is_string(), "{name}: {err}");
+    }
+    let r = ndjson.join().expect("reader");
+    let last: Value =
+        serde_json::from_str(r.body.lines().last().unwrap_or_default()).expect("json");
+    assert!(last["error"].is_string(), "{}", r.body);
+    let r = whole.join().expect("reader");
+    r.error(503);
+}

@@ -128,6 +128,9 @@ pub(crate) fn stream_response(
                         st.metrics.aborted(label);
                         return;
                     }
+                    () = st.aborted() => Some(GenEvent::Failed(
+                        "the server is shutting down; the generation was stopped".into(),
+                    )),
                     ev = gs.next() => ev,
                 };
                 let ev = ev.unwrap_or_else(|| {

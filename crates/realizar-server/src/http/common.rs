@@ -297,7 +297,16 @@ pub(crate) async fn collect(
     let mut tr = Tracker::new(st, t0);
     let mut text = String::new();
     let mut logprobs = Vec::new();
-    while let Some(ev) = gs.next().await {
+    loop {
+        let ev = tokio::select! {
+            () = st.aborted() => {
+                return Err(ApiError::unavailable(
+                    "the server is shutting down; the generation was stopped",
+                ));
+            }
+            ev = gs.next() => ev,
+        };
+        let Some(ev) = ev else { break };
         tr.observe(&ev);
         match ev {
             GenEvent::Delta {

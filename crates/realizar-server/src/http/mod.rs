@@ -80,6 +80,17 @@ pub(crate) struct AppState {
     pub(crate) key_check: Option<KeyCheck>,
     /// Blocking engine work (tokenizing, templating, embedding) running at once.
     pub(crate) blocking_permits: tokio::sync::Semaphore,
+    /// Set when the drain ends early (its timeout, or a second signal): every answer still
+    /// running ends with an error event (streams) or a 503.
+    pub(crate) abort: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Completes when the drain is cut short.
+    pub(crate) async fn aborted(&self) {
+        let mut rx = self.abort.subscribe();
+        let _ = rx.wait_for(|a| *a).await;
+    }
 }
 
 /// A handle to a server's state: add models and mark it ready while it already listens.
@@ -140,6 +151,7 @@ impl Server {
             handle: ServerHandle {
                 state: Arc::new(AppState {
                     key_check,
+                    abort: tokio::sync::watch::Sender::new(false),
                     blocking_permits: tokio::sync::Semaphore::new(
                         std::thread::available_parallelism().map_or(2, |n| n.get()),
                     ),
@@ -165,6 +177,19 @@ impl Server {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        self.serve_until(listener, shutdown, std::future::pending())
+            .await
+    }
+
+    /// [`Server::serve`], where the drain also ends at once when `abort` completes (a second
+    /// SIGINT). When the drain ends before the requests do, every stream still running gets an
+    /// error event and its terminator, and every waiting request a 503.
+    pub async fn serve_until(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        abort: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
         let state = self.handle.state.clone();
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -243,9 +268,26 @@ impl Server {
             ?drain,
             "shutting down: no new connections, draining requests"
         );
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections closed"),
-            () = tokio::time::sleep(drain) => tracing::warn!("drain timeout reached; closing"),
+        let closed = graceful.shutdown();
+        tokio::pin!(closed);
+        let cut = tokio::select! {
+            () = &mut closed => {
+                tracing::info!("all connections closed");
+                false
+            }
+            () = tokio::time::sleep(drain) => {
+                tracing::warn!("drain timeout reached; ending the requests still running");
+                true
+            }
+            () = abort => {
+                tracing::warn!("stopping at once; ending the requests still running");
+                true
+            }
+        };
+        if cut {
+            state.abort.send_replace(true);
+            // Let the error events and terminators go out.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut closed).await;
         }
         Ok(())
     }
