@@ -262,6 +262,10 @@ pub struct ToyEngine {
     kind: ModelKind,
     ctx: usize,
     scheduler: Option<Batcher>,
+    /// Time each embedded text takes (simulated work).
+    embed_delay: Duration,
+    /// Texts embedded so far.
+    embedded: Arc<AtomicUsize>,
 }
 
 impl core::fmt::Debug for ToyEngine {
@@ -296,6 +300,8 @@ impl ToyEngine {
                 kind: ModelKind::Generate,
                 ctx: config.ctx,
                 scheduler: Some(scheduler),
+                embed_delay: Duration::ZERO,
+                embedded: Arc::default(),
             },
             stats,
         ))
@@ -303,12 +309,24 @@ impl ToyEngine {
 
     /// An embedding toy engine named `id`.
     pub fn embedder(id: &str) -> ToyEngine {
-        ToyEngine {
-            id: id.into(),
-            kind: ModelKind::Embed,
-            ctx: 512,
-            scheduler: None,
-        }
+        ToyEngine::slow_embedder(id, Duration::ZERO).0
+    }
+
+    /// An embedding toy engine that takes `per_text` for each text it embeds, and the count
+    /// of texts it embedded.
+    pub fn slow_embedder(id: &str, per_text: Duration) -> (ToyEngine, Arc<AtomicUsize>) {
+        let embedded = Arc::new(AtomicUsize::new(0));
+        (
+            ToyEngine {
+                id: id.into(),
+                kind: ModelKind::Embed,
+                ctx: 512,
+                scheduler: None,
+                embed_delay: per_text,
+                embedded: embedded.clone(),
+            },
+            embedded,
+        )
     }
 
     fn encode(text: &str, add_special: bool) -> Vec<u32> {
@@ -438,6 +456,8 @@ impl Engine for ToyEngine {
         let vectors = inputs
             .iter()
             .map(|t| {
+                std::thread::sleep(self.embed_delay);
+                self.embedded.fetch_add(1, Ordering::Relaxed);
                 tokens += t.len() + 2;
                 let mut v = vec![1.0f32; 8];
                 for b in t.bytes() {

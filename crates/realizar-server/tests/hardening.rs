@@ -520,3 +520,44 @@ fn the_drain_timeout_ends_every_answer_with_an_error_and_a_terminator() {
     let r = whole.join().expect("reader");
     r.error(503);
 }
+
+/// A large embedding batch is embedded in turns: a small request sent meanwhile is answered
+/// within a turn or two, and a client that goes away stops the work.
+#[test]
+fn embedding_batches_interleave_and_stop_when_the_client_goes() {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let (emb, embedded) = ToyEngine::slow_embedder("emb", Duration::from_millis(10));
+    let srv = TestServer::start(ServerConfig::default(), vec![Arc::new(emb)]);
+    let big = json!({"model": "emb", "input": vec!["text"; 400]}).to_string();
+    let send_big = || {
+        let mut s = std::net::TcpStream::connect(srv.addr).expect("connect");
+        write!(
+            s,
+            "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{big}",
+            big.len()
+        )
+        .expect("write");
+        s
+    };
+    // Interleaving: the big batch takes 4 s alone; the small request does not wait for it.
+    let big_conn = send_big();
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let r = srv.post("/v1/embeddings", &json!({"model": "emb", "input": "small"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "the small request waited {:?}",
+        t0.elapsed()
+    );
+    // Cancellation: the client goes; the work stops within a turn.
+    drop(big_conn);
+    std::thread::sleep(Duration::from_millis(500));
+    let at_stop = embedded.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(700));
+    let later = embedded.load(Ordering::Relaxed);
+    assert_eq!(at_stop, later, "embedding went on after the client left");
+    assert!(later < 200, "{later} texts embedded");
+}

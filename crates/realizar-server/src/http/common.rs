@@ -166,6 +166,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .acquire()
         .await
         .map_err(|_| ApiError::internal("internal error: the server is shutting down"))?;
+    blocking_unbounded(f).await
+}
+
+/// Runs blocking engine work off the async workers without taking a permit (for work that is
+/// serialized another way, like embedding turns).
+pub(crate) async fn blocking_unbounded<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) if e.is_panic() => Err(ApiError::internal("internal error: the model panicked")),

@@ -83,6 +83,8 @@ pub(crate) struct AppState {
     /// Set when the drain ends early (its timeout, or a second signal): every answer still
     /// running ends with an error event (streams) or a 503.
     pub(crate) abort: tokio::sync::watch::Sender<bool>,
+    /// Embedding turns, in arrival order (tokio's mutex is fair).
+    pub(crate) embed_turn: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -152,6 +154,7 @@ impl Server {
                 state: Arc::new(AppState {
                     key_check,
                     abort: tokio::sync::watch::Sender::new(false),
+                    embed_turn: tokio::sync::Mutex::new(()),
                     blocking_permits: tokio::sync::Semaphore::new(
                         std::thread::available_parallelism().map_or(2, |n| n.get()),
                     ),

@@ -214,6 +214,34 @@ pub(crate) async fn completions(
     ))
 }
 
+/// Texts of one embedding turn: a large request is embedded in turns, and requests take turns
+/// in arrival order, so that one big batch never locks the others out.
+const EMBED_TURN: usize = 16;
+
+/// Embeds `inputs` in turns of [`EMBED_TURN`] texts under the server's fair embedding lock. A
+/// client that goes away drops this future, and no further turn starts.
+async fn embed_in_turns(
+    st: &Arc<AppState>,
+    engine: &Arc<dyn crate::Engine>,
+    inputs: Vec<String>,
+) -> Result<crate::Embeddings, ApiError> {
+    let mut out = crate::Embeddings {
+        vectors: Vec::with_capacity(inputs.len()),
+        prompt_tokens: 0,
+    };
+    let mut rest = inputs;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(EMBED_TURN));
+        let turn = std::mem::replace(&mut rest, tail);
+        let _turn = st.embed_turn.lock().await;
+        let e2 = engine.clone();
+        let part = blocking_unbounded(move || e2.embed(&turn)).await?;
+        out.vectors.extend(part.vectors);
+        out.prompt_tokens += part.prompt_tokens;
+    }
+    Ok(out)
+}
+
 pub(crate) async fn embeddings(
     st: &Arc<AppState>,
     obj: &Map<String, Value>,
@@ -233,8 +261,7 @@ pub(crate) async fn embeddings(
         }
     };
     let dimensions = f.uint("dimensions", api::MAX_COUNT)?;
-    let e2 = engine.clone();
-    let out = blocking(st, move || e2.embed(&inputs)).await?;
+    let out = embed_in_turns(st, &engine, inputs).await?;
     let dim = out.vectors.first().map_or(0, Vec::len) as u64;
     if let Some(d) = dimensions.filter(|&d| d != dim) {
         return Err(ApiError::invalid(
