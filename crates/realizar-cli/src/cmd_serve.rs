@@ -164,8 +164,46 @@ fn connection_cap(wanted: usize) -> usize {
     wanted.min(fit)
 }
 
+/// glibc's malloc raises its mmap threshold after freeing a large block, so a burst of large
+/// requests (bodies, their tokens) is served from heap arenas that it never gives back: the
+/// server stayed at 303 MB after 50 concurrent 1.9 MB `/tokenize` requests from 205 MB idle.
+/// With the threshold fixed, large blocks are mapped and unmapped and the server returns to
+/// its idle size (207 MB), with no change in decode speed. glibc reads the setting from the
+/// environment only at start, so the server restarts itself once with it (same process id)
+/// unless `GLIBC_TUNABLES` already sets it or `REALIZAR_NO_MALLOC_TUNING` is set.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    use std::os::unix::process::CommandExt;
+    const KEY: &str = "glibc.malloc.mmap_threshold";
+    let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if current.contains(KEY) || std::env::var_os("REALIZAR_NO_MALLOC_TUNING").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let setting = format!("{KEY}=131072");
+    let tunables = if current.is_empty() {
+        setting
+    } else {
+        format!("{current}:{setting}")
+    };
+    let mut argv = std::env::args_os();
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = argv.next() {
+        cmd.arg0(arg0);
+    }
+    // Returns only when the restart failed; the server then runs as it is.
+    let err = cmd.args(argv).env("GLIBC_TUNABLES", tunables).exec();
+    eprintln!("realizar: could not restart with malloc tuning ({err}); continuing without");
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
+
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(mut args: Args) -> CliResult {
+    tune_malloc();
     if args.api_key.is_none() {
         args.api_key = std::env::var("REALIZAR_API_KEY").ok();
     }

@@ -13,6 +13,7 @@ use common::{http, Server};
 fn realizar() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_realizar"));
     c.env_remove("REALIZAR_API_KEY");
+    c.env_remove("REALIZAR_NO_MALLOC_TUNING");
     c
 }
 
@@ -275,4 +276,79 @@ fn a_second_sigint_while_draining_stops_at_once() {
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.contains("\"error\""), "{rest}");
     assert!(rest.contains("data: [DONE]"), "{rest}");
+}
+
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb / 1024)
+        .expect("VmRSS")
+}
+
+/// Fifty concurrent near-limit requests (1.9 MB chat messages, refused before they are
+/// tokenized, and 1.9 MB `/tokenize` texts, tokenized a few at a time) keep the server under
+/// twice its idle memory, give the memory back afterwards, and never delay `/health`.
+#[test]
+fn bursts_of_large_requests_neither_balloon_nor_keep_memory() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let (mut server, addr) = spawn_serve(&[], &[smollm2()]);
+    let t0 = Instant::now();
+    while http(addr, "GET", "/health", "").0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = server.0.id();
+    let idle = rss_mib(pid);
+    let peak = Arc::new(AtomicU64::new(idle));
+    let slowest_health = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (peak, slowest, done) = (peak.clone(), slowest_health.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_mib(pid), Ordering::Relaxed);
+                let t = Instant::now();
+                assert_eq!(http(addr, "GET", "/health", "").0, 200);
+                slowest.fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let text = "hello world ".repeat(1_900_000 / 12);
+    let chat =
+        serde_json::json!({"messages": [{"role": "user", "content": text}], "max_tokens": 4})
+            .to_string();
+    let tok = serde_json::json!({"content": text}).to_string();
+    for (path, body, want) in [
+        ("/v1/chat/completions", &chat, 400),
+        ("/tokenize", &tok, 200),
+    ] {
+        let clients: Vec<_> = (0..50)
+            .map(|_| {
+                let body = body.clone();
+                std::thread::spawn(move || http(addr, "POST", path, &body).0)
+            })
+            .collect();
+        for c in clients {
+            assert_eq!(c.join().expect("client"), want, "{path}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    done.store(true, Ordering::Relaxed);
+    watcher.join().expect("watcher");
+    let peak = peak.load(Ordering::Relaxed);
+    let after = rss_mib(pid);
+    assert!(peak < 2 * idle, "idle {idle} MiB, peak {peak} MiB");
+    assert!(
+        after <= idle + idle / 10,
+        "idle {idle} MiB, {after} MiB after the burst"
+    );
+    let slowest = slowest_health.load(Ordering::Relaxed);
+    assert!(slowest < 1000, "/health took {slowest} ms");
+    signal(&server, "-TERM");
+    let _ = exits_within(&mut server, Duration::from_secs(10));
 }

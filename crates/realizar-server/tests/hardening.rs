@@ -561,3 +561,21 @@ fn embedding_batches_interleave_and_stop_when_the_client_goes() {
     assert_eq!(at_stop, later, "embedding went on after the client left");
     assert!(later < 200, "{later} texts embedded");
 }
+
+/// A text that cannot fit the context whatever its tokens (more bytes than the context times
+/// the longest token) is refused before it is tokenized, with the numbers.
+#[test]
+fn over_long_texts_are_refused_before_tokenizing() {
+    let srv = toy_server(ServerConfig::default());
+    // The toy: 256 positions, tokens of at most 5 bytes.
+    let long = "y".repeat(256 * 5 + 1);
+    for (path, body) in [
+        ("/v1/completions", json!({"prompt": long})),
+        ("/v1/chat/completions", chat(&long)),
+        ("/api/generate", json!({"prompt": long, "stream": false})),
+    ] {
+        let r = srv.post(path, &body);
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.body.contains("at least 257 tokens"), "{path}: {}", r.body);
+    }
+}

@@ -83,6 +83,10 @@ pub(crate) struct AppState {
     /// Set when the drain ends early (its timeout, or a second signal): every answer still
     /// running ends with an error event (streams) or a 503.
     pub(crate) abort: tokio::sync::watch::Sender<bool>,
+    /// KiB of request bodies (and what is parsed from them) held at once.
+    pub(crate) body_budget: tokio::sync::Semaphore,
+    /// Its size.
+    pub(crate) body_budget_kib: u32,
     /// Embedding turns, in arrival order (tokio's mutex is fair).
     pub(crate) embed_turn: tokio::sync::Mutex<()>,
 }
@@ -149,12 +153,20 @@ impl Server {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let key_check = config.api_key.as_deref().map(KeyCheck::new);
+        // Eight bodies of the largest size, at least 16 MiB: enough for any mix of ordinary
+        // requests, and a bound on what a burst of large ones can hold.
+        let body_budget_kib =
+            u32::try_from((config.max_body.saturating_mul(8) / 1024).max(16 * 1024))
+                .unwrap_or(u32::MAX >> 4)
+                .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
         Server {
             handle: ServerHandle {
                 state: Arc::new(AppState {
                     key_check,
                     abort: tokio::sync::watch::Sender::new(false),
                     embed_turn: tokio::sync::Mutex::new(()),
+                    body_budget: tokio::sync::Semaphore::new(body_budget_kib as usize),
+                    body_budget_kib,
                     blocking_permits: tokio::sync::Semaphore::new(
                         std::thread::available_parallelism().map_or(2, |n| n.get()),
                     ),

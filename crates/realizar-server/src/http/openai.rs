@@ -320,7 +320,15 @@ pub(crate) async fn tokenize(
         e2.tokenize(&content, add_special, parse_special)
     })
     .await?;
-    let tokens: Vec<Value> = if with_pieces {
+    if !with_pieces {
+        // Written directly: a JSON value per id would take ten times the ids' memory.
+        let body = format!(
+            "{{\"tokens\":{}}}",
+            serde_json::to_string(&ids).map_err(|e| ApiError::internal(e.to_string()))?
+        );
+        return Ok(response(StatusCode::OK, "application/json", body));
+    }
+    let tokens: Vec<Value> = {
         let e2 = engine.clone();
         let ids2 = ids.clone();
         let pieces = blocking(st, move || {
@@ -333,8 +341,6 @@ pub(crate) async fn tokenize(
             .zip(pieces)
             .map(|(i, p)| json!({"id": i, "piece": p}))
             .collect()
-    } else {
-        ids.iter().map(|i| json!(i)).collect()
     };
     Ok(json_response(StatusCode::OK, &json!({"tokens": tokens})))
 }

@@ -204,6 +204,26 @@ async fn route_inner(
     match &route.handler {
         Handler::Get(f) => f(&st, rest),
         Handler::Post(f) => {
+            // Bodies in memory at once are bounded: a request waits for its share of the
+            // budget (its declared length, or the limit when it declares none) and keeps it
+            // until its handler returns.
+            let declared = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let max = st.config.max_body as u64;
+            let kib = declared.unwrap_or(max).min(max).div_ceil(1024).max(1);
+            let held = st.clone();
+            let _budget = held
+                .body_budget
+                .acquire_many(
+                    u32::try_from(kib)
+                        .unwrap_or(u32::MAX)
+                        .min(st.body_budget_kib),
+                )
+                .await
+                .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
             let body = read_body(&st, req).await?;
             let obj = api::parse_object(&body)?;
             f(st, obj, t0).await
