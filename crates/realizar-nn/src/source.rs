@@ -39,6 +39,9 @@ pub trait ModelSource {
     fn get_str(&self, key: &str) -> Result<&str, SourceError>;
     /// A tensor, if present.
     fn tensor(&self, name: &str) -> Option<TensorEntry>;
+    /// How many tensors the model has (a bound on what its metadata may claim, checked
+    /// before anything is sized by it).
+    fn tensor_count(&self) -> usize;
     /// The bytes every [`TensorEntry::bytes`] range refers to (normally the mapped file),
     /// shared so that the weights are used in place.
     fn store(&self) -> WeightBytes;

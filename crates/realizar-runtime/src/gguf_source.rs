@@ -38,6 +38,10 @@ impl ModelSource for GgufSource<'_, '_> {
         self.file.get_str(key).map_err(boxed)
     }
 
+    fn tensor_count(&self) -> usize {
+        self.file.tensors().len()
+    }
+
     fn tensor(&self, name: &str) -> Option<TensorEntry> {
         let t = self.file.tensor(name)?;
         // The reader checked that every tensor lies inside the file; an offset that does not

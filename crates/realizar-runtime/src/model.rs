@@ -295,9 +295,16 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
         path: path.to_path_buf(),
         source,
     };
-    let tokenizer = match file.get("tokenizer.ggml.model") {
-        Some(_) => Some(tokenizer_from_gguf(&file).map_err(tok_err)?),
-        None => None,
+    // A file without any tokenizer key is a weights-only model (token ids in and out); one
+    // with some of them must have a whole, valid tokenizer (tokenizer_from_gguf names the
+    // missing or broken key, as llama.cpp refuses such files).
+    let has_tokenizer_keys = file
+        .metadata()
+        .any(|(k, _)| k.starts_with("tokenizer.ggml."));
+    let tokenizer = if has_tokenizer_keys {
+        Some(tokenizer_from_gguf(&file).map_err(tok_err)?)
+    } else {
+        None
     };
     let chat = match &tokenizer {
         Some(t) => {

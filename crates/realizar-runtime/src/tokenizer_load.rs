@@ -118,6 +118,36 @@ fn tok_err(key: &str) -> impl FnOnce(TokenizeError) -> LoadError + '_ {
     }
 }
 
+/// The key a tokenizer construction error is about (`fallback` when the error does not say).
+fn key_of(e: &TokenizeError, fallback: &'static str) -> &'static str {
+    match e {
+        TokenizeError::InvalidTokenType { .. } => K_TYPES,
+        TokenizeError::LengthMismatch { what, .. } if what.contains("type") => K_TYPES,
+        TokenizeError::LengthMismatch { what, .. } if what.contains("score") => K_SCORES,
+        TokenizeError::MalformedMerge { .. } => K_MERGES,
+        TokenizeError::SpecialOutOfRange { what, .. } => match *what {
+            "BOS" | "bos" => "tokenizer.ggml.bos_token_id",
+            "EOS" | "eos" => "tokenizer.ggml.eos_token_id",
+            "EOT" | "eot" => "tokenizer.ggml.eot_token_id",
+            "UNK" | "unk" | "unknown" => "tokenizer.ggml.unknown_token_id",
+            "PAD" | "pad" | "padding" => "tokenizer.ggml.padding_token_id",
+            _ => fallback,
+        },
+        _ => fallback,
+    }
+}
+
+/// Maps a tokenizer construction error to the key it is about.
+fn built(
+    r: Result<Tokenizer, TokenizeError>,
+    fallback: &'static str,
+) -> Result<Tokenizer, LoadError> {
+    r.map_err(|e| {
+        let key = key_of(&e, fallback);
+        tok_err(key)(e)
+    })
+}
+
 const K_MODEL: &str = "tokenizer.ggml.model";
 const K_PRE: &str = "tokenizer.ggml.pre";
 const K_TOKENS: &str = "tokenizer.ggml.tokens";
@@ -188,7 +218,10 @@ pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, LoadError> 
             if v.len() != n {
                 return Err(bad(
                     K_TYPES,
-                    &format!("an array of {n} token types (one per token)"),
+                    &format!(
+                        "an array of {n} token types (one per entry of {K_TOKENS}); it has {}",
+                        v.len()
+                    ),
                 ));
             }
             v
@@ -251,14 +284,16 @@ pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, LoadError> 
                     .unwrap_or(pre == PreTokenizerKind::Llama3),
                 add_eos,
             };
-            Tokenizer::from_bpe(BpeConfig {
-                tokens,
-                token_types,
-                merges,
-                pre,
-                special,
-            })
-            .map_err(tok_err(K_MERGES))
+            built(
+                Tokenizer::from_bpe(BpeConfig {
+                    tokens,
+                    token_types,
+                    merges,
+                    pre,
+                    special,
+                }),
+                K_TOKENS,
+            )
         }
         "llama" => {
             let scores: Vec<f32> = match file.get(K_SCORES) {
@@ -272,7 +307,10 @@ pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, LoadError> 
             if scores.len() != n {
                 return Err(bad(
                     K_SCORES,
-                    &format!("an array of {n} scores (one per token)"),
+                    &format!(
+                        "an array of {n} scores (one per entry of {K_TOKENS}); it has {}",
+                        scores.len()
+                    ),
                 ));
             }
             let special = SpecialTokens {
@@ -284,15 +322,17 @@ pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, LoadError> 
                 add_bos: opt_bool(file, "tokenizer.ggml.add_bos_token")?.unwrap_or(true),
                 add_eos,
             };
-            Tokenizer::from_spm(SpmConfig {
-                tokens,
-                scores,
-                token_types,
-                add_space_prefix: opt_bool(file, "tokenizer.ggml.add_space_prefix")?
-                    .unwrap_or(true),
-                special,
-            })
-            .map_err(tok_err(K_TOKENS))
+            built(
+                Tokenizer::from_spm(SpmConfig {
+                    tokens,
+                    scores,
+                    token_types,
+                    add_space_prefix: opt_bool(file, "tokenizer.ggml.add_space_prefix")?
+                        .unwrap_or(true),
+                    special,
+                }),
+                K_TOKENS,
+            )
         }
         other => Err(LoadError::UnknownModel {
             key: K_MODEL.into(),

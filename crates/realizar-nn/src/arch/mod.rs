@@ -48,6 +48,15 @@ impl Meta<'_> {
     pub fn shape(&self) -> Result<Shape, NnError> {
         let n_embd = self.count("embedding_length")?;
         let n_layer = self.count("block_count")?;
+        // Every block has tensors of its own: more blocks than tensors is a lie, and the
+        // layer list must not be sized by it.
+        let tensors = self.file.tensor_count();
+        if n_layer > tensors {
+            return Err(NnError::BadHyperparameter {
+                key: self.key("block_count"),
+                reason: format!("{n_layer} blocks, but the model has only {tensors} tensors"),
+            });
+        }
         let n_head = self.count("attention.head_count")?;
         let n_head_kv = self.opt_count("attention.head_count_kv")?.unwrap_or(n_head);
         let n_ff = self.count("feed_forward_length")?;
