@@ -76,6 +76,12 @@ pub struct Args {
     /// `"parse_special": true`.
     #[arg(long)]
     pub parse_special: bool,
+    /// Read the model files into memory instead of mapping them: costs their size in memory
+    /// and a full read at start, and makes the server immune to a model file being truncated
+    /// or rewritten on disk while it runs (a mapped file that changes is detected and its
+    /// requests refused with 503 until a restart).
+    #[arg(long)]
+    pub no_mmap: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -309,6 +315,7 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
         ctx: Some(args.ctx),
         parallel: args.parallel,
         queue: args.queue,
+        mmap: !args.no_mmap,
         ..LocalOptions::default()
     };
     let loading = tokio::task::spawn_blocking(move || {

@@ -352,3 +352,47 @@ fn bursts_of_large_requests_neither_balloon_nor_keep_memory() {
     signal(&server, "-TERM");
     let _ = exits_within(&mut server, Duration::from_secs(10));
 }
+
+/// A mapped model file truncated on disk while the server runs is detected: its requests are
+/// refused with a 503 that says what happened, and the server lives on (no SIGBUS). With
+/// `--no-mmap` the model is in memory and the server does not care.
+#[test]
+fn a_model_file_truncated_while_serving_is_refused_not_a_crash() {
+    let body = r#"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0}"#;
+    for mmap in [true, false] {
+        let dir =
+            std::env::temp_dir().join(format!("realizar-truncate-{}-{mmap}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let copy = dir.join("model.gguf");
+        std::fs::copy(smollm2(), &copy).expect("copy the model");
+        let flags: &[&str] = if mmap { &[] } else { &["--no-mmap"] };
+        let (mut server, addr) = spawn_serve(flags, &[copy.clone()]);
+        let t0 = Instant::now();
+        while http(addr, "GET", "/health", "").0 != 200 {
+            assert!(t0.elapsed() < Duration::from_secs(60), "never ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(http(addr, "POST", "/v1/chat/completions", body).0, 200);
+        let len = std::fs::metadata(&copy).expect("meta").len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&copy)
+            .and_then(|f| f.set_len(len / 3))
+            .expect("truncate");
+        let (status, raw) = http(addr, "POST", "/v1/chat/completions", body);
+        if mmap {
+            assert_eq!(status, 503, "{raw}");
+            assert!(raw.contains("changed on disk"), "{raw}");
+        } else {
+            assert_eq!(status, 200, "{raw}");
+        }
+        assert!(
+            server.0.try_wait().expect("wait").is_none(),
+            "the server died"
+        );
+        assert_eq!(http(addr, "GET", "/health", "").0, 200);
+        signal(&server, "-TERM");
+        assert_eq!(exits_within(&mut server, Duration::from_secs(10)), Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

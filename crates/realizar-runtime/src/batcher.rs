@@ -266,13 +266,28 @@ impl std::error::Error for BatchError {}
 
 /// What the batcher needs to turn ids into text: the tokenizer and the ids that end
 /// generation (a [`crate::Model`]'s, through [`crate::Model::batcher`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BatchText {
     /// The tokenizer.
     pub tokenizer: Arc<Tokenizer>,
     /// Ids that end generation, sorted.
     pub eog: Vec<u32>,
+    /// Checked before every step (e.g. that a mapped model file is unchanged on disk): an
+    /// error fails the sequences being generated and those waiting, with its message.
+    pub guard: Option<Guard>,
 }
+
+impl std::fmt::Debug for BatchText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchText")
+            .field("eog", &self.eog)
+            .field("guard", &self.guard.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A check the batcher runs before every step.
+pub type Guard = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl BatchText {
     fn is_eog(&self, id: u32) -> bool {
@@ -538,6 +553,13 @@ impl<M: BatchForward> Worker<M> {
             self.drop_cancelled();
             if self.seqs.is_empty() {
                 continue;
+            }
+            if let Some(guard) = &self.text.guard {
+                if let Err(why) = guard() {
+                    tracing::error!(reason = %why, "refusing to step");
+                    self.fail_all(&why);
+                    continue;
+                }
             }
             let step = catch_unwind(AssertUnwindSafe(|| self.step()));
             if step.is_err() {

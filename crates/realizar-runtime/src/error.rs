@@ -22,6 +22,13 @@ pub enum RuntimeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A mapped model file changed on disk since it was loaded (reading it could crash).
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        reason: String,
+    },
     /// The file is not a valid GGUF container.
     Format {
         /// The file.
@@ -78,6 +85,10 @@ impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuntimeError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            RuntimeError::FileChanged { reason, .. } => write!(
+                f,
+                "{reason}; restart to load it again (or load with --no-mmap, which reads the model into memory)"
+            ),
             RuntimeError::Format { path, source } => {
                 write!(f, "{}: not a valid GGUF file: {source}", path.display())
             }

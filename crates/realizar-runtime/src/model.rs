@@ -20,12 +20,71 @@ use crate::gguf_source::{check_vocabulary, GgufSource};
 use crate::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
 use crate::RuntimeError;
 
-/// The memory map, shared by the decoder (which keeps `(offset, len)` views into it).
-struct MappedFile(MmapGguf);
+/// The file's bytes, shared by the decoder (which keeps `(offset, len)` views into them):
+/// mapped (the default: loads at once, shares pages between processes), or read into memory
+/// ([`LoadOptions::mmap`] false: immune to the file changing on disk).
+enum FileBytes {
+    Mapped(MmapGguf),
+    Read(ReadFile),
+}
 
-impl AsRef<[u8]> for MappedFile {
+/// A file read into memory, 64-byte aligned like the tensors' views need.
+struct ReadFile {
+    chunks: Vec<Align64>,
+    len: usize,
+}
+
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C, align(64))]
+struct Align64([u8; 64]);
+
+impl ReadFile {
+    fn read(path: &Path) -> std::io::Result<ReadFile> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let len = usize::try_from(meta.len()).map_err(std::io::Error::other)?;
+        let mut chunks: Vec<Align64> = Vec::new();
+        chunks.try_reserve_exact(len.div_ceil(64)).map_err(|_| {
+            std::io::Error::other(format!(
+                "cannot hold the {} MiB file in memory (load it mapped instead)",
+                len >> 20
+            ))
+        })?;
+        chunks.resize(len.div_ceil(64), Align64([0; 64]));
+        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut chunks);
+        f.read_exact(buf.get_mut(..len).unwrap_or_default())?;
+        Ok(ReadFile { chunks, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let all: &[u8] = bytemuck::cast_slice(&self.chunks);
+        all.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl FileBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m.bytes(),
+            FileBytes::Read(r) => r.bytes(),
+        }
+    }
+
+    fn parse(&self) -> Result<GgufFile<'_>, realizar_format_gguf::GgufError> {
+        GgufFile::parse(self.bytes())
+    }
+}
+
+impl AsRef<[u8]> for FileBytes {
     fn as_ref(&self) -> &[u8] {
-        self.0.bytes()
+        self.bytes()
     }
 }
 
@@ -42,6 +101,11 @@ pub struct LoadOptions {
     pub max_batch: usize,
     /// The compute backend.
     pub backend: BackendKind,
+    /// Map the file (the default: fast to load, pages shared between processes, but a file
+    /// truncated on disk while in use can no longer be read, which is detected and refused) or
+    /// read it into memory (false: costs the file's size in memory and a full read at load;
+    /// immune to the file changing).
+    pub mmap: bool,
 }
 
 /// Which compute backend runs a decoder.
@@ -62,6 +126,7 @@ impl Default for LoadOptions {
             kv_type: KvType::F16,
             max_batch: 512,
             backend: BackendKind::Cpu,
+            mmap: true,
         }
     }
 }
@@ -130,7 +195,7 @@ impl SpecialTokens {
 #[derive(Clone, Debug)]
 pub struct DecoderModel {
     path: PathBuf,
-    map: Arc<MappedFile>,
+    map: Arc<FileBytes>,
     decoder: Decoder,
     special: SpecialTokens,
     ctx: usize,
@@ -138,9 +203,12 @@ pub struct DecoderModel {
     max_batch: usize,
 }
 
-impl std::fmt::Debug for MappedFile {
+impl std::fmt::Debug for FileBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MappedFile({} bytes)", self.0.bytes().len())
+        match self {
+            FileBytes::Mapped(m) => write!(f, "Mapped({} bytes)", m.bytes().len()),
+            FileBytes::Read(r) => write!(f, "Read({} bytes)", r.len),
+        }
     }
 }
 
@@ -179,15 +247,28 @@ impl DecoderModel {
         self.ctx
     }
 
-    /// The mapped file's bytes.
+    /// The file's bytes (mapped, or read into memory).
     pub fn file_bytes(&self) -> &[u8] {
-        self.map.0.bytes()
+        self.map.bytes()
+    }
+
+    /// Checks that a mapped model file is still the file that was mapped (one `stat`): the
+    /// weights are read from the mapping, and a file truncated or rewritten in place would make
+    /// that read fail (SIGBUS). Always fine for a model read into memory.
+    pub fn check_file(&self) -> Result<(), RuntimeError> {
+        match &*self.map {
+            FileBytes::Mapped(m) => m.check_unchanged().map_err(|e| RuntimeError::FileChanged {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+            FileBytes::Read(_) => Ok(()),
+        }
     }
 
     /// Runs `f` on the parsed GGUF file (parsed again: for tools that read the header, such as
     /// the benchmarks' weight accounting).
     pub fn with_gguf<R>(&self, f: impl FnOnce(&GgufFile<'_>) -> R) -> Result<R, RuntimeError> {
-        let file = self.map.0.parse().map_err(|source| RuntimeError::Format {
+        let file = self.map.parse().map_err(|source| RuntimeError::Format {
             path: self.path.clone(),
             source: Box::new(source),
         })?;
@@ -269,11 +350,15 @@ struct OpenedGguf {
 
 /// Maps and parses a GGUF file once and builds everything in it.
 fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError> {
-    let mmap = MmapGguf::open(path).map_err(|source| RuntimeError::Io {
+    let io_err = |source| RuntimeError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let map = Arc::new(MappedFile(mmap));
+    };
+    let map = Arc::new(if opts.mmap {
+        FileBytes::Mapped(MmapGguf::open(path).map_err(io_err)?)
+    } else {
+        FileBytes::Read(ReadFile::read(path).map_err(io_err)?)
+    });
     let threads = crate::threads::resolve_threads(opts.threads);
     let model_err = |source: NnError| RuntimeError::Model {
         path: path.to_path_buf(),
@@ -283,7 +368,7 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
         BackendKind::Cpu => Arc::new(CpuBackend::new(threads).map_err(model_err)?),
         BackendKind::Reference => Arc::new(ReferenceBackend::new().map_err(model_err)?),
     };
-    let file = map.0.parse().map_err(|source| RuntimeError::Format {
+    let file = map.parse().map_err(|source| RuntimeError::Format {
         path: path.to_path_buf(),
         source: Box::new(source),
     })?;
@@ -456,6 +541,14 @@ impl Model {
         }
     }
 
+    /// Checks that a mapped model file is unchanged on disk ([`DecoderModel::check_file`]).
+    pub fn check_file(&self) -> Result<(), RuntimeError> {
+        match &self.network {
+            Network::Decoder(d) => d.check_file(),
+            Network::Encoder(_) => Ok(()),
+        }
+    }
+
     /// The tokenizer, if the file has a vocabulary.
     pub fn tokenizer(&self) -> Option<&Arc<Tokenizer>> {
         self.tokenizer.as_ref()
@@ -625,9 +718,13 @@ impl Model {
                 ..BatchOptions::default()
             },
         )?;
+        let checked = decoder.clone();
         let text = BatchText {
             tokenizer,
             eog: decoder.special().eog.clone(),
+            guard: Some(Arc::new(move || {
+                checked.check_file().map_err(|e| e.to_string())
+            })),
         };
         Batcher::start(batch, text, config).map_err(|e| RuntimeError::InvalidArgument {
             reason: e.to_string(),

@@ -154,6 +154,8 @@ pub enum EngineError {
     },
     /// The engine is shutting down or its worker died.
     Unavailable,
+    /// The model cannot serve any more (its file changed on disk): why.
+    Broken(String),
     /// The model failed.
     Internal(String),
 }
@@ -184,6 +186,7 @@ impl fmt::Display for EngineError {
                 "the server is busy: every slot is in use and {queued} requests are waiting"
             ),
             EngineError::Unavailable => write!(f, "the model is not available (shutting down)"),
+            EngineError::Broken(why) => write!(f, "the model cannot serve: {why}"),
             EngineError::Internal(m) => write!(f, "internal model error: {m}"),
         }
     }

@@ -200,7 +200,9 @@ impl From<EngineError> for ApiError {
             }
             EngineError::InvalidInput { param, .. } => ApiError::invalid(*param, e.to_string()),
             EngineError::QueueFull { .. } => ApiError::busy(e.to_string()),
-            EngineError::Unavailable => ApiError::unavailable(e.to_string()),
+            EngineError::Unavailable | EngineError::Broken(_) => {
+                ApiError::unavailable(e.to_string())
+            }
             EngineError::Internal(_) => ApiError::internal(e.to_string()),
         }
     }

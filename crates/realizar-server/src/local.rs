@@ -33,6 +33,8 @@ pub struct LocalOptions {
     /// Reuse the cached prefix a new prompt shares with a slot's previous sequence (see
     /// [`BatcherConfig::reuse_prefix`]).
     pub reuse_prefix: bool,
+    /// Map the model file (true) or read it into memory (see `LoadOptions::mmap`).
+    pub mmap: bool,
 }
 
 impl Default for LocalOptions {
@@ -45,6 +47,7 @@ impl Default for LocalOptions {
             queue: 64,
             prefill_chunk: 64,
             reuse_prefix: true,
+            mmap: true,
         }
     }
 }
@@ -73,6 +76,7 @@ fn open(path: &Path, opts: &LocalOptions) -> Result<Model, ServerError> {
         &LoadOptions {
             threads: opts.threads,
             ctx: opts.ctx,
+            mmap: opts.mmap,
             ..LoadOptions::default()
         },
     )
@@ -225,6 +229,9 @@ impl Engine for LocalEngine {
     }
 
     fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {
+        self.model
+            .check_file()
+            .map_err(|e| EngineError::Broken(e.to_string()))?;
         let (tx, stream) = gen_channel();
         self.batcher.submit_to(req, Box::new(tx))?;
         Ok(stream)

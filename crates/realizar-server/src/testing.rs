@@ -292,6 +292,7 @@ impl ToyEngine {
         let text = BatchText {
             tokenizer: Arc::new(toy_tokenizer()),
             eog: vec![TOY_EOS],
+            guard: None,
         };
         let scheduler = Batcher::start(model, text, sched)?;
         Ok((
