@@ -366,7 +366,7 @@ fn a_model_file_truncated_while_serving_is_refused_not_a_crash() {
         let copy = dir.join("model.gguf");
         std::fs::copy(smollm2(), &copy).expect("copy the model");
         let flags: &[&str] = if mmap { &[] } else { &["--no-mmap"] };
-        let (mut server, addr) = spawn_serve(flags, &[copy.clone()]);
+        let (mut server, addr) = spawn_serve(flags, std::slice::from_ref(&copy));
         let t0 = Instant::now();
         while http(addr, "GET", "/health", "").0 != 200 {
             assert!(t0.elapsed() < Duration::from_secs(60), "never ready");
