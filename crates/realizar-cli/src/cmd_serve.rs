@@ -148,7 +148,7 @@ fn validate(args: &Args) -> Result<(), CliError> {
 
 /// Descriptors kept for what is not a served connection: the model files, the runtime, the
 /// connections answered over the cap.
-const RESERVED_FDS: u64 = 160;
+const RESERVED_FDS: u64 = 64 + realizar_server::OVERFLOW_CONNECTIONS as u64;
 
 /// Raises the soft file-descriptor limit to the hard one and fits the connection cap under it.
 fn connection_cap(wanted: usize) -> usize {

@@ -380,12 +380,13 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
         path: path.to_path_buf(),
         source,
     };
-    // A file without any tokenizer key is a weights-only model (token ids in and out); one
-    // with some of them must have a whole, valid tokenizer (tokenizer_from_gguf names the
-    // missing or broken key, as llama.cpp refuses such files).
-    let has_tokenizer_keys = file
-        .metadata()
-        .any(|(k, _)| k.starts_with("tokenizer.ggml."));
+    // A file without a vocabulary is a weights-only model (token ids in and out; it may still
+    // name its special ids); one with any part of a vocabulary must have a whole, valid
+    // tokenizer (tokenizer_from_gguf names the missing or broken key, as llama.cpp refuses
+    // such files).
+    let has_tokenizer_keys = ["model", "tokens", "token_type", "merges", "scores", "pre"]
+        .iter()
+        .any(|k| file.get(&format!("tokenizer.ggml.{k}")).is_some());
     let tokenizer = if has_tokenizer_keys {
         Some(tokenizer_from_gguf(&file).map_err(tok_err)?)
     } else {

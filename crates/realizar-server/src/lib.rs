@@ -48,7 +48,7 @@ pub use engine::{
     FinishReason, GenEvent, GenRequest, GenStream, GenSummary, ModelInfo, ModelKind, TokenInfo,
 };
 pub use error::{ApiError, ServerError};
-pub use http::{shutdown_signal, Server, ServerConfig, ServerHandle};
+pub use http::{shutdown_signal, Server, ServerConfig, ServerHandle, OVERFLOW_CONNECTIONS};
 pub use local::{load_engine, LocalEmbedder, LocalEngine, LocalOptions};
 pub use metrics::Metrics;
 pub use realizar_runtime::batcher::{Batcher, BatcherConfig};

@@ -410,7 +410,7 @@ fn slow_connections_past_the_cap_leave_health_answering() {
         ..ServerConfig::default()
     });
     let mut held = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..200 {
         let Ok(mut s) = std::net::TcpStream::connect(srv.addr) else {
             continue;
         };
@@ -548,7 +548,7 @@ fn embedding_batches_interleave_and_stop_when_the_client_goes() {
     let r = srv.post("/v1/embeddings", &json!({"model": "emb", "input": "small"}));
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        t0.elapsed() < Duration::from_millis(1500),
+        t0.elapsed() < Duration::from_millis(2500),
         "the small request waited {:?}",
         t0.elapsed()
     );

@@ -218,7 +218,7 @@ impl Server {
         let mut overflow = http1::Builder::new();
         overflow
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(2).min(state.config.header_timeout))
+            .header_read_timeout(Duration::from_secs(1).min(state.config.header_timeout))
             .keep_alive(false)
             .max_header_size(MAX_HEADER_BYTES)
             .max_buf_size(64 * 1024);
@@ -314,8 +314,9 @@ const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Header fields a request may have (more: 431).
 pub(crate) const MAX_HEADERS: usize = 100;
 
-/// Connections answered beyond the cap (`/health` works on them; the rest get 503).
-const OVERFLOW_CONNECTIONS: usize = 64;
+/// Connections answered beyond the cap (`/health` works on them; the rest get 503). Each is
+/// answered once, as soon as its request's header arrives (at most a second), and closed.
+pub const OVERFLOW_CONNECTIONS: usize = 256;
 
 /// The answer on a connection over the cap: `/health` as usual, 503 for everything else.
 fn over_cap(st: &Arc<AppState>, req: &Request<Incoming>, cap: usize) -> Resp {
