@@ -1,10 +1,11 @@
-//! Fuzzes the safetensors reader (and the JSON parsers it shares with the sharded index and
-//! config readers): any input must give a value or a typed error, never a panic, and every view
-//! of a parsed file must be exactly its tensor's bytes.
+//! Fuzzes the safetensors reader, the sharded index reader and the Hugging Face `config.json`
+//! reader: any input must give a value or a typed error, never a panic, and every view of a
+//! parsed file must be exactly its tensor's bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use realizar_format_safetensors::{parse_json, HfConfig, SafeTensors, ShardedIndex};
+use realizar_format_safetensors::{SafeTensors, ShardedIndex};
+use realizar_runtime::hf_dir::HfConfig;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(st) = SafeTensors::parse(data) {
@@ -21,7 +22,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = st.metadata().map(|m| m.len());
     }
     if let Ok(text) = core::str::from_utf8(data) {
-        let _ = parse_json(text);
         let _ = ShardedIndex::parse(text);
         let _ = HfConfig::parse(text);
     }

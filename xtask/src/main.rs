@@ -20,7 +20,9 @@ Commands:
   test                 fetch the real models if missing, then run the whole test suite (release)
   ci                   rustfmt --check, clippy -D warnings, docs, then `test`
   fetch-models         download the real models into models/ (or $REALIZAR_MODELS), verified by sha256
-  fuzz [--seconds N]   run each cargo-fuzz target for N seconds (default 60); needs a nightly toolchain
+  fuzz [--seconds N] [--target T]
+                       run each cargo-fuzz target (gguf, safetensors, tokenizer, chat_template,
+                       request, model_loader) for N seconds (default 60); needs a nightly toolchain
   coverage             line coverage of the format crates (cargo-tarpaulin; installed if missing)
   mutants [ARGS..]     mutation testing of realizar-format-gguf (cargo-mutants; installed if missing)
   serve [ARGS..]       fetch the models, build in release, serve SmolLM2-135M + all-MiniLM-L6-v2 on 127.0.0.1:8080
@@ -147,8 +149,19 @@ fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<()> {
     run_cmd(Command::new("cargo").args(["install", "--locked", krate]))
 }
 
+/// The fuzz targets in `fuzz/fuzz_targets`, each with its seed corpus in `fuzz/corpus`.
+const FUZZ_TARGETS: [&str; 6] = [
+    "gguf",
+    "safetensors",
+    "tokenizer",
+    "chat_template",
+    "request",
+    "model_loader",
+];
+
 fn fuzz(args: &[String]) -> Result<()> {
     let mut seconds = 60u64;
+    let mut targets: Vec<&str> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -159,8 +172,21 @@ fn fuzz(args: &[String]) -> Result<()> {
                     .parse()
                     .context("--seconds must be a whole number")?
             }
-            other => bail!("unknown fuzz argument `{other}`"),
+            "--target" => {
+                let t = it.next().context("--target needs a value")?;
+                let known = FUZZ_TARGETS
+                    .iter()
+                    .find(|k| **k == t.as_str())
+                    .with_context(|| {
+                        format!("unknown fuzz target `{t}` (known: {FUZZ_TARGETS:?})")
+                    })?;
+                targets.push(known);
+            }
+            other => bail!("unknown fuzz argument `{other}` (--seconds N, --target NAME)"),
         }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
     }
     let toolchains = Command::new("rustup")
         .args(["toolchain", "list"])
@@ -170,7 +196,7 @@ fn fuzz(args: &[String]) -> Result<()> {
         bail!("cargo fuzz needs a nightly toolchain and none is installed (`rustup toolchain install nightly`)");
     }
     ensure_cargo_tool("fuzz", "cargo-fuzz")?;
-    for target in ["gguf", "safetensors"] {
+    for target in targets {
         let work = root().join("target/fuzz-corpus").join(target);
         std::fs::create_dir_all(&work)?;
         let seeds = root().join("fuzz/corpus").join(target);

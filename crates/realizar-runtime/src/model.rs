@@ -39,6 +39,23 @@ struct ReadFile {
 struct Align64([u8; 64]);
 
 impl ReadFile {
+    /// An aligned copy of `bytes`.
+    fn copy(bytes: &[u8]) -> std::io::Result<ReadFile> {
+        let mut chunks: Vec<Align64> = Vec::new();
+        chunks
+            .try_reserve_exact(bytes.len().div_ceil(64))
+            .map_err(|_| std::io::Error::other("out of memory"))?;
+        chunks.resize(bytes.len().div_ceil(64), Align64([0; 64]));
+        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut chunks);
+        if let Some(dst) = buf.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        Ok(ReadFile {
+            chunks,
+            len: bytes.len(),
+        })
+    }
+
     fn read(path: &Path) -> std::io::Result<ReadFile> {
         use std::io::Read;
         let mut f = std::fs::File::open(path)?;
@@ -359,6 +376,15 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
     } else {
         FileBytes::Read(ReadFile::read(path).map_err(io_err)?)
     });
+    build_gguf(path, map, opts)
+}
+
+/// Builds everything in a GGUF file held in `map`.
+fn build_gguf(
+    path: &Path,
+    map: Arc<FileBytes>,
+    opts: &LoadOptions,
+) -> Result<OpenedGguf, RuntimeError> {
     let threads = crate::threads::resolve_threads(opts.threads);
     let model_err = |source: NnError| RuntimeError::Model {
         path: path.to_path_buf(),
@@ -462,6 +488,28 @@ pub struct Model {
 }
 
 impl Model {
+    /// Builds a decoder model from the bytes of a GGUF file (copied; `name` stands for its
+    /// path in errors): what [`Model::open`] does with a `.gguf` file, without a file.
+    pub fn from_gguf_bytes(
+        name: &str,
+        bytes: &[u8],
+        opts: &LoadOptions,
+    ) -> Result<Model, RuntimeError> {
+        let path = Path::new(name);
+        let read = ReadFile::copy(bytes).map_err(|source| RuntimeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let g = build_gguf(path, Arc::new(FileBytes::Read(read)), opts)?;
+        Ok(Model {
+            path: path.to_path_buf(),
+            size_bytes: bytes.len() as u64,
+            network: Network::Decoder(g.decoder),
+            tokenizer: g.tokenizer.map(Arc::new),
+            chat: g.chat.map(Arc::new),
+        })
+    }
+
     /// Opens a model: a directory (or a `.safetensors` file in one) is a Hugging Face encoder
     /// directory, anything else a GGUF decoder. Errors are typed and name the path.
     pub fn open(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, RuntimeError> {

@@ -43,6 +43,28 @@ mod local;
 mod metrics;
 pub mod testing;
 
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::api::{self, Fields, Flavor};
+
+    /// Runs `body` through every request parser of the POST routes, as the handlers do
+    /// before touching a model: JSON object, chat messages, completion prompt, OpenAI and
+    /// Ollama parameters, embedding inputs. Errors are expected; panics are bugs.
+    pub fn parse_request(body: &[u8]) {
+        let Ok(obj) = api::parse_object(body) else {
+            return;
+        };
+        let f = Fields::new(&obj);
+        let _ = api::chat_messages(&f, "messages");
+        let _ = api::completion_prompt(&f);
+        let _ = api::openai_params(&f, Flavor::Chat);
+        let _ = api::openai_params(&f, Flavor::Completion);
+        let _ = api::ollama_params(&f);
+        let _ = api::embedding_inputs(&f, "input");
+    }
+}
+
 pub use engine::{
     CancelHandle, ChatMessage, ContentSpecials, Embeddings, Engine, EngineError, EngineLoad,
     FinishReason, GenEvent, GenRequest, GenStream, GenSummary, ModelInfo, ModelKind, TokenInfo,
