@@ -68,6 +68,30 @@ impl<'a> Fields<'a> {
         )
     }
 
+    /// Refuses every field (not `null`) outside `known`: a field the server does not
+    /// implement would change the answer if it were honoured, so it is an error naming it,
+    /// never dropped. `known` holds the fields each route reads plus the purely informational
+    /// ones (`user`, `metadata`, ...).
+    pub(crate) fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        let mut unknown: Vec<&str> = self
+            .obj
+            .iter()
+            .filter(|(k, v)| !v.is_null() && !known.contains(&k.as_str()))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        unknown.sort_unstable();
+        match unknown.first() {
+            None => Ok(()),
+            Some(k) => {
+                let name = self.name(k);
+                Err(ApiError::invalid(
+                    name.clone(),
+                    format!("`{name}` is not supported by this server"),
+                ))
+            }
+        }
+    }
+
     /// The raw value (absent and `null` are both `None`).
     pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         self.obj.get(key).filter(|v| !v.is_null())
@@ -216,6 +240,105 @@ pub(crate) struct GenParams {
     pub ignore_eos: bool,
 }
 
+/// Fields every OpenAI generation route reads or may ignore (informational).
+const OPENAI_COMMON: &[&str] = &[
+    "model",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_penalty",
+    "seed",
+    "logit_bias",
+    "stop",
+    "stream",
+    "stream_options",
+    "ignore_eos",
+    "max_tokens",
+    "n",
+    "best_of",
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+];
+
+/// The fields `/v1/chat/completions` knows.
+pub(crate) fn chat_fields() -> Vec<&'static str> {
+    let mut v = OPENAI_COMMON.to_vec();
+    v.extend([
+        "messages",
+        "logprobs",
+        "top_logprobs",
+        "max_completion_tokens",
+    ]);
+    v
+}
+
+/// The fields `/v1/completions` knows.
+pub(crate) fn completion_fields() -> Vec<&'static str> {
+    let mut v = OPENAI_COMMON.to_vec();
+    v.extend(["prompt", "logprobs", "echo", "suffix", "parse_special"]);
+    v
+}
+
+/// The fields `/api/generate` and `/api/chat` know (`keep_alive` is about memory, not the
+/// answer).
+pub(crate) const OLLAMA_GENERATE_FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "system",
+    "raw",
+    "stream",
+    "options",
+    "keep_alive",
+];
+
+/// The fields `/api/chat` knows.
+pub(crate) const OLLAMA_CHAT_FIELDS: &[&str] =
+    &["model", "messages", "stream", "options", "keep_alive"];
+
+/// Ollama `options` about resources, which do not change the answer (threads, GPUs, batch
+/// size, memory mapping, the context size: a prompt that does not fit the server's context is
+/// refused, never truncated).
+pub(crate) const OLLAMA_RESOURCE_OPTIONS: &[&str] = &[
+    "num_ctx",
+    "num_thread",
+    "num_gpu",
+    "main_gpu",
+    "num_batch",
+    "use_mmap",
+    "use_mlock",
+    "numa",
+    "low_vram",
+];
+
+/// Ollama `options` this server reads, and the resource ones.
+const OLLAMA_OPTIONS: &[&str] = &[
+    "num_predict",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_last_n",
+    "seed",
+    "stop",
+    "num_ctx",
+    "num_thread",
+    "num_gpu",
+    "main_gpu",
+    "num_batch",
+    "use_mmap",
+    "use_mlock",
+    "numa",
+    "low_vram",
+];
+
 /// The engine's sampling defaults when a request does not say (those of llama.cpp's server).
 pub(crate) fn default_sampler() -> SamplerConfig {
     SamplerConfig {
@@ -340,9 +463,11 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
     };
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.object("stream_options")? {
-        Some(o) => Fields::nested(o, "stream_options")
-            .bool("include_usage")?
-            .unwrap_or(false),
+        Some(o) => {
+            let o = Fields::nested(o, "stream_options");
+            o.only(&["include_usage"])?;
+            o.bool("include_usage")?.unwrap_or(false)
+        }
         None => false,
     };
     let ignore_eos = f.bool("ignore_eos")?.unwrap_or(false);
@@ -555,6 +680,7 @@ pub(crate) fn ollama_params(f: &Fields<'_>) -> Result<GenParams, ApiError> {
     let mut stop = Vec::new();
     if let Some(o) = f.object("options")? {
         let o = Fields::nested(o, "options");
+        o.only(OLLAMA_OPTIONS)?;
         if let Some(n) = o.int("num_predict", -2, MAX_COUNT as i64)? {
             // -1 (no limit) and -2 (fill the context) both stop at the context's end; 0
             // generates nothing.

@@ -579,3 +579,77 @@ fn over_long_texts_are_refused_before_tokenizing() {
         assert!(r.body.contains("at least 257 tokens"), "{path}: {}", r.body);
     }
 }
+
+/// A request field the server does not implement (tools, a response format, Ollama's
+/// `format` or mirostat) is a 400 naming it, never silently dropped; informational fields
+/// (`user`, `metadata`, `keep_alive`, resource options) are fine.
+#[test]
+fn unimplemented_request_fields_are_400s_naming_them() {
+    let srv = toy_server(ServerConfig::default());
+    let msgs = json!([{"role": "user", "content": "x"}]);
+    for (path, body, field) in [
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "tools": [{"type": "function"}]}),
+            "tools",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "response_format": {"type": "json_object"}}),
+            "response_format",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "stream_options": {"include_usage": true, "x": 1}}),
+            "stream_options.x",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "grammar": "root ::= \"a\""}),
+            "grammar",
+        ),
+        (
+            "/api/generate",
+            json!({"prompt": "x", "format": "json"}),
+            "format",
+        ),
+        (
+            "/api/chat",
+            json!({"messages": msgs, "options": {"mirostat": 2}}),
+            "options.mirostat",
+        ),
+        ("/api/chat", json!({"messages": msgs, "tools": []}), "tools"),
+        (
+            "/v1/embeddings",
+            json!({"model": "toy-embed", "input": "x", "extra": 1}),
+            "extra",
+        ),
+        (
+            "/api/embed",
+            json!({"model": "toy-embed", "input": "x", "truncate": false}),
+            "truncate",
+        ),
+        ("/tokenize", json!({"content": "x", "x": true}), "x"),
+    ] {
+        let r = srv.post(path, &body);
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.body);
+        assert!(r.body.contains(field), "{path}: {}", r.body);
+    }
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "max_tokens": 1, "user": "u", "metadata": {"a": "b"}, "tools": null}),
+        ),
+        (
+            "/api/chat",
+            json!({"messages": msgs, "stream": false, "keep_alive": "5m", "options": {"num_predict": 1, "num_ctx": 4096, "num_thread": 2}}),
+        ),
+        (
+            "/api/embed",
+            json!({"model": "toy-embed", "input": "x", "truncate": true, "keep_alive": 0}),
+        ),
+    ] {
+        let r = srv.post(path, &body);
+        assert_eq!(r.status, 200, "{path} {body}: {}", r.body);
+    }
+}

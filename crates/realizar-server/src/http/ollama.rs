@@ -47,6 +47,11 @@ pub(crate) async fn ollama_generate(
     chat: bool,
 ) -> Result<Resp, ApiError> {
     let f = Fields::new(obj);
+    f.only(if chat {
+        api::OLLAMA_CHAT_FIELDS
+    } else {
+        api::OLLAMA_GENERATE_FIELDS
+    })?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
     let p = api::ollama_params(&f)?;
     let e2 = engine.clone();

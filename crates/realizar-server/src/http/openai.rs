@@ -59,6 +59,7 @@ pub(crate) async fn chat_completions(
     t0: Instant,
 ) -> Result<Resp, ApiError> {
     let f = Fields::new(obj);
+    f.only(&api::chat_fields())?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
     let messages = api::chat_messages(&f, "messages")?;
     let p = api::openai_params(&f, Flavor::Chat)?;
@@ -139,6 +140,7 @@ pub(crate) async fn completions(
     t0: Instant,
 ) -> Result<Resp, ApiError> {
     let f = Fields::new(obj);
+    f.only(&api::completion_fields())?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
     let prompt = api::completion_prompt(&f)?;
     let p = api::openai_params(&f, Flavor::Completion)?;
@@ -248,6 +250,20 @@ pub(crate) async fn embeddings(
     ollama: bool,
 ) -> Result<Resp, ApiError> {
     let f = Fields::new(obj);
+    if ollama {
+        f.only(&["model", "input", "truncate", "options", "keep_alive"])?;
+        if f.bool("truncate")? == Some(false) {
+            return Err(ApiError::invalid(
+                "truncate",
+                "`truncate: false` is not supported: inputs longer than the model's context are truncated",
+            ));
+        }
+        if let Some(o) = f.object("options")? {
+            api::Fields::nested(o, "options").only(api::OLLAMA_RESOURCE_OPTIONS)?;
+        }
+    } else {
+        f.only(&["model", "input", "encoding_format", "dimensions", "user"])?;
+    }
     let engine = pick(st, &f, Some(ModelKind::Embed))?;
     let inputs = api::embedding_inputs(&f, "input")?;
     let base64 = match f.str("encoding_format")? {
@@ -307,6 +323,13 @@ pub(crate) async fn tokenize(
     obj: &Map<String, Value>,
 ) -> Result<Resp, ApiError> {
     let f = Fields::new(obj);
+    f.only(&[
+        "model",
+        "content",
+        "add_special",
+        "parse_special",
+        "with_pieces",
+    ])?;
     let engine = pick(st, &f, None)?;
     let content = f
         .str("content")?
@@ -350,6 +373,7 @@ pub(crate) async fn detokenize(
     obj: &Map<String, Value>,
 ) -> Result<Resp, ApiError> {
     let f = Fields::new(obj);
+    f.only(&["model", "tokens"])?;
     let engine = pick(st, &f, None)?;
     let ids: Vec<u32> = match f.get("tokens") {
         Some(Value::Array(a)) => a
