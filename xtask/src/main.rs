@@ -6,6 +6,7 @@
 mod bench;
 mod loadtest;
 mod models;
+mod mutants;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,10 @@ Commands:
                        run each cargo-fuzz target (gguf, safetensors, tokenizer, chat_template,
                        request, model_loader) for N seconds (default 60); needs a nightly toolchain
   coverage             line coverage of the format crates (cargo-tarpaulin; installed if missing)
-  mutants [ARGS..]     mutation testing of realizar-format-gguf (cargo-mutants; installed if missing)
+  mutants [--group G] [--shard K/N] [--minutes M] [--report]
+                       mutation testing (cargo-mutants; installed if missing) of the format crates,
+                       the quantization scalar kernels, the tokenizers, sampling and the request
+                       parsing, sharded and time-boxed; prints each group's score
   serve [ARGS..]       fetch the models, build in release, serve SmolLM2-135M + all-MiniLM-L6-v2 on 127.0.0.1:8080
   loadtest [--clients 32 --requests 10 --max-tokens 16 --parallel 8 --disconnect-every 4 --ignore-eos]
                        bounded loopback load test of `realizar serve` (streaming, disconnects, RSS check)
@@ -52,7 +56,7 @@ fn run() -> Result<()> {
         "fetch-models" => models::fetch_all(&models::models_dir()),
         "fuzz" => fuzz(rest),
         "coverage" => coverage(),
-        "mutants" => mutants(rest),
+        "mutants" => mutants::mutants(rest),
         "serve" => serve::serve(rest),
         "loadtest" => serve::loadtest(rest),
         "bench" => bench::bench(rest),
@@ -72,7 +76,7 @@ pub fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
     c
@@ -141,7 +145,7 @@ fn has_tool(bin: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<()> {
+pub fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<()> {
     if has_tool(subcommand) {
         return Ok(());
     }
@@ -238,24 +242,4 @@ fn coverage() -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-fn mutants(args: &[String]) -> Result<()> {
-    ensure_cargo_tool("mutants", "cargo-mutants")?;
-    run_cmd(
-        cargo()
-            // Fewer proptest cases per mutant: the round trips still run, in a fraction of the time.
-            .env("PROPTEST_CASES", "64")
-            .args([
-                "mutants",
-                "--package",
-                "realizar-format-gguf",
-                "--exclude",
-                "examples/**",
-                "--no-shuffle",
-                "--output",
-                "target/mutants",
-            ])
-            .args(args),
-    )
 }
