@@ -82,10 +82,27 @@ pub fn print_out(text: &str) -> CliResult {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // `--help` and `--version` go to stdout, which can fail like any output.
+            use std::io::{IsTerminal, Write};
+            let mut out = std::io::stdout().lock();
+            let text = if out.is_terminal() {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            };
+            let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            return match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: writing to stdout: {err}");
+                    ExitCode::from(1)
+                }
+            };
         }
     };
     let result = match cli.command {

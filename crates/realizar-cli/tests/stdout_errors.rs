@@ -67,6 +67,9 @@ fn a_full_stdout_exits_1_without_a_panic() {
         ],
         vec!["score", "--model", &smol, "--prompt-ids", "1,2,3", "--json"],
         vec!["inspect", &smol],
+        vec!["--help"],
+        vec!["generate", "--help"],
+        vec!["--version"],
     ];
     for args in &commands {
         let full = std::fs::OpenOptions::new()
