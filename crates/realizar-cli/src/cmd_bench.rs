@@ -10,6 +10,15 @@ use realizar_runtime::bench::{
 };
 use realizar_runtime::models::resolve_model;
 use realizar_runtime::threads::resolve_threads;
+
+/// Repetitions: 1 to 1000.
+fn parse_reps(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("must be between 1 and 1000, got {n}")),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
 use realizar_runtime::{DecoderModel, LoadOptions, Model, RuntimeError};
 use serde_json::json;
 
@@ -32,10 +41,10 @@ pub struct Args {
     #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
     pub gen: usize,
     /// Worker threads (default: physical cores).
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, value_parser = realizar_runtime::threads::parse_threads)]
     pub threads: Option<usize>,
     /// Repetitions after the warm-up run.
-    #[arg(short = 'r', long, default_value_t = 5)]
+    #[arg(short = 'r', long, default_value_t = 5, value_parser = parse_reps)]
     pub reps: usize,
     /// Seed of the random prompt tokens.
     #[arg(long, default_value_t = 1)]

@@ -72,7 +72,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub stop: Vec<String>,
     /// Worker threads (default: physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = realizar_runtime::threads::parse_threads)]
     pub threads: Option<usize>,
     /// Context length (default: the model's, at most 4096).
     #[arg(long)]
@@ -95,7 +95,7 @@ pub struct ScoreArgs {
     #[arg(long, default_value_t = 10)]
     pub top: usize,
     /// Worker threads (default: physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = realizar_runtime::threads::parse_threads)]
     pub threads: Option<usize>,
     /// Print JSON (`{"ids": [..], "top": [[[id, logit], ..], ..]}`).
     #[arg(long)]
@@ -122,7 +122,7 @@ pub struct PerplexityArgs {
     #[arg(long, default_value_t = 512)]
     pub ctx: usize,
     /// Worker threads (default: physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = realizar_runtime::threads::parse_threads)]
     pub threads: Option<usize>,
     /// Print JSON (`{"ppl": .., "chunks": .., "tokens_scored": ..}`).
     #[arg(long)]

@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
     /// Compute threads (default: physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = realizar_runtime::threads::parse_threads)]
     pub threads: Option<usize>,
     /// Require `Authorization: Bearer <KEY>` on every endpoint but /health (default: the
     /// `REALIZAR_API_KEY` environment variable).
@@ -263,11 +263,37 @@ fn signals() -> (
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
     let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        realizar_server::shutdown_signal().await;
-        let _ = first_tx.send(());
-        realizar_server::shutdown_signal().await;
-        tracing::warn!("second signal: stopping at once");
-        let _ = second_tx.send(());
+        // One pair of listeners for both signals, so that each delivery counts once.
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                tracing::warn!("cannot listen for SIGINT/SIGTERM");
+                return;
+            };
+            let first = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            tracing::info!(signal = first, "shutting down gracefully");
+            let _ = first_tx.send(());
+            let second = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            tracing::warn!(signal = second, "second signal: stopping at once");
+            let _ = second_tx.send(());
+        }
+        #[cfg(not(unix))]
+        {
+            realizar_server::shutdown_signal().await;
+            let _ = first_tx.send(());
+            realizar_server::shutdown_signal().await;
+            let _ = second_tx.send(());
+        }
     });
     (
         async move {

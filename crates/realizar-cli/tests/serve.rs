@@ -396,3 +396,37 @@ fn a_model_file_truncated_while_serving_is_refused_not_a_crash() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// One SIGTERM drains: a stream in flight finishes normally (no error event), then the server
+/// exits 0.
+#[test]
+fn one_sigterm_lets_streams_in_flight_finish() {
+    use std::io::Write;
+    let (mut server, addr) = spawn_serve(&["--ctx", "1024"], &[smollm2()]);
+    let t0 = Instant::now();
+    while http(addr, "GET", "/health", "").0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = r#"{"messages":[{"role":"user","content":"Count to fifty."}],"max_tokens":96,"ignore_eos":true,"stream":true,"temperature":0}"#;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).expect("read");
+    assert!(n > 0);
+    signal(&server, "-TERM");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(!rest.contains("\"error\""), "{rest}");
+    assert!(rest.contains("\"finish_reason\":\"length\""), "{rest}");
+    assert!(rest.contains("data: [DONE]"), "{rest}");
+    assert_eq!(exits_within(&mut server, Duration::from_secs(10)), Some(0));
+}

@@ -385,6 +385,14 @@ fn build_gguf(
     map: Arc<FileBytes>,
     opts: &LoadOptions,
 ) -> Result<OpenedGguf, RuntimeError> {
+    if let Some(t) = opts.threads.filter(|&t| t > crate::threads::MAX_THREADS) {
+        return Err(RuntimeError::InvalidArgument {
+            reason: format!(
+                "{t} threads asked; at most {} are allowed",
+                crate::threads::MAX_THREADS
+            ),
+        });
+    }
     let threads = crate::threads::resolve_threads(opts.threads);
     let model_err = |source: NnError| RuntimeError::Model {
         path: path.to_path_buf(),

@@ -31,6 +31,22 @@ pub fn count_cores(cpuinfo: &str) -> Option<usize> {
     (!seen.is_empty()).then_some(seen.len())
 }
 
+/// The most compute threads a model may be given (a request beyond is an error, not a
+/// million threads).
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks a requested thread count: 1 to [`MAX_THREADS`].
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be between 1 and {MAX_THREADS}, got {n}"))
+    }
+}
+
 /// The thread count to use: `requested` when given and positive, else [`physical_cores`].
 pub fn resolve_threads(requested: Option<usize>) -> usize {
     match requested {
