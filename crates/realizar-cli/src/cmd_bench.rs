@@ -418,10 +418,19 @@ mod tests {
 
     #[test]
     fn bad_input_maps_to_exit_codes() {
-        assert!(matches!(
-            run(args("-m x.gguf -r 0")),
-            Err(CliError::Invalid(_))
-        ));
+        // Counts out of range are refused by the parser (exit 2).
+        for line in [
+            "-m x.gguf -r 0",
+            "-m x.gguf -r 1001",
+            "--ceilings -t 5000",
+            "-m x -t 0",
+        ] {
+            assert!(
+                Wrap::try_parse_from(std::iter::once("bench").chain(line.split_whitespace()))
+                    .is_err(),
+                "{line}"
+            );
+        }
         assert!(matches!(
             run(args("-m /nonexistent/model.gguf")),
             Err(CliError::Io(_))
@@ -431,7 +440,7 @@ mod tests {
             Err(CliError::Invalid(_))
         ));
         assert!(matches!(
-            run(args("--ceilings -t 5000")),
+            run(args("--ceilings -t 1024 --ceiling-mib 100000000")),
             Err(CliError::Invalid(_))
         ));
     }
