@@ -8,7 +8,7 @@ use std::time::Instant;
 use realizar_runtime::models::resolve_model;
 use realizar_runtime::{
     generate, perplexity, score, ChatMessage, GenerateConfig, LoadOptions, Model, RuntimeError,
-    SamplerConfig,
+    SamplerConfig, TemplateChoice,
 };
 use serde_json::json;
 
@@ -34,6 +34,11 @@ pub struct GenerateArgs {
     /// Render the prompt as one user message with the model's chat template.
     #[arg(long)]
     pub chat: bool,
+    /// With --chat or --messages: the chat template, one of llama.cpp's built-in names
+    /// (chatml, gemma, llama3, phi3, mistral-v7, ...) or a Jinja template file, instead of the
+    /// file's own (without either, the model's family's built-in one).
+    #[arg(long, value_name = "NAME|FILE", value_parser = TemplateChoice::from_arg)]
+    pub chat_template: Option<TemplateChoice>,
     /// A system message for `--chat`.
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
@@ -138,6 +143,15 @@ fn runtime_err(e: RuntimeError) -> CliError {
 }
 
 fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<Model, CliError> {
+    load_with(model, threads, ctx, None)
+}
+
+fn load_with(
+    model: &str,
+    threads: Option<usize>,
+    ctx: Option<usize>,
+    chat_template: Option<TemplateChoice>,
+) -> Result<Model, CliError> {
     let path = resolve_model(model);
     if !path.is_file() {
         return Err(CliError::io(format!(
@@ -150,6 +164,7 @@ fn load(model: &str, threads: Option<usize>, ctx: Option<usize>) -> Result<Model
         &LoadOptions {
             threads,
             ctx,
+            chat_template,
             ..LoadOptions::default()
         },
     )
@@ -221,8 +236,18 @@ fn prompt_ids(args: &GenerateArgs, model: &Model) -> Result<Vec<u32>, CliError> 
 
 /// Runs `realizar generate`.
 pub fn run_generate(args: GenerateArgs) -> CliResult {
+    if args.chat_template.is_some() && !args.chat && args.messages.is_none() {
+        return Err(CliError::invalid(
+            "--chat-template applies to chats: add --chat or --messages".to_string(),
+        ));
+    }
     let t0 = Instant::now();
-    let model = load(&args.model, args.threads, args.ctx)?;
+    let model = load_with(
+        &args.model,
+        args.threads,
+        args.ctx,
+        args.chat_template.clone(),
+    )?;
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let ids = prompt_ids(&args, &model)?;
     let config = GenerateConfig {

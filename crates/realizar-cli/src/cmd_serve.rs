@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, ValueEnum};
 use realizar_runtime::models::{resolve_model, KNOWN_MODELS};
+use realizar_runtime::TemplateChoice;
 use realizar_server::{load_engine, LocalOptions, Server, ServerConfig};
 
 use crate::{CliError, CliResult};
@@ -82,6 +83,11 @@ pub struct Args {
     /// requests refused with 503 until a restart).
     #[arg(long)]
     pub no_mmap: bool,
+    /// The chat template of every model served: one of llama.cpp's built-in names (chatml,
+    /// gemma, llama3, phi3, mistral-v7, ...) or a Jinja template file. Without it a model uses
+    /// its file's template, else its family's built-in one.
+    #[arg(long, value_name = "NAME|FILE", value_parser = TemplateChoice::from_arg)]
+    pub chat_template: Option<TemplateChoice>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -342,6 +348,7 @@ async fn serve(args: Args, models: Vec<(String, PathBuf)>) -> CliResult {
         parallel: args.parallel,
         queue: args.queue,
         mmap: !args.no_mmap,
+        chat_template: args.chat_template.clone(),
         ..LocalOptions::default()
     };
     let loading = tokio::task::spawn_blocking(move || {

@@ -19,7 +19,8 @@ pub mod tokenizer_load;
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};
 pub use model::{
-    BackendKind, ContentSpecials, DecoderModel, LoadOptions, Model, Network, Session, SpecialTokens,
+    BackendKind, ContentSpecials, DecoderModel, LoadOptions, Model, Network, Session,
+    SpecialTokens, TemplateChoice,
 };
 pub use realizar_nn::{KvType, Logits};
 pub use realizar_tokenize::{ChatMessage, TextStep, TextStream};

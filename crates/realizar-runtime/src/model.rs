@@ -123,6 +123,48 @@ pub struct LoadOptions {
     /// read it into memory (false: costs the file's size in memory and a full read at load;
     /// immune to the file changing).
     pub mmap: bool,
+    /// The chat template to render conversations with instead of the file's own (`None`: the
+    /// file's `tokenizer.chat_template`, else its family's built-in template).
+    pub chat_template: Option<TemplateChoice>,
+}
+
+/// A chat template chosen instead of the one a model file carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateChoice {
+    /// One of llama.cpp's built-in named templates ([`realizar_tokenize::BUILTIN_TEMPLATES`]).
+    Builtin(String),
+    /// A Jinja template's source.
+    Jinja(String),
+}
+
+impl TemplateChoice {
+    /// `--chat-template NAME|FILE`: a built-in template's name, else the path of a Jinja
+    /// template file (at most 1 MiB).
+    pub fn from_arg(arg: &str) -> Result<TemplateChoice, String> {
+        if realizar_tokenize::Builtin::named(arg).is_some() {
+            return Ok(TemplateChoice::Builtin(arg.to_string()));
+        }
+        let path = Path::new(arg);
+        let names = realizar_tokenize::BUILTIN_TEMPLATES.join(", ");
+        let meta = std::fs::metadata(path).map_err(|e| {
+            format!(
+                "`{arg}` is neither a built-in chat template ({names}) nor a readable file: {e}"
+            )
+        })?;
+        if !meta.is_file() {
+            return Err(format!("chat template `{arg}` is not a regular file"));
+        }
+        const MAX: u64 = 1 << 20;
+        if meta.len() > MAX {
+            return Err(format!(
+                "chat template file `{arg}` has {} bytes; at most {MAX} are read",
+                meta.len()
+            ));
+        }
+        std::fs::read_to_string(path)
+            .map(TemplateChoice::Jinja)
+            .map_err(|e| format!("cannot read chat template file `{arg}`: {e}"))
+    }
 }
 
 /// Which compute backend runs a decoder.
@@ -144,6 +186,7 @@ impl Default for LoadOptions {
             max_batch: 512,
             backend: BackendKind::Cpu,
             mmap: true,
+            chat_template: None,
         }
     }
 }
@@ -379,6 +422,44 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
     build_gguf(path, map, opts)
 }
 
+/// The chat template of a model: the one asked for, else the file's own, else its family's
+/// built-in one (llama.cpp's server would fall back to ChatML, which a Gemma or Llama 3
+/// vocabulary cannot read).
+fn choose_template(
+    file: &realizar_format_gguf::GgufFile<'_>,
+    tok: &Tokenizer,
+    choice: Option<&TemplateChoice>,
+) -> Result<ChatTemplate, realizar_tokenize::TokenizeError> {
+    let text = |id: Option<u32>| {
+        id.and_then(|i| tok.token_to_piece(i))
+            .unwrap_or_default()
+            .to_string()
+    };
+    match choice {
+        Some(TemplateChoice::Builtin(name)) => realizar_tokenize::Builtin::named(name)
+            .map(ChatTemplate::builtin)
+            .ok_or_else(|| {
+                realizar_tokenize::TokenizeError::Template(format!(
+                    "unknown built-in chat template `{name}` (known: {})",
+                    realizar_tokenize::BUILTIN_TEMPLATES.join(", ")
+                ))
+            }),
+        Some(TemplateChoice::Jinja(src)) => {
+            ChatTemplate::new(src, text(tok.bos_id()), text(tok.eos_id()))
+        }
+        None => match chat_template_for(file, tok) {
+            Some(t) => t,
+            None => {
+                let arch = file.architecture().unwrap_or_default();
+                let has = |t: &str| tok.token_to_id(t).is_some();
+                Ok(ChatTemplate::builtin(realizar_tokenize::family_template(
+                    arch, &has,
+                )))
+            }
+        },
+    }
+}
+
 /// Builds everything in a GGUF file held in `map`.
 fn build_gguf(
     path: &Path,
@@ -427,14 +508,14 @@ fn build_gguf(
         None
     };
     let chat = match &tokenizer {
-        Some(t) => {
-            chat_template_for(&file, t)
-                .transpose()
-                .map_err(|source| RuntimeError::Text {
+        Some(t) => Some(
+            choose_template(&file, t, opts.chat_template.as_ref()).map_err(|source| {
+                RuntimeError::Text {
                     what: "the chat template",
                     source,
-                })?
-        }
+                }
+            })?,
+        ),
         None => None,
     };
     let special = SpecialTokens::resolve(&file, tokenizer.as_ref());

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use realizar_runtime::batcher::{Batcher, BatcherConfig};
 use realizar_runtime::embed::Embedder;
-use realizar_runtime::{LoadOptions, Model, Network, RuntimeError};
+use realizar_runtime::{LoadOptions, Model, Network, RuntimeError, TemplateChoice};
 
 use crate::engine::{
     gen_channel, ChatMessage, ContentSpecials, Embeddings, Engine, EngineError, EngineLoad,
@@ -35,6 +35,8 @@ pub struct LocalOptions {
     pub reuse_prefix: bool,
     /// Map the model file (true) or read it into memory (see `LoadOptions::mmap`).
     pub mmap: bool,
+    /// The chat template instead of the file's own (see `LoadOptions::chat_template`).
+    pub chat_template: Option<TemplateChoice>,
 }
 
 impl Default for LocalOptions {
@@ -48,6 +50,7 @@ impl Default for LocalOptions {
             prefill_chunk: 64,
             reuse_prefix: true,
             mmap: true,
+            chat_template: None,
         }
     }
 }
@@ -77,6 +80,7 @@ fn open(path: &Path, opts: &LocalOptions) -> Result<Model, ServerError> {
             threads: opts.threads,
             ctx: opts.ctx,
             mmap: opts.mmap,
+            chat_template: opts.chat_template.clone(),
             ..LoadOptions::default()
         },
     )

@@ -11,6 +11,7 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Value};
 
+use crate::chat_builtin::Builtin;
 use crate::TokenizeError;
 
 /// One message of a conversation.
@@ -32,12 +33,21 @@ impl ChatMessage {
     }
 }
 
-/// A compiled chat template.
+/// A compiled chat template: a model's Jinja template, or one of llama.cpp's built-in named
+/// templates ([`crate::BUILTIN_TEMPLATES`]).
 #[derive(Debug)]
 pub struct ChatTemplate {
-    env: Environment<'static>,
-    bos: String,
-    eos: String,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Jinja {
+        env: Box<Environment<'static>>,
+        bos: String,
+        eos: String,
+    },
+    Builtin(Builtin),
 }
 
 const NAME: &str = "chat_template";
@@ -63,10 +73,27 @@ impl ChatTemplate {
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| TokenizeError::Template(format!("{e:#}")))?;
         Ok(ChatTemplate {
-            env,
-            bos: bos.into(),
-            eos: eos.into(),
+            kind: Kind::Jinja {
+                env: Box::new(env),
+                bos: bos.into(),
+                eos: eos.into(),
+            },
         })
+    }
+
+    /// One of llama.cpp's built-in named templates.
+    pub fn builtin(template: Builtin) -> ChatTemplate {
+        ChatTemplate {
+            kind: Kind::Builtin(template),
+        }
+    }
+
+    /// The built-in template's name, `None` for a Jinja template.
+    pub fn builtin_name(&self) -> Option<&'static str> {
+        match &self.kind {
+            Kind::Builtin(b) => Some(b.name()),
+            Kind::Jinja { .. } => None,
+        }
     }
 
     /// Renders a conversation; with `add_generation_prompt` the template adds the opening of
@@ -76,6 +103,10 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TokenizeError> {
+        let (env, bos, eos) = match &self.kind {
+            Kind::Builtin(b) => return Ok(b.render(messages, add_generation_prompt)),
+            Kind::Jinja { env, bos, eos } => (env, bos, eos),
+        };
         let msgs: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -91,10 +122,9 @@ impl ChatTemplate {
             "add_generation_prompt".to_string(),
             Value::from(add_generation_prompt),
         );
-        ctx.insert("bos_token".to_string(), Value::from(self.bos.as_str()));
-        ctx.insert("eos_token".to_string(), Value::from(self.eos.as_str()));
-        let tmpl = self
-            .env
+        ctx.insert("bos_token".to_string(), Value::from(bos.as_str()));
+        ctx.insert("eos_token".to_string(), Value::from(eos.as_str()));
+        let tmpl = env
             .get_template(NAME)
             .map_err(|e| TokenizeError::Template(format!("{e:#}")))?;
         tmpl.render(Value::from(ctx))

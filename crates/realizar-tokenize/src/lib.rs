@@ -28,6 +28,7 @@
 
 mod bpe;
 pub mod chat;
+pub mod chat_builtin;
 mod error;
 mod pretok;
 mod spm;
@@ -44,6 +45,7 @@ pub use bpe::byte_to_char_table;
 /// which vocabularies do not use; one written in the text itself is kept, doubled).
 pub const TEXT_MARK: char = '\u{FDD0}';
 pub use chat::{ChatMessage, ChatTemplate};
+pub use chat_builtin::{family_template, Builtin, BUILTIN_TEMPLATES};
 pub use error::TokenizeError;
 pub use pretok::PreTokenizerKind;
 pub use stream::{StreamDecoder, TextStep, TextStream};
