@@ -49,6 +49,9 @@ pub struct LayerSpec {
     pub window: Option<usize>,
     /// Rotary embedding of this layer.
     pub rope: Rope,
+    /// Whether the layer rotates queries and keys at all (false: a NoPE layer, as every
+    /// fourth layer of SmolLM3).
+    pub use_rope: bool,
 }
 
 /// Hyperparameters of a decoder.
@@ -82,6 +85,9 @@ pub struct DecoderConfig {
     pub kq_scale: f32,
     /// Per-head RMSNorm of queries and keys (`attn_q_norm`, `attn_k_norm`).
     pub qk_norm: bool,
+    /// Biases added to the query, key and value products (`attn_q.bias`, `attn_k.bias`,
+    /// `attn_v.bias`).
+    pub qkv_bias: bool,
     /// Norms after attention and FFN (`post_attention_norm`, `post_ffw_norm`).
     pub post_norms: bool,
     /// Feed-forward activation.
@@ -149,6 +155,8 @@ struct LayerWeights {
     wo: Weight,
     q_norm: Option<Vec<f32>>,
     k_norm: Option<Vec<f32>>,
+    /// Q, K and V biases, each where the file has it (required by `qkv_bias`).
+    qkv_bias: [Option<Vec<f32>>; 3],
     post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
     gate: Weight,
@@ -224,6 +232,8 @@ impl std::fmt::Debug for Decoder {
 }
 
 struct Loader<'f> {
+    /// The names of the tensors the architecture took (every tensor of the file must be).
+    used: std::cell::RefCell<std::collections::HashSet<String>>,
     file: &'f dyn ModelSource,
     bytes: &'f WeightBytes,
     store: &'f [u8],
@@ -232,6 +242,7 @@ struct Loader<'f> {
 
 impl Loader<'_> {
     fn info(&self, name: &str) -> Result<TensorEntry, NnError> {
+        self.used.borrow_mut().insert(name.to_string());
         self.file
             .tensor(name)
             .ok_or_else(|| NnError::MissingTensor {
@@ -354,6 +365,7 @@ impl Decoder {
         let bytes = file.store();
         let store: &[u8] = (*bytes).as_ref();
         let ld = Loader {
+            used: Default::default(),
             file,
             bytes: &bytes,
             store,
@@ -406,7 +418,22 @@ impl Decoder {
         let mut layers = Vec::with_capacity(config.n_layer);
         for il in 0..config.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
+            let b = |s: &str| format!("blk.{il}.{s}.bias");
+            // As llama.cpp: each bias is used where present (Qwen2 requires them).
+            let bias = |s: &str, n: usize| {
+                let name = b(s);
+                match config.qkv_bias || file.tensor(&name).is_some() {
+                    true => ld.vector(&name, n).map(Some),
+                    false => Ok(None),
+                }
+            };
+            let qkv_bias = [
+                bias("attn_q", nh * hd)?,
+                bias("attn_k", nkv * hd)?,
+                bias("attn_v", nkv * hd)?,
+            ];
             layers.push(LayerWeights {
+                qkv_bias,
                 attn_norm: ld.vector(&n("attn_norm"), d)?,
                 wq: ld.matrix(&n("attn_q"), d, nh * hd)?,
                 wk: ld.matrix(&n("attn_k"), d, nkv * hd)?,
@@ -422,6 +449,16 @@ impl Decoder {
                 post_ffn_norm: ld.opt_vector(&n("post_ffw_norm"), d, config.post_norms)?,
             });
         }
+        // A tensor the architecture does not use would change the function the file means
+        // (llama.cpp refuses such files too: "wrong number of tensors").
+        let used = ld.used.borrow();
+        if let Some(name) = file.tensor_names().into_iter().find(|n| !used.contains(*n)) {
+            return Err(NnError::UnusedTensor {
+                name: name.to_string(),
+                arch: config.arch.clone(),
+            });
+        }
+        drop(used);
         Ok(Decoder {
             config,
             backend,
@@ -699,6 +736,17 @@ impl Decoder {
                 &mut [&mut s.q[..m * qw], &mut s.k[..m * kw], &mut s.v[..m * kw]],
                 &mut s.act,
             )?;
+            // ggml adds a bias to each row of the product (`ggml_add`).
+            let [bq, bk, bv] = &lw.qkv_bias;
+            for (out, bias) in [
+                (&mut s.q[..m * qw], bq),
+                (&mut s.k[..m * kw], bk),
+                (&mut s.v[..m * kw], bv),
+            ] {
+                if let Some(bias) = bias {
+                    add_bias(out, bias);
+                }
+            }
             let shape = AttentionShape {
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,
@@ -737,7 +785,9 @@ impl Decoder {
                         if let Some(w) = &lw.q_norm {
                             rms_norm_inplace(qh, w, c.norm_eps);
                         }
-                        spec.rope.apply(qh, rc);
+                        if spec.use_rope {
+                            spec.rope.apply(qh, rc);
+                        }
                         if c.q_scale != 1.0 {
                             qh.iter_mut().for_each(|v| *v *= c.q_scale);
                         }
@@ -746,7 +796,9 @@ impl Decoder {
                         if let Some(w) = &lw.k_norm {
                             rms_norm_inplace(kh, w, c.norm_eps);
                         }
-                        spec.rope.apply(kh, rc);
+                        if spec.use_rope {
+                            spec.rope.apply(kh, rc);
+                        }
                     }
                 };
                 let (qs, ks) = (
@@ -913,6 +965,13 @@ impl Decoder {
 }
 
 /// `x += norm(o)` (or `x += o` without a post-norm), row by row.
+/// Adds `bias` to every row of `rows` (rows of `bias.len()` values).
+fn add_bias(rows: &mut [f32], bias: &[f32]) {
+    for row in rows.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+}
+
 fn add_residual(x: &mut [f32], o: &mut [f32], post_norm: Option<&[f32]>, d: usize, eps: f32) {
     each_row_mut(x, o, d, |xt, ot| {
         if let Some(w) = post_norm {

@@ -32,6 +32,13 @@ pub enum NnError {
         /// The tensor's name.
         name: String,
     },
+    /// A tensor of the file that the architecture does not use.
+    UnusedTensor {
+        /// The tensor's name.
+        name: String,
+        /// The architecture.
+        arch: String,
+    },
     /// A tensor has dimensions other than the hyperparameters imply.
     TensorShape {
         /// The tensor's name.
@@ -94,7 +101,8 @@ impl fmt::Display for NnError {
             NnError::UnknownArchitecture { name } => {
                 write!(
                     f,
-                    "unknown model architecture `{name}` (supported: llama, gemma3)"
+                    "unknown model architecture `{name}` (supported: {})",
+                    crate::arch::SUPPORTED.join(", ")
                 )
             }
             NnError::Metadata { key, source } => write!(f, "metadata key `{key}`: {source}"),
@@ -102,6 +110,10 @@ impl fmt::Display for NnError {
                 write!(f, "inconsistent hyperparameter `{key}`: {reason}")
             }
             NnError::MissingTensor { name } => write!(f, "missing tensor `{name}`"),
+            NnError::UnusedTensor { name, arch } => write!(
+                f,
+                "tensor `{name}` is not part of a `{arch}` model (a file with tensors its architecture does not use is refused, as llama.cpp does)"
+            ),
             NnError::TensorShape {
                 name,
                 expected,

@@ -42,6 +42,8 @@ pub trait ModelSource {
     /// How many tensors the model has (a bound on what its metadata may claim, checked
     /// before anything is sized by it).
     fn tensor_count(&self) -> usize;
+    /// The names of every tensor.
+    fn tensor_names(&self) -> Vec<&str>;
     /// The bytes every [`TensorEntry::bytes`] range refers to (normally the mapped file),
     /// shared so that the weights are used in place.
     fn store(&self) -> WeightBytes;

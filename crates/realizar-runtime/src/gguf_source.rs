@@ -42,6 +42,10 @@ impl ModelSource for GgufSource<'_, '_> {
         self.file.tensors().len()
     }
 
+    fn tensor_names(&self) -> Vec<&str> {
+        self.file.tensors().iter().map(|t| t.name).collect()
+    }
+
     fn tensor(&self, name: &str) -> Option<TensorEntry> {
         let t = self.file.tensor(name)?;
         // The reader checked that every tensor lies inside the file; an offset that does not

@@ -50,11 +50,13 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
                 LayerSpec {
                     window: None,
                     rope: global.clone(),
+                    use_rope: true,
                 }
             } else {
                 LayerSpec {
                     window: Some(window),
                     rope: local.clone(),
+                    use_rope: true,
                 }
             }
         })
@@ -75,6 +77,7 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
         q_scale: 1.0 / (head_dim as f32).sqrt(),
         kq_scale: 1.0,
         qk_norm: true,
+        qkv_bias: false,
         post_norms: true,
         activation: Activation::GeluTanh,
         final_softcap: m.opt_positive("final_logit_softcapping")?,

@@ -7,12 +7,23 @@ use crate::layers::{Rope, RopeLayout};
 use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
+/// Every `NO_ROPE_LAYER_STEP`-th layer (1-based) of SmolLM3 uses no positional encoding
+/// (llama.cpp hard-codes the step; the GGUF does not carry it).
+pub const NO_ROPE_LAYER_STEP: usize = 4;
+
 /// The configuration of a `llama` model.
 pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
-    let m = Meta {
-        file,
-        arch: "llama",
-    };
+    config_of(file, "llama")
+}
+
+/// The configuration of a `smollm3` model: llama's block, with every fourth layer a NoPE
+/// layer (no rotary embedding). Follows llama.cpp src/models/smollm3.cpp.
+pub fn smollm3(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
+    config_of(file, "smollm3")
+}
+
+fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig, NnError> {
+    let m = Meta { file, arch };
     let Shape {
         n_embd,
         n_layer,
@@ -33,7 +44,7 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
         freq_factors: None,
     };
     Ok(DecoderConfig {
-        arch: "llama".into(),
+        arch: arch.into(),
         n_vocab: 0,
         n_embd,
         n_layer,
@@ -47,13 +58,15 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
         q_scale: 1.0,
         kq_scale: 1.0 / (head_dim as f32).sqrt(),
         qk_norm: false,
+        qkv_bias: false,
         post_norms: false,
         activation: Activation::Silu,
         final_softcap: None,
         layers: (0..n_layer)
-            .map(|_| LayerSpec {
+            .map(|il| LayerSpec {
                 window: None,
                 rope: rope.clone(),
+                use_rope: arch != "smollm3" || (il + 1) % NO_ROPE_LAYER_STEP != 0,
             })
             .collect(),
     })

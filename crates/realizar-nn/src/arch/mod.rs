@@ -4,12 +4,13 @@
 
 pub mod gemma3;
 pub mod llama;
+pub mod qwen;
 
 use crate::source::{ModelSource, SourceError};
 use crate::{DecoderConfig, NnError};
 
 /// The architectures this crate implements, by `general.architecture` value.
-pub const SUPPORTED: &[&str] = &["llama", "gemma3"];
+pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "smollm3"];
 
 /// The decoder configuration of a model, by its `general.architecture`.
 pub fn config_from_source(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
@@ -21,6 +22,9 @@ pub fn config_from_source(file: &dyn ModelSource) -> Result<DecoderConfig, NnErr
     match arch {
         "llama" => llama::config(file),
         "gemma3" => gemma3::config(file),
+        "qwen2" => qwen::qwen2(file),
+        "qwen3" => qwen::qwen3(file),
+        "smollm3" => llama::smollm3(file),
         other => Err(NnError::UnknownArchitecture { name: other.into() }),
     }
 }
@@ -139,6 +143,19 @@ impl Meta<'_> {
             });
         }
         Ok(Some(v))
+    }
+
+    /// A required positive float.
+    pub fn required_positive(&self, suffix: &str) -> Result<f32, NnError> {
+        match self.opt_positive(suffix)? {
+            Some(v) => Ok(v),
+            None => {
+                let key = self.key(suffix);
+                // The source's own error for a missing key says where it looked.
+                let e = self.file.get_f32(&key).err();
+                Err(self.err(key, e.unwrap_or_else(|| "missing".into())))
+            }
+        }
     }
 
     /// An optional positive float.

@@ -6,6 +6,8 @@ mod bench_cost;
 mod bert;
 mod common;
 mod decoder;
+mod families;
 mod quant_blocks;
 mod server;
 mod tokenizer;
+mod transplant;

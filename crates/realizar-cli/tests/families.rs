@@ -1,0 +1,323 @@
+//! The model families beyond llama and gemma3 (qwen2, qwen3, llama with rope factors), as tiny
+//! random-weight files: the well-formed ones run, and every broken variant of their layouts
+//! (a missing or mis-sized bias, a missing Q/K norm, rope factors of the wrong length, a
+//! tensor the architecture does not use, a weight type without kernels, a missing required
+//! key) is refused at load with exit 2 and one line naming the tensor or key. Also the chat
+//! template choice: the family's built-in template, `--chat-template NAME|FILE`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use realizar_format_gguf::{GgmlType, GgufWriter, OwnedValue, ValueType};
+
+const D: u64 = 32;
+const FF: u64 = 64;
+const HD: u64 = 16;
+
+const TOKENS: [&str; 8] = ["a", "b", "ab", "c", "d", "Ġ", "<s>", "</s>"];
+const TYPES: [i32; 8] = [1, 1, 1, 1, 1, 1, 3, 3];
+
+/// A tiny model of `arch`: metadata and tensors (name, dims, type) before any breakage.
+struct Tiny {
+    meta: Vec<(String, OwnedValue)>,
+    tensors: Vec<(String, Vec<u64>, GgmlType)>,
+}
+
+fn tiny(arch: &str) -> Tiny {
+    let u = |x: u32| OwnedValue::U32(x);
+    let k = |s: &str| format!("{arch}.{s}");
+    let meta = vec![
+        (
+            "general.architecture".into(),
+            OwnedValue::String(arch.into()),
+        ),
+        (k("block_count"), u(1)),
+        (k("context_length"), u(64)),
+        (k("embedding_length"), u(D as u32)),
+        (k("feed_forward_length"), u(FF as u32)),
+        (k("attention.head_count"), u(2)),
+        (k("attention.head_count_kv"), u(1)),
+        (k("attention.layer_norm_rms_epsilon"), OwnedValue::F32(1e-6)),
+        (
+            "tokenizer.ggml.model".into(),
+            OwnedValue::String("gpt2".into()),
+        ),
+        (
+            "tokenizer.ggml.pre".into(),
+            OwnedValue::String("qwen2".into()),
+        ),
+        (
+            "tokenizer.ggml.tokens".into(),
+            OwnedValue::Array(
+                ValueType::String,
+                TOKENS
+                    .iter()
+                    .map(|s| OwnedValue::String((*s).into()))
+                    .collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            OwnedValue::Array(
+                ValueType::I32,
+                TYPES.iter().map(|&x| OwnedValue::I32(x)).collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            OwnedValue::Array(ValueType::String, vec![OwnedValue::String("a b".into())]),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), u(6)),
+        ("tokenizer.ggml.eos_token_id".into(), u(7)),
+    ];
+    let f = GgmlType::F32;
+    let vocab = TOKENS.len() as u64;
+    let mut tensors: Vec<(String, Vec<u64>, GgmlType)> = [
+        ("token_embd.weight", vec![D, vocab]),
+        ("output_norm.weight", vec![D]),
+        ("blk.0.attn_norm.weight", vec![D]),
+        ("blk.0.attn_q.weight", vec![D, 2 * HD]),
+        ("blk.0.attn_k.weight", vec![D, HD]),
+        ("blk.0.attn_v.weight", vec![D, HD]),
+        ("blk.0.attn_output.weight", vec![2 * HD, D]),
+        ("blk.0.ffn_norm.weight", vec![D]),
+        ("blk.0.ffn_gate.weight", vec![D, FF]),
+        ("blk.0.ffn_up.weight", vec![D, FF]),
+        ("blk.0.ffn_down.weight", vec![FF, D]),
+    ]
+    .into_iter()
+    .map(|(n, d)| (n.to_string(), d, f))
+    .collect();
+    match arch {
+        "qwen2" => {
+            tensors.push(("blk.0.attn_q.bias".into(), vec![2 * HD], f));
+            tensors.push(("blk.0.attn_k.bias".into(), vec![HD], f));
+            tensors.push(("blk.0.attn_v.bias".into(), vec![HD], f));
+            tensors.push(("output.weight".into(), vec![D, vocab], f));
+        }
+        "qwen3" => {
+            tensors.push(("blk.0.attn_q_norm.weight".into(), vec![HD], f));
+            tensors.push(("blk.0.attn_k_norm.weight".into(), vec![HD], f));
+        }
+        "llama" => tensors.push(("rope_freqs.weight".into(), vec![HD / 2], f)),
+        _ => {}
+    }
+    Tiny { meta, tensors }
+}
+
+impl Tiny {
+    fn without_tensor(mut self, name: &str) -> Tiny {
+        self.tensors.retain(|(n, _, _)| n != name);
+        self
+    }
+    fn with_tensor(mut self, name: &str, dims: Vec<u64>, ty: GgmlType) -> Tiny {
+        self.tensors.retain(|(n, _, _)| n != name);
+        self.tensors.push((name.into(), dims, ty));
+        self
+    }
+    fn without_key(mut self, key: &str) -> Tiny {
+        self.meta.retain(|(k, _)| k != key);
+        self
+    }
+
+    fn write(&self, tag: &str) -> PathBuf {
+        let mut w = GgufWriter::new();
+        for (k, v) in &self.meta {
+            w.add_metadata(k, v.clone());
+        }
+        for (i, (name, dims, ty)) in self.tensors.iter().enumerate() {
+            let n: u64 = dims.iter().product();
+            let bytes = ty.bytes_for(n).expect("size") as usize;
+            let data = match ty {
+                GgmlType::F32 => (0..n)
+                    .flat_map(|j| (((j + i as u64) % 7) as f32 * 0.01 + 0.02).to_le_bytes())
+                    .collect(),
+                _ => vec![0u8; bytes],
+            };
+            w.add_tensor(name, dims, *ty, data).expect("tensor");
+        }
+        let path =
+            std::env::temp_dir().join(format!("realizar-family-{}-{tag}.gguf", std::process::id()));
+        std::fs::write(&path, w.to_bytes()).expect("write model");
+        path
+    }
+}
+
+fn realizar(args: &[&str], model: &PathBuf) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_realizar"))
+        .args(args)
+        .arg("--model")
+        .arg(model)
+        .output()
+        .expect("run realizar")
+}
+
+const GENERATE: &[&str] = &["generate", "--prompt", "ab", "--max-tokens", "2"];
+
+fn works(t: &Tiny, tag: &str) {
+    let path = t.write(tag);
+    let out = realizar(GENERATE, &path);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+fn refused(t: &Tiny, tag: &str, names: &str) {
+    let path = t.write(tag);
+    for args in [
+        GENERATE,
+        &["score", "--prompt-ids", "6,0,1", "--top", "1"][..],
+    ] {
+        let out = realizar(args, &path);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{tag} {args:?}: {err}");
+        assert!(
+            err.contains(names),
+            "{tag}: the error does not name {names}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{tag}: one line: {err}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn the_new_families_run() {
+    for arch in ["qwen2", "qwen3", "llama", "smollm3"] {
+        works(&tiny(arch), arch);
+    }
+    // Qwen2 without its untied head uses the embedding, as llama.cpp does.
+    works(&tiny("qwen2").without_tensor("output.weight"), "qwen2-tied");
+    // Biases are optional on llama (as in llama.cpp), and used when present.
+    works(
+        &tiny("llama").with_tensor("blk.0.attn_q.bias", vec![2 * HD], GgmlType::F32),
+        "llama-bias",
+    );
+}
+
+#[test]
+fn broken_layouts_are_refused_naming_the_tensor_or_key() {
+    let f = GgmlType::F32;
+    refused(
+        &tiny("qwen2").without_tensor("blk.0.attn_k.bias"),
+        "no-bias",
+        "blk.0.attn_k.bias",
+    );
+    refused(
+        &tiny("qwen2").with_tensor("blk.0.attn_v.bias", vec![HD + 1], f),
+        "bias-size",
+        "blk.0.attn_v.bias",
+    );
+    refused(
+        &tiny("qwen3").without_tensor("blk.0.attn_q_norm.weight"),
+        "no-qnorm",
+        "blk.0.attn_q_norm.weight",
+    );
+    refused(
+        &tiny("qwen3").with_tensor("blk.0.attn_k_norm.weight", vec![D], f),
+        "knorm-size",
+        "blk.0.attn_k_norm.weight",
+    );
+    refused(
+        &tiny("llama").with_tensor("rope_freqs.weight", vec![HD], f),
+        "rope-freqs",
+        "rope_freqs.weight",
+    );
+    refused(
+        &tiny("qwen3").with_tensor("blk.0.attn_q.bias", vec![7], f),
+        "bias-wrong-on-qwen3",
+        "blk.0.attn_q.bias",
+    );
+    refused(
+        &tiny("qwen2").with_tensor("blk.0.mystery.weight", vec![D], f),
+        "unused",
+        "blk.0.mystery.weight",
+    );
+    refused(
+        &tiny("qwen2").with_tensor("blk.0.ffn_up.weight", vec![D, FF], GgmlType::IQ4_NL),
+        "iq-type",
+        "blk.0.ffn_up.weight",
+    );
+    refused(
+        &tiny("qwen3").without_key("qwen3.attention.layer_norm_rms_epsilon"),
+        "no-eps",
+        "qwen3.attention.layer_norm_rms_epsilon",
+    );
+    refused(
+        &tiny("qwen2").without_key("qwen2.context_length"),
+        "no-ctx",
+        "qwen2.context_length",
+    );
+}
+
+#[test]
+fn chats_use_the_family_template_or_the_one_asked_for() {
+    let path = tiny("qwen3").write("chat");
+    let chat = [
+        "generate",
+        "--chat",
+        "--prompt",
+        "ab",
+        "--max-tokens",
+        "1",
+        "--json",
+    ];
+    let out = realizar(&chat, &path);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in ["gemma", "llama3", "chatml"] {
+        let mut args = chat.to_vec();
+        args.extend(["--chat-template", t]);
+        let out = realizar(&args, &path);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{t}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A Jinja file.
+    let tmpl = std::env::temp_dir().join(format!("realizar-tmpl-{}.j2", std::process::id()));
+    std::fs::write(&tmpl, "{% for m in messages %}{{ m.content }}{% endfor %}").unwrap();
+    let mut args = chat.to_vec();
+    let t = tmpl.to_str().unwrap();
+    args.extend(["--chat-template", t]);
+    let out = realizar(&args, &path);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Unknown names, unreadable files, a template without a chat: exit 2 naming it.
+    for (bad, names) in [
+        (
+            &["--chat-template", "nosuch-template"][..],
+            "nosuch-template",
+        ),
+        (&["--chat-template", "/"][..], "/"),
+    ] {
+        let mut args = chat.to_vec();
+        args.extend(bad);
+        let out = realizar(&args, &path);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains(names), "{err}");
+    }
+    let out = realizar(
+        &["generate", "--prompt", "ab", "--chat-template", "gemma"],
+        &path,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--chat-template"), "{err}");
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&tmpl);
+}

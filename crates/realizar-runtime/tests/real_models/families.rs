@@ -1,0 +1,267 @@
+//! The model families beyond the fetched models, on SmolLM2's weights rewritten into each
+//! architecture's layout (`transplant.rs`), against llama.cpp's outputs on the same files
+//! (`tests/refs/transplant/<kind>.json`, made by `xtask/refgen/make-refs.sh`): the prompt's
+//! ids, greedy continuations, teacher-forced top-1 at every prompt position and step, and
+//! perplexity.
+
+use std::ops::ControlFlow;
+
+use realizar_runtime::{
+    generate, DecoderModel, GenerateConfig, LoadOptions, Logits, SamplerConfig,
+};
+use serde_json::Value;
+
+use crate::common::{refs_dir, workspace_root};
+use crate::transplant::{sha256_hex, transplanted, KINDS};
+
+/// llama.cpp's own top-2 may be this close at a step where a correct engine picks the other.
+const TIE_MARGIN: f64 = 0.1;
+
+struct Run {
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    prompt_top1: Vec<u32>,
+    prompt_margin: Vec<f64>,
+    greedy: Vec<u32>,
+    greedy_margin: Vec<f64>,
+    greedy_top5: Vec<Vec<u32>>,
+}
+
+fn refs(kind: &str) -> (Vec<Run>, Option<f64>) {
+    refs_json(kind).0
+}
+
+/// The runs, the perplexity and the sha256 of the file the references were made on.
+#[allow(clippy::type_complexity)]
+fn refs_json(kind: &str) -> ((Vec<Run>, Option<f64>), String) {
+    let path = workspace_root().join(format!(
+        "crates/realizar-runtime/tests/refs/transplant/{kind}.json"
+    ));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).expect("reference JSON");
+    let u32s = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect()
+    };
+    let f64s = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_f64().expect("number"))
+            .collect()
+    };
+    let runs = v["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .map(|p| Run {
+            prompt: p["prompt"].as_str().expect("prompt").to_string(),
+            prompt_ids: u32s(&p["prompt_ids"]),
+            prompt_top1: u32s(&p["prompt_top1"]),
+            prompt_margin: f64s(&p["prompt_margin"]),
+            greedy: u32s(&p["greedy_ids"]),
+            greedy_margin: f64s(&p["greedy_margin"]),
+            greedy_top5: p["greedy_top5"]
+                .as_array()
+                .expect("top5")
+                .iter()
+                .map(u32s)
+                .collect(),
+        })
+        .collect();
+    let sha = v["sha256"].as_str().unwrap_or_default().to_string();
+    ((runs, v["perplexity"].as_f64()), sha)
+}
+
+fn load(kind: &str) -> DecoderModel {
+    let path = transplanted(kind);
+    let (_, sha) = refs_json(kind);
+    assert_eq!(
+        sha256_hex(&path),
+        sha,
+        "{kind}: {} is not the file the references were made on (run xtask/refgen/make-refs.sh)",
+        path.display()
+    );
+    DecoderModel::load(
+        &path,
+        &LoadOptions {
+            ctx: Some(1024),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
+}
+
+/// Tokenization, greedy continuations and teacher-forced top-1 of every reference prompt.
+fn check_family(kind: &str) {
+    let m = load(kind);
+    let (runs, _) = refs(kind);
+    assert!(runs.len() >= 4, "{kind}: at least four prompts");
+    assert!(
+        runs.iter().any(|r| r.prompt_ids.len() > 512),
+        "{kind}: one prompt past 512 tokens"
+    );
+    let tok = m
+        .with_gguf(realizar_runtime::tokenizer_load::tokenizer_from_gguf)
+        .expect("parse")
+        .expect("tokenizer");
+    let n_vocab = m.n_vocab();
+    let mut session = m.session().expect("session");
+    let mut failures = Vec::new();
+    let (mut agree, mut total) = (0usize, 0usize);
+    for (i, run) in runs.iter().enumerate() {
+        let label = format!("{kind} prompt {i}");
+        let ids = tok
+            .encode(&run.prompt, realizar_tokenize::EncodeOptions::default())
+            .expect("tokenize");
+        assert_eq!(ids, run.prompt_ids, "{label}: prompt ids");
+
+        // Greedy: equal, or diverged only where llama.cpp's own top-2 were near-tied and we
+        // took one of its top-5.
+        let config = GenerateConfig {
+            max_tokens: run.greedy.len(),
+            sampler: SamplerConfig::default(),
+            stop_on_eog: false,
+        };
+        session.reset();
+        let g = generate(&mut session, &ids, &config, None, |_, _| {
+            ControlFlow::Continue(())
+        })
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+        if let Some(s) = g.ids.iter().zip(&run.greedy).position(|(a, b)| a != b) {
+            let near = run.greedy_margin[s] < TIE_MARGIN && run.greedy_top5[s].contains(&g.ids[s]);
+            let msg = format!(
+                "{label}: diverged at step {s} (llama.cpp margin {:.4}): ours {:?}, llama.cpp {:?}",
+                run.greedy_margin[s], g.ids, run.greedy
+            );
+            eprintln!("{msg}");
+            if !near {
+                failures.push(msg);
+            }
+        }
+
+        // Teacher forcing: the whole prompt in batches of 512 as llama.cpp ran it, logits at
+        // every position, then llama.cpp's greedy ids one at a time.
+        session.reset();
+        let mut pos_logits = Vec::new();
+        for chunk in ids.chunks(512) {
+            pos_logits.extend_from_slice(session.eval(chunk, Logits::All).expect("prompt pass"));
+        }
+        let mut check = |what: String, ours: u32, want: u32, margin: f64| {
+            total += 1;
+            if ours == want {
+                agree += 1;
+            } else if margin >= TIE_MARGIN {
+                failures.push(format!(
+                    "{label}: {what}: ours {ours}, llama.cpp {want} (margin {margin:.4})"
+                ));
+            } else {
+                eprintln!(
+                    "{label}: {what}: near tie (margin {margin:.4}) ours {ours}, llama.cpp {want}"
+                );
+            }
+        };
+        for (j, row) in pos_logits.chunks_exact(n_vocab).enumerate() {
+            let ours = realizar_runtime::sampling::argmax(row);
+            check(
+                format!("position {j}"),
+                ours,
+                run.prompt_top1[j],
+                run.prompt_margin[j],
+            );
+        }
+        for s in 1..run.greedy.len() {
+            let last = session
+                .eval(&[run.greedy[s - 1]], Logits::Last)
+                .expect("step");
+            let ours = realizar_runtime::sampling::argmax(last);
+            check(
+                format!("step {s}"),
+                ours,
+                run.greedy[s],
+                run.greedy_margin[s],
+            );
+        }
+    }
+    eprintln!("{kind}: teacher-forced top-1 {agree}/{total}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Perplexity on the shared perplexity text (ctx 128, as `llama-perplexity -c 128 -b 128`)
+/// within 0.1% of llama.cpp's on the same file.
+fn check_perplexity(kind: &str) {
+    let (_, expected) = refs(kind);
+    let expected = expected.unwrap_or_else(|| panic!("{kind}: no reference perplexity"));
+    let text = std::fs::read_to_string(refs_dir().join("llamacpp").join("ppl_bridges.txt"))
+        .expect("ppl_bridges.txt");
+    let m = load(kind);
+    let tok = m
+        .with_gguf(realizar_runtime::tokenizer_load::tokenizer_from_gguf)
+        .expect("parse")
+        .expect("tokenizer");
+    let tokens = tok
+        .encode(&text, realizar_tokenize::EncodeOptions::default())
+        .expect("tokenize");
+    let special = m.special();
+    let bos = if special.add_bos { special.bos } else { None };
+    let mut session = m.session_with_ctx(128).expect("session");
+    let p = realizar_runtime::perplexity(&mut session, &tokens, 128, bos).expect("perplexity");
+    eprintln!("{kind}: perplexity {:.4} (llama.cpp {expected})", p.ppl);
+    assert!(
+        (p.ppl / expected - 1.0).abs() <= 0.001,
+        "{kind}: perplexity {} vs llama.cpp {expected}",
+        p.ppl
+    );
+}
+
+#[test]
+fn every_family_has_references() {
+    for kind in KINDS {
+        let (runs, ppl) = refs(kind);
+        assert!(!runs.is_empty() && ppl.is_some(), "{kind}");
+    }
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    check_family("qwen2");
+}
+
+#[test]
+fn qwen3_matches_llama_cpp() {
+    check_family("qwen3");
+}
+
+#[test]
+fn llama3_matches_llama_cpp() {
+    check_family("llama3");
+}
+
+#[test]
+fn smollm3_matches_llama_cpp() {
+    check_family("smollm3");
+}
+
+#[test]
+fn smollm3_perplexity_matches_llama_cpp() {
+    check_perplexity("smollm3");
+}
+
+#[test]
+fn qwen2_perplexity_matches_llama_cpp() {
+    check_perplexity("qwen2");
+}
+
+#[test]
+fn qwen3_perplexity_matches_llama_cpp() {
+    check_perplexity("qwen3");
+}
+
+#[test]
+fn llama3_perplexity_matches_llama_cpp() {
+    check_perplexity("llama3");
+}

@@ -1,0 +1,250 @@
+//! Test models of other architectures, made from SmolLM2-135M's real weights: its tensors
+//! rewritten into each architecture's layout (and the few tensors a layout adds, from a seed),
+//! so that the model still computes nearly the same function and its outputs have real
+//! margins. Deterministic: the same bytes on every machine. The files are written once under
+//! `target/transplant/` and regenerated when missing; llama.cpp's outputs on them are
+//! committed in `tests/refs/` (`xtask/refgen/make-refs.sh` makes them).
+//!
+//! - `qwen2`: Q/K rows un-permuted to the NeoX rope layout, Q/K/V biases (small, seeded),
+//!   an untied output head (a copy of the tied embedding).
+//! - `qwen3`: NeoX layout, per-head Q/K RMSNorm weights (seeded around 2), tied output.
+//! - `llama3`: llama as Llama 3.x writes it: `rope_freqs.weight` from the `llama3` rope
+//!   scaling rule (factor 8, low/high frequency factors 1 and 4, original context 8192) and
+//!   the `llama-bpe` pre-tokenizer.
+//! - `smollm3`: SmolLM2's tensors as `smollm3` (llama's block; every fourth layer without
+//!   rotary embedding).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use realizar_format_gguf::{GgmlType, GgufFile, GgufWriter, OwnedValue};
+
+use crate::common::{model_path, workspace_root};
+
+/// The architectures made here.
+pub const KINDS: [&str; 4] = ["qwen2", "qwen3", "llama3", "smollm3"];
+
+/// Bumped whenever the generator changes what it writes (the file name carries it, so a
+/// stale file is never used).
+const VERSION: u32 = 1;
+
+/// A small deterministic generator (xorshift64*), uniform in [-1, 1).
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        (x as f32 / (1u64 << 23) as f32) - 1.0
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The path of the transplanted model `kind`, written first if missing.
+pub fn transplanted(kind: &str) -> PathBuf {
+    let dir = workspace_root().join("target/transplant");
+    let path = dir.join(format!("smollm2-{kind}-v{VERSION}.gguf"));
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).expect("create target/transplant");
+    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
+    let bytes = transplant(&src, kind);
+    // Written under a temporary name first: tests run in parallel.
+    let tmp = dir.join(format!(
+        "smollm2-{kind}-v{VERSION}.{}.tmp",
+        std::process::id()
+    ));
+    std::fs::write(&tmp, &bytes).expect("write transplant");
+    std::fs::rename(&tmp, &path).expect("rename transplant");
+    path
+}
+
+/// SmolLM2's file rewritten as `kind` (see the module docs).
+pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
+    let f = GgufFile::parse(src).expect("parse SmolLM2");
+    let arch = match kind {
+        "qwen2" | "qwen3" | "smollm3" => kind,
+        "llama3" => "llama",
+        other => panic!("unknown transplant {other}"),
+    };
+    let neox = arch == "qwen2" || arch == "qwen3";
+    let n_head = f.get_u32("llama.attention.head_count").unwrap() as usize;
+    let n_head_kv = f.get_u32("llama.attention.head_count_kv").unwrap() as usize;
+    let n_embd = f.get_u32("llama.embedding_length").unwrap() as usize;
+    let hd = n_embd / n_head;
+    let mut rng = Seeded(
+        kind.bytes()
+            .fold(0x5EED_1234_u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)),
+    );
+
+    let mut w = GgufWriter::new();
+    for (key, value) in f.metadata() {
+        if key == "general.alignment" {
+            continue;
+        }
+        let key = match key.strip_prefix("llama.") {
+            Some(rest) => format!("{arch}.{rest}"),
+            None => key.to_string(),
+        };
+        w.add_metadata(&key, value.to_owned_value());
+    }
+    w.add_metadata("general.architecture", OwnedValue::String(arch.into()));
+    w.add_metadata(
+        "general.name",
+        OwnedValue::String(format!("SmolLM2-135M as {kind} (test transplant)")),
+    );
+    if kind == "llama3" {
+        w.add_metadata("tokenizer.ggml.pre", OwnedValue::String("llama-bpe".into()));
+    }
+
+    for t in f.tensors() {
+        let data = f.tensor_data(t.name).expect("tensor data");
+        let is_q = t.name.ends_with("attn_q.weight");
+        let is_k = t.name.ends_with("attn_k.weight");
+        let data = if neox && (is_q || is_k) {
+            let heads = if is_q { n_head } else { n_head_kv };
+            unpermute_rows(data, t.dims[1] as usize, heads, hd)
+        } else {
+            data.to_vec()
+        };
+        w.add_tensor(t.name, &t.dims, t.ty, data)
+            .expect("add tensor");
+    }
+    let n_layer = f.get_u32("llama.block_count").unwrap() as usize;
+    match kind {
+        "qwen2" => {
+            for il in 0..n_layer {
+                for (name, n) in [
+                    ("attn_q", n_head * hd),
+                    ("attn_k", n_head_kv * hd),
+                    ("attn_v", n_head_kv * hd),
+                ] {
+                    let scale = if name == "attn_v" { 0.02 } else { 0.1 };
+                    let b: Vec<f32> = (0..n).map(|_| scale * rng.next()).collect();
+                    w.add_tensor(
+                        &format!("blk.{il}.{name}.bias"),
+                        &[n as u64],
+                        GgmlType::F32,
+                        f32_bytes(&b),
+                    )
+                    .expect("bias");
+                }
+            }
+            let embd = f.tensor("token_embd.weight").expect("token_embd");
+            let data = f.tensor_data("token_embd.weight").unwrap().to_vec();
+            w.add_tensor("output.weight", &embd.dims, embd.ty, data)
+                .expect("output");
+        }
+        "qwen3" => {
+            for il in 0..n_layer {
+                for name in ["attn_q_norm", "attn_k_norm"] {
+                    let v: Vec<f32> = (0..hd).map(|_| 2.0 + 0.5 * rng.next()).collect();
+                    w.add_tensor(
+                        &format!("blk.{il}.{name}.weight"),
+                        &[hd as u64],
+                        GgmlType::F32,
+                        f32_bytes(&v),
+                    )
+                    .expect("norm");
+                }
+            }
+            w.add_metadata(
+                &format!("{arch}.attention.key_length"),
+                OwnedValue::U32(hd as u32),
+            );
+            w.add_metadata(
+                &format!("{arch}.attention.value_length"),
+                OwnedValue::U32(hd as u32),
+            );
+        }
+        "llama3" => {
+            let base = f.get_f32("llama.rope.freq_base").unwrap_or(10000.0);
+            let ff = llama3_rope_factors(hd, base, 8.0, 1.0, 4.0, 8192.0);
+            w.add_tensor(
+                "rope_freqs.weight",
+                &[ff.len() as u64],
+                GgmlType::F32,
+                f32_bytes(&ff),
+            )
+            .expect("rope_freqs");
+        }
+        // The same tensors; every fourth layer now has no rotary embedding.
+        "smollm3" => {}
+        _ => unreachable!(),
+    }
+    w.to_bytes()
+}
+
+/// llama.cpp's GGUF llama layout interleaves each head's rotary pairs (its converter permutes
+/// the Hugging Face rows); NeoX families keep Hugging Face's order (halves). Row `h` of a head
+/// in the NeoX file is row `2 (h mod hd/2) + h div (hd/2)` of the llama file. Rows are whole
+/// quantized blocks, so they move as bytes.
+fn unpermute_rows(data: &[u8], rows: usize, heads: usize, hd: usize) -> Vec<u8> {
+    let row_bytes = data.len() / rows;
+    assert_eq!(rows, heads * hd);
+    let mut out = Vec::with_capacity(data.len());
+    for head in 0..heads {
+        for h in 0..hd {
+            let src = head * hd + 2 * (h % (hd / 2)) + h / (hd / 2);
+            out.extend_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+        }
+    }
+    out
+}
+
+/// The `llama3` rope scaling rule (as Meta's reference and llama.cpp's converter compute
+/// `rope_freqs`): one divisor per rotated pair.
+fn llama3_rope_factors(
+    hd: usize,
+    base: f32,
+    factor: f64,
+    low: f64,
+    high: f64,
+    orig: f64,
+) -> Vec<f32> {
+    let low_wavelen = orig / low;
+    let high_wavelen = orig / high;
+    (0..hd / 2)
+        .map(|i| {
+            let freq = 1.0 / (base as f64).powf(2.0 * i as f64 / hd as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < high_wavelen {
+                1.0
+            } else if wavelen > low_wavelen {
+                factor as f32
+            } else {
+                let smooth = (orig / wavelen - low) / (high - low);
+                (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+            }
+        })
+        .collect()
+}
+
+/// The sha256 of a file, hex.
+pub fn sha256_hex(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).expect("read");
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The generator is a function of SmolLM2's bytes alone: two runs give the same file (the
+/// references were made on exactly these bytes; `families.rs` checks their sha256).
+#[test]
+fn transplants_are_deterministic() {
+    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
+    for kind in KINDS {
+        let path = transplanted(kind);
+        let again = transplant(&src, kind);
+        assert!(std::fs::read(&path).expect("read") == again, "{kind}");
+        GgufFile::parse(&again).expect("a valid GGUF");
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# llama.cpp's reference outputs on the transplanted test models (crates/realizar-runtime/tests/
+# real_models/transplant.rs), written to crates/realizar-runtime/tests/refs/transplant/<kind>.json.
+# Builds llama.cpp with ../shared/tools/llamacpp-peer (the commit ../shared/refs was made with),
+# links refgen.cpp against it, regenerates the transplanted files through the tests, then runs
+# refgen (prompts, greedy, teacher forcing) and llama-perplexity (ppl_bridges.txt, ctx 128,
+# flash attention off) on each. Run it by hand when the generator or the prompts change; CI
+# only reads the committed JSON. Usage: xtask/refgen/make-refs.sh [KIND...]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SHARED=${REALIZAR_SHARED:-$ROOT/../shared}
+OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
+KINDS=("$@")
+[ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3)
+
+BIN=$(bash "$SHARED/tools/llamacpp-peer")
+BUILD=$(dirname "$BIN")
+SRC=$BUILD/../src/vendor/llama.cpp
+cmake --build "$BUILD" -j "$(nproc)" --target llama llama-quantize >&2
+REFGEN=$BUILD/refgen
+if [ ! -x "$REFGEN" ] || [ "$ROOT/xtask/refgen/refgen.cpp" -nt "$REFGEN" ]; then
+  g++ -O2 -std=c++17 -fopenmp "$ROOT/xtask/refgen/refgen.cpp" -I"$SRC/include" -I"$SRC/ggml/include" \
+    -Wl,--start-group $(find "$BUILD/src" "$BUILD/ggml" -name 'lib*.a') -Wl,--end-group \
+    -lpthread -ldl -o "$REFGEN"
+fi
+
+# The tests write the files (deterministically) under target/transplant.
+(cd "$ROOT" && cargo test --release -p realizar-runtime --test real_models \
+  transplant::transplants_are_deterministic -- --exact >&2)
+
+for kind in "${KINDS[@]}"; do
+  file=$(ls "$ROOT"/target/transplant/smollm2-"$kind"-v*.gguf | sort -V | tail -1)
+  echo "== $kind: $file" >&2
+  "$REFGEN" "$file" "$OUT/prompts.txt" 32 1024 > "$OUT/$kind.tmp.json"
+  ppl=$("$BIN/llama-perplexity" -m "$file" -f "$SHARED/refs/llamacpp/ppl_bridges.txt" -c 128 -b 128 -t 2 -fa off 2>&1 \
+    | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+  [ -n "$ppl" ] || { echo "no perplexity for $kind" >&2; exit 1; }
+  sha=$(sha256sum "$file" | cut -d' ' -f1)
+  python3 - "$OUT/$kind.tmp.json" "$OUT/$kind.json" "$ppl" "$sha" "$(basename "$file")" <<'PY'
+import json, sys
+src, dst, ppl, sha, name = sys.argv[1:]
+d = json.load(open(src))
+d["model"] = name
+d["sha256"] = sha
+d["perplexity"] = float(ppl)
+d["how"] = ("xtask/refgen/make-refs.sh: llama.cpp 0c1e570 (llama-cpp-python 0.3.36), CPU, 2 threads, "
+            "n_ctx 1024, batches of 512, flash attention off, f16 KV; greedy = argmax, lowest id on ties; "
+            "perplexity: llama-perplexity -c 128 -b 128 -fa off on ../shared/refs/llamacpp/ppl_bridges.txt")
+json.dump(d, open(dst, "w"), indent=1)
+PY
+  rm "$OUT/$kind.tmp.json"
+done
