@@ -12,6 +12,7 @@ SHARED=${REALIZAR_SHARED:-$ROOT/../shared}
 OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3)
+[ "${KINDS[0]}" != "none" ] || KINDS=()
 
 BIN=$(bash "$SHARED/tools/llamacpp-peer")
 BUILD=$(dirname "$BIN")
@@ -28,7 +29,26 @@ fi
 (cd "$ROOT" && cargo test --release -p realizar-runtime --test real_models \
   transplant::transplants_are_deterministic -- --exact >&2)
 
-for kind in "${KINDS[@]}"; do
+# Pre-tokenizers: SmolLM2's vocabulary relabelled with each `tokenizer.ggml.pre` value the
+# tokenizer knows, tokenized by llama.cpp (vocab-only load) -> pretok.json.
+python3 - "$OUT/pretok.json" <<'PY'
+import json, sys
+json.dump({}, open(sys.argv[1], "w"))
+PY
+for file in "$ROOT"/target/transplant/vocab-*-v*.gguf; do
+  pre=$(basename "$file" | sed 's/^vocab-\(.*\)-v[0-9]*\.gguf$/\1/')
+  "$REFGEN" --tokenize "$file" "$OUT/pretok_lines.txt" > "$OUT/pretok.tmp.json"
+  python3 - "$OUT/pretok.json" "$OUT/pretok.tmp.json" "$pre" <<'PY'
+import json, sys
+allp, one, pre = sys.argv[1:]
+d = json.load(open(allp))
+d[pre] = json.load(open(one))
+json.dump(d, open(allp, "w"), separators=(",", ":"), sort_keys=True)
+PY
+done
+rm -f "$OUT/pretok.tmp.json"
+
+for kind in ${KINDS[@]+"${KINDS[@]}"}; do
   file=$(ls "$ROOT"/target/transplant/smollm2-"$kind"-v*.gguf | sort -V | tail -1)
   echo "== $kind: $file" >&2
   "$REFGEN" "$file" "$OUT/prompts.txt" 32 1024 > "$OUT/$kind.tmp.json"

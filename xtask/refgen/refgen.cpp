@@ -93,7 +93,50 @@ static int chat_refs(int argc, char ** argv) {
     return 0;
 }
 
+// `refgen --tokenize MODEL LINES`: llama_tokenize's ids (add_special, with and without
+// special parsing) of each text (texts separated by a line holding only \x1e), loading the
+// vocabulary only: {"plain": [[ids], ...], "special": [[ids], ...]}.
+static int tokenize_refs(const char * path, const char * lines_path) {
+    std::ifstream f(lines_path);
+    std::stringstream ss; ss << f.rdbuf();
+    std::string all = ss.str();
+    std::vector<std::string> lines;
+    size_t at = 0;
+    while (true) {
+        size_t e = all.find("\n\x1e\n", at);
+        if (e == std::string::npos) { lines.push_back(all.substr(at)); break; }
+        lines.push_back(all.substr(at, e - at));
+        at = e + 3;
+    }
+    llama_log_set([](ggml_log_level, const char *, void *) {}, nullptr);
+    llama_backend_init();
+    auto mp = llama_model_default_params();
+    mp.vocab_only = true;
+    llama_model * model = llama_model_load_from_file(path, mp);
+    if (!model) { fprintf(stderr, "refgen: cannot load %s\n", path); return 1; }
+    const llama_vocab * vocab = llama_model_get_vocab(model);
+    printf("{");
+    for (int special = 0; special < 2; special++) {
+        printf("%s\"%s\": [", special ? ",\n" : "", special ? "special" : "plain");
+        for (size_t i = 0; i < lines.size(); i++) {
+            std::vector<llama_token> ids(lines[i].size() * 4 + 8);
+            int n = llama_tokenize(vocab, lines[i].c_str(), (int) lines[i].size(), ids.data(), (int) ids.size(), true, special);
+            if (n < 0) { fprintf(stderr, "refgen: tokenize failed\n"); return 1; }
+            printf("%s\n[", i ? "," : "");
+            for (int j = 0; j < n; j++) printf("%s%d", j ? "," : "", ids[j]);
+            printf("]");
+        }
+        printf("]");
+    }
+    printf("}\n");
+    llama_model_free(model);
+    return 0;
+}
+
 int main(int argc, char ** argv) {
+    if (argc == 4 && std::string(argv[1]) == "--tokenize") {
+        return tokenize_refs(argv[2], argv[3]);
+    }
     if (argc >= 4 && std::string(argv[1]) == "--chat") {
         return chat_refs(argc, argv);
     }

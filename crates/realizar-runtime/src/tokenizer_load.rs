@@ -281,7 +281,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, LoadError> 
                 unk: opt_u32(file, "tokenizer.ggml.unknown_token_id")?,
                 pad: opt_u32(file, "tokenizer.ggml.padding_token_id")?,
                 add_bos: opt_bool(file, "tokenizer.ggml.add_bos_token")?
-                    .unwrap_or(pre == PreTokenizerKind::Llama3),
+                    .unwrap_or(pre.adds_bos_by_default()),
                 add_eos,
             };
             built(

@@ -22,10 +22,20 @@ pub enum PreTokenizerKind {
     Default,
     /// GPT-2 (`gpt-2`, `gpt2`, `mpt`, `olmo`, `jais`, `phi-2`).
     Gpt2,
-    /// Llama 3 (`llama3`, `llama-bpe`, `llama-v3`, `falcon3`, `dbrx`, `smaug-bpe`, `chatglm-bpe`):
-    /// digits in groups of 1 to 3, case-insensitive contractions; whole words found in the
-    /// vocabulary skip the merges.
+    /// Llama 3 (`llama3`, `llama-bpe`, `llama-v3`, `falcon3`): digits in groups of 1 to 3,
+    /// case-insensitive contractions; whole words found in the vocabulary skip the merges, and
+    /// BOS is added unless the file says otherwise.
     Llama3,
+    /// Llama 3's regex without its vocabulary rules (`dbrx`, `smaug-bpe`, `chatglm-bpe`): the
+    /// merges always run and BOS follows the file.
+    Llama3Regex,
+    /// Mistral's Tekken (`tekken`): words split at lower-to-upper case changes (`[^a-z]*[^A-Z]+`
+    /// over letters), single digits, `/` kept with line ends after symbols; whole words in the
+    /// vocabulary skip the merges; BOS added unless the file says otherwise.
+    Tekken,
+    /// GPT-4o (`gpt-4o`, `llama4`; Phi-4): Tekken's case-aware words with contractions attached,
+    /// digits in groups of 1 to 3.
+    Gpt4o,
     /// Qwen 2 (`qwen2`, `stablelm2`, `deepseek-r1-qwen`, `megrez`): Llama-3 style, single digits.
     Qwen2,
     /// StarCoder (`starcoder`, `smollm`, `refact`, `command-r`, `codeshell`, `exaone`,
@@ -48,8 +58,10 @@ impl PreTokenizerKind {
             "default" => Default,
             "gpt-2" | "gpt2" | "phi-2" | "mpt" | "olmo" | "jais" | "jina-es" | "jina-de"
             | "jina-v1-en" | "jina-v2-es" | "jina-v2-de" | "jina-v2-code" | "gigachat" => Gpt2,
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "dbrx" | "smaug-bpe"
-            | "chatglm-bpe" => Llama3,
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => Llama3,
+            "dbrx" | "smaug-bpe" | "chatglm-bpe" => Llama3Regex,
+            "tekken" => Tekken,
+            "gpt-4o" | "llama4" => Gpt4o,
             "qwen2" | "stablelm2" | "deepseek-r1-qwen" | "megrez" => Qwen2,
             "starcoder" | "smollm" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva-7b" => StarCoder,
@@ -63,7 +75,13 @@ impl PreTokenizerKind {
     /// Whether a word that is itself in the vocabulary bypasses the merges (llama.cpp's
     /// `ignore_merges`, set for the Llama-3 family).
     pub fn ignore_merges(self) -> bool {
-        self == PreTokenizerKind::Llama3
+        matches!(self, PreTokenizerKind::Llama3 | PreTokenizerKind::Tekken)
+    }
+
+    /// Whether BOS is added when the file does not say (`tokenizer.ggml.add_bos_token`), as
+    /// llama.cpp decides it per pre-tokenizer.
+    pub fn adds_bos_by_default(self) -> bool {
+        matches!(self, PreTokenizerKind::Llama3 | PreTokenizerKind::Tekken)
     }
 
     fn stages(self) -> &'static [Stage] {
@@ -71,7 +89,15 @@ impl PreTokenizerKind {
         match self {
             PreTokenizerKind::Default => &[PunctSymbols, Gpt2, NumberRun, ThreeAsciiDigits],
             PreTokenizerKind::Gpt2 => &[Gpt2],
-            PreTokenizerKind::Llama3 => &[Llama3 { max_digits: 3 }],
+            PreTokenizerKind::Llama3 | PreTokenizerKind::Llama3Regex => &[Llama3 { max_digits: 3 }],
+            PreTokenizerKind::Tekken => &[Cased {
+                contractions: false,
+                max_digits: 1,
+            }],
+            PreTokenizerKind::Gpt4o => &[Cased {
+                contractions: true,
+                max_digits: 3,
+            }],
             PreTokenizerKind::Qwen2 => &[Llama3 { max_digits: 1 }],
             PreTokenizerKind::StarCoder => &[SingleNumber, Gpt2],
             PreTokenizerKind::Falcon => &[PunctSymbolsBacktick, Gpt2, ThreeAsciiDigits],
@@ -104,6 +130,13 @@ enum Stage {
     /// `(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|
     /// \p{N}{1,max}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
     Llama3 { max_digits: usize },
+    /// Tekken / GPT-4o: `[^\r\n\p{L}\p{N}]?U*L+C?|[^\r\n\p{L}\p{N}]?U+L*C?|\p{N}{1,max}|
+    /// ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+` where U is a letter other than
+    /// `a-z`, L a letter other than `A-Z`, and C the contractions (GPT-4o only).
+    Cased {
+        contractions: bool,
+        max_digits: usize,
+    },
     /// `\p{N}`
     SingleNumber,
     /// `\p{N}+`
@@ -232,6 +265,10 @@ pub(crate) fn split(kind: PreTokenizerKind, text: &str) -> Vec<Range<usize>> {
             match *stage {
                 Stage::Gpt2 => split_gpt2(&seg, &mut out),
                 Stage::Llama3 { max_digits } => split_llama3(&seg, max_digits, &mut out),
+                Stage::Cased {
+                    contractions,
+                    max_digits,
+                } => split_cased(&seg, contractions, max_digits, &mut out),
                 s => split_generic(&seg, s, &mut out),
             }
         }
@@ -425,6 +462,120 @@ fn split_llama3(s: &Seg<'_>, max_digits: usize, out: &mut Vec<Range<usize>>) {
     push(out, &mut prev, s.end);
 }
 
+/// Tekken's and GPT-4o's regex (see [`Stage::Cased`]), matched as `std::regex` would: the
+/// greedy `U*` gives back letters until an `L` follows.
+fn split_cased(s: &Seg<'_>, contractions: bool, max_digits: usize, out: &mut Vec<Range<usize>>) {
+    let is_crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+    // U: a letter other than a-z; L: a letter other than A-Z.
+    let upper = |i: usize| s.fl(i).is_letter() && !s.cpt(i).is_some_and(|c| c.is_ascii_lowercase());
+    let lower = |i: usize| s.fl(i).is_letter() && !s.cpt(i).is_some_and(|c| c.is_ascii_uppercase());
+    // (?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])? at `p`: its length.
+    let contraction = |p: usize| -> usize {
+        if !contractions || s.cpt(p) != Some('\'') {
+            return 0;
+        }
+        let n1 = s.cpt(p + 1).map(|c| c.to_ascii_lowercase());
+        let n2 = s.cpt(p + 2).map(|c| c.to_ascii_lowercase());
+        match (n1, n2) {
+            (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l')) => 3,
+            (Some('s' | 't' | 'm' | 'd'), _) => 2,
+            _ => 0,
+        }
+    };
+    // The word alternatives from `p` (after any prefix): their end, if one matches.
+    let word = |p: usize| -> Option<usize> {
+        let mut u_end = p;
+        while upper(u_end) {
+            u_end += 1;
+        }
+        // U*L+: the longest U* after which an L follows.
+        for k in (p..=u_end).rev() {
+            if lower(k) {
+                let mut e = k;
+                while lower(e) {
+                    e += 1;
+                }
+                return Some(e + contraction(e));
+            }
+        }
+        // U+L*
+        if u_end > p {
+            let mut e = u_end;
+            while lower(e) {
+                e += 1;
+            }
+            return Some(e + contraction(e));
+        }
+        None
+    };
+    let mut pos = s.start;
+    let mut prev = s.start;
+    while pos < s.end {
+        let Some(cpt) = s.cpt(pos) else { break };
+        let fl = s.fl(pos);
+        // [^\r\n\p{L}\p{N}]? then a word (the prefix is tried first, then none).
+        let prefix = !(cpt == '\r' || cpt == '\n' || fl.is_letter() || fl.is_number());
+        let w = if prefix { word(pos + 1) } else { None }.or_else(|| word(pos));
+        if let Some(e) = w {
+            pos = e;
+            push(out, &mut prev, pos);
+            continue;
+        }
+        // \p{N}{1,max_digits}
+        if fl.is_number() {
+            let mut n = 0;
+            while n < max_digits && s.fl(pos).is_number() {
+                pos += 1;
+                n += 1;
+            }
+            push(out, &mut prev, pos);
+            continue;
+        }
+        // <space>?[^\s\p{L}\p{N}]+[\r\n/]*
+        let fl2 = if cpt == ' ' { s.fl(pos + 1) } else { fl };
+        if fl2.0 & (Flags::WHITESPACE | Flags::LETTER | Flags::NUMBER) == 0 && fl.is_defined() {
+            pos += usize::from(cpt == ' ');
+            while s.fl(pos).is_other_symbol() {
+                pos += 1;
+            }
+            while is_crlf(s.cpt(pos)) || s.cpt(pos) == Some('/') {
+                pos += 1;
+            }
+            push(out, &mut prev, pos);
+            continue;
+        }
+        let mut nws = 0;
+        let mut last_crlf_end = 0;
+        while s.fl(pos + nws).is_whitespace() {
+            if is_crlf(s.cpt(pos + nws)) {
+                last_crlf_end = pos + nws + 1;
+            }
+            nws += 1;
+        }
+        // \s*[\r\n]+
+        if last_crlf_end > 0 {
+            pos = last_crlf_end;
+            push(out, &mut prev, pos);
+            continue;
+        }
+        // \s+(?!\S)
+        if nws > 1 && s.cpt(pos + nws).is_some() {
+            pos += nws - 1;
+            push(out, &mut prev, pos);
+            continue;
+        }
+        // \s+
+        if nws > 0 {
+            pos += nws;
+            push(out, &mut prev, pos);
+            continue;
+        }
+        pos += 1;
+        push(out, &mut prev, pos);
+    }
+    push(out, &mut prev, s.end);
+}
+
 /// The character as `std::wregex` sees it in llama.cpp: non-ASCII whitespace becomes `\v`.
 #[inline]
 fn wide(c: char, f: Flags) -> char {
@@ -488,7 +639,7 @@ fn match_generic(s: &Seg<'_>, stage: Stage, pos: usize) -> usize {
         Stage::CjkHangul => run(pos, &|c, f| in_class(CJK_HANGUL, wide(c, f))),
         Stage::WsLetters => ws_then(&|_, f| f.is_letter()),
         Stage::WsPunct => ws_then(&|_, f| f.is_punct()),
-        Stage::Gpt2 | Stage::Llama3 { .. } => 0,
+        Stage::Gpt2 | Stage::Llama3 { .. } | Stage::Cased { .. } => 0,
     }
 }
 
@@ -538,6 +689,35 @@ mod tests {
             w,
             ["x", " ", "123", "456", "7", " I", "'LL", "\n\n", " ", " y"]
         );
+    }
+
+    #[test]
+    fn tekken_and_gpt4o_split_words_at_case_changes() {
+        let w = words(
+            PreTokenizerKind::Tekken,
+            "getHTTPResponse HTTP iPhone 2024 a/b//\nÉté",
+        );
+        assert_eq!(
+            w,
+            [
+                "get",
+                "HTTPResponse",
+                " HTTP",
+                " i",
+                "Phone",
+                " ",
+                "2",
+                "0",
+                "2",
+                "4",
+                " a",
+                "/b",
+                "//\n",
+                "Été"
+            ]
+        );
+        let w = words(PreTokenizerKind::Gpt4o, "He'LL say it's 12345");
+        assert_eq!(w, ["He'LL", " say", " it's", " ", "123", "45"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use realizar_runtime::{
 use serde_json::Value;
 
 use crate::common::{refs_dir, workspace_root};
-use crate::transplant::{sha256_hex, transplanted, KINDS};
+use crate::transplant::{sha256_hex, transplanted, vocab_with_pre, KINDS, PRES};
 
 /// llama.cpp's own top-2 may be this close at a step where a correct engine picks the other.
 const TIE_MARGIN: f64 = 0.1;
@@ -264,4 +264,57 @@ fn qwen3_perplexity_matches_llama_cpp() {
 #[test]
 fn llama3_perplexity_matches_llama_cpp() {
     check_perplexity("llama3");
+}
+
+/// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
+/// tokenizer corpus and more lines), with and without special parsing, on SmolLM2's
+/// vocabulary relabelled with it (`tests/refs/transplant/pretok.json`).
+#[test]
+fn every_pre_tokenizer_matches_llama_cpp() {
+    let dir = workspace_root().join("crates/realizar-runtime/tests/refs/transplant");
+    let refs: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("pretok.json")).expect("pretok.json"),
+    )
+    .expect("JSON");
+    let text = std::fs::read_to_string(dir.join("pretok_lines.txt")).expect("lines");
+    let lines: Vec<&str> = text.split("\n\x1e\n").collect();
+    assert!(lines.len() >= 30);
+    let mut failures = Vec::new();
+    for pre in PRES {
+        let path = vocab_with_pre(pre);
+        let bytes = std::fs::read(&path).expect("read vocab");
+        let file = realizar_format_gguf::GgufFile::parse(&bytes).expect("parse");
+        let tok = realizar_runtime::tokenizer_load::tokenizer_from_gguf(&file)
+            .unwrap_or_else(|e| panic!("{pre}: {e}"));
+        for (mode, parse_special) in [("plain", false), ("special", true)] {
+            let want = refs[pre][mode]
+                .as_array()
+                .unwrap_or_else(|| panic!("no reference for {pre} {mode}"));
+            assert_eq!(want.len(), lines.len(), "{pre}");
+            for (line, w) in lines.iter().zip(want) {
+                let w: Vec<u32> = w
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|x| x.as_u64().expect("id") as u32)
+                    .collect();
+                let opts = realizar_tokenize::EncodeOptions {
+                    add_special: true,
+                    parse_special,
+                };
+                let ours = tok.encode(line, opts).expect("encode");
+                if ours != w {
+                    failures.push(format!(
+                        "{pre} {mode} {line:?}:\n  ours  {ours:?}\n  llama {w:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

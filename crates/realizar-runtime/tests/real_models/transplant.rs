@@ -28,6 +28,76 @@ pub const KINDS: [&str; 4] = ["qwen2", "qwen3", "llama3", "smollm3"];
 /// stale file is never used).
 const VERSION: u32 = 1;
 
+/// Every `tokenizer.ggml.pre` value the tokenizer knows (each run against llama.cpp on
+/// SmolLM2's vocabulary relabelled with it).
+pub const PRES: &[&str] = &[
+    "default",
+    "gpt-2",
+    "phi-2",
+    "mpt",
+    "olmo",
+    "jais",
+    "jina-es",
+    "jina-de",
+    "jina-v1-en",
+    "jina-v2-es",
+    "jina-v2-de",
+    "jina-v2-code",
+    "gigachat",
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "dbrx",
+    "smaug-bpe",
+    "chatglm-bpe",
+    "qwen2",
+    "stablelm2",
+    "deepseek-r1-qwen",
+    "megrez",
+    "starcoder",
+    "smollm",
+    "refact",
+    "command-r",
+    "codeshell",
+    "exaone",
+    "minerva-7b",
+    "falcon",
+    "deepseek-llm",
+    "deepseek-coder",
+    "tekken",
+    "gpt-4o",
+    "llama4",
+];
+
+/// SmolLM2's metadata (its vocabulary) with `tokenizer.ggml.pre` = `pre` and no tensors:
+/// a vocabulary-only file, as `realizar tokenize` and llama.cpp's vocab-only load read it.
+pub fn vocab_with_pre(pre: &str) -> PathBuf {
+    let dir = workspace_root().join("target/transplant");
+    let path = dir.join(format!("vocab-{pre}-v{VERSION}.gguf"));
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).expect("create target/transplant");
+    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
+    let f = GgufFile::parse(&src).expect("parse SmolLM2");
+    let mut w = GgufWriter::new();
+    for (key, value) in f.metadata() {
+        // Without add_bos/add_eos the pre-tokenizer's own defaults are what is compared.
+        if !matches!(
+            key,
+            "general.alignment" | "tokenizer.ggml.add_bos_token" | "tokenizer.ggml.add_eos_token"
+        ) {
+            w.add_metadata(key, value.to_owned_value());
+        }
+    }
+    w.add_metadata("tokenizer.ggml.pre", OwnedValue::String(pre.into()));
+    let tmp = dir.join(format!("vocab-{pre}-v{VERSION}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, w.to_bytes()).expect("write vocab");
+    std::fs::rename(&tmp, &path).expect("rename vocab");
+    path
+}
+
 /// A small deterministic generator (xorshift64*), uniform in [-1, 1).
 struct Seeded(u64);
 
@@ -246,5 +316,10 @@ fn transplants_are_deterministic() {
         let again = transplant(&src, kind);
         assert!(std::fs::read(&path).expect("read") == again, "{kind}");
         GgufFile::parse(&again).expect("a valid GGUF");
+    }
+    for pre in PRES {
+        let bytes = std::fs::read(vocab_with_pre(pre)).expect("read vocab");
+        let f = GgufFile::parse(&bytes).expect("a valid GGUF");
+        assert_eq!(f.get_str("tokenizer.ggml.pre").unwrap(), *pre);
     }
 }
