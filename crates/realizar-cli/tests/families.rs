@@ -100,6 +100,17 @@ fn tiny(arch: &str) -> Tiny {
             tensors.push(("blk.0.attn_k_norm.weight".into(), vec![HD], f));
         }
         "llama" => tensors.push(("rope_freqs.weight".into(), vec![HD / 2], f)),
+        "phi3" => {
+            tensors.retain(|(n, _, _)| {
+                !["attn_q.", "attn_k.", "attn_v.", "ffn_gate.", "ffn_up."]
+                    .iter()
+                    .any(|p| n.contains(p))
+            });
+            tensors.push(("blk.0.attn_qkv.weight".into(), vec![D, 4 * HD], f));
+            tensors.push(("blk.0.ffn_up.weight".into(), vec![D, 2 * FF], f));
+            tensors.push(("rope_factors_short.weight".into(), vec![HD / 2], f));
+            tensors.push(("rope_factors_long.weight".into(), vec![HD / 2], f));
+        }
         _ => {}
     }
     Tiny { meta, tensors }
@@ -186,7 +197,7 @@ fn refused(t: &Tiny, tag: &str, names: &str) {
 
 #[test]
 fn the_new_families_run() {
-    for arch in ["qwen2", "qwen3", "llama", "smollm3"] {
+    for arch in ["qwen2", "qwen3", "llama", "smollm3", "phi3"] {
         works(&tiny(arch), arch);
     }
     // Qwen2 without its untied head uses the embedding, as llama.cpp does.

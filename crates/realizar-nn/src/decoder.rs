@@ -90,6 +90,11 @@ pub struct DecoderConfig {
     pub qkv_bias: bool,
     /// Norms after attention and FFN (`post_attention_norm`, `post_ffw_norm`).
     pub post_norms: bool,
+    /// The gate's and the up projection's rows in one `ffn_up` tensor, gate first (Phi-3).
+    pub fused_gate_up: bool,
+    /// LongRoPE: `rope_factors_short` / `rope_factors_long` are the rope divisors for contexts
+    /// up to / beyond this original context length (`rope.scaling.original_context_length`).
+    pub long_rope: Option<usize>,
     /// Feed-forward activation.
     pub activation: Activation,
     /// Final logit soft-capping: `cap * tanh(logit / cap)`.
@@ -215,6 +220,8 @@ pub struct Scratch {
 #[derive(Clone)]
 pub struct Decoder {
     config: DecoderConfig,
+    /// LongRoPE's short and long rope divisors, when the model has them.
+    long_rope: Option<Box<(Vec<f32>, Vec<f32>)>>,
     backend: Arc<dyn Backend>,
     token_embd: Weight,
     output_norm: Vec<f32>,
@@ -299,6 +306,21 @@ impl Loader<'_> {
 
     /// A `rows × cols` matrix (ggml dims `[cols, rows]`), given to the backend.
     fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<Weight, NnError> {
+        let mut parts = self.matrix_parts(name, cols, &[rows])?;
+        Ok(parts.remove(0))
+    }
+
+    /// A fused matrix of `cols` columns whose rows are the matrices `parts` (row counts) one
+    /// after another (`attn_qkv`, Phi-3's gate-and-up `ffn_up`): each part is given to the
+    /// backend as a matrix of its own, in place (rows are whole blocks, so a part is a byte
+    /// range of the tensor).
+    fn matrix_parts(
+        &self,
+        name: &str,
+        cols: usize,
+        parts: &[usize],
+    ) -> Result<Vec<Weight>, NnError> {
+        let rows: usize = parts.iter().sum();
         let info = self.info(name)?;
         self.check_dims(name, &info.dims, &[cols as u64, rows as u64])?;
         let ty = self.quant_type(name, &info)?;
@@ -310,15 +332,34 @@ impl Loader<'_> {
         let row_bytes = ty.row_bytes(cols).ok_or_else(shape_err)?;
         let len = row_bytes.checked_mul(rows).ok_or_else(shape_err)?;
         self.data(name, &info, len)?;
-        let info = QTensor {
-            name: name.into(),
-            ty,
-            rows,
-            cols,
-            offset: info.bytes.start,
-            len,
-        };
-        self.backend.upload(info, self.bytes)
+        let mut at = info.bytes.start;
+        let mut out = Vec::with_capacity(parts.len());
+        for &r in parts {
+            let part = QTensor {
+                name: name.into(),
+                ty,
+                rows: r,
+                cols,
+                offset: at,
+                len: r * row_bytes,
+            };
+            at += r * row_bytes;
+            out.push(self.backend.upload(part, self.bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// A vector of `parts` lengths one after another, split.
+    fn vector_parts(&self, name: &str, parts: &[usize]) -> Result<Vec<Vec<f32>>, NnError> {
+        let all = self.vector(name, parts.iter().sum())?;
+        let mut at = 0;
+        Ok(parts
+            .iter()
+            .map(|&n| {
+                at += n;
+                all[at - n..at].to_vec()
+            })
+            .collect())
     }
 
     /// A vector of `n` elements, dequantized to f32.
@@ -409,6 +450,21 @@ impl Decoder {
                 l.rope.freq_factors = Some(ff.clone());
             }
         }
+        let long_rope = match config.long_rope {
+            Some(_)
+                if file.tensor("rope_factors_short.weight").is_some()
+                    || file.tensor("rope_factors_long.weight").is_some() =>
+            {
+                let n = config.layers.first().map_or(0, |l| l.rope.n_dims / 2);
+                let short = ld.vector("rope_factors_short.weight", n)?;
+                let long = ld.vector("rope_factors_long.weight", n)?;
+                for l in &mut config.layers {
+                    l.rope.freq_factors = Some(short.clone());
+                }
+                Some(Box::new((short, long)))
+            }
+            _ => None,
+        };
         let (hd, nh, nkv, ff) = (
             config.head_dim,
             config.n_head,
@@ -419,32 +475,88 @@ impl Decoder {
         for il in 0..config.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
             let b = |s: &str| format!("blk.{il}.{s}.bias");
-            // As llama.cpp: each bias is used where present (Qwen2 requires them).
-            let bias = |s: &str, n: usize| {
-                let name = b(s);
-                match config.qkv_bias || file.tensor(&name).is_some() {
-                    true => ld.vector(&name, n).map(Some),
-                    false => Ok(None),
-                }
+            // In llama.cpp's order, so that the first missing tensor is the one it names.
+            let attn_norm = ld.vector(&n("attn_norm"), d)?;
+            // Q, K and V: three matrices, or one fused `attn_qkv` (llama.cpp takes the fused
+            // one for any architecture that has it), each with its bias where present
+            // (Qwen2 requires them).
+            let qkv_rows = [nh * hd, nkv * hd, nkv * hd];
+            let (wq, wk, wv, qkv_bias) = if file.tensor(&n("attn_qkv")).is_some() {
+                let mut w = ld.matrix_parts(&n("attn_qkv"), d, &qkv_rows)?.into_iter();
+                let (wq, wk, wv) = (w.next(), w.next(), w.next());
+                let bias = match config.qkv_bias || file.tensor(&b("attn_qkv")).is_some() {
+                    true => ld
+                        .vector_parts(&b("attn_qkv"), &qkv_rows)?
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                    false => vec![None, None, None],
+                };
+                let mut bias = bias.into_iter();
+                let three = |x: Option<Weight>| {
+                    x.ok_or_else(|| NnError::InvalidArgument {
+                        reason: "fused QKV split".into(),
+                    })
+                };
+                (
+                    three(wq)?,
+                    three(wk)?,
+                    three(wv)?,
+                    [
+                        bias.next().flatten(),
+                        bias.next().flatten(),
+                        bias.next().flatten(),
+                    ],
+                )
+            } else {
+                let bias = |s: &str, n: usize| {
+                    let name = b(s);
+                    match config.qkv_bias || file.tensor(&name).is_some() {
+                        true => ld.vector(&name, n).map(Some),
+                        false => Ok(None),
+                    }
+                };
+                (
+                    ld.matrix(&n("attn_q"), d, nh * hd)?,
+                    ld.matrix(&n("attn_k"), d, nkv * hd)?,
+                    ld.matrix(&n("attn_v"), d, nkv * hd)?,
+                    [
+                        bias("attn_q", nh * hd)?,
+                        bias("attn_k", nkv * hd)?,
+                        bias("attn_v", nkv * hd)?,
+                    ],
+                )
             };
-            let qkv_bias = [
-                bias("attn_q", nh * hd)?,
-                bias("attn_k", nkv * hd)?,
-                bias("attn_v", nkv * hd)?,
-            ];
+            // Gate and up: two matrices, or Phi-3's `ffn_up` holding the gate's rows first.
+            let (gate, up) = if config.fused_gate_up {
+                let mut w = ld.matrix_parts(&n("ffn_up"), d, &[ff, ff])?.into_iter();
+                match (w.next(), w.next()) {
+                    (Some(g), Some(u)) => (g, u),
+                    _ => {
+                        return Err(NnError::InvalidArgument {
+                            reason: "fused gate/up split".into(),
+                        })
+                    }
+                }
+            } else {
+                (
+                    ld.matrix(&n("ffn_gate"), d, ff)?,
+                    ld.matrix(&n("ffn_up"), d, ff)?,
+                )
+            };
             layers.push(LayerWeights {
                 qkv_bias,
-                attn_norm: ld.vector(&n("attn_norm"), d)?,
-                wq: ld.matrix(&n("attn_q"), d, nh * hd)?,
-                wk: ld.matrix(&n("attn_k"), d, nkv * hd)?,
-                wv: ld.matrix(&n("attn_v"), d, nkv * hd)?,
+                attn_norm,
+                wq,
+                wk,
+                wv,
                 wo: ld.matrix(&n("attn_output"), nh * hd, d)?,
                 q_norm: ld.opt_vector(&n("attn_q_norm"), hd, config.qk_norm)?,
                 k_norm: ld.opt_vector(&n("attn_k_norm"), hd, config.qk_norm)?,
                 post_attn_norm: ld.opt_vector(&n("post_attention_norm"), d, config.post_norms)?,
                 ffn_norm: ld.vector(&n("ffn_norm"), d)?,
-                gate: ld.matrix(&n("ffn_gate"), d, ff)?,
-                up: ld.matrix(&n("ffn_up"), d, ff)?,
+                gate,
+                up,
                 down: ld.matrix(&n("ffn_down"), ff, d)?,
                 post_ffn_norm: ld.opt_vector(&n("post_ffw_norm"), d, config.post_norms)?,
             });
@@ -461,12 +573,26 @@ impl Decoder {
         drop(used);
         Ok(Decoder {
             config,
+            long_rope,
             backend,
             token_embd,
             output_norm,
             output,
             layers,
         })
+    }
+
+    /// Sets what depends on the context length sessions use: LongRoPE's long rope divisors
+    /// beyond the original context, the short ones up to it (llama.cpp decides by its
+    /// context's length per sequence). Without LongRoPE factors, nothing.
+    pub fn use_context(&mut self, n_ctx: usize) {
+        if let (Some(factors), Some(orig)) = (&self.long_rope, self.config.long_rope) {
+            let (short, long) = &**factors;
+            let f = if n_ctx > orig { long } else { short };
+            for l in &mut self.config.layers {
+                l.rope.freq_factors = Some(f.clone());
+            }
+        }
     }
 
     /// The hyperparameters.

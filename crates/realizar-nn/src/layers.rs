@@ -143,6 +143,9 @@ pub struct Rope {
     pub freq_scale: f32,
     /// Optional per-frequency divisors (`rope_freqs.weight`), `n_dims / 2` entries.
     pub freq_factors: Option<Vec<f32>>,
+    /// Magnitude factor of the rotation (ggml's `attn_factor`, `mscale`: cos and sin are
+    /// multiplied by it; `rope.scaling.attn_factor`, 1.0 without).
+    pub attn_factor: f32,
 }
 
 impl Rope {
@@ -159,8 +162,8 @@ impl Rope {
                 .copied()
                 .unwrap_or(1.0);
             let t = self.freq_scale * (theta / ff);
-            pair[0] = t.cos();
-            pair[1] = t.sin();
+            pair[0] = t.cos() * self.attn_factor;
+            pair[1] = t.sin() * self.attn_factor;
             theta *= theta_scale;
         }
     }
@@ -429,6 +432,7 @@ mod tests {
             freq_base: 10000.0,
             freq_scale: 1.0,
             freq_factors: None,
+            attn_factor: 1.0,
         };
         let mut cache = [0.0; 4];
         rope.fill_cache(3, &mut cache);

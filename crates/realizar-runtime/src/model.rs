@@ -529,6 +529,10 @@ fn build_gguf(
         Some(n) => n,
         None => decoder.config().context_length.clamp(1, 4096),
     };
+    // Long-context rope factors (Phi-3's LongRoPE) are chosen by the context, as llama.cpp
+    // chooses them by its context's length.
+    let mut decoder = decoder;
+    decoder.use_context(ctx);
     Ok(OpenedGguf {
         decoder: DecoderModel {
             path: path.to_path_buf(),
@@ -546,6 +550,8 @@ fn build_gguf(
 
 /// The network of a [`Model`].
 #[derive(Clone, Debug)]
+// One value per opened model, moved a few times at load: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Network {
     /// A decoder that generates text.
     Decoder(DecoderModel),

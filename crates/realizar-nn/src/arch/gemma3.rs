@@ -38,6 +38,7 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
         freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(1_000_000.0),
         freq_scale: m.rope_freq_scale()?,
         freq_factors: None,
+        attn_factor: m.rope_attn_factor()?,
     };
     let local = Rope {
         freq_base: LOCAL_ROPE_BASE,
@@ -79,6 +80,8 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
         qk_norm: true,
         qkv_bias: false,
         post_norms: true,
+        fused_gate_up: false,
+        long_rope: None,
         activation: Activation::GeluTanh,
         final_softcap: m.opt_positive("final_logit_softcapping")?,
         layers,

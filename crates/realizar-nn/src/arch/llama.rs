@@ -42,6 +42,7 @@ fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig
         freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(10000.0),
         freq_scale: m.rope_freq_scale()?,
         freq_factors: None,
+        attn_factor: m.rope_attn_factor()?,
     };
     Ok(DecoderConfig {
         arch: arch.into(),
@@ -60,6 +61,8 @@ fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig
         qk_norm: false,
         qkv_bias: false,
         post_norms: false,
+        fused_gate_up: false,
+        long_rope: None,
         activation: Activation::Silu,
         final_softcap: None,
         layers: (0..n_layer)

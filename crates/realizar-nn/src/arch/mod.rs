@@ -4,13 +4,14 @@
 
 pub mod gemma3;
 pub mod llama;
+pub mod phi3;
 pub mod qwen;
 
 use crate::source::{ModelSource, SourceError};
 use crate::{DecoderConfig, NnError};
 
 /// The architectures this crate implements, by `general.architecture` value.
-pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "smollm3"];
+pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "smollm3", "phi3"];
 
 /// The decoder configuration of a model, by its `general.architecture`.
 pub fn config_from_source(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
@@ -25,6 +26,7 @@ pub fn config_from_source(file: &dyn ModelSource) -> Result<DecoderConfig, NnErr
         "qwen2" => qwen::qwen2(file),
         "qwen3" => qwen::qwen3(file),
         "smollm3" => llama::smollm3(file),
+        "phi3" => phi3::config(file),
         other => Err(NnError::UnknownArchitecture { name: other.into() }),
     }
 }
@@ -167,6 +169,14 @@ impl Meta<'_> {
             }),
             v => Ok(v),
         }
+    }
+
+    /// `rope.scaling.attn_factor`: the rotation's magnitude factor (llama.cpp reads it for
+    /// every architecture), 1.0 without.
+    pub fn rope_attn_factor(&self) -> Result<f32, NnError> {
+        Ok(self
+            .opt_positive("rope.scaling.attn_factor")?
+            .unwrap_or(1.0))
     }
 
     /// `rope.scaling.*`: the linear frequency scale (1 / factor), 1.0 without scaling.

@@ -37,6 +37,7 @@ fn config(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig, N
         freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(10000.0),
         freq_scale: m.rope_freq_scale()?,
         freq_factors: None,
+        attn_factor: m.rope_attn_factor()?,
     };
     if rope.n_dims != head_dim {
         // Both graphs rotate whole heads (llama.cpp asserts n_rot == head size).
@@ -66,6 +67,8 @@ fn config(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig, N
         qk_norm: qwen3,
         qkv_bias: !qwen3,
         post_norms: false,
+        fused_gate_up: false,
+        long_rope: None,
         activation: Activation::Silu,
         final_softcap: None,
         layers: (0..n_layer)

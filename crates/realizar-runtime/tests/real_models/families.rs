@@ -78,6 +78,10 @@ fn refs_json(kind: &str) -> ((Vec<Run>, Option<f64>), String) {
 }
 
 fn load(kind: &str) -> DecoderModel {
+    load_ctx(kind, 1024)
+}
+
+fn load_ctx(kind: &str, ctx: usize) -> DecoderModel {
     let path = transplanted(kind);
     let (_, sha) = refs_json(kind);
     assert_eq!(
@@ -89,7 +93,7 @@ fn load(kind: &str) -> DecoderModel {
     DecoderModel::load(
         &path,
         &LoadOptions {
-            ctx: Some(1024),
+            ctx: Some(ctx),
             ..LoadOptions::default()
         },
     )
@@ -198,7 +202,8 @@ fn check_perplexity(kind: &str) {
     let expected = expected.unwrap_or_else(|| panic!("{kind}: no reference perplexity"));
     let text = std::fs::read_to_string(refs_dir().join("llamacpp").join("ppl_bridges.txt"))
         .expect("ppl_bridges.txt");
-    let m = load(kind);
+    // llama-perplexity -c 128 runs a context of 128 (which picks LongRoPE's short factors).
+    let m = load_ctx(kind, 128);
     let tok = m
         .with_gguf(realizar_runtime::tokenizer_load::tokenizer_from_gguf)
         .expect("parse")
@@ -249,6 +254,26 @@ fn smollm3_matches_llama_cpp() {
 #[test]
 fn smollm3_perplexity_matches_llama_cpp() {
     check_perplexity("smollm3");
+}
+
+#[test]
+fn phi3_matches_llama_cpp() {
+    check_family("phi3");
+}
+
+#[test]
+fn phi3_perplexity_matches_llama_cpp() {
+    check_perplexity("phi3");
+}
+
+#[test]
+fn phi3_long_rope_matches_llama_cpp() {
+    check_family("phi3-long");
+}
+
+#[test]
+fn phi3_long_rope_perplexity_matches_llama_cpp() {
+    check_perplexity("phi3-long");
 }
 
 #[test]

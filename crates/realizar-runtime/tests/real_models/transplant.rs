@@ -11,6 +11,10 @@
 //! - `llama3`: llama as Llama 3.x writes it: `rope_freqs.weight` from the `llama3` rope
 //!   scaling rule (factor 8, low/high frequency factors 1 and 4, original context 8192) and
 //!   the `llama-bpe` pre-tokenizer.
+//! - `phi3`, `phi3-long`: NeoX layout with Q/K/V fused into `attn_qkv` and gate/up into one
+//!   `ffn_up` (gate first), 3/4 of each head rotated, seeded LongRoPE short/long factors and
+//!   attention factor 1.1; `phi3-long`'s original context (512) is below the tests' 1024, so
+//!   it runs on the long factors.
 //! - `smollm3`: SmolLM2's tensors as `smollm3` (llama's block; every fourth layer without
 //!   rotary embedding).
 #![allow(dead_code)]
@@ -22,7 +26,7 @@ use realizar_format_gguf::{GgmlType, GgufFile, GgufWriter, OwnedValue};
 use crate::common::{model_path, workspace_root};
 
 /// The architectures made here.
-pub const KINDS: [&str; 4] = ["qwen2", "qwen3", "llama3", "smollm3"];
+pub const KINDS: [&str; 6] = ["qwen2", "qwen3", "llama3", "smollm3", "phi3", "phi3-long"];
 
 /// Bumped whenever the generator changes what it writes (the file name carries it, so a
 /// stale file is never used).
@@ -141,9 +145,11 @@ pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
     let arch = match kind {
         "qwen2" | "qwen3" | "smollm3" => kind,
         "llama3" => "llama",
+        "phi3" | "phi3-long" => "phi3",
         other => panic!("unknown transplant {other}"),
     };
-    let neox = arch == "qwen2" || arch == "qwen3";
+    let neox = matches!(arch, "qwen2" | "qwen3" | "phi3");
+    let fused = arch == "phi3";
     let n_head = f.get_u32("llama.attention.head_count").unwrap() as usize;
     let n_head_kv = f.get_u32("llama.attention.head_count_kv").unwrap() as usize;
     let n_embd = f.get_u32("llama.embedding_length").unwrap() as usize;
@@ -165,14 +171,19 @@ pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
         w.add_metadata(&key, value.to_owned_value());
     }
     w.add_metadata("general.architecture", OwnedValue::String(arch.into()));
+    // llama.cpp gives special tokens strip attributes when the name contains "phi-3" or
+    // "phi3" (not implemented here yet): the Phi-3 transplants are named without it.
+    let label = if arch == "phi3" { "p3-layout" } else { kind };
     w.add_metadata(
         "general.name",
-        OwnedValue::String(format!("SmolLM2-135M as {kind} (test transplant)")),
+        OwnedValue::String(format!("SmolLM2-135M as {label} (test transplant)")),
     );
     if kind == "llama3" {
         w.add_metadata("tokenizer.ggml.pre", OwnedValue::String("llama-bpe".into()));
     }
 
+    let mut qkv: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    let mut gate_up: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
     for t in f.tensors() {
         let data = f.tensor_data(t.name).expect("tensor data");
         let is_q = t.name.ends_with("attn_q.weight");
@@ -183,8 +194,72 @@ pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
         } else {
             data.to_vec()
         };
+        if fused {
+            // Phi-3: Q, K, V rows into one attn_qkv, gate then up rows into one ffn_up.
+            let block = t
+                .name
+                .rsplit_once('.')
+                .and_then(|(a, _)| a.rsplit_once('.'))
+                .map(|(b, _)| b.to_string());
+            match (block, t.name.rsplit('.').nth(1)) {
+                (Some(b), Some("attn_q" | "attn_k" | "attn_v")) => {
+                    qkv.entry(b).or_default();
+                    continue;
+                }
+                (Some(b), Some("ffn_gate" | "ffn_up")) => {
+                    gate_up.entry(b).or_default();
+                    continue;
+                }
+                _ => {}
+            }
+        }
         w.add_tensor(t.name, &t.dims, t.ty, data)
             .expect("add tensor");
+    }
+    for b in qkv.keys() {
+        let mut bytes = Vec::new();
+        let (mut rows, mut ty, mut cols) = (0, None, 0);
+        for part in ["attn_q", "attn_k", "attn_v"] {
+            let name = format!("{b}.{part}.weight");
+            let t = f.tensor(&name).expect("q/k/v");
+            let data = f.tensor_data(&name).unwrap();
+            let heads = if part == "attn_q" { n_head } else { n_head_kv };
+            let data = if part == "attn_v" {
+                data.to_vec()
+            } else {
+                unpermute_rows(data, t.dims[1] as usize, heads, hd)
+            };
+            bytes.extend_from_slice(&data);
+            rows += t.dims[1];
+            cols = t.dims[0];
+            ty = Some(t.ty);
+        }
+        w.add_tensor(
+            &format!("{b}.attn_qkv.weight"),
+            &[cols, rows],
+            ty.unwrap(),
+            bytes,
+        )
+        .expect("qkv");
+    }
+    for b in gate_up.keys() {
+        let mut bytes = Vec::new();
+        let (mut rows, mut ty, mut cols) = (0, None, 0);
+        for part in ["ffn_gate", "ffn_up"] {
+            let name = format!("{b}.{part}.weight");
+            let t = f.tensor(&name).expect("gate/up");
+            bytes.extend_from_slice(f.tensor_data(&name).unwrap());
+            rows += t.dims[1];
+            cols = t.dims[0];
+            ty = Some(t.ty);
+        }
+        w.add_tensor(
+            &format!("{b}.ffn_up.weight"),
+            &[cols, rows],
+            ty.unwrap(),
+            bytes,
+        )
+        .expect("gate_up");
     }
     let n_layer = f.get_u32("llama.block_count").unwrap() as usize;
     match kind {
@@ -246,6 +321,35 @@ pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
         }
         // The same tensors; every fourth layer now has no rotary embedding.
         "smollm3" => {}
+        "phi3" | "phi3-long" => {
+            // Partial rotary (3/4 of each head, as Phi-4-mini), LongRoPE factors and
+            // magnitude; the long variant's original context is below the tests' 1024.
+            let n_rot = hd * 3 / 4;
+            w.add_metadata("phi3.rope.dimension_count", OwnedValue::U32(n_rot as u32));
+            let orig = if kind == "phi3" { 4096 } else { 512 };
+            w.add_metadata(
+                "phi3.rope.scaling.original_context_length",
+                OwnedValue::U32(orig),
+            );
+            w.add_metadata("phi3.rope.scaling.attn_factor", OwnedValue::F32(1.1));
+            for name in ["rope_factors_short", "rope_factors_long"] {
+                let base = if name == "rope_factors_short" {
+                    1.0
+                } else {
+                    2.0
+                };
+                let v: Vec<f32> = (0..n_rot / 2)
+                    .map(|i| base + i as f32 * 0.05 + 0.1 * rng.next())
+                    .collect();
+                w.add_tensor(
+                    &format!("{name}.weight"),
+                    &[v.len() as u64],
+                    GgmlType::F32,
+                    f32_bytes(&v),
+                )
+                .expect("rope factors");
+            }
+        }
         _ => unreachable!(),
     }
     w.to_bytes()
