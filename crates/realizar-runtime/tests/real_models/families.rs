@@ -277,6 +277,16 @@ fn phi3_long_rope_perplexity_matches_llama_cpp() {
 }
 
 #[test]
+fn llama_with_sentencepiece_and_explicit_head_size_matches_llama_cpp() {
+    check_family("llama-spm");
+}
+
+#[test]
+fn llama_with_sentencepiece_perplexity_matches_llama_cpp() {
+    check_perplexity("llama-spm");
+}
+
+#[test]
 fn qwen2_perplexity_matches_llama_cpp() {
     check_perplexity("qwen2");
 }

@@ -15,6 +15,7 @@
 //!   `ffn_up` (gate first), 3/4 of each head rotated, seeded LongRoPE short/long factors and
 //!   attention factor 1.1; `phi3-long`'s original context (512) is below the tests' 1024, so
 //!   it runs on the long factors.
+//! - `llama-spm`: llama as Mistral writes it, from Gemma3 270M (`llama_from_gemma3`).
 //! - `smollm3`: SmolLM2's tensors as `smollm3` (llama's block; every fourth layer without
 //!   rotary embedding).
 #![allow(dead_code)]
@@ -26,7 +27,15 @@ use realizar_format_gguf::{GgmlType, GgufFile, GgufWriter, OwnedValue};
 use crate::common::{model_path, workspace_root};
 
 /// The architectures made here.
-pub const KINDS: [&str; 6] = ["qwen2", "qwen3", "llama3", "smollm3", "phi3", "phi3-long"];
+pub const KINDS: [&str; 7] = [
+    "qwen2",
+    "qwen3",
+    "llama3",
+    "smollm3",
+    "phi3",
+    "phi3-long",
+    "llama-spm",
+];
 
 /// Bumped whenever the generator changes what it writes (the file name carries it, so a
 /// stale file is never used).
@@ -127,8 +136,7 @@ pub fn transplanted(kind: &str) -> PathBuf {
         return path;
     }
     std::fs::create_dir_all(&dir).expect("create target/transplant");
-    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
-    let bytes = transplant(&src, kind);
+    let bytes = source_and_transplant(kind);
     // Written under a temporary name first: tests run in parallel.
     let tmp = dir.join(format!(
         "smollm2-{kind}-v{VERSION}.{}.tmp",
@@ -137,6 +145,88 @@ pub fn transplanted(kind: &str) -> PathBuf {
     std::fs::write(&tmp, &bytes).expect("write transplant");
     std::fs::rename(&tmp, &path).expect("rename transplant");
     path
+}
+
+/// The transplant `kind` from its source model's bytes.
+fn source_and_transplant(kind: &str) -> Vec<u8> {
+    if kind == "llama-spm" {
+        let src = std::fs::read(model_path("gemma3-270m")).expect("read Gemma3");
+        return llama_from_gemma3(&src);
+    }
+    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
+    transplant(&src, kind)
+}
+
+/// llama as Mistral writes it, from Gemma3 270M: a SentencePiece vocabulary (Gemma's, with
+/// the space prefix Llama 2 / Mistral vocabularies add), an explicit head size that is not
+/// width / heads (256 × 4 heads on a width of 640, as Mistral Nemo's 128 × 32 on 5120), Q/K
+/// rows permuted from NeoX to llama's interleaved layout, Gemma's Q5_0 / Q4_K / Q6_K / Q8_0
+/// weights, and what llama has no place for dropped (post-norms, Q/K norms).
+pub fn llama_from_gemma3(src: &[u8]) -> Vec<u8> {
+    let f = GgufFile::parse(src).expect("parse Gemma3");
+    let n_head = f.get_u32("gemma3.attention.head_count").unwrap() as usize;
+    let n_head_kv = f.get_u32("gemma3.attention.head_count_kv").unwrap() as usize;
+    let hd = f.get_u32("gemma3.attention.key_length").unwrap() as usize;
+    let mut w = GgufWriter::new();
+    for (key, value) in f.metadata() {
+        if matches!(key, "general.alignment" | "gemma3.attention.sliding_window") {
+            continue;
+        }
+        let key = match key.strip_prefix("gemma3.") {
+            Some(rest) => format!("llama.{rest}"),
+            None => key.to_string(),
+        };
+        w.add_metadata(&key, value.to_owned_value());
+    }
+    w.add_metadata("general.architecture", OwnedValue::String("llama".into()));
+    w.add_metadata(
+        "general.name",
+        OwnedValue::String("Gemma3-270M as llama-spm (test transplant)".into()),
+    );
+    w.add_metadata("tokenizer.ggml.add_space_prefix", OwnedValue::Bool(true));
+    for t in f.tensors() {
+        if [
+            "post_attention_norm",
+            "post_ffw_norm",
+            "attn_q_norm",
+            "attn_k_norm",
+        ]
+        .iter()
+        .any(|p| t.name.contains(p))
+        {
+            continue;
+        }
+        let data = f.tensor_data(t.name).expect("tensor data");
+        let data = if t.name.ends_with("attn_q.weight") || t.name.ends_with("attn_k.weight") {
+            let heads = if t.name.ends_with("attn_q.weight") {
+                n_head
+            } else {
+                n_head_kv
+            };
+            permute_rows(data, t.dims[1] as usize, heads, hd)
+        } else {
+            data.to_vec()
+        };
+        w.add_tensor(t.name, &t.dims, t.ty, data)
+            .expect("add tensor");
+    }
+    w.to_bytes()
+}
+
+/// The inverse of [`unpermute_rows`]: NeoX (Hugging Face) rows into llama's interleaved layout.
+fn permute_rows(data: &[u8], rows: usize, heads: usize, hd: usize) -> Vec<u8> {
+    let row_bytes = data.len() / rows;
+    assert_eq!(rows, heads * hd);
+    let mut out = vec![0u8; data.len()];
+    for head in 0..heads {
+        for h in 0..hd {
+            let dst = head * hd + 2 * (h % (hd / 2)) + h / (hd / 2);
+            let src = head * hd + h;
+            out[dst * row_bytes..(dst + 1) * row_bytes]
+                .copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+        }
+    }
+    out
 }
 
 /// SmolLM2's file rewritten as `kind` (see the module docs).
@@ -414,10 +504,9 @@ pub fn sha256_hex(path: &std::path::Path) -> String {
 /// references were made on exactly these bytes; `families.rs` checks their sha256).
 #[test]
 fn transplants_are_deterministic() {
-    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
     for kind in KINDS {
         let path = transplanted(kind);
-        let again = transplant(&src, kind);
+        let again = source_and_transplant(kind);
         assert!(std::fs::read(&path).expect("read") == again, "{kind}");
         GgufFile::parse(&again).expect("a valid GGUF");
     }
