@@ -48,6 +48,14 @@ PY
 done
 rm -f "$OUT/pretok.tmp.json"
 
+# Chats as llama-server answers them with a built-in template (greedy, up to EOG).
+for pair in qwen2:chatml llama-spm:llama2 phi3:phi3 llama3:llama3; do
+  kind=${pair%%:*}; tmpl=${pair#*:}
+  file=$(ls "$ROOT"/target/transplant/smollm2-"$kind"-v*.gguf | sort -V | tail -1)
+  [ -f "$file" ] || continue
+  "$REFGEN" --chat-run "$file" "$tmpl" "$OUT/chat_conv.txt" 48 > "$OUT/chat_$kind.json"
+done
+
 for kind in ${KINDS[@]+"${KINDS[@]}"}; do
   file=$(ls "$ROOT"/target/transplant/smollm2-"$kind"-v*.gguf | sort -V | tail -1)
   echo "== $kind: $file" >&2

@@ -133,7 +133,88 @@ static int tokenize_refs(const char * path, const char * lines_path) {
     return 0;
 }
 
+// `refgen --chat-run MODEL TEMPLATE CONVERSATION N`: a chat as llama-server answers it with a
+// built-in template at temperature 0: the conversation (refgen --chat's format) rendered by
+// llama_chat_apply_template(TEMPLATE, add_ass), tokenized with add_special and special parsing,
+// then up to N greedy tokens, stopping at an end-of-generation token (not included):
+// {"prompt", "prompt_ids", "greedy_ids", "greedy_margin", "greedy_bytes", "text"}.
+static int chat_run(const char * path, const char * tmpl, const char * conv_path, int n_predict) {
+    std::ifstream f(conv_path);
+    std::stringstream ss; ss << f.rdbuf();
+    std::string c = ss.str();
+    std::vector<std::pair<std::string, std::string>> msgs;
+    size_t m = 0;
+    while (m <= c.size()) {
+        size_t me = c.find('\x1d', m);
+        std::string msg = c.substr(m, me == std::string::npos ? std::string::npos : me - m);
+        size_t sep = msg.find('\x1f');
+        msgs.push_back({msg.substr(0, sep), msg.substr(sep + 1)});
+        if (me == std::string::npos) break;
+        m = me + 1;
+    }
+    std::vector<llama_chat_message> chat;
+    for (auto & x : msgs) chat.push_back({x.first.c_str(), x.second.c_str()});
+    std::vector<char> buf(1 << 20);
+    int n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, buf.data(), (int) buf.size());
+    if (n < 0 || n > (int) buf.size()) { fprintf(stderr, "refgen: template %s failed\n", tmpl); return 1; }
+    std::string prompt(buf.data(), n);
+
+    llama_log_set([](ggml_log_level, const char *, void *) {}, nullptr);
+    llama_backend_init();
+    llama_model * model = llama_model_load_from_file(path, llama_model_default_params());
+    if (!model) { fprintf(stderr, "refgen: cannot load %s\n", path); return 1; }
+    const llama_vocab * vocab = llama_model_get_vocab(model);
+    const int n_vocab = llama_vocab_n_tokens(vocab);
+    auto cp = llama_context_default_params();
+    cp.n_ctx = 1024; cp.n_batch = 512; cp.n_ubatch = 512;
+    cp.n_threads = 2; cp.n_threads_batch = 2;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    llama_context * ctx = llama_init_from_model(model, cp);
+    std::vector<llama_token> ids(prompt.size() + 8);
+    int np = llama_tokenize(vocab, prompt.c_str(), (int) prompt.size(), ids.data(), (int) ids.size(), true, true);
+    if (np < 0) { fprintf(stderr, "refgen: tokenize failed\n"); return 1; }
+    ids.resize(np);
+    if (llama_decode(ctx, llama_batch_get_one(ids.data(), np)) != 0) { fprintf(stderr, "refgen: decode failed\n"); return 1; }
+    std::vector<llama_token> out;
+    std::vector<float> margins;
+    for (int s = 0; s < n_predict; s++) {
+        auto t = top_k(llama_get_logits_ith(ctx, -1), n_vocab, 2);
+        llama_token next = t[0].id;
+        if (llama_vocab_is_eog(vocab, next)) break;
+        out.push_back(next);
+        margins.push_back(t[0].logit - t[1].logit);
+        if (llama_decode(ctx, llama_batch_get_one(&next, 1)) != 0) { fprintf(stderr, "refgen: decode failed\n"); return 1; }
+    }
+    std::vector<char> text(1 << 16);
+    int nt = llama_detokenize(vocab, out.data(), (int) out.size(), text.data(), (int) text.size(), false, false);
+    if (nt < 0) { fprintf(stderr, "refgen: detokenize failed\n"); return 1; }
+    printf("{\"template\": "); json_str(tmpl);
+    printf(", \"prompt\": "); json_str(prompt);
+    printf(", \"prompt_ids\": [");
+    for (int i = 0; i < np; i++) printf("%s%d", i ? "," : "", ids[i]);
+    printf("], \"greedy_ids\": [");
+    for (size_t i = 0; i < out.size(); i++) printf("%s%d", i ? "," : "", out[i]);
+    printf("], \"greedy_margin\": [");
+    for (size_t i = 0; i < margins.size(); i++) printf("%s%.5f", i ? "," : "", margins[i]);
+    printf("], \"greedy_bytes\": [");
+    for (size_t i = 0; i < out.size(); i++) {
+        char piece[256];
+        int pn = llama_token_to_piece(vocab, out[i], piece, sizeof(piece), 0, false);
+        printf("%s[", i ? "," : "");
+        for (int j = 0; j < pn; j++) printf("%s%d", j ? "," : "", (unsigned char) piece[j]);
+        printf("]");
+    }
+    printf("], \"text\": "); json_str(std::string(text.data(), nt));
+    printf("}\n");
+    llama_free(ctx);
+    llama_model_free(model);
+    return 0;
+}
+
 int main(int argc, char ** argv) {
+    if (argc == 6 && std::string(argv[1]) == "--chat-run") {
+        return chat_run(argv[2], argv[3], argv[4], atoi(argv[5]));
+    }
     if (argc == 4 && std::string(argv[1]) == "--tokenize") {
         return tokenize_refs(argv[2], argv[3]);
     }
