@@ -115,6 +115,8 @@ pub fn mutants(args: &[String]) -> Result<()> {
     ensure_cargo_tool("mutants", "cargo-mutants")?;
     for g in &groups {
         let out = out_dir(g.name, shard.as_deref());
+        // cargo-mutants creates `mutants.out` inside it, but not the folders above.
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let mut cmd = match minutes {
             // The time box: the run stops there and the score is of what ran.
             Some(m) => {
