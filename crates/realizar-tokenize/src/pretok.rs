@@ -367,7 +367,6 @@ fn split_gpt2(s: &Seg<'_>, out: &mut Vec<Range<usize>>) {
 }
 
 fn split_llama3(s: &Seg<'_>, max_digits: usize, out: &mut Vec<Range<usize>>) {
-    let is_crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
     let mut pos = s.start;
     let mut prev = s.start;
     while pos < s.end {
@@ -417,55 +416,53 @@ fn split_llama3(s: &Seg<'_>, max_digits: usize, out: &mut Vec<Range<usize>>) {
             push(out, &mut prev, pos);
             continue;
         }
-        // <space>?[^\s\p{L}\p{N}]+[\r\n]*
-        let fl2 = if cpt == ' ' { s.fl(pos + 1) } else { fl };
-        if fl2.0 & (Flags::WHITESPACE | Flags::LETTER | Flags::NUMBER) == 0 && fl.is_defined() {
-            pos += usize::from(cpt == ' ');
-            while s.fl(pos).is_other_symbol() {
-                pos += 1;
-            }
-            while is_crlf(s.cpt(pos)) {
-                pos += 1;
-            }
-            push(out, &mut prev, pos);
-            continue;
-        }
-        let mut nws = 0;
-        let mut last_crlf_end = 0;
-        while s.fl(pos + nws).is_whitespace() {
-            if is_crlf(s.cpt(pos + nws)) {
-                last_crlf_end = pos + nws + 1;
-            }
-            nws += 1;
-        }
-        // \s*[\r\n]+
-        if last_crlf_end > 0 {
-            pos = last_crlf_end;
-            push(out, &mut prev, pos);
-            continue;
-        }
-        // \s+(?!\S)
-        if nws > 1 && s.cpt(pos + nws).is_some() {
-            pos += nws - 1;
-            push(out, &mut prev, pos);
-            continue;
-        }
-        // \s+
-        if nws > 0 {
-            pos += nws;
-            push(out, &mut prev, pos);
-            continue;
-        }
-        pos += 1;
+        pos = symbols_or_spaces(s, pos, false);
         push(out, &mut prev, pos);
     }
     push(out, &mut prev, s.end);
 }
 
+/// The end of the match at `pos` of the alternatives Llama 3's, Tekken's and GPT-4o's regexes
+/// end with: `<space>?[^\s\p{L}\p{N}]+[\r\n]*` (`[\r\n/]*` with `slash`), `\s*[\r\n]+`,
+/// `\s+(?!\S)`, `\s+`, else the one character.
+fn symbols_or_spaces(s: &Seg<'_>, pos: usize, slash: bool) -> usize {
+    let is_crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+    let (Some(cpt), fl) = (s.cpt(pos), s.fl(pos)) else {
+        return pos + 1;
+    };
+    let fl2 = if cpt == ' ' { s.fl(pos + 1) } else { fl };
+    if fl2.0 & (Flags::WHITESPACE | Flags::LETTER | Flags::NUMBER) == 0 && fl.is_defined() {
+        let mut p = pos + usize::from(cpt == ' ');
+        while s.fl(p).is_other_symbol() {
+            p += 1;
+        }
+        while is_crlf(s.cpt(p)) || (slash && s.cpt(p) == Some('/')) {
+            p += 1;
+        }
+        return p;
+    }
+    let mut nws = 0;
+    let mut last_crlf_end = 0;
+    while s.fl(pos + nws).is_whitespace() {
+        if is_crlf(s.cpt(pos + nws)) {
+            last_crlf_end = pos + nws + 1;
+        }
+        nws += 1;
+    }
+    if last_crlf_end > 0 {
+        last_crlf_end
+    } else if nws > 1 && s.cpt(pos + nws).is_some() {
+        pos + nws - 1
+    } else if nws > 0 {
+        pos + nws
+    } else {
+        pos + 1
+    }
+}
+
 /// Tekken's and GPT-4o's regex (see [`Stage::Cased`]), matched as `std::regex` would: the
 /// greedy `U*` gives back letters until an `L` follows.
 fn split_cased(s: &Seg<'_>, contractions: bool, max_digits: usize, out: &mut Vec<Range<usize>>) {
-    let is_crlf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
     // U: a letter other than a-z; L: a letter other than A-Z.
     let upper = |i: usize| s.fl(i).is_letter() && !s.cpt(i).is_some_and(|c| c.is_ascii_lowercase());
     let lower = |i: usize| s.fl(i).is_letter() && !s.cpt(i).is_some_and(|c| c.is_ascii_uppercase());
@@ -531,46 +528,7 @@ fn split_cased(s: &Seg<'_>, contractions: bool, max_digits: usize, out: &mut Vec
             push(out, &mut prev, pos);
             continue;
         }
-        // <space>?[^\s\p{L}\p{N}]+[\r\n/]*
-        let fl2 = if cpt == ' ' { s.fl(pos + 1) } else { fl };
-        if fl2.0 & (Flags::WHITESPACE | Flags::LETTER | Flags::NUMBER) == 0 && fl.is_defined() {
-            pos += usize::from(cpt == ' ');
-            while s.fl(pos).is_other_symbol() {
-                pos += 1;
-            }
-            while is_crlf(s.cpt(pos)) || s.cpt(pos) == Some('/') {
-                pos += 1;
-            }
-            push(out, &mut prev, pos);
-            continue;
-        }
-        let mut nws = 0;
-        let mut last_crlf_end = 0;
-        while s.fl(pos + nws).is_whitespace() {
-            if is_crlf(s.cpt(pos + nws)) {
-                last_crlf_end = pos + nws + 1;
-            }
-            nws += 1;
-        }
-        // \s*[\r\n]+
-        if last_crlf_end > 0 {
-            pos = last_crlf_end;
-            push(out, &mut prev, pos);
-            continue;
-        }
-        // \s+(?!\S)
-        if nws > 1 && s.cpt(pos + nws).is_some() {
-            pos += nws - 1;
-            push(out, &mut prev, pos);
-            continue;
-        }
-        // \s+
-        if nws > 0 {
-            pos += nws;
-            push(out, &mut prev, pos);
-            continue;
-        }
-        pos += 1;
+        pos = symbols_or_spaces(s, pos, true);
         push(out, &mut prev, pos);
     }
     push(out, &mut prev, s.end);
