@@ -32,14 +32,7 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
     let eps = m
         .opt_positive("attention.layer_norm_rms_epsilon")?
         .unwrap_or(1e-6);
-    let global = Rope {
-        n_dims: m.opt_count("rope.dimension_count")?.unwrap_or(head_dim),
-        layout: RopeLayout::Neox,
-        freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(1_000_000.0),
-        freq_scale: m.rope_freq_scale()?,
-        freq_factors: None,
-        attn_factor: m.rope_attn_factor()?,
-    };
+    let global = m.rope(RopeLayout::Neox, head_dim, 1_000_000.0)?;
     let local = Rope {
         freq_base: LOCAL_ROPE_BASE,
         freq_scale: 1.0,

@@ -3,7 +3,7 @@
 //! Follows llama.cpp src/models/llama.cpp.
 
 use super::{Meta, Shape};
-use crate::layers::{Rope, RopeLayout};
+use crate::layers::RopeLayout;
 use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
@@ -32,18 +32,10 @@ fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig
         n_ff,
         head_dim,
     } = m.shape()?;
-    let n_rot = m.opt_count("rope.dimension_count")?.unwrap_or(head_dim);
     let eps = m
         .opt_positive("attention.layer_norm_rms_epsilon")?
         .unwrap_or(1e-5);
-    let rope = Rope {
-        n_dims: n_rot,
-        layout: RopeLayout::Normal,
-        freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(10000.0),
-        freq_scale: m.rope_freq_scale()?,
-        freq_factors: None,
-        attn_factor: m.rope_attn_factor()?,
-    };
+    let rope = m.rope(RopeLayout::Normal, head_dim, 10000.0)?;
     Ok(DecoderConfig {
         arch: arch.into(),
         n_vocab: 0,

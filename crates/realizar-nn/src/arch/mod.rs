@@ -7,6 +7,7 @@ pub mod llama;
 pub mod phi3;
 pub mod qwen;
 
+use crate::layers::{Rope, RopeLayout};
 use crate::source::{ModelSource, SourceError};
 use crate::{DecoderConfig, NnError};
 
@@ -169,6 +170,25 @@ impl Meta<'_> {
             }),
             v => Ok(v),
         }
+    }
+
+    /// The rotary embedding every layer of a family shares: `rope.dimension_count` dimensions
+    /// (default: the whole head) in `layout`, base `rope.freq_base` (default `default_base`),
+    /// the linear scaling and the magnitude factor; no per-frequency divisors.
+    pub fn rope(
+        &self,
+        layout: RopeLayout,
+        head_dim: usize,
+        default_base: f32,
+    ) -> Result<Rope, NnError> {
+        Ok(Rope {
+            n_dims: self.opt_count("rope.dimension_count")?.unwrap_or(head_dim),
+            layout,
+            freq_base: self.opt_positive("rope.freq_base")?.unwrap_or(default_base),
+            freq_scale: self.rope_freq_scale()?,
+            freq_factors: None,
+            attn_factor: self.rope_attn_factor()?,
+        })
     }
 
     /// `rope.scaling.attn_factor`: the rotation's magnitude factor (llama.cpp reads it for

@@ -9,7 +9,7 @@
 //! src/models/phi3.cpp.
 
 use super::{Meta, Shape};
-use crate::layers::{Rope, RopeLayout};
+use crate::layers::RopeLayout;
 use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
@@ -26,14 +26,7 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
     } = m.shape()?;
     let eps = m.required_positive("attention.layer_norm_rms_epsilon")?;
     let context_length = m.count("context_length")?;
-    let rope = Rope {
-        n_dims: m.opt_count("rope.dimension_count")?.unwrap_or(head_dim),
-        layout: RopeLayout::Neox,
-        freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(10000.0),
-        freq_scale: m.rope_freq_scale()?,
-        freq_factors: None,
-        attn_factor: m.rope_attn_factor()?,
-    };
+    let rope = m.rope(RopeLayout::Neox, head_dim, 10000.0)?;
     let original = m
         .opt_count("rope.scaling.original_context_length")?
         .unwrap_or(context_length);

@@ -5,7 +5,7 @@
 //! output to the token embedding. Follows llama.cpp src/models/qwen2.cpp and qwen3.cpp.
 
 use super::{Meta, Shape};
-use crate::layers::{Rope, RopeLayout};
+use crate::layers::RopeLayout;
 use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
@@ -31,14 +31,7 @@ fn config(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig, N
     } = m.shape()?;
     // llama.cpp requires the epsilon and the trained context of these families.
     let eps = m.required_positive("attention.layer_norm_rms_epsilon")?;
-    let rope = Rope {
-        n_dims: m.opt_count("rope.dimension_count")?.unwrap_or(head_dim),
-        layout: RopeLayout::Neox,
-        freq_base: m.opt_positive("rope.freq_base")?.unwrap_or(10000.0),
-        freq_scale: m.rope_freq_scale()?,
-        freq_factors: None,
-        attn_factor: m.rope_attn_factor()?,
-    };
+    let rope = m.rope(RopeLayout::Neox, head_dim, 10000.0)?;
     if rope.n_dims != head_dim {
         // Both graphs rotate whole heads (llama.cpp asserts n_rot == head size).
         return Err(NnError::BadHyperparameter {
