@@ -1,5 +1,5 @@
 //! Block layouts of the quantized types, bit-exact with `ggml/src/ggml-common.h`
-//! (`block_q4_0` … `block_q8_K`), and checked casts from raw bytes.
+//! (`block_q4_0` … `block_q8_K`, `block_iq4_nl`, `block_iq4_xs`), and checked casts from raw bytes.
 //!
 //! Each struct is `#[repr(C)]` with the field order of ggml-common.h and a compile-time size
 //! assertion. Fields holding `ggml_half` are [`half::f16`], so most blocks need 2-byte
@@ -177,6 +177,50 @@ pub struct BlockQ8K {
     pub bsums: [i16; QK_K / 16],
 }
 const _: () = assert!(core::mem::size_of::<BlockQ8K>() == 292);
+
+/// `block_iq4_nl`: f16 scale and 32 4-bit indices into [`KVALUES_IQ4NL`] (same nibble order as
+/// Q4_0: element `j` is the low nibble of `qs[j]`, element `j + 16` the high one).
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq4Nl {
+    /// Scale.
+    pub d: f16,
+    /// Nibbles (table indices).
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq4Nl>() == 18);
+
+/// `block_iq4_xs`: 256 elements in eight sub-blocks of 32; sub-block `ib` has the 6-bit scale
+/// `(scales_l[ib / 2] >> 4 (ib % 2)) & 15 | ((scales_h >> 2 ib) & 3) << 4`, minus 32, times `d`;
+/// each sub-block's 16 bytes of nibbles are ordered as in [`BlockIq4Nl`].
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq4Xs {
+    /// Super-block scale.
+    pub d: f16,
+    /// High two bits of the eight sub-block scales.
+    pub scales_h: u16,
+    /// Low four bits of the sub-block scales, two per byte.
+    pub scales_l: [u8; QK_K / 64],
+    /// Nibbles (table indices).
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq4Xs>() == 136);
+
+/// The 16 values of IQ4_NL and IQ4_XS indices (`kvalues_iq4nl` in ggml-common.h).
+pub const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+impl BlockIq4Xs {
+    /// The 6-bit scale of sub-block `ib < 8`, minus 32.
+    #[inline(always)]
+    pub fn scale(&self, ib: usize) -> i32 {
+        let lo = (self.scales_l.get(ib / 2).copied().unwrap_or(0) >> (4 * (ib % 2))) & 0x0F;
+        let hi = (self.scales_h >> (2 * ib)) & 3;
+        i32::from(lo) | i32::from(hi) << 4
+    }
+}
 
 /// Views `bytes` as `T`s (blocks of `ty`), checking length and alignment.
 pub(crate) fn cast<'a, T: Pod>(

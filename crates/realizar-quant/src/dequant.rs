@@ -279,3 +279,45 @@ pub(crate) fn q8_k(src: &[BlockQ8K], dst: &mut [f32]) {
         }
     }
 }
+
+/// The IQ4 table value of nibble `q`, as f32.
+#[inline(always)]
+fn iq4(q: u8) -> f32 {
+    f32::from(
+        KVALUES_IQ4NL
+            .get(usize::from(q & 0x0F))
+            .copied()
+            .unwrap_or(0),
+    )
+}
+
+/// `dequantize_row_iq4_nl`: `d * kvalues_iq4nl[q]`.
+pub(crate) fn iq4_nl(src: &[BlockIq4Nl], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
+        let d = b.d.to_f32();
+        let (lo, hi) = y.split_at_mut(QK / 2);
+        for ((q, y0), y1) in b.qs.iter().zip(lo).zip(hi) {
+            *y0 = d * iq4(q & 0x0F);
+            *y1 = d * iq4(q >> 4);
+        }
+    }
+}
+
+/// `dequantize_row_iq4_xs`: per sub-block `dl = d * (scale - 32)`, then `dl * kvalues_iq4nl[q]`.
+pub(crate) fn iq4_xs(src: &[BlockIq4Xs], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for (ib, (qs, y)) in
+            b.qs.chunks_exact(16)
+                .zip(y.chunks_exact_mut(32))
+                .enumerate()
+        {
+            let dl = d * (b.scale(ib) - 32) as f32;
+            let (lo, hi) = y.split_at_mut(16);
+            for ((q, y0), y1) in qs.iter().zip(lo).zip(hi) {
+                *y0 = dl * iq4(q & 0x0F);
+                *y1 = dl * iq4(q >> 4);
+            }
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Scalar dot products of a weight row with an activation row, the scalar twins of the SIMD
-//! kernels. Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K follow the float order of ggml's x86 AVX2 kernels
-//! (`ggml_vec_dot_*` in `ggml/src/ggml-cpu/arch/x86/quants.c`), Q4_K that of its repacked x86
-//! kernels (`ggml_gemv_q4_K_8x8_q8_K`, `arch/x86/repack.cpp`): what llama.cpp computes on x86.
+//! kernels. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K and IQ4_XS follow the float order of
+//! ggml's x86 AVX2 kernels (`ggml_vec_dot_*` in `ggml/src/ggml-cpu/arch/x86/quants.c`), Q4_K
+//! and IQ4_NL that of its repacked x86 kernels (`arch/x86/repack.cpp`), the `*_tiled` ones
+//! that of its tiled matmul (`ggml-cpu/tiled`): what llama.cpp computes on x86.
 //! The others follow ggml's reference kernels (`ggml_vec_dot_*_generic` in
 //! `ggml/src/ggml-cpu/quants.c`, `ggml_vec_dot_f32/f16/bf16` in `vec.cpp`). Integer sums are
 //! exact; float operations (with `mul_add` where ggml's compiled code fuses) come in ggml's order.
@@ -9,7 +10,7 @@
 use half::{bf16, f16};
 
 use crate::blocks::*;
-use crate::dequant::{q3_k_scales, q5_pair, q6_quad, scale_min_k4};
+use crate::dequant::{q3_k_scales, q6_quad, scale_min_k4};
 use crate::types::QK;
 
 pub(crate) fn f32s(x: &[f32], y: &[f32]) -> f32 {
@@ -109,20 +110,6 @@ pub(crate) fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     hsum8(&acc) + summs
 }
 
-/// Integer dot product of 5-bit quants (minus `offset`) with 32 int8 activations.
-#[inline(always)]
-pub(crate) fn q5_block_sum(qs: &[u8; QK / 2], qh: [u8; 4], offset: i32, q8: &[i8; QK]) -> i32 {
-    let qh = u32::from_le_bytes(qh);
-    let (lo, hi) = q8.split_at(QK / 2);
-    let (mut s0, mut s1) = (0i32, 0i32);
-    for (j, (a, b)) in lo.iter().zip(hi).enumerate() {
-        let (x0, x1) = q5_pair(qs, qh, j);
-        s0 += (x0 - offset) * *a as i32;
-        s1 += (x1 - offset) * *b as i32;
-    }
-    s0 + s1
-}
-
 /// `ggml_vec_dot_q5_0_q8_0`, AVX2 path (as [`q4_0_q8_0`]).
 pub(crate) fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     legacy_dot(x, y, |x, y| {
@@ -134,13 +121,19 @@ pub(crate) fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     })
 }
 
+/// `ggml_vec_dot_q5_1_q8_1`, AVX2 path (as [`q4_1_q8_1`], with the fifth bits).
 pub(crate) fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        let sumi = q5_block_sum(&x.qs, x.qh, 0, &y.qs);
-        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+        summs = x.m.to_f32().mul_add(y.s.to_f32(), summs);
+        let d = x.d.to_f32() * y.d.to_f32();
+        let lanes = block_lanes(|e| q5_at(&x.qs, x.qh, e) * at(&y.qs, e));
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
     }
-    sumf
+    hsum8(&acc) + summs
 }
 
 /// `ggml_vec_dot_q8_0_q8_0`, AVX2 path (as [`q4_0_q8_0`]); llamafile's tinyBLAS, which
@@ -313,37 +306,76 @@ pub(crate) fn q4_k_q8_k_grouped(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     acc - accm
 }
 
+/// The 256 values (0..32) of a Q5_K block, in element order.
+fn q5k_values(x: &BlockQ5K) -> [i32; 256] {
+    let mut v = [0i32; 256];
+    for (is, (q4, a)) in
+        x.qs.chunks_exact(32)
+            .zip(v.chunks_exact_mut(64))
+            .enumerate()
+    {
+        let (m1, m2) = (1u8 << (2 * is), 2u8 << (2 * is));
+        let (lo, hi) = a.split_at_mut(32);
+        for (((q, h), l), hh) in q4.iter().zip(&x.qh).zip(lo).zip(hi) {
+            *l = i32::from(q & 0xF) + if h & m1 != 0 { 16 } else { 0 };
+            *hh = i32::from(q >> 4) + if h & m2 != 0 { 16 } else { 0 };
+        }
+    }
+    v
+}
+
+/// `ggml_vec_dot_q5_K_q8_K`, AVX2 path: per super-block eight i32 lanes (lane `l` holds
+/// elements `4l..4l + 4` of every 32-element sub-block, times its scale),
+/// `acc = fma(d_y d_x, lane, acc)`; the mins in one scalar sum `fma(-d_y dmin_x, imin, summs)`
+/// (GCC contracts it); `hsum8(acc) + summs`.
 pub(crate) fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        let mut aux8 = [0i8; 256];
-        for (is, (q4, a)) in
-            x.qs.chunks_exact(32)
-                .zip(aux8.chunks_exact_mut(64))
-                .enumerate()
-        {
-            let (m1, m2) = (1u8 << (2 * is), 2u8 << (2 * is));
-            let (lo, hi) = a.split_at_mut(32);
-            for (((q, h), l), hh) in q4.iter().zip(&x.qh).zip(lo).zip(hi) {
-                *l = ((q & 0xF) + if h & m1 != 0 { 16 } else { 0 }) as i8;
-                *hh = ((q >> 4) + if h & m2 != 0 { 16 } else { 0 }) as i8;
+        let d = y.d * x.d.to_f32();
+        let dmin = -y.d * x.dmin.to_f32();
+        let (scales, imin) = k4_scales_mins(&x.scales, &y.bsums);
+        summs = dmin.mul_add(imin as f32, summs);
+        let v = q5k_values(x);
+        let mut lanes = [0i32; 8];
+        for ((q, q8), sc) in v.chunks_exact(32).zip(y.qs.chunks_exact(32)).zip(scales) {
+            let part = block_lanes(|e| q[e] * i32::from(q8[e]));
+            for (l, p) in lanes.iter_mut().zip(part) {
+                *l += i32::from(sc) * p;
             }
         }
-        let (scales, summs) = k4_scales_mins(&x.scales, &y.bsums);
-        let mut aux32 = [0i32; 8];
-        for ((a, q8), sc) in aux8
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
+    }
+    hsum8(&acc) + summs
+}
+
+/// Q5_K · Q8_K in the order of ggml's tiled K-quant matmul (see [`q6_k_q8_k_tiled`]): per
+/// block the exact integers `s1 = sum_j scale_j sum q y` and
+/// `s2 = sum_j min_j (bsums[2j] + bsums[2j+1])`, `r = fma(-dmin_x, s2, s1 d_x)`, then
+/// `acc = fma(r, d_y, acc)`.
+pub(crate) fn q5_k_q8_k_tiled(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (scales, imin) = k4_scales_mins(&x.scales, &y.bsums);
+        let v = q5k_values(x);
+        let s1: i32 = v
             .chunks_exact(32)
             .zip(y.qs.chunks_exact(32))
-            .zip(&scales)
-        {
-            lanes16(&mut aux32, a, q8, *sc as i32);
-        }
-        accumulate_lanes(&mut sums, &aux32, x.d.to_f32() * y.d);
-        let dmin = x.dmin.to_f32() * y.d;
-        sumf -= dmin * summs as f32;
+            .zip(scales)
+            .map(|((q, q8), sc)| {
+                i32::from(sc)
+                    * q.iter()
+                        .zip(q8)
+                        .map(|(a, b)| a * i32::from(*b))
+                        .sum::<i32>()
+            })
+            .sum();
+        let r = (-x.dmin.to_f32()).mul_add(imin as f32, s1 as f32 * x.d.to_f32());
+        acc = r.mul_add(y.d, acc);
     }
-    sums.iter().fold(sumf, |s, v| s + v)
+    acc
 }
 
 /// The 256 signed values (`q - 32`) of a Q6_K block, in element order.
@@ -413,4 +445,65 @@ pub(crate) fn q6_k_q8_k_tiled(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
         acc = (s as f32 * x.d.to_f32()).mul_add(y.d, acc);
     }
     acc
+}
+
+/// IQ4_XS · Q8_K in the order of ggml's tiled matmul (see [`q6_k_q8_k_tiled`]): per block the
+/// exact `s = sum_ib (scale_ib - 32) sum q y`, then `acc = fma(f32(s) d_x, d_y, acc)`.
+pub(crate) fn iq4_xs_q8_k_tiled(x: &[BlockIq4Xs], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut s = 0i32;
+        for (ib, (qs, q8)) in x.qs.chunks_exact(16).zip(y.qs.chunks_exact(32)).enumerate() {
+            let g: i32 = (0..32)
+                .map(|e| iq4_at(qs, e) * i32::from(q8.get(e).copied().unwrap_or(0)))
+                .sum();
+            s += (x.scale(ib) - 32) * g;
+        }
+        acc = (s as f32 * x.d.to_f32()).mul_add(y.d, acc);
+    }
+    acc
+}
+
+/// IQ4 table value of element `e < 32` of a block of nibbles (ordered as Q4_0's).
+#[inline(always)]
+fn iq4_at(qs: &[u8], e: usize) -> i32 {
+    let b = qs.get(e % 16).copied().unwrap_or(0);
+    let q = if e < 16 { b & 0x0F } else { b >> 4 };
+    i32::from(KVALUES_IQ4NL[usize::from(q)])
+}
+
+/// IQ4_NL · Q8_0 in the order of ggml's x86 repacked kernels (`ggml_gemv_iq4_nl_8x8_q8_0`
+/// and `ggml_gemm_iq4_nl_8x8_q8_0`, `gemv/gemm_q4_b32_8x8_q8_0_lut_avx` in
+/// ggml/src/ggml-cpu/arch/x86/repack.cpp), which llama.cpp runs on AVX2 CPUs for every IQ4_NL
+/// matrix whose row count is a multiple of 8: per block the exact integer sum, then
+/// `acc = fma(isum, d_x d_y, acc)`.
+pub(crate) fn iq4_nl_q8_0(x: &[BlockIq4Nl], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let isum: i32 = (0..QK).map(|e| iq4_at(&x.qs, e) * at(&y.qs, e)).sum();
+        acc = (isum as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
+    }
+    acc
+}
+
+/// `ggml_vec_dot_iq4_xs_q8_K`, AVX2 path: per super-block eight i32 lanes (lane `l` holds
+/// elements `4l..4l + 4` of every 32-element sub-block, times the sub-block's scale), one
+/// `fma(d_x d_y, lane, acc)` per lane, then [`hsum8`].
+pub(crate) fn iq4_xs_q8_k(x: &[BlockIq4Xs], y: &[BlockQ8K]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (x, y) in x.iter().zip(y) {
+        let mut lanes = [0i32; 8];
+        for (ib, (qs, q8)) in x.qs.chunks_exact(16).zip(y.qs.chunks_exact(32)).enumerate() {
+            let ls = x.scale(ib) - 32;
+            let part = block_lanes(|e| iq4_at(qs, e) * i32::from(q8.get(e).copied().unwrap_or(0)));
+            for (l, p) in lanes.iter_mut().zip(part) {
+                *l += ls * p;
+            }
+        }
+        let d = x.d.to_f32() * y.d;
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
+    }
+    hsum8(&acc)
 }

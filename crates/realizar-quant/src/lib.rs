@@ -43,11 +43,12 @@
 //!   of ggml's x86 CPU backend (`quantize_row_q8_0`/`_q8_1`: `127 / amax`, ties to even), Q8_K
 //!   its reference one; their SIMD versions give the same bytes as the scalar ones for finite
 //!   input.
-//! - Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K dot products accumulate in ggml's x86 order (eight i32
-//!   lanes of four elements per block, `fma(d, lane, acc)` block after block, `hsum_float_8`;
-//!   Q4_1's min terms in a separate scalar FMA sum); Q4_K in the order of ggml's repacked x86
-//!   kernels (`ggml_gemv_q4_K_8x8_q8_K`), which llama.cpp uses for Q4_K matrices with a multiple
-//!   of 8 rows. The other types follow ggml's reference kernels (`ggml_vec_dot_*_generic`).
+//! - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K and IQ4_XS dot products accumulate in ggml's
+//!   x86 order (eight i32 lanes of four elements per block, `fma(d, lane, acc)` block after
+//!   block, `hsum_float_8`; the min terms of Q4_1, Q5_1 and Q5_K in a separate scalar FMA sum);
+//!   Q4_K and IQ4_NL in the order of ggml's repacked x86 kernels (`ggml_gemv_q4_K_8x8_q8_K`,
+//!   `ggml_gemv_iq4_nl_8x8_q8_0`), which llama.cpp uses for matrices with a multiple of 8 rows.
+//!   The other types follow ggml's reference kernels (`ggml_vec_dot_*_generic`).
 //!   The SIMD kernels compute every integer partial sum exactly (for every byte pattern, not
 //!   only the ones ggml's quantizers produce) and are bit-identical to [`vec_dot_scalar`].
 //! - [`matvec`] and [`matmul`] run the same kernel on the same blocks as [`vec_dot`] for every
@@ -109,6 +110,8 @@ pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         QuantType::Q5_K => dequant::q5_k(cast(s, ty, src, len)?, dst),
         QuantType::Q6_K => dequant::q6_k(cast(s, ty, src, len)?, dst),
         QuantType::Q8_K => dequant::q8_k(cast(s, ty, src, len)?, dst),
+        QuantType::IQ4_NL => dequant::iq4_nl(cast(s, ty, src, len)?, dst),
+        QuantType::IQ4_XS => dequant::iq4_xs(cast(s, ty, src, len)?, dst),
     }
     Ok(())
 }
@@ -137,8 +140,23 @@ pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), Qu
         QuantType::Q5_K => quant::q5_k(src, cast_mut(d, ty, dst, len)?),
         QuantType::Q6_K => quant::q6_k(src, cast_mut(d, ty, dst, len)?),
         QuantType::Q8_K => simd::quantize_q8_k(src, cast_mut(d, ty, dst, len)?),
+        QuantType::IQ4_NL => quant::iq4_nl(src, cast_mut(d, ty, dst, len)?),
+        QuantType::IQ4_XS => quant::iq4_xs(src, cast_mut(d, ty, dst, len)?),
     }
     Ok(())
+}
+
+/// Quantizes one row of weights as llama-quantize writes them without an importance matrix
+/// (ggml's `ggml_quantize_chunk`): [`quantize_row`] for every type except Q8_0, whose weights
+/// get ggml's reference quantizer (`quantize_row_q8_0_ref`: `d = amax / 127`, ties away from
+/// zero) instead of the activation quantizer.
+pub fn quantize_row_weights(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    if ty == QuantType::Q8_0 {
+        let len = row_bytes(ty, src.len())?;
+        quant::q8_0_ref(src, cast_mut("dst", ty, dst, len)?);
+        return Ok(());
+    }
+    quantize_row(ty, src, dst)
 }
 
 /// [`quantize_row`] with the scalar reference quantizers only (the twin of the SIMD
@@ -457,6 +475,13 @@ fn dispatch(
         QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k, simd::q4_k_q8_k_x4),
         QuantType::Q5_K => go!(dot::q5_k_q8_k),
         QuantType::Q6_K => go!(dot::q6_k_q8_k, simd::q6_k_q8_k, simd::q6_k_q8_k_x4),
+        QuantType::IQ4_NL => go!(
+            dot::iq4_nl_q8_0,
+            simd::iq4_nl_q8_0,
+            simd::iq4_nl_q8_0_x4,
+            simd::iq4_nl_q8_0_wide
+        ),
+        QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),
         QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
     }
 }
@@ -584,14 +609,13 @@ fn check_out(m: usize, nr: usize, len: usize, stride: usize) -> Result<(), Quant
 /// - Q4_K with a row count that is a multiple of 8 is repacked by ggml; the first `m - m % 4`
 ///   rows of `act` (whole groups of four) take the float order of `ggml_gemm_q4_K_8x8_q8_K`
 ///   (one FMA per 64 elements), the `m % 4` left over that of its gemv, exactly [`matmul`].
-/// - Q6_K in a pass of eight or more rows goes through ggml's tiled K-quant matmul: one FMA
-///   per 256-element block (`q6_k_q8_k_tiled`).
+/// - Q6_K, Q5_K and IQ4_XS in a pass of eight or more rows go through ggml's tiled matmul:
+///   one FMA per 256-element block (`q6_k_q8_k_tiled`, `q5_k_q8_k_tiled`, `iq4_xs_q8_k_tiled`).
 /// - Everything else is exactly [`matmul`].
 ///
 /// The grouping makes a row's result depend on the batch it comes in: use [`matmul`] where
 /// results must not depend on the batch (decode steps of several sequences together). Known
-/// limit: ggml also tiles Q2_K, Q3_K, Q5_K and unrepacked Q4_K; those take [`matmul`]'s order
-/// here.
+/// limit: ggml also tiles Q2_K, Q3_K and unrepacked Q4_K; those take [`matmul`]'s order here.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_prompt(
     ty: QuantType,
@@ -663,6 +687,20 @@ fn prompt(
                 simd::q6_k_q8_k_tiled,
                 simd::q6_k_q8_k_tiled_x4,
                 simd::q6_k_q8_k_tiled_wide,
+            );
+            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+        }
+        QuantType::Q5_K if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let k = Kernels::scalar(dot::q5_k_q8_k_tiled);
+            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+        }
+        QuantType::IQ4_XS if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let k = Kernels::pick(
+                best,
+                dot::iq4_xs_q8_k_tiled,
+                simd::iq4_xs_q8_k_tiled,
+                simd::iq4_xs_q8_k_tiled_x4,
+                simd::Wide::none,
             );
             return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }

@@ -720,3 +720,159 @@ pub(crate) fn q6_k(src: &[f32], dst: &mut [BlockQ6K]) {
         }
     }
 }
+
+/// ggml's `best_index_int8`: the index of the table value nearest `x` (the upper one on ties),
+/// by bisection over the sorted `values`.
+#[inline(always)]
+fn best_index_int8(values: &[i8; 16], x: f32) -> u8 {
+    let v = |i: usize| f32::from(values[i]);
+    if x <= v(0) {
+        return 0;
+    }
+    if x >= v(15) {
+        return 15;
+    }
+    let (mut ml, mut mu) = (0usize, 15usize);
+    while mu - ml > 1 {
+        let mav = (ml + mu) / 2;
+        if x < v(mav) {
+            mu = mav;
+        } else {
+            ml = mav;
+        }
+    }
+    if x - v(mu - 1) < v(mu) - x {
+        (mu - 1) as u8
+    } else {
+        mu as u8
+    }
+}
+
+/// Sums `(sum w q x, sum w q q)` of a block quantized with inverse scale `id`, writing the
+/// indices to `l` when given.
+#[inline(always)]
+fn iq4_sums(xb: &[f32], weight: &[f32], id: f32, mut l: Option<&mut [u8]>) -> (f32, f32) {
+    let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
+    for (j, (&x, &w)) in xb.iter().zip(weight).enumerate() {
+        let idx = best_index_int8(&KVALUES_IQ4NL, id * x);
+        if let Some(slot) = l.as_deref_mut().and_then(|l| l.get_mut(j)) {
+            *slot = idx;
+        }
+        let q = f32::from(KVALUES_IQ4NL[usize::from(idx)]);
+        sumqx += w * q * x;
+        sumq2 += w * q * q;
+    }
+    (sumqx, sumq2)
+}
+
+/// The best scale of one 32-element block (`quantize_row_iq4_nl_impl`'s inner search with
+/// `ntry = 7` and no importance weights: weights `x²`), writing its indices into `l`.
+fn iq4_block_scale(xb: &[f32], l: &mut [u8]) -> f32 {
+    const NTRY: i32 = 7;
+    let weight: [f32; 32] = core::array::from_fn(|j| xb.get(j).map_or(0.0, |x| x * x));
+    let (max, amax) = signed_absmax(xb);
+    if amax < GROUP_MAX_EPS {
+        return 0.0;
+    }
+    let v0 = f32::from(KVALUES_IQ4NL[0]);
+    let d = -max / v0;
+    let (sumqx, sumq2) = iq4_sums(xb, &weight, 1.0 / d, Some(l));
+    let mut d = if sumq2 > 0.0 { sumqx / sumq2 } else { 0.0 };
+    let mut best = d * sumqx;
+    for itry in -NTRY..=NTRY {
+        let id = (itry as f32 + v0) / max;
+        let (sumqx, sumq2) = iq4_sums(xb, &weight, id, None);
+        if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+            d = sumqx / sumq2;
+            best = d * sumqx;
+        }
+    }
+    d
+}
+
+/// Packs 32 indices into Q4_0-ordered nibbles.
+fn iq4_pack(l: &[u8], qs: &mut [u8]) {
+    for (j, q) in qs.iter_mut().enumerate().take(16) {
+        let lo = l.get(j).copied().unwrap_or(0);
+        let hi = l.get(j + 16).copied().unwrap_or(0);
+        *q = lo | hi << 4;
+    }
+}
+
+/// IQ4_NL as llama-quantize writes it without an importance matrix (`quantize_iq4_nl`:
+/// `quantize_row_iq4_nl_impl` with `ntry = 7`; the indices are recomputed from the unrounded
+/// scale).
+pub(crate) fn iq4_nl(src: &[f32], dst: &mut [BlockIq4Nl]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let mut l = [0u8; QK];
+        let d = iq4_block_scale(x, &mut l);
+        y.d = f16::from_f32(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (slot, &v) in l.iter_mut().zip(x) {
+            *slot = best_index_int8(&KVALUES_IQ4NL, id * v);
+        }
+        iq4_pack(&l, &mut y.qs);
+    }
+}
+
+/// IQ4_XS as llama-quantize writes it without an importance matrix (`quantize_iq4_xs`):
+/// a scale per 32-element block as for IQ4_NL, quantized to 6 bits against
+/// `d = -max_scale / 32`, then the indices again against each rounded block scale.
+pub(crate) fn iq4_xs(src: &[f32], dst: &mut [BlockIq4Xs]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let mut l = [0u8; QK_K];
+        let mut scales = [0.0f32; QK_K / 32];
+        let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
+        for ((xb, lb), s) in x
+            .chunks_exact(32)
+            .zip(l.chunks_exact_mut(32))
+            .zip(&mut scales)
+        {
+            *s = iq4_block_scale(xb, lb);
+            if s.abs() > amax_scale {
+                amax_scale = s.abs();
+                max_scale = *s;
+            }
+        }
+        y.scales_h = 0;
+        y.scales_l = [0; QK_K / 64];
+        let d = -max_scale / 32.0;
+        y.d = f16::from_f32(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (ib, ((xb, lb), s)) in x
+            .chunks_exact(32)
+            .zip(l.chunks_exact_mut(32))
+            .zip(scales)
+            .enumerate()
+        {
+            let ls = nearest_int(id * s).clamp(-32, 31);
+            let dl = d * ls as f32;
+            let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+            for (slot, &v) in lb.iter_mut().zip(xb) {
+                *slot = best_index_int8(&KVALUES_IQ4NL, idl * v);
+            }
+            let ls = (ls + 32) as u8;
+            if let Some(b) = y.scales_l.get_mut(ib / 2) {
+                *b |= (ls & 0x0F) << (4 * (ib % 2));
+            }
+            y.scales_h |= u16::from(ls >> 4) << (2 * ib);
+        }
+        for (qs, lb) in y.qs.chunks_exact_mut(16).zip(l.chunks_exact(32)) {
+            iq4_pack(lb, qs);
+        }
+    }
+}
+
+/// Q8_0 weights as llama-quantize writes them (`quantize_row_q8_0_ref`: `d = amax / 127`,
+/// `q = roundf(x / d)`, ties away from zero) — not the activation quantizer [`q8_0`].
+pub(crate) fn q8_0_ref(src: &[f32], dst: &mut [BlockQ8_0]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        y.d = f16::from_f32(d);
+        for (q, v) in y.qs.iter_mut().zip(x) {
+            *q = (v * id).round() as i8;
+        }
+    }
+}

@@ -29,7 +29,7 @@ fn dequantize(ty: QuantType, q: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-const WEIGHT_TYPES: [QuantType; 13] = [
+const WEIGHT_TYPES: [QuantType; 15] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -43,6 +43,8 @@ const WEIGHT_TYPES: [QuantType; 13] = [
     QuantType::Q4_K,
     QuantType::Q5_K,
     QuantType::Q6_K,
+    QuantType::IQ4_NL,
+    QuantType::IQ4_XS,
 ];
 
 #[test]
@@ -69,6 +71,8 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::Q2_K => 1.5,
             QuantType::Q3_K => 0.7,
             QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q4_K => 0.3,
+            // Non-linear 4-bit: the widest gap of the table is 24/127 of the block's range.
+            QuantType::IQ4_NL | QuantType::IQ4_XS => 0.3,
             QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q5_K => 0.15,
             QuantType::Q6_K => 0.07,
             QuantType::F32 => 0.0,
@@ -538,8 +542,8 @@ fn matmul_row(ty: QuantType, n: usize, w: &[u8], r: usize, a: &[u8]) -> f32 {
 /// `matmul_prompt` and its scalar twin agree bit for bit on random data, for every weight type
 /// and batch size; each row takes the kernel ggml would run: for Q4_K with a row count that is
 /// a multiple of 8 (repacked by ggml), rows in whole groups of four from the first one take
-/// the gemm order (`dot::q4_k_q8_k_grouped`); for Q6_K in a pass of eight or more rows, the
-/// tiled order (`dot::q6_k_q8_k_tiled`); every other row is exactly `vec_dot`.
+/// the gemm order (`dot::q4_k_q8_k_grouped`); for Q6_K, Q5_K and IQ4_XS in a pass of eight or
+/// more rows, the tiled order (`dot::*_tiled`); every other row is exactly `vec_dot`.
 #[test]
 fn matmul_prompt_twins_and_llama_cpp_split() {
     let n = 768;
@@ -548,6 +552,7 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
         rng.by_ref().take(len).map(|v| v * scale).collect()
     };
     let (mut grouped_differs, mut tiled_differs) = (false, false);
+    let (mut tiled_differs_q5, mut tiled_differs_iq4) = (false, false);
     // 16 weight rows: ggml repacks Q4_K; 9: it does not.
     for rows in [16usize, 9] {
         for ty in WEIGHT_TYPES {
@@ -590,6 +595,18 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
                                 tiled_differs |= t.to_bits() != per_row.to_bits();
                                 Some(t)
                             }
+                            QuantType::Q5_K if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockQ5K] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::q5_k_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs_q5 |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
+                            QuantType::IQ4_XS if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockIq4Xs] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::iq4_xs_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs_iq4 |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
                             _ => None,
                         };
                         if let Some(want) = special {
@@ -612,6 +629,10 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
     assert!(
         tiled_differs,
         "the tiled Q6_K order never differed from the per-row one"
+    );
+    assert!(
+        tiled_differs_q5 && tiled_differs_iq4,
+        "the tiled Q5_K / IQ4_XS orders never differed from the per-row ones"
     );
 }
 

@@ -45,6 +45,11 @@ pub enum QuantType {
     Q6_K,
     /// 256 elements: f32 scale, signed 8-bit quants, sums of 16-element groups.
     Q8_K,
+    /// 32 elements: f16 scale, 4-bit indices into the non-linear table `kvalues_iq4nl`.
+    IQ4_NL,
+    /// 256-element super-block: f16 scale, eight 6-bit sub-block scales, 4-bit indices into
+    /// `kvalues_iq4nl`.
+    IQ4_XS,
 }
 
 /// (type, ggml id, block size in elements, block size in bytes, name).
@@ -63,12 +68,14 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::Q5_K, 13, QK_K, 176, "q5_K"),
     (QuantType::Q6_K, 14, QK_K, 210, "q6_K"),
     (QuantType::Q8_K, 15, QK_K, 292, "q8_K"),
+    (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
+    (QuantType::IQ4_XS, 23, QK_K, 136, "iq4_xs"),
     (QuantType::BF16, 30, 1, 2, "bf16"),
 ];
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 15] = [
+    pub const ALL: [QuantType; 17] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -83,6 +90,8 @@ impl QuantType {
         QuantType::Q5_K,
         QuantType::Q6_K,
         QuantType::Q8_K,
+        QuantType::IQ4_NL,
+        QuantType::IQ4_XS,
         QuantType::BF16,
     ];
 
@@ -102,6 +111,8 @@ impl QuantType {
             QuantType::Q5_K => (13, QK_K, 176, "q5_K"),
             QuantType::Q6_K => (14, QK_K, 210, "q6_K"),
             QuantType::Q8_K => (15, QK_K, 292, "q8_K"),
+            QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
+            QuantType::IQ4_XS => (23, QK_K, 136, "iq4_xs"),
             QuantType::BF16 => (30, 1, 2, "bf16"),
         }
     }
@@ -143,14 +154,17 @@ impl QuantType {
             QuantType::F32 => QuantType::F32,
             QuantType::F16 => QuantType::F16,
             QuantType::BF16 => QuantType::BF16,
-            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => QuantType::Q8_0,
+            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::IQ4_NL => {
+                QuantType::Q8_0
+            }
             QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q8_1 => QuantType::Q8_1,
             QuantType::Q2_K
             | QuantType::Q3_K
             | QuantType::Q4_K
             | QuantType::Q5_K
             | QuantType::Q6_K
-            | QuantType::Q8_K => QuantType::Q8_K,
+            | QuantType::Q8_K
+            | QuantType::IQ4_XS => QuantType::Q8_K,
         }
     }
 
@@ -203,6 +217,8 @@ mod tests {
         check(14, Some(QuantType::Q6_K));
         check(15, Some(QuantType::Q8_K));
         check(16, None);
+        check(20, Some(QuantType::IQ4_NL));
+        check(23, Some(QuantType::IQ4_XS));
         check(30, Some(QuantType::BF16));
     }
 

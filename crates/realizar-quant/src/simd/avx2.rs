@@ -50,7 +50,7 @@ pub(super) fn chunk32(s: &[u8], off: usize) -> &[u8; 32] {
 
 /// Signed twin of [`chunk32`].
 #[inline(always)]
-fn chunk32i(s: &[i8], off: usize) -> &[i8; 32] {
+pub(super) fn chunk32i(s: &[i8], off: usize) -> &[i8; 32] {
     s.get(off..off + 32)
         .and_then(|c| c.try_into().ok())
         .unwrap_or(&[0; 32])

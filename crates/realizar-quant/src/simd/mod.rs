@@ -9,6 +9,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
+mod iq_avx2;
+#[cfg(target_arch = "x86_64")]
 mod tile512;
 
 /// Which x86 features the kernels may use, detected once.
@@ -111,6 +113,61 @@ select!(
     /// Q6_K · Q8_K in the order of ggml's tiled K-quant matmul.
     q6_k_q8_k_tiled, BlockQ6K, BlockQ8K, dot::q6_k_q8_k_tiled
 );
+
+macro_rules! select_iq {
+    ($(#[$doc:meta])* $name:ident, $quad:ident, $w:ty, $a:ty, $scalar:path) => {
+        $(#[$doc])*
+        pub(crate) fn $name() -> fn(&[$w], &[$a]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return iq_avx2::$name;
+                }
+            }
+            $scalar
+        }
+
+        $(#[$doc])*
+        /// Four activation rows per pass.
+        pub(crate) fn $quad() -> Option<QuadFn<$w, $a>> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return Some(iq_avx2::$quad);
+                }
+            }
+            None
+        }
+    };
+}
+
+select_iq!(
+    /// IQ4_NL · Q8_0.
+    iq4_nl_q8_0, iq4_nl_q8_0_x4, BlockIq4Nl, BlockQ8_0, dot::iq4_nl_q8_0
+);
+select_iq!(
+    /// IQ4_XS · Q8_K.
+    iq4_xs_q8_k, iq4_xs_q8_k_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k
+);
+select_iq!(
+    /// IQ4_XS · Q8_K in the order of ggml's tiled matmul.
+    iq4_xs_q8_k_tiled, iq4_xs_q8_k_tiled_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k_tiled
+);
+
+/// IQ4_NL · Q8_0's wider kernel: four weight rows per activation row.
+pub(crate) fn iq4_nl_q8_0_wide() -> Wide<BlockIq4Nl, BlockQ8_0> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Wide {
+                rows4: Some(iq_avx2::iq4_nl_q8_0_r4),
+                oct: None,
+                oct4: None,
+            };
+        }
+    }
+    Wide::none()
+}
 
 /// A kernel taking four activation rows per pass over a weight row.
 pub(crate) type QuadFn<W, A> = fn(&[W], [&[A]; 4]) -> [f32; 4];
