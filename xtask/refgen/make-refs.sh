@@ -11,7 +11,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHARED=${REALIZAR_SHARED:-$ROOT/../shared}
 OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
-[ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm)
+[ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm
+  iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl)
 [ "${KINDS[0]}" != "none" ] || KINDS=()
 
 BIN=$(bash "$SHARED/tools/llamacpp-peer")
@@ -24,6 +25,26 @@ if [ ! -x "$REFGEN" ] || [ "$ROOT/xtask/refgen/refgen.cpp" -nt "$REFGEN" ]; then
     -Wl,--start-group $(find "$BUILD/src" "$BUILD/ggml" -name 'lib*.a') -Wl,--end-group \
     -lpthread -ldl -o "$REFGEN"
 fi
+
+# Requantized kinds (transplant.rs REQUANTS): llama-quantize makes the file through F16; its
+# tensor types become <kind>.plan, which the test generator follows with realizar's own
+# quantizers; below, every tensor of the generator's file must equal llama-quantize's.
+export PYTHONPATH=$SRC/gguf-py
+TMPQ=$(mktemp -d)
+trap 'rm -rf "$TMPQ"' EXIT
+requant_src() { case $1 in gemma3-*) ls "$ROOT"/models/gemma3-270m/*.gguf ;; *) ls "$ROOT"/models/smollm2-135m/*.gguf ;; esac; }
+requant_type() { echo "${1#gemma3-}" | tr a-z A-Z; }
+for kind in ${KINDS[@]+"${KINDS[@]}"}; do
+  case $kind in iq*|gemma3-*) ;; *) continue ;; esac
+  src=$(requant_src "$kind")
+  "$BIN/llama-quantize" --allow-requantize "$src" "$TMPQ/$kind-f16.gguf" F16 2 >/dev/null 2>&1
+  "$BIN/llama-quantize" "$TMPQ/$kind-f16.gguf" "$TMPQ/$kind.gguf" "$(requant_type "$kind")" 2 >/dev/null 2>&1
+  python3 - "$TMPQ/$kind.gguf" > "$OUT/$kind.plan" <<'PY'
+import gguf, sys
+for t in gguf.GGUFReader(sys.argv[1]).tensors:
+    print(t.name, t.tensor_type.name)
+PY
+done
 
 # The tests write the files (deterministically) under target/transplant.
 (cd "$ROOT" && cargo test --release -p realizar-runtime --test real_models \
@@ -59,6 +80,16 @@ done
 for kind in ${KINDS[@]+"${KINDS[@]}"}; do
   file=$(ls "$ROOT"/target/transplant/smollm2-"$kind"-v*.gguf | sort -V | tail -1)
   echo "== $kind: $file" >&2
+  if [ -f "$TMPQ/$kind.gguf" ]; then
+    python3 - "$TMPQ/$kind.gguf" "$file" <<'PY'
+import gguf, sys
+ours = {t.name: t for t in gguf.GGUFReader(sys.argv[2]).tensors}
+for t in gguf.GGUFReader(sys.argv[1]).tensors:
+    u = ours[t.name]
+    if t.tensor_type != u.tensor_type or t.data.tobytes() != u.data.tobytes():
+        sys.exit(f"{t.name}: the generator's tensor differs from llama-quantize's")
+PY
+  fi
   "$REFGEN" "$file" "$OUT/prompts.txt" 32 1024 > "$OUT/$kind.tmp.json"
   ppl=$("$BIN/llama-perplexity" -m "$file" -f "$SHARED/refs/llamacpp/ppl_bridges.txt" -c 128 -b 128 -t 2 -fa off 2>&1 \
     | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')

@@ -248,8 +248,8 @@ fn broken_layouts_are_refused_naming_the_tensor_or_key() {
         "blk.0.mystery.weight",
     );
     refused(
-        &tiny("qwen2").with_tensor("blk.0.ffn_up.weight", vec![D, FF], GgmlType::IQ4_NL),
-        "iq-type",
+        &tiny("qwen2").with_tensor("blk.0.ffn_up.weight", vec![D, FF], GgmlType::I16),
+        "int16-weight",
         "blk.0.ffn_up.weight",
     );
     refused(

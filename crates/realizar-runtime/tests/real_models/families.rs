@@ -12,7 +12,7 @@ use realizar_runtime::{
 use serde_json::Value;
 
 use crate::common::{refs_dir, workspace_root};
-use crate::transplant::{sha256_hex, transplanted, vocab_with_pre, KINDS, PRES};
+use crate::transplant::{sha256_hex, transplanted, vocab_with_pre, KINDS, PRES, REQUANTS};
 
 /// llama.cpp's own top-2 may be this close at a step where a correct engine picks the other.
 const TIE_MARGIN: f64 = 0.1;
@@ -225,7 +225,7 @@ fn check_perplexity(kind: &str) {
 
 #[test]
 fn every_family_has_references() {
-    for kind in KINDS {
+    for kind in KINDS.iter().chain(REQUANTS.iter().map(|r| &r.0)) {
         let (runs, ppl) = refs(kind);
         assert!(!runs.is_empty() && ppl.is_some(), "{kind}");
     }
@@ -299,6 +299,51 @@ fn qwen3_perplexity_matches_llama_cpp() {
 #[test]
 fn llama3_perplexity_matches_llama_cpp() {
     check_perplexity("llama3");
+}
+
+// The weight types, on the fetched models requantized as llama-quantize does it (through F16;
+// `transplant::requantize`). IQ4_XS files hold IQ4_NL where rows are not whole 256-element
+// super-blocks (576- and 640-wide), and a few Q5_K / Q5_1 / Q8_0 tensors, as llama-quantize's
+// type choice gives them.
+
+#[test]
+fn smollm2_iq4_xs_matches_llama_cpp() {
+    check_family("iq4_xs");
+}
+
+#[test]
+fn smollm2_iq4_xs_perplexity_matches_llama_cpp() {
+    check_perplexity("iq4_xs");
+}
+
+#[test]
+fn smollm2_iq4_nl_matches_llama_cpp() {
+    check_family("iq4_nl");
+}
+
+#[test]
+fn smollm2_iq4_nl_perplexity_matches_llama_cpp() {
+    check_perplexity("iq4_nl");
+}
+
+#[test]
+fn gemma3_iq4_xs_matches_llama_cpp() {
+    check_family("gemma3-iq4_xs");
+}
+
+#[test]
+fn gemma3_iq4_xs_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-iq4_xs");
+}
+
+#[test]
+fn gemma3_iq4_nl_matches_llama_cpp() {
+    check_family("gemma3-iq4_nl");
+}
+
+#[test]
+fn gemma3_iq4_nl_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-iq4_nl");
 }
 
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared

@@ -149,12 +149,101 @@ pub fn transplanted(kind: &str) -> PathBuf {
 
 /// The transplant `kind` from its source model's bytes.
 fn source_and_transplant(kind: &str) -> Vec<u8> {
+    if let Some((model, ty)) = requant_kind(kind) {
+        let src = std::fs::read(model_path(model)).expect("read the source model");
+        return requantize(&src, kind, ty);
+    }
     if kind == "llama-spm" {
         let src = std::fs::read(model_path("gemma3-270m")).expect("read Gemma3");
         return llama_from_gemma3(&src);
     }
     let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
     transplant(&src, kind)
+}
+
+/// The requantized test models: `(kind, source model, llama-quantize type name)`.
+pub const REQUANTS: [(&str, &str, &str); 4] = [
+    ("iq4_xs", "smollm2-135m", "IQ4_XS"),
+    ("iq4_nl", "smollm2-135m", "IQ4_NL"),
+    ("gemma3-iq4_xs", "gemma3-270m", "IQ4_XS"),
+    ("gemma3-iq4_nl", "gemma3-270m", "IQ4_NL"),
+];
+
+/// The source model and target type of a requantized kind.
+pub fn requant_kind(kind: &str) -> Option<(&'static str, &'static str)> {
+    REQUANTS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, m, t)| (*m, *t))
+}
+
+/// The type of each tensor in llama-quantize's file for `kind` (`tests/refs/transplant/
+/// <kind>.plan`, lines `name type`, written by make-refs.sh from llama-quantize's output).
+fn requant_plan(kind: &str) -> std::collections::BTreeMap<String, GgmlType> {
+    let path = workspace_root().join(format!(
+        "crates/realizar-runtime/tests/refs/transplant/{kind}.plan"
+    ));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, ty) = l.split_once(' ').expect("`name type` lines");
+            let ty = (0..64)
+                .filter_map(GgmlType::from_id)
+                .find(|t| t.name().eq_ignore_ascii_case(ty.trim()))
+                .unwrap_or_else(|| panic!("{kind}.plan: unknown type {ty}"));
+            (name.to_string(), ty)
+        })
+        .collect()
+}
+
+/// The model requantized as llama-quantize does it through an F16 file (`llama-quantize
+/// --allow-requantize src f16.gguf F16`, then `llama-quantize f16.gguf out.gguf TYPE`): every
+/// tensor dequantized, rounded to f16 (F32 tensors stay F32), then quantized to the type the
+/// plan gives it with ggml's weight quantizers (`realizar_quant::quantize_row_weights`, bit-exact
+/// with llama-quantize's, which make-refs.sh checks tensor by tensor).
+pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
+    use realizar_quant::{dequantize_row, quantize_row_weights, QuantType};
+    let plan = requant_plan(kind);
+    let f = GgufFile::parse(src).expect("parse the source model");
+    let mut w = GgufWriter::new();
+    let file_type = match target {
+        "IQ4_NL" => 25,
+        "IQ4_XS" => 30,
+        other => panic!("no llama_ftype for {other}"),
+    };
+    for (key, value) in f.metadata() {
+        if key == "general.alignment" {
+            continue;
+        }
+        w.add_metadata(key, value.to_owned_value());
+    }
+    w.add_metadata("general.file_type", OwnedValue::U32(file_type));
+    for t in f.tensors() {
+        let data = f.tensor_data(t.name).expect("tensor data");
+        let &to = plan
+            .get(t.name)
+            .unwrap_or_else(|| panic!("{kind}.plan has no type for {}", t.name));
+        let from = QuantType::from_ggml_id(t.ty.id()).expect("a supported source type");
+        let qto = QuantType::from_ggml_id(to.id()).expect("a supported target type");
+        let n = t.dims[0] as usize;
+        let rows = (t.n_elements() / t.dims[0]) as usize;
+        let (rb_in, rb_out) = (from.row_bytes(n).unwrap(), qto.row_bytes(n).unwrap());
+        let mut out = vec![0u8; rb_out * rows];
+        let mut row = vec![0f32; n];
+        for (r, o) in data.chunks_exact(rb_in).zip(out.chunks_exact_mut(rb_out)) {
+            dequantize_row(from, r, &mut row).expect("dequantize");
+            if from != QuantType::F32 {
+                for v in &mut row {
+                    *v = half::f16::from_f32(*v).to_f32();
+                }
+            }
+            quantize_row_weights(qto, &row, o).expect("quantize");
+        }
+        w.add_tensor(t.name, &t.dims, to, out).expect("add tensor");
+    }
+    w.to_bytes()
 }
 
 /// llama as Mistral writes it, from Gemma3 270M: a SentencePiece vocabulary (Gemma's, with
@@ -504,7 +593,7 @@ pub fn sha256_hex(path: &std::path::Path) -> String {
 /// references were made on exactly these bytes; `families.rs` checks their sha256).
 #[test]
 fn transplants_are_deterministic() {
-    for kind in KINDS {
+    for kind in KINDS.iter().chain(REQUANTS.iter().map(|r| &r.0)) {
         let path = transplanted(kind);
         let again = source_and_transplant(kind);
         assert!(std::fs::read(&path).expect("read") == again, "{kind}");
