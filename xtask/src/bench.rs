@@ -42,6 +42,8 @@ struct Options {
     rounds: usize,
     threads: Vec<usize>,
     synthetic: bool,
+    /// `--model FILE` (repeatable): these files instead of the fetched models.
+    models: Vec<PathBuf>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -50,6 +52,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         rounds: 2,
         threads: vec![1, 2],
         synthetic: true,
+        models: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -63,6 +66,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             }
             "--threads" => o.threads = parse_threads(value()?)?,
             "--no-1b" => o.synthetic = false,
+            "--model" => o.models.push(PathBuf::from(value()?)),
             other => bail!("unknown bench argument `{other}`"),
         }
     }
@@ -325,19 +329,38 @@ pub fn bench(args: &[String]) -> Result<()> {
          | model | threads | ours pp128 | llama.cpp pp128 | pp ratio | ours tg64 | llama.cpp tg64 | tg ratio | tg ceiling | ours % of ceiling | llama.cpp % of ceiling | load avg |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for (name, file) in MODELS {
-        let path = models_dir.join(file);
+    let list: Vec<(String, PathBuf)> = if o.models.is_empty() {
+        MODELS
+            .iter()
+            .map(|(name, file)| (name.to_string(), models_dir.join(file)))
+            .collect()
+    } else {
+        o.models
+            .iter()
+            .map(|p| {
+                let name = p.file_stem().map_or_else(
+                    || p.display().to_string(),
+                    |s| s.to_string_lossy().into_owned(),
+                );
+                (name, p.clone())
+            })
+            .collect()
+    };
+    for (name, path) in &list {
+        if !path.is_file() {
+            bail!("--model {}: no such file", path.display());
+        }
         for &t in &o.threads {
             let (mut ours, mut theirs) = (Samples::default(), Samples::default());
             let mut bytes = 0u64;
             for _ in 0..o.rounds {
-                let text = run_ours(&bin, &path, &[], (PROMPT, GEN, t, o.reps))?;
+                let text = run_ours(&bin, path, &[], (PROMPT, GEN, t, o.reps))?;
                 let (s, b) = parse_ours(&text)?;
                 bytes = b;
                 ours.prefill.extend(s.prefill);
                 ours.decode.extend(s.decode);
                 if let Some(p) = &peer {
-                    let text = output(Command::new(p).arg("-m").arg(&path).args([
+                    let text = output(Command::new(p).arg("-m").arg(path).args([
                         "-p",
                         &PROMPT.to_string(),
                         "-n",
@@ -665,6 +688,12 @@ mod tests {
         assert!(parse_options(&args("--threads")).is_err());
         assert!(parse_options(&args("--reps 0")).is_err());
         assert!(parse_options(&args("--bogus")).is_err());
+        let o = parse_options(&args("--model a.gguf --model b.gguf")).unwrap();
+        assert_eq!(
+            o.models,
+            vec![PathBuf::from("a.gguf"), PathBuf::from("b.gguf")]
+        );
+        assert!(parse_options(&args("--model")).is_err());
     }
 
     #[test]

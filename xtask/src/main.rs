@@ -32,8 +32,9 @@ Commands:
   serve [ARGS..]       fetch the models, build in release, serve SmolLM2-135M + all-MiniLM-L6-v2 on 127.0.0.1:8080
   loadtest [--clients 32 --requests 10 --max-tokens 16 --parallel 8 --disconnect-every 4 --ignore-eos]
                        bounded loopback load test of `realizar serve` (streaming, disconnects, RSS check)
-  bench [--reps 3 --rounds 2 --threads 1,2 --no-1b]
-                       ceilings, realizar bench vs llama-bench (alternating), synthetic 1B latency
+  bench [--reps 3 --rounds 2 --threads 1,2 --no-1b --model FILE..]
+                       ceilings, realizar bench vs llama-bench (alternating), synthetic 1B latency;
+                       --model (repeatable) benchmarks those GGUF files instead of the fetched models
 ";
 
 fn main() {
