@@ -207,6 +207,8 @@ struct Kernels<W, A> {
     /// Whether products of several rows may go through the packed-tile kernels
     /// ([`simd::tiles_take`]); not for the scalar twin.
     packed: bool,
+    /// A kernel for the whole product (bit-identical to `one` on every pair), tried first.
+    whole: Option<simd::WholeFn<W, A>>,
 }
 
 impl<W, A> Kernels<W, A> {
@@ -224,6 +226,7 @@ impl<W, A> Kernels<W, A> {
                 quad: quad(),
                 wide: wide(),
                 packed: true,
+                whole: None,
             }
         } else {
             Kernels::scalar(scalar)
@@ -237,7 +240,16 @@ impl<W, A> Kernels<W, A> {
             quad: None,
             wide: simd::Wide::none(),
             packed: false,
+            whole: None,
         }
+    }
+
+    /// With a whole-product kernel.
+    fn with_whole(mut self, whole: Option<simd::WholeFn<W, A>>) -> Kernels<W, A> {
+        if self.packed {
+            self.whole = whole;
+        }
+        self
     }
 }
 
@@ -266,6 +278,7 @@ fn run<W: Pod, A: Pod>(
         quad,
         wide,
         packed,
+        whole,
     } = k;
     let n_rows = w.len().checked_div(g.w_row).unwrap_or(0);
     if rows.start > rows.end || rows.end > n_rows {
@@ -283,6 +296,11 @@ fn run<W: Pod, A: Pod>(
     check_out(m, nr, out.len(), out_stride)?;
     let wb = g.w_row / core::mem::size_of::<W>(); // blocks per weight row
     let ab = g.a_row / core::mem::size_of::<A>(); // blocks per activation row
+    if let Some(whole) = whole {
+        if whole(w_rows, wb, rows.clone(), acts, ab, m, out, out_stride) {
+            return Ok(());
+        }
+    }
     if packed && simd::tiles_take(ty, m) {
         // Several rows with packed kernels: packed here (into this thread's store), then the
         // same kernels as `matmul_packed`.
@@ -473,13 +491,25 @@ fn dispatch(
         QuantType::Q2_K => go!(dot::q2_k_q8_k),
         QuantType::Q3_K => go!(dot::q3_k_q8_k),
         QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k, simd::q4_k_q8_k_x4),
-        QuantType::Q5_K => go!(dot::q5_k_q8_k),
+        QuantType::Q5_K => go!(dot::q5_k_q8_k, simd::q5_k_q8_k, simd::q5_k_q8_k_x4),
         QuantType::Q6_K => go!(dot::q6_k_q8_k, simd::q6_k_q8_k, simd::q6_k_q8_k_x4),
-        QuantType::IQ4_NL => go!(
-            dot::iq4_nl_q8_0,
-            simd::iq4_nl_q8_0,
-            simd::iq4_nl_q8_0_x4,
-            simd::iq4_nl_q8_0_wide
+        QuantType::IQ4_NL => run(
+            ty,
+            &g,
+            w,
+            rows,
+            act,
+            m,
+            out,
+            out_stride,
+            Kernels::pick(
+                best,
+                dot::iq4_nl_q8_0,
+                simd::iq4_nl_q8_0,
+                simd::iq4_nl_q8_0_x4,
+                simd::iq4_nl_q8_0_wide,
+            )
+            .with_whole(simd::iq4_nl_q8_0_whole()),
         ),
         QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),
         QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
@@ -691,7 +721,13 @@ fn prompt(
             return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }
         QuantType::Q5_K if pass_m.max(m) >= TILED_MIN_ROWS => {
-            let k = Kernels::scalar(dot::q5_k_q8_k_tiled);
+            let k = Kernels::pick(
+                best,
+                dot::q5_k_q8_k_tiled,
+                simd::q5_k_q8_k_tiled,
+                simd::q5_k_q8_k_tiled_x4,
+                simd::Wide::none,
+            );
             return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }
         QuantType::IQ4_XS if pass_m.max(m) >= TILED_MIN_ROWS => {
@@ -701,7 +737,8 @@ fn prompt(
                 simd::iq4_xs_q8_k_tiled,
                 simd::iq4_xs_q8_k_tiled_x4,
                 simd::Wide::none,
-            );
+            )
+            .with_whole(simd::iq4_xs_q8_k_tiled_whole());
             return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }
         _ => return dispatch(imp, ty, n, w, rows, act, m, out, out_stride),

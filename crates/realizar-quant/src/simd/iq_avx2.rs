@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 use crate::blocks::*;
 use crate::dot;
 
-use super::avx2::{chunk32i, hsum_ps, load16, load32i};
+use super::avx2::{chunk32, chunk32i, hsum_ps, load16, load32, load32i};
 use super::has_avx2;
 
 /// The 16 table values in both 128-bit halves, for `pshufb`.
@@ -188,6 +188,681 @@ fn iq4_xs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq4Xs], ys: [&[BlockQ8K]; M]
     acc
 }
 
+/// The 32 five-bit values (0..32) of Q5_K's sub-blocks `2j` (`.0`) and `2j + 1` (`.1`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5k_pair(x: &BlockQ5K, qh: __m256i, j: usize) -> (__m256i, __m256i) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    let q = load32(chunk32(&x.qs, 32 * j));
+    let bit = |s: i32| {
+        let h = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(s)), one);
+        _mm256_slli_epi16::<4>(h)
+    };
+    let lo = _mm256_or_si256(_mm256_and_si256(q, m4), bit(2 * j as i32));
+    let hi = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
+        bit(2 * j as i32 + 1),
+    );
+    (lo, hi)
+}
+
+/// Q5_K · Q8_K for `M` activation rows per pass: with `TILED` false in the order of
+/// `ggml_vec_dot_q5_K_q8_K`'s AVX2 path (`dot::q5_k_q8_k`), else in that of ggml's tiled
+/// matmul (`dot::q5_k_q8_k_tiled`). Values 0..32 enter `maddubs` unsigned: exact.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k_q8_k_avx2<const M: usize, const TILED: bool>(
+    x: &[BlockQ5K],
+    ys: [&[BlockQ8K]; M],
+) -> [f32; M] {
+    let mut acc = [_mm256_setzero_ps(); M];
+    let mut acc1 = [0.0f32; M];
+    let mut summs = [0.0f32; M];
+    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let u = super::avx2::k4_unpack(&x.scales);
+        let sc: [u8; 8] = bytemuck::cast([u[0], u[1]]);
+        let qh = load32(&x.qh);
+        let mut sums = [_mm256_setzero_si256(); M];
+        for j in 0..4 {
+            let (lo, hi) = q5k_pair(x, qh, j);
+            let s0 = _mm256_set1_epi16(i16::from(sc[2 * j]));
+            let s1 = _mm256_set1_epi16(i16::from(sc[2 * j + 1]));
+            for (y, s) in ys.iter().zip(&mut sums) {
+                let Some(y) = y.get(b) else { continue };
+                let y0 = load32i(chunk32i(&y.qs, 64 * j));
+                let y1 = load32i(chunk32i(&y.qs, 64 * j + 32));
+                let p0 = _mm256_madd_epi16(s0, _mm256_maddubs_epi16(lo, y0));
+                let p1 = _mm256_madd_epi16(s1, _mm256_maddubs_epi16(hi, y1));
+                *s = _mm256_add_epi32(*s, _mm256_add_epi32(p0, p1));
+            }
+        }
+        let (dx, dminx) = (x.d.to_f32(), x.dmin.to_f32());
+        for (k, (y, s)) in ys.iter().zip(sums).enumerate() {
+            let Some(y) = y.get(b) else { continue };
+            let (_, imin) = dot::k4_scales_mins(&x.scales, &y.bsums);
+            if TILED {
+                let s1 = hsum1(s) as f32;
+                let r = (-dminx).mul_add(imin as f32, s1 * dx);
+                acc1[k] = r.mul_add(y.d, acc1[k]);
+            } else {
+                let d = y.d * dx;
+                let dmin = -y.d * dminx;
+                summs[k] = dmin.mul_add(imin as f32, summs[k]);
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc[k]);
+            }
+        }
+    }
+    if TILED {
+        acc1
+    } else {
+        core::array::from_fn(|k| hsum_ps(acc[k]) + summs[k])
+    }
+}
+
+/// [`q5_k_q8_k_avx2`] in `ggml_vec_dot_q5_K_q8_K`'s order.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k_q8_k_vec_avx2<const M: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q5_k_q8_k_avx2::<M, false>(x, ys)
+}
+
+/// [`q5_k_q8_k_avx2`] in the tiled matmul's order.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k_q8_k_tiled_avx2<const M: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q5_k_q8_k_avx2::<M, true>(x, ys)
+}
+
+/// Eight vectors of eight i32 lanes → their eight lane sums, in order (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum8x8(v: &[__m256i; 8]) -> __m256i {
+    let a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(a, b),
+        _mm256_permute2x128_si256::<0x31>(a, b),
+    )
+}
+
+/// Eight f16 scales as eight f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scales8(h: [u16; 8]) -> __m256 {
+    // SAFETY: `h` is 16 readable bytes; `loadu` has no alignment requirement.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
+}
+
+/// One activation row against eight IQ4_NL weight rows whose table values and scales are
+/// unpacked (`vals[k]`: 32 bytes per block; `dx`: eight scales per block): lane `k` is
+/// `dot::iq4_nl_q8_0` of row `k`, the same operations in the same order.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq4_nl_unpacked8(vals: &[&[i8]; 8], dx: &[f32], y: &[BlockQ8_0]) -> __m256 {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_ps();
+    for (b, y) in y.iter().enumerate() {
+        let yv = q8(y);
+        let ay = _mm256_abs_epi8(yv);
+        let mut v = [_mm256_setzero_si256(); 8];
+        for (vk, vals) in v.iter_mut().zip(vals) {
+            let x = load32i(chunk32i(vals, 32 * b));
+            *vk = _mm256_madd_epi16(_mm256_maddubs_epi16(ay, _mm256_sign_epi8(x, yv)), ones);
+        }
+        let isum = _mm256_cvtepi32_ps(hsum8x8(&v));
+        let d = dx.get(8 * b..8 * b + 8).unwrap_or(&[0.0; 8]);
+        // SAFETY: `d` is eight readable floats; `loadu` has no alignment requirement.
+        let dxv = unsafe { _mm256_loadu_ps(d.as_ptr()) };
+        let sc = _mm256_mul_ps(dxv, _mm256_set1_ps(y.d.to_f32()));
+        acc = _mm256_fmadd_ps(isum, sc, acc);
+    }
+    acc
+}
+
+/// One activation row against eight IQ4_NL weight rows, unpacking as it goes (decode). With
+/// `VNNI`, `vpdpbusd` takes the place of `maddubs` + `madd` (the same exact sums).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq4_nl_rows8_body<const VNNI: bool>(
+    xs: &[&[BlockIq4Nl]; 8],
+    y: &[BlockQ8_0],
+    dot: impl Fn(__m256i, __m256i) -> __m256i,
+) -> __m256 {
+    let tab = table();
+    let mut acc = _mm256_setzero_ps();
+    for (b, y) in y.iter().enumerate() {
+        let yv = q8(y);
+        let ay = _mm256_abs_epi8(yv);
+        let mut v = [_mm256_setzero_si256(); 8];
+        let mut h = [0u16; 8];
+        for ((vk, x), hk) in v.iter_mut().zip(xs).zip(&mut h) {
+            if let Some(x) = x.get(b) {
+                let xv = lookup(tab, &x.qs);
+                *vk = dot(ay, _mm256_sign_epi8(xv, yv));
+                *hk = x.d.to_bits();
+            }
+        }
+        let isum = _mm256_cvtepi32_ps(hsum8x8(&v));
+        let sc = _mm256_mul_ps(scales8(h), _mm256_set1_ps(y.d.to_f32()));
+        acc = _mm256_fmadd_ps(isum, sc, acc);
+    }
+    acc
+}
+
+/// [`iq4_nl_rows8_body`] with `maddubs` + `madd`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq4_nl_rows8(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0]) -> __m256 {
+    let ones = _mm256_set1_epi16(1);
+    iq4_nl_rows8_body::<false>(xs, y, |a, b| {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones)
+    })
+}
+
+/// [`iq4_nl_rows8_body`] with `vpdpbusd`.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn iq4_nl_rows8_vnni(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0]) -> __m256 {
+    iq4_nl_rows8_body::<true>(xs, y, |a, b| {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+    })
+}
+
+/// IQ4_NL weights against `m` activation rows, bit-identical to `dot::iq4_nl_q8_0` on every
+/// (weight row, activation row) pair: groups of eight weight rows, unpacked once when several
+/// activation rows share them. `w` holds whole rows of `wb` blocks (rows `rows`), `acts` `m`
+/// rows of `ab` blocks; `out[i * stride + r - rows.start]`. Returns false (nothing written)
+/// without AVX2.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn iq4_nl_matmul(
+    w: &[BlockIq4Nl],
+    wb: usize,
+    rows: core::ops::Range<usize>,
+    acts: &[BlockQ8_0],
+    ab: usize,
+    m: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> bool {
+    if !has_avx2() {
+        return false;
+    }
+    let nb = wb.min(ab);
+    let wrow = |r: usize| w.get(r * wb..r * wb + nb).unwrap_or_default();
+    let act = |i: usize| acts.get(i * ab..i * ab + nb).unwrap_or_default();
+    let mut put = |i: usize, r: usize, v: f32| {
+        if let Some(o) = out.get_mut(i * stride + r - rows.start) {
+            *o = v;
+        }
+    };
+    if m > 1 && super::has_avx512_vnni() {
+        // SAFETY: AVX2, FMA, F16C (checked above) and AVX-512 VNNI/VL (just checked).
+        unsafe {
+            tile_matmul(
+                w,
+                wb,
+                rows,
+                acts,
+                ab,
+                m,
+                out,
+                stride,
+                Tile8::iq4_nl,
+                biases_q8_0,
+                (iq4_nl_tile8::<1>, iq4_nl_tile8::<4>),
+                iq4_nl_q8_0,
+            )
+        };
+        return true;
+    }
+    let mut vals: Vec<i8> = Vec::new();
+    let mut dx: Vec<f32> = Vec::new();
+    let mut r0 = rows.start;
+    while r0 + 8 <= rows.end {
+        let xs: [&[BlockIq4Nl]; 8] = core::array::from_fn(|k| wrow(r0 + k));
+        if m == 1 {
+            let mut res = [0.0f32; 8];
+            // SAFETY: AVX2, FMA and F16C are present (checked above), AVX-512 VNNI/VL where
+            // taken (checked); `res` is 8 floats.
+            let v = unsafe {
+                if super::has_avx512_vnni() {
+                    iq4_nl_rows8_vnni(&xs, act(0))
+                } else {
+                    iq4_nl_rows8(&xs, act(0))
+                }
+            };
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(res.as_mut_ptr(), v) };
+            for (k, v) in res.into_iter().enumerate() {
+                put(0, r0 + k, v);
+            }
+        } else {
+            vals.clear();
+            vals.resize(8 * 32 * nb, 0);
+            dx.clear();
+            dx.resize(8 * nb, 0.0);
+            // SAFETY: AVX2, FMA and F16C are present (checked above).
+            unsafe { unpack8(&xs, &mut vals, &mut dx) };
+            let per: [&[i8]; 8] =
+                core::array::from_fn(|k| vals.get(k * 32 * nb..(k + 1) * 32 * nb).unwrap_or(&[]));
+            for i in 0..m {
+                let mut res = [0.0f32; 8];
+                // SAFETY: as above; `res` is 8 floats.
+                unsafe { _mm256_storeu_ps(res.as_mut_ptr(), iq4_nl_unpacked8(&per, &dx, act(i))) };
+                for (k, v) in res.into_iter().enumerate() {
+                    put(i, r0 + k, v);
+                }
+            }
+        }
+        r0 += 8;
+    }
+    for r in r0..rows.end {
+        for i in 0..m {
+            put(i, r, iq4_nl_q8_0(wrow(r), act(i)));
+        }
+    }
+    true
+}
+
+/// The table values (32 bytes a block, row after row) and scales (eight a block, row `k` in
+/// lane `k`) of eight IQ4_NL rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack8(xs: &[&[BlockIq4Nl]; 8], vals: &mut [i8], dx: &mut [f32]) {
+    let tab = table();
+    let nb = dx.len() / 8;
+    for (k, x) in xs.iter().enumerate() {
+        for (b, x) in x.iter().take(nb).enumerate() {
+            let v = lookup(tab, &x.qs);
+            if let Some(dst) = vals.get_mut((k * nb + b) * 32..(k * nb + b) * 32 + 32) {
+                // SAFETY: `dst` is 32 writable bytes; `storeu` has no alignment requirement.
+                unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) };
+            }
+            if let Some(d) = dx.get_mut(8 * b + k) {
+                *d = x.d.to_f32();
+            }
+        }
+    }
+}
+
+/// Eight weight rows unpacked for the VNNI tile kernels: for each block of 32 elements and
+/// each group `g` of four, 32 bytes holding the four table values (plus 128, so unsigned) of
+/// rows 0..8 in turn; the per-block scales of the eight rows (f32, row `k` in lane `k`); for
+/// IQ4_XS the eight rows' sub-block scales (`scale - 32`).
+#[derive(Default)]
+pub(crate) struct Tile8 {
+    vals: Vec<u8>,
+    dx: Vec<f32>,
+    ls: Vec<i32>,
+}
+
+/// Writes one 32-element block of table indices (16 bytes of nibbles) of row `k` into the
+/// interleaved layout at `dst` (256 bytes: eight groups of eight rows of four).
+#[inline(always)]
+fn interleave_block(qs: &[u8; 16], k: usize, dst: &mut [u8]) {
+    for g in 0..8 {
+        for e in 0..4 {
+            let j = 4 * g + e;
+            let b = qs[j % 16];
+            let q = if j < 16 { b & 0x0F } else { b >> 4 };
+            if let Some(d) = dst.get_mut(32 * g + 4 * k + e) {
+                *d = (i16::from(KVALUES_IQ4NL[usize::from(q)]) + 128) as u8;
+            }
+        }
+    }
+}
+
+/// Transposes eight vectors of eight 32-bit lanes: lane `k` of output `g` is lane `g` of input
+/// `k`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = core::array::from_fn(|i| {
+        let (a, b) = (v[2 * (i / 2) % 8], v[(2 * (i / 2) + 1) % 8]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi32(a, b)
+        } else {
+            _mm256_unpackhi_epi32(a, b)
+        }
+    });
+    // t0 = v0v1 lo, t1 = v0v1 hi, t2 = v2v3 lo, t3 = v2v3 hi, t4.. = v4v5, t6.. = v6v7.
+    let u = [
+        _mm256_unpacklo_epi64(t[0], t[2]),
+        _mm256_unpackhi_epi64(t[0], t[2]),
+        _mm256_unpacklo_epi64(t[1], t[3]),
+        _mm256_unpackhi_epi64(t[1], t[3]),
+        _mm256_unpacklo_epi64(t[4], t[6]),
+        _mm256_unpackhi_epi64(t[4], t[6]),
+        _mm256_unpacklo_epi64(t[5], t[7]),
+        _mm256_unpackhi_epi64(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2x128_si256::<0x20>(u[0], u[4]),
+        _mm256_permute2x128_si256::<0x20>(u[1], u[5]),
+        _mm256_permute2x128_si256::<0x20>(u[2], u[6]),
+        _mm256_permute2x128_si256::<0x20>(u[3], u[7]),
+        _mm256_permute2x128_si256::<0x31>(u[0], u[4]),
+        _mm256_permute2x128_si256::<0x31>(u[1], u[5]),
+        _mm256_permute2x128_si256::<0x31>(u[2], u[6]),
+        _mm256_permute2x128_si256::<0x31>(u[3], u[7]),
+    ]
+}
+
+/// The eight rows' 32-element blocks of nibbles (`qs[k]`) into the interleaved, biased layout
+/// at `dst` (256 bytes); the twin of [`interleave_block`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn interleave8(qs: [&[u8; 16]; 8], dst: &mut [u8]) {
+    let tab = table();
+    let flip = _mm256_set1_epi8(-128);
+    let v = transpose8(qs.map(|q| _mm256_xor_si256(lookup(tab, q), flip)));
+    for (d, v) in dst.chunks_exact_mut(32).zip(v) {
+        // SAFETY: `d` is 32 writable bytes; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), v) };
+    }
+}
+
+impl Tile8 {
+    /// Unpacks eight IQ4_NL rows of `nb` blocks.
+    fn iq4_nl(&mut self, xs: &[&[BlockIq4Nl]; 8], nb: usize) {
+        self.vals.clear();
+        self.vals.resize(256 * nb, 0);
+        self.dx.clear();
+        self.dx.resize(8 * nb, 0.0);
+        for b in 0..nb {
+            let blocks: [Option<&BlockIq4Nl>; 8] = core::array::from_fn(|k| xs[k].get(b));
+            let dst = &mut self.vals[256 * b..256 * b + 256];
+            if has_avx2() && blocks.iter().all(Option::is_some) {
+                // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                unsafe { interleave8(blocks.map(|x| x.map_or(&[0; 16], |x| &x.qs)), dst) };
+            } else {
+                for (k, x) in blocks.iter().enumerate() {
+                    interleave_block(x.map_or(&[0; 16], |x| &x.qs), k, dst);
+                }
+            }
+            for (k, x) in blocks.iter().enumerate() {
+                self.dx[8 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+            }
+        }
+    }
+
+    /// Unpacks eight IQ4_XS rows of `nb` super-blocks (8 `nb` blocks of 32).
+    fn iq4_xs(&mut self, xs: &[&[BlockIq4Xs]; 8], nb: usize) {
+        self.vals.clear();
+        self.vals.resize(256 * 8 * nb, 0);
+        self.dx.clear();
+        self.dx.resize(8 * nb, 0.0);
+        self.ls.clear();
+        self.ls.resize(64 * nb, 0);
+        fn part(x: Option<&BlockIq4Xs>, ib: usize) -> &[u8; 16] {
+            x.and_then(|x| x.qs.get(16 * ib..16 * ib + 16))
+                .and_then(|c| <&[u8; 16]>::try_from(c).ok())
+                .unwrap_or(&[0; 16])
+        }
+        for b in 0..nb {
+            let blocks: [Option<&BlockIq4Xs>; 8] = core::array::from_fn(|k| xs[k].get(b));
+            for ib in 0..8 {
+                let at = 256 * (8 * b + ib);
+                let dst = &mut self.vals[at..at + 256];
+                if has_avx2() {
+                    // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                    unsafe { interleave8(blocks.map(|x| part(x, ib)), dst) };
+                } else {
+                    for (k, x) in blocks.iter().enumerate() {
+                        interleave_block(part(*x, ib), k, dst);
+                    }
+                }
+                for (k, x) in blocks.iter().enumerate() {
+                    self.ls[8 * (8 * b + ib) + k] = x.map_or(0, |x| x.scale(ib) - 32);
+                }
+            }
+            for (k, x) in blocks.iter().enumerate() {
+                self.dx[8 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+            }
+        }
+    }
+}
+
+/// `sum_e x_e y_e` of one interleaved 32-element block (`vals`: 256 bytes) against `M` rows
+/// of 32 activations, for the eight weight rows in the eight lanes: `vpdpbusd` of the biased
+/// values with each group's four activations broadcast, minus `128 sum(y)`. Exact; each value
+/// load serves the `M` rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn tile_block<const M: usize>(vals: &[u8], ys: [&[i8; 32]; M], bias: [i32; M]) -> [__m256i; M] {
+    let Some(vals) = vals.get(..256) else {
+        return [_mm256_setzero_si256(); M];
+    };
+    // Two independent sums per row (integer: the order does not matter), so that the
+    // `vpdpbusd` latency overlaps.
+    let mut acc = [[_mm256_setzero_si256(); 2]; M];
+    for (g, x) in vals.chunks_exact(32).enumerate() {
+        // SAFETY: `x` is 32 readable bytes; `loadu` has no alignment requirement.
+        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast()) };
+        for (a, y) in acc.iter_mut().zip(ys) {
+            let w = i32::from_le_bytes([
+                y[4 * g] as u8,
+                y[4 * g + 1] as u8,
+                y[4 * g + 2] as u8,
+                y[4 * g + 3] as u8,
+            ]);
+            a[g % 2] = _mm256_dpbusd_epi32(a[g % 2], x, _mm256_set1_epi32(w));
+        }
+    }
+    core::array::from_fn(|i| {
+        _mm256_sub_epi32(
+            _mm256_add_epi32(acc[i][0], acc[i][1]),
+            _mm256_set1_epi32(bias[i]),
+        )
+    })
+}
+
+/// `128 sum(y)` of 32 activations.
+#[inline(always)]
+fn bias128(y: &[i8]) -> i32 {
+    if has_avx2() {
+        if let Ok(y) = <&[i8; 32]>::try_from(y) {
+            // SAFETY: AVX2, FMA and F16C are present (checked just above).
+            return 128 * unsafe { sum32(y) };
+        }
+    }
+    128 * y.iter().map(|v| i32::from(*v)).sum::<i32>()
+}
+
+/// The sum of 32 signed bytes (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sum32(y: &[i8; 32]) -> i32 {
+    let p = _mm256_maddubs_epi16(_mm256_set1_epi8(1), load32i(y));
+    hsum1(_mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+}
+
+/// The [`bias128`] of each Q8_0 block.
+fn biases_q8_0(y: &[BlockQ8_0], out: &mut Vec<i32>) {
+    out.extend(y.iter().map(|b| bias128(&b.qs)));
+}
+
+/// The [`bias128`] of each 32-element part of each Q8_K block.
+fn biases_q8_k(y: &[BlockQ8K], out: &mut Vec<i32>) {
+    out.extend(y.iter().flat_map(|b| b.qs.chunks_exact(32).map(bias128)));
+}
+
+/// `M` activation rows against an IQ4_NL [`Tile8`]: lane `k` of result `i` is
+/// `dot::iq4_nl_q8_0` of weight row `k` and activation row `i`.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn iq4_nl_tile8<const M: usize>(
+    t: &Tile8,
+    ys: [&[BlockQ8_0]; M],
+    bias: [&[i32]; M],
+) -> [__m256; M] {
+    let mut acc = [_mm256_setzero_ps(); M];
+    let nb = ys.iter().fold(t.dx.len() / 8, |n, y| n.min(y.len()));
+    for b in 0..nb {
+        let q: [&[i8; 32]; M] = core::array::from_fn(|i| &ys[i][b].qs);
+        let bs: [i32; M] = core::array::from_fn(|i| bias[i].get(b).copied().unwrap_or(0));
+        let isum = tile_block(t.vals.get(256 * b..).unwrap_or_default(), q, bs);
+        let d = t.dx.get(8 * b..8 * b + 8).unwrap_or(&[0.0; 8]);
+        // SAFETY: `d` is eight readable floats; `loadu` has no alignment requirement.
+        let dxv = unsafe { _mm256_loadu_ps(d.as_ptr()) };
+        for ((a, y), s) in acc.iter_mut().zip(ys).zip(isum) {
+            let sc = _mm256_mul_ps(dxv, _mm256_set1_ps(y[b].d.to_f32()));
+            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, *a);
+        }
+    }
+    acc
+}
+
+/// `M` activation rows against an IQ4_XS [`Tile8`] in the tiled matmul's order: lane `k` of
+/// result `i` is `dot::iq4_xs_q8_k_tiled` of weight row `k` and activation row `i`.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn iq4_xs_tile8<const M: usize>(t: &Tile8, ys: [&[BlockQ8K]; M], bias: [&[i32]; M]) -> [__m256; M] {
+    let mut acc = [_mm256_setzero_ps(); M];
+    let nb = ys.iter().fold(t.dx.len() / 8, |n, y| n.min(y.len()));
+    for b in 0..nb {
+        let mut s = [_mm256_setzero_si256(); M];
+        for ib in 0..8 {
+            let at = 8 * b + ib;
+            let q: [&[i8; 32]; M] = core::array::from_fn(|i| chunk32i(&ys[i][b].qs, 32 * ib));
+            let bs: [i32; M] = core::array::from_fn(|i| bias[i].get(at).copied().unwrap_or(0));
+            let p = tile_block(t.vals.get(256 * at..).unwrap_or_default(), q, bs);
+            let l = t.ls.get(8 * at..8 * at + 8).unwrap_or(&[0; 8]);
+            // SAFETY: `l` is eight readable i32; `loadu` has no alignment requirement.
+            let lv = unsafe { _mm256_loadu_si256(l.as_ptr().cast()) };
+            for (s, p) in s.iter_mut().zip(p) {
+                *s = _mm256_add_epi32(*s, _mm256_mullo_epi32(p, lv));
+            }
+        }
+        let d = t.dx.get(8 * b..8 * b + 8).unwrap_or(&[0.0; 8]);
+        // SAFETY: `d` is eight readable floats; `loadu` has no alignment requirement.
+        let dxv = unsafe { _mm256_loadu_ps(d.as_ptr()) };
+        for ((a, y), s) in acc.iter_mut().zip(ys).zip(s) {
+            let r = _mm256_mul_ps(_mm256_cvtepi32_ps(s), dxv);
+            *a = _mm256_fmadd_ps(r, _mm256_set1_ps(y[b].d), *a);
+        }
+    }
+    acc
+}
+
+/// Eight f32 lanes as an array.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn to_array(v: __m256) -> [f32; 8] {
+    let mut out = [0.0f32; 8];
+    // SAFETY: `out` is 8 writable floats; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// One and four activation rows against a [`Tile8`].
+type TileFns<A> = (
+    unsafe fn(&Tile8, [&[A]; 1], [&[i32]; 1]) -> [__m256; 1],
+    unsafe fn(&Tile8, [&[A]; 4], [&[i32]; 4]) -> [__m256; 4],
+);
+
+/// The VNNI tile path of a product of several activation rows: groups of eight weight rows
+/// unpacked once into a [`Tile8`], then every activation row against them; the rows left
+/// over (fewer than eight) through `one`. `unpack` fills the tile from eight rows, `tile8`
+/// runs one activation row.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn tile_matmul<W, A>(
+    w: &[W],
+    wb: usize,
+    rows: core::ops::Range<usize>,
+    acts: &[A],
+    ab: usize,
+    m: usize,
+    out: &mut [f32],
+    stride: usize,
+    unpack: fn(&mut Tile8, &[&[W]; 8], usize),
+    biases: fn(&[A], &mut Vec<i32>),
+    tile8: TileFns<A>,
+    one: fn(&[W], &[A]) -> f32,
+) {
+    let nb = wb.min(ab);
+    let wrow = |r: usize| w.get(r * wb..r * wb + nb).unwrap_or_default();
+    let act = |i: usize| acts.get(i * ab..i * ab + nb).unwrap_or_default();
+    let mut put = |i: usize, r: usize, v: f32| {
+        if let Some(o) = out.get_mut(i * stride + r - rows.start) {
+            *o = v;
+        }
+    };
+    let mut tile = Tile8::default();
+    let mut bias = Vec::new();
+    for i in 0..m {
+        biases(act(i), &mut bias);
+    }
+    let per = bias.len() / m.max(1);
+    let mut r0 = rows.start;
+    while r0 + 8 <= rows.end {
+        let xs: [&[W]; 8] = core::array::from_fn(|k| wrow(r0 + k));
+        unpack(&mut tile, &xs, nb);
+        let b = |i: usize| bias.get(i * per..(i + 1) * per).unwrap_or_default();
+        let mut i = 0;
+        while i < m {
+            let res: [[f32; 8]; 4];
+            let n = if i + 4 <= m {
+                let a = core::array::from_fn(|k| act(i + k));
+                let bs = core::array::from_fn(|k| b(i + k));
+                // SAFETY: this function's features (AVX2, FMA, F16C, AVX-512 VNNI/VL) are the
+                // kernel's.
+                let v = unsafe { (tile8.1)(&tile, a, bs) };
+                res = v.map(|x| to_array(x));
+                4
+            } else {
+                // SAFETY: as above.
+                let [v] = unsafe { (tile8.0)(&tile, [act(i)], [b(i)]) };
+                res = [to_array(v), [0.0; 8], [0.0; 8], [0.0; 8]];
+                1
+            };
+            for (k, r) in res.iter().take(n).enumerate() {
+                for (j, v) in r.iter().enumerate() {
+                    put(i + k, r0 + j, *v);
+                }
+            }
+            i += n;
+        }
+        r0 += 8;
+    }
+    for r in r0..rows.end {
+        for i in 0..m {
+            put(i, r, one(wrow(r), act(i)));
+        }
+    }
+}
+
+/// IQ4_XS weights (tiled order) against `m >= 2` activation rows through the VNNI tile;
+/// bit-identical to `dot::iq4_xs_q8_k_tiled` on every pair. False (nothing written) without
+/// AVX-512 VNNI or for a single row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn iq4_xs_tiled_matmul(
+    w: &[BlockIq4Xs],
+    wb: usize,
+    rows: core::ops::Range<usize>,
+    acts: &[BlockQ8K],
+    ab: usize,
+    m: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> bool {
+    if m < 2 || !super::has_avx512_vnni() {
+        return false;
+    }
+    // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked above).
+    unsafe {
+        tile_matmul(
+            w,
+            wb,
+            rows,
+            acts,
+            ab,
+            m,
+            out,
+            stride,
+            Tile8::iq4_xs,
+            biases_q8_k,
+            (iq4_xs_tile8::<1>, iq4_xs_tile8::<4>),
+            iq4_xs_q8_k_tiled,
+        )
+    };
+    true
+}
+
 macro_rules! wrap {
     ($(#[$doc:meta])* $name:ident, $quad:ident, $inner:ident, $scalar:path, $w:ty, $a:ty) => {
         $(#[$doc])*
@@ -243,6 +918,25 @@ wrap!(
     BlockQ8K
 );
 
+wrap!(
+    /// Q5_K · Q8_K.
+    q5_k_q8_k,
+    q5_k_q8_k_x4,
+    q5_k_q8_k_vec_avx2,
+    dot::q5_k_q8_k,
+    BlockQ5K,
+    BlockQ8K
+);
+wrap!(
+    /// Q5_K · Q8_K in the order of ggml's tiled matmul.
+    q5_k_q8_k_tiled,
+    q5_k_q8_k_tiled_x4,
+    q5_k_q8_k_tiled_avx2,
+    dot::q5_k_q8_k_tiled,
+    BlockQ5K,
+    BlockQ8K
+);
+
 /// IQ4_NL · Q8_0, four weight rows per pass over one activation row; bit-identical to four
 /// single calls.
 pub(crate) fn iq4_nl_q8_0_r4(xs: [&[BlockIq4Nl]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
@@ -286,8 +980,37 @@ mod tests {
             .collect()
     }
 
+    fn to_vec8(v: __m256) -> Vec<u32> {
+        let mut out = [0.0f32; 8];
+        // SAFETY: `out` is 8 writable floats; AVX is present wherever this is called.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out.iter().map(|f| f.to_bits()).collect()
+    }
+
     fn scale(rng: &mut Rng) -> f16 {
         f16::from_f32(((rng.next() % 2000) as f32 - 1000.0) / 997.0)
+    }
+
+    /// The SIMD interleaving gives the scalar one's bytes.
+    #[test]
+    fn interleave_twins() {
+        let mut rng = Rng(77);
+        for _ in 0..50 {
+            let mut qs = [[0u8; 16]; 8];
+            for q in &mut qs {
+                rng.fill(q);
+            }
+            let mut want = [0u8; 256];
+            for (k, q) in qs.iter().enumerate() {
+                interleave_block(q, k, &mut want);
+            }
+            let mut got = [0u8; 256];
+            // SAFETY: the test machine has AVX2 (the kernels' own checks gate the rest).
+            if has_avx2() {
+                unsafe { interleave8(core::array::from_fn(|k| &qs[k]), &mut got) };
+                assert_eq!(got, want);
+            }
+        }
     }
 
     /// Every kernel (one, four activation rows, four weight rows) equals the scalar twin bit
@@ -315,6 +1038,42 @@ mod tests {
                 assert_eq!(&one, w, "iq4_nl one row, nb {nb}");
                 let quad = iq4_nl_q8_0_x4(x, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
                 assert_eq!(quad.to_vec(), *w, "iq4_nl four rows, nb {nb}");
+            }
+            // Eight and more weight rows through the grouped kernels, one and several
+            // activation rows.
+            let xs8: Vec<BlockIq4Nl> = (0..11)
+                .flat_map(|_| blocks(&mut rng, nb, |b: &mut BlockIq4Nl, r| b.d = scale(r)))
+                .collect();
+            for m in [1usize, 3, 6] {
+                let acts: Vec<BlockQ8_0> = (0..m).flat_map(|i| ys[i % 4].clone()).collect();
+                let mut out = vec![f32::NAN; m * 10];
+                assert!(iq4_nl_matmul(&xs8, nb, 1..11, &acts, nb, m, &mut out, 10));
+                for i in 0..m {
+                    for r in 1..11 {
+                        let want = dot::iq4_nl_q8_0(&xs8[r * nb..(r + 1) * nb], &ys[i % 4]);
+                        assert_eq!(
+                            out[i * 10 + r - 1].to_bits(),
+                            want.to_bits(),
+                            "iq4_nl matmul m {m} act {i} row {r} nb {nb}"
+                        );
+                    }
+                }
+            }
+            // Both decode kernels (AVX2 and VNNI) against the scalar twin.
+            let x8: [&[BlockIq4Nl]; 8] = core::array::from_fn(|k| &xs8[k * nb..(k + 1) * nb]);
+            let want8: Vec<u32> = x8
+                .iter()
+                .map(|x| dot::iq4_nl_q8_0(x, &ys[0]).to_bits())
+                .collect();
+            if has_avx2() {
+                // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                let v = to_vec8(unsafe { iq4_nl_rows8(&x8, &ys[0]) });
+                assert_eq!(v, want8, "iq4_nl rows8 avx2 nb {nb}");
+            }
+            if crate::simd::has_avx512_vnni() {
+                // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked).
+                let v = to_vec8(unsafe { iq4_nl_rows8_vnni(&x8, &ys[0]) });
+                assert_eq!(v, want8, "iq4_nl rows8 vnni nb {nb}");
             }
             for (k, y) in ys.iter().enumerate() {
                 let r4 = iq4_nl_q8_0_r4([&xs[0], &xs[1], &xs[2], &xs[3]], y).map(f32::to_bits);
@@ -350,6 +1109,47 @@ mod tests {
             assert_eq!(one, want, "iq4_xs tiled one row, nb {nk}");
             let quad = iq4_xs_q8_k_tiled_x4(&x, [&yk[0], &yk[1], &yk[2], &yk[3]]).map(f32::to_bits);
             assert_eq!(quad.to_vec(), want, "iq4_xs tiled four rows, nb {nk}");
+
+            let xs8: Vec<BlockIq4Xs> = (0..11)
+                .flat_map(|_| blocks(&mut rng, nk, |b: &mut BlockIq4Xs, r| b.d = scale(r)))
+                .collect();
+            let acts: Vec<BlockQ8K> = (0..6).flat_map(|i| yk[i % 4].clone()).collect();
+            let mut out = vec![f32::NAN; 6 * 10];
+            if iq4_xs_tiled_matmul(&xs8, nk, 1..11, &acts, nk, 6, &mut out, 10) {
+                for i in 0..6 {
+                    for r in 1..11 {
+                        let want = dot::iq4_xs_q8_k_tiled(&xs8[r * nk..(r + 1) * nk], &yk[i % 4]);
+                        assert_eq!(
+                            out[i * 10 + r - 1].to_bits(),
+                            want.to_bits(),
+                            "iq4_xs tiled matmul act {i} row {r} nb {nk}"
+                        );
+                    }
+                }
+            }
+
+            let x5 = blocks(&mut rng, nk, |b: &mut BlockQ5K, r| {
+                b.d = scale(r);
+                b.dmin = scale(r);
+            });
+            type K5 = fn(&[BlockQ5K], &[BlockQ8K]) -> f32;
+            type K5x4 = fn(&[BlockQ5K], [&[BlockQ8K]; 4]) -> [f32; 4];
+            let pairs: [(K5, K5, K5x4, &str); 2] = [
+                (dot::q5_k_q8_k, q5_k_q8_k, q5_k_q8_k_x4, "q5_k"),
+                (
+                    dot::q5_k_q8_k_tiled,
+                    q5_k_q8_k_tiled,
+                    q5_k_q8_k_tiled_x4,
+                    "q5_k tiled",
+                ),
+            ];
+            for (scalar, one, four, what) in pairs {
+                let want: Vec<u32> = yk.iter().map(|y| scalar(&x5, y).to_bits()).collect();
+                let got: Vec<u32> = yk.iter().map(|y| one(&x5, y).to_bits()).collect();
+                assert_eq!(got, want, "{what} one row, nb {nk}");
+                let quad = four(&x5, [&yk[0], &yk[1], &yk[2], &yk[3]]).map(f32::to_bits);
+                assert_eq!(quad.to_vec(), want, "{what} four rows, nb {nk}");
+            }
         }
     }
 }

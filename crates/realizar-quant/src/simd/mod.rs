@@ -150,6 +150,14 @@ select_iq!(
     iq4_xs_q8_k, iq4_xs_q8_k_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k
 );
 select_iq!(
+    /// Q5_K · Q8_K.
+    q5_k_q8_k, q5_k_q8_k_x4, BlockQ5K, BlockQ8K, dot::q5_k_q8_k
+);
+select_iq!(
+    /// Q5_K · Q8_K in the order of ggml's tiled matmul.
+    q5_k_q8_k_tiled, q5_k_q8_k_tiled_x4, BlockQ5K, BlockQ8K, dot::q5_k_q8_k_tiled
+);
+select_iq!(
     /// IQ4_XS · Q8_K in the order of ggml's tiled matmul.
     iq4_xs_q8_k_tiled, iq4_xs_q8_k_tiled_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k_tiled
 );
@@ -167,6 +175,33 @@ pub(crate) fn iq4_nl_q8_0_wide() -> Wide<BlockIq4Nl, BlockQ8_0> {
         }
     }
     Wide::none()
+}
+
+/// A kernel for a whole product: `(weight rows, blocks per weight row, rows, activation rows,
+/// blocks per activation row, m, out, out stride)`; false if it cannot run on this CPU.
+pub(crate) type WholeFn<W, A> =
+    fn(&[W], usize, core::ops::Range<usize>, &[A], usize, usize, &mut [f32], usize) -> bool;
+
+/// IQ4_NL · Q8_0's whole-product kernel (groups of eight weight rows).
+pub(crate) fn iq4_nl_q8_0_whole() -> Option<WholeFn<BlockIq4Nl, BlockQ8_0>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Some(iq_avx2::iq4_nl_matmul);
+        }
+    }
+    None
+}
+
+/// The tiled-order IQ4_XS kernel's whole-product one (VNNI tiles of eight weight rows).
+pub(crate) fn iq4_xs_q8_k_tiled_whole() -> Option<WholeFn<BlockIq4Xs, BlockQ8K>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512_vnni() {
+            return Some(iq_avx2::iq4_xs_tiled_matmul);
+        }
+    }
+    None
 }
 
 /// A kernel taking four activation rows per pass over a weight row.
