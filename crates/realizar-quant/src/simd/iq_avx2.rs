@@ -383,6 +383,46 @@ pub(crate) fn iq4_nl_matmul(
     if !has_avx2() {
         return false;
     }
+    if m > 1 && super::has_avx512() {
+        let start = rows.start;
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VNNI/VL are present (checked).
+        let done = unsafe {
+            tile16_matmul(
+                w,
+                wb,
+                rows.clone(),
+                acts,
+                ab,
+                m,
+                out,
+                stride,
+                Tile16::iq4_nl,
+                biases_q8_0,
+                (iq4_nl_tile16::<1>, iq4_nl_tile16::<4>),
+            )
+        };
+        if done >= rows.end {
+            return true;
+        }
+        let off = done - start;
+        let (_, rest) = out.split_at_mut(off.min(out.len()));
+        return iq4_nl_matmul8(w, wb, done..rows.end, acts, ab, m, rest, stride);
+    }
+    iq4_nl_matmul8(w, wb, rows, acts, ab, m, out, stride)
+}
+
+/// [`iq4_nl_matmul`] without the 512-bit tiles.
+#[allow(clippy::too_many_arguments)]
+fn iq4_nl_matmul8(
+    w: &[BlockIq4Nl],
+    wb: usize,
+    rows: core::ops::Range<usize>,
+    acts: &[BlockQ8_0],
+    ab: usize,
+    m: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> bool {
     let nb = wb.min(ab);
     let wrow = |r: usize| w.get(r * wb..r * wb + nb).unwrap_or_default();
     let act = |i: usize| acts.get(i * ab..i * ab + nb).unwrap_or_default();
@@ -392,7 +432,7 @@ pub(crate) fn iq4_nl_matmul(
         }
     };
     if m > 1 && super::has_avx512_vnni() {
-        // SAFETY: AVX2, FMA, F16C (checked above) and AVX-512 VNNI/VL (just checked).
+        // SAFETY: AVX2, FMA, F16C (checked by the caller) and AVX-512 VNNI/VL (just checked).
         unsafe {
             tile_matmul(
                 w,
@@ -544,17 +584,26 @@ fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
 }
 
 /// The eight rows' 32-element blocks of nibbles (`qs[k]`) into the interleaved, biased layout
-/// at `dst` (256 bytes); the twin of [`interleave_block`].
+/// at `dst` (group `g`'s 32 bytes at `g * stride`); the twin of [`interleave_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn interleave8(qs: [&[u8; 16]; 8], dst: &mut [u8]) {
+fn interleave8(qs: [&[u8; 16]; 8], dst: &mut [u8], stride: usize) {
     let tab = table();
     let flip = _mm256_set1_epi8(-128);
     let v = transpose8(qs.map(|q| _mm256_xor_si256(lookup(tab, q), flip)));
-    for (d, v) in dst.chunks_exact_mut(32).zip(v) {
-        // SAFETY: `d` is 32 writable bytes; `storeu` has no alignment requirement.
-        unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), v) };
+    for (g, v) in v.into_iter().enumerate() {
+        if let Some(d) = dst.get_mut(g * stride..g * stride + 32) {
+            // SAFETY: `d` is 32 writable bytes; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), v) };
+        }
     }
+}
+
+/// The 16 bytes of nibbles of sub-block `ib` of an IQ4_XS block (zeros for no block).
+fn part(x: Option<&BlockIq4Xs>, ib: usize) -> &[u8; 16] {
+    x.and_then(|x| x.qs.get(16 * ib..16 * ib + 16))
+        .and_then(|c| <&[u8; 16]>::try_from(c).ok())
+        .unwrap_or(&[0; 16])
 }
 
 impl Tile8 {
@@ -569,7 +618,7 @@ impl Tile8 {
             let dst = &mut self.vals[256 * b..256 * b + 256];
             if has_avx2() && blocks.iter().all(Option::is_some) {
                 // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                unsafe { interleave8(blocks.map(|x| x.map_or(&[0; 16], |x| &x.qs)), dst) };
+                unsafe { interleave8(blocks.map(|x| x.map_or(&[0; 16], |x| &x.qs)), dst, 32) };
             } else {
                 for (k, x) in blocks.iter().enumerate() {
                     interleave_block(x.map_or(&[0; 16], |x| &x.qs), k, dst);
@@ -589,11 +638,6 @@ impl Tile8 {
         self.dx.resize(8 * nb, 0.0);
         self.ls.clear();
         self.ls.resize(64 * nb, 0);
-        fn part(x: Option<&BlockIq4Xs>, ib: usize) -> &[u8; 16] {
-            x.and_then(|x| x.qs.get(16 * ib..16 * ib + 16))
-                .and_then(|c| <&[u8; 16]>::try_from(c).ok())
-                .unwrap_or(&[0; 16])
-        }
         for b in 0..nb {
             let blocks: [Option<&BlockIq4Xs>; 8] = core::array::from_fn(|k| xs[k].get(b));
             for ib in 0..8 {
@@ -601,7 +645,7 @@ impl Tile8 {
                 let dst = &mut self.vals[at..at + 256];
                 if has_avx2() {
                     // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                    unsafe { interleave8(blocks.map(|x| part(x, ib)), dst) };
+                    unsafe { interleave8(blocks.map(|x| part(x, ib)), dst, 32) };
                 } else {
                     for (k, x) in blocks.iter().enumerate() {
                         interleave_block(part(*x, ib), k, dst);
@@ -843,24 +887,294 @@ pub(crate) fn iq4_xs_tiled_matmul(
     if m < 2 || !super::has_avx512_vnni() {
         return false;
     }
+    if super::has_avx512() {
+        let start = rows.start;
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VNNI/VL are present (checked).
+        let done = unsafe {
+            tile16_matmul(
+                w,
+                wb,
+                rows.clone(),
+                acts,
+                ab,
+                m,
+                out,
+                stride,
+                Tile16::iq4_xs,
+                biases_q8_k,
+                (iq4_xs_tile16::<1>, iq4_xs_tile16::<4>),
+            )
+        };
+        if done < rows.end {
+            let off = done - start;
+            let (_, rest) = out.split_at_mut(off.min(out.len()));
+            // SAFETY: as above.
+            unsafe { tile8_xs(w, wb, done..rows.end, acts, ab, m, rest, stride) };
+        }
+        return true;
+    }
     // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked above).
-    unsafe {
-        tile_matmul(
-            w,
-            wb,
-            rows,
-            acts,
-            ab,
-            m,
-            out,
-            stride,
-            Tile8::iq4_xs,
-            biases_q8_k,
-            (iq4_xs_tile8::<1>, iq4_xs_tile8::<4>),
-            iq4_xs_q8_k_tiled,
-        )
-    };
+    unsafe { tile8_xs(w, wb, rows, acts, ab, m, out, stride) };
     true
+}
+
+/// The 256-bit VNNI tile path of [`iq4_xs_tiled_matmul`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn tile8_xs(
+    w: &[BlockIq4Xs],
+    wb: usize,
+    rows: core::ops::Range<usize>,
+    acts: &[BlockQ8K],
+    ab: usize,
+    m: usize,
+    out: &mut [f32],
+    stride: usize,
+) {
+    tile_matmul(
+        w,
+        wb,
+        rows,
+        acts,
+        ab,
+        m,
+        out,
+        stride,
+        Tile8::iq4_xs,
+        biases_q8_k,
+        (iq4_xs_tile8::<1>, iq4_xs_tile8::<4>),
+        iq4_xs_q8_k_tiled,
+    )
+}
+
+/// Sixteen weight rows unpacked for the 512-bit VNNI tile kernels: [`Tile8`]'s layout with
+/// each group's 64 bytes holding rows 0..8 then rows 8..16 (one `zmm` load), and sixteen
+/// scales per block (per sub-block for IQ4_XS's `ls`).
+#[derive(Default)]
+pub(crate) struct Tile16 {
+    vals: Vec<u8>,
+    dx: Vec<f32>,
+    ls: Vec<i32>,
+}
+
+impl Tile16 {
+    /// Unpacks sixteen IQ4_NL rows of `nb` blocks (AVX2 present: the caller checked).
+    fn iq4_nl(&mut self, xs: &[&[BlockIq4Nl]; 16], nb: usize) {
+        self.vals.clear();
+        self.vals.resize(512 * nb, 0);
+        self.dx.clear();
+        self.dx.resize(16 * nb, 0.0);
+        for b in 0..nb {
+            let blocks: [Option<&BlockIq4Nl>; 16] = core::array::from_fn(|k| xs[k].get(b));
+            for h in 0..2 {
+                let q: [&[u8; 16]; 8] =
+                    core::array::from_fn(|k| blocks[8 * h + k].map_or(&[0; 16], |x| &x.qs));
+                let dst = &mut self.vals[512 * b + 32 * h..512 * b + 512];
+                // SAFETY: the caller checked AVX-512 (with AVX2, FMA and F16C).
+                unsafe { interleave8(q, dst, 64) };
+            }
+            for (k, x) in blocks.iter().enumerate() {
+                self.dx[16 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+            }
+        }
+    }
+
+    /// Unpacks sixteen IQ4_XS rows of `nb` super-blocks (AVX2 present: the caller checked).
+    fn iq4_xs(&mut self, xs: &[&[BlockIq4Xs]; 16], nb: usize) {
+        self.vals.clear();
+        self.vals.resize(512 * 8 * nb, 0);
+        self.dx.clear();
+        self.dx.resize(16 * nb, 0.0);
+        self.ls.clear();
+        self.ls.resize(128 * nb, 0);
+        for b in 0..nb {
+            let blocks: [Option<&BlockIq4Xs>; 16] = core::array::from_fn(|k| xs[k].get(b));
+            for ib in 0..8 {
+                let at = 8 * b + ib;
+                for h in 0..2 {
+                    let q: [&[u8; 16]; 8] = core::array::from_fn(|k| part(blocks[8 * h + k], ib));
+                    let dst = &mut self.vals[512 * at + 32 * h..512 * at + 512];
+                    // SAFETY: the caller checked AVX-512 (with AVX2, FMA and F16C).
+                    unsafe { interleave8(q, dst, 64) };
+                }
+                for (k, x) in blocks.iter().enumerate() {
+                    self.ls[16 * at + k] = x.map_or(0, |x| x.scale(ib) - 32);
+                }
+            }
+            for (k, x) in blocks.iter().enumerate() {
+                self.dx[16 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+            }
+        }
+    }
+}
+
+/// [`tile_block`] for a [`Tile16`] block (512 bytes), the sixteen rows in sixteen lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+fn tile16_block<const M: usize>(vals: &[u8], ys: [&[i8; 32]; M], bias: [i32; M]) -> [__m512i; M] {
+    let Some(vals) = vals.get(..512) else {
+        return [_mm512_setzero_si512(); M];
+    };
+    let mut acc = [[_mm512_setzero_si512(); 2]; M];
+    for (g, x) in vals.chunks_exact(64).enumerate() {
+        // SAFETY: `x` is 64 readable bytes; `loadu` has no alignment requirement.
+        let x = unsafe { _mm512_loadu_si512(x.as_ptr().cast()) };
+        for (a, y) in acc.iter_mut().zip(ys) {
+            let w = i32::from_le_bytes([
+                y[4 * g] as u8,
+                y[4 * g + 1] as u8,
+                y[4 * g + 2] as u8,
+                y[4 * g + 3] as u8,
+            ]);
+            a[g % 2] = _mm512_dpbusd_epi32(a[g % 2], x, _mm512_set1_epi32(w));
+        }
+    }
+    core::array::from_fn(|i| {
+        _mm512_sub_epi32(
+            _mm512_add_epi32(acc[i][0], acc[i][1]),
+            _mm512_set1_epi32(bias[i]),
+        )
+    })
+}
+
+/// Sixteen f32 lanes as an array.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+fn to_array16(v: __m512) -> [f32; 16] {
+    let mut out = [0.0f32; 16];
+    // SAFETY: `out` is 16 writable floats; `storeu` has no alignment requirement.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// Sixteen floats from `v[at..at + 16]` (zeros past the end).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+fn load16f(v: &[f32], at: usize) -> __m512 {
+    let d = v.get(at..at + 16).unwrap_or(&[0.0; 16]);
+    // SAFETY: `d` is sixteen readable floats; `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_ps(d.as_ptr()) }
+}
+
+/// `M` activation rows against an IQ4_NL [`Tile16`] (as [`iq4_nl_tile8`], sixteen lanes).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+fn iq4_nl_tile16<const M: usize>(
+    t: &Tile16,
+    ys: [&[BlockQ8_0]; M],
+    bias: [&[i32]; M],
+) -> [[f32; 16]; M] {
+    let mut acc = [_mm512_setzero_ps(); M];
+    let nb = ys.iter().fold(t.dx.len() / 16, |n, y| n.min(y.len()));
+    for b in 0..nb {
+        let q: [&[i8; 32]; M] = core::array::from_fn(|i| &ys[i][b].qs);
+        let bs: [i32; M] = core::array::from_fn(|i| bias[i].get(b).copied().unwrap_or(0));
+        let isum = tile16_block(t.vals.get(512 * b..).unwrap_or_default(), q, bs);
+        let dxv = load16f(&t.dx, 16 * b);
+        for ((a, y), s) in acc.iter_mut().zip(ys).zip(isum) {
+            let sc = _mm512_mul_ps(dxv, _mm512_set1_ps(y[b].d.to_f32()));
+            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, *a);
+        }
+    }
+    acc.map(|a| to_array16(a))
+}
+
+/// `M` activation rows against an IQ4_XS [`Tile16`] (as [`iq4_xs_tile8`], sixteen lanes).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+fn iq4_xs_tile16<const M: usize>(
+    t: &Tile16,
+    ys: [&[BlockQ8K]; M],
+    bias: [&[i32]; M],
+) -> [[f32; 16]; M] {
+    let mut acc = [_mm512_setzero_ps(); M];
+    let nb = ys.iter().fold(t.dx.len() / 16, |n, y| n.min(y.len()));
+    for b in 0..nb {
+        let mut s = [_mm512_setzero_si512(); M];
+        for ib in 0..8 {
+            let at = 8 * b + ib;
+            let q: [&[i8; 32]; M] = core::array::from_fn(|i| chunk32i(&ys[i][b].qs, 32 * ib));
+            let bs: [i32; M] = core::array::from_fn(|i| bias[i].get(at).copied().unwrap_or(0));
+            let p = tile16_block(t.vals.get(512 * at..).unwrap_or_default(), q, bs);
+            let l = t.ls.get(16 * at..16 * at + 16).unwrap_or(&[0; 16]);
+            // SAFETY: `l` is sixteen readable i32; `loadu` has no alignment requirement.
+            let lv = unsafe { _mm512_loadu_si512(l.as_ptr().cast()) };
+            for (s, p) in s.iter_mut().zip(p) {
+                *s = _mm512_add_epi32(*s, _mm512_mullo_epi32(p, lv));
+            }
+        }
+        let dxv = load16f(&t.dx, 16 * b);
+        for ((a, y), s) in acc.iter_mut().zip(ys).zip(s) {
+            let r = _mm512_mul_ps(_mm512_cvtepi32_ps(s), dxv);
+            *a = _mm512_fmadd_ps(r, _mm512_set1_ps(y[b].d), *a);
+        }
+    }
+    acc.map(|a| to_array16(a))
+}
+
+/// One and four activation rows against a [`Tile16`].
+type Tile16Fns<A> = (
+    unsafe fn(&Tile16, [&[A]; 1], [&[i32]; 1]) -> [[f32; 16]; 1],
+    unsafe fn(&Tile16, [&[A]; 4], [&[i32]; 4]) -> [[f32; 16]; 4],
+);
+
+/// The 512-bit part of a tiled product: groups of sixteen weight rows from `rows.start`, every
+/// activation row against each; returns the first row not done (the caller finishes the rest).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+fn tile16_matmul<W, A>(
+    w: &[W],
+    wb: usize,
+    rows: core::ops::Range<usize>,
+    acts: &[A],
+    ab: usize,
+    m: usize,
+    out: &mut [f32],
+    stride: usize,
+    unpack: fn(&mut Tile16, &[&[W]; 16], usize),
+    biases: fn(&[A], &mut Vec<i32>),
+    kernels: Tile16Fns<A>,
+) -> usize {
+    let nb = wb.min(ab);
+    let wrow = |r: usize| w.get(r * wb..r * wb + nb).unwrap_or_default();
+    let act = |i: usize| acts.get(i * ab..i * ab + nb).unwrap_or_default();
+    let mut bias = Vec::new();
+    for i in 0..m {
+        biases(act(i), &mut bias);
+    }
+    let per = bias.len() / m.max(1);
+    let b = |i: usize| bias.get(i * per..(i + 1) * per).unwrap_or_default();
+    let mut tile = Tile16::default();
+    let mut r0 = rows.start;
+    while r0 + 16 <= rows.end {
+        let xs: [&[W]; 16] = core::array::from_fn(|k| wrow(r0 + k));
+        unpack(&mut tile, &xs, nb);
+        let mut i = 0;
+        while i < m {
+            let n = if i + 4 <= m { 4 } else { 1 };
+            let res: [[f32; 16]; 4] = if n == 4 {
+                // SAFETY: this function's features are the kernel's.
+                unsafe {
+                    (kernels.1)(
+                        &tile,
+                        core::array::from_fn(|k| act(i + k)),
+                        core::array::from_fn(|k| b(i + k)),
+                    )
+                }
+            } else {
+                // SAFETY: as above.
+                let [v] = unsafe { (kernels.0)(&tile, [act(i)], [b(i)]) };
+                [v, [0.0; 16], [0.0; 16], [0.0; 16]]
+            };
+            for (k, r) in res.iter().take(n).enumerate() {
+                let base = (i + k) * stride + r0 - rows.start;
+                if let Some(o) = out.get_mut(base..base + 16) {
+                    o.copy_from_slice(r);
+                }
+            }
+            i += n;
+        }
+        r0 += 16;
+    }
+    r0
 }
 
 macro_rules! wrap {
@@ -1007,7 +1321,7 @@ mod tests {
             let mut got = [0u8; 256];
             // SAFETY: the test machine has AVX2 (the kernels' own checks gate the rest).
             if has_avx2() {
-                unsafe { interleave8(core::array::from_fn(|k| &qs[k]), &mut got) };
+                unsafe { interleave8(core::array::from_fn(|k| &qs[k]), &mut got, 32) };
                 assert_eq!(got, want);
             }
         }
@@ -1041,18 +1355,18 @@ mod tests {
             }
             // Eight and more weight rows through the grouped kernels, one and several
             // activation rows.
-            let xs8: Vec<BlockIq4Nl> = (0..11)
+            let xs8: Vec<BlockIq4Nl> = (0..27)
                 .flat_map(|_| blocks(&mut rng, nb, |b: &mut BlockIq4Nl, r| b.d = scale(r)))
                 .collect();
             for m in [1usize, 3, 6] {
                 let acts: Vec<BlockQ8_0> = (0..m).flat_map(|i| ys[i % 4].clone()).collect();
-                let mut out = vec![f32::NAN; m * 10];
-                assert!(iq4_nl_matmul(&xs8, nb, 1..11, &acts, nb, m, &mut out, 10));
+                let mut out = vec![f32::NAN; m * 26];
+                assert!(iq4_nl_matmul(&xs8, nb, 1..27, &acts, nb, m, &mut out, 26));
                 for i in 0..m {
-                    for r in 1..11 {
+                    for r in 1..27 {
                         let want = dot::iq4_nl_q8_0(&xs8[r * nb..(r + 1) * nb], &ys[i % 4]);
                         assert_eq!(
-                            out[i * 10 + r - 1].to_bits(),
+                            out[i * 26 + r - 1].to_bits(),
                             want.to_bits(),
                             "iq4_nl matmul m {m} act {i} row {r} nb {nb}"
                         );
@@ -1110,17 +1424,17 @@ mod tests {
             let quad = iq4_xs_q8_k_tiled_x4(&x, [&yk[0], &yk[1], &yk[2], &yk[3]]).map(f32::to_bits);
             assert_eq!(quad.to_vec(), want, "iq4_xs tiled four rows, nb {nk}");
 
-            let xs8: Vec<BlockIq4Xs> = (0..11)
+            let xs8: Vec<BlockIq4Xs> = (0..27)
                 .flat_map(|_| blocks(&mut rng, nk, |b: &mut BlockIq4Xs, r| b.d = scale(r)))
                 .collect();
             let acts: Vec<BlockQ8K> = (0..6).flat_map(|i| yk[i % 4].clone()).collect();
-            let mut out = vec![f32::NAN; 6 * 10];
-            if iq4_xs_tiled_matmul(&xs8, nk, 1..11, &acts, nk, 6, &mut out, 10) {
+            let mut out = vec![f32::NAN; 6 * 26];
+            if iq4_xs_tiled_matmul(&xs8, nk, 1..27, &acts, nk, 6, &mut out, 26) {
                 for i in 0..6 {
-                    for r in 1..11 {
+                    for r in 1..27 {
                         let want = dot::iq4_xs_q8_k_tiled(&xs8[r * nk..(r + 1) * nk], &yk[i % 4]);
                         assert_eq!(
-                            out[i * 10 + r - 1].to_bits(),
+                            out[i * 26 + r - 1].to_bits(),
                             want.to_bits(),
                             "iq4_xs tiled matmul act {i} row {r} nb {nk}"
                         );
