@@ -347,6 +347,39 @@ fn iq4_nl_rows8_body<const VNNI: bool>(
     acc
 }
 
+/// One activation row against eight IQ4_NL weight rows with AVX-512 VBMI and VNNI: each
+/// block's indices look up the table values plus 128 with one byte permute (no nibble mask:
+/// the 32-entry table repeats), `vpdpbusd` takes them as unsigned against the signed
+/// activations, and `128 sum(y)` (`bias[b]`) comes off each row's block sum. The same exact
+/// sums as [`iq4_nl_rows8`], so the same bits.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512vbmi,avx512bw")]
+fn iq4_nl_rows8_vbmi(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0], bias: &[i32]) -> __m256 {
+    let mut t = [0u8; 32];
+    for (i, v) in t.iter_mut().enumerate() {
+        *v = (i16::from(KVALUES_IQ4NL[i % 16]) + 128) as u8;
+    }
+    let tab = load32(&t);
+    let mut acc = _mm256_setzero_ps();
+    for (b, (y, &bias)) in y.iter().zip(bias).enumerate() {
+        let yv = q8(y);
+        let mut v = [_mm256_setzero_si256(); 8];
+        let mut h = [0u16; 8];
+        for ((vk, x), hk) in v.iter_mut().zip(xs).zip(&mut h) {
+            if let Some(x) = x.get(b) {
+                let q = _mm256_broadcastsi128_si256(load16(&x.qs));
+                let idx = _mm256_blend_epi32::<0xF0>(q, _mm256_srli_epi16::<4>(q));
+                let xv = _mm256_permutexvar_epi8(idx, tab);
+                *vk = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xv, yv);
+                *hk = x.d.to_bits();
+            }
+        }
+        let isum = _mm256_sub_epi32(hsum8x8(&v), _mm256_set1_epi32(bias));
+        let sc = _mm256_mul_ps(scales8(h), _mm256_set1_ps(y.d.to_f32()));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), sc, acc);
+    }
+    acc
+}
+
 /// [`iq4_nl_rows8_body`] with `maddubs` + `madd`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn iq4_nl_rows8(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0]) -> __m256 {
@@ -453,6 +486,10 @@ fn iq4_nl_matmul8(
     }
     let mut vals: Vec<i8> = Vec::new();
     let mut dx: Vec<f32> = Vec::new();
+    let mut bias0 = Vec::new();
+    if m == 1 {
+        biases_q8_0(act(0), &mut bias0);
+    }
     let mut r0 = rows.start;
     while r0 + 8 <= rows.end {
         let xs: [&[BlockIq4Nl]; 8] = core::array::from_fn(|k| wrow(r0 + k));
@@ -461,7 +498,9 @@ fn iq4_nl_matmul8(
             // SAFETY: AVX2, FMA and F16C are present (checked above), AVX-512 VNNI/VL where
             // taken (checked); `res` is 8 floats.
             let v = unsafe {
-                if super::has_avx512_vnni() {
+                if super::has_avx512_vbmi() {
+                    iq4_nl_rows8_vbmi(&xs, act(0), &bias0)
+                } else if super::has_avx512_vnni() {
                     iq4_nl_rows8_vnni(&xs, act(0))
                 } else {
                     iq4_nl_rows8(&xs, act(0))
@@ -1388,6 +1427,13 @@ mod tests {
                 // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked).
                 let v = to_vec8(unsafe { iq4_nl_rows8_vnni(&x8, &ys[0]) });
                 assert_eq!(v, want8, "iq4_nl rows8 vnni nb {nb}");
+            }
+            if crate::simd::has_avx512_vbmi() {
+                let mut bias = Vec::new();
+                biases_q8_0(&ys[0], &mut bias);
+                // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL/VBMI/BW are present (checked).
+                let v = to_vec8(unsafe { iq4_nl_rows8_vbmi(&x8, &ys[0], &bias) });
+                assert_eq!(v, want8, "iq4_nl rows8 vbmi nb {nb}");
             }
             for (k, y) in ys.iter().enumerate() {
                 let r4 = iq4_nl_q8_0_r4([&xs[0], &xs[1], &xs[2], &xs[3]], y).map(f32::to_bits);

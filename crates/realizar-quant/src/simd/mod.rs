@@ -54,6 +54,18 @@ fn has_avx512() -> bool {
     })
 }
 
+/// Whether the AVX-512 VBMI kernels (byte permutes) may run: the VNNI level plus VBMI.
+#[cfg(target_arch = "x86_64")]
+fn has_avx512_vbmi() -> bool {
+    use std::sync::OnceLock;
+    static VBMI: OnceLock<bool> = OnceLock::new();
+    *VBMI.get_or_init(|| {
+        has_avx512_vnni()
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    })
+}
+
 macro_rules! select {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $scalar:path) => {
         $(#[$doc])*
