@@ -222,6 +222,33 @@ impl BlockIq4Xs {
     }
 }
 
+/// `block_mxfp4`: an E8M0 exponent and 32 4-bit indices into [`KVALUES_MXFP4`] (nibble order as
+/// Q4_0's); element = value × [`e8m0_half`]`(e)`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockMxfp4 {
+    /// Shared exponent (E8M0).
+    pub e: u8,
+    /// Nibbles (table indices).
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockMxfp4>() == 17);
+
+/// The E2M1 values, doubled, of MXFP4 indices (`kvalues_mxfp4` in ggml-common.h).
+pub const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// Half of the E8M0 scale `2^(e - 127)` (ggml's `ggml_e8m0_to_fp32_half`, which pairs with the
+/// doubled table values), bit-exact, subnormals included.
+#[inline(always)]
+pub fn e8m0_half(e: u8) -> f32 {
+    let bits = if e < 2 {
+        0x0020_0000u32 << e
+    } else {
+        u32::from(e - 1) << 23
+    };
+    f32::from_bits(bits)
+}
+
 /// Views `bytes` as `T`s (blocks of `ty`), checking length and alignment.
 pub(crate) fn cast<'a, T: Pod>(
     what: &'static str,

@@ -321,3 +321,16 @@ pub(crate) fn iq4_xs(src: &[BlockIq4Xs], dst: &mut [f32]) {
         }
     }
 }
+
+/// `dequantize_row_mxfp4`: `kvalues_mxfp4[q] * e8m0_half(e)`.
+pub(crate) fn mxfp4(src: &[BlockMxfp4], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
+        let d = e8m0_half(b.e);
+        let (lo, hi) = y.split_at_mut(QK / 2);
+        let v = |q: u8| f32::from(KVALUES_MXFP4[usize::from(q & 0x0F)]);
+        for ((q, y0), y1) in b.qs.iter().zip(lo).zip(hi) {
+            *y0 = v(q & 0x0F) * d;
+            *y1 = v(q >> 4) * d;
+        }
+    }
+}

@@ -507,3 +507,22 @@ pub(crate) fn iq4_xs_q8_k(x: &[BlockIq4Xs], y: &[BlockQ8K]) -> f32 {
     }
     hsum8(&acc)
 }
+
+/// MXFP4 · Q8_0 in the order of ggml's x86 repacked kernels (`ggml_gemv_mxfp4_8x8_q8_0`,
+/// `gemv/gemm_q4_b32_8x8_q8_0_lut_avx`), which llama.cpp runs on AVX2 CPUs for every MXFP4
+/// matrix whose row count is a multiple of 8: per block the exact integer sum, then
+/// `acc = fma(isum, e8m0_half(e_x) d_y, acc)`.
+pub(crate) fn mxfp4_q8_0(x: &[BlockMxfp4], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let isum: i32 = (0..QK)
+            .map(|e| {
+                let b = x.qs[e % 16];
+                let q = if e < 16 { b & 0x0F } else { b >> 4 };
+                i32::from(KVALUES_MXFP4[usize::from(q)]) * at(&y.qs, e)
+            })
+            .sum();
+        acc = (isum as f32).mul_add(e8m0_half(x.e) * y.d.to_f32(), acc);
+    }
+    acc
+}

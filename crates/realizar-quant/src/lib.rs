@@ -112,6 +112,7 @@ pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         QuantType::Q8_K => dequant::q8_k(cast(s, ty, src, len)?, dst),
         QuantType::IQ4_NL => dequant::iq4_nl(cast(s, ty, src, len)?, dst),
         QuantType::IQ4_XS => dequant::iq4_xs(cast(s, ty, src, len)?, dst),
+        QuantType::MXFP4 => dequant::mxfp4(cast(s, ty, src, len)?, dst),
     }
     Ok(())
 }
@@ -142,6 +143,7 @@ pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), Qu
         QuantType::Q8_K => simd::quantize_q8_k(src, cast_mut(d, ty, dst, len)?),
         QuantType::IQ4_NL => quant::iq4_nl(src, cast_mut(d, ty, dst, len)?),
         QuantType::IQ4_XS => quant::iq4_xs(src, cast_mut(d, ty, dst, len)?),
+        QuantType::MXFP4 => quant::mxfp4(src, cast_mut(d, ty, dst, len)?),
     }
     Ok(())
 }
@@ -512,6 +514,7 @@ fn dispatch(
             .with_whole(simd::iq4_nl_q8_0_whole()),
         ),
         QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),
+        QuantType::MXFP4 => go!(dot::mxfp4_q8_0, simd::mxfp4_q8_0, simd::mxfp4_q8_0_x4),
         QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
     }
 }

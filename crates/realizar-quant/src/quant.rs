@@ -876,3 +876,39 @@ pub(crate) fn q8_0_ref(src: &[f32], dst: &mut [BlockQ8_0]) {
         }
     }
 }
+
+/// ggml's `best_index_mxfp4`: the first index of least `|value e - x|`.
+#[inline(always)]
+fn best_index_mxfp4(x: f32, e: f32) -> u8 {
+    let mut best = 0u8;
+    let mut best_err = (f32::from(KVALUES_MXFP4[0]) * e - x).abs();
+    for (i, v) in KVALUES_MXFP4.iter().enumerate().skip(1) {
+        let err = (f32::from(*v) * e - x).abs();
+        if err < best_err {
+            best = i as u8;
+            best_err = err;
+        }
+    }
+    best
+}
+
+/// MXFP4 as ggml's reference quantizer writes it (`quantize_row_mxfp4_ref`, which llama-quantize
+/// runs): `e = floor(log2(amax)) - 2 + 127`, then each value's nearest table entry.
+pub(crate) fn mxfp4(src: &[f32], dst: &mut [BlockMxfp4]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst) {
+        let amax = x
+            .iter()
+            .fold(0.0f32, |m, v| if m < v.abs() { v.abs() } else { m });
+        let e = if amax > 0.0 {
+            (amax.log2().floor() - 2.0 + 127.0) as u8
+        } else {
+            0
+        };
+        let d = e8m0_half(e);
+        y.e = e;
+        let (lo, hi) = x.split_at(QK / 2);
+        for ((q, a), b) in y.qs.iter_mut().zip(lo).zip(hi) {
+            *q = best_index_mxfp4(*a, d) | best_index_mxfp4(*b, d) << 4;
+        }
+    }
+}

@@ -29,7 +29,7 @@ fn dequantize(ty: QuantType, q: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-const WEIGHT_TYPES: [QuantType; 15] = [
+const WEIGHT_TYPES: [QuantType; 16] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -45,6 +45,7 @@ const WEIGHT_TYPES: [QuantType; 15] = [
     QuantType::Q6_K,
     QuantType::IQ4_NL,
     QuantType::IQ4_XS,
+    QuantType::MXFP4,
 ];
 
 #[test]
@@ -57,6 +58,8 @@ fn round_trip_error_within_ggml_bounds() {
         let max = match ty {
             QuantType::Q2_K => 0.0075,
             QuantType::Q3_K => 0.0040,
+            // Four-bit floats with one power-of-two scale per 32 elements.
+            QuantType::MXFP4 => 0.03,
             _ => 0.002,
         };
         assert!(err <= max, "{ty}: round-trip error {err} > {max}");
@@ -73,6 +76,8 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q4_K => 0.3,
             // Non-linear 4-bit: the widest gap of the table is 24/127 of the block's range.
             QuantType::IQ4_NL | QuantType::IQ4_XS => 0.3,
+            // E2M1's top step (8 → 12, doubled) at the block's scale: half of it.
+            QuantType::MXFP4 => 0.55,
             QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q5_K => 0.15,
             QuantType::Q6_K => 0.07,
             QuantType::F32 => 0.0,

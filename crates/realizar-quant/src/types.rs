@@ -50,6 +50,8 @@ pub enum QuantType {
     /// 256-element super-block: f16 scale, eight 6-bit sub-block scales, 4-bit indices into
     /// `kvalues_iq4nl`.
     IQ4_XS,
+    /// 32 elements: E8M0 shared exponent, 4-bit E2M1 values (OCP microscaling MXFP4).
+    MXFP4,
 }
 
 /// (type, ggml id, block size in elements, block size in bytes, name).
@@ -71,11 +73,12 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
     (QuantType::IQ4_XS, 23, QK_K, 136, "iq4_xs"),
     (QuantType::BF16, 30, 1, 2, "bf16"),
+    (QuantType::MXFP4, 39, QK, 17, "mxfp4"),
 ];
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 17] = [
+    pub const ALL: [QuantType; 18] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -93,6 +96,7 @@ impl QuantType {
         QuantType::IQ4_NL,
         QuantType::IQ4_XS,
         QuantType::BF16,
+        QuantType::MXFP4,
     ];
 
     fn entry(self) -> (u32, usize, usize, &'static str) {
@@ -114,6 +118,7 @@ impl QuantType {
             QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
             QuantType::IQ4_XS => (23, QK_K, 136, "iq4_xs"),
             QuantType::BF16 => (30, 1, 2, "bf16"),
+            QuantType::MXFP4 => (39, QK, 17, "mxfp4"),
         }
     }
 
@@ -154,9 +159,11 @@ impl QuantType {
             QuantType::F32 => QuantType::F32,
             QuantType::F16 => QuantType::F16,
             QuantType::BF16 => QuantType::BF16,
-            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::IQ4_NL => {
-                QuantType::Q8_0
-            }
+            QuantType::Q4_0
+            | QuantType::Q5_0
+            | QuantType::Q8_0
+            | QuantType::IQ4_NL
+            | QuantType::MXFP4 => QuantType::Q8_0,
             QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q8_1 => QuantType::Q8_1,
             QuantType::Q2_K
             | QuantType::Q3_K
@@ -220,6 +227,7 @@ mod tests {
         check(20, Some(QuantType::IQ4_NL));
         check(23, Some(QuantType::IQ4_XS));
         check(30, Some(QuantType::BF16));
+        check(39, Some(QuantType::MXFP4));
     }
 
     #[test]

@@ -95,6 +95,26 @@ fn iq4_nl_q8_0_avx2<const M: usize>(x: &[BlockIq4Nl], ys: [&[BlockQ8_0]; M]) -> 
     acc
 }
 
+/// MXFP4 · Q8_0 for `M` activation rows per pass over one weight row: per block the exact
+/// integer sum, then `acc = fma(isum, e8m0_half(e) d_y, acc)` (`dot::mxfp4_q8_0`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mxfp4_q8_0_avx2<const M: usize>(x: &[BlockMxfp4], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
+    let t = i8_16(&KVALUES_MXFP4);
+    let tab = _mm256_set_m128i(t, t);
+    let mut acc = [0.0f32; M];
+    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let xv = lookup(tab, &x.qs);
+        let dx = e8m0_half(x.e);
+        for (y, a) in ys.iter().zip(&mut acc) {
+            let Some(y) = y.get(b) else { continue };
+            let isum = hsum1(dot32(xv, q8(y)));
+            *a = (isum as f32).mul_add(dx * y.d.to_f32(), *a);
+        }
+    }
+    acc
+}
+
 /// IQ4_NL · Q8_0 for four weight rows per pass over one activation row: the same operations
 /// per row as [`iq4_nl_q8_0_avx2`], the four rows' sums and FMAs in one vector.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -1272,6 +1292,15 @@ wrap!(
 );
 
 wrap!(
+    /// MXFP4 · Q8_0.
+    mxfp4_q8_0,
+    mxfp4_q8_0_x4,
+    mxfp4_q8_0_avx2,
+    dot::mxfp4_q8_0,
+    BlockMxfp4,
+    BlockQ8_0
+);
+wrap!(
     /// Q5_K · Q8_K.
     q5_k_q8_k,
     q5_k_q8_k_x4,
@@ -1487,6 +1516,16 @@ mod tests {
                     }
                 }
             }
+
+            let xm = blocks(&mut rng, nb, |_: &mut BlockMxfp4, _| {});
+            let want: Vec<u32> = ys
+                .iter()
+                .map(|y| dot::mxfp4_q8_0(&xm, y).to_bits())
+                .collect();
+            let one: Vec<u32> = ys.iter().map(|y| mxfp4_q8_0(&xm, y).to_bits()).collect();
+            assert_eq!(one, want, "mxfp4 one row, nb {nb}");
+            let quad = mxfp4_q8_0_x4(&xm, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
+            assert_eq!(quad.to_vec(), want, "mxfp4 four rows, nb {nb}");
 
             let x5 = blocks(&mut rng, nk, |b: &mut BlockQ5K, r| {
                 b.d = scale(r);

@@ -162,6 +162,10 @@ select_iq!(
     iq4_xs_q8_k, iq4_xs_q8_k_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k
 );
 select_iq!(
+    /// MXFP4 · Q8_0.
+    mxfp4_q8_0, mxfp4_q8_0_x4, BlockMxfp4, BlockQ8_0, dot::mxfp4_q8_0
+);
+select_iq!(
     /// Q5_K · Q8_K.
     q5_k_q8_k, q5_k_q8_k_x4, BlockQ5K, BlockQ8K, dot::q5_k_q8_k
 );
