@@ -12,7 +12,7 @@ SHARED=${REALIZAR_SHARED:-$ROOT/../shared}
 OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm
-  iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl)
+  iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl mxfp4 gemma3-mxfp4)
 [ "${KINDS[0]}" != "none" ] || KINDS=()
 
 BIN=$(bash "$SHARED/tools/llamacpp-peer")
@@ -34,11 +34,21 @@ TMPQ=$(mktemp -d)
 trap 'rm -rf "$TMPQ"' EXIT
 requant_src() { case $1 in gemma3-*) ls "$ROOT"/models/gemma3-270m/*.gguf ;; *) ls "$ROOT"/models/smollm2-135m/*.gguf ;; esac; }
 requant_type() { echo "${1#gemma3-}" | tr a-z A-Z; }
+# MXFP4 has only a MoE file type (experts MXFP4, the rest Q8_0): every matrix is named.
+requant_args() {
+  case ${1#gemma3-} in
+    mxfp4) for t in attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down; do
+             printf -- '--tensor-type %s=mxfp4 ' "$t"; done; echo MXFP4_MOE ;;
+    *) requant_type "$1" ;;
+  esac
+}
 for kind in ${KINDS[@]+"${KINDS[@]}"}; do
-  case $kind in iq*|gemma3-*) ;; *) continue ;; esac
+  case $kind in iq4_*|mxfp4|gemma3-*) ;; *) continue ;; esac
   src=$(requant_src "$kind")
   "$BIN/llama-quantize" --allow-requantize "$src" "$TMPQ/$kind-f16.gguf" F16 2 >/dev/null 2>&1
-  "$BIN/llama-quantize" "$TMPQ/$kind-f16.gguf" "$TMPQ/$kind.gguf" "$(requant_type "$kind")" 2 >/dev/null 2>&1
+  # shellcheck disable=SC2046
+  "$BIN/llama-quantize" $(requant_args "$kind" | sed 's/ [A-Z0-9_]*$//;/^[A-Z0-9_]*$/d') \
+    "$TMPQ/$kind-f16.gguf" "$TMPQ/$kind.gguf" "$(requant_args "$kind" | awk '{print $NF}')" 2 >/dev/null 2>&1
   python3 - "$TMPQ/$kind.gguf" > "$OUT/$kind.plan" <<'PY'
 import gguf, sys
 for t in gguf.GGUFReader(sys.argv[1]).tensors:

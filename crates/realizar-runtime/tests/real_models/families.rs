@@ -302,7 +302,7 @@ fn llama3_perplexity_matches_llama_cpp() {
 }
 
 // The weight types, on the fetched models requantized as llama-quantize does it (through F16;
-// `transplant::requantize`). IQ4_XS files hold IQ4_NL where rows are not whole 256-element
+// `transplant::requantize`; MXFP4 named for every matrix, the rest Q8_0). IQ4_XS files hold IQ4_NL where rows are not whole 256-element
 // super-blocks (576- and 640-wide), and a few Q5_K / Q5_1 / Q8_0 tensors, as llama-quantize's
 // type choice gives them.
 
@@ -344,6 +344,26 @@ fn gemma3_iq4_nl_matches_llama_cpp() {
 #[test]
 fn gemma3_iq4_nl_perplexity_matches_llama_cpp() {
     check_perplexity("gemma3-iq4_nl");
+}
+
+#[test]
+fn smollm2_mxfp4_matches_llama_cpp() {
+    check_family("mxfp4");
+}
+
+#[test]
+fn smollm2_mxfp4_perplexity_matches_llama_cpp() {
+    check_perplexity("mxfp4");
+}
+
+#[test]
+fn gemma3_mxfp4_matches_llama_cpp() {
+    check_family("gemma3-mxfp4");
+}
+
+#[test]
+fn gemma3_mxfp4_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-mxfp4");
 }
 
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared

@@ -162,11 +162,13 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 4] = [
+pub const REQUANTS: [(&str, &str, &str); 6] = [
     ("iq4_xs", "smollm2-135m", "IQ4_XS"),
     ("iq4_nl", "smollm2-135m", "IQ4_NL"),
     ("gemma3-iq4_xs", "gemma3-270m", "IQ4_XS"),
     ("gemma3-iq4_nl", "gemma3-270m", "IQ4_NL"),
+    ("mxfp4", "smollm2-135m", "MXFP4"),
+    ("gemma3-mxfp4", "gemma3-270m", "MXFP4"),
 ];
 
 /// The source model and target type of a requantized kind.
@@ -211,6 +213,7 @@ pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
     let file_type = match target {
         "IQ4_NL" => 25,
         "IQ4_XS" => 30,
+        "MXFP4" => 38,
         other => panic!("no llama_ftype for {other}"),
     };
     for (key, value) in f.metadata() {
@@ -231,16 +234,25 @@ pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
         let rows = (t.n_elements() / t.dims[0]) as usize;
         let (rb_in, rb_out) = (from.row_bytes(n).unwrap(), qto.row_bytes(n).unwrap());
         let mut out = vec![0u8; rb_out * rows];
-        let mut row = vec![0f32; n];
-        for (r, o) in data.chunks_exact(rb_in).zip(out.chunks_exact_mut(rb_out)) {
-            dequantize_row(from, r, &mut row).expect("dequantize");
-            if from != QuantType::F32 {
-                for v in &mut row {
-                    *v = half::f16::from_f32(*v).to_f32();
-                }
+        // Rows are independent: quantized on all cores (the same bytes whatever the split).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = rows.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (src, dst) in data.chunks(per * rb_in).zip(out.chunks_mut(per * rb_out)) {
+                scope.spawn(move || {
+                    let mut row = vec![0f32; n];
+                    for (r, o) in src.chunks_exact(rb_in).zip(dst.chunks_exact_mut(rb_out)) {
+                        dequantize_row(from, r, &mut row).expect("dequantize");
+                        if from != QuantType::F32 {
+                            for v in &mut row {
+                                *v = half::f16::from_f32(*v).to_f32();
+                            }
+                        }
+                        quantize_row_weights(qto, &row, o).expect("quantize");
+                    }
+                });
             }
-            quantize_row_weights(qto, &row, o).expect("quantize");
-        }
+        });
         w.add_tensor(t.name, &t.dims, to, out).expect("add tensor");
     }
     w.to_bytes()
