@@ -428,7 +428,7 @@ fn dispatch(
     let g = geometry(ty, n)?;
     let best = imp == Impl::Best;
     macro_rules! go {
-        ($scalar:path, $simd:path, $quad:path, $wide:path) => {
+        ($scalar:path, $simd:path, $quad:path, $wide:path, whole = $whole:expr) => {
             run(
                 ty,
                 &g,
@@ -438,8 +438,11 @@ fn dispatch(
                 m,
                 out,
                 out_stride,
-                Kernels::pick(best, $scalar, $simd, $quad, $wide),
+                Kernels::pick(best, $scalar, $simd, $quad, $wide).with_whole($whole),
             )
+        };
+        ($scalar:path, $simd:path, $quad:path, $wide:path) => {
+            go!($scalar, $simd, $quad, $wide, whole = None)
         };
         ($scalar:path, $simd:path, $quad:path) => {
             go!($scalar, $simd, $quad, simd::Wide::none)
@@ -495,23 +498,12 @@ fn dispatch(
         QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k, simd::q4_k_q8_k_x4),
         QuantType::Q5_K => go!(dot::q5_k_q8_k, simd::q5_k_q8_k, simd::q5_k_q8_k_x4),
         QuantType::Q6_K => go!(dot::q6_k_q8_k, simd::q6_k_q8_k, simd::q6_k_q8_k_x4),
-        QuantType::IQ4_NL => run(
-            ty,
-            &g,
-            w,
-            rows,
-            act,
-            m,
-            out,
-            out_stride,
-            Kernels::pick(
-                best,
-                dot::iq4_nl_q8_0,
-                simd::iq4_nl_q8_0,
-                simd::iq4_nl_q8_0_x4,
-                simd::iq4_nl_q8_0_wide,
-            )
-            .with_whole(simd::iq4_nl_q8_0_whole()),
+        QuantType::IQ4_NL => go!(
+            dot::iq4_nl_q8_0,
+            simd::iq4_nl_q8_0,
+            simd::iq4_nl_q8_0_x4,
+            simd::iq4_nl_q8_0_wide,
+            whole = simd::iq4_nl_q8_0_whole()
         ),
         QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),
         QuantType::MXFP4 => go!(dot::mxfp4_q8_0, simd::mxfp4_q8_0, simd::mxfp4_q8_0_x4),

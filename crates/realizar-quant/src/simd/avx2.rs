@@ -909,6 +909,7 @@ macro_rules! wrap {
         }
     };
 }
+pub(super) use wrap;
 
 wrap!(
     /// Q4_0 · Q8_0.

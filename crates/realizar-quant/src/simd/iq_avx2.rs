@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 use crate::blocks::*;
 use crate::dot;
 
-use super::avx2::{chunk32, chunk32i, hsum_ps, load16, load32, load32i};
+use super::avx2::{chunk32, chunk32i, hsum_ps, load16, load32, load32i, wrap};
 use super::has_avx2;
 
 /// The 16 table values in both 128-bit halves, for `pshufb`.
@@ -418,10 +418,11 @@ fn iq4_nl_rows8_vnni(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0]) -> __m256 {
 }
 
 /// IQ4_NL weights against `m` activation rows, bit-identical to `dot::iq4_nl_q8_0` on every
-/// (weight row, activation row) pair: groups of eight weight rows, unpacked once when several
-/// activation rows share them. `w` holds whole rows of `wb` blocks (rows `rows`), `acts` `m`
-/// rows of `ab` blocks; `out[i * stride + r - rows.start]`. Returns false (nothing written)
-/// without AVX2.
+/// (weight row, activation row) pair. Several activation rows: weight rows unpacked once into
+/// VNNI tiles of sixteen (AVX-512) and eight rows, else eight rows of table values (AVX2);
+/// one activation row: eight weight rows per pass. `w` holds whole rows of `wb` blocks (rows
+/// `rows`), `acts` `m` rows of `ab` blocks; `out[i * stride + r - rows.start]`. Returns false
+/// (nothing written) without AVX2.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn iq4_nl_matmul(
     w: &[BlockIq4Nl],
@@ -436,116 +437,137 @@ pub(crate) fn iq4_nl_matmul(
     if !has_avx2() {
         return false;
     }
+    let g = Product {
+        wb,
+        ab,
+        m,
+        stride,
+        base: rows.start,
+    };
+    let mut start = rows.start;
     if m > 1 && super::has_avx512() {
-        let start = rows.start;
         // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VNNI/VL are present (checked).
-        let done = unsafe {
-            tile16_matmul(
+        start = unsafe {
+            tile_matmul(
+                &g,
                 w,
-                wb,
-                rows.clone(),
+                start..rows.end,
                 acts,
-                ab,
-                m,
                 out,
-                stride,
-                Tile16::iq4_nl,
+                Tile::<16>::iq4_nl,
                 biases_q8_0,
                 (iq4_nl_tile16::<1>, iq4_nl_tile16::<4>),
             )
         };
-        if done >= rows.end {
-            return true;
-        }
-        let off = done - start;
-        let (_, rest) = out.split_at_mut(off.min(out.len()));
-        return iq4_nl_matmul8(w, wb, done..rows.end, acts, ab, m, rest, stride);
     }
-    iq4_nl_matmul8(w, wb, rows, acts, ab, m, out, stride)
-}
-
-/// [`iq4_nl_matmul`] without the 512-bit tiles.
-#[allow(clippy::too_many_arguments)]
-fn iq4_nl_matmul8(
-    w: &[BlockIq4Nl],
-    wb: usize,
-    rows: core::ops::Range<usize>,
-    acts: &[BlockQ8_0],
-    ab: usize,
-    m: usize,
-    out: &mut [f32],
-    stride: usize,
-) -> bool {
-    let nb = wb.min(ab);
-    let wrow = |r: usize| w.get(r * wb..r * wb + nb).unwrap_or_default();
-    let act = |i: usize| acts.get(i * ab..i * ab + nb).unwrap_or_default();
-    let mut put = |i: usize, r: usize, v: f32| {
-        if let Some(o) = out.get_mut(i * stride + r - rows.start) {
-            *o = v;
-        }
-    };
     if m > 1 && super::has_avx512_vnni() {
-        // SAFETY: AVX2, FMA, F16C (checked by the caller) and AVX-512 VNNI/VL (just checked).
-        unsafe {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked).
+        start = unsafe {
             tile_matmul(
+                &g,
                 w,
-                wb,
-                rows,
+                start..rows.end,
                 acts,
-                ab,
-                m,
                 out,
-                stride,
-                Tile8::iq4_nl,
+                Tile::<8>::iq4_nl,
                 biases_q8_0,
                 (iq4_nl_tile8::<1>, iq4_nl_tile8::<4>),
-                iq4_nl_q8_0,
             )
         };
-        return true;
     }
+    iq4_nl_matmul8(&g, w, start..rows.end, acts, out);
+    true
+}
+
+/// The shape of one product: blocks per weight and activation row, activation rows, the output
+/// stride and the first weight row of the call (`out[i * stride + r - base]`).
+struct Product {
+    wb: usize,
+    ab: usize,
+    m: usize,
+    stride: usize,
+    base: usize,
+}
+
+impl Product {
+    /// Blocks in common.
+    fn nb(&self) -> usize {
+        self.wb.min(self.ab)
+    }
+
+    /// Weight row `r`.
+    fn wrow<'a, W>(&self, w: &'a [W], r: usize) -> &'a [W] {
+        let nb = self.nb();
+        w.get(r * self.wb..r * self.wb + nb).unwrap_or_default()
+    }
+
+    /// Activation row `i`.
+    fn act<'a, A>(&self, acts: &'a [A], i: usize) -> &'a [A] {
+        let nb = self.nb();
+        acts.get(i * self.ab..i * self.ab + nb).unwrap_or_default()
+    }
+
+    /// Writes the product of activation row `i` and weight row `r`.
+    fn put(&self, out: &mut [f32], i: usize, r: usize, v: f32) {
+        if let Some(o) = out.get_mut(i * self.stride + r - self.base) {
+            *o = v;
+        }
+    }
+}
+
+/// [`iq4_nl_matmul`]'s AVX2 path for `rows` (AVX2 present: the caller checked).
+fn iq4_nl_matmul8(
+    g: &Product,
+    w: &[BlockIq4Nl],
+    rows: core::ops::Range<usize>,
+    acts: &[BlockQ8_0],
+    out: &mut [f32],
+) {
+    let (nb, m) = (g.nb(), g.m);
     let mut vals: Vec<i8> = Vec::new();
     let mut dx: Vec<f32> = Vec::new();
     let mut bias0 = Vec::new();
     if m == 1 {
-        biases_q8_0(act(0), &mut bias0);
+        biases_q8_0(g.act(acts, 0), &mut bias0);
     }
     let mut r0 = rows.start;
     while r0 + 8 <= rows.end {
-        let xs: [&[BlockIq4Nl]; 8] = core::array::from_fn(|k| wrow(r0 + k));
+        let xs: [&[BlockIq4Nl]; 8] = core::array::from_fn(|k| g.wrow(w, r0 + k));
+        let mut res = [0.0f32; 8];
         if m == 1 {
-            let mut res = [0.0f32; 8];
-            // SAFETY: AVX2, FMA and F16C are present (checked above), AVX-512 VNNI/VL where
-            // taken (checked); `res` is 8 floats.
-            let v = unsafe {
-                if super::has_avx512_vbmi() {
-                    iq4_nl_rows8_vbmi(&xs, act(0), &bias0)
+            let a = g.act(acts, 0);
+            // SAFETY: AVX2, FMA and F16C are present (checked by the caller), AVX-512
+            // VNNI/VL/VBMI/BW where taken (checked); `res` is 8 floats.
+            unsafe {
+                let v = if super::has_avx512_vbmi() {
+                    iq4_nl_rows8_vbmi(&xs, a, &bias0)
                 } else if super::has_avx512_vnni() {
-                    iq4_nl_rows8_vnni(&xs, act(0))
+                    iq4_nl_rows8_vnni(&xs, a)
                 } else {
-                    iq4_nl_rows8(&xs, act(0))
-                }
-            };
-            // SAFETY: as above.
-            unsafe { _mm256_storeu_ps(res.as_mut_ptr(), v) };
+                    iq4_nl_rows8(&xs, a)
+                };
+                _mm256_storeu_ps(res.as_mut_ptr(), v);
+            }
             for (k, v) in res.into_iter().enumerate() {
-                put(0, r0 + k, v);
+                g.put(out, 0, r0 + k, v);
             }
         } else {
             vals.clear();
             vals.resize(8 * 32 * nb, 0);
             dx.clear();
             dx.resize(8 * nb, 0.0);
-            // SAFETY: AVX2, FMA and F16C are present (checked above).
+            // SAFETY: AVX2, FMA and F16C are present (checked by the caller).
             unsafe { unpack8(&xs, &mut vals, &mut dx) };
             let per: [&[i8]; 8] =
                 core::array::from_fn(|k| vals.get(k * 32 * nb..(k + 1) * 32 * nb).unwrap_or(&[]));
             for i in 0..m {
-                let mut res = [0.0f32; 8];
                 // SAFETY: as above; `res` is 8 floats.
-                unsafe { _mm256_storeu_ps(res.as_mut_ptr(), iq4_nl_unpacked8(&per, &dx, act(i))) };
+                unsafe {
+                    let v = iq4_nl_unpacked8(&per, &dx, g.act(acts, i));
+                    _mm256_storeu_ps(res.as_mut_ptr(), v);
+                }
                 for (k, v) in res.into_iter().enumerate() {
-                    put(i, r0 + k, v);
+                    g.put(out, i, r0 + k, v);
                 }
             }
         }
@@ -553,10 +575,9 @@ fn iq4_nl_matmul8(
     }
     for r in r0..rows.end {
         for i in 0..m {
-            put(i, r, iq4_nl_q8_0(wrow(r), act(i)));
+            g.put(out, i, r, iq4_nl_q8_0(g.wrow(w, r), g.act(acts, i)));
         }
     }
-    true
 }
 
 /// The table values (32 bytes a block, row after row) and scales (eight a block, row `k` in
@@ -579,27 +600,28 @@ fn unpack8(xs: &[&[BlockIq4Nl]; 8], vals: &mut [i8], dx: &mut [f32]) {
     }
 }
 
-/// Eight weight rows unpacked for the VNNI tile kernels: for each block of 32 elements and
-/// each group `g` of four, 32 bytes holding the four table values (plus 128, so unsigned) of
-/// rows 0..8 in turn; the per-block scales of the eight rows (f32, row `k` in lane `k`); for
-/// IQ4_XS the eight rows' sub-block scales (`scale - 32`).
+/// `R` weight rows (8 or 16) unpacked for the VNNI tile kernels: for each block of 32 elements
+/// and each group `g` of four, `4R` bytes holding the four table values (plus 128, so unsigned)
+/// of rows `0..R` in turn (for sixteen rows: rows 0..8, then 8..16, one `zmm` load); the
+/// per-block scales of the rows (f32, row `k` in lane `k`); for IQ4_XS the rows' sub-block
+/// scales (`scale - 32`), `R` per 32 elements.
 #[derive(Default)]
-pub(crate) struct Tile8 {
+pub(crate) struct Tile<const R: usize> {
     vals: Vec<u8>,
     dx: Vec<f32>,
     ls: Vec<i32>,
 }
 
-/// Writes one 32-element block of table indices (16 bytes of nibbles) of row `k` into the
-/// interleaved layout at `dst` (256 bytes: eight groups of eight rows of four).
+/// Writes one 32-element block of table indices (16 bytes of nibbles) of row `k` of `rows`
+/// into the interleaved layout at `dst` (`32 rows` bytes: group `g` at `4 rows g`).
 #[inline(always)]
-fn interleave_block(qs: &[u8; 16], k: usize, dst: &mut [u8]) {
+fn interleave_block(qs: &[u8; 16], k: usize, rows: usize, dst: &mut [u8]) {
     for g in 0..8 {
         for e in 0..4 {
             let j = 4 * g + e;
             let b = qs[j % 16];
             let q = if j < 16 { b & 0x0F } else { b >> 4 };
-            if let Some(d) = dst.get_mut(32 * g + 4 * k + e) {
+            if let Some(d) = dst.get_mut(4 * rows * g + 4 * k + e) {
                 *d = (i16::from(KVALUES_IQ4NL[usize::from(q)]) + 128) as u8;
             }
         }
@@ -665,57 +687,60 @@ fn part(x: Option<&BlockIq4Xs>, ib: usize) -> &[u8; 16] {
         .unwrap_or(&[0; 16])
 }
 
-impl Tile8 {
-    /// Unpacks eight IQ4_NL rows of `nb` blocks.
-    fn iq4_nl(&mut self, xs: &[&[BlockIq4Nl]; 8], nb: usize) {
-        self.vals.clear();
-        self.vals.resize(256 * nb, 0);
-        self.dx.clear();
-        self.dx.resize(8 * nb, 0.0);
-        for b in 0..nb {
-            let blocks: [Option<&BlockIq4Nl>; 8] = core::array::from_fn(|k| xs[k].get(b));
-            let dst = &mut self.vals[256 * b..256 * b + 256];
-            if has_avx2() && blocks.iter().all(Option::is_some) {
+impl<const R: usize> Tile<R> {
+    /// Interleaves one 32-element block of each row (`q[k]`: row `k`'s nibbles) at block
+    /// position `at`.
+    fn put_block(&mut self, at: usize, q: [&[u8; 16]; R]) {
+        let Some(dst) = self.vals.get_mut(32 * R * at..32 * R * (at + 1)) else {
+            return;
+        };
+        if has_avx2() {
+            for h in 0..R / 8 {
+                let half: [&[u8; 16]; 8] = core::array::from_fn(|k| q[8 * h + k]);
                 // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                unsafe { interleave8(blocks.map(|x| x.map_or(&[0; 16], |x| &x.qs)), dst, 32) };
-            } else {
-                for (k, x) in blocks.iter().enumerate() {
-                    interleave_block(x.map_or(&[0; 16], |x| &x.qs), k, dst);
-                }
+                unsafe { interleave8(half, &mut dst[32 * h..], 4 * R) };
             }
-            for (k, x) in blocks.iter().enumerate() {
-                self.dx[8 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+        } else {
+            for (k, q) in q.iter().enumerate() {
+                interleave_block(q, k, R, dst);
             }
         }
     }
 
-    /// Unpacks eight IQ4_XS rows of `nb` super-blocks (8 `nb` blocks of 32).
-    fn iq4_xs(&mut self, xs: &[&[BlockIq4Xs]; 8], nb: usize) {
+    /// Unpacks `R` IQ4_NL rows of `nb` blocks.
+    fn iq4_nl(&mut self, xs: &[&[BlockIq4Nl]; R], nb: usize) {
         self.vals.clear();
-        self.vals.resize(256 * 8 * nb, 0);
+        self.vals.resize(32 * R * nb, 0);
         self.dx.clear();
-        self.dx.resize(8 * nb, 0.0);
-        self.ls.clear();
-        self.ls.resize(64 * nb, 0);
+        self.dx.resize(R * nb, 0.0);
         for b in 0..nb {
-            let blocks: [Option<&BlockIq4Xs>; 8] = core::array::from_fn(|k| xs[k].get(b));
+            let blocks: [Option<&BlockIq4Nl>; R] = core::array::from_fn(|k| xs[k].get(b));
+            self.put_block(b, blocks.map(|x| x.map_or(&[0; 16], |x| &x.qs)));
+            for (k, x) in blocks.iter().enumerate() {
+                self.dx[R * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+            }
+        }
+    }
+
+    /// Unpacks `R` IQ4_XS rows of `nb` super-blocks (8 `nb` blocks of 32).
+    fn iq4_xs(&mut self, xs: &[&[BlockIq4Xs]; R], nb: usize) {
+        self.vals.clear();
+        self.vals.resize(32 * R * 8 * nb, 0);
+        self.dx.clear();
+        self.dx.resize(R * nb, 0.0);
+        self.ls.clear();
+        self.ls.resize(R * 8 * nb, 0);
+        for b in 0..nb {
+            let blocks: [Option<&BlockIq4Xs>; R] = core::array::from_fn(|k| xs[k].get(b));
             for ib in 0..8 {
-                let at = 256 * (8 * b + ib);
-                let dst = &mut self.vals[at..at + 256];
-                if has_avx2() {
-                    // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                    unsafe { interleave8(blocks.map(|x| part(x, ib)), dst, 32) };
-                } else {
-                    for (k, x) in blocks.iter().enumerate() {
-                        interleave_block(part(*x, ib), k, dst);
-                    }
-                }
+                let at = 8 * b + ib;
+                self.put_block(at, blocks.map(|x| part(x, ib)));
                 for (k, x) in blocks.iter().enumerate() {
-                    self.ls[8 * (8 * b + ib) + k] = x.map_or(0, |x| x.scale(ib) - 32);
+                    self.ls[R * at + k] = x.map_or(0, |x| x.scale(ib) - 32);
                 }
             }
             for (k, x) in blocks.iter().enumerate() {
-                self.dx[8 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+                self.dx[R * b + k] = x.map_or(0.0, |x| x.d.to_f32());
             }
         }
     }
@@ -785,14 +810,24 @@ fn biases_q8_k(y: &[BlockQ8K], out: &mut Vec<i32>) {
     out.extend(y.iter().flat_map(|b| b.qs.chunks_exact(32).map(bias128)));
 }
 
-/// `M` activation rows against an IQ4_NL [`Tile8`]: lane `k` of result `i` is
+/// Eight f32 lanes as an array.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn to_array(v: __m256) -> [f32; 8] {
+    let mut out = [0.0f32; 8];
+    // SAFETY: `out` is 8 writable floats; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// `M` activation rows against an IQ4_NL tile of eight rows: lane `k` of result `i` is
 /// `dot::iq4_nl_q8_0` of weight row `k` and activation row `i`.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 fn iq4_nl_tile8<const M: usize>(
-    t: &Tile8,
+    t: &Tile<8>,
     ys: [&[BlockQ8_0]; M],
     bias: [&[i32]; M],
-) -> [__m256; M] {
+) -> [[f32; 8]; M] {
     let mut acc = [_mm256_setzero_ps(); M];
     let nb = ys.iter().fold(t.dx.len() / 8, |n, y| n.min(y.len()));
     for b in 0..nb {
@@ -807,13 +842,17 @@ fn iq4_nl_tile8<const M: usize>(
             *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, *a);
         }
     }
-    acc
+    acc.map(|a| to_array(a))
 }
 
-/// `M` activation rows against an IQ4_XS [`Tile8`] in the tiled matmul's order: lane `k` of
-/// result `i` is `dot::iq4_xs_q8_k_tiled` of weight row `k` and activation row `i`.
+/// `M` activation rows against an IQ4_XS tile of eight rows in the tiled matmul's order: lane
+/// `k` of result `i` is `dot::iq4_xs_q8_k_tiled` of weight row `k` and activation row `i`.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn iq4_xs_tile8<const M: usize>(t: &Tile8, ys: [&[BlockQ8K]; M], bias: [&[i32]; M]) -> [__m256; M] {
+fn iq4_xs_tile8<const M: usize>(
+    t: &Tile<8>,
+    ys: [&[BlockQ8K]; M],
+    bias: [&[i32]; M],
+) -> [[f32; 8]; M] {
     let mut acc = [_mm256_setzero_ps(); M];
     let nb = ys.iter().fold(t.dx.len() / 8, |n, y| n.min(y.len()));
     for b in 0..nb {
@@ -838,236 +877,10 @@ fn iq4_xs_tile8<const M: usize>(t: &Tile8, ys: [&[BlockQ8K]; M], bias: [&[i32]; 
             *a = _mm256_fmadd_ps(r, _mm256_set1_ps(y[b].d), *a);
         }
     }
-    acc
+    acc.map(|a| to_array(a))
 }
 
-/// Eight f32 lanes as an array.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn to_array(v: __m256) -> [f32; 8] {
-    let mut out = [0.0f32; 8];
-    // SAFETY: `out` is 8 writable floats; `storeu` has no alignment requirement.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
-    out
-}
-
-/// One and four activation rows against a [`Tile8`].
-type TileFns<A> = (
-    unsafe fn(&Tile8, [&[A]; 1], [&[i32]; 1]) -> [__m256; 1],
-    unsafe fn(&Tile8, [&[A]; 4], [&[i32]; 4]) -> [__m256; 4],
-);
-
-/// The VNNI tile path of a product of several activation rows: groups of eight weight rows
-/// unpacked once into a [`Tile8`], then every activation row against them; the rows left
-/// over (fewer than eight) through `one`. `unpack` fills the tile from eight rows, `tile8`
-/// runs one activation row.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn tile_matmul<W, A>(
-    w: &[W],
-    wb: usize,
-    rows: core::ops::Range<usize>,
-    acts: &[A],
-    ab: usize,
-    m: usize,
-    out: &mut [f32],
-    stride: usize,
-    unpack: fn(&mut Tile8, &[&[W]; 8], usize),
-    biases: fn(&[A], &mut Vec<i32>),
-    tile8: TileFns<A>,
-    one: fn(&[W], &[A]) -> f32,
-) {
-    let nb = wb.min(ab);
-    let wrow = |r: usize| w.get(r * wb..r * wb + nb).unwrap_or_default();
-    let act = |i: usize| acts.get(i * ab..i * ab + nb).unwrap_or_default();
-    let mut put = |i: usize, r: usize, v: f32| {
-        if let Some(o) = out.get_mut(i * stride + r - rows.start) {
-            *o = v;
-        }
-    };
-    let mut tile = Tile8::default();
-    let mut bias = Vec::new();
-    for i in 0..m {
-        biases(act(i), &mut bias);
-    }
-    let per = bias.len() / m.max(1);
-    let mut r0 = rows.start;
-    while r0 + 8 <= rows.end {
-        let xs: [&[W]; 8] = core::array::from_fn(|k| wrow(r0 + k));
-        unpack(&mut tile, &xs, nb);
-        let b = |i: usize| bias.get(i * per..(i + 1) * per).unwrap_or_default();
-        let mut i = 0;
-        while i < m {
-            let res: [[f32; 8]; 4];
-            let n = if i + 4 <= m {
-                let a = core::array::from_fn(|k| act(i + k));
-                let bs = core::array::from_fn(|k| b(i + k));
-                // SAFETY: this function's features (AVX2, FMA, F16C, AVX-512 VNNI/VL) are the
-                // kernel's.
-                let v = unsafe { (tile8.1)(&tile, a, bs) };
-                res = v.map(|x| to_array(x));
-                4
-            } else {
-                // SAFETY: as above.
-                let [v] = unsafe { (tile8.0)(&tile, [act(i)], [b(i)]) };
-                res = [to_array(v), [0.0; 8], [0.0; 8], [0.0; 8]];
-                1
-            };
-            for (k, r) in res.iter().take(n).enumerate() {
-                for (j, v) in r.iter().enumerate() {
-                    put(i + k, r0 + j, *v);
-                }
-            }
-            i += n;
-        }
-        r0 += 8;
-    }
-    for r in r0..rows.end {
-        for i in 0..m {
-            put(i, r, one(wrow(r), act(i)));
-        }
-    }
-}
-
-/// IQ4_XS weights (tiled order) against `m >= 2` activation rows through the VNNI tile;
-/// bit-identical to `dot::iq4_xs_q8_k_tiled` on every pair. False (nothing written) without
-/// AVX-512 VNNI or for a single row.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn iq4_xs_tiled_matmul(
-    w: &[BlockIq4Xs],
-    wb: usize,
-    rows: core::ops::Range<usize>,
-    acts: &[BlockQ8K],
-    ab: usize,
-    m: usize,
-    out: &mut [f32],
-    stride: usize,
-) -> bool {
-    if m < 2 || !super::has_avx512_vnni() {
-        return false;
-    }
-    if super::has_avx512() {
-        let start = rows.start;
-        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VNNI/VL are present (checked).
-        let done = unsafe {
-            tile16_matmul(
-                w,
-                wb,
-                rows.clone(),
-                acts,
-                ab,
-                m,
-                out,
-                stride,
-                Tile16::iq4_xs,
-                biases_q8_k,
-                (iq4_xs_tile16::<1>, iq4_xs_tile16::<4>),
-            )
-        };
-        if done < rows.end {
-            let off = done - start;
-            let (_, rest) = out.split_at_mut(off.min(out.len()));
-            // SAFETY: as above.
-            unsafe { tile8_xs(w, wb, done..rows.end, acts, ab, m, rest, stride) };
-        }
-        return true;
-    }
-    // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked above).
-    unsafe { tile8_xs(w, wb, rows, acts, ab, m, out, stride) };
-    true
-}
-
-/// The 256-bit VNNI tile path of [`iq4_xs_tiled_matmul`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn tile8_xs(
-    w: &[BlockIq4Xs],
-    wb: usize,
-    rows: core::ops::Range<usize>,
-    acts: &[BlockQ8K],
-    ab: usize,
-    m: usize,
-    out: &mut [f32],
-    stride: usize,
-) {
-    tile_matmul(
-        w,
-        wb,
-        rows,
-        acts,
-        ab,
-        m,
-        out,
-        stride,
-        Tile8::iq4_xs,
-        biases_q8_k,
-        (iq4_xs_tile8::<1>, iq4_xs_tile8::<4>),
-        iq4_xs_q8_k_tiled,
-    )
-}
-
-/// Sixteen weight rows unpacked for the 512-bit VNNI tile kernels: [`Tile8`]'s layout with
-/// each group's 64 bytes holding rows 0..8 then rows 8..16 (one `zmm` load), and sixteen
-/// scales per block (per sub-block for IQ4_XS's `ls`).
-#[derive(Default)]
-pub(crate) struct Tile16 {
-    vals: Vec<u8>,
-    dx: Vec<f32>,
-    ls: Vec<i32>,
-}
-
-impl Tile16 {
-    /// Unpacks sixteen IQ4_NL rows of `nb` blocks (AVX2 present: the caller checked).
-    fn iq4_nl(&mut self, xs: &[&[BlockIq4Nl]; 16], nb: usize) {
-        self.vals.clear();
-        self.vals.resize(512 * nb, 0);
-        self.dx.clear();
-        self.dx.resize(16 * nb, 0.0);
-        for b in 0..nb {
-            let blocks: [Option<&BlockIq4Nl>; 16] = core::array::from_fn(|k| xs[k].get(b));
-            for h in 0..2 {
-                let q: [&[u8; 16]; 8] =
-                    core::array::from_fn(|k| blocks[8 * h + k].map_or(&[0; 16], |x| &x.qs));
-                let dst = &mut self.vals[512 * b + 32 * h..512 * b + 512];
-                // SAFETY: the caller checked AVX-512 (with AVX2, FMA and F16C).
-                unsafe { interleave8(q, dst, 64) };
-            }
-            for (k, x) in blocks.iter().enumerate() {
-                self.dx[16 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
-            }
-        }
-    }
-
-    /// Unpacks sixteen IQ4_XS rows of `nb` super-blocks (AVX2 present: the caller checked).
-    fn iq4_xs(&mut self, xs: &[&[BlockIq4Xs]; 16], nb: usize) {
-        self.vals.clear();
-        self.vals.resize(512 * 8 * nb, 0);
-        self.dx.clear();
-        self.dx.resize(16 * nb, 0.0);
-        self.ls.clear();
-        self.ls.resize(128 * nb, 0);
-        for b in 0..nb {
-            let blocks: [Option<&BlockIq4Xs>; 16] = core::array::from_fn(|k| xs[k].get(b));
-            for ib in 0..8 {
-                let at = 8 * b + ib;
-                for h in 0..2 {
-                    let q: [&[u8; 16]; 8] = core::array::from_fn(|k| part(blocks[8 * h + k], ib));
-                    let dst = &mut self.vals[512 * at + 32 * h..512 * at + 512];
-                    // SAFETY: the caller checked AVX-512 (with AVX2, FMA and F16C).
-                    unsafe { interleave8(q, dst, 64) };
-                }
-                for (k, x) in blocks.iter().enumerate() {
-                    self.ls[16 * at + k] = x.map_or(0, |x| x.scale(ib) - 32);
-                }
-            }
-            for (k, x) in blocks.iter().enumerate() {
-                self.dx[16 * b + k] = x.map_or(0.0, |x| x.d.to_f32());
-            }
-        }
-    }
-}
-
-/// [`tile_block`] for a [`Tile16`] block (512 bytes), the sixteen rows in sixteen lanes.
+/// [`tile_block`] for a tile block of sixteen rows (512 bytes), the sixteen rows in sixteen lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
 fn tile16_block<const M: usize>(vals: &[u8], ys: [&[i8; 32]; M], bias: [i32; M]) -> [__m512i; M] {
@@ -1115,10 +928,11 @@ fn load16f(v: &[f32], at: usize) -> __m512 {
     unsafe { _mm512_loadu_ps(d.as_ptr()) }
 }
 
-/// `M` activation rows against an IQ4_NL [`Tile16`] (as [`iq4_nl_tile8`], sixteen lanes).
+/// `M` activation rows against an IQ4_NL tile of sixteen rows (as [`iq4_nl_tile8`], sixteen
+/// lanes).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
 fn iq4_nl_tile16<const M: usize>(
-    t: &Tile16,
+    t: &Tile<16>,
     ys: [&[BlockQ8_0]; M],
     bias: [&[i32]; M],
 ) -> [[f32; 16]; M] {
@@ -1137,10 +951,11 @@ fn iq4_nl_tile16<const M: usize>(
     acc.map(|a| to_array16(a))
 }
 
-/// `M` activation rows against an IQ4_XS [`Tile16`] (as [`iq4_xs_tile8`], sixteen lanes).
+/// `M` activation rows against an IQ4_XS tile of sixteen rows (as [`iq4_xs_tile8`], sixteen
+/// lanes).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
 fn iq4_xs_tile16<const M: usize>(
-    t: &Tile16,
+    t: &Tile<16>,
     ys: [&[BlockQ8K]; M],
     bias: [&[i32]; M],
 ) -> [[f32; 16]; M] {
@@ -1169,97 +984,124 @@ fn iq4_xs_tile16<const M: usize>(
     acc.map(|a| to_array16(a))
 }
 
-/// One and four activation rows against a [`Tile16`].
-type Tile16Fns<A> = (
-    unsafe fn(&Tile16, [&[A]; 1], [&[i32]; 1]) -> [[f32; 16]; 1],
-    unsafe fn(&Tile16, [&[A]; 4], [&[i32]; 4]) -> [[f32; 16]; 4],
+/// One and four activation rows against a tile of `R` weight rows.
+type TileFns<A, const R: usize> = (
+    unsafe fn(&Tile<R>, [&[A]; 1], [&[i32]; 1]) -> [[f32; R]; 1],
+    unsafe fn(&Tile<R>, [&[A]; 4], [&[i32]; 4]) -> [[f32; R]; 4],
 );
 
-/// The 512-bit part of a tiled product: groups of sixteen weight rows from `rows.start`, every
-/// activation row against each; returns the first row not done (the caller finishes the rest).
+/// The VNNI tile path of a product of several activation rows: groups of `R` weight rows from
+/// `rows.start` unpacked once into a [`Tile`], then every activation row against them (four
+/// per pass). Returns the first row not done (fewer than `R` left): the caller finishes them.
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
-fn tile16_matmul<W, A>(
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn tile_matmul<W, A, const R: usize>(
+    g: &Product,
     w: &[W],
-    wb: usize,
     rows: core::ops::Range<usize>,
     acts: &[A],
-    ab: usize,
-    m: usize,
     out: &mut [f32],
-    stride: usize,
-    unpack: fn(&mut Tile16, &[&[W]; 16], usize),
+    unpack: fn(&mut Tile<R>, &[&[W]; R], usize),
     biases: fn(&[A], &mut Vec<i32>),
-    kernels: Tile16Fns<A>,
+    kernels: TileFns<A, R>,
 ) -> usize {
-    let nb = wb.min(ab);
-    let wrow = |r: usize| w.get(r * wb..r * wb + nb).unwrap_or_default();
-    let act = |i: usize| acts.get(i * ab..i * ab + nb).unwrap_or_default();
+    let (nb, m) = (g.nb(), g.m);
     let mut bias = Vec::new();
     for i in 0..m {
-        biases(act(i), &mut bias);
+        biases(g.act(acts, i), &mut bias);
     }
     let per = bias.len() / m.max(1);
     let b = |i: usize| bias.get(i * per..(i + 1) * per).unwrap_or_default();
-    let mut tile = Tile16::default();
+    let mut tile = Tile::<R>::default();
     let mut r0 = rows.start;
-    while r0 + 16 <= rows.end {
-        let xs: [&[W]; 16] = core::array::from_fn(|k| wrow(r0 + k));
+    while r0 + R <= rows.end {
+        let xs: [&[W]; R] = core::array::from_fn(|k| g.wrow(w, r0 + k));
         unpack(&mut tile, &xs, nb);
         let mut i = 0;
         while i < m {
             let n = if i + 4 <= m { 4 } else { 1 };
-            let res: [[f32; 16]; 4] = if n == 4 {
-                // SAFETY: this function's features are the kernel's.
-                unsafe {
-                    (kernels.1)(
-                        &tile,
-                        core::array::from_fn(|k| act(i + k)),
-                        core::array::from_fn(|k| b(i + k)),
-                    )
-                }
+            let res: [[f32; R]; 4] = if n == 4 {
+                let a = core::array::from_fn(|k| g.act(acts, i + k));
+                let bs = core::array::from_fn(|k| b(i + k));
+                // SAFETY: the caller checked the kernel's features.
+                unsafe { (kernels.1)(&tile, a, bs) }
             } else {
                 // SAFETY: as above.
-                let [v] = unsafe { (kernels.0)(&tile, [act(i)], [b(i)]) };
-                [v, [0.0; 16], [0.0; 16], [0.0; 16]]
+                let [v] = unsafe { (kernels.0)(&tile, [g.act(acts, i)], [b(i)]) };
+                [v, [0.0; R], [0.0; R], [0.0; R]]
             };
             for (k, r) in res.iter().take(n).enumerate() {
-                let base = (i + k) * stride + r0 - rows.start;
-                if let Some(o) = out.get_mut(base..base + 16) {
+                let at = (i + k) * g.stride + r0 - g.base;
+                if let Some(o) = out.get_mut(at..at + R) {
                     o.copy_from_slice(r);
                 }
             }
             i += n;
         }
-        r0 += 16;
+        r0 += R;
     }
     r0
 }
 
-macro_rules! wrap {
-    ($(#[$doc:meta])* $name:ident, $quad:ident, $inner:ident, $scalar:path, $w:ty, $a:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $name(x: &[$w], y: &[$a]) -> f32 {
-            if has_avx2() {
-                // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                let [r] = unsafe { $inner(x, [y]) };
-                r
-            } else {
-                $scalar(x, y)
-            }
-        }
-
-        $(#[$doc])*
-        /// Four activation rows per pass; bit-identical to four single calls.
-        pub(crate) fn $quad(x: &[$w], ys: [&[$a]; 4]) -> [f32; 4] {
-            if has_avx2() {
-                // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                unsafe { $inner(x, ys) }
-            } else {
-                ys.map(|y| $scalar(x, y))
-            }
-        }
+/// IQ4_XS weights (tiled order) against `m >= 2` activation rows through the VNNI tiles (of
+/// sixteen rows with AVX-512, then eight); bit-identical to `dot::iq4_xs_q8_k_tiled` on every
+/// pair. False (nothing written) without AVX-512 VNNI or for a single row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn iq4_xs_tiled_matmul(
+    w: &[BlockIq4Xs],
+    wb: usize,
+    rows: core::ops::Range<usize>,
+    acts: &[BlockQ8K],
+    ab: usize,
+    m: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> bool {
+    if m < 2 || !super::has_avx512_vnni() {
+        return false;
+    }
+    let g = Product {
+        wb,
+        ab,
+        m,
+        stride,
+        base: rows.start,
     };
+    let mut start = rows.start;
+    if super::has_avx512() {
+        // SAFETY: AVX2, FMA, F16C and AVX-512 F/BW/VNNI/VL are present (checked).
+        start = unsafe {
+            tile_matmul(
+                &g,
+                w,
+                start..rows.end,
+                acts,
+                out,
+                Tile::<16>::iq4_xs,
+                biases_q8_k,
+                (iq4_xs_tile16::<1>, iq4_xs_tile16::<4>),
+            )
+        };
+    }
+    // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked above).
+    start = unsafe {
+        tile_matmul(
+            &g,
+            w,
+            start..rows.end,
+            acts,
+            out,
+            Tile::<8>::iq4_xs,
+            biases_q8_k,
+            (iq4_xs_tile8::<1>, iq4_xs_tile8::<4>),
+        )
+    };
+    for r in start..rows.end {
+        for i in 0..m {
+            g.put(out, i, r, iq4_xs_q8_k_tiled(g.wrow(w, r), g.act(acts, i)));
+        }
+    }
+    true
 }
 
 wrap!(
@@ -1384,7 +1226,7 @@ mod tests {
             }
             let mut want = [0u8; 256];
             for (k, q) in qs.iter().enumerate() {
-                interleave_block(q, k, &mut want);
+                interleave_block(q, k, 8, &mut want);
             }
             let mut got = [0u8; 256];
             // SAFETY: the test machine has AVX2 (the kernels' own checks gate the rest).

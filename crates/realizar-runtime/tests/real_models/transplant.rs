@@ -105,10 +105,21 @@ pub fn vocab_with_pre(pre: &str) -> PathBuf {
         }
     }
     w.add_metadata("tokenizer.ggml.pre", OwnedValue::String(pre.into()));
-    let tmp = dir.join(format!("vocab-{pre}-v{VERSION}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, w.to_bytes()).expect("write vocab");
-    std::fs::rename(&tmp, &path).expect("rename vocab");
+    write_atomically(&path, &w.to_bytes());
     path
+}
+
+/// Writes `bytes` to `path` through a temporary file of this process and thread (tests run in
+/// parallel threads: two of them may write the same file, never the same temporary one), then
+/// renames it into place, so a reader sees the whole file or none.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).expect("write a test model");
+    std::fs::rename(&tmp, path).expect("rename a test model");
 }
 
 /// A small deterministic generator (xorshift64*), uniform in [-1, 1).
@@ -136,14 +147,7 @@ pub fn transplanted(kind: &str) -> PathBuf {
         return path;
     }
     std::fs::create_dir_all(&dir).expect("create target/transplant");
-    let bytes = source_and_transplant(kind);
-    // Written under a temporary name first: tests run in parallel.
-    let tmp = dir.join(format!(
-        "smollm2-{kind}-v{VERSION}.{}.tmp",
-        std::process::id()
-    ));
-    std::fs::write(&tmp, &bytes).expect("write transplant");
-    std::fs::rename(&tmp, &path).expect("rename transplant");
+    write_atomically(&path, &source_and_transplant(kind));
     path
 }
 
