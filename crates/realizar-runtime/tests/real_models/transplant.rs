@@ -166,7 +166,8 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 6] = [
+pub const REQUANTS: [(&str, &str, &str); 7] = [
+    ("q4_0", "smollm2-135m", "Q4_0"),
     ("iq4_xs", "smollm2-135m", "IQ4_XS"),
     ("iq4_nl", "smollm2-135m", "IQ4_NL"),
     ("gemma3-iq4_xs", "gemma3-270m", "IQ4_XS"),
@@ -218,6 +219,7 @@ pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
         "IQ4_NL" => 25,
         "IQ4_XS" => 30,
         "MXFP4" => 38,
+        "Q4_0" => 2,
         other => panic!("no llama_ftype for {other}"),
     };
     for (key, value) in f.metadata() {
