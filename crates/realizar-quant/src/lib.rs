@@ -502,7 +502,7 @@ fn dispatch(
             dot::iq4_nl_q8_0,
             simd::iq4_nl_q8_0,
             simd::iq4_nl_q8_0_x4,
-            simd::iq4_nl_q8_0_wide,
+            simd::Wide::none,
             whole = simd::iq4_nl_q8_0_whole()
         ),
         QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),

@@ -50,16 +50,6 @@ fn dot32(x: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
 }
 
-/// Four vectors of eight i32 lanes → their four lane sums (exact).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum4(v: [__m256i; 4]) -> __m128i {
-    let t0 = _mm256_hadd_epi32(v[0], v[1]);
-    let t1 = _mm256_hadd_epi32(v[2], v[3]);
-    let t = _mm256_hadd_epi32(t0, t1);
-    _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256::<1>(t))
-}
-
 /// The sum of eight i32 lanes (exact).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -113,35 +103,6 @@ fn mxfp4_q8_0_avx2<const M: usize>(x: &[BlockMxfp4], ys: [&[BlockQ8_0]; M]) -> [
         }
     }
     acc
-}
-
-/// IQ4_NL · Q8_0 for four weight rows per pass over one activation row: the same operations
-/// per row as [`iq4_nl_q8_0_avx2`], the four rows' sums and FMAs in one vector.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn iq4_nl_q8_0_rows4_avx2(xs: [&[BlockIq4Nl]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
-    let tab = table();
-    let nb = xs.iter().fold(y.len(), |n, x| n.min(x.len()));
-    let mut acc = _mm_setzero_ps();
-    for (b, y) in y.iter().take(nb).enumerate() {
-        let yv = q8(y);
-        let dy = y.d.to_f32();
-        let mut sums = [_mm256_setzero_si256(); 4];
-        let mut scale = [0.0f32; 4];
-        for ((x, s), sc) in xs.iter().zip(&mut sums).zip(&mut scale) {
-            if let Some(x) = x.get(b) {
-                *s = dot32(lookup(tab, &x.qs), yv);
-                *sc = x.d.to_f32() * dy;
-            }
-        }
-        let isum = _mm_cvtepi32_ps(hsum4(sums));
-        // SAFETY: `scale` is four readable floats; `loadu` has no alignment requirement.
-        let sc = unsafe { _mm_loadu_ps(scale.as_ptr()) };
-        acc = _mm_fmadd_ps(isum, sc, acc);
-    }
-    let mut out = [0.0f32; 4];
-    // SAFETY: `out` is four writable floats; `storeu` has no alignment requirement.
-    unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
-    out
 }
 
 /// IQ4_XS · Q8_K for `M` activation rows per pass over one weight row, in the order of
@@ -1161,17 +1122,6 @@ wrap!(
     BlockQ8K
 );
 
-/// IQ4_NL · Q8_0, four weight rows per pass over one activation row; bit-identical to four
-/// single calls.
-pub(crate) fn iq4_nl_q8_0_r4(xs: [&[BlockIq4Nl]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
-    if has_avx2() {
-        // SAFETY: AVX2, FMA and F16C are present (checked just above).
-        unsafe { iq4_nl_q8_0_rows4_avx2(xs, y) }
-    } else {
-        xs.map(|x| dot::iq4_nl_q8_0(x, y))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1305,11 +1255,6 @@ mod tests {
                 // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL/VBMI/BW are present (checked).
                 let v = to_vec8(unsafe { iq4_nl_rows8_vbmi(&x8, &ys[0], &bias) });
                 assert_eq!(v, want8, "iq4_nl rows8 vbmi nb {nb}");
-            }
-            for (k, y) in ys.iter().enumerate() {
-                let r4 = iq4_nl_q8_0_r4([&xs[0], &xs[1], &xs[2], &xs[3]], y).map(f32::to_bits);
-                let col: Vec<u32> = want.iter().map(|w| w[k]).collect();
-                assert_eq!(r4.to_vec(), col, "iq4_nl four weight rows, nb {nb}");
             }
 
             let nk = nb.div_ceil(4);

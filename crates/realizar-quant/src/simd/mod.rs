@@ -178,21 +178,6 @@ select_iq!(
     iq4_xs_q8_k_tiled, iq4_xs_q8_k_tiled_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k_tiled
 );
 
-/// IQ4_NL · Q8_0's wider kernel: four weight rows per activation row.
-pub(crate) fn iq4_nl_q8_0_wide() -> Wide<BlockIq4Nl, BlockQ8_0> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2() {
-            return Wide {
-                rows4: Some(iq_avx2::iq4_nl_q8_0_r4),
-                oct: None,
-                oct4: None,
-            };
-        }
-    }
-    Wide::none()
-}
-
 /// A kernel for a whole product: `(weight rows, blocks per weight row, rows, activation rows,
 /// blocks per activation row, m, out, out stride)`; false if it cannot run on this CPU.
 pub(crate) type WholeFn<W, A> =
