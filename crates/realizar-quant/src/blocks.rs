@@ -212,6 +212,42 @@ pub const KVALUES_IQ4NL: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
+/// Q4_0's values as a table over its nibbles (`q - 8`): the table ggml's x86 repacked Q4_0
+/// kernels look Q4_0 up in (after flipping the nibbles' top bit, the same values).
+pub const KVALUES_Q4_0: [i8; 16] = [-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7];
+
+/// A block of one f16 scale and 32 nibbles indexing a table of 16 signed bytes: Q4_0 (its
+/// values `q - 8`) and IQ4_NL. Their dot products share one float order (ggml's x86 repacked
+/// kernels), so they share kernels, parameterized by the table.
+pub(crate) trait Nl4Block: Pod {
+    /// The values the nibbles index.
+    const TABLE: [i8; 16];
+    /// The scale.
+    fn d(&self) -> f16;
+    /// The nibbles.
+    fn qs(&self) -> &[u8; 16];
+}
+
+impl Nl4Block for BlockQ4_0 {
+    const TABLE: [i8; 16] = KVALUES_Q4_0;
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn qs(&self) -> &[u8; 16] {
+        &self.qs
+    }
+}
+
+impl Nl4Block for BlockIq4Nl {
+    const TABLE: [i8; 16] = KVALUES_IQ4NL;
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn qs(&self) -> &[u8; 16] {
+        &self.qs
+    }
+}
+
 impl BlockIq4Xs {
     /// The 6-bit scale of sub-block `ib < 8`, minus 32.
     #[inline(always)]

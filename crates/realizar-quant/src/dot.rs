@@ -1,7 +1,7 @@
 //! Scalar dot products of a weight row with an activation row, the scalar twins of the SIMD
-//! kernels. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K and IQ4_XS follow the float order of
-//! ggml's x86 AVX2 kernels (`ggml_vec_dot_*` in `ggml/src/ggml-cpu/arch/x86/quants.c`), Q4_K
-//! and IQ4_NL that of its repacked x86 kernels (`arch/x86/repack.cpp`), the `*_tiled` ones
+//! kernels. Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K and IQ4_XS follow the float order of
+//! ggml's x86 AVX2 kernels (`ggml_vec_dot_*` in `ggml/src/ggml-cpu/arch/x86/quants.c`), Q4_0,
+//! Q4_K, IQ4_NL and MXFP4 that of its repacked x86 kernels (`arch/x86/repack.cpp`), the `*_tiled` ones
 //! that of its tiled matmul (`ggml-cpu/tiled`): what llama.cpp computes on x86.
 //! The others follow ggml's reference kernels (`ggml_vec_dot_*_generic` in
 //! `ggml/src/ggml-cpu/quants.c`, `ggml_vec_dot_f32/f16/bf16` in `vec.cpp`). Integer sums are
@@ -86,12 +86,11 @@ fn q5_at(qs: &[u8; QK / 2], qh: [u8; 4], e: usize) -> i32 {
     nibble(qs, e) | (h as i32) << 4
 }
 
-/// `ggml_vec_dot_q4_0_q8_0`, AVX2 path: eight lanes, one FMA per block, [`hsum8`].
+/// Q4_0 · Q8_0 in the order of ggml's x86 repacked kernels (`ggml_gemv_q4_0_8x8_q8_0` and
+/// `ggml_gemm_q4_0_8x8_q8_0`), which llama.cpp runs on AVX2 CPUs for every Q4_0 matrix whose
+/// row count is a multiple of 8: as [`iq4_nl_q8_0`], with the values `q - 8`.
 pub(crate) fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    legacy_dot(x, y, |x, y| {
-        let d = x.d.to_f32() * y.d.to_f32();
-        (d, block_lanes(|e| (nibble(&x.qs, e) - 8) * at(&y.qs, e)))
-    })
+    nl4_q8_0(x, y)
 }
 
 /// `ggml_vec_dot_q4_1_q8_1`, AVX2 path: eight lanes of `fma(d_x d_y, lane, acc)`, the min
@@ -110,7 +109,7 @@ pub(crate) fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     hsum8(&acc) + summs
 }
 
-/// `ggml_vec_dot_q5_0_q8_0`, AVX2 path (as [`q4_0_q8_0`]).
+/// `ggml_vec_dot_q5_0_q8_0`, AVX2 path: eight lanes, one FMA per block, [`hsum8`].
 pub(crate) fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     legacy_dot(x, y, |x, y| {
         let d = x.d.to_f32() * y.d.to_f32();
@@ -136,7 +135,7 @@ pub(crate) fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     hsum8(&acc) + summs
 }
 
-/// `ggml_vec_dot_q8_0_q8_0`, AVX2 path (as [`q4_0_q8_0`]); llamafile's tinyBLAS, which
+/// `ggml_vec_dot_q8_0_q8_0`, AVX2 path (as [`q5_0_q8_0`]); llamafile's tinyBLAS, which
 /// llama.cpp runs for batches, sums each output in the same order.
 pub(crate) fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     legacy_dot(x, y, |x, y| {
@@ -467,23 +466,36 @@ pub(crate) fn iq4_xs_q8_k_tiled(x: &[BlockIq4Xs], y: &[BlockQ8K]) -> f32 {
 /// IQ4 table value of element `e < 32` of a block of nibbles (ordered as Q4_0's).
 #[inline(always)]
 fn iq4_at(qs: &[u8], e: usize) -> i32 {
+    table_at(&KVALUES_IQ4NL, qs, e)
+}
+
+/// `table[nibble e]` of a block of nibbles (element `e < 32`, ordered as Q4_0's).
+#[inline(always)]
+fn table_at(table: &[i8; 16], qs: &[u8], e: usize) -> i32 {
     let b = qs.get(e % 16).copied().unwrap_or(0);
     let q = if e < 16 { b & 0x0F } else { b >> 4 };
-    i32::from(KVALUES_IQ4NL[usize::from(q)])
+    i32::from(table[usize::from(q)])
+}
+
+/// A table-nibble block ([`Nl4Block`]) · Q8_0 in the order of ggml's x86 repacked kernels
+/// (`gemv/gemm_q4_b32_8x8_q8_0_lut_avx` in ggml/src/ggml-cpu/arch/x86/repack.cpp): per block
+/// the exact integer sum, then `acc = fma(isum, d_x d_y, acc)`.
+pub(crate) fn nl4_q8_0<B: Nl4Block>(x: &[B], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let isum: i32 = (0..QK)
+            .map(|e| table_at(&B::TABLE, x.qs(), e) * at(&y.qs, e))
+            .sum();
+        acc = (isum as f32).mul_add(x.d().to_f32() * y.d.to_f32(), acc);
+    }
+    acc
 }
 
 /// IQ4_NL · Q8_0 in the order of ggml's x86 repacked kernels (`ggml_gemv_iq4_nl_8x8_q8_0`
-/// and `ggml_gemm_iq4_nl_8x8_q8_0`, `gemv/gemm_q4_b32_8x8_q8_0_lut_avx` in
-/// ggml/src/ggml-cpu/arch/x86/repack.cpp), which llama.cpp runs on AVX2 CPUs for every IQ4_NL
-/// matrix whose row count is a multiple of 8: per block the exact integer sum, then
-/// `acc = fma(isum, d_x d_y, acc)`.
+/// and `ggml_gemm_iq4_nl_8x8_q8_0`), which llama.cpp runs on AVX2 CPUs for every IQ4_NL
+/// matrix whose row count is a multiple of 8 ([`nl4_q8_0`]).
 pub(crate) fn iq4_nl_q8_0(x: &[BlockIq4Nl], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = 0.0f32;
-    for (x, y) in x.iter().zip(y) {
-        let isum: i32 = (0..QK).map(|e| iq4_at(&x.qs, e) * at(&y.qs, e)).sum();
-        acc = (isum as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
-    }
-    acc
+    nl4_q8_0(x, y)
 }
 
 /// `ggml_vec_dot_iq4_xs_q8_K`, AVX2 path: per super-block eight i32 lanes (lane `l` holds

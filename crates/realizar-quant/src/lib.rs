@@ -43,11 +43,13 @@
 //!   of ggml's x86 CPU backend (`quantize_row_q8_0`/`_q8_1`: `127 / amax`, ties to even), Q8_K
 //!   its reference one; their SIMD versions give the same bytes as the scalar ones for finite
 //!   input.
-//! - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K and IQ4_XS dot products accumulate in ggml's
-//!   x86 order (eight i32 lanes of four elements per block, `fma(d, lane, acc)` block after
-//!   block, `hsum_float_8`; the min terms of Q4_1, Q5_1 and Q5_K in a separate scalar FMA sum);
-//!   Q4_K and IQ4_NL in the order of ggml's repacked x86 kernels (`ggml_gemv_q4_K_8x8_q8_K`,
-//!   `ggml_gemv_iq4_nl_8x8_q8_0`), which llama.cpp uses for matrices with a multiple of 8 rows.
+//! - Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K and IQ4_XS dot products accumulate in ggml's x86
+//!   order (eight i32 lanes of four elements per block, `fma(d, lane, acc)` block after block,
+//!   `hsum_float_8`; the min terms of Q4_1, Q5_1 and Q5_K in a separate scalar FMA sum); Q4_0,
+//!   Q4_K, IQ4_NL and MXFP4 in the order of ggml's repacked x86 kernels
+//!   (`ggml_gemv_q4_0_8x8_q8_0`, `ggml_gemv_q4_K_8x8_q8_K`, `ggml_gemv_iq4_nl_8x8_q8_0`, …),
+//!   which llama.cpp uses for matrices with a multiple of 8 rows (all of those in the model
+//!   families realizar runs; a matrix of other row counts gets the same order here).
 //!   The other types follow ggml's reference kernels (`ggml_vec_dot_*_generic`).
 //!   The SIMD kernels compute every integer partial sum exactly (for every byte pattern, not
 //!   only the ones ggml's quantizers produce) and are bit-identical to [`vec_dot_scalar`].
@@ -472,7 +474,8 @@ fn dispatch(
             dot::q4_0_q8_0,
             simd::q4_0_q8_0,
             simd::q4_0_q8_0_x4,
-            simd::q4_0_q8_0_wide
+            simd::Wide::none,
+            whole = simd::nl4_q8_0_whole()
         ),
         QuantType::Q4_1 => go!(
             dot::q4_1_q8_1,
@@ -503,7 +506,7 @@ fn dispatch(
             simd::iq4_nl_q8_0,
             simd::iq4_nl_q8_0_x4,
             simd::Wide::none,
-            whole = simd::iq4_nl_q8_0_whole()
+            whole = simd::nl4_q8_0_whole()
         ),
         QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),
         QuantType::MXFP4 => go!(dot::mxfp4_q8_0, simd::mxfp4_q8_0, simd::mxfp4_q8_0_x4),

@@ -211,7 +211,7 @@ impl PackedActs {
             .unwrap_or_default()
     }
 
-    /// The Q8_0 tiles (for Q8_0, Q5_0 and Q4_0 weights).
+    /// The Q8_0 tiles (for Q8_0 and Q5_0 weights).
     pub(crate) fn q8_0(&self) -> &[TileQ8_0] {
         self.q8_0
             .get(..self.m.div_ceil(TILE) * self.nb)

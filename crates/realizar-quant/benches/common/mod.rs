@@ -4,7 +4,8 @@
 use realizar_quant::{quantize_row, QuantType};
 
 /// The weight types with SIMD kernels.
-pub const TYPES: [QuantType; 6] = [
+pub const TYPES: [QuantType; 7] = [
+    QuantType::IQ4_NL,
     QuantType::Q4_0,
     QuantType::Q4_1,
     QuantType::Q5_0,
@@ -31,7 +32,7 @@ pub fn weights(ty: QuantType, n: usize, rows: usize) -> Vec<u8> {
     let row = ty.row_bytes(n).expect("block multiple");
     let mut w = bytes(row * rows, 1);
     let fields: &[usize] = match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::IQ4_NL => &[0],
         QuantType::Q4_1 | QuantType::Q4_K => &[0, 2],
         QuantType::Q6_K => &[208],
         _ => &[],

@@ -75,7 +75,6 @@ pub(super) fn head32<T: bytemuck::Pod>(block: &T) -> i32 {
 
 /// Blocks whose first field is their f16 scale `d` (ggml-common.h layouts).
 trait LeadingScale: bytemuck::Pod {}
-impl LeadingScale for BlockQ4_0 {}
 impl LeadingScale for BlockQ5_0 {}
 impl LeadingScale for BlockQ8_0 {}
 
@@ -254,17 +253,7 @@ fn dot_i8_i8_vnni(a: __m256i, b: __m256i) -> __m256i {
 /// activation rows it handles per pass over the weight row.
 macro_rules! legacy_kernels {
     ($features:literal, $dot_u8:ident, $dot_i8:ident,
-     $q4_0:ident, $q4_1:ident, $q4_1_r4:ident, $q5_0:ident, $q8_0:ident) => {
-        #[target_feature(enable = $features)]
-        fn $q4_0<const M: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
-            blocks2m(
-                x,
-                ys,
-                |x| nibbles(&x.qs),
-                |_, _, q, x, y| (dd(x, y), $dot_u8(q, load32i(&y.qs), 8)),
-            )
-        }
-
+     $q4_1:ident, $q4_1_r4:ident, $q5_0:ident, $q8_0:ident) => {
         /// Q4_1 in the order of ggml's x86 `ggml_vec_dot_q4_1_q8_1`: eight lanes of
         /// `fma(d_x d_y, lane, acc)`, the min terms in one scalar `fma(m_x, s_y, summs)`, then
         /// `hsum_float_8(acc) + summs`.
@@ -402,7 +391,6 @@ legacy_kernels!(
     "avx2,fma,f16c",
     dot_u8_i8,
     dot_i8_i8,
-    q4_0_q8_0_avx2,
     q4_1_q8_1_avx2,
     q4_1_q8_1_r4_avx2,
     q5_0_q8_0_avx2,
@@ -412,7 +400,6 @@ legacy_kernels!(
     "avx2,fma,f16c,avx512vnni,avx512vl",
     dot_u8_i8_vnni,
     dot_i8_i8_vnni,
-    q4_0_q8_0_vnni,
     q4_1_q8_1_vnni,
     q4_1_q8_1_r4_vnni,
     q5_0_q8_0_vnni,
@@ -912,12 +899,6 @@ macro_rules! wrap {
 pub(super) use wrap;
 
 wrap!(
-    /// Q4_0 · Q8_0.
-    q4_0_q8_0,
-    q4_0_q8_0_x4_256,
-    q4_0_q8_0_avx2, q4_0_q8_0_vnni, dot::q4_0_q8_0, BlockQ4_0, BlockQ8_0
-);
-wrap!(
     /// Q4_1 · Q8_1.
     q4_1_q8_1,
     q4_1_q8_1_x4_256,
@@ -1193,14 +1174,6 @@ mod level_tests {
                     b.d = h;
                     b.s = one;
                 });
-                let w40: Vec<BlockQ4_0> = blocks(&mut rng, nb, |b: &mut BlockQ4_0| b.d = h);
-                levels(
-                    &w40,
-                    &q8,
-                    dot::q4_0_q8_0,
-                    simd_levels!(q4_0_q8_0_avx2, q4_0_q8_0_vnni),
-                    check,
-                );
                 let w41: Vec<BlockQ4_1> = blocks(&mut rng, nb, |b: &mut BlockQ4_1| {
                     b.d = h;
                     b.m = one;
@@ -1314,15 +1287,4 @@ legacy_wide!(
     q5_0_q8_0_x4_256,
     q5_0_q8_0,
     BlockQ5_0
-);
-legacy_wide!(
-    q4_0_q8_0_r4,
-    q4_0_q8_0_x4,
-    q4_0_q8_0_x8,
-    q4_0_q8_0_x8r4,
-    q4_0_q8_0_r4_512,
-    q4_0_q8_0_xm_512,
-    q4_0_q8_0_x4_256,
-    q4_0_q8_0,
-    BlockQ4_0
 );

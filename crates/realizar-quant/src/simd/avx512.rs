@@ -183,13 +183,6 @@ fn q5_0_u8(x: &BlockQ5_0) -> __m256i {
     _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh))
 }
 
-/// The weights of a Q4_0 block as unsigned nibbles (offset 8).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q4_0_u8(x: &BlockQ4_0) -> __m256i {
-    nibbles(&x.qs)
-}
-
 /// The wide kernels of a legacy type with an f16 scale and no min against Q8_0 activations:
 /// `$u8` gives a block's weights as unsigned bytes, `$offset` what they are offset by. Per
 /// (weight row, activation row) pair: `vpdpbusd(u, y) - vpdpbusd(offset, y)` (the lane sums of
@@ -314,7 +307,6 @@ macro_rules! legacy_512 {
 
 legacy_512!(q8_0_q8_0_r4_512, q8_0_q8_0_xm_512, BlockQ8_0, q8_0_u8, 128);
 legacy_512!(q5_0_q8_0_r4_512, BlockQ5_0, q5_0_u8, 16);
-legacy_512!(q4_0_q8_0_r4_512, q4_0_q8_0_xm_512, BlockQ4_0, q4_0_u8, 8);
 
 /// The first fold of [`q4_k_q8_k_grouped_x8_512`]'s lane sums: `[a0+a2, b0+b2, a1+a3, b1+b3]`
 /// in every 128-bit lane.

@@ -1,8 +1,9 @@
-//! AVX2 + FMA (+ F16C) kernels of the non-linear 4-bit types IQ4_NL and IQ4_XS, the SIMD twins
-//! of `dot::iq4_nl_q8_0` and `dot::iq4_xs_q8_k`. Table lookups with `pshufb` as ggml's x86
-//! kernels do; the products go through `maddubs(|y|, sign(x, y))`, exact for every activation
-//! byte (the table values lie in -127..=113, so no pair sum can saturate). The float operations
-//! are the scalar twins', in their order.
+//! AVX2 + FMA (+ F16C) kernels of the table-lookup 4-bit types IQ4_NL, Q4_0 (as the table
+//! `q - 8`: ggml's x86 repacked order), IQ4_XS and MXFP4, the SIMD twins of `dot::nl4_q8_0`,
+//! `dot::iq4_xs_q8_k` and `dot::mxfp4_q8_0`, and the Q5_K kernels. Table lookups with
+//! `pshufb` as ggml's x86 kernels do; the products go through `maddubs(|y|, sign(x, y))`,
+//! exact for every activation byte (the table values lie in -127..=113, so no pair sum can
+//! saturate). The float operations are the scalar twins', in their order.
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
@@ -13,11 +14,18 @@ use crate::dot;
 use super::avx2::{chunk32, chunk32i, hsum_ps, load16, load32, load32i, wrap};
 use super::has_avx2;
 
-/// The 16 table values in both 128-bit halves, for `pshufb`.
+/// The 16 IQ4 table values in both 128-bit halves, for `pshufb`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn table() -> __m256i {
-    let t = i8_16(&KVALUES_IQ4NL);
+    table_of(&KVALUES_IQ4NL)
+}
+
+/// The 16 values of `t` in both 128-bit halves, for `pshufb`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn table_of(t: &[i8; 16]) -> __m256i {
+    let t = i8_16(t);
     _mm256_set_m128i(t, t)
 }
 
@@ -60,22 +68,30 @@ fn hsum1(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
+/// Sixteen signed bytes of `v` from `at` (zeros past the end).
+#[inline(always)]
+fn load16i(v: &[i8; 32], at: usize) -> __m128i {
+    let s = v.get(at..at + 16).unwrap_or(&[0; 16]);
+    // SAFETY: `s` is 16 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_si128(s.as_ptr().cast()) }
+}
+
 /// The 32 quants of a Q8_0 block.
 #[inline(always)]
 fn q8(b: &BlockQ8_0) -> __m256i {
     load32i(&b.qs)
 }
 
-/// IQ4_NL · Q8_0 for `M` activation rows per pass over one weight row: per block the exact
-/// integer sum, then `acc = fma(isum, d_x d_y, acc)` (`dot::iq4_nl_q8_0`).
+/// IQ4_NL or Q4_0 · Q8_0 for `M` activation rows per pass over one weight row: per block
+/// the exact integer sum, then `acc = fma(isum, d_x d_y, acc)` (`dot::nl4_q8_0`).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq4_nl_q8_0_avx2<const M: usize>(x: &[BlockIq4Nl], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
-    let tab = table();
+fn nl4_q8_0_avx2<B: Nl4Block, const M: usize>(x: &[B], ys: [&[BlockQ8_0]; M]) -> [f32; M] {
+    let tab = table_of(&B::TABLE);
     let mut acc = [0.0f32; M];
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     for (b, x) in x.iter().take(nb).enumerate() {
-        let xv = lookup(tab, &x.qs);
-        let dx = x.d.to_f32();
+        let xv = lookup(tab, x.qs());
+        let dx = x.d().to_f32();
         for (y, a) in ys.iter().zip(&mut acc) {
             let Some(y) = y.get(b) else { continue };
             let isum = hsum1(dot32(xv, q8(y)));
@@ -265,19 +281,11 @@ fn hsum8x8(v: &[__m256i; 8]) -> __m256i {
     )
 }
 
-/// Eight f16 scales as eight f32 lanes.
-#[inline]
+/// One activation row against eight IQ4_NL or Q4_0 weight rows whose table values and scales
+/// are unpacked (`vals[k]`: 32 bytes per block; `dx`: eight scales per block): lane `k` is
+/// `dot::nl4_q8_0` of row `k`, the same operations in the same order.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scales8(h: [u16; 8]) -> __m256 {
-    // SAFETY: `h` is 16 readable bytes; `loadu` has no alignment requirement.
-    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
-}
-
-/// One activation row against eight IQ4_NL weight rows whose table values and scales are
-/// unpacked (`vals[k]`: 32 bytes per block; `dx`: eight scales per block): lane `k` is
-/// `dot::iq4_nl_q8_0` of row `k`, the same operations in the same order.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn iq4_nl_unpacked8(vals: &[&[i8]; 8], dx: &[f32], y: &[BlockQ8_0]) -> __m256 {
+fn nl4_unpacked8(vals: &[&[i8]; 8], dx: &[f32], y: &[BlockQ8_0]) -> __m256 {
     let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_ps();
     for (b, y) in y.iter().enumerate() {
@@ -298,95 +306,98 @@ fn iq4_nl_unpacked8(vals: &[&[i8]; 8], dx: &[f32], y: &[BlockQ8_0]) -> __m256 {
     acc
 }
 
-/// One activation row against eight IQ4_NL weight rows, unpacking as it goes (decode). With
-/// `VNNI`, `vpdpbusd` takes the place of `maddubs` + `madd` (the same exact sums).
+/// One activation row against eight IQ4_NL or Q4_0 weight rows, unpacking as it goes
+/// (decode). Two rows share a register: row `2p`'s sixteen bytes of nibbles in the low half,
+/// row `2p + 1`'s in the high one, so one lookup gives both rows' low-nibble elements (0..16)
+/// and one their high-nibble elements, each against the matching half of the block's
+/// activations broadcast to both halves; `dot(acc, x, y)` adds four products a lane. Lanes
+/// 0..4 of pair `p` then hold row `2p`'s partial sums, 4..8 row `2p + 1`'s, and three
+/// `hadd`s fold the four pairs into one vector of row sums (rows 0, 2, 4, 6, 1, 3, 5, 7,
+/// the scales loaded to match). `lut` is the table the lookups use, `bias` what to subtract from every
+/// block sum (`128 sum(y)` for a table biased to unsigned, for `vpdpbusd`). Exact block sums,
+/// then `acc = fma(isum, d_x d_y, acc)` per lane: the scalar twin's operations; the lanes
+/// come back in row order.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq4_nl_rows8_body<const VNNI: bool>(
-    xs: &[&[BlockIq4Nl]; 8],
+fn nl4_rows8_body<B: Nl4Block>(
+    xs: &[&[B]; 8],
     y: &[BlockQ8_0],
-    dot: impl Fn(__m256i, __m256i) -> __m256i,
+    lut: __m256i,
+    bias: impl Fn(usize) -> i32,
+    dot: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
 ) -> __m256 {
-    let tab = table();
+    let mask = _mm256_set1_epi8(0x0F);
+    let nb = xs.iter().fold(y.len(), |n, x| n.min(x.len()));
     let mut acc = _mm256_setzero_ps();
-    for (b, y) in y.iter().enumerate() {
-        let yv = q8(y);
-        let ay = _mm256_abs_epi8(yv);
-        let mut v = [_mm256_setzero_si256(); 8];
-        let mut h = [0u16; 8];
-        for ((vk, x), hk) in v.iter_mut().zip(xs).zip(&mut h) {
-            if let Some(x) = x.get(b) {
-                let xv = lookup(tab, &x.qs);
-                *vk = dot(ay, _mm256_sign_epi8(xv, yv));
-                *hk = x.d.to_bits();
-            }
+    // The rows after these eight (the next call's) are prefetched at the rate these are read.
+    let ahead = super::avx512::stream_after(xs[7]);
+    let step = 8 * core::mem::size_of::<B>();
+    for (b, y) in y.iter().take(nb).enumerate() {
+        let at = ahead.wrapping_add(step * b);
+        for line in (0..step).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line).cast());
         }
-        let isum = _mm256_cvtepi32_ps(hsum8x8(&v));
-        let sc = _mm256_mul_ps(scales8(h), _mm256_set1_ps(y.d.to_f32()));
-        acc = _mm256_fmadd_ps(isum, sc, acc);
-    }
-    acc
-}
-
-/// One activation row against eight IQ4_NL weight rows with AVX-512 VBMI and VNNI: each
-/// block's indices look up the table values plus 128 with one byte permute (no nibble mask:
-/// the 32-entry table repeats), `vpdpbusd` takes them as unsigned against the signed
-/// activations, and `128 sum(y)` (`bias[b]`) comes off each row's block sum. The same exact
-/// sums as [`iq4_nl_rows8`], so the same bits.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512vbmi,avx512bw")]
-fn iq4_nl_rows8_vbmi(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0], bias: &[i32]) -> __m256 {
-    let mut t = [0u8; 32];
-    for (i, v) in t.iter_mut().enumerate() {
-        *v = (i16::from(KVALUES_IQ4NL[i % 16]) + 128) as u8;
-    }
-    let tab = load32(&t);
-    let mut acc = _mm256_setzero_ps();
-    for (b, (y, &bias)) in y.iter().zip(bias).enumerate() {
-        let yv = q8(y);
-        let mut v = [_mm256_setzero_si256(); 8];
-        let mut h = [0u16; 8];
-        for ((vk, x), hk) in v.iter_mut().zip(xs).zip(&mut h) {
-            if let Some(x) = x.get(b) {
-                let q = _mm256_broadcastsi128_si256(load16(&x.qs));
-                let idx = _mm256_blend_epi32::<0xF0>(q, _mm256_srli_epi16::<4>(q));
-                let xv = _mm256_permutexvar_epi8(idx, tab);
-                *vk = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xv, yv);
-                *hk = x.d.to_bits();
-            }
+        // SAFETY: `b < nb`, and every row holds at least `nb` blocks.
+        let x: [&B; 8] = core::array::from_fn(|k| unsafe { xs[k].get_unchecked(b) });
+        let ylo = _mm256_broadcastsi128_si256(load16i(&y.qs, 0));
+        let yhi = _mm256_broadcastsi128_si256(load16i(&y.qs, 16));
+        let mut v = [_mm256_setzero_si256(); 4];
+        for (p, vp) in v.iter_mut().enumerate() {
+            let q = _mm256_set_m128i(load16(x[2 * p + 1].qs()), load16(x[2 * p].qs()));
+            let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, mask));
+            let hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask));
+            *vp = dot(dot(_mm256_setzero_si256(), lo, ylo), hi, yhi);
         }
-        let isum = _mm256_sub_epi32(hsum8x8(&v), _mm256_set1_epi32(bias));
-        let sc = _mm256_mul_ps(scales8(h), _mm256_set1_ps(y.d.to_f32()));
+        let sums = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        let isum = _mm256_sub_epi32(sums, _mm256_set1_epi32(bias(b)));
+        // The scales in the folded sums' lane order (rows 0, 2, 4, 6, 1, 3, 5, 7), gathered
+        // in general-purpose registers.
+        let d = |k: usize| u64::from(x[k].d().to_bits());
+        let even = d(0) | d(2) << 16 | d(4) << 32 | d(6) << 48;
+        let odd = d(1) | d(3) << 16 | d(5) << 32 | d(7) << 48;
+        let dx = _mm256_cvtph_ps(_mm_set_epi64x(odd as i64, even as i64));
+        let dy = _mm256_cvtph_ps(_mm_set1_epi16(y.d.to_bits() as i16));
+        let sc = _mm256_mul_ps(dx, dy);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), sc, acc);
     }
-    acc
+    _mm256_permutevar8x32_ps(acc, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
-/// [`iq4_nl_rows8_body`] with `maddubs` + `madd`.
+/// [`nl4_rows8_body`] with `maddubs` + `madd` on the signed table values (`maddubs(|y|,
+/// sign(x, y))`, exact for every activation byte).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq4_nl_rows8(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0]) -> __m256 {
+fn nl4_rows8<B: Nl4Block>(xs: &[&[B]; 8], y: &[BlockQ8_0]) -> __m256 {
     let ones = _mm256_set1_epi16(1);
-    iq4_nl_rows8_body::<false>(xs, y, |a, b| {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones)
-    })
+    nl4_rows8_body(
+        xs,
+        y,
+        table_of(&B::TABLE),
+        |_| 0,
+        |acc, x, y| {
+            let p = _mm256_maddubs_epi16(_mm256_abs_epi8(y), _mm256_sign_epi8(x, y));
+            _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones))
+        },
+    )
 }
 
-/// [`iq4_nl_rows8_body`] with `vpdpbusd`.
+/// [`nl4_rows8_body`] with `vpdpbusd` on the table values plus 128 (unsigned) against the
+/// signed activations, `128 sum(y)` (`bias[b]`, from [`biases_q8_0`]) off each block sum.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn iq4_nl_rows8_vnni(xs: &[&[BlockIq4Nl]; 8], y: &[BlockQ8_0]) -> __m256 {
-    iq4_nl_rows8_body::<true>(xs, y, |a, b| {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
-    })
+fn nl4_rows8_vnni<B: Nl4Block>(xs: &[&[B]; 8], y: &[BlockQ8_0], bias: &[i32]) -> __m256 {
+    let lut = table_of(&B::TABLE.map(|v| (i16::from(v) + 128) as u8 as i8));
+    let bias = |b: usize| bias.get(b).copied().unwrap_or(0);
+    nl4_rows8_body(xs, y, lut, bias, |acc, x, y| _mm256_dpbusd_epi32(acc, x, y))
 }
 
-/// IQ4_NL weights against `m` activation rows, bit-identical to `dot::iq4_nl_q8_0` on every
+/// IQ4_NL or Q4_0 weights against `m` activation rows, bit-identical to `dot::nl4_q8_0` on every
 /// (weight row, activation row) pair. Several activation rows: weight rows unpacked once into
 /// VNNI tiles of sixteen (AVX-512) and eight rows, else eight rows of table values (AVX2);
 /// one activation row: eight weight rows per pass. `w` holds whole rows of `wb` blocks (rows
 /// `rows`), `acts` `m` rows of `ab` blocks; `out[i * stride + r - rows.start]`. Returns false
 /// (nothing written) without AVX2.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn iq4_nl_matmul(
-    w: &[BlockIq4Nl],
+pub(crate) fn nl4_matmul<B: Nl4Block>(
+    w: &[B],
     wb: usize,
     rows: core::ops::Range<usize>,
     acts: &[BlockQ8_0],
@@ -415,9 +426,9 @@ pub(crate) fn iq4_nl_matmul(
                 start..rows.end,
                 acts,
                 out,
-                Tile::<16>::iq4_nl,
+                Tile::<16>::nl4::<B>,
                 biases_q8_0,
-                (iq4_nl_tile16::<1>, iq4_nl_tile16::<4>),
+                (nl4_tile16::<1>, nl4_tile16::<4>),
             )
         };
     }
@@ -430,13 +441,13 @@ pub(crate) fn iq4_nl_matmul(
                 start..rows.end,
                 acts,
                 out,
-                Tile::<8>::iq4_nl,
+                Tile::<8>::nl4::<B>,
                 biases_q8_0,
-                (iq4_nl_tile8::<1>, iq4_nl_tile8::<4>),
+                (nl4_tile8::<1>, nl4_tile8::<4>),
             )
         };
     }
-    iq4_nl_matmul8(&g, w, start..rows.end, acts, out);
+    nl4_matmul8(&g, w, start..rows.end, acts, out);
     true
 }
 
@@ -476,10 +487,10 @@ impl Product {
     }
 }
 
-/// [`iq4_nl_matmul`]'s AVX2 path for `rows` (AVX2 present: the caller checked).
-fn iq4_nl_matmul8(
+/// [`nl4_matmul`]'s AVX2 path for `rows` (AVX2 present: the caller checked).
+fn nl4_matmul8<B: Nl4Block>(
     g: &Product,
-    w: &[BlockIq4Nl],
+    w: &[B],
     rows: core::ops::Range<usize>,
     acts: &[BlockQ8_0],
     out: &mut [f32],
@@ -493,19 +504,17 @@ fn iq4_nl_matmul8(
     }
     let mut r0 = rows.start;
     while r0 + 8 <= rows.end {
-        let xs: [&[BlockIq4Nl]; 8] = core::array::from_fn(|k| g.wrow(w, r0 + k));
+        let xs: [&[B]; 8] = core::array::from_fn(|k| g.wrow(w, r0 + k));
         let mut res = [0.0f32; 8];
         if m == 1 {
             let a = g.act(acts, 0);
             // SAFETY: AVX2, FMA and F16C are present (checked by the caller), AVX-512
             // VNNI/VL/VBMI/BW where taken (checked); `res` is 8 floats.
             unsafe {
-                let v = if super::has_avx512_vbmi() {
-                    iq4_nl_rows8_vbmi(&xs, a, &bias0)
-                } else if super::has_avx512_vnni() {
-                    iq4_nl_rows8_vnni(&xs, a)
+                let v = if super::has_avx512_vnni() {
+                    nl4_rows8_vnni(&xs, a, &bias0)
                 } else {
-                    iq4_nl_rows8(&xs, a)
+                    nl4_rows8(&xs, a)
                 };
                 _mm256_storeu_ps(res.as_mut_ptr(), v);
             }
@@ -524,7 +533,7 @@ fn iq4_nl_matmul8(
             for i in 0..m {
                 // SAFETY: as above; `res` is 8 floats.
                 unsafe {
-                    let v = iq4_nl_unpacked8(&per, &dx, g.act(acts, i));
+                    let v = nl4_unpacked8(&per, &dx, g.act(acts, i));
                     _mm256_storeu_ps(res.as_mut_ptr(), v);
                 }
                 for (k, v) in res.into_iter().enumerate() {
@@ -536,26 +545,28 @@ fn iq4_nl_matmul8(
     }
     for r in r0..rows.end {
         for i in 0..m {
-            g.put(out, i, r, iq4_nl_q8_0(g.wrow(w, r), g.act(acts, i)));
+            // SAFETY: AVX2, FMA and F16C are present (checked by the caller).
+            let [v] = unsafe { nl4_q8_0_avx2(g.wrow(w, r), [g.act(acts, i)]) };
+            g.put(out, i, r, v);
         }
     }
 }
 
 /// The table values (32 bytes a block, row after row) and scales (eight a block, row `k` in
-/// lane `k`) of eight IQ4_NL rows.
+/// lane `k`) of eight IQ4_NL or Q4_0 rows.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn unpack8(xs: &[&[BlockIq4Nl]; 8], vals: &mut [i8], dx: &mut [f32]) {
-    let tab = table();
+fn unpack8<B: Nl4Block>(xs: &[&[B]; 8], vals: &mut [i8], dx: &mut [f32]) {
+    let tab = table_of(&B::TABLE);
     let nb = dx.len() / 8;
     for (k, x) in xs.iter().enumerate() {
         for (b, x) in x.iter().take(nb).enumerate() {
-            let v = lookup(tab, &x.qs);
+            let v = lookup(tab, x.qs());
             if let Some(dst) = vals.get_mut((k * nb + b) * 32..(k * nb + b) * 32 + 32) {
                 // SAFETY: `dst` is 32 writable bytes; `storeu` has no alignment requirement.
                 unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) };
             }
             if let Some(d) = dx.get_mut(8 * b + k) {
-                *d = x.d.to_f32();
+                *d = x.d().to_f32();
             }
         }
     }
@@ -573,17 +584,18 @@ pub(crate) struct Tile<const R: usize> {
     ls: Vec<i32>,
 }
 
-/// Writes one 32-element block of table indices (16 bytes of nibbles) of row `k` of `rows`
-/// into the interleaved layout at `dst` (`32 rows` bytes: group `g` at `4 rows g`).
+/// Writes the `table` values of one 32-element block of indices (16 bytes of nibbles) of row
+/// `k` of `rows` into the interleaved layout at `dst` (`32 rows` bytes: group `g` at
+/// `4 rows g`).
 #[inline(always)]
-fn interleave_block(qs: &[u8; 16], k: usize, rows: usize, dst: &mut [u8]) {
+fn interleave_block(table: &[i8; 16], qs: &[u8; 16], k: usize, rows: usize, dst: &mut [u8]) {
     for g in 0..8 {
         for e in 0..4 {
             let j = 4 * g + e;
             let b = qs[j % 16];
             let q = if j < 16 { b & 0x0F } else { b >> 4 };
             if let Some(d) = dst.get_mut(4 * rows * g + 4 * k + e) {
-                *d = (i16::from(KVALUES_IQ4NL[usize::from(q)]) + 128) as u8;
+                *d = (i16::from(table[usize::from(q)]) + 128) as u8;
             }
         }
     }
@@ -625,12 +637,13 @@ fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
-/// The eight rows' 32-element blocks of nibbles (`qs[k]`) into the interleaved, biased layout
-/// at `dst` (group `g`'s 32 bytes at `g * stride`); the twin of [`interleave_block`].
+/// The `table` values of the eight rows' 32-element blocks of nibbles (`qs[k]`) into the
+/// interleaved, biased layout at `dst` (group `g`'s 32 bytes at `g * stride`); the twin of
+/// [`interleave_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn interleave8(qs: [&[u8; 16]; 8], dst: &mut [u8], stride: usize) {
-    let tab = table();
+fn interleave8(table: &[i8; 16], qs: [&[u8; 16]; 8], dst: &mut [u8], stride: usize) {
+    let tab = table_of(table);
     let flip = _mm256_set1_epi8(-128);
     let v = transpose8(qs.map(|q| _mm256_xor_si256(lookup(tab, q), flip)));
     for (g, v) in v.into_iter().enumerate() {
@@ -649,9 +662,9 @@ fn part(x: Option<&BlockIq4Xs>, ib: usize) -> &[u8; 16] {
 }
 
 impl<const R: usize> Tile<R> {
-    /// Interleaves one 32-element block of each row (`q[k]`: row `k`'s nibbles) at block
-    /// position `at`.
-    fn put_block(&mut self, at: usize, q: [&[u8; 16]; R]) {
+    /// Interleaves the `table` values of one 32-element block of each row (`q[k]`: row `k`'s
+    /// nibbles) at block position `at`.
+    fn put_block(&mut self, table: &[i8; 16], at: usize, q: [&[u8; 16]; R]) {
         let Some(dst) = self.vals.get_mut(32 * R * at..32 * R * (at + 1)) else {
             return;
         };
@@ -659,26 +672,26 @@ impl<const R: usize> Tile<R> {
             for h in 0..R / 8 {
                 let half: [&[u8; 16]; 8] = core::array::from_fn(|k| q[8 * h + k]);
                 // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                unsafe { interleave8(half, &mut dst[32 * h..], 4 * R) };
+                unsafe { interleave8(table, half, &mut dst[32 * h..], 4 * R) };
             }
         } else {
             for (k, q) in q.iter().enumerate() {
-                interleave_block(q, k, R, dst);
+                interleave_block(table, q, k, R, dst);
             }
         }
     }
 
-    /// Unpacks `R` IQ4_NL rows of `nb` blocks.
-    fn iq4_nl(&mut self, xs: &[&[BlockIq4Nl]; R], nb: usize) {
+    /// Unpacks `R` IQ4_NL or Q4_0 rows of `nb` blocks.
+    fn nl4<B: Nl4Block>(&mut self, xs: &[&[B]; R], nb: usize) {
         self.vals.clear();
         self.vals.resize(32 * R * nb, 0);
         self.dx.clear();
         self.dx.resize(R * nb, 0.0);
         for b in 0..nb {
-            let blocks: [Option<&BlockIq4Nl>; R] = core::array::from_fn(|k| xs[k].get(b));
-            self.put_block(b, blocks.map(|x| x.map_or(&[0; 16], |x| &x.qs)));
+            let blocks: [Option<&B>; R] = core::array::from_fn(|k| xs[k].get(b));
+            self.put_block(&B::TABLE, b, blocks.map(|x| x.map_or(&[0; 16], |x| x.qs())));
             for (k, x) in blocks.iter().enumerate() {
-                self.dx[R * b + k] = x.map_or(0.0, |x| x.d.to_f32());
+                self.dx[R * b + k] = x.map_or(0.0, |x| x.d().to_f32());
             }
         }
     }
@@ -695,7 +708,7 @@ impl<const R: usize> Tile<R> {
             let blocks: [Option<&BlockIq4Xs>; R] = core::array::from_fn(|k| xs[k].get(b));
             for ib in 0..8 {
                 let at = 8 * b + ib;
-                self.put_block(at, blocks.map(|x| part(x, ib)));
+                self.put_block(&KVALUES_IQ4NL, at, blocks.map(|x| part(x, ib)));
                 for (k, x) in blocks.iter().enumerate() {
                     self.ls[R * at + k] = x.map_or(0, |x| x.scale(ib) - 32);
                 }
@@ -781,10 +794,10 @@ fn to_array(v: __m256) -> [f32; 8] {
     out
 }
 
-/// `M` activation rows against an IQ4_NL tile of eight rows: lane `k` of result `i` is
-/// `dot::iq4_nl_q8_0` of weight row `k` and activation row `i`.
+/// `M` activation rows against an IQ4_NL or Q4_0 tile of eight rows: lane `k` of result `i`
+/// is `dot::nl4_q8_0` of weight row `k` and activation row `i`.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn iq4_nl_tile8<const M: usize>(
+fn nl4_tile8<const M: usize>(
     t: &Tile<8>,
     ys: [&[BlockQ8_0]; M],
     bias: [&[i32]; M],
@@ -889,10 +902,10 @@ fn load16f(v: &[f32], at: usize) -> __m512 {
     unsafe { _mm512_loadu_ps(d.as_ptr()) }
 }
 
-/// `M` activation rows against an IQ4_NL tile of sixteen rows (as [`iq4_nl_tile8`], sixteen
-/// lanes).
+/// `M` activation rows against an IQ4_NL or Q4_0 tile of sixteen rows (as [`nl4_tile8`],
+/// sixteen lanes).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
-fn iq4_nl_tile16<const M: usize>(
+fn nl4_tile16<const M: usize>(
     t: &Tile<16>,
     ys: [&[BlockQ8_0]; M],
     bias: [&[i32]; M],
@@ -1069,9 +1082,18 @@ wrap!(
     /// IQ4_NL · Q8_0.
     iq4_nl_q8_0,
     iq4_nl_q8_0_x4,
-    iq4_nl_q8_0_avx2,
+    nl4_q8_0_avx2,
     dot::iq4_nl_q8_0,
     BlockIq4Nl,
+    BlockQ8_0
+);
+wrap!(
+    /// Q4_0 · Q8_0 (in the order of ggml's x86 repacked kernels).
+    q4_0_q8_0,
+    q4_0_q8_0_x4,
+    nl4_q8_0_avx2,
+    dot::q4_0_q8_0,
+    BlockQ4_0,
     BlockQ8_0
 );
 wrap!(
@@ -1174,16 +1196,82 @@ mod tests {
             for q in &mut qs {
                 rng.fill(q);
             }
-            let mut want = [0u8; 256];
-            for (k, q) in qs.iter().enumerate() {
-                interleave_block(q, k, 8, &mut want);
+            for table in [&KVALUES_IQ4NL, &KVALUES_Q4_0] {
+                let mut want = [0u8; 256];
+                for (k, q) in qs.iter().enumerate() {
+                    interleave_block(table, q, k, 8, &mut want);
+                }
+                let mut got = [0u8; 256];
+                if has_avx2() {
+                    let q = core::array::from_fn(|k| &qs[k]);
+                    // SAFETY: AVX2, FMA and F16C are present (checked just above).
+                    unsafe { interleave8(table, q, &mut got, 32) };
+                    assert_eq!(got, want);
+                }
             }
-            let mut got = [0u8; 256];
-            // SAFETY: the test machine has AVX2 (the kernels' own checks gate the rest).
-            if has_avx2() {
-                unsafe { interleave8(core::array::from_fn(|k| &qs[k]), &mut got, 32) };
-                assert_eq!(got, want);
+        }
+    }
+
+    /// The IQ4_NL or Q4_0 kernels (one, four activation rows; the whole product's tiles and
+    /// decode kernels) against `dot::nl4_q8_0`, bit for bit, on random blocks of `nb`.
+    fn nl4_twins<B: Nl4Block>(
+        rng: &mut Rng,
+        nb: usize,
+        ys: &[Vec<BlockQ8_0>],
+        one: fn(&[B], &[BlockQ8_0]) -> f32,
+        four: fn(&[B], [&[BlockQ8_0]; 4]) -> [f32; 4],
+        what: &str,
+    ) {
+        // Random bytes, then a finite scale in the leading f16 (both types start with `d`).
+        let gen = |rng: &mut Rng, n: usize| -> Vec<B> {
+            blocks(rng, n, |b: &mut B, r| {
+                let d = scale(r).to_bits().to_le_bytes();
+                bytemuck::bytes_of_mut(b)[..2].copy_from_slice(&d);
+            })
+        };
+        let xs: Vec<Vec<B>> = (0..4).map(|_| gen(rng, nb)).collect();
+        for x in &xs {
+            let w: Vec<u32> = ys.iter().map(|y| dot::nl4_q8_0(x, y).to_bits()).collect();
+            let got: Vec<u32> = ys.iter().map(|y| one(x, y).to_bits()).collect();
+            assert_eq!(got, w, "{what} one row, nb {nb}");
+            let quad = four(x, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
+            assert_eq!(quad.to_vec(), w, "{what} four rows, nb {nb}");
+        }
+        // Eight and more weight rows through the grouped kernels, one and several activation
+        // rows.
+        let xs8: Vec<B> = gen(rng, 27 * nb);
+        for m in [1usize, 3, 6] {
+            let acts: Vec<BlockQ8_0> = (0..m).flat_map(|i| ys[i % 4].clone()).collect();
+            let mut out = vec![f32::NAN; m * 26];
+            assert!(nl4_matmul(&xs8, nb, 1..27, &acts, nb, m, &mut out, 26));
+            for i in 0..m {
+                for r in 1..27 {
+                    let want = dot::nl4_q8_0(&xs8[r * nb..(r + 1) * nb], &ys[i % 4]);
+                    assert_eq!(
+                        out[i * 26 + r - 1].to_bits(),
+                        want.to_bits(),
+                        "{what} matmul m {m} act {i} row {r} nb {nb}"
+                    );
+                }
             }
+        }
+        // Both decode kernels (AVX2, VNNI) against the scalar twin.
+        let x8: [&[B]; 8] = core::array::from_fn(|k| &xs8[k * nb..(k + 1) * nb]);
+        let want8: Vec<u32> = x8
+            .iter()
+            .map(|x| dot::nl4_q8_0(x, &ys[0]).to_bits())
+            .collect();
+        if has_avx2() {
+            // SAFETY: AVX2, FMA and F16C are present (checked just above).
+            let v = to_vec8(unsafe { nl4_rows8(&x8, &ys[0]) });
+            assert_eq!(v, want8, "{what} rows8 avx2 nb {nb}");
+        }
+        if crate::simd::has_avx512_vnni() {
+            let mut bias = Vec::new();
+            biases_q8_0(&ys[0], &mut bias);
+            // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked).
+            let v = to_vec8(unsafe { nl4_rows8_vnni(&x8, &ys[0], &bias) });
+            assert_eq!(v, want8, "{what} rows8 vnni nb {nb}");
         }
     }
 
@@ -1196,66 +1284,8 @@ mod tests {
             let ys: Vec<Vec<BlockQ8_0>> = (0..4)
                 .map(|_| blocks(&mut rng, nb, |b: &mut BlockQ8_0, r| b.d = scale(r)))
                 .collect();
-            let xs: Vec<Vec<BlockIq4Nl>> = (0..4)
-                .map(|_| blocks(&mut rng, nb, |b: &mut BlockIq4Nl, r| b.d = scale(r)))
-                .collect();
-            let want: Vec<Vec<u32>> = xs
-                .iter()
-                .map(|x| {
-                    ys.iter()
-                        .map(|y| dot::iq4_nl_q8_0(x, y).to_bits())
-                        .collect()
-                })
-                .collect();
-            for (x, w) in xs.iter().zip(&want) {
-                let one: Vec<u32> = ys.iter().map(|y| iq4_nl_q8_0(x, y).to_bits()).collect();
-                assert_eq!(&one, w, "iq4_nl one row, nb {nb}");
-                let quad = iq4_nl_q8_0_x4(x, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
-                assert_eq!(quad.to_vec(), *w, "iq4_nl four rows, nb {nb}");
-            }
-            // Eight and more weight rows through the grouped kernels, one and several
-            // activation rows.
-            let xs8: Vec<BlockIq4Nl> = (0..27)
-                .flat_map(|_| blocks(&mut rng, nb, |b: &mut BlockIq4Nl, r| b.d = scale(r)))
-                .collect();
-            for m in [1usize, 3, 6] {
-                let acts: Vec<BlockQ8_0> = (0..m).flat_map(|i| ys[i % 4].clone()).collect();
-                let mut out = vec![f32::NAN; m * 26];
-                assert!(iq4_nl_matmul(&xs8, nb, 1..27, &acts, nb, m, &mut out, 26));
-                for i in 0..m {
-                    for r in 1..27 {
-                        let want = dot::iq4_nl_q8_0(&xs8[r * nb..(r + 1) * nb], &ys[i % 4]);
-                        assert_eq!(
-                            out[i * 26 + r - 1].to_bits(),
-                            want.to_bits(),
-                            "iq4_nl matmul m {m} act {i} row {r} nb {nb}"
-                        );
-                    }
-                }
-            }
-            // Both decode kernels (AVX2 and VNNI) against the scalar twin.
-            let x8: [&[BlockIq4Nl]; 8] = core::array::from_fn(|k| &xs8[k * nb..(k + 1) * nb]);
-            let want8: Vec<u32> = x8
-                .iter()
-                .map(|x| dot::iq4_nl_q8_0(x, &ys[0]).to_bits())
-                .collect();
-            if has_avx2() {
-                // SAFETY: AVX2, FMA and F16C are present (checked just above).
-                let v = to_vec8(unsafe { iq4_nl_rows8(&x8, &ys[0]) });
-                assert_eq!(v, want8, "iq4_nl rows8 avx2 nb {nb}");
-            }
-            if crate::simd::has_avx512_vnni() {
-                // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL are present (checked).
-                let v = to_vec8(unsafe { iq4_nl_rows8_vnni(&x8, &ys[0]) });
-                assert_eq!(v, want8, "iq4_nl rows8 vnni nb {nb}");
-            }
-            if crate::simd::has_avx512_vbmi() {
-                let mut bias = Vec::new();
-                biases_q8_0(&ys[0], &mut bias);
-                // SAFETY: AVX2, FMA, F16C and AVX-512 VNNI/VL/VBMI/BW are present (checked).
-                let v = to_vec8(unsafe { iq4_nl_rows8_vbmi(&x8, &ys[0], &bias) });
-                assert_eq!(v, want8, "iq4_nl rows8 vbmi nb {nb}");
-            }
+            nl4_twins::<BlockIq4Nl>(&mut rng, nb, &ys, iq4_nl_q8_0, iq4_nl_q8_0_x4, "iq4_nl");
+            nl4_twins::<BlockQ4_0>(&mut rng, nb, &ys, q4_0_q8_0, q4_0_q8_0_x4, "q4_0");
 
             let nk = nb.div_ceil(4);
             let yk: Vec<Vec<BlockQ8K>> = (0..4)

@@ -54,18 +54,6 @@ fn has_avx512() -> bool {
     })
 }
 
-/// Whether the AVX-512 VBMI kernels (byte permutes) may run: the VNNI level plus VBMI.
-#[cfg(target_arch = "x86_64")]
-fn has_avx512_vbmi() -> bool {
-    use std::sync::OnceLock;
-    static VBMI: OnceLock<bool> = OnceLock::new();
-    *VBMI.get_or_init(|| {
-        has_avx512_vnni()
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-    })
-}
-
 macro_rules! select {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $scalar:path) => {
         $(#[$doc])*
@@ -92,10 +80,6 @@ select!(
 select!(
     /// BF16 · BF16.
     bf16s, half::bf16, half::bf16, dot::bf16s
-);
-select!(
-    /// Q4_0 · Q8_0.
-    q4_0_q8_0, BlockQ4_0, BlockQ8_0, dot::q4_0_q8_0
 );
 select!(
     /// Q4_1 · Q8_1.
@@ -158,6 +142,10 @@ select_iq!(
     iq4_nl_q8_0, iq4_nl_q8_0_x4, BlockIq4Nl, BlockQ8_0, dot::iq4_nl_q8_0
 );
 select_iq!(
+    /// Q4_0 · Q8_0 (ggml's x86 repacked order).
+    q4_0_q8_0, q4_0_q8_0_x4, BlockQ4_0, BlockQ8_0, dot::q4_0_q8_0
+);
+select_iq!(
     /// IQ4_XS · Q8_K.
     iq4_xs_q8_k, iq4_xs_q8_k_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k
 );
@@ -183,12 +171,12 @@ select_iq!(
 pub(crate) type WholeFn<W, A> =
     fn(&[W], usize, core::ops::Range<usize>, &[A], usize, usize, &mut [f32], usize) -> bool;
 
-/// IQ4_NL · Q8_0's whole-product kernel (groups of eight weight rows).
-pub(crate) fn iq4_nl_q8_0_whole() -> Option<WholeFn<BlockIq4Nl, BlockQ8_0>> {
+/// IQ4_NL or Q4_0 · Q8_0's whole-product kernel (groups of eight and sixteen weight rows).
+pub(crate) fn nl4_q8_0_whole<B: crate::blocks::Nl4Block>() -> Option<WholeFn<B, BlockQ8_0>> {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2() {
-            return Some(iq_avx2::iq4_nl_matmul);
+            return Some(iq_avx2::nl4_matmul::<B>);
         }
     }
     None
@@ -223,8 +211,8 @@ pub(crate) type OctFn<W, A> = fn(&[W], [&[A]; 8]) -> [f32; 8];
 pub(crate) type Oct4Fn<W, A> = fn([&[W]; 4], [&[A]; 8]) -> [[f32; 8]; 4];
 
 /// Whether the packed-tile kernels take a product of `m` activation rows with weights of type
-/// `ty` on this CPU ([`crate::PackedActs`], which [`crate::matmul`] also goes through). Q8_0 and
-/// Q4_0 weights, cheap to unpack, run larger products faster through the multi-row kernels
+/// `ty` on this CPU ([`crate::PackedActs`], which [`crate::matmul`] also goes through). Q8_0
+/// weights, cheap to unpack, run larger products faster through the multi-row kernels
 /// (their tiles carry more bytes per block than the work per block hides once they leave L1):
 /// tiles up to one tile of eight rows (decode steps of several sequences), measured.
 pub(crate) fn tiles_take(ty: crate::QuantType, m: usize) -> bool {
@@ -234,7 +222,7 @@ pub(crate) fn tiles_take(ty: crate::QuantType, m: usize) -> bool {
         if has_avx512() && m >= 2 {
             return match ty {
                 T::Q4_1 | T::Q5_0 => true,
-                T::Q8_0 | T::Q4_0 => m <= crate::packed::TILE,
+                T::Q8_0 => m <= crate::packed::TILE,
                 _ => false,
             };
         }
@@ -273,7 +261,6 @@ pub(crate) fn run_packed(
                 T::Q4_1 => go!(BlockQ4_1, tile512::q4_1_packed, packed.q8_1()),
                 T::Q8_0 => go!(BlockQ8_0, tile512::q8_0_packed, packed.q8_0()),
                 T::Q5_0 => go!(BlockQ5_0, tile512::q5_0_packed, packed.q8_0()),
-                T::Q4_0 => go!(BlockQ4_0, tile512::q4_0_packed, packed.q8_0()),
                 _ => {}
             }
         }
@@ -358,10 +345,6 @@ pub(crate) fn q5_0_q8_0_wide() -> Wide<BlockQ5_0, BlockQ8_0> {
     }
     Wide::none()
 }
-select_wide!(
-    /// Q4_0 · Q8_0's wider kernels (AVX-512 only).
-    q4_0_q8_0_wide, BlockQ4_0, q4_0_q8_0_r4, q4_0_q8_0_x8, q4_0_q8_0_x8r4
-);
 
 macro_rules! select_oct {
     ($(#[$doc:meta])* $name:ident, $w:ty, $x8:ident) => {
@@ -406,10 +389,6 @@ macro_rules! select_quad {
     };
 }
 
-select_quad!(
-    /// Q4_0 · Q8_0, four activation rows per pass.
-    q4_0_q8_0_x4, BlockQ4_0, BlockQ8_0
-);
 select_quad!(
     /// Q4_1 · Q8_1, four activation rows per pass.
     q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1

@@ -59,13 +59,6 @@ fn q5_0_z(x: &BlockQ5_0) -> __m512i {
     _mm512_or_si512(nibbles_z(&x.qs), _mm512_broadcast_i64x4(fifth_bits(x.qh)))
 }
 
-/// A Q4_0 block's weights (nibbles, offset 8), in both halves.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q4_0_z(x: &BlockQ4_0) -> __m512i {
-    nibbles_z(&x.qs)
-}
-
 /// Loads 64 bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -193,7 +186,6 @@ macro_rules! legacy_tile {
 
 legacy_tile!(q8_0_tile, BlockQ8_0, q8_0_z);
 legacy_tile!(q5_0_tile, BlockQ5_0, q5_0_z);
-legacy_tile!(q4_0_tile, BlockQ4_0, q4_0_z);
 
 /// Where one product's results go: `out[i * stride + r - first]` for activation row `i` and
 /// weight row `r`.
@@ -329,8 +321,4 @@ tiles_driver!(
 tiles_driver!(
     /// Q5_0 · Q8_0 over activations packed by [`crate::PackedActs`]; needs AVX-512.
     q5_0_packed, q5_0_run, BlockQ5_0, TileQ8_0, q5_0_tile
-);
-tiles_driver!(
-    /// Q4_0 · Q8_0 over activations packed by [`crate::PackedActs`]; needs AVX-512.
-    q4_0_packed, q4_0_run, BlockQ4_0, TileQ8_0, q4_0_tile
 );

@@ -346,14 +346,14 @@ fn gemma3_iq4_nl_perplexity_matches_llama_cpp() {
     check_perplexity("gemma3-iq4_nl");
 }
 
-/// Known gap: llama.cpp repacks Q4_0 matrices (rows a multiple of 8) into `q4_0_8x8` on AVX2
-/// CPUs and sums them in that kernel's order (one FMA per block); realizar-quant's Q4_0 kernels
-/// still follow `ggml_vec_dot_q4_0_q8_0` (eight lanes, hsum): teacher-forced top-1 919/953
-/// here. A scalar kernel in the repacked order gave 953/953 and identical greedy runs.
 #[test]
-#[ignore = "Q4_0 kernels not yet in llama.cpp's repacked q4_0_8x8 order (919/953 teacher-forced); see the doc comment"]
 fn smollm2_q4_0_matches_llama_cpp() {
     check_family("q4_0");
+}
+
+#[test]
+fn smollm2_q4_0_perplexity_matches_llama_cpp() {
+    check_perplexity("q4_0");
 }
 
 #[test]
