@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use realizar_runtime::constrain::Grammar;
 use realizar_runtime::models::resolve_model;
 use realizar_runtime::{
     generate, perplexity, score, ChatMessage, GenerateConfig, LoadOptions, Model, RuntimeError,
@@ -76,6 +77,15 @@ pub struct GenerateArgs {
     /// Stop when the text contains this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Constrain the output to JSON that validates against the JSON schema in FILE (every
+    /// step samples only tokens that keep it valid; generation ends when the value is
+    /// complete).
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Constrain the output to the grammar in FILE, in llguidance's Lark syntax
+    /// (`start: ...` rules, `/regex/` terminals, `%json {schema}`).
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
     /// Worker threads (default: physical cores).
     #[arg(long, value_parser = realizar_runtime::threads::parse_threads)]
     pub threads: Option<usize>,
@@ -85,6 +95,28 @@ pub struct GenerateArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The output constraint the flags ask for: `--json-schema FILE` or `--grammar FILE`.
+fn grammar_of(args: &GenerateArgs) -> Result<Option<Grammar>, CliError> {
+    let read = |flag: &str, path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::invalid(format!("{flag} {}: {e}", path.display())))
+    };
+    if let Some(path) = &args.json_schema {
+        let text = read("--json-schema", path)?;
+        let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            CliError::invalid(format!(
+                "--json-schema {}: not valid JSON: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(Some(Grammar::JsonSchema(schema)));
+    }
+    if let Some(path) = &args.grammar {
+        return Ok(Some(Grammar::Lark(read("--grammar", path)?)));
+    }
+    Ok(None)
 }
 
 /// Arguments of `realizar score`.
@@ -250,6 +282,12 @@ pub fn run_generate(args: GenerateArgs) -> CliResult {
     )?;
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let ids = prompt_ids(&args, &model)?;
+    let grammar = grammar_of(&args)?;
+    if grammar.is_some() && model.tokenizer().is_none() {
+        return Err(CliError::invalid(
+            "--json-schema and --grammar need the model's tokenizer, and the file has none",
+        ));
+    }
     let config = GenerateConfig {
         max_tokens: args.max_tokens,
         sampler: SamplerConfig {
@@ -264,6 +302,7 @@ pub fn run_generate(args: GenerateArgs) -> CliResult {
             ..SamplerConfig::default()
         },
         stop_on_eog: true,
+        grammar,
     };
     config.sampler.validate().map_err(|e| {
         // The flag of each sampler field (`--top-p` for `top_p`).

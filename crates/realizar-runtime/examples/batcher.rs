@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stop: Vec::new(),
             logprobs: None,
             ignore_eos: false,
+            grammar: None,
         })?;
         let q = q.to_string();
         threads.push(std::thread::spawn(move || {

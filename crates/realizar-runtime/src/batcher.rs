@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use realizar_tokenize::{TextStep, TextStream, Tokenizer};
 
 use crate::batch::{BatchForward, SeqChunk};
+use crate::constrain::{Constraint, ConstraintCompiler, Grammar};
 use crate::sampling::Sampler;
 use crate::SamplerConfig;
 
@@ -41,6 +42,9 @@ pub struct GenRequest {
     pub logprobs: Option<usize>,
     /// Keep generating after an end-of-generation token.
     pub ignore_eos: bool,
+    /// Keep the output inside this language ([`crate::constrain`]): each step samples only
+    /// among the tokens that keep it there, and the sequence ends once the output is complete.
+    pub grammar: Option<Grammar>,
 }
 
 /// Why generation ended.
@@ -330,6 +334,7 @@ impl Default for BatcherConfig {
 struct Pending {
     req: GenRequest,
     tx: Box<dyn EventSink>,
+    constraint: Option<Constraint>,
 }
 
 #[derive(Default)]
@@ -359,6 +364,9 @@ pub struct Batcher {
     ctx: usize,
     n_vocab: usize,
     queue_cap: usize,
+    text: BatchText,
+    /// Built at the first request with a grammar (the trie covers the whole vocabulary).
+    compiler: std::sync::OnceLock<Result<ConstraintCompiler, String>>,
 }
 
 impl core::fmt::Debug for Batcher {
@@ -395,7 +403,7 @@ impl Batcher {
         });
         let worker = Worker {
             model,
-            text,
+            text: text.clone(),
             shared: shared.clone(),
             config,
             seqs: Vec::new(),
@@ -413,7 +421,34 @@ impl Batcher {
             ctx,
             n_vocab,
             queue_cap: config.queue,
+            text,
+            compiler: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Compiles a request's grammar for this model's tokenizer.
+    fn constraint(&self, grammar: &Grammar) -> Result<Constraint, BatchError> {
+        let compiler = self.compiler.get_or_init(|| {
+            let started = std::time::Instant::now();
+            let c =
+                ConstraintCompiler::new(self.text.tokenizer.clone(), self.n_vocab, &self.text.eog)
+                    .map_err(|e| e.to_string());
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "grammar engine ready"
+            );
+            c
+        });
+        let compiler = compiler.as_ref().map_err(|e| BatchError::InvalidInput {
+            param: "grammar",
+            reason: e.clone(),
+        })?;
+        compiler
+            .compile(grammar)
+            .map_err(|e| BatchError::InvalidInput {
+                param: "grammar",
+                reason: e.message,
+            })
     }
 
     /// Positions of each slot.
@@ -472,6 +507,10 @@ impl Batcher {
                 param: e.param.name(),
                 reason: e.to_string(),
             })?;
+        let constraint = match &req.grammar {
+            Some(g) => Some(self.constraint(g)?),
+            None => None,
+        };
         let mut st = self.shared.lock();
         if st.shutdown || self.thread.as_ref().is_none_or(|t| t.is_finished()) {
             return Err(BatchError::Unavailable);
@@ -481,7 +520,11 @@ impl Batcher {
                 queued: st.queue.len(),
             });
         }
-        st.queue.push_back(Pending { req, tx: sink });
+        st.queue.push_back(Pending {
+            req,
+            tx: sink,
+            constraint,
+        });
         drop(st);
         self.shared.wake.notify_one();
         Ok(())
@@ -525,6 +568,10 @@ struct Seq {
     ignore_eos: bool,
     /// The generated text, with the request's stop strings.
     text: TextStream<Arc<Tokenizer>>,
+    /// The output's language, if the request gave one.
+    constraint: Option<Constraint>,
+    /// The constraint's mask for the next sample, computed while the model evaluated the step.
+    mask: Option<Result<crate::constrain::TokenMask, String>>,
 }
 
 struct Worker<M> {
@@ -640,6 +687,8 @@ impl<M: BatchForward> Worker<M> {
                     logprobs: p.req.logprobs,
                     ignore_eos: p.req.ignore_eos,
                     text: TextStream::new(self.text.tokenizer.clone(), p.req.stop),
+                    constraint: p.constraint,
+                    mask: None,
                 };
                 if seq.max_tokens == 0 {
                     seq.tx.send(GenEvent::Done(GenSummary {
@@ -722,6 +771,13 @@ impl<M: BatchForward> Worker<M> {
         if plan.is_empty() {
             return;
         }
+        // The constraints of the sequences sampled after this step compute their masks on
+        // another thread while the model evaluates the step.
+        let mut constrained: Vec<(usize, Constraint)> = plan
+            .iter()
+            .filter(|p| p.3)
+            .filter_map(|&(i, ..)| self.seqs[i].constraint.take().map(|c| (i, c)))
+            .collect();
         let next_tokens: Vec<[u32; 1]> = plan
             .iter()
             .map(|&(i, ..)| [self.seqs[i].next.unwrap_or(0)])
@@ -752,8 +808,33 @@ impl<M: BatchForward> Worker<M> {
             .collect();
         // The logits are read where the model left them (the other fields are borrowed apart
         // from the model): the sequences are sampled without copying the rows.
-        let result = self.model.forward(&chunks);
+        let model = &mut self.model;
+        let (result, masks) = std::thread::scope(|scope| {
+            let masker = (!constrained.is_empty()).then(|| {
+                scope.spawn(|| {
+                    constrained
+                        .iter_mut()
+                        .map(|(_, c)| c.mask().map_err(|e| e.message))
+                        .collect::<Vec<_>>()
+                })
+            });
+            let result = model.forward(&chunks);
+            let masks = masker.map(|h| h.join());
+            (result, masks)
+        });
         drop(chunks);
+        let masks = match masks {
+            Some(Ok(m)) => m,
+            Some(Err(_)) => {
+                vec![Err("the output constraint failed".to_string()); constrained.len()]
+            }
+            None => Vec::new(),
+        };
+        for ((i, c), m) in constrained.into_iter().zip(masks) {
+            let s = &mut self.seqs[i];
+            s.constraint = Some(c);
+            s.mask = Some(m);
+        }
         let logits = match result {
             Ok(l) => l,
             Err(e) => {
@@ -801,7 +882,7 @@ impl<M: BatchForward> Worker<M> {
                 continue;
             };
             if let Some(fin) = sample_and_emit(s, row, text, buf, len < cap) {
-                finished.push((i, Ok(fin)));
+                finished.push((i, fin));
             }
         }
         finished.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
@@ -819,24 +900,46 @@ impl<M: BatchForward> Worker<M> {
 }
 
 /// Samples the next token of `s` from `logits`, sends its text, and says whether the sequence
-/// ends (`room`: whether its slot can take one more token).
+/// ends (`room`: whether its slot can take one more token), or fails (its constraint failed).
 fn sample_and_emit(
     s: &mut Seq,
     logits: &[f32],
     text: &BatchText,
     buf: &mut Vec<f32>,
     room: bool,
-) -> Option<FinishReason> {
+) -> Option<Result<FinishReason, String>> {
     let top = s.logprobs.map(|n| log_probs(logits, n));
-    let id = match s.sampler.pick_unchanged(logits) {
-        Some(id) => id,
-        None => {
-            // The sampler changes the logits (penalties, bias, temperature): on a copy.
+    let mask = match (s.mask.take(), s.constraint.as_mut()) {
+        (Some(m), Some(_)) => Some(m),
+        // Not computed during the step (not expected): now.
+        (None, Some(c)) => Some(c.mask().map_err(|e| e.message)),
+        (_, None) => None,
+    };
+    let id = match mask {
+        Some(Ok(mask)) => {
+            // Only the tokens that keep the output in its language (the log-probabilities
+            // above are the model's own).
             buf.clear();
             buf.extend_from_slice(logits);
+            mask.apply(buf, &text.eog);
             s.sampler.sample(buf, &s.history)
         }
+        Some(Err(why)) => return Some(Err(why)),
+        None => match s.sampler.pick_unchanged(logits) {
+            Some(id) => id,
+            None => {
+                // The sampler changes the logits (penalties, bias, temperature): on a copy.
+                buf.clear();
+                buf.extend_from_slice(logits);
+                s.sampler.sample(buf, &s.history)
+            }
+        },
     };
+    if let Some(c) = s.constraint.as_mut() {
+        if let Err(e) = c.commit(id) {
+            return Some(Err(e.message));
+        }
+    }
     s.generated.push(id);
     s.history.push(id);
     let info = top.map(|(lse, top)| {
@@ -862,13 +965,13 @@ fn sample_and_emit(
                 .collect(),
         }
     });
-    if !s.ignore_eos && text.is_eog(id) {
+    if (!s.ignore_eos || s.constraint.is_some()) && text.is_eog(id) {
         s.tx.send(GenEvent::Delta {
             text: String::new(),
             token: Some(id),
             logprobs: info,
         });
-        return Some(FinishReason::Stop);
+        return Some(Ok(FinishReason::Stop));
     }
     // An id the tokenizer cannot decode (outside its vocabulary) adds no text.
     let (out, stopped) = match s.text.push(id) {
@@ -881,11 +984,11 @@ fn sample_and_emit(
         token: Some(id),
         logprobs: info,
     });
-    if stopped {
-        return Some(FinishReason::Stop);
+    if stopped || s.constraint.as_ref().is_some_and(Constraint::is_finished) {
+        return Some(Ok(FinishReason::Stop));
     }
     if s.generated.len() >= s.max_tokens || !room {
-        return Some(FinishReason::Length);
+        return Some(Ok(FinishReason::Length));
     }
     s.next = Some(id);
     None

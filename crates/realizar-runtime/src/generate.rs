@@ -8,6 +8,7 @@ use std::time::Instant;
 use realizar_nn::Logits;
 use realizar_tokenize::{TextStep, TextStream, Tokenizer};
 
+use crate::constrain::{Constraint, ConstraintCompiler, Grammar};
 use crate::model::Session;
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::RuntimeError;
@@ -43,6 +44,9 @@ pub struct GenerateConfig {
     pub sampler: SamplerConfig,
     /// Stop at end-of-generation tokens (they are kept in the output ids).
     pub stop_on_eog: bool,
+    /// Keep the output inside this language ([`crate::constrain`]; needs a text stream, whose
+    /// tokenizer it is compiled for): generation ends once the output is complete.
+    pub grammar: Option<Grammar>,
 }
 
 impl Default for GenerateConfig {
@@ -51,6 +55,7 @@ impl Default for GenerateConfig {
             max_tokens: 32,
             sampler: SamplerConfig::default(),
             stop_on_eog: true,
+            grammar: None,
         }
     }
 }
@@ -141,6 +146,22 @@ pub fn generate(
     let mut ids = Vec::with_capacity(most);
     let mut out = String::new();
     let mut timings = Timings::default();
+    let mut constraint = match &config.grammar {
+        None => None,
+        Some(g) => {
+            let tok = text
+                .as_deref()
+                .map(|t| t.tokenizer_handle().clone())
+                .ok_or(RuntimeError::InvalidArgument {
+                    reason: "a grammar needs the generation's text stream".into(),
+                })?;
+            let invalid = |e: crate::constrain::ConstraintError| RuntimeError::InvalidArgument {
+                reason: e.message,
+            };
+            let compiler = ConstraintCompiler::new(tok, n_vocab, &special.eog).map_err(invalid)?;
+            Some(compiler.compile(g).map_err(invalid)?)
+        }
+    };
 
     if config.max_tokens == 0 {
         return Ok(Generation {
@@ -158,7 +179,16 @@ pub fn generate(
     let t1 = Instant::now();
     let mut stop_reason = StopReason::Length;
     loop {
+        let invalid = |e: crate::constrain::ConstraintError| RuntimeError::InvalidArgument {
+            reason: e.message,
+        };
+        if let Some(c) = constraint.as_mut() {
+            c.mask().map_err(invalid)?.apply(&mut logits, &special.eog);
+        }
         let id = sampler.sample(&mut logits, &history);
+        if let Some(c) = constraint.as_mut() {
+            c.commit(id).map_err(invalid)?;
+        }
         ids.push(id);
         history.push(id);
         let (piece, stopped) = match text.as_deref_mut().map(|t| t.push(id)).transpose() {
@@ -177,8 +207,12 @@ pub fn generate(
             stop_reason = StopReason::Stop;
             break;
         }
-        if config.stop_on_eog && special.is_eog(id) {
+        if (config.stop_on_eog || constraint.is_some()) && special.is_eog(id) {
             stop_reason = StopReason::Eos;
+            break;
+        }
+        if constraint.as_ref().is_some_and(Constraint::is_finished) {
+            stop_reason = StopReason::Stop;
             break;
         }
         if ids.len() >= config.max_tokens || session.len() >= session.capacity() {

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod batcher;
 pub mod bench;
+pub mod constrain;
 pub mod embed;
 mod error;
 pub mod generate;

@@ -180,6 +180,7 @@ fn tiny_llama_runs_and_is_deterministic() {
                 seed,
                 ..SamplerConfig::default()
             },
+            grammar: None,
         };
         generate(&mut s, &[1], &c, None, |_, _| ControlFlow::Continue(()))
             .expect("generate")

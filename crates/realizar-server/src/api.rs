@@ -1,6 +1,7 @@
 //! Parsing and validating request bodies (OpenAI and Ollama shapes). Every wrong type or value
 //! is a 400 that names the field.
 
+use realizar_runtime::constrain::Grammar;
 use realizar_runtime::{SamplerConfig, SamplerParam};
 use serde_json::{Map, Value};
 
@@ -238,6 +239,9 @@ pub(crate) struct GenParams {
     pub stream: bool,
     pub include_usage: bool,
     pub ignore_eos: bool,
+    /// The language the output must stay in, and the request field that gave it (errors
+    /// compiling it name that field).
+    pub grammar: Option<(Grammar, &'static str)>,
 }
 
 /// Fields every OpenAI generation route reads or may ignore (informational).
@@ -268,6 +272,7 @@ const OPENAI_COMMON: &[&str] = &[
 /// The fields `/v1/chat/completions` knows.
 pub(crate) fn chat_fields() -> Vec<&'static str> {
     let mut v = OPENAI_COMMON.to_vec();
+    v.extend(OPENAI_GRAMMAR_FIELDS);
     v.extend([
         "messages",
         "logprobs",
@@ -277,9 +282,14 @@ pub(crate) fn chat_fields() -> Vec<&'static str> {
     v
 }
 
+/// The OpenAI fields that constrain the output (both routes): `response_format`, and
+/// llama.cpp's `json_schema` and `grammar`.
+const OPENAI_GRAMMAR_FIELDS: &[&str] = &["response_format", "json_schema", "grammar"];
+
 /// The fields `/v1/completions` knows.
 pub(crate) fn completion_fields() -> Vec<&'static str> {
     let mut v = OPENAI_COMMON.to_vec();
+    v.extend(OPENAI_GRAMMAR_FIELDS);
     v.extend(["prompt", "logprobs", "echo", "suffix", "parse_special"]);
     v
 }
@@ -294,11 +304,18 @@ pub(crate) const OLLAMA_GENERATE_FIELDS: &[&str] = &[
     "stream",
     "options",
     "keep_alive",
+    "format",
 ];
 
 /// The fields `/api/chat` knows.
-pub(crate) const OLLAMA_CHAT_FIELDS: &[&str] =
-    &["model", "messages", "stream", "options", "keep_alive"];
+pub(crate) const OLLAMA_CHAT_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "options",
+    "keep_alive",
+    "format",
+];
 
 /// Ollama `options` about resources, which do not change the answer (threads, GPUs, batch
 /// size, memory mapping, the context size: a prompt that does not fit the server's context is
@@ -480,7 +497,123 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
         stream,
         include_usage,
         ignore_eos,
+        grammar: openai_grammar(f)?,
     })
+}
+
+/// The output constraint of an OpenAI request: `response_format` (`text`, `json_object`,
+/// `json_schema`), or llama.cpp's `json_schema` (a schema) and `grammar` (a grammar in
+/// llguidance's Lark syntax, marked `%llguidance` as llama.cpp marks them). At most one.
+fn openai_grammar(f: &Fields<'_>) -> Result<Option<(Grammar, &'static str)>, ApiError> {
+    let given: Vec<&str> = OPENAI_GRAMMAR_FIELDS
+        .iter()
+        .copied()
+        .filter(|k| f.get(k).is_some())
+        .collect();
+    if given.len() > 1 {
+        return Err(ApiError::invalid(
+            given[1],
+            format!(
+                "`{}` and `{}` both constrain the output; give one",
+                given[0], given[1]
+            ),
+        ));
+    }
+    if let Some(rf) = f.object("response_format")? {
+        let rf = Fields::nested(rf, "response_format");
+        rf.only(&["type", "json_schema", "schema"])?;
+        let ty = rf.str("type")?.ok_or_else(|| {
+            ApiError::invalid(
+                "response_format.type",
+                "`response_format.type` is required (`text`, `json_object` or `json_schema`)",
+            )
+        })?;
+        return match ty {
+            "text" => {
+                rf.only(&["type"])?;
+                Ok(None)
+            }
+            "json_object" => {
+                rf.only(&["type", "schema"])?;
+                // llama.cpp also takes a schema here.
+                Ok(Some(match rf.get("schema") {
+                    Some(schema) => (Grammar::JsonSchema(schema.clone()), "response_format"),
+                    None => (Grammar::JsonObject, "response_format"),
+                }))
+            }
+            "json_schema" => {
+                rf.only(&["type", "json_schema"])?;
+                let js = rf.object("json_schema")?.ok_or_else(|| {
+                    ApiError::invalid(
+                        "response_format.json_schema",
+                        "`response_format.json_schema` is required with type `json_schema`",
+                    )
+                })?;
+                let js = Fields::nested(js, "response_format.json_schema");
+                js.only(&["name", "description", "schema", "strict"])?;
+                js.str("name")?;
+                js.str("description")?;
+                // The output always follows the schema exactly, `strict` or not.
+                js.bool("strict")?;
+                let schema = js.get("schema").ok_or_else(|| {
+                    ApiError::invalid(
+                        "response_format.json_schema.schema",
+                        "`response_format.json_schema.schema` is required",
+                    )
+                })?;
+                Ok(Some((Grammar::JsonSchema(schema.clone()), "response_format")))
+            }
+            other => Err(ApiError::invalid(
+                "response_format.type",
+                format!(
+                    "`response_format.type` must be `text`, `json_object` or `json_schema`, got `{other}`"
+                ),
+            )),
+        };
+    }
+    if let Some(schema) = f.get("json_schema") {
+        return Ok(Some((Grammar::JsonSchema(schema.clone()), "json_schema")));
+    }
+    if let Some(g) = f.str("grammar")? {
+        return lark_grammar(g).map(|g| Some((g, "grammar")));
+    }
+    Ok(None)
+}
+
+/// A grammar in llguidance's Lark syntax, which llama.cpp marks with a leading `%llguidance`
+/// line. GBNF (llama.cpp's own grammar language) is refused with what to write instead.
+fn lark_grammar(g: &str) -> Result<Grammar, ApiError> {
+    if g.trim_start().starts_with("%llguidance") {
+        Ok(Grammar::Lark(g.to_string()))
+    } else {
+        Err(ApiError::invalid(
+            "grammar",
+            "only grammars in llguidance's Lark syntax are supported: start the grammar with a \
+             `%llguidance {}` line (GBNF grammars are not supported; `response_format` takes a \
+             JSON schema)",
+        ))
+    }
+}
+
+/// Ollama's `format`: `"json"` (any JSON object) or a JSON schema (an object).
+pub(crate) fn ollama_format(f: &Fields<'_>) -> Result<Option<(Grammar, &'static str)>, ApiError> {
+    match f.get("format") {
+        None => Ok(None),
+        Some(Value::String(s)) if s == "json" => Ok(Some((Grammar::JsonObject, "format"))),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Err(ApiError::invalid(
+            "format",
+            format!("`format` must be \"json\" or a JSON schema object, got \"{s}\""),
+        )),
+        Some(v @ Value::Object(_)) => Ok(Some((Grammar::JsonSchema(v.clone()), "format"))),
+        Some(v) => Err(ApiError::invalid(
+            "format",
+            format!(
+                "`format` must be \"json\" or a JSON schema object, got {}",
+                type_name(v)
+            ),
+        )),
+    }
 }
 
 fn parse_logit_bias(m: &Map<String, Value>) -> Result<Vec<(u32, f32)>, ApiError> {
@@ -727,6 +860,7 @@ pub(crate) fn ollama_params(f: &Fields<'_>) -> Result<GenParams, ApiError> {
         stream: f.bool("stream")?.unwrap_or(true),
         include_usage: false,
         ignore_eos: false,
+        grammar: ollama_format(f)?,
     })
 }
 

@@ -580,8 +580,8 @@ fn over_long_texts_are_refused_before_tokenizing() {
     }
 }
 
-/// A request field the server does not implement (tools, a response format, Ollama's
-/// `format` or mirostat) is a 400 naming it, never silently dropped; informational fields
+/// A request field the server does not implement (tools, a response format's unknown field,
+/// a GBNF grammar, an Ollama `format` other than JSON, mirostat) is a 400 naming it, never silently dropped; informational fields
 /// (`user`, `metadata`, `keep_alive`, resource options) are fine.
 #[test]
 fn unimplemented_request_fields_are_400s_naming_them() {
@@ -595,8 +595,8 @@ fn unimplemented_request_fields_are_400s_naming_them() {
         ),
         (
             "/v1/chat/completions",
-            json!({"messages": msgs, "response_format": {"type": "json_object"}}),
-            "response_format",
+            json!({"messages": msgs, "response_format": {"type": "json_object", "x": 1}}),
+            "response_format.x",
         ),
         (
             "/v1/chat/completions",
@@ -610,7 +610,7 @@ fn unimplemented_request_fields_are_400s_naming_them() {
         ),
         (
             "/api/generate",
-            json!({"prompt": "x", "format": "json"}),
+            json!({"prompt": "x", "format": "yaml"}),
             "format",
         ),
         (

@@ -34,6 +34,11 @@ impl<T: Borrow<Tokenizer>> StreamDecoder<T> {
         self.tok.borrow()
     }
 
+    /// The tokenizer as the decoder holds it (e.g. the `Arc` it shares).
+    pub fn tokenizer_handle(&self) -> &T {
+        &self.tok
+    }
+
     /// Adds one id; returns the text that is complete so far, if any.
     pub fn push(&mut self, id: u32) -> Result<Option<String>, TokenizeError> {
         let before = self.pending.len();
@@ -130,6 +135,11 @@ impl<T: Borrow<Tokenizer>> TextStream<T> {
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         self.dec.tokenizer()
+    }
+
+    /// The tokenizer as the stream holds it (e.g. the `Arc` it shares).
+    pub fn tokenizer_handle(&self) -> &T {
+        self.dec.tokenizer_handle()
     }
 
     /// Whether a stop string has been seen (every later push returns empty text).

@@ -383,6 +383,7 @@ fn batcher_streams_what_generate_gives_alone() {
         stop,
         logprobs: None,
         ignore_eos: false,
+        grammar: None,
     };
     drop(
         batcher
@@ -413,6 +414,7 @@ fn batcher_streams_what_generate_gives_alone() {
             max_tokens: 24,
             sampler: SamplerConfig::default(),
             stop_on_eog: true,
+            grammar: None,
         };
         let alone = generate(
             &mut session,

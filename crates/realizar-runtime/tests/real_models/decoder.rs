@@ -177,6 +177,7 @@ fn check_reference_backend(model: &str) {
             max_tokens: run.greedy.len(),
             sampler: SamplerConfig::default(),
             stop_on_eog: false,
+            grammar: None,
         };
         let go = |s: &mut realizar_runtime::Session<'_>| {
             generate(s, &run.prompt, &config, None, |_, _| {
@@ -218,6 +219,7 @@ fn check_greedy(model: &str) {
             max_tokens: run.greedy.len(),
             sampler: SamplerConfig::default(),
             stop_on_eog: false,
+            grammar: None,
         };
         let g = generate(&mut session, &run.prompt, &config, None, |_, _| {
             ControlFlow::Continue(())

@@ -130,6 +130,7 @@ fn check_family(kind: &str) {
             max_tokens: run.greedy.len(),
             sampler: SamplerConfig::default(),
             stop_on_eog: false,
+            grammar: None,
         };
         session.reset();
         let g = generate(&mut session, &ids, &config, None, |_, _| {

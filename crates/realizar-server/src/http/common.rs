@@ -241,12 +241,21 @@ pub(crate) fn submit(
         stop: p.stop.clone(),
         logprobs: p.logprobs,
         ignore_eos: p.ignore_eos,
+        grammar: p.grammar.as_ref().map(|(g, _)| g.clone()),
     };
     engine.submit(req).map_err(|e| match e {
         EngineError::ContextExceeded { .. } => {
             let mut a = ApiError::invalid(prompt_param, e.to_string());
             a.code = Some("context_length_exceeded");
             a
+        }
+        // A grammar that does not compile: the field that gave it.
+        EngineError::InvalidInput {
+            param: "grammar",
+            reason,
+        } => {
+            let field = p.grammar.as_ref().map_or("grammar", |(_, f)| *f);
+            ApiError::invalid(field, format!("`{field}`: {reason}"))
         }
         e => ApiError::from(e),
     })

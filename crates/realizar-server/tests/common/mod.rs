@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use realizar_server::{Engine, Server, ServerConfig, ServerHandle};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A server running on its own runtime thread; dropped, it shuts down and joins.
 pub struct TestServer {
@@ -226,4 +226,171 @@ pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[end + 2..];
     }
     out
+}
+
+/// Checks `v` against `schema` for the JSON Schema keywords the structured-output tests use
+/// (`type`, `properties`, `required`, `additionalProperties: false`, `items`, `minItems`,
+/// `maxItems`, `enum`, `const`, `anyOf`, `minimum`, `maximum`, `exclusiveMinimum`,
+/// `exclusiveMaximum`, `minLength`, `maxLength`); any other keyword fails the check, so a
+/// test cannot pass on a keyword this does not read. The error says where.
+#[allow(dead_code)]
+pub fn validate(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    let Some(s) = schema.as_object() else {
+        return match schema {
+            Value::Bool(true) => Ok(()),
+            _ => Err(format!("{at}: schema {schema} accepts nothing")),
+        };
+    };
+    let fail = |what: String| Err(format!("{at}: {what} (value {v})"));
+    for key in s.keys() {
+        let known = [
+            "type",
+            "properties",
+            "required",
+            "additionalProperties",
+            "items",
+            "minItems",
+            "maxItems",
+            "enum",
+            "const",
+            "anyOf",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "minLength",
+            "maxLength",
+            "title",
+            "description",
+        ];
+        if !known.contains(&key.as_str()) {
+            return fail(format!("the test validator does not read `{key}`"));
+        }
+    }
+    if let Some(t) = s.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => return fail(format!("bad type {t}")),
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            // As JSON Schema counts them: any number with no fractional part (`1.0`, `-0.0`).
+            "integer" => v.as_f64().is_some_and(|x| x.fract() == 0.0),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        if !ok {
+            return fail(format!("not of type {t}"));
+        }
+    }
+    if let Some(e) = s.get("enum").and_then(Value::as_array) {
+        if !e.contains(v) {
+            return fail(format!("not one of {e:?}"));
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != v {
+            return fail(format!("not {c}"));
+        }
+    }
+    if let Some(any) = s.get("anyOf").and_then(Value::as_array) {
+        if !any.iter().any(|sub| validate(sub, v, at).is_ok()) {
+            return fail("matches no anyOf branch".into());
+        }
+    }
+    if let Some(x) = v.as_f64() {
+        let num = |k: &str| s.get(k).and_then(Value::as_f64);
+        if num("minimum").is_some_and(|m| x < m)
+            || num("maximum").is_some_and(|m| x > m)
+            || num("exclusiveMinimum").is_some_and(|m| x <= m)
+            || num("exclusiveMaximum").is_some_and(|m| x >= m)
+        {
+            return fail("out of bounds".into());
+        }
+    }
+    if let Some(text) = v.as_str() {
+        let n = text.chars().count() as u64;
+        let len = |k: &str| s.get(k).and_then(Value::as_u64);
+        if len("minLength").is_some_and(|m| n < m) || len("maxLength").is_some_and(|m| n > m) {
+            return fail(format!("length {n} out of bounds"));
+        }
+    }
+    if let Some(a) = v.as_array() {
+        let n = a.len() as u64;
+        let len = |k: &str| s.get(k).and_then(Value::as_u64);
+        if len("minItems").is_some_and(|m| n < m) || len("maxItems").is_some_and(|m| n > m) {
+            return fail(format!("{n} items out of bounds"));
+        }
+        if let Some(items) = s.get("items") {
+            for (i, x) in a.iter().enumerate() {
+                validate(items, x, &format!("{at}[{i}]"))?;
+            }
+        }
+    }
+    if let Some(o) = v.as_object() {
+        let props = s.get("properties").and_then(Value::as_object);
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = r.as_str() {
+                if !o.contains_key(r) {
+                    return fail(format!("`{r}` is missing"));
+                }
+            }
+        }
+        for (k, x) in o {
+            match props.and_then(|p| p.get(k)) {
+                Some(sub) => validate(sub, x, &format!("{at}.{k}"))?,
+                None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    return fail(format!("`{k}` is not allowed"));
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Schemas of the shapes agents send: nested objects, bounded arrays, enums, `anyOf`,
+/// nullable fields, constants, number bounds, string lengths.
+#[allow(dead_code)]
+pub fn schemas() -> Vec<Value> {
+    vec![
+        json!({"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 12},
+            "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+            "required": ["name", "age"], "additionalProperties": false}),
+        json!({"type": "array", "items": {"enum": ["red", "green", "blue"]},
+            "minItems": 1, "maxItems": 4}),
+        json!({"type": "object", "properties": {
+            "point": {"type": "object", "properties": {
+                "x": {"type": "integer", "minimum": -10, "maximum": 10},
+                "y": {"type": "integer", "minimum": -10, "maximum": 10}},
+                "required": ["x", "y"], "additionalProperties": false},
+            "label": {"type": "string", "maxLength": 8}},
+            "required": ["point"], "additionalProperties": false}),
+        json!({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 9},
+                         {"type": "string", "maxLength": 5}]}),
+        json!({"type": "object", "properties": {
+            "ok": {"type": "boolean"},
+            "note": {"type": ["string", "null"], "maxLength": 6}},
+            "required": ["ok", "note"], "additionalProperties": false}),
+        json!({"type": "object", "properties": {
+            "kind": {"const": "event"},
+            "n": {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 100}},
+            "required": ["kind", "n"], "additionalProperties": false}),
+        json!({"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer", "minimum": 1, "maximum": 99}},
+            "required": ["id"], "additionalProperties": false},
+            "minItems": 2, "maxItems": 3}),
+        json!({"type": "string", "minLength": 3, "maxLength": 10}),
+    ]
 }

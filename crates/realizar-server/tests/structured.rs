@@ -1,0 +1,226 @@
+//! Structured output over the HTTP API with the toy model (a real batcher and byte-level
+//! tokenizer, random-ish logits): `response_format` (`json_object`, `json_schema`),
+//! llama.cpp's `json_schema` and `grammar`, Ollama's `format`. Whatever the model prefers, the
+//! reply parses and validates; bad schemas and formats are 400s naming the field.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{schemas, validate, TestServer};
+use realizar_runtime::batcher::BatcherConfig;
+use realizar_server::testing::{ToyConfig, ToyEngine};
+use realizar_server::ServerConfig;
+use serde_json::{json, Value};
+
+fn server() -> TestServer {
+    let (gen, _) = ToyEngine::generator("toy", ToyConfig::default(), BatcherConfig::default())
+        .expect("toy engine");
+    TestServer::start(ServerConfig::default(), vec![Arc::new(gen)])
+}
+
+fn chat(schema: &Value, temperature: f64, seed: u64) -> Value {
+    json!({"model": "toy", "messages": [{"role": "user", "content": "give me data"}],
+           "temperature": temperature, "seed": seed, "max_tokens": 400,
+           "response_format": {"type": "json_schema",
+                               "json_schema": {"name": "out", "schema": schema, "strict": true}}})
+}
+
+fn content(r: &common::Resp) -> (String, String) {
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let c = &v["choices"][0];
+    let text = c["message"]["content"]
+        .as_str()
+        .or_else(|| c["text"].as_str())
+        .unwrap_or_else(|| panic!("no content in {v}"));
+    (
+        text.to_string(),
+        c["finish_reason"].as_str().unwrap_or("?").to_string(),
+    )
+}
+
+#[test]
+fn json_schema_replies_parse_and_validate_at_every_temperature() {
+    let srv = server();
+    for (k, schema) in schemas().iter().enumerate() {
+        for (temperature, seed) in [(0.0, 0), (1.0, 1), (1.0, 2), (1.0, 3)] {
+            let (text, finish) =
+                content(&srv.post("/v1/chat/completions", &chat(schema, temperature, seed)));
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                panic!("schema {k} t={temperature} seed {seed}: {e}: {text:?}")
+            });
+            validate(schema, &v, "$")
+                .unwrap_or_else(|e| panic!("schema {k} t={temperature} seed {seed}: {e}"));
+            assert_eq!(finish, "stop", "schema {k}: {text}");
+        }
+    }
+}
+
+#[test]
+fn streamed_chunks_concatenate_to_the_same_reply() {
+    let srv = server();
+    let schema = &schemas()[0];
+    let (whole, _) = content(&srv.post("/v1/chat/completions", &chat(schema, 1.0, 7)));
+    let mut body = chat(schema, 1.0, 7);
+    body["stream"] = json!(true);
+    let r = srv.post("/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events = r.sse();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let mut text = String::new();
+    for e in &events[..events.len() - 1] {
+        let v: Value = serde_json::from_str(e).expect("chunk");
+        text.push_str(
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(text, whole);
+}
+
+#[test]
+fn json_object_modes_give_objects() {
+    let srv = server();
+    for body in [
+        json!({"model": "toy", "messages": [{"role": "user", "content": "x"}], "seed": 5,
+               "temperature": 1.0, "max_tokens": 300, "response_format": {"type": "json_object"}}),
+        json!({"model": "toy", "prompt": "x", "seed": 5, "temperature": 1.0, "max_tokens": 300,
+               "json_schema": {"type": "object", "properties": {"a": {"type": "integer"}},
+                               "required": ["a"], "additionalProperties": false}}),
+    ] {
+        let path = if body.get("prompt").is_some() {
+            "/v1/completions"
+        } else {
+            "/v1/chat/completions"
+        };
+        let (text, _) = content(&srv.post(path, &body));
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert!(v.is_object(), "{text}");
+    }
+    // Ollama: `format` "json" and a schema, on both routes.
+    let schema = &schemas()[5];
+    for (path, format) in [
+        ("/api/chat", json!("json")),
+        ("/api/generate", schema.clone()),
+    ] {
+        let mut body = json!({"model": "toy", "format": format, "stream": false,
+                              "options": {"temperature": 1.0, "seed": 3, "num_predict": 300}});
+        if path == "/api/chat" {
+            body["messages"] = json!([{"role": "user", "content": "x"}]);
+        } else {
+            body["prompt"] = json!("x");
+        }
+        let r = srv.post(path, &body);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let v = r.json();
+        let text = v["message"]["content"]
+            .as_str()
+            .or_else(|| v["response"].as_str())
+            .unwrap_or_else(|| panic!("{v}"));
+        let out: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert!(out.is_object(), "{text}");
+        if format.is_object() {
+            validate(schema, &out, "$").unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn lark_grammars_constrain_the_output() {
+    let srv = server();
+    let grammar =
+        "%llguidance {}\nstart: answer \" \" n\nanswer: \"yes\" | \"no\"\nn: /[1-9][0-9]?/\n";
+    for seed in 0..4 {
+        let (text, finish) = content(&srv.post(
+            "/v1/completions",
+            &json!({"model": "toy", "prompt": "x", "grammar": grammar, "seed": seed,
+                    "temperature": 1.0, "max_tokens": 20}),
+        ));
+        let (a, n) = text.split_once(' ').unwrap_or_else(|| panic!("{text:?}"));
+        assert!(a == "yes" || a == "no", "{text:?}");
+        assert!(
+            n.parse::<u32>().is_ok_and(|n| (1..100).contains(&n)),
+            "{text:?}"
+        );
+        assert_eq!(finish, "stop");
+    }
+}
+
+#[test]
+fn bad_formats_and_schemas_are_400s_naming_the_field() {
+    let srv = server();
+    let msgs = json!([{"role": "user", "content": "x"}]);
+    for (path, body, param, says) in [
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "response_format": {"type": "xml"}}),
+            "response_format.type",
+            "xml",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "response_format": {"type": "json_schema"}}),
+            "response_format.json_schema",
+            "required",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "response_format": {"type": "json_schema",
+                   "json_schema": {"name": "x", "schema": {"type": "object",
+                   "properties": {"a": {"type": "string", "pattern": "(["}}}}}}),
+            "response_format",
+            "unclosed",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "response_format": {"type": "json_schema",
+                   "json_schema": {"name": "x", "schema": 7}}}),
+            "response_format",
+            "schema",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "response_format": {"type": "json_object", "x": 1}}),
+            "response_format.x",
+            "not supported",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": msgs, "response_format": {"type": "json_object"},
+                   "json_schema": {"type": "object"}}),
+            "json_schema",
+            "both",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "grammar": "root ::= \"a\""}),
+            "grammar",
+            "GBNF",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "grammar": "%llguidance {}\nstart: undefined_rule"}),
+            "grammar",
+            "undefined_rule",
+        ),
+        (
+            "/api/generate",
+            json!({"prompt": "x", "format": "yaml"}),
+            "format",
+            "yaml",
+        ),
+        (
+            "/api/chat",
+            json!({"messages": msgs, "format": 3}),
+            "format",
+            "number",
+        ),
+    ] {
+        let r = srv.post(path, &body);
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.body);
+        assert!(r.body.contains(param), "{path} {body}: {}", r.body);
+        assert!(r.body.contains(says), "{path} {body}: {}", r.body);
+    }
+}
