@@ -74,10 +74,13 @@ impl<'a> Fields<'a> {
     /// never dropped. `known` holds the fields each route reads plus the purely informational
     /// ones (`user`, `metadata`, ...).
     pub(crate) fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        // An empty tool list (clients send `"tools": []`) asks for nothing.
+        let empty_tools =
+            |k: &str, v: &Value| k == "tools" && v.as_array().is_some_and(Vec::is_empty);
         let mut unknown: Vec<&str> = self
             .obj
             .iter()
-            .filter(|(k, v)| !v.is_null() && !known.contains(&k.as_str()))
+            .filter(|(k, v)| !v.is_null() && !empty_tools(k, v) && !known.contains(&k.as_str()))
             .map(|(k, _)| k.as_str())
             .collect();
         unknown.sort_unstable();

@@ -618,7 +618,11 @@ fn unimplemented_request_fields_are_400s_naming_them() {
             json!({"messages": msgs, "options": {"mirostat": 2}}),
             "options.mirostat",
         ),
-        ("/api/chat", json!({"messages": msgs, "tools": []}), "tools"),
+        (
+            "/api/chat",
+            json!({"messages": msgs, "tools": [{"type": "function"}]}),
+            "tools",
+        ),
         (
             "/v1/embeddings",
             json!({"model": "toy-embed", "input": "x", "extra": 1}),
@@ -642,7 +646,7 @@ fn unimplemented_request_fields_are_400s_naming_them() {
         ),
         (
             "/api/chat",
-            json!({"messages": msgs, "stream": false, "keep_alive": "5m", "options": {"num_predict": 1, "num_ctx": 4096, "num_thread": 2}}),
+            json!({"messages": msgs, "stream": false, "keep_alive": "5m", "tools": [], "options": {"num_predict": 1, "num_ctx": 4096, "num_thread": 2}}),
         ),
         (
             "/api/embed",

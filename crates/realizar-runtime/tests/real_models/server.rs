@@ -351,13 +351,14 @@ fn a_prompt_longer_than_the_context_is_a_400_with_the_numbers() {
     assert!(msg.contains("1024") && msg.contains("1500"), "{msg}");
 }
 
-/// A Python with the `openai` package, in a virtual environment under `target/`.
+/// A Python with the `openai`, `ollama` and `jsonschema` packages, in a virtual environment
+/// under `target/`.
 fn openai_python() -> PathBuf {
     let venv = workspace_root().join("target/openai-venv");
     let py = venv.join("bin/python");
     let has_openai = |py: &PathBuf| {
         Command::new(py)
-            .args(["-c", "import openai"])
+            .args(["-c", "import openai, ollama, jsonschema"])
             .status()
             .is_ok_and(|s| s.success())
     };
@@ -372,10 +373,22 @@ fn openai_python() -> PathBuf {
             "`python3 -m venv` failed (Debian: apt-get install python3-venv)"
         );
         let ok = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "openai"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "openai",
+                "ollama",
+                "jsonschema",
+            ])
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "`pip install openai` into {} failed", venv.display());
+        assert!(
+            ok,
+            "`pip install openai ollama jsonschema` into {} failed",
+            venv.display()
+        );
     }
     py
 }
@@ -717,4 +730,81 @@ fn json_schema_replies_validate_on_smollm2() {
             assert_eq!(v["choices"][0]["finish_reason"], "stop", "{text}");
         }
     }
+}
+
+const STRUCTURED_SCRIPT: &str = r#"
+import json, os
+from typing import Annotated, List, Literal, Optional
+import jsonschema, ollama
+from openai import OpenAI
+from pydantic import BaseModel, Field
+
+client = OpenAI(base_url=os.environ["BASE_URL"] + "/v1", api_key="unused")
+schemas = json.loads(os.environ["SCHEMAS"])
+messages = [{"role": "user", "content": "Give an example as JSON."}]
+
+for k, schema in enumerate(schemas):
+    for temperature, seed in [(0, 0), (1, 11), (1, 12)]:
+        r = client.chat.completions.create(
+            model="smollm2-135m", messages=messages, temperature=temperature, seed=seed,
+            max_tokens=300,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "example", "schema": schema, "strict": True}})
+        text = r.choices[0].message.content
+        jsonschema.validate(json.loads(text), schema)
+    # Streamed, the chunks make the same reply.
+    kw = dict(model="smollm2-135m", messages=messages, temperature=1, seed=5, max_tokens=300,
+              response_format={"type": "json_schema", "json_schema": {"name": "e", "schema": schema}})
+    whole = client.chat.completions.create(**kw).choices[0].message.content
+    parts = [c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw)
+             if c.choices]
+    assert "".join(parts) == whole, (parts, whole)
+
+class Address(BaseModel):
+    city: str = Field(max_length=20)
+    zip: int = Field(ge=10000, le=99999)
+
+class Person(BaseModel):
+    name: str = Field(max_length=20)
+    role: Literal["admin", "user", "guest"]
+    age: Optional[int] = Field(ge=0, le=120)
+    emails: List[Annotated[str, Field(max_length=30)]] = Field(max_length=2)
+    address: Address
+
+for seed in range(3):
+    p = client.beta.chat.completions.parse(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Describe a user."}],
+        response_format=Person, temperature=1, seed=seed, max_tokens=300)
+    person = p.choices[0].message.parsed
+    assert isinstance(person, Person), p.choices[0].message
+
+o = ollama.Client(host=os.environ["BASE_URL"])
+r = o.chat(model="smollm2-135m", messages=messages, format="json", options={"temperature": 0, "num_predict": 300})
+assert isinstance(json.loads(r.message.content), dict), r.message.content
+r = o.chat(model="smollm2-135m", messages=messages, format=Person.model_json_schema(),
+           options={"temperature": 1, "seed": 4, "num_predict": 300})
+Person.model_validate_json(r.message.content)
+print("structured output OK")
+"#;
+
+/// The official clients' structured output against SmolLM2: `response_format` JSON schemas
+/// validated by Python's `jsonschema` (greedy and sampled; streamed equals whole), the
+/// `openai` client's `beta.chat.completions.parse` with a pydantic model (nested, `$defs`,
+/// optional and literal fields), and the `ollama` client's `format` (JSON and a schema).
+#[test]
+fn official_clients_get_valid_structured_output() {
+    let srv = server();
+    let py = openai_python();
+    let out = Command::new(py)
+        .args(["-c", STRUCTURED_SCRIPT])
+        .env("BASE_URL", format!("http://{}", srv.addr))
+        .env("SCHEMAS", Value::Array(http::schemas()).to_string())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "structured output failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
