@@ -64,6 +64,17 @@ pub struct Args {
         value_parser = clap::value_parser!(u16).range(1..=256)
     )]
     pub parallel: Vec<u16>,
+    /// With --parallel: what constraining costs instead. For each count B, B sequences
+    /// generate N tokens through the batcher (greedy), all free, then with some of them
+    /// constrained to the JSON schema in FILE (`--constrained`), alternating; also the mask
+    /// time per token (p50/p99) and the schema's compile time. The schema should force at
+    /// least N tokens (an array with a large `minItems`).
+    #[arg(long, value_name = "FILE", requires = "parallel")]
+    pub json_schema: Option<PathBuf>,
+    /// With --json-schema: how many of the B sequences are constrained (default: half, at
+    /// least one).
+    #[arg(long, requires = "json_schema")]
+    pub constrained: Option<usize>,
     /// Memory read bandwidth in GB/s to compare decode speed with (e.g. from `--ceilings`).
     #[arg(long)]
     pub bandwidth_gbs: Option<f64>,
@@ -147,6 +158,9 @@ pub fn run(args: Args) -> CliResult {
         let l = bench::latency(model, args.prompt, args.gen, args.seed, after_load)
             .map_err(bench_err)?;
         return latency_report(&args, head, &l, file_bytes, &cost);
+    }
+    if let Some(schema) = &args.json_schema {
+        return constrained_report(&args, head, &opened, schema);
     }
     if !args.parallel.is_empty() {
         return batched_report(&args, head, model, threads);
@@ -271,6 +285,83 @@ fn batched_report(
             "| {b:>4} | {:>20} | {:>20} | {vs:>11} |\n",
             format!("{:.2} ± {:.2}", pp.mean, pp.sd),
             format!("{:.2} ± {:.2}", tg.mean, tg.sd),
+        ));
+    }
+    print_out(&out)
+}
+
+/// `realizar bench --parallel B,... --json-schema FILE`: free against partly constrained
+/// batches.
+fn constrained_report(
+    args: &Args,
+    head: serde_json::Value,
+    model: &Model,
+    schema: &std::path::Path,
+) -> CliResult {
+    let text = std::fs::read_to_string(schema)
+        .map_err(|e| CliError::invalid(format!("--json-schema {}: {e}", schema.display())))?;
+    let schema_v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        CliError::invalid(format!(
+            "--json-schema {}: not valid JSON: {e}",
+            schema.display()
+        ))
+    })?;
+    let mut rows = Vec::new();
+    for &b in &args.parallel {
+        let b = usize::from(b);
+        let k = args.constrained.unwrap_or((b / 2).max(1));
+        let cfg = bench::ConstrainedConfig {
+            prompt: args.prompt,
+            gen: args.gen,
+            parallel: b,
+            constrained: k,
+            grammar: realizar_runtime::constrain::Grammar::JsonSchema(schema_v.clone()),
+            reps: args.reps,
+            seed: args.seed,
+        };
+        rows.push((b, k, bench::constrained(model, &cfg).map_err(bench_err)?));
+    }
+    let q = |v: &[f64], p: f64| bench::percentile(v, p);
+    if args.json {
+        let mut v = head;
+        v["constrained"] = rows
+            .iter()
+            .map(|(b, k, r)| {
+                json!({
+                    "parallel": b, "constrained": k,
+                    "free_tok_s": Stats::of(&r.free).mean, "mixed_tok_s": Stats::of(&r.mixed).mean,
+                    "free_samples": r.free, "mixed_samples": r.mixed,
+                    "mask_us_p50": q(&r.mask_us, 0.5), "mask_us_p99": q(&r.mask_us, 0.99),
+                    "trie_ms": r.trie_ms, "compile_ms": r.compile_ms,
+                })
+            })
+            .collect();
+        return print_out(&format!("{v}\n"));
+    }
+    let mut out = format!(
+        "model: {}\nconstrained: {} prompt tokens and {} generated per sequence, {} reps, schema {}\n\n",
+        head["model"].as_str().unwrap_or_default(),
+        args.prompt,
+        args.gen,
+        args.reps,
+        schema.display()
+    );
+    out.push_str(&format!(
+        "| {:>3} | {:>11} | {:>16} | {:>16} | {:>5} | {:>13} | {:>13} | {:>10} | {:>10} |\n|{:->5}|{:->13}|{:->18}|{:->18}|{:->7}|{:->15}|{:->15}|{:->12}|{:->12}|\n",
+        "B", "constrained", "free t/s", "mixed t/s", "ratio", "mask p50 us", "mask p99 us",
+        "compile ms", "trie ms", "", "", "", "", "", "", "", "", ""
+    ));
+    for (b, k, r) in &rows {
+        let (f, m) = (Stats::of(&r.free), Stats::of(&r.mixed));
+        out.push_str(&format!(
+            "| {b:>3} | {k:>11} | {:>16} | {:>16} | {:>5.2} | {:>13.0} | {:>13.0} | {:>10.1} | {:>10.0} |\n",
+            format!("{:.1} ± {:.1}", f.mean, f.sd),
+            format!("{:.1} ± {:.1}", m.mean, m.sd),
+            m.mean / f.mean.max(f64::MIN_POSITIVE),
+            q(&r.mask_us, 0.5),
+            q(&r.mask_us, 0.99),
+            r.compile_ms,
+            r.trie_ms,
         ));
     }
     print_out(&out)

@@ -382,6 +382,153 @@ pub fn batched(model: &DecoderModel, cfg: &BatchedConfig) -> Result<Throughput, 
     Ok(out)
 }
 
+/// Options of [`constrained`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstrainedConfig {
+    /// Random prompt tokens of each sequence.
+    pub prompt: usize,
+    /// Tokens each sequence generates (greedy, past end-of-generation tokens).
+    pub gen: usize,
+    /// Sequences decoded together.
+    pub parallel: usize,
+    /// How many of them are constrained (at most `parallel`).
+    pub constrained: usize,
+    /// Their language.
+    pub grammar: crate::constrain::Grammar,
+    /// Timed runs of each kind after one warm-up of each.
+    pub reps: usize,
+    /// Seed of the random prompts.
+    pub seed: u64,
+}
+
+/// Results of [`constrained`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConstrainedReport {
+    /// Generation speed of every sequence together, all free (tokens/s, one per run).
+    pub free: Vec<f64>,
+    /// The same with `constrained` of them constrained.
+    pub mixed: Vec<f64>,
+    /// Milliseconds to build the grammar engine's token trie (once per model).
+    pub trie_ms: f64,
+    /// Milliseconds to compile the grammar (per request).
+    pub compile_ms: f64,
+    /// Microseconds of each mask computation along one constrained sequence's tokens.
+    pub mask_us: Vec<f64>,
+}
+
+/// Measures what constraining costs the batch: `parallel` sequences of random prompts decode
+/// `gen` tokens each through the real [`crate::batcher::Batcher`] (greedy sampling, masks
+/// computed while the model runs), all free, then with `constrained` of them constrained,
+/// alternating; speeds count every sequence's tokens over the wall time from submission to
+/// the last token. Constrained sequences end when their value is complete, so the grammar
+/// should force at least `gen` tokens (e.g. an array with a large `minItems`). The mask time
+/// is measured apart, replaying one constrained sequence's tokens through a fresh constraint.
+pub fn constrained(
+    model: &crate::Model,
+    cfg: &ConstrainedConfig,
+) -> Result<ConstrainedReport, BenchError> {
+    use crate::batcher::{BatcherConfig, GenEvent, GenRequest};
+    use crate::constrain::ConstraintCompiler;
+    if cfg.reps == 0 || cfg.parallel == 0 || cfg.gen == 0 || cfg.constrained > cfg.parallel {
+        return Err(BenchError::InvalidArgument {
+            reason: format!(
+                "constrained test: {} repetitions, {} sequences of which {} constrained, {} tokens",
+                cfg.reps, cfg.parallel, cfg.constrained, cfg.gen
+            ),
+        });
+    }
+    let decoder = model.require_decoder()?;
+    check_len(decoder, "a sequence", cfg.prompt.saturating_add(cfg.gen))?;
+    let tokenizer = model
+        .tokenizer()
+        .ok_or(RuntimeError::Unsupported { what: "tokenizer" })?
+        .clone();
+    let invalid =
+        |e: crate::constrain::ConstraintError| BenchError::InvalidArgument { reason: e.message };
+    let t = Instant::now();
+    let compiler = ConstraintCompiler::new(tokenizer, decoder.n_vocab(), &decoder.special().eog)
+        .map_err(invalid)?;
+    let trie_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    compiler.compile(&cfg.grammar).map_err(invalid)?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    let batcher = model.batcher(cfg.parallel, BatcherConfig::default())?;
+    let mut rng = SplitMix64::new(cfg.seed);
+    let sampler = crate::SamplerConfig {
+        temperature: 0.0,
+        ..crate::SamplerConfig::default()
+    };
+    // One run: tokens/s of all sequences, and the tokens of the first constrained one.
+    let mut run = |constrain: usize| -> Result<(f64, Vec<u32>), BenchError> {
+        let t = Instant::now();
+        let mut handles = Vec::with_capacity(cfg.parallel);
+        for i in 0..cfg.parallel {
+            let req = GenRequest {
+                prompt: random_prompt(decoder, cfg.prompt.max(1), &mut rng),
+                max_tokens: cfg.gen,
+                sampler: sampler.clone(),
+                stop: Vec::new(),
+                logprobs: None,
+                ignore_eos: true,
+                grammar: (i < constrain).then(|| cfg.grammar.clone()),
+            };
+            let h = batcher
+                .submit(req)
+                .map_err(|e| BenchError::InvalidArgument {
+                    reason: e.to_string(),
+                })?;
+            handles.push(h);
+        }
+        let mut tokens = 0usize;
+        let mut first = Vec::new();
+        for (i, h) in handles.iter().enumerate() {
+            while let Some(ev) = h.recv() {
+                match ev {
+                    GenEvent::Delta {
+                        token: Some(id), ..
+                    } => {
+                        tokens += 1;
+                        if i == 0 && constrain > 0 {
+                            first.push(id);
+                        }
+                    }
+                    GenEvent::Delta { .. } => {}
+                    GenEvent::Done(_) => break,
+                    GenEvent::Failed(why) => {
+                        return Err(BenchError::InvalidArgument { reason: why });
+                    }
+                }
+            }
+        }
+        Ok((tokens as f64 / t.elapsed().as_secs_f64(), first))
+    };
+    let mut out = ConstrainedReport {
+        trie_ms,
+        compile_ms,
+        ..ConstrainedReport::default()
+    };
+    let mut replay = Vec::new();
+    for rep in 0..=cfg.reps {
+        let (free, _) = run(0)?;
+        let (mixed, first) = run(cfg.constrained)?;
+        if rep > 0 {
+            out.free.push(free);
+            out.mixed.push(mixed);
+        }
+        replay = first;
+    }
+    let mut c = compiler.compile(&cfg.grammar).map_err(invalid)?;
+    for id in replay {
+        let t = Instant::now();
+        black_box(c.mask().map_err(invalid)?);
+        out.mask_us.push(t.elapsed().as_secs_f64() * 1e6);
+        if c.commit(id).is_err() || c.is_finished() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Resident memory of this process, from /proc/self/status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Memory {
