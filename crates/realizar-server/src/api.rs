@@ -245,7 +245,12 @@ pub(crate) struct GenParams {
     /// The language the output must stay in, and the request field that gave it (errors
     /// compiling it name that field).
     pub grammar: Option<(Grammar, &'static str)>,
+    /// Choices to generate for each prompt (`n`), each its own sequence.
+    pub n: usize,
 }
+
+/// Most choices one request may ask for (`n` times the prompts).
+pub(crate) const MAX_CHOICES: u64 = 64;
 
 /// Fields every OpenAI generation route reads or may ignore (informational).
 const OPENAI_COMMON: &[&str] = &[
@@ -408,14 +413,11 @@ pub(crate) enum Flavor {
 /// Parses the OpenAI sampling and output fields shared by chat and completions.
 pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams, ApiError> {
     let mut s = default_sampler();
-    if let Some(n) = f.uint("n", MAX_COUNT)? {
-        if n != 1 {
-            return Err(ApiError::invalid(
-                "n",
-                format!("only n = 1 is supported, got {n}"),
-            ));
-        }
-    }
+    let n = match f.uint("n", MAX_CHOICES)? {
+        Some(0) => return Err(ApiError::invalid("n", "`n` must be at least 1")),
+        Some(n) => n as usize,
+        None => 1,
+    };
     if let Some(best_of) = f.uint("best_of", MAX_COUNT)? {
         if best_of > 1 {
             return Err(ApiError::invalid(
@@ -501,6 +503,7 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
         include_usage,
         ignore_eos,
         grammar: openai_grammar(f)?,
+        n,
     })
 }
 
@@ -779,28 +782,50 @@ pub(crate) enum Prompt {
     Ids(Vec<u32>),
 }
 
-pub(crate) fn completion_prompt(f: &Fields<'_>) -> Result<Prompt, ApiError> {
+/// The prompts of a `/v1/completions` request: a string, an array of token ids, or an array
+/// of either (several prompts, each with its own choices).
+pub(crate) fn completion_prompt(f: &Fields<'_>) -> Result<Vec<Prompt>, ApiError> {
     let bad = |msg: String| ApiError::invalid("prompt", msg);
+    let ids = |items: &[Value], at: &str| {
+        items
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|x| u32::try_from(x).ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "`prompt{at}` must be a string or an array of token ids"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<u32>, _>>()
+    };
     match f.get("prompt") {
         None => Err(bad("`prompt` is required".into())),
-        Some(Value::String(s)) => Ok(Prompt::Text(s.clone())),
+        Some(Value::String(s)) => Ok(vec![Prompt::Text(s.clone())]),
         Some(Value::Array(a)) => match a.as_slice() {
             [] => Err(bad("`prompt` must not be empty".into())),
-            [Value::String(s)] => Ok(Prompt::Text(s.clone())),
-            [Value::String(_), ..] => Err(bad(
-                "only one prompt per request is supported (send several requests)".into(),
-            )),
-            items => items
-                .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .and_then(|x| u32::try_from(x).ok())
-                        .ok_or_else(|| {
-                            bad("`prompt` must be a string or an array of token ids".into())
-                        })
-                })
-                .collect::<Result<Vec<u32>, _>>()
-                .map(Prompt::Ids),
+            [Value::String(_) | Value::Array(_), ..] => {
+                if a.len() as u64 > MAX_CHOICES {
+                    return Err(bad(format!(
+                        "at most {MAX_CHOICES} prompts per request, got {}",
+                        a.len()
+                    )));
+                }
+                a.iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::String(s) => Ok(Prompt::Text(s.clone())),
+                        Value::Array(items) if !items.is_empty() => {
+                            ids(items, &format!("[{i}]")).map(Prompt::Ids)
+                        }
+                        _ => Err(bad(format!(
+                            "`prompt[{i}]` must be a string or a non-empty array of token ids"
+                        ))),
+                    })
+                    .collect()
+            }
+            items => ids(items, "").map(|v| vec![Prompt::Ids(v)]),
         },
         Some(v) => Err(bad(format!(
             "`prompt` must be a string or an array of token ids, got {}",
@@ -864,6 +889,7 @@ pub(crate) fn ollama_params(f: &Fields<'_>) -> Result<GenParams, ApiError> {
         include_usage: false,
         ignore_eos: false,
         grammar: ollama_format(f)?,
+        n: 1,
     })
 }
 

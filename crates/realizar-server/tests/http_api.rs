@@ -472,7 +472,7 @@ fn malformed_and_mistyped_requests_are_400() {
             "max_tokens",
         ),
         (
-            json!({"messages": [{"role": "user", "content": "x"}], "n": 3}),
+            json!({"messages": [{"role": "user", "content": "x"}], "n": 0}),
             "n",
         ),
         (
@@ -882,4 +882,105 @@ fn a_shared_prompt_prefix_is_reused_exactly() {
     let (fresh_srv, _) = server_with(cfg, BatcherConfig::default(), ServerConfig::default());
     let fresh = chat_text(&fresh_srv.post("/v1/chat/completions", &chat_body(&other, 10)));
     assert_eq!(reused, fresh);
+}
+
+/// `n` choices per request and several prompts per `/v1/completions` request: each choice its
+/// own sequence (seed + index), whole and streamed alike; usage counts every prompt once and
+/// every choice's tokens.
+#[test]
+fn several_choices_and_prompts_per_request() {
+    let srv = server();
+    let chat = json!({"messages": [{"role": "user", "content": "choices"}], "n": 3,
+                      "temperature": 1.0, "seed": 9, "max_tokens": 12});
+    let r = srv.post("/v1/chat/completions", &chat);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let choices = v["choices"].as_array().expect("choices");
+    assert_eq!(choices.len(), 3);
+    let texts: Vec<String> = choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            assert_eq!(c["index"], i);
+            c["message"]["content"].as_str().unwrap_or("?").to_string()
+        })
+        .collect();
+    // Choice i is the single-choice request with seed 9 + i.
+    for (i, t) in texts.iter().enumerate() {
+        let mut one = chat.clone();
+        one["n"] = json!(1);
+        one["seed"] = json!(9 + i);
+        assert_eq!(
+            &chat_text(&srv.post("/v1/chat/completions", &one)),
+            t,
+            "choice {i}"
+        );
+    }
+    let single = srv.post("/v1/chat/completions", &{
+        let mut one = chat.clone();
+        one["n"] = json!(1);
+        one
+    });
+    let u1 = single.json()["usage"].clone();
+    assert_eq!(v["usage"]["prompt_tokens"], u1["prompt_tokens"]);
+    let streamed = {
+        let mut s = chat.clone();
+        s["stream"] = json!(true);
+        s["stream_options"] = json!({"include_usage": true});
+        srv.post("/v1/chat/completions", &s)
+    };
+    let mut got = vec![String::new(); 3];
+    let mut finished = [false; 3];
+    let mut usage = None;
+    for e in streamed.sse() {
+        if e == "[DONE]" {
+            break;
+        }
+        let c: Value = serde_json::from_str(&e).expect("chunk");
+        if !c["usage"].is_null() {
+            usage = Some(c["usage"].clone());
+        }
+        for ch in c["choices"].as_array().into_iter().flatten() {
+            let i = ch["index"].as_u64().expect("index") as usize;
+            got[i].push_str(ch["delta"]["content"].as_str().unwrap_or_default());
+            finished[i] |= ch["finish_reason"].is_string();
+        }
+    }
+    assert_eq!(got, texts);
+    assert!(finished.iter().all(|f| *f));
+    assert_eq!(usage.as_ref(), Some(&v["usage"]));
+
+    // Two prompts, two choices each: choice k is choice k % 2 of prompt k / 2.
+    let r = srv.post(
+        "/v1/completions",
+        &json!({"prompt": ["abc", [1, 2, 3]], "n": 2, "temperature": 0, "max_tokens": 6}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let c = v["choices"].as_array().expect("choices");
+    assert_eq!(c.len(), 4);
+    for (k, prompt) in [
+        json!("abc"),
+        json!("abc"),
+        json!([1, 2, 3]),
+        json!([1, 2, 3]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let one = srv.post(
+            "/v1/completions",
+            &json!({"prompt": prompt, "temperature": 0, "max_tokens": 6}),
+        );
+        assert_eq!(c[k]["text"], one.json()["choices"][0]["text"], "choice {k}");
+        assert_eq!(c[k]["index"], k);
+    }
+    let e = srv
+        .post("/v1/completions", &json!({"prompt": ["a", 5]}))
+        .error(400);
+    assert_eq!(e["param"], "prompt");
+    let e = srv
+        .post("/v1/completions", &json!({"prompt": ["a", "b"], "n": 40}))
+        .error(400);
+    assert_eq!(e["param"], "n");
 }

@@ -24,7 +24,9 @@ fn wrong_types_name_the_field() {
     check(json!({"temperature": 3}), "temperature");
     check(json!({"max_tokens": -1}), "max_tokens");
     check(json!({"max_tokens": 0}), "max_tokens");
-    check(json!({"n": 2}), "n");
+    check(json!({"n": 0}), "n");
+    check(json!({"n": 65}), "n");
+    check(json!({"n": "2"}), "n");
     check(json!({"stop": [1]}), "stop[0]");
     check(json!({"stop": ["a","b","c","d","e"]}), "stop");
     check(json!({"logit_bias": {"x": 1}}), "logit_bias");
@@ -80,11 +82,17 @@ fn messages_accept_strings_and_text_parts() {
 #[test]
 fn prompts_are_text_or_ids() {
     let p = |v: Value| completion_prompt(&Fields::new(&obj(json!({ "prompt": v }))));
-    assert_eq!(p(json!("hi")), Ok(Prompt::Text("hi".into())));
-    assert_eq!(p(json!(["hi"])), Ok(Prompt::Text("hi".into())));
-    assert_eq!(p(json!([1, 2])), Ok(Prompt::Ids(vec![1, 2])));
+    assert_eq!(p(json!("hi")), Ok(vec![Prompt::Text("hi".into())]));
+    assert_eq!(p(json!(["hi"])), Ok(vec![Prompt::Text("hi".into())]));
+    assert_eq!(p(json!([1, 2])), Ok(vec![Prompt::Ids(vec![1, 2])]));
+    assert_eq!(
+        p(json!(["a", [3, 4]])),
+        Ok(vec![Prompt::Text("a".into()), Prompt::Ids(vec![3, 4])])
+    );
     assert!(p(json!([1, -2])).is_err());
-    assert!(p(json!(["a", "b"])).is_err());
+    assert!(p(json!(["a", []])).is_err());
+    assert!(p(json!(["a", 5])).is_err());
+    assert!(p(json!(vec!["x"; 65])).is_err());
     assert!(p(json!(7)).is_err());
 }
 

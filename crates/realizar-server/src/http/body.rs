@@ -100,17 +100,52 @@ fn with_error_headers(mut r: Resp, e: &ApiError) -> Resp {
     r
 }
 
-/// Streams a generation: `start` first, then `fmt` of every event (terminal events end it).
+/// Streams one generation's events as `fmt` frames them ([`stream_response_n`] with one
+/// stream).
 pub(crate) fn stream_response(
     st: &Arc<AppState>,
-    mut gs: GenStream,
+    gs: GenStream,
     t0: Instant,
     content_type: &'static str,
     start: Option<String>,
     mut fmt: impl FnMut(&GenEvent) -> String + Send + 'static,
 ) -> Resp {
+    stream_response_n(st, vec![gs], t0, content_type, start, move |_, ev, _| {
+        fmt(ev)
+    })
+}
+
+/// The next event of any generation not finished yet: `(its index, the event)`; `None` from a
+/// generation means it ended without a result.
+async fn next_of_any(streams: &mut [GenStream], done: &[bool]) -> (usize, Option<GenEvent>) {
+    std::future::poll_fn(|cx| {
+        for (i, s) in streams.iter_mut().enumerate() {
+            if done.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            if let Poll::Ready(ev) = Pin::new(s).poll_next(cx) {
+                return Poll::Ready((i, ev));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Streams the events of several generations (the choices of one request) as they come,
+/// each framed by `fmt(index, event, last)` (`last`: the event ends the last generation still
+/// running); `start` goes first. A failure ends the stream (the others are cancelled); a
+/// client that goes away cancels them all.
+pub(crate) fn stream_response_n(
+    st: &Arc<AppState>,
+    mut streams: Vec<GenStream>,
+    t0: Instant,
+    content_type: &'static str,
+    start: Option<String>,
+    mut fmt: impl FnMut(usize, &GenEvent, bool) -> String + Send + 'static,
+) -> Resp {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
-    let mut tr = Tracker::new(st, t0);
+    let mut trackers: Vec<Tracker> = streams.iter().map(|_| Tracker::new(st, t0)).collect();
     let span = tracing::Span::current();
     let label = super::ENDPOINT.try_with(|l| *l).unwrap_or("other");
     let st = st.clone();
@@ -121,30 +156,40 @@ pub(crate) fn stream_response(
                     return;
                 }
             }
+            let mut done = vec![false; streams.len()];
             loop {
-                let ev = tokio::select! {
+                let (i, ev) = tokio::select! {
                     () = tx.closed() => {
                         tracing::info!("client disconnected; generation cancelled");
                         st.metrics.aborted(label);
                         return;
                     }
-                    () = st.aborted() => Some(GenEvent::Failed(
+                    () = st.aborted() => (0, Some(GenEvent::Failed(
                         "the server is shutting down; the generation was stopped".into(),
-                    )),
-                    ev = gs.next() => ev,
+                    ))),
+                    next = next_of_any(&mut streams, &done) => next,
                 };
                 let ev = ev.unwrap_or_else(|| {
                     GenEvent::Failed("the generation ended without a result".into())
                 });
-                tr.observe(&ev);
-                let terminal = !matches!(ev, GenEvent::Delta { .. });
-                let out = fmt(&ev);
+                if let Some(t) = trackers.get_mut(i) {
+                    t.observe(&ev);
+                }
+                let finished = matches!(ev, GenEvent::Done(_));
+                if finished {
+                    if let Some(d) = done.get_mut(i) {
+                        *d = true;
+                    }
+                }
+                let failed = matches!(ev, GenEvent::Failed(_));
+                let all_done = done.iter().all(|d| *d);
+                let out = fmt(i, &ev, all_done);
                 if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
                     tracing::info!("client disconnected; generation cancelled");
                     st.metrics.aborted(label);
                     return;
                 }
-                if terminal {
+                if failed || all_done {
                     return;
                 }
             }

@@ -261,6 +261,24 @@ pub(crate) fn submit(
     })
 }
 
+/// Submits `p.n` generations of one prompt (a request's choices): choice `i` samples with
+/// the seed plus `i`, so that the choices differ and a seeded request is reproducible. If one
+/// cannot be queued, the ones already queued are cancelled.
+pub(crate) fn submit_n(
+    engine: &dyn Engine,
+    prompt: Vec<u32>,
+    p: &GenParams,
+    prompt_param: &'static str,
+) -> Result<Vec<GenStream>, ApiError> {
+    let mut out = Vec::with_capacity(p.n.max(1));
+    for i in 0..p.n.max(1) {
+        let mut pi = p.clone();
+        pi.sampler.seed = p.sampler.seed.wrapping_add(i as u64);
+        out.push(submit(engine, prompt.clone(), &pi, prompt_param)?);
+    }
+    Ok(out)
+}
+
 /// Follows a generation's events and records latency metrics.
 pub(crate) struct Tracker {
     pub(crate) st: Arc<AppState>,

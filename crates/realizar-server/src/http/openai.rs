@@ -53,6 +53,31 @@ pub(crate) fn completion_logprobs(tokens: &[TokenInfo]) -> Value {
     })
 }
 
+/// The usage of several choices: every prompt's tokens once, every choice's generated ones.
+#[derive(Default)]
+struct Usage {
+    prompt: usize,
+    completion: usize,
+}
+
+impl Usage {
+    /// Adds a finished choice (`first`: the first choice of its prompt).
+    fn add(&mut self, s: &GenSummary, first: bool) {
+        if first {
+            self.prompt += s.prompt_tokens;
+        }
+        self.completion += s.completion_tokens;
+    }
+
+    fn summary(&self, last: &GenSummary) -> GenSummary {
+        GenSummary {
+            finish_reason: last.finish_reason,
+            prompt_tokens: self.prompt,
+            completion_tokens: self.completion,
+        }
+    }
+}
+
 pub(crate) async fn chat_completions(
     st: &Arc<AppState>,
     obj: &Map<String, Value>,
@@ -67,15 +92,33 @@ pub(crate) async fn chat_completions(
     let content = content_specials(st);
     check_text_fits(&*engine, message_bytes(&messages), "messages")?;
     let ids = blocking(st, move || e2.chat_prompt(&messages, content)).await?;
-    let gs = submit(&*engine, ids, &p, "messages")?;
+    let streams = submit_n(&*engine, ids, &p, "messages")?;
     let model = engine.info().id;
     let id = format!("chatcmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     if !p.stream {
-        let c = collect(st, gs, t0).await?;
-        let logprobs = p.logprobs.map(
-            |_| json!({"content": c.logprobs.iter().map(chat_logprob_entry).collect::<Vec<_>>()}),
-        );
+        let mut choices = Vec::with_capacity(streams.len());
+        let mut usage = Usage::default();
+        let mut last = None;
+        for (i, gs) in streams.into_iter().enumerate() {
+            let c = collect(st, gs, t0).await?;
+            let logprobs = p.logprobs.map(
+                |_| json!({"content": c.logprobs.iter().map(chat_logprob_entry).collect::<Vec<_>>()}),
+            );
+            choices.push(json!({
+                "index": i,
+                "message": {"role": "assistant", "content": c.text},
+                "logprobs": logprobs,
+                "finish_reason": c.summary.finish_reason.as_str(),
+            }));
+            usage.add(&c.summary, i == 0);
+            last = Some(c.summary);
+        }
+        let total = last.map(|l| usage.summary(&l)).unwrap_or(GenSummary {
+            finish_reason: crate::engine::FinishReason::Stop,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        });
         return Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -83,13 +126,8 @@ pub(crate) async fn chat_completions(
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": c.text},
-                    "logprobs": logprobs,
-                    "finish_reason": c.summary.finish_reason.as_str(),
-                }],
-                "usage": usage_json(&c.summary),
+                "choices": choices,
+                "usage": usage_json(&total),
             }),
         ));
     }
@@ -100,19 +138,23 @@ pub(crate) async fn chat_completions(
         model,
         include_usage: p.include_usage,
     };
-    let start = chunks.event(
-        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
-        None,
-    );
+    let start: String = (0..streams.len())
+        .map(|i| {
+            chunks.event(
+                json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+                None,
+            )
+        })
+        .collect();
     let want_lp = p.logprobs.is_some();
-    Ok(stream_response(
+    let mut usage = Usage::default();
+    Ok(stream_response_n(
         st,
-        gs,
+        streams,
         t0,
         "text/event-stream",
         Some(start),
-        move |ev| {
-            match ev {
+        move |i, ev, all_done| match ev {
             GenEvent::Delta { text, logprobs, .. } => {
                 let lp = logprobs.as_ref().filter(|_| want_lp);
                 if text.is_empty() && lp.is_none() {
@@ -120,16 +162,20 @@ pub(crate) async fn chat_completions(
                 }
                 let lpv = lp.map(|t| json!({"content": [chat_logprob_entry(t)]}));
                 chunks.event(
-                    json!([{"index": 0, "delta": {"content": text}, "logprobs": lpv, "finish_reason": null}]),
+                    json!([{"index": i, "delta": {"content": text}, "logprobs": lpv, "finish_reason": null}]),
                     None,
                 )
             }
-            GenEvent::Done(s) => chunks.done(
-                json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
-                s,
-            ),
+            GenEvent::Done(s) => {
+                usage.add(s, i == 0);
+                let last = json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": s.finish_reason.as_str()}]);
+                if all_done {
+                    chunks.done(last, &usage.summary(s))
+                } else {
+                    chunks.event(last, None)
+                }
+            }
             GenEvent::Failed(m) => sse_failed(m),
-        }
         },
     ))
 }
@@ -142,8 +188,19 @@ pub(crate) async fn completions(
     let f = Fields::new(obj);
     f.only(&api::completion_fields())?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
-    let prompt = api::completion_prompt(&f)?;
+    let prompts = api::completion_prompt(&f)?;
     let p = api::openai_params(&f, Flavor::Completion)?;
+    if (prompts.len() * p.n) as u64 > api::MAX_CHOICES {
+        return Err(ApiError::invalid(
+            "n",
+            format!(
+                "{} prompts times n = {} is more than {} choices",
+                prompts.len(),
+                p.n,
+                api::MAX_CHOICES
+            ),
+        ));
+    }
     if f.bool("echo")?.unwrap_or(false) {
         return Err(ApiError::invalid("echo", "`echo` is not supported"));
     }
@@ -152,30 +209,51 @@ pub(crate) async fn completions(
         return Err(ApiError::invalid("suffix", "`suffix` is not supported"));
     }
     let parse_special = f.bool("parse_special")?.unwrap_or(st.config.parse_special);
-    let ids = match prompt {
-        Prompt::Ids(ids) => ids,
-        Prompt::Text(t) => {
-            check_text_fits(&*engine, t.len(), "prompt")?;
-            let e2 = engine.clone();
-            blocking(st, move || e2.tokenize(&t, true, parse_special)).await?
-        }
-    };
-    let gs = submit(&*engine, ids, &p, "prompt")?;
+    let mut all_ids = Vec::with_capacity(prompts.len());
+    for prompt in prompts {
+        all_ids.push(match prompt {
+            Prompt::Ids(ids) => ids,
+            Prompt::Text(t) => {
+                check_text_fits(&*engine, t.len(), "prompt")?;
+                let e2 = engine.clone();
+                blocking(st, move || e2.tokenize(&t, true, parse_special)).await?
+            }
+        });
+    }
+    // Choice `k` is choice `k % n` of prompt `k / n`.
+    let n = p.n.max(1);
+    let mut streams = Vec::with_capacity(all_ids.len() * n);
+    for ids in all_ids {
+        streams.extend(submit_n(&*engine, ids, &p, "prompt")?);
+    }
     let model = engine.info().id;
     let id = format!("cmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     if !p.stream {
-        let c = collect(st, gs, t0).await?;
-        let lp = p.logprobs.map(|_| completion_logprobs(&c.logprobs));
+        let mut choices = Vec::with_capacity(streams.len());
+        let mut usage = Usage::default();
+        let mut last = None;
+        for (i, gs) in streams.into_iter().enumerate() {
+            let c = collect(st, gs, t0).await?;
+            let lp = p.logprobs.map(|_| completion_logprobs(&c.logprobs));
+            choices.push(json!({
+                "index": i, "text": c.text, "logprobs": lp,
+                "finish_reason": c.summary.finish_reason.as_str(),
+            }));
+            usage.add(&c.summary, i % n == 0);
+            last = Some(c.summary);
+        }
+        let total = last.map(|l| usage.summary(&l)).unwrap_or(GenSummary {
+            finish_reason: crate::engine::FinishReason::Stop,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        });
         return Ok(json_response(
             StatusCode::OK,
             &json!({
                 "id": id, "object": "text_completion", "created": created, "model": model,
-                "choices": [{
-                    "index": 0, "text": c.text, "logprobs": lp,
-                    "finish_reason": c.summary.finish_reason.as_str(),
-                }],
-                "usage": usage_json(&c.summary),
+                "choices": choices,
+                "usage": usage_json(&total),
             }),
         ));
     }
@@ -187,14 +265,14 @@ pub(crate) async fn completions(
         model,
         include_usage: p.include_usage,
     };
-    Ok(stream_response(
+    let mut usage = Usage::default();
+    Ok(stream_response_n(
         st,
-        gs,
+        streams,
         t0,
         "text/event-stream",
         None,
-        move |ev| {
-            match ev {
+        move |i, ev, all_done| match ev {
             GenEvent::Delta { text, logprobs, .. } => {
                 let lp = logprobs.as_ref().filter(|_| want_lp);
                 if text.is_empty() && lp.is_none() {
@@ -202,16 +280,20 @@ pub(crate) async fn completions(
                 }
                 let lpv = lp.map(|t| completion_logprobs(std::slice::from_ref(t)));
                 chunks.event(
-                    json!([{"index": 0, "text": text, "logprobs": lpv, "finish_reason": null}]),
+                    json!([{"index": i, "text": text, "logprobs": lpv, "finish_reason": null}]),
                     None,
                 )
             }
-            GenEvent::Done(s) => chunks.done(
-                json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": s.finish_reason.as_str()}]),
-                s,
-            ),
+            GenEvent::Done(s) => {
+                usage.add(s, i % n == 0);
+                let last = json!([{"index": i, "text": "", "logprobs": null, "finish_reason": s.finish_reason.as_str()}]);
+                if all_done {
+                    chunks.done(last, &usage.summary(s))
+                } else {
+                    chunks.event(last, None)
+                }
+            }
             GenEvent::Failed(m) => sse_failed(m),
-        }
         },
     ))
 }
