@@ -82,8 +82,8 @@ pub struct GenerateArgs {
     /// complete).
     #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
     pub json_schema: Option<PathBuf>,
-    /// Constrain the output to the grammar in FILE, in llguidance's Lark syntax
-    /// (`start: ...` rules, `/regex/` terminals, `%json {schema}`).
+    /// Constrain the output to the grammar in FILE: llama.cpp's GBNF (`root ::= ...`), or
+    /// llguidance's Lark syntax when the file starts with a `%llguidance` line.
     #[arg(long, value_name = "FILE")]
     pub grammar: Option<PathBuf>,
     /// Worker threads (default: physical cores).
@@ -114,7 +114,12 @@ fn grammar_of(args: &GenerateArgs) -> Result<Option<Grammar>, CliError> {
         return Ok(Some(Grammar::JsonSchema(schema)));
     }
     if let Some(path) = &args.grammar {
-        return Ok(Some(Grammar::Lark(read("--grammar", path)?)));
+        let text = read("--grammar", path)?;
+        return Ok(Some(if text.trim_start().starts_with("%llguidance") {
+            Grammar::Lark(text)
+        } else {
+            Grammar::Gbnf(text)
+        }));
     }
     Ok(None)
 }

@@ -508,8 +508,8 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
 }
 
 /// The output constraint of an OpenAI request: `response_format` (`text`, `json_object`,
-/// `json_schema`), or llama.cpp's `json_schema` (a schema) and `grammar` (a grammar in
-/// llguidance's Lark syntax, marked `%llguidance` as llama.cpp marks them). At most one.
+/// `json_schema`), or llama.cpp's `json_schema` (a schema) and `grammar` (GBNF, or
+/// llguidance's Lark syntax marked `%llguidance` as llama.cpp marks it). At most one.
 fn openai_grammar(f: &Fields<'_>) -> Result<Option<(Grammar, &'static str)>, ApiError> {
     let given: Vec<&str> = OPENAI_GRAMMAR_FIELDS
         .iter()
@@ -586,18 +586,21 @@ fn openai_grammar(f: &Fields<'_>) -> Result<Option<(Grammar, &'static str)>, Api
     Ok(None)
 }
 
-/// A grammar in llguidance's Lark syntax, which llama.cpp marks with a leading `%llguidance`
-/// line. GBNF (llama.cpp's own grammar language) is refused with what to write instead.
+/// A request's `grammar`: llama.cpp's GBNF, or llguidance's Lark syntax when it starts with
+/// a `%llguidance` line (as llama.cpp marks those).
 fn lark_grammar(g: &str) -> Result<Grammar, ApiError> {
+    if g.trim().is_empty() {
+        return Err(ApiError::invalid("grammar", "`grammar` is empty"));
+    }
+    Ok(grammar_text(g))
+}
+
+/// GBNF, or Lark when the text starts with `%llguidance`.
+pub(crate) fn grammar_text(g: &str) -> Grammar {
     if g.trim_start().starts_with("%llguidance") {
-        Ok(Grammar::Lark(g.to_string()))
+        Grammar::Lark(g.to_string())
     } else {
-        Err(ApiError::invalid(
-            "grammar",
-            "only grammars in llguidance's Lark syntax are supported: start the grammar with a \
-             `%llguidance {}` line (GBNF grammars are not supported; `response_format` takes a \
-             JSON schema)",
-        ))
+        Grammar::Gbnf(g.to_string())
     }
 }
 

@@ -581,7 +581,7 @@ fn over_long_texts_are_refused_before_tokenizing() {
 }
 
 /// A request field the server does not implement (tools, a response format's unknown field,
-/// a GBNF grammar, an Ollama `format` other than JSON, mirostat) is a 400 naming it, never silently dropped; informational fields
+/// a GBNF token reference, an Ollama `format` other than JSON, mirostat) is a 400 naming it, never silently dropped; informational fields
 /// (`user`, `metadata`, `keep_alive`, resource options) are fine.
 #[test]
 fn unimplemented_request_fields_are_400s_naming_them() {
@@ -605,7 +605,7 @@ fn unimplemented_request_fields_are_400s_naming_them() {
         ),
         (
             "/v1/completions",
-            json!({"prompt": "x", "grammar": "root ::= \"a\""}),
+            json!({"prompt": "x", "grammar": "root ::= <[1]>"}),
             "grammar",
         ),
         (

@@ -148,6 +148,42 @@ fn lark_grammars_constrain_the_output() {
     }
 }
 
+/// llama.cpp's GBNF grammars (its `grammar` field): a list of 1 to 3 lowercase words and a
+/// number.
+#[test]
+fn gbnf_grammars_constrain_the_output() {
+    let srv = server();
+    let grammar = r#"
+root   ::= "items: " word ("," " "? word){0,2} " #" num
+word   ::= [a-z]{1,8}
+num    ::= [1-9] [0-9]? # one or two digits
+"#;
+    for seed in 0..4 {
+        let (text, finish) = content(&srv.post(
+            "/v1/completions",
+            &json!({"model": "toy", "prompt": "x", "grammar": grammar, "seed": seed,
+                    "temperature": 1.0, "max_tokens": 60}),
+        ));
+        let rest = text
+            .strip_prefix("items: ")
+            .unwrap_or_else(|| panic!("{text:?}"));
+        let (words, num) = rest.rsplit_once(" #").unwrap_or_else(|| panic!("{text:?}"));
+        let words: Vec<&str> = words.split(',').map(str::trim_start).collect();
+        assert!((1..=3).contains(&words.len()), "{text:?}");
+        for w in words {
+            assert!(
+                (1..=8).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase()),
+                "{text:?}"
+            );
+        }
+        assert!(
+            num.parse::<u32>().is_ok_and(|n| (1..100).contains(&n)),
+            "{text:?}"
+        );
+        assert_eq!(finish, "stop");
+    }
+}
+
 #[test]
 fn bad_formats_and_schemas_are_400s_naming_the_field() {
     let srv = server();
@@ -195,9 +231,15 @@ fn bad_formats_and_schemas_are_400s_naming_the_field() {
         ),
         (
             "/v1/completions",
-            json!({"prompt": "x", "grammar": "root ::= \"a\""}),
+            json!({"prompt": "x", "grammar": "root ::= item\nitem ::= [a-z"}),
             "grammar",
-            "GBNF",
+            "line 2, column 10",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "grammar": "root ::= undefined-rule"}),
+            "grammar",
+            "undefined-rule",
         ),
         (
             "/v1/completions",

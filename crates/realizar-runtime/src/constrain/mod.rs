@@ -1,5 +1,5 @@
 //! Constrained decoding: a per-sequence [`Constraint`] that keeps the generated text inside a
-//! language (a JSON Schema, any JSON object, a regular expression, a Lark grammar), through
+//! language (a JSON Schema, any JSON object, a regular expression, a Lark or GBNF grammar), through
 //! `llguidance`. At each step it gives the set of tokens that keep the output inside the
 //! language (the mask the sampler applies to the logits), then advances with the sampled one.
 //!
@@ -9,6 +9,8 @@
 //! enforce, is a [`ConstraintError`] before any token is generated.
 
 use std::sync::Arc;
+
+mod gbnf;
 
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
@@ -25,8 +27,10 @@ pub enum Grammar {
     JsonSchema(Value),
     /// A regular expression the whole output matches.
     Regex(String),
-    /// A grammar in llguidance's Lark syntax (which also reads most GBNF rules).
+    /// A grammar in llguidance's Lark syntax.
     Lark(String),
+    /// A grammar in llama.cpp's GBNF (`root ::= ...`), rewritten into Lark.
+    Gbnf(String),
 }
 
 impl Grammar {
@@ -36,7 +40,7 @@ impl Grammar {
             Grammar::JsonObject => "JSON object",
             Grammar::JsonSchema(_) => "JSON schema",
             Grammar::Regex(_) => "regular expression",
-            Grammar::Lark(_) => "grammar",
+            Grammar::Lark(_) | Grammar::Gbnf(_) => "grammar",
         }
     }
 }
@@ -167,6 +171,7 @@ impl ConstraintCompiler {
             Grammar::JsonSchema(schema) => TopLevelGrammar::from_json_schema(with_layout(schema)?),
             Grammar::Regex(rx) => TopLevelGrammar::from_regex(rx),
             Grammar::Lark(g) => TopLevelGrammar::from_lark(g.clone()),
+            Grammar::Gbnf(g) => TopLevelGrammar::from_lark(gbnf::to_lark(g)?),
         };
         // llguidance reports bad input as errors; a panic on some input it did not foresee is
         // caught here so that one request's grammar cannot take the server down.
