@@ -16,6 +16,7 @@ pub mod models;
 pub mod sampling;
 pub mod threads;
 pub mod tokenizer_load;
+pub mod tools;
 
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};

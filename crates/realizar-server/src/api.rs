@@ -2,6 +2,7 @@
 //! is a 400 that names the field.
 
 use realizar_runtime::constrain::Grammar;
+use realizar_runtime::tools::{self, Tool, ToolCall, ToolChoice, ToolSet};
 use realizar_runtime::{SamplerConfig, SamplerParam};
 use serde_json::{Map, Value};
 
@@ -281,6 +282,7 @@ const OPENAI_COMMON: &[&str] = &[
 pub(crate) fn chat_fields() -> Vec<&'static str> {
     let mut v = OPENAI_COMMON.to_vec();
     v.extend(OPENAI_GRAMMAR_FIELDS);
+    v.extend(["tools", "tool_choice", "parallel_tool_calls"]);
     v.extend([
         "messages",
         "logprobs",
@@ -323,6 +325,7 @@ pub(crate) const OLLAMA_CHAT_FIELDS: &[&str] = &[
     "options",
     "keep_alive",
     "format",
+    "tools",
 ];
 
 /// Ollama `options` about resources, which do not change the answer (threads, GPUs, batch
@@ -714,9 +717,18 @@ pub(crate) fn chat_messages(
                 ));
             }
             let role = if role == "developer" { "system".to_string() } else { role };
+            let extra: &[&str] = match role.as_str() {
+                "assistant" => &["tool_calls"],
+                "tool" => &["tool_call_id", "name", "tool_name"],
+                _ => &[],
+            };
             if let Some(k) = m
                 .iter()
-                .find(|(k, v)| !matches!(k.as_str(), "role" | "content") && !v.is_null())
+                .find(|(k, v)| {
+                    !matches!(k.as_str(), "role" | "content")
+                        && !extra.contains(&k.as_str())
+                        && !v.is_null()
+                })
                 .map(|(k, _)| k)
             {
                 return Err(ApiError::invalid(
@@ -724,7 +736,18 @@ pub(crate) fn chat_messages(
                     format!("`{}` is not supported (messages take `role` and `content`)", p(k)),
                 ));
             }
+            let calls = match m.get("tool_calls") {
+                Some(Value::Array(a)) if !a.is_empty() => Some(tool_calls_of(a, &p("tool_calls"))?),
+                Some(Value::Array(_)) | None | Some(Value::Null) => None,
+                Some(v) => {
+                    return Err(ApiError::invalid(
+                        p("tool_calls"),
+                        format!("`{}` must be an array, got {}", p("tool_calls"), type_name(v)),
+                    ))
+                }
+            };
             let content = match m.get("content") {
+                None | Some(Value::Null) if calls.is_some() => String::new(),
                 None | Some(Value::Null) => {
                     return Err(ApiError::invalid(
                         p("content"),
@@ -773,9 +796,251 @@ pub(crate) fn chat_messages(
                     ))
                 }
             };
-            Ok(ChatMessage::new(role, content))
+            if let Some(calls) = calls {
+                return Ok(Turn::Calls(content, calls));
+            }
+            if role == "tool" {
+                let fm = Fields::new(m);
+                let id = fm
+                    .str("tool_call_id")?
+                    .or(fm.str("name")?)
+                    .or(fm.str("tool_name")?)
+                    .unwrap_or_default();
+                return Ok(Turn::Result(id.to_string(), content));
+            }
+            Ok(Turn::Plain(ChatMessage::new(role, content)))
+        })
+        .collect::<Result<Vec<Turn>, ApiError>>()
+        .map(fold_turns)
+}
+
+/// A message as read: plain, an assistant's tool calls (after its text), a tool's result.
+enum Turn {
+    Plain(ChatMessage),
+    Calls(String, Vec<ToolCall>),
+    Result(String, String),
+}
+
+/// The messages a template renders: calls and results in the generic tool format
+/// ([`tools::assistant_calls_message`]), consecutive results as one turn.
+fn fold_turns(turns: Vec<Turn>) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(turns.len());
+    let mut results: Vec<(String, String)> = Vec::new();
+    for t in turns {
+        if !matches!(t, Turn::Result(..)) && !results.is_empty() {
+            out.push(tools::tool_results_message(&results));
+            results.clear();
+        }
+        match t {
+            Turn::Plain(m) => out.push(m),
+            Turn::Calls(content, calls) => {
+                out.push(tools::assistant_calls_message(&content, &calls))
+            }
+            Turn::Result(id, content) => results.push((id, content)),
+        }
+    }
+    if !results.is_empty() {
+        out.push(tools::tool_results_message(&results));
+    }
+    out
+}
+
+/// An assistant message's `tool_calls` (OpenAI's: `function.arguments` a JSON string; Ollama's:
+/// an object).
+fn tool_calls_of(a: &[Value], at: &str) -> Result<Vec<ToolCall>, ApiError> {
+    a.iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let here = format!("{at}[{j}]");
+            let bad = |field: &str, what: &str| {
+                ApiError::invalid(format!("{here}{field}"), format!("`{here}{field}` {what}"))
+            };
+            let f = c
+                .get("function")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad(".function", "must be an object"))?;
+            let name = f
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(".function.name", "must be a string"))?;
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => serde_json::from_str(s)
+                    .map_err(|e| bad(".function.arguments", &format!("is not valid JSON: {e}")))?,
+                Some(v @ Value::Object(_)) => v.clone(),
+                None | Some(Value::Null) => Value::Object(Map::new()),
+                Some(_) => {
+                    return Err(bad(
+                        ".function.arguments",
+                        "must be a JSON string or an object",
+                    ))
+                }
+            };
+            Ok(ToolCall {
+                name: name.to_string(),
+                arguments,
+            })
         })
         .collect()
+}
+
+/// The request's `tools`, `tool_choice` and `parallel_tool_calls` (OpenAI's and Ollama's
+/// function tools); `None` without tools.
+pub(crate) fn chat_tools(f: &Fields<'_>) -> Result<Option<ToolSet>, ApiError> {
+    let list = match f.get("tools") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "tools",
+                format!("`tools` must be an array, got {}", type_name(v)),
+            ))
+        }
+    };
+    if list.len() > 128 {
+        return Err(ApiError::invalid("tools", "at most 128 tools per request"));
+    }
+    let mut tools_out: Vec<Tool> = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let at = format!("tools[{i}]");
+        let bad = |field: &str, what: String| ApiError::invalid(format!("{at}{field}"), what);
+        let Value::Object(o) = t else {
+            return Err(bad("", format!("`{at}` must be an object")));
+        };
+        let fo = Fields::new(o);
+        match fo.str("type")? {
+            Some("function") => {}
+            Some(other) => {
+                return Err(bad(
+                    ".type",
+                    format!("only function tools are supported, got `{other}`"),
+                ))
+            }
+            None => {
+                return Err(bad(
+                    ".type",
+                    format!("`{at}.type` is required (`function`)"),
+                ))
+            }
+        }
+        if let Some(k) = o
+            .keys()
+            .find(|k| !matches!(k.as_str(), "type" | "function"))
+        {
+            return Err(bad(
+                &format!(".{k}"),
+                format!("`{at}.{k}` is not supported"),
+            ));
+        }
+        let func = fo
+            .object("function")?
+            .ok_or_else(|| bad(".function", format!("`{at}.function` is required")))?;
+        let ff = Fields::new(func);
+        if let Some(k) = func
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "description" | "parameters" | "strict"))
+        {
+            return Err(bad(
+                &format!(".function.{k}"),
+                format!("`{at}.function.{k}` is not supported"),
+            ));
+        }
+        let name = ff.str("name")?.unwrap_or_default();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(bad(
+                ".function.name",
+                format!("`{at}.function.name` must be 1 to 64 letters, digits, `_` or `-`"),
+            ));
+        }
+        if tools_out.iter().any(|t| t.name == name) {
+            return Err(bad(
+                ".function.name",
+                format!("two tools are named `{name}`"),
+            ));
+        }
+        ff.bool("strict")?;
+        let parameters = match func.get("parameters") {
+            None | Some(Value::Null) => serde_json::json!({"type": "object", "properties": {}}),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(v) => {
+                return Err(bad(
+                    ".function.parameters",
+                    format!(
+                        "`{at}.function.parameters` must be a JSON schema object, got {}",
+                        type_name(v)
+                    ),
+                ))
+            }
+        };
+        tools_out.push(Tool {
+            name: name.to_string(),
+            description: ff.str("description")?.map(str::to_string),
+            parameters,
+        });
+    }
+    let choice = match f.get("tool_choice") {
+        None => ToolChoice::Auto,
+        Some(Value::String(s)) => {
+            match s.as_str() {
+                "none" => ToolChoice::None,
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                other => return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!(
+                        "`tool_choice` must be none, auto, required or a function, got `{other}`"
+                    ),
+                )),
+            }
+        }
+        Some(Value::Object(o)) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "tool_choice",
+                        "`tool_choice` must be {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                    )
+                })?;
+            if !tools_out.iter().any(|t| t.name == name) {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("`tool_choice` names `{name}`, which is not among the tools"),
+                ));
+            }
+            ToolChoice::Named(name.to_string())
+        }
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                format!(
+                    "`tool_choice` must be a string or an object, got {}",
+                    type_name(v)
+                ),
+            ))
+        }
+    };
+    let parallel = f.bool("parallel_tool_calls")?.unwrap_or(true);
+    if tools_out.is_empty() {
+        if matches!(choice, ToolChoice::Required | ToolChoice::Named(_)) {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                "`tool_choice` asks for a call, but the request has no tools",
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(ToolSet {
+        tools: tools_out,
+        choice,
+        parallel,
+    }))
 }
 
 /// A completion prompt: a string, an array of one string, or an array of token ids.

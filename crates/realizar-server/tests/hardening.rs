@@ -286,7 +286,7 @@ fn messages_without_content_and_foreign_logit_bias_ids_are_400s() {
                      "tool_calls": [{"id": "1"}]}]}),
         )
         .error(400);
-    assert_eq!(e["param"], "messages[0].tool_calls");
+    assert_eq!(e["param"], "messages[0].tool_calls[0].function");
     for id in ["258", "4294967295"] {
         let mut b = chat("hi");
         b["logit_bias"] = json!({id: 5});

@@ -14,8 +14,13 @@ use realizar_server::ServerConfig;
 use serde_json::{json, Value};
 
 fn server() -> TestServer {
-    let (gen, _) = ToyEngine::generator("toy", ToyConfig::default(), BatcherConfig::default())
-        .expect("toy engine");
+    // Room for the tool descriptions (a byte per token).
+    let config = ToyConfig {
+        ctx: 2048,
+        ..ToyConfig::default()
+    };
+    let (gen, _) =
+        ToyEngine::generator("toy", config, BatcherConfig::default()).expect("toy engine");
     TestServer::start(ServerConfig::default(), vec![Arc::new(gen)])
 }
 
@@ -264,5 +269,237 @@ fn bad_formats_and_schemas_are_400s_naming_the_field() {
         assert_eq!(r.status, 400, "{path} {body}: {}", r.body);
         assert!(r.body.contains(param), "{path} {body}: {}", r.body);
         assert!(r.body.contains(says), "{path} {body}: {}", r.body);
+    }
+}
+
+fn weather_tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 12},
+                "unit": {"enum": ["c", "f"]}},
+                "required": ["city", "unit"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "add",
+            "parameters": {"type": "object", "properties": {
+                "a": {"type": "integer", "minimum": 0, "maximum": 99},
+                "b": {"type": "integer", "minimum": 0, "maximum": 99}},
+                "required": ["a", "b"], "additionalProperties": false}}}
+    ])
+}
+
+/// Checks every call of a reply against its tool's parameters; returns the names called.
+fn check_calls(msg: &Value, tools: &Value) -> Vec<String> {
+    let calls = msg["tool_calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no calls: {msg}"));
+    assert!(!calls.is_empty(), "{msg}");
+    calls
+        .iter()
+        .map(|c| {
+            assert_eq!(c["type"], "function", "{c}");
+            assert!(
+                c["id"].as_str().is_some_and(|s| s.starts_with("call_")),
+                "{c}"
+            );
+            let name = c["function"]["name"].as_str().expect("name");
+            let args: Value =
+                serde_json::from_str(c["function"]["arguments"].as_str().expect("args"))
+                    .unwrap_or_else(|e| panic!("arguments are not JSON ({e}): {c}"));
+            let tool = tools
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["function"]["name"] == name))
+                .unwrap_or_else(|| panic!("unknown tool {name}"));
+            validate(&tool["function"]["parameters"], &args, name)
+                .unwrap_or_else(|e| panic!("{e}"));
+            name.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn required_and_named_tool_calls_always_validate() {
+    let srv = server();
+    let tools = weather_tools();
+    for seed in 0..6 {
+        // One call per reply: the toy model, random, would otherwise call until its budget.
+        let body = json!({"model": "toy", "messages": [{"role": "user", "content": "weather?"}],
+            "tools": tools, "tool_choice": "required", "seed": seed, "temperature": 1.0,
+            "max_tokens": 300, "parallel_tool_calls": false});
+        let r = srv.post("/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+        assert!(v["choices"][0]["message"]["content"].is_null(), "{v}");
+        check_calls(&v["choices"][0]["message"], &tools);
+
+        let mut named = body.clone();
+        named["tool_choice"] = json!({"type": "function", "function": {"name": "add"}});
+        let v = srv.post("/v1/chat/completions", &named).json();
+        assert_eq!(
+            check_calls(&v["choices"][0]["message"], &tools),
+            ["add"],
+            "{v}"
+        );
+    }
+    // Streamed: the calls arrive as tool-call deltas with their index, and equal the whole reply.
+    let body = json!({"model": "toy", "messages": [{"role": "user", "content": "x"}],
+        "tools": tools, "tool_choice": "required", "seed": 3, "temperature": 1.0, "max_tokens": 300,
+        "parallel_tool_calls": false});
+    let whole = srv.post("/v1/chat/completions", &body).json();
+    let mut sb = body.clone();
+    sb["stream"] = json!(true);
+    let events = srv.post("/v1/chat/completions", &sb).sse();
+    let mut calls = Vec::new();
+    let mut finish = None;
+    for e in &events[..events.len() - 1] {
+        let c: Value = serde_json::from_str(e).expect("chunk");
+        let ch = &c["choices"][0];
+        if let Some(tc) = ch["delta"]["tool_calls"].as_array() {
+            for (k, t) in tc.iter().enumerate() {
+                assert_eq!(t["index"], k);
+                let mut t = t.clone();
+                t.as_object_mut().map(|o| o.remove("index"));
+                calls.push(t);
+            }
+        }
+        if ch["finish_reason"].is_string() {
+            finish = ch["finish_reason"].as_str().map(str::to_string);
+        }
+    }
+    // The same calls (the ids number the requests).
+    let strip = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let mut c = c.clone();
+                assert!(
+                    c["id"].as_str().is_some_and(|s| s.starts_with("call_")),
+                    "{c}"
+                );
+                c.as_object_mut().map(|o| o.remove("id"));
+                c
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&Value::Array(calls)),
+        strip(&whole["choices"][0]["message"]["tool_calls"])
+    );
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+}
+
+#[test]
+fn auto_tool_replies_are_calls_or_text_and_conversations_continue() {
+    let srv = server();
+    let tools = weather_tools();
+    let mut kinds = (0, 0);
+    for seed in 0..8 {
+        let v = srv
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "toy", "messages": [{"role": "user", "content": "hi"}],
+                        "tools": tools, "seed": seed, "temperature": 1.0, "max_tokens": 300,
+                        "parallel_tool_calls": false}),
+            )
+            .json();
+        let m = &v["choices"][0]["message"];
+        if m["tool_calls"].is_array() {
+            check_calls(m, &tools);
+            kinds.0 += 1;
+        } else {
+            // A text answer (the random toy may run out of tokens inside it).
+            assert!(m["content"].is_string(), "{v}");
+            kinds.1 += 1;
+        }
+    }
+    assert_eq!(kinds.0 + kinds.1, 8);
+    // A conversation with a call and its result (OpenAI's shape) renders and continues.
+    let conv = json!([
+        {"role": "user", "content": "weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\", \"unit\": \"c\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "4 degrees"},
+    ]);
+    let r = srv.post(
+        "/v1/chat/completions",
+        &json!({"model": "toy", "messages": conv, "tools": tools, "max_tokens": 300, "seed": 1}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // `tool_choice: none` answers in plain text.
+    let v = srv
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "toy", "messages": conv, "tools": tools, "tool_choice": "none",
+                    "max_tokens": 5, "temperature": 0}),
+        )
+        .json();
+    assert!(v["choices"][0]["message"]["tool_calls"].is_null(), "{v}");
+    // Ollama's /api/chat: calls with object arguments, or text.
+    let r = srv.post(
+        "/api/chat",
+        &json!({"model": "toy", "messages": [{"role": "user", "content": "hi"}], "tools": tools,
+                "stream": false, "options": {"seed": 2, "temperature": 1.0, "num_predict": 300}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = &r.json()["message"];
+    if let Some(calls) = m["tool_calls"].as_array() {
+        for c in calls {
+            assert!(c["function"]["arguments"].is_object(), "{c}");
+        }
+    } else {
+        assert!(m["content"].is_string(), "{m}");
+    }
+}
+
+#[test]
+fn bad_tools_are_400s_naming_the_field() {
+    let srv = server();
+    let msgs = json!([{"role": "user", "content": "x"}]);
+    let tools = weather_tools();
+    for (body, param) in [
+        (
+            json!({"messages": msgs, "tools": tools, "tool_choice": {"type": "function", "function": {"name": "nope"}}}),
+            "tool_choice",
+        ),
+        (
+            json!({"messages": msgs, "tools": tools, "tool_choice": "sometimes"}),
+            "tool_choice",
+        ),
+        (
+            json!({"messages": msgs, "tool_choice": "required"}),
+            "tool_choice",
+        ),
+        (
+            json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "a b"}}]}),
+            "tools[0].function.name",
+        ),
+        (
+            json!({"messages": msgs, "tools": [{"type": "retrieval"}]}),
+            "tools[0].type",
+        ),
+        (
+            json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}),
+            "tools[0].function.parameters",
+        ),
+        (
+            json!({"messages": msgs, "tools": tools, "response_format": {"type": "json_object"}}),
+            "response_format",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"},
+                 {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": "{oops"}}]}],
+                "tools": tools}),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string", "pattern": "(["}}}}}]}),
+            "tools",
+        ),
+    ] {
+        let r = srv.post("/v1/chat/completions", &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        let e = r.json();
+        assert_eq!(e["error"]["param"], param, "{body}: {e}");
     }
 }

@@ -784,13 +784,35 @@ assert isinstance(json.loads(r.message.content), dict), r.message.content
 r = o.chat(model="smollm2-135m", messages=messages, format=Person.model_json_schema(),
            options={"temperature": 1, "seed": 4, "num_predict": 300})
 Person.model_validate_json(r.message.content)
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                         "required": ["city"], "additionalProperties": False}}}]
+for seed in range(3):
+    r = client.chat.completions.create(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=tools, tool_choice="required", parallel_tool_calls=False, seed=seed, temperature=1,
+        max_tokens=200)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls", c
+    call = c.message.tool_calls[0]
+    jsonschema.validate(json.loads(call.function.arguments), tools[0]["function"]["parameters"])
+    follow = client.chat.completions.create(
+        model="smollm2-135m", tools=tools, max_tokens=60, temperature=0,
+        messages=[{"role": "user", "content": "Weather in Paris?"}, c.message,
+                  {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}])
+    assert follow.choices[0].message.content is not None or follow.choices[0].message.tool_calls
+r = o.chat(model="smollm2-135m", messages=[{"role": "user", "content": "Weather in Rome?"}],
+           tools=tools, options={"temperature": 0, "num_predict": 200})
+for call in (r.message.tool_calls or []):
+    jsonschema.validate(dict(call.function.arguments), tools[0]["function"]["parameters"])
 print("structured output OK")
 "#;
 
 /// The official clients' structured output against SmolLM2: `response_format` JSON schemas
 /// validated by Python's `jsonschema` (greedy and sampled; streamed equals whole), the
 /// `openai` client's `beta.chat.completions.parse` with a pydantic model (nested, `$defs`,
-/// optional and literal fields), and the `ollama` client's `format` (JSON and a schema).
+/// optional and literal fields), the `ollama` client's `format` (JSON and a schema), and
+/// tools through both clients (required calls validate; a tool result continues the chat).
 #[test]
 fn official_clients_get_valid_structured_output() {
     let srv = server();
@@ -807,4 +829,94 @@ fn official_clients_get_valid_structured_output() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Tools on SmolLM2 and Gemma3 (templates without tool support: the generic format): with
+/// `tool_choice` required or a named function every reply calls with arguments that parse and
+/// validate; with `auto` every call the model makes is well-formed; a conversation with a
+/// call and its result continues.
+#[test]
+fn tool_calls_validate_on_smollm2_and_gemma3() {
+    let tools = json!([
+        {"type": "function", "function": {"name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 30},
+                "unit": {"enum": ["celsius", "fahrenheit"]}},
+                "required": ["city", "unit"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "add", "description": "Adds two integers",
+            "parameters": {"type": "object", "properties": {
+                "a": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                "b": {"type": "integer", "minimum": -1000, "maximum": 1000}},
+                "required": ["a", "b"], "additionalProperties": false}}}
+    ]);
+    let check = |m: &Value| -> usize {
+        let calls = m["tool_calls"].as_array().unwrap_or_else(|| panic!("no calls: {m}"));
+        for c in calls {
+            let name = c["function"]["name"].as_str().expect("name");
+            let args: Value =
+                serde_json::from_str(c["function"]["arguments"].as_str().expect("arguments"))
+                    .unwrap_or_else(|e| panic!("{e}: {c}"));
+            let tool = tools
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["function"]["name"] == name))
+                .unwrap_or_else(|| panic!("unknown tool in {c}"));
+            http::validate(&tool["function"]["parameters"], &args, name)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        calls.len()
+    };
+    let srv = TestServer::start(
+        ServerConfig::default(),
+        vec![load("smollm2-135m", 2), load("gemma3-270m", 2)],
+    );
+    for model in ["smollm2-135m", "gemma3-270m"] {
+        let ask = |content: &str, choice: Value, seed: u64, t: f64| {
+            let r = srv.post(
+                "/v1/chat/completions",
+                &json!({"model": model, "messages": [{"role": "user", "content": content}],
+                        "tools": tools, "tool_choice": choice, "seed": seed, "temperature": t,
+                        "max_tokens": 200, "parallel_tool_calls": false}),
+            );
+            assert_eq!(r.status, 200, "{model}: {}", r.body);
+            r.json()["choices"][0].clone()
+        };
+        for (seed, t) in [(0, 0.0), (1, 1.0), (2, 1.0), (3, 1.0)] {
+            let c = ask("What is the weather in Paris?", json!("required"), seed, t);
+            assert_eq!(c["finish_reason"], "tool_calls", "{model}: {c}");
+            assert_eq!(check(&c["message"]), 1);
+            let c = ask(
+                "What is 12 plus 30?",
+                json!({"type": "function", "function": {"name": "add"}}),
+                seed,
+                t,
+            );
+            assert_eq!(c["message"]["tool_calls"][0]["function"]["name"], "add", "{c}");
+            check(&c["message"]);
+            let c = ask("Tell me a joke, or the weather in Rome.", json!("auto"), seed, t);
+            if c["message"]["tool_calls"].is_array() {
+                check(&c["message"]);
+            } else {
+                assert!(c["message"]["content"].is_string(), "{model}: {c}");
+            }
+        }
+        let conv = json!([
+            {"role": "user", "content": "What is the weather in Oslo?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\", \"unit\": \"celsius\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature\": 4, \"sky\": \"rain\"}"},
+        ]);
+        let r = srv.post(
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": conv, "tools": tools, "temperature": 0,
+                    "max_tokens": 200}),
+        );
+        assert_eq!(r.status, 200, "{model}: {}", r.body);
+        let c = &r.json()["choices"][0];
+        if c["message"]["tool_calls"].is_array() {
+            check(&c["message"]);
+        } else {
+            assert!(c["message"]["content"].is_string(), "{model}: {c}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{self, Fields};
 use crate::engine::{ChatMessage, FinishReason, GenEvent, GenSummary, ModelKind};
 use crate::error::ApiError;
+use realizar_runtime::tools::{ToolReply, ToolSet};
 
 use super::body::*;
 use super::common::*;
@@ -53,10 +54,28 @@ pub(crate) async fn ollama_generate(
         api::OLLAMA_GENERATE_FIELDS
     })?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
-    let p = api::ollama_params(&f)?;
+    let mut p = api::ollama_params(&f)?;
+    let tools = if chat {
+        api::chat_tools(&f)?.filter(ToolSet::active)
+    } else {
+        None
+    };
+    if let Some(t) = &tools {
+        if p.grammar.is_some() {
+            return Err(ApiError::invalid(
+                "format",
+                "`format` cannot be combined with `tools`",
+            ));
+        }
+        p.grammar = t.grammar().map(|g| (g, "tools"));
+    }
     let e2 = engine.clone();
     let ids = if chat {
         let messages = api::chat_messages(&f, "messages")?;
+        let messages = match &tools {
+            Some(t) => t.with_system(messages),
+            None => messages,
+        };
         let content = content_specials(st);
         check_text_fits(&*engine, message_bytes(&messages), "messages")?;
         blocking(st, move || e2.chat_prompt(&messages, content)).await?
@@ -114,11 +133,14 @@ pub(crate) async fn ollama_generate(
     };
     if !p.stream {
         let c = collect(st, gs, t0).await?;
-        return Ok(json_response(
-            StatusCode::OK,
-            &final_obj(&model, &c.summary, Some(&c.text), t0),
-        ));
+        let mut v = final_obj(&model, &c.summary, Some(&c.text), t0);
+        if let Some(t) = &tools {
+            v["message"] = tool_message(t, &c.text);
+        }
+        return Ok(json_response(StatusCode::OK, &v));
     }
+    // With tools, the reply is read whole (calls or text), then sent in the last object.
+    let mut held = String::new();
     Ok(stream_response(
         st,
         gs,
@@ -126,6 +148,17 @@ pub(crate) async fn ollama_generate(
         "application/x-ndjson",
         None,
         move |ev| match ev {
+            GenEvent::Delta { text, .. } if tools.is_some() => {
+                held.push_str(text);
+                String::new()
+            }
+            GenEvent::Done(s) if tools.is_some() => {
+                let mut v = final_obj(&model, s, None, t0);
+                if let Some(t) = &tools {
+                    v["message"] = tool_message(t, &held);
+                }
+                format!("{v}\n")
+            }
             GenEvent::Delta { text, .. } => {
                 if text.is_empty() {
                     return String::new();
@@ -142,6 +175,22 @@ pub(crate) async fn ollama_generate(
             GenEvent::Failed(m) => format!("{}\n", json!({"error": m})),
         },
     ))
+}
+
+/// An Ollama assistant message for a reply under tools: its calls (`arguments` an object) or
+/// its answer.
+fn tool_message(t: &ToolSet, text: &str) -> Value {
+    match t.parse(text) {
+        ToolReply::Calls(calls) => {
+            let calls: Vec<Value> = calls
+                .iter()
+                .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                .collect();
+            json!({"role": "assistant", "content": "", "tool_calls": calls})
+        }
+        ToolReply::Content(c) => json!({"role": "assistant", "content": c}),
+        ToolReply::Unparsed(raw) => json!({"role": "assistant", "content": raw}),
+    }
 }
 
 /// The last object of an Ollama answer.

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{self, Fields, Flavor, Prompt};
 use crate::engine::{GenEvent, GenSummary, ModelKind, TokenInfo};
 use crate::error::ApiError;
+use realizar_runtime::tools::{ToolReply, ToolSet};
 
 use super::body::*;
 use super::common::*;
@@ -87,7 +88,23 @@ pub(crate) async fn chat_completions(
     f.only(&api::chat_fields())?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
     let messages = api::chat_messages(&f, "messages")?;
-    let p = api::openai_params(&f, Flavor::Chat)?;
+    let mut p = api::openai_params(&f, Flavor::Chat)?;
+    let tools = api::chat_tools(&f)?.filter(ToolSet::active);
+    let messages = match &tools {
+        Some(t) => {
+            if let Some((_, field)) = &p.grammar {
+                return Err(ApiError::invalid(
+                    *field,
+                    format!(
+                        "`{field}` cannot be combined with `tools` (set `tool_choice` to none)"
+                    ),
+                ));
+            }
+            p.grammar = t.grammar().map(|g| (g, "tools"));
+            t.with_system(messages)
+        }
+        None => messages,
+    };
     let e2 = engine.clone();
     let content = content_specials(st);
     check_text_fits(&*engine, message_bytes(&messages), "messages")?;
@@ -105,11 +122,18 @@ pub(crate) async fn chat_completions(
             let logprobs = p.logprobs.map(
                 |_| json!({"content": c.logprobs.iter().map(chat_logprob_entry).collect::<Vec<_>>()}),
             );
+            let (message, finish) = reply_message(
+                tools.as_ref(),
+                &c.text,
+                c.summary.finish_reason.as_str(),
+                &id,
+                i,
+            );
             choices.push(json!({
                 "index": i,
-                "message": {"role": "assistant", "content": c.text},
+                "message": message,
                 "logprobs": logprobs,
-                "finish_reason": c.summary.finish_reason.as_str(),
+                "finish_reason": finish,
             }));
             usage.add(&c.summary, i == 0);
             last = Some(c.summary);
@@ -148,6 +172,9 @@ pub(crate) async fn chat_completions(
         .collect();
     let want_lp = p.logprobs.is_some();
     let mut usage = Usage::default();
+    // With tools, each choice's reply is read whole (calls or text), then sent.
+    let mut held: Vec<String> = vec![String::new(); streams.len()];
+    let cid = chunks.id.clone();
     Ok(stream_response_n(
         st,
         streams,
@@ -155,6 +182,39 @@ pub(crate) async fn chat_completions(
         "text/event-stream",
         Some(start),
         move |i, ev, all_done| match ev {
+            GenEvent::Delta { text, .. } if tools.is_some() => {
+                if let Some(h) = held.get_mut(i) {
+                    h.push_str(text);
+                }
+                String::new()
+            }
+            GenEvent::Done(s) if tools.is_some() => {
+                usage.add(s, i == 0);
+                let text = held.get(i).map(String::as_str).unwrap_or_default();
+                let (message, finish) =
+                    reply_message(tools.as_ref(), text, s.finish_reason.as_str(), &cid, i);
+                let mut delta = message;
+                if let Some(d) = delta.as_object_mut() {
+                    d.remove("role");
+                    if let Some(Value::Array(calls)) = d.get_mut("tool_calls") {
+                        for (k, c) in calls.iter_mut().enumerate() {
+                            c["index"] = json!(k);
+                        }
+                    }
+                }
+                let mut out = chunks.event(
+                    json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": null}]),
+                    None,
+                );
+                let last =
+                    json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": finish}]);
+                out.push_str(&if all_done {
+                    chunks.done(last, &usage.summary(s))
+                } else {
+                    chunks.event(last, None)
+                });
+                out
+            }
             GenEvent::Delta { text, logprobs, .. } => {
                 let lp = logprobs.as_ref().filter(|_| want_lp);
                 if text.is_empty() && lp.is_none() {
@@ -178,6 +238,51 @@ pub(crate) async fn chat_completions(
             GenEvent::Failed(m) => sse_failed(m),
         },
     ))
+}
+
+/// The assistant message of a reply and its finish reason: with tools, the calls it made
+/// (`finish_reason: "tool_calls"`, ids `call_<request>_<choice>_<k>`, arguments as a JSON
+/// string) or its answer; without, the text.
+fn reply_message(
+    tools: Option<&ToolSet>,
+    text: &str,
+    finish: &str,
+    request: &str,
+    choice: usize,
+) -> (Value, String) {
+    let Some(t) = tools else {
+        return (
+            json!({"role": "assistant", "content": text}),
+            finish.to_string(),
+        );
+    };
+    match t.parse(text) {
+        ToolReply::Calls(calls) => {
+            let calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(k, c)| {
+                    json!({
+                        "id": format!("call_{}_{choice}_{k}", request.rsplit('-').next().unwrap_or(request)),
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments.to_string()},
+                    })
+                })
+                .collect();
+            (
+                json!({"role": "assistant", "content": null, "tool_calls": calls}),
+                "tool_calls".to_string(),
+            )
+        }
+        ToolReply::Content(c) => (
+            json!({"role": "assistant", "content": c}),
+            finish.to_string(),
+        ),
+        ToolReply::Unparsed(raw) => (
+            json!({"role": "assistant", "content": raw}),
+            finish.to_string(),
+        ),
+    }
 }
 
 pub(crate) async fn completions(
