@@ -915,17 +915,22 @@ fn sample_and_emit(
         (None, Some(c)) => Some(c.mask().map_err(|e| e.message)),
         (_, None) => None,
     };
-    let id = match mask {
-        Some(Ok(mask)) => {
+    let id = match (mask, s.constraint.as_mut()) {
+        (Some(Ok(mask)), Some(c)) => {
             // Only the tokens that keep the output in its language (the log-probabilities
             // above are the model's own).
             buf.clear();
             buf.extend_from_slice(logits);
             mask.apply(buf, &text.eog);
-            s.sampler.sample(buf, &s.history)
+            let (sampler, history) = (&mut s.sampler, &s.history);
+            match c.sample_accepted(buf, |l| sampler.sample(l, history)) {
+                Ok(id) => id,
+                Err(e) => return Some(Err(e.message)),
+            }
         }
-        Some(Err(why)) => return Some(Err(why)),
-        None => match s.sampler.pick_unchanged(logits) {
+        (Some(Err(why)), _) => return Some(Err(why)),
+        (Some(Ok(_)), None) => return Some(Err("a mask without a constraint".into())),
+        (None, _) => match s.sampler.pick_unchanged(logits) {
             Some(id) => id,
             None => {
                 // The sampler changes the logits (penalties, bias, temperature): on a copy.
@@ -935,11 +940,6 @@ fn sample_and_emit(
             }
         },
     };
-    if let Some(c) = s.constraint.as_mut() {
-        if let Err(e) = c.commit(id) {
-            return Some(Err(e.message));
-        }
-    }
     s.generated.push(id);
     s.history.push(id);
     let info = top.map(|(lse, top)| {

@@ -522,7 +522,7 @@ pub fn constrained(
         let t = Instant::now();
         black_box(c.mask().map_err(invalid)?);
         out.mask_us.push(t.elapsed().as_secs_f64() * 1e6);
-        if c.commit(id).is_err() || c.is_finished() {
+        if !c.commit(id).unwrap_or(false) || c.is_finished() {
             break;
         }
     }

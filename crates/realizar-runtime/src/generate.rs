@@ -182,13 +182,14 @@ pub fn generate(
         let invalid = |e: crate::constrain::ConstraintError| RuntimeError::InvalidArgument {
             reason: e.message,
         };
-        if let Some(c) = constraint.as_mut() {
-            c.mask().map_err(invalid)?.apply(&mut logits, &special.eog);
-        }
-        let id = sampler.sample(&mut logits, &history);
-        if let Some(c) = constraint.as_mut() {
-            c.commit(id).map_err(invalid)?;
-        }
+        let id = match constraint.as_mut() {
+            Some(c) => {
+                c.mask().map_err(invalid)?.apply(&mut logits, &special.eog);
+                c.sample_accepted(&mut logits, |l| sampler.sample(l, &history))
+                    .map_err(invalid)?
+            }
+            None => sampler.sample(&mut logits, &history),
+        };
         ids.push(id);
         history.push(id);
         let (piece, stopped) = match text.as_deref_mut().map(|t| t.push(id)).transpose() {

@@ -984,19 +984,19 @@ pub(crate) fn chat_tools(f: &Fields<'_>) -> Result<Option<ToolSet>, ApiError> {
     }
     let choice = match f.get("tool_choice") {
         None => ToolChoice::Auto,
-        Some(Value::String(s)) => {
-            match s.as_str() {
-                "none" => ToolChoice::None,
-                "auto" => ToolChoice::Auto,
-                "required" => ToolChoice::Required,
-                other => return Err(ApiError::invalid(
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(ApiError::invalid(
                     "tool_choice",
                     format!(
                         "`tool_choice` must be none, auto, required or a function, got `{other}`"
                     ),
-                )),
+                ))
             }
-        }
+        },
         Some(Value::Object(o)) => {
             let name = o
                 .get("function")

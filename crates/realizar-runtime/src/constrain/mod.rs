@@ -67,10 +67,13 @@ fn err(message: impl Into<String>) -> ConstraintError {
 }
 
 /// The tokenizer as llguidance sees it: the trie of every token's bytes, and our own encoder
-/// for the texts it tokenizes (grammar literals, forced text).
+/// for the bytes it tokenizes (grammar literals, forced bytes).
 struct TokenizerView {
     tokenizer: Arc<Tokenizer>,
     trie: TokTrie,
+    /// The token of each single byte (byte-level BPE's byte tokens, SentencePiece's
+    /// `<0xXX>`), for bytes that are not valid UTF-8 on their own.
+    byte_tokens: Vec<Option<u32>>,
 }
 
 impl TokenizerEnv for TokenizerView {
@@ -78,13 +81,30 @@ impl TokenizerEnv for TokenizerView {
         &self.trie
     }
 
+    /// Valid UTF-8 runs through the tokenizer, other bytes (a character's bytes split between
+    /// tokens, which llguidance asks about when it forces them) as their byte tokens: never a
+    /// lossy U+FFFD, which would make the engine allow that token in their place.
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<u32> {
-        let text = String::from_utf8_lossy(s);
         let opts = EncodeOptions {
             add_special: false,
             parse_special: false,
         };
-        self.tokenizer.encode(&text, opts).unwrap_or_default()
+        let mut out = Vec::new();
+        for chunk in s.utf8_chunks() {
+            if !chunk.valid().is_empty() {
+                out.extend(
+                    self.tokenizer
+                        .encode(chunk.valid(), opts)
+                        .unwrap_or_default(),
+                );
+            }
+            for &b in chunk.invalid() {
+                if let Some(Some(id)) = self.byte_tokens.get(usize::from(b)) {
+                    out.push(*id);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -95,6 +115,8 @@ pub struct ConstraintCompiler {
     /// Ids that end generation, which a finished grammar allows (the trie knows one of them).
     eog: Vec<u32>,
     n_vocab: usize,
+    /// Every token's bytes (as the trie holds them).
+    words: Arc<Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for ConstraintCompiler {
@@ -144,8 +166,22 @@ impl ConstraintCompiler {
             tok_bos: tokenizer.bos_id(),
             ..TokRxInfo::new(n as u32, eos)
         };
+        let mut byte_tokens = vec![None; 256];
+        for (id, w) in words.iter().enumerate() {
+            if let [b] = w.as_slice() {
+                let slot = &mut byte_tokens[usize::from(*b)];
+                if slot.is_none() {
+                    *slot = Some(id as u32);
+                }
+            }
+        }
         let trie = TokTrie::from(&info, &words);
-        let env: TokEnv = Arc::new(TokenizerView { tokenizer, trie });
+        let words = Arc::new(words);
+        let env: TokEnv = Arc::new(TokenizerView {
+            tokenizer,
+            trie,
+            byte_tokens,
+        });
         let mut factory = ParserFactory::new(
             &env,
             InferenceCapabilities::default(),
@@ -159,6 +195,7 @@ impl ConstraintCompiler {
             factory,
             eog,
             n_vocab,
+            words,
         })
     }
 
@@ -188,6 +225,9 @@ impl ConstraintCompiler {
             matcher,
             eog: self.eog.clone(),
             n_vocab: self.n_vocab,
+            words: self.words.clone(),
+            json: matches!(grammar, Grammar::JsonObject | Grammar::JsonSchema(_))
+                .then(JsonScan::default),
         })
     }
 }
@@ -223,6 +263,47 @@ pub struct Constraint {
     matcher: Matcher,
     eog: Vec<u32>,
     n_vocab: usize,
+    words: Arc<Vec<Vec<u8>>>,
+    /// For JSON: where the output is (inside a string, the digits of a number so far).
+    json: Option<JsonScan>,
+}
+
+/// Most digits in a row of a JSON number (integral part, fraction or exponent), as
+/// llama.cpp's JSON-schema grammars bound them: a schema's `"type": "number"` otherwise lets a
+/// model write `0.0000…` until its token budget runs out, leaving invalid JSON.
+pub const MAX_JSON_DIGITS: usize = 16;
+
+/// Where generated JSON stands, from its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct JsonScan {
+    in_string: bool,
+    escaped: bool,
+    digits: usize,
+}
+
+impl JsonScan {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            if b.is_ascii_digit() {
+                self.digits += 1;
+            } else {
+                self.digits = 0;
+                if b == b'"' {
+                    self.in_string = true;
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Constraint {
@@ -251,8 +332,7 @@ impl TokenMask {
     pub fn apply(&self, logits: &mut [f32], eog: &[u32]) {
         for (id, l) in logits.iter_mut().enumerate() {
             let id = id as u32;
-            let ok =
-                self.allowed.is_allowed(id) || (self.may_end && eog.binary_search(&id).is_ok());
+            let ok = self.allows(id) || (self.may_end && eog.binary_search(&id).is_ok());
             if !ok {
                 *l = f32::NEG_INFINITY;
             }
@@ -261,13 +341,39 @@ impl TokenMask {
 }
 
 impl Constraint {
-    /// The tokens that may come next. Costs up to a few milliseconds: the batcher computes it
-    /// while the model evaluates the step.
+    /// The tokens that may come next (for JSON, no digit past [`MAX_JSON_DIGITS`] in a row of
+    /// a number where something else may follow). Costs up to a few milliseconds: the batcher
+    /// computes it while the model evaluates the step.
     pub fn mask(&mut self) -> Result<TokenMask, ConstraintError> {
-        let allowed = self
+        let mut allowed = self
             .matcher
             .compute_mask_or_eos()
             .map_err(|e| err(format!("the output constraint failed: {e}")))?;
+        if self
+            .json
+            .is_some_and(|j| !j.in_string && j.digits >= MAX_JSON_DIGITS)
+        {
+            // The number has its digits: no more, if anything else may follow.
+            let starts_digit = |i: usize| {
+                self.words
+                    .get(i)
+                    .and_then(|w| w.first())
+                    .is_some_and(u8::is_ascii_digit)
+            };
+            let (mut digits, mut others) = (Vec::new(), 0usize);
+            allowed.iter_set_entries(|i| {
+                if starts_digit(i) {
+                    digits.push(i as u32);
+                } else {
+                    others += 1;
+                }
+            });
+            if others > 0 {
+                for i in digits {
+                    allowed.disallow_token(i);
+                }
+            }
+        }
         let eos = self
             .matcher
             .tok_env()
@@ -277,14 +383,58 @@ impl Constraint {
         Ok(TokenMask { allowed, may_end })
     }
 
-    /// Advances with the sampled token (an end-of-generation token ends the output).
-    pub fn commit(&mut self, id: u32) -> Result<(), ConstraintError> {
+    /// Advances with the sampled token if the grammar accepts it (an end-of-generation token
+    /// ends the output); `Ok(false)`, nothing changed, if it does not. The mask can allow a
+    /// token the grammar then refuses (llguidance lets SmolLM2's U+FFFD token through after
+    /// the first byte of a multi-byte character): the caller samples again without it.
+    pub fn commit(&mut self, id: u32) -> Result<bool, ConstraintError> {
         if self.eog.binary_search(&id).is_ok() {
-            return Ok(());
+            return Ok(true);
         }
-        self.matcher
-            .consume_token(id)
-            .map_err(|e| err(format!("the output constraint rejected token {id}: {e}")))
+        let ok = self
+            .matcher
+            .try_consume_tokens(&[id])
+            .map(|n| n == 1)
+            .map_err(|e| err(format!("the output constraint failed at token {id}: {e}")))?;
+        if ok {
+            if let (Some(j), Some(w)) = (self.json.as_mut(), self.words.get(id as usize)) {
+                j.push(w);
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Samples with `sample` from `logits` (already masked) until the grammar accepts the
+    /// token, taking each refused token out (at most 16 tries), and advances with it.
+    pub fn sample_accepted(
+        &mut self,
+        logits: &mut [f32],
+        mut sample: impl FnMut(&mut [f32]) -> u32,
+    ) -> Result<u32, ConstraintError> {
+        for _ in 0..16 {
+            let id = sample(logits);
+            if self.commit(id)? {
+                return Ok(id);
+            }
+            match logits.get_mut(id as usize) {
+                Some(l) if l.is_finite() => *l = f32::NEG_INFINITY,
+                _ => break,
+            }
+        }
+        Err(err(
+            "the output constraint accepts none of the tokens the model proposes",
+        ))
+    }
+
+    /// An independent copy of this constraint in its current state (e.g. to try tokens).
+    pub fn clone_state(&self) -> Constraint {
+        Constraint {
+            matcher: self.matcher.deep_clone(),
+            eog: self.eog.clone(),
+            n_vocab: self.n_vocab,
+            words: self.words.clone(),
+            json: self.json,
+        }
     }
 
     /// Whether the output is complete and nothing may follow it (the sequence then ends).
@@ -300,5 +450,25 @@ impl Constraint {
     /// Logits a step holds.
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_scan_counts_number_digits_outside_strings() {
+        let mut j = JsonScan::default();
+        j.push(b"{\"a\": 12");
+        assert_eq!(j.digits, 2);
+        j.push(b"3.0");
+        assert_eq!(j.digits, 1);
+        j.push(b", \"b\": \"99\\\"9");
+        assert!(j.in_string);
+        assert_eq!(j.digits, 0);
+        j.push(b"\", \"c\": 7");
+        assert!(!j.in_string);
+        assert_eq!(j.digits, 1);
     }
 }

@@ -5,6 +5,7 @@ mod batch;
 mod bench_cost;
 mod bert;
 mod common;
+mod constrain;
 mod decoder;
 mod families;
 mod quant_blocks;
