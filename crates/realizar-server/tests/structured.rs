@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{schemas, validate, TestServer};
+use common::{check_tool_calls, schemas, validate, TestServer};
 use realizar_runtime::batcher::BatcherConfig;
 use realizar_server::testing::{ToyConfig, ToyEngine};
 use realizar_server::ServerConfig;
@@ -287,35 +287,6 @@ fn weather_tools() -> Value {
     ])
 }
 
-/// Checks every call of a reply against its tool's parameters; returns the names called.
-fn check_calls(msg: &Value, tools: &Value) -> Vec<String> {
-    let calls = msg["tool_calls"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no calls: {msg}"));
-    assert!(!calls.is_empty(), "{msg}");
-    calls
-        .iter()
-        .map(|c| {
-            assert_eq!(c["type"], "function", "{c}");
-            assert!(
-                c["id"].as_str().is_some_and(|s| s.starts_with("call_")),
-                "{c}"
-            );
-            let name = c["function"]["name"].as_str().expect("name");
-            let args: Value =
-                serde_json::from_str(c["function"]["arguments"].as_str().expect("args"))
-                    .unwrap_or_else(|e| panic!("arguments are not JSON ({e}): {c}"));
-            let tool = tools
-                .as_array()
-                .and_then(|t| t.iter().find(|t| t["function"]["name"] == name))
-                .unwrap_or_else(|| panic!("unknown tool {name}"));
-            validate(&tool["function"]["parameters"], &args, name)
-                .unwrap_or_else(|e| panic!("{e}"));
-            name.to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn required_and_named_tool_calls_always_validate() {
     let srv = server();
@@ -330,13 +301,13 @@ fn required_and_named_tool_calls_always_validate() {
         let v = r.json();
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
         assert!(v["choices"][0]["message"]["content"].is_null(), "{v}");
-        check_calls(&v["choices"][0]["message"], &tools);
+        check_tool_calls(&v["choices"][0]["message"], &tools);
 
         let mut named = body.clone();
         named["tool_choice"] = json!({"type": "function", "function": {"name": "add"}});
         let v = srv.post("/v1/chat/completions", &named).json();
         assert_eq!(
-            check_calls(&v["choices"][0]["message"], &tools),
+            check_tool_calls(&v["choices"][0]["message"], &tools),
             ["add"],
             "{v}"
         );
@@ -405,7 +376,7 @@ fn auto_tool_replies_are_calls_or_text_and_conversations_continue() {
             .json();
         let m = &v["choices"][0]["message"];
         if m["tool_calls"].is_array() {
-            check_calls(m, &tools);
+            check_tool_calls(m, &tools);
             kinds.0 += 1;
         } else {
             // A text answer (the random toy may run out of tokens inside it).

@@ -861,24 +861,7 @@ fn tool_calls_validate_on_smollm2_and_gemma3() {
                 "b": {"type": "integer", "minimum": -1000, "maximum": 1000}},
                 "required": ["a", "b"], "additionalProperties": false}}}
     ]);
-    let check = |m: &Value| -> usize {
-        let calls = m["tool_calls"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no calls: {m}"));
-        for c in calls {
-            let name = c["function"]["name"].as_str().expect("name");
-            let args: Value =
-                serde_json::from_str(c["function"]["arguments"].as_str().expect("arguments"))
-                    .unwrap_or_else(|e| panic!("{e}: {c}"));
-            let tool = tools
-                .as_array()
-                .and_then(|t| t.iter().find(|t| t["function"]["name"] == name))
-                .unwrap_or_else(|| panic!("unknown tool in {c}"));
-            http::validate(&tool["function"]["parameters"], &args, name)
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        calls.len()
-    };
+    let check = |m: &Value| http::check_tool_calls(m, &tools).len();
     let srv = TestServer::start(
         ServerConfig::default(),
         vec![load("smollm2-135m", 2), load("gemma3-270m", 2)],

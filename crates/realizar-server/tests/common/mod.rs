@@ -394,3 +394,33 @@ pub fn schemas() -> Vec<Value> {
         json!({"type": "string", "minLength": 3, "maxLength": 10}),
     ]
 }
+
+/// Checks every call of a reply against its tool's parameters; returns the names called.
+#[allow(dead_code)]
+pub fn check_tool_calls(msg: &Value, tools: &Value) -> Vec<String> {
+    let calls = msg["tool_calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no calls: {msg}"));
+    assert!(!calls.is_empty(), "{msg}");
+    calls
+        .iter()
+        .map(|c| {
+            assert_eq!(c["type"], "function", "{c}");
+            assert!(
+                c["id"].as_str().is_some_and(|s| s.starts_with("call_")),
+                "{c}"
+            );
+            let name = c["function"]["name"].as_str().expect("name");
+            let args: Value =
+                serde_json::from_str(c["function"]["arguments"].as_str().expect("args"))
+                    .unwrap_or_else(|e| panic!("arguments are not JSON ({e}): {c}"));
+            let tool = tools
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["function"]["name"] == name))
+                .unwrap_or_else(|| panic!("unknown tool {name}"));
+            validate(&tool["function"]["parameters"], &args, name)
+                .unwrap_or_else(|e| panic!("{e}"));
+            name.to_string()
+        })
+        .collect()
+}
