@@ -60,10 +60,21 @@ impl std::fmt::Display for ConstraintError {
 
 impl std::error::Error for ConstraintError {}
 
+/// An error whose message is one line (llguidance's regex errors draw a caret under the
+/// pattern over several lines: the lines are joined).
 fn err(message: impl Into<String>) -> ConstraintError {
-    ConstraintError {
-        message: message.into(),
-    }
+    let message: String = message.into();
+    let message = if message.contains('\n') {
+        message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        message
+    };
+    ConstraintError { message }
 }
 
 /// The tokenizer as llguidance sees it: the trie of every token's bytes, and our own encoder
@@ -456,6 +467,15 @@ impl Constraint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_messages_are_one_line() {
+        let e = err("invalid JSON schema: regex parse error:\n    ([\n     ^\nerror: unclosed");
+        assert_eq!(
+            e.message,
+            "invalid JSON schema: regex parse error: ([ ^ error: unclosed"
+        );
+    }
 
     #[test]
     fn the_json_scan_counts_number_digits_outside_strings() {
