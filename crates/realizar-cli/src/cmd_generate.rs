@@ -114,12 +114,7 @@ fn grammar_of(args: &GenerateArgs) -> Result<Option<Grammar>, CliError> {
         return Ok(Some(Grammar::JsonSchema(schema)));
     }
     if let Some(path) = &args.grammar {
-        let text = read("--grammar", path)?;
-        return Ok(Some(if text.trim_start().starts_with("%llguidance") {
-            Grammar::Lark(text)
-        } else {
-            Grammar::Gbnf(text)
-        }));
+        return Ok(Some(Grammar::from_text(read("--grammar", path)?)));
     }
     Ok(None)
 }

@@ -909,14 +909,17 @@ fn sample_and_emit(
     room: bool,
 ) -> Option<Result<FinishReason, String>> {
     let top = s.logprobs.map(|n| log_probs(logits, n));
-    let mask = match (s.mask.take(), s.constraint.as_mut()) {
-        (Some(m), Some(_)) => Some(m),
-        // Not computed during the step (not expected): now.
-        (None, Some(c)) => Some(c.mask().map_err(|e| e.message)),
-        (_, None) => None,
-    };
-    let id = match (mask, s.constraint.as_mut()) {
-        (Some(Ok(mask)), Some(c)) => {
+    let id = match s.constraint.as_mut() {
+        Some(c) => {
+            // The mask computed while the model evaluated the step (else, not expected, now).
+            let mask = match s.mask.take() {
+                Some(m) => m,
+                None => c.mask().map_err(|e| e.message),
+            };
+            let mask = match mask {
+                Ok(m) => m,
+                Err(why) => return Some(Err(why)),
+            };
             // Only the tokens that keep the output in its language (the log-probabilities
             // above are the model's own).
             buf.clear();
@@ -928,9 +931,7 @@ fn sample_and_emit(
                 Err(e) => return Some(Err(e.message)),
             }
         }
-        (Some(Err(why)), _) => return Some(Err(why)),
-        (Some(Ok(_)), None) => return Some(Err("a mask without a constraint".into())),
-        (None, _) => match s.sampler.pick_unchanged(logits) {
+        None => match s.sampler.pick_unchanged(logits) {
             Some(id) => id,
             None => {
                 // The sampler changes the logits (penalties, bias, temperature): on a copy.

@@ -139,6 +139,13 @@ impl From<NnError> for RuntimeError {
     }
 }
 
+/// A grammar that does not compile, or a constraint that fails, is an invalid argument.
+impl From<crate::constrain::ConstraintError> for RuntimeError {
+    fn from(e: crate::constrain::ConstraintError) -> RuntimeError {
+        RuntimeError::InvalidArgument { reason: e.message }
+    }
+}
+
 impl From<SamplerError> for RuntimeError {
     fn from(e: SamplerError) -> RuntimeError {
         RuntimeError::Sampler(e)

@@ -155,11 +155,7 @@ pub fn generate(
                 .ok_or(RuntimeError::InvalidArgument {
                     reason: "a grammar needs the generation's text stream".into(),
                 })?;
-            let invalid = |e: crate::constrain::ConstraintError| RuntimeError::InvalidArgument {
-                reason: e.message,
-            };
-            let compiler = ConstraintCompiler::new(tok, n_vocab, &special.eog).map_err(invalid)?;
-            Some(compiler.compile(g).map_err(invalid)?)
+            Some(ConstraintCompiler::new(tok, n_vocab, &special.eog)?.compile(g)?)
         }
     };
 
@@ -179,14 +175,10 @@ pub fn generate(
     let t1 = Instant::now();
     let mut stop_reason = StopReason::Length;
     loop {
-        let invalid = |e: crate::constrain::ConstraintError| RuntimeError::InvalidArgument {
-            reason: e.message,
-        };
         let id = match constraint.as_mut() {
             Some(c) => {
-                c.mask().map_err(invalid)?.apply(&mut logits, &special.eog);
-                c.sample_accepted(&mut logits, |l| sampler.sample(l, &history))
-                    .map_err(invalid)?
+                c.mask()?.apply(&mut logits, &special.eog);
+                c.sample_accepted(&mut logits, |l| sampler.sample(l, &history))?
             }
             None => sampler.sample(&mut logits, &history),
         };

@@ -595,16 +595,7 @@ fn lark_grammar(g: &str) -> Result<Grammar, ApiError> {
     if g.trim().is_empty() {
         return Err(ApiError::invalid("grammar", "`grammar` is empty"));
     }
-    Ok(grammar_text(g))
-}
-
-/// GBNF, or Lark when the text starts with `%llguidance`.
-pub(crate) fn grammar_text(g: &str) -> Grammar {
-    if g.trim_start().starts_with("%llguidance") {
-        Grammar::Lark(g.to_string())
-    } else {
-        Grammar::Gbnf(g.to_string())
-    }
+    Ok(Grammar::from_text(g))
 }
 
 /// Ollama's `format`: `"json"` (any JSON object) or a JSON schema (an object).

@@ -34,6 +34,17 @@ pub enum Grammar {
 }
 
 impl Grammar {
+    /// A grammar's text: llguidance's Lark syntax when it starts with a `%llguidance` line (as
+    /// llama.cpp marks those), else llama.cpp's GBNF.
+    pub fn from_text(text: impl Into<String>) -> Grammar {
+        let text = text.into();
+        if text.trim_start().starts_with("%llguidance") {
+            Grammar::Lark(text)
+        } else {
+            Grammar::Gbnf(text)
+        }
+    }
+
     /// What kind of grammar it is, for messages.
     pub fn kind(&self) -> &'static str {
         match self {
