@@ -838,6 +838,7 @@ impl Model {
                     .map(|m| ChatMessage {
                         role: tok.mark_text(&m.role).into_owned(),
                         content: tok.mark_text(&m.content).into_owned(),
+                        ..m.clone()
                     })
                     .collect();
                 let text = self.render_chat(&marked)?;

@@ -15,12 +15,31 @@ use crate::chat_builtin::Builtin;
 use crate::TokenizeError;
 
 /// One message of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChatMessage {
-    /// `system`, `user`, `assistant`, …
+    /// `system`, `user`, `assistant`, `tool`, …
     pub role: String,
     /// The text.
     pub content: String,
+    /// An assistant's tool calls (templates see them as OpenAI writes them:
+    /// `{"id", "type": "function", "function": {"name", "arguments"}}`, the arguments an
+    /// object).
+    pub tool_calls: Vec<ChatToolCall>,
+    /// A tool result's call id (`tool_call_id`).
+    pub tool_call_id: Option<String>,
+    /// A tool result's function name (`name`).
+    pub name: Option<String>,
+}
+
+/// A call an assistant message made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatToolCall {
+    /// The call's id.
+    pub id: String,
+    /// The function.
+    pub name: String,
+    /// Its arguments (a JSON object).
+    pub arguments: serde_json::Value,
 }
 
 impl ChatMessage {
@@ -29,9 +48,84 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            ..ChatMessage::default()
+        }
+    }
+
+    /// The message as a template sees it: `role`, `content` (a string, empty beside tool
+    /// calls, as llama.cpp gives it: templates test it with `in`), `tool_calls`,
+    /// `tool_call_id`, `name`.
+    fn to_value(&self) -> Value {
+        let mut map = serde_json::Map::new();
+        map.insert("role".into(), self.role.clone().into());
+        map.insert("content".into(), self.content.clone().into());
+        if !self.tool_calls.is_empty() {
+            let calls = self
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    })
+                })
+                .collect();
+            map.insert("tool_calls".into(), serde_json::Value::Array(calls));
+        }
+        if let Some(id) = &self.tool_call_id {
+            map.insert("tool_call_id".into(), id.clone().into());
+        }
+        if let Some(n) = &self.name {
+            map.insert("name".into(), n.clone().into());
+        }
+        json_value(&serde_json::Value::Object(map))
+    }
+}
+
+/// A JSON value as a template value (objects keep their order).
+fn json_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::from(i),
+            (_, Some(u)) => Value::from(u),
+            _ => Value::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(a) => Value::from(a.iter().map(json_value).collect::<Vec<_>>()),
+        serde_json::Value::Object(m) => {
+            Value::from_pairs(m.iter().map(|(k, v)| (k.as_str(), json_value(v))))
         }
     }
 }
+
+/// What a template sees besides the messages.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatContext {
+    /// `tools`: the functions the model may call, in OpenAI's shape
+    /// (`{"type": "function", "function": {"name", "description", "parameters"}}`).
+    pub tools: Option<serde_json::Value>,
+    /// Further template arguments (`enable_thinking`, `date_string`, …), as llama.cpp's and
+    /// vLLM's `chat_template_kwargs`; they cannot replace `messages`, `tools`,
+    /// `add_generation_prompt`, `bos_token` or `eos_token`.
+    pub kwargs: serde_json::Map<String, serde_json::Value>,
+    /// The time `strftime_now` formats, in seconds since 1970 (UTC); `None`: now.
+    pub now: Option<u64>,
+}
+
+/// The context variable that carries [`ChatContext::now`] to `strftime_now`.
+const NOW_VAR: &str = "__realizar_now";
+
+/// The names a template's own variables take, which `kwargs` cannot replace.
+pub const RESERVED_TEMPLATE_ARGS: [&str; 5] = [
+    "messages",
+    "tools",
+    "add_generation_prompt",
+    "bos_token",
+    "eos_token",
+];
 
 /// A compiled chat template: a model's Jinja template, or one of llama.cpp's built-in named
 /// templates ([`crate::BUILTIN_TEMPLATES`]).
@@ -44,6 +138,7 @@ pub struct ChatTemplate {
 enum Kind {
     Jinja {
         env: Box<Environment<'static>>,
+        source: String,
         bos: String,
         eos: String,
     },
@@ -75,6 +170,7 @@ impl ChatTemplate {
         Ok(ChatTemplate {
             kind: Kind::Jinja {
                 env: Box::new(env),
+                source: source.to_string(),
                 bos: bos.into(),
                 eos: eos.into(),
             },
@@ -103,20 +199,58 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TokenizeError> {
+        self.render_with(messages, add_generation_prompt, &ChatContext::default())
+    }
+
+    /// The template's Jinja source (`None` for a built-in template).
+    pub fn source(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Jinja { source, .. } => Some(source),
+            Kind::Builtin(_) => None,
+        }
+    }
+
+    /// Whether the template renders tools given to it (its source reads `tools`).
+    pub fn reads_tools(&self) -> bool {
+        self.source().is_some_and(|s| {
+            s.match_indices("tools")
+                .any(|(i, _)| !s[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+        })
+    }
+
+    /// [`ChatTemplate::render`] with tools and further template arguments. A built-in template
+    /// takes neither: it is an error to give it tools.
+    pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        context: &ChatContext,
+    ) -> Result<String, TokenizeError> {
         let (env, bos, eos) = match &self.kind {
-            Kind::Builtin(b) => return Ok(b.render(messages, add_generation_prompt)),
-            Kind::Jinja { env, bos, eos } => (env, bos, eos),
+            Kind::Builtin(b) => {
+                if context.tools.is_some() {
+                    return Err(TokenizeError::Template(format!(
+                        "the built-in `{}` template does not render tools",
+                        b.name()
+                    )));
+                }
+                return Ok(b.render(messages, add_generation_prompt));
+            }
+            Kind::Jinja { env, bos, eos, .. } => (env, bos, eos),
         };
-        let msgs: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let mut map = BTreeMap::new();
-                map.insert("role".to_string(), Value::from(m.role.as_str()));
-                map.insert("content".to_string(), Value::from(m.content.as_str()));
-                Value::from(map)
-            })
-            .collect();
+        let msgs: Vec<Value> = messages.iter().map(ChatMessage::to_value).collect();
         let mut ctx = BTreeMap::new();
+        for (k, v) in &context.kwargs {
+            if !RESERVED_TEMPLATE_ARGS.contains(&k.as_str()) {
+                ctx.insert(k.clone(), json_value(v));
+            }
+        }
+        // As `transformers` gives it: `none` without tools.
+        let tools = context.tools.as_ref().map_or(Value::from(()), json_value);
+        ctx.insert("tools".to_string(), tools);
+        if let Some(now) = context.now {
+            ctx.insert(NOW_VAR.to_string(), Value::from(now));
+        }
         ctx.insert("messages".to_string(), Value::from(msgs));
         ctx.insert(
             "add_generation_prompt".to_string(),
@@ -145,12 +279,16 @@ fn raise_exception(msg: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, msg))
 }
 
-/// `strftime_now(format)`: the current UTC time formatted with the common `strftime` fields.
-fn strftime_now(format: String) -> Result<String, Error> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+/// `strftime_now(format)`: the current UTC time (or the context's fixed one) formatted with the
+/// common `strftime` fields.
+fn strftime_now(state: &minijinja::State, format: String) -> Result<String, Error> {
+    let fixed = state.lookup(NOW_VAR).and_then(|v| u64::try_from(v).ok());
+    let secs = fixed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
     Ok(strftime(&format, secs))
 }
 
@@ -424,7 +562,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             s,
-            "HÉ{\"content\": \" hé \", \"role\": \"user\"}\"\\u00e9<\""
+            "HÉ{\"role\": \"user\", \"content\": \" hé \"}\"\\u00e9<\""
         );
     }
 

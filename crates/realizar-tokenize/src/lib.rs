@@ -44,7 +44,7 @@ pub use bpe::byte_to_char_table;
 /// The mark [`Tokenizer::mark_text`] writes into control-token texts (a Unicode noncharacter,
 /// which vocabularies do not use; one written in the text itself is kept, doubled).
 pub const TEXT_MARK: char = '\u{FDD0}';
-pub use chat::{ChatMessage, ChatTemplate};
+pub use chat::{ChatContext, ChatMessage, ChatTemplate, ChatToolCall, RESERVED_TEMPLATE_ARGS};
 pub use chat_builtin::{family_template, Builtin, BUILTIN_TEMPLATES};
 pub use error::TokenizeError;
 pub use pretok::PreTokenizerKind;
