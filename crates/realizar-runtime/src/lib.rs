@@ -13,6 +13,8 @@ pub mod gguf_source;
 pub mod hf_dir;
 pub mod model;
 pub mod models;
+pub mod reasoning;
+pub mod reply;
 pub mod sampling;
 pub mod threads;
 pub mod tokenizer_load;
@@ -21,8 +23,8 @@ pub mod tools;
 pub use error::RuntimeError;
 pub use generate::{generate, perplexity, score, GenerateConfig, Generation, StopReason, Timings};
 pub use model::{
-    BackendKind, ContentSpecials, DecoderModel, LoadOptions, Model, Network, Session,
-    SpecialTokens, TemplateChoice,
+    BackendKind, ChatFeatures, ChatPrompt, ContentSpecials, DecoderModel, LoadOptions, Model,
+    Network, Session, SpecialTokens, TemplateChoice,
 };
 pub use realizar_nn::{KvType, Logits};
 pub use realizar_tokenize::{ChatMessage, TextStep, TextStream};

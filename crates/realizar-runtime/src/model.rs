@@ -11,14 +11,50 @@ use realizar_nn::{
     Backend, CpuBackend, Decoder, KvState, KvType, Logits, NnError, ReferenceBackend, Scratch,
     WeightBytes,
 };
-use realizar_tokenize::{ChatMessage, ChatTemplate, EncodeOptions, TextStream, Tokenizer};
+use realizar_tokenize::{
+    ChatContext, ChatMessage, ChatTemplate, EncodeOptions, TextStream, TokenType, Tokenizer,
+};
 
 use crate::batch::{BatchDecoder, BatchOptions};
 use crate::batcher::{BatchText, Batcher, BatcherConfig};
 use crate::embed::Embedder;
 use crate::gguf_source::{check_vocabulary, GgufSource};
 use crate::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
+use crate::tools::ToolFormat;
 use crate::RuntimeError;
+
+/// What a model's chat template does beyond rendering text turns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChatFeatures {
+    /// The syntax it calls tools with.
+    pub tools: ToolFormat,
+    /// Whether it writes reasoning (`<think>…</think>`).
+    pub thinking: bool,
+}
+
+/// A conversation's prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatPrompt {
+    /// Its ids.
+    pub ids: Vec<u32>,
+    /// Whether it ends inside an open reasoning block (`<think>`), which the reply continues.
+    pub thinking_open: bool,
+}
+
+/// Every string of a JSON value (keys too) through `mark`.
+fn mark_json(v: &serde_json::Value, mark: &dyn Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(mark(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| mark_json(x, mark)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (mark(k), mark_json(x, mark)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
 
 /// The file's bytes, shared by the decoder (which keeps `(offset, len)` views into them):
 /// mapped (the default: loads at once, shares pages between processes), or read into memory
@@ -777,11 +813,20 @@ impl Model {
     /// BOS itself (and an EOS text it writes last, when the tokenizer adds EOS), so that the
     /// prompt holds each once.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, RuntimeError> {
+        self.render_chat_with(messages, &ChatContext::default())
+    }
+
+    /// [`Model::render_chat`] with tools and template arguments.
+    pub fn render_chat_with(
+        &self,
+        messages: &[ChatMessage],
+        context: &ChatContext,
+    ) -> Result<String, RuntimeError> {
         let tmpl = self.chat.as_ref().ok_or(RuntimeError::Unsupported {
             what: "chat template",
         })?;
         let mut text = tmpl
-            .render(messages, true)
+            .render_with(messages, true, context)
             .map_err(|source| RuntimeError::Text {
                 what: "the chat template",
                 source,
@@ -815,6 +860,47 @@ impl Model {
         messages: &[ChatMessage],
         content: ContentSpecials,
     ) -> Result<Vec<u32>, RuntimeError> {
+        self.chat_prompt_in(messages, &ChatContext::default(), content)
+            .map(|p| p.ids)
+    }
+
+    /// What the chat template does: its tool-call syntax, whether it writes reasoning.
+    pub fn chat_features(&self) -> ChatFeatures {
+        let source = self.chat.as_deref().and_then(ChatTemplate::source);
+        let reads_tools = self.chat.as_deref().is_some_and(ChatTemplate::reads_tools);
+        ChatFeatures {
+            tools: ToolFormat::detect(source, reads_tools),
+            thinking: source.is_some_and(|s| s.contains(crate::reasoning::THINK_OPEN)),
+        }
+    }
+
+    /// The id of the control token spelled `text`, if the vocabulary has one.
+    pub fn control_token(&self, text: &str) -> Option<u32> {
+        let tok = self.tokenizer.as_ref()?;
+        let ids = tok
+            .encode(
+                text,
+                EncodeOptions {
+                    add_special: false,
+                    parse_special: true,
+                },
+            )
+            .ok()?;
+        match ids.as_slice() {
+            [id] if tok.token_type(*id) == Some(TokenType::Control) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// [`Model::chat_prompt_with`] with tools and template arguments (whose strings, like the
+    /// messages', are plain text with [`ContentSpecials::Text`]); also says whether the prompt
+    /// leaves a reasoning block open for the reply.
+    pub fn chat_prompt_in(
+        &self,
+        messages: &[ChatMessage],
+        context: &ChatContext,
+        content: ContentSpecials,
+    ) -> Result<ChatPrompt, RuntimeError> {
         let tok = self.require_tokenizer()?;
         let text_err = |source| RuntimeError::Text {
             what: "tokenizing",
@@ -822,27 +908,57 @@ impl Model {
         };
         match content {
             ContentSpecials::Parsed => {
-                let text = self.render_chat(messages)?;
-                tok.encode(
-                    &text,
-                    EncodeOptions {
-                        add_special: true,
-                        parse_special: true,
-                    },
-                )
-                .map_err(text_err)
+                let text = self.render_chat_with(messages, context)?;
+                let ids = tok
+                    .encode(
+                        &text,
+                        EncodeOptions {
+                            add_special: true,
+                            parse_special: true,
+                        },
+                    )
+                    .map_err(text_err)?;
+                Ok(ChatPrompt {
+                    ids,
+                    thinking_open: crate::reasoning::opens_thinking(&text),
+                })
             }
             ContentSpecials::Text => {
+                let mark = |s: &str| tok.mark_text(s).into_owned();
                 let marked: Vec<ChatMessage> = messages
                     .iter()
                     .map(|m| ChatMessage {
-                        role: tok.mark_text(&m.role).into_owned(),
-                        content: tok.mark_text(&m.content).into_owned(),
-                        ..m.clone()
+                        role: mark(&m.role),
+                        content: mark(&m.content),
+                        tool_calls: m
+                            .tool_calls
+                            .iter()
+                            .map(|c| realizar_tokenize::ChatToolCall {
+                                id: mark(&c.id),
+                                name: mark(&c.name),
+                                arguments: mark_json(&c.arguments, &mark),
+                            })
+                            .collect(),
+                        tool_call_id: m.tool_call_id.as_deref().map(mark),
+                        name: m.name.as_deref().map(mark),
+                        reasoning_content: m.reasoning_content.as_deref().map(mark),
                     })
                     .collect();
-                let text = self.render_chat(&marked)?;
-                tok.encode_marked(&text, true).map_err(text_err)
+                let context = ChatContext {
+                    tools: context.tools.as_ref().map(|t| mark_json(t, &mark)),
+                    kwargs: context
+                        .kwargs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), mark_json(v, &mark)))
+                        .collect(),
+                    now: context.now,
+                };
+                let text = self.render_chat_with(&marked, &context)?;
+                let ids = tok.encode_marked(&text, true).map_err(text_err)?;
+                Ok(ChatPrompt {
+                    ids,
+                    thinking_open: crate::reasoning::opens_thinking(&text),
+                })
             }
         }
     }

@@ -1,14 +1,18 @@
-//! Tool calling with the generic JSON format, for chat templates that do not describe tools
-//! themselves: the tools are described in the system prompt, the reply is generated under a
-//! JSON schema (`{"tool_calls": [{"name", "arguments"}, ...]}`, or `{"response": text}` when
-//! the model may answer without a call), and parsed back into calls or text. Arguments are
-//! generated under each tool's own parameter schema, so they always parse and validate.
-//! Earlier turns of a conversation (an assistant's calls, the tools' results) are written
-//! into plain messages in the same format, so any template renders them.
+//! Tool calling. A model whose chat template renders tools gets them in its own syntax
+//! ([`ToolFormat`]: Hermes/Qwen `<tool_call>`, Llama 3.x JSON, Mistral `[TOOL_CALLS]`): the
+//! template sees the tools and the conversation's calls and results, and the reply is parsed
+//! back from that syntax. With `tool_choice` `required` or a function the whole reply is held
+//! to the syntax; with `auto` the model writes freely and, once it opens a call, the call is
+//! held to it (a lazy grammar, as llama.cpp's). Any other template gets the generic JSON
+//! format: the tools are described in the system prompt, the reply is generated under a JSON
+//! schema (`{"tool_calls": [{"name", "arguments"}, ...]}`, or `{"response": text}` when the
+//! model may answer without a call), and earlier calls and results are written into plain
+//! messages in the same format. Either way arguments are generated under each tool's own
+//! parameter schema, so they always parse and validate.
 
 use serde_json::{json, Map, Value};
 
-use crate::constrain::Grammar;
+use crate::constrain::{with_layout, Grammar, Trigger};
 use crate::ChatMessage;
 
 /// A function the model may call.
@@ -58,12 +62,67 @@ pub struct ToolCall {
 /// What a reply under a [`ToolSet`] holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ToolReply {
-    /// Calls.
-    Calls(Vec<ToolCall>),
+    /// Calls, after the text the model wrote before them (a native syntax's).
+    Calls(String, Vec<ToolCall>),
     /// A plain answer.
     Content(String),
     /// Text that is not a complete reply (cut by the token budget): returned as it is.
     Unparsed(String),
+}
+
+/// The tool-call syntax of a chat template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolFormat {
+    /// The template does not render tools: they are described in the system prompt and
+    /// called with a JSON object.
+    Generic,
+    /// `<tool_call>\n{"name": …, "arguments": …}\n</tool_call>` (Hermes 2/3, Qwen 2.5/3).
+    Hermes,
+    /// `{"name": …, "parameters": …}` as the whole reply (Llama 3.1–3.3), one call a turn.
+    Llama3,
+    /// `[TOOL_CALLS][{"name": …, "arguments": …, "id": …}, …]` (Mistral Nemo), 9-character ids.
+    MistralNemo,
+    /// `[TOOL_CALLS]name[ARGS]{…}` per call (Mistral Small 3.2, Devstral), 9-character ids.
+    MistralArgs,
+}
+
+impl ToolFormat {
+    /// The syntax of a Jinja template (`None`: a built-in template). A template that renders
+    /// tools but in none of the known syntaxes gets the generic format; so does one that does
+    /// not render them.
+    pub fn detect(source: Option<&str>, reads_tools: bool) -> ToolFormat {
+        let Some(s) = source.filter(|_| reads_tools) else {
+            return ToolFormat::Generic;
+        };
+        if s.contains("[TOOL_CALLS]") {
+            if s.contains("[ARGS]") {
+                ToolFormat::MistralArgs
+            } else {
+                ToolFormat::MistralNemo
+            }
+        } else if s.contains("<tool_call>") {
+            ToolFormat::Hermes
+        } else if s.contains("<|start_header_id|>") && s.contains("\"parameters\": ") {
+            ToolFormat::Llama3
+        } else {
+            ToolFormat::Generic
+        }
+    }
+
+    /// Whether calls carry Mistral's 9-character alphanumeric ids.
+    pub fn short_ids(self) -> bool {
+        matches!(self, ToolFormat::MistralNemo | ToolFormat::MistralArgs)
+    }
+
+    /// Whether a reply may hold several calls.
+    fn parallel(self) -> bool {
+        self != ToolFormat::Llama3
+    }
+}
+
+/// A string as a Lark literal.
+fn lit(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
 }
 
 impl ToolSet {
@@ -112,7 +171,158 @@ impl ToolSet {
         })
     }
 
-    /// The language of the reply (`None` when the tools are not offered).
+    /// The language of the reply in `format` (`None` when the tools are not offered).
+    /// `control` gives the id of a control token spelled by a text (Mistral's `[TOOL_CALLS]`),
+    /// which the grammar must name by id.
+    pub fn grammar_for(
+        &self,
+        format: ToolFormat,
+        control: impl Fn(&str) -> Option<u32>,
+    ) -> Option<Grammar> {
+        if !self.active() {
+            return None;
+        }
+        let tok = |t: &str| control(t).map_or_else(|| lit(t), |id| format!("<[{id}]>"));
+        let schema = |t: &Tool| {
+            with_layout(&t.parameters)
+                .unwrap_or_else(|_| t.parameters.clone())
+                .to_string()
+        };
+        let alts = |each: &dyn Fn(&Tool) -> String| -> String {
+            self.offered().map(each).collect::<Vec<_>>().join(" | ")
+        };
+        let many =
+            self.parallel && format.parallel() && !matches!(self.choice, ToolChoice::Named(_));
+        // `{"name": "<name>", "<key>": <arguments>`, as the templates write a call.
+        let head = |t: &Tool, key: &str| {
+            format!(
+                "{} %json {}",
+                lit(&format!("{{\"name\": \"{}\", \"{key}\": ", t.name)),
+                schema(t)
+            )
+        };
+        let (rules, opener, at_start) = match format {
+            ToolFormat::Generic => return self.grammar(),
+            ToolFormat::Hermes => {
+                let body = alts(&|t| format!("{} {}", head(t, "arguments"), lit("}")));
+                let start = if many {
+                    format!("call ({} call)*", lit("\n"))
+                } else {
+                    "call".to_string()
+                };
+                let call = format!(
+                    "{} {} body {} {}",
+                    tok("<tool_call>"),
+                    lit("\n"),
+                    lit("\n"),
+                    tok("</tool_call>")
+                );
+                (
+                    format!("start: {start}\ncall: {call}\nbody: {body}\n"),
+                    "<tool_call>",
+                    false,
+                )
+            }
+            ToolFormat::Llama3 => {
+                let body = alts(&|t| format!("{} {}", head(t, "parameters"), lit("}")));
+                (format!("start: {body}\n"), "{", true)
+            }
+            ToolFormat::MistralNemo => {
+                let item = alts(&|t| {
+                    format!(
+                        "{} {} ID {}",
+                        head(t, "arguments"),
+                        lit(", \"id\": \""),
+                        lit("\"}")
+                    )
+                });
+                let list = if many {
+                    format!("item ({} item)*", lit(", "))
+                } else {
+                    "item".to_string()
+                };
+                (
+                    format!(
+                        "start: {} {} {list} {}\nitem: {item}\nID: /[a-zA-Z0-9]{{9}}/\n",
+                        tok("[TOOL_CALLS]"),
+                        lit("["),
+                        lit("]")
+                    ),
+                    "[TOOL_CALLS]",
+                    false,
+                )
+            }
+            ToolFormat::MistralArgs => {
+                let call =
+                    alts(&|t| format!("{} {} %json {}", lit(&t.name), tok("[ARGS]"), schema(t)));
+                let start = if many { "call+" } else { "call" };
+                (
+                    format!(
+                        "start: {start}\ncall: {} fn\nfn: {call}\n",
+                        tok("[TOOL_CALLS]")
+                    ),
+                    "[TOOL_CALLS]",
+                    false,
+                )
+            }
+        };
+        let triggers = if self.choice == ToolChoice::Auto {
+            vec![Trigger {
+                text: opener.to_string(),
+                at_start,
+            }]
+        } else {
+            Vec::new()
+        };
+        Some(Grammar::ToolCalls {
+            lark: format!("%llguidance {{}}\n{rules}"),
+            triggers,
+        })
+    }
+
+    /// The tools as a template sees them (OpenAI's shape), the offered ones.
+    pub fn template_tools(&self) -> Value {
+        Value::Array(
+            self.offered()
+                .map(|t| {
+                    let mut f = Map::new();
+                    f.insert("name".into(), json!(t.name));
+                    if let Some(d) = &t.description {
+                        f.insert("description".into(), json!(d));
+                    }
+                    f.insert("parameters".into(), t.parameters.clone());
+                    json!({"type": "function", "function": Value::Object(f)})
+                })
+                .collect(),
+        )
+    }
+
+    /// Reads a reply generated under [`ToolSet::grammar_for`] with `format`.
+    pub fn parse_for(&self, format: ToolFormat, text: &str) -> ToolReply {
+        if format == ToolFormat::Generic {
+            return self.parse(text);
+        }
+        let p = parse_native(format, text, true);
+        if p.calls.is_empty() {
+            return ToolReply::Content(text.to_string());
+        }
+        let calls: Option<Vec<ToolCall>> = p
+            .calls
+            .iter()
+            .map(|c| {
+                Some(ToolCall {
+                    name: c.name.clone()?,
+                    arguments: serde_json::from_str(&c.arguments).ok()?,
+                })
+            })
+            .collect();
+        match calls {
+            Some(calls) if p.complete => ToolReply::Calls(p.content.trim_end().to_string(), calls),
+            _ => ToolReply::Unparsed(text.to_string()),
+        }
+    }
+
+    /// The language of the reply in the generic format (`None` when the tools are not offered).
     pub fn grammar(&self) -> Option<Grammar> {
         if !self.active() {
             return None;
@@ -194,35 +404,263 @@ impl ToolSet {
             })
             .collect();
         match calls {
-            Some(c) if !c.is_empty() => ToolReply::Calls(c),
+            Some(c) if !c.is_empty() => ToolReply::Calls(String::new(), c),
             _ => ToolReply::Unparsed(text.to_string()),
         }
     }
 }
 
-/// An assistant turn that called tools, as the generic format writes it (after any text).
-pub fn assistant_calls_message(content: &str, calls: &[ToolCall]) -> ChatMessage {
-    let calls: Vec<Value> = calls
-        .iter()
-        .map(|c| json!({"name": c.name, "arguments": c.arguments}))
-        .collect();
-    let json = json!({"tool_calls": calls}).to_string();
-    let text = if content.is_empty() {
-        json
-    } else {
-        format!("{content}\n{json}")
-    };
-    ChatMessage::new("assistant", text)
+/// A reply read so far: the text before any call, and the calls begun.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartialReply {
+    /// The text before the calls (without a tail that may yet open one).
+    pub content: String,
+    /// The calls begun.
+    pub calls: Vec<PartialCall>,
+    /// Whether every call begun is whole.
+    pub complete: bool,
 }
 
-/// Tool results (consecutive `tool` messages: call id or name, and content) as one user
-/// turn, so that templates that want user and assistant turns to alternate accept them.
-pub fn tool_results_message(results: &[(String, String)]) -> ChatMessage {
-    let items: Vec<Value> = results
-        .iter()
-        .map(|(id, content)| json!({"id": id, "content": content}))
-        .collect();
-    ChatMessage::new("user", json!({"tool_results": items}).to_string())
+/// A call being read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartialCall {
+    /// Its function, once the name is whole.
+    pub name: Option<String>,
+    /// Its arguments' JSON text so far.
+    pub arguments: String,
+}
+
+/// The end of the JSON value at the start of `s` (after white space), if it is whole there.
+fn json_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !c.is_ascii_whitespace())?;
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for (i, &c) in b.iter().enumerate().skip(start) {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ if depth == 0 && (c.is_ascii_whitespace() || c == b',') && i > start => {
+                return Some(i)
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Reads one call object `{"name": "…", "<key>": {…}…}` at the start of `s` (the layout the
+/// grammars write): the call so far and, when the object is whole, where it ends.
+pub(crate) fn call_object(s: &str, key: &str) -> (PartialCall, Option<usize>) {
+    let mut call = PartialCall::default();
+    let Some(rest) = s.trim_start().strip_prefix("{\"name\": \"") else {
+        return (call, None);
+    };
+    let lead = s.len() - rest.len();
+    let Some(q) = rest.find('"') else {
+        return (call, None);
+    };
+    call.name = Some(rest[..q].to_string());
+    let after = &rest[q + 1..];
+    let head = format!(", \"{key}\": ");
+    let Some(args) = after.strip_prefix(head.as_str()) else {
+        return (call, None);
+    };
+    let args_at = lead + q + 1 + head.len();
+    match json_end(args) {
+        Some(e) => {
+            call.arguments = args[..e].to_string();
+            // The rest of the object: up to its closing brace.
+            let tail = &s[args_at + e..];
+            let close = json_end(&format!("{{{tail}")).map(|c| args_at + e + c - 1);
+            (call, close)
+        }
+        None => {
+            call.arguments = args.to_string();
+            (call, None)
+        }
+    }
+}
+
+/// Reads a reply in a native syntax (`done`: the reply is whole; before that, a tail that may
+/// open a call is held back from the content).
+pub fn parse_native(format: ToolFormat, text: &str, done: bool) -> PartialReply {
+    let mut out = PartialReply {
+        complete: true,
+        ..PartialReply::default()
+    };
+    let opener = match format {
+        ToolFormat::Generic => return out,
+        ToolFormat::Hermes => "<tool_call>",
+        ToolFormat::Llama3 => "{",
+        ToolFormat::MistralNemo | ToolFormat::MistralArgs => "[TOOL_CALLS]",
+    };
+    if format == ToolFormat::Llama3 {
+        // A call is the whole reply.
+        if !text.trim_start().starts_with('{') {
+            if done || !text.trim().is_empty() {
+                out.content = text.to_string();
+            }
+            return out;
+        }
+        let (call, end) = call_object(text, "parameters");
+        out.complete = end.is_some();
+        out.calls.push(call);
+        return out;
+    }
+    let Some(at) = text.find(opener) else {
+        let keep = if done {
+            0
+        } else {
+            crate::reasoning::partial_tail(text, opener)
+        };
+        out.content = text[..text.len() - keep].to_string();
+        return out;
+    };
+    out.content = text[..at].to_string();
+    let mut rest = &text[at..];
+    match format {
+        ToolFormat::Hermes => {
+            while let Some(body) = rest.strip_prefix("<tool_call>") {
+                let (call, end) = call_object(body, "arguments");
+                out.calls.push(call);
+                let Some(close) = end.and_then(|e| {
+                    body[e..]
+                        .trim_start()
+                        .strip_prefix("</tool_call>")
+                        .map(|r| (e, r))
+                }) else {
+                    out.complete = false;
+                    return out;
+                };
+                rest = close.1.trim_start();
+            }
+        }
+        ToolFormat::MistralNemo => {
+            let Some(list) = rest["[TOOL_CALLS]".len()..].trim_start().strip_prefix('[') else {
+                out.complete = false;
+                return out;
+            };
+            let mut list = list;
+            loop {
+                let (call, end) = call_object(list, "arguments");
+                out.calls.push(call);
+                let Some(e) = end else {
+                    out.complete = false;
+                    return out;
+                };
+                let next = list[e..].trim_start();
+                if let Some(more) = next.strip_prefix(',') {
+                    list = more;
+                } else {
+                    out.complete = next.starts_with(']');
+                    return out;
+                }
+            }
+        }
+        ToolFormat::MistralArgs => {
+            while let Some(body) = rest.strip_prefix("[TOOL_CALLS]") {
+                let mut call = PartialCall::default();
+                let Some(a) = body.find("[ARGS]") else {
+                    out.calls.push(call);
+                    out.complete = false;
+                    return out;
+                };
+                let name = body[..a].split("[CALL_ID]").next().unwrap_or("");
+                call.name = Some(name.trim().to_string());
+                let args = &body[a + "[ARGS]".len()..];
+                let end = json_end(args);
+                call.arguments = args[..end.unwrap_or(args.len())].trim_start().to_string();
+                out.calls.push(call);
+                let Some(e) = end else {
+                    out.complete = false;
+                    return out;
+                };
+                rest = args[e..].trim_start();
+            }
+        }
+        ToolFormat::Generic | ToolFormat::Llama3 => {}
+    }
+    out
+}
+
+/// Mistral's call id: 9 letters and digits, from a number.
+pub fn short_id(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    // Spread consecutive numbers apart (splitmix64's finalizer).
+    n = (n ^ (n >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    n = (n ^ (n >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    n ^= n >> 31;
+    (0..9)
+        .map(|_| {
+            let d = DIGITS[(n % 62) as usize];
+            n /= 62;
+            char::from(d)
+        })
+        .collect()
+}
+
+/// The conversation in the generic format, for a template that does not render tools: an
+/// assistant's calls written as `{"tool_calls": […]}` after its text, consecutive tool results
+/// as one user turn `{"tool_results": [{"id", "content"}, …]}` (so that templates that want
+/// user and assistant turns to alternate accept them).
+pub fn generic_history(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(messages.len());
+    let mut results: Vec<Value> = Vec::new();
+    let flush = |results: &mut Vec<Value>, out: &mut Vec<ChatMessage>| {
+        if !results.is_empty() {
+            let text = json!({"tool_results": std::mem::take(results)}).to_string();
+            out.push(ChatMessage::new("user", text));
+        }
+    };
+    for m in messages {
+        if m.role == "tool" {
+            let id = m.tool_call_id.or(m.name).unwrap_or_default();
+            results.push(json!({"id": id, "content": m.content}));
+            continue;
+        }
+        flush(&mut results, &mut out);
+        if m.tool_calls.is_empty() {
+            out.push(ChatMessage {
+                tool_call_id: None,
+                name: None,
+                ..m
+            });
+            continue;
+        }
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({"name": c.name, "arguments": c.arguments}))
+            .collect();
+        let json = json!({"tool_calls": calls}).to_string();
+        let text = if m.content.is_empty() {
+            json
+        } else {
+            format!("{}\n{json}", m.content)
+        };
+        out.push(ChatMessage::new("assistant", text));
+    }
+    flush(&mut results, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -282,10 +720,13 @@ mod tests {
         let t = set(ToolChoice::Auto, true);
         assert_eq!(
             t.parse(r#"{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}"#),
-            ToolReply::Calls(vec![ToolCall {
-                name: "add".into(),
-                arguments: json!({"a": 1, "b": 2})
-            }])
+            ToolReply::Calls(
+                String::new(),
+                vec![ToolCall {
+                    name: "add".into(),
+                    arguments: json!({"a": 1, "b": 2})
+                }]
+            )
         );
         assert_eq!(
             t.parse(r#"{"response": "hi"}"#),

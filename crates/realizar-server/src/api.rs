@@ -2,11 +2,11 @@
 //! is a 400 that names the field.
 
 use realizar_runtime::constrain::Grammar;
-use realizar_runtime::tools::{self, Tool, ToolCall, ToolChoice, ToolSet};
+use realizar_runtime::tools::{Tool, ToolChoice, ToolSet};
 use realizar_runtime::{SamplerConfig, SamplerParam};
 use serde_json::{Map, Value};
 
-use crate::engine::ChatMessage;
+use crate::engine::{ChatMessage, ChatToolCall};
 use crate::error::ApiError;
 
 /// Parses a body as a JSON object.
@@ -282,7 +282,13 @@ const OPENAI_COMMON: &[&str] = &[
 pub(crate) fn chat_fields() -> Vec<&'static str> {
     let mut v = OPENAI_COMMON.to_vec();
     v.extend(OPENAI_GRAMMAR_FIELDS);
-    v.extend(["tools", "tool_choice", "parallel_tool_calls"]);
+    v.extend([
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "chat_template_kwargs",
+        "reasoning_format",
+    ]);
     v.extend([
         "messages",
         "logprobs",
@@ -326,6 +332,7 @@ pub(crate) const OLLAMA_CHAT_FIELDS: &[&str] = &[
     "keep_alive",
     "format",
     "tools",
+    "think",
 ];
 
 /// Ollama `options` about resources, which do not change the answer (threads, GPUs, batch
@@ -709,7 +716,7 @@ pub(crate) fn chat_messages(
             }
             let role = if role == "developer" { "system".to_string() } else { role };
             let extra: &[&str] = match role.as_str() {
-                "assistant" => &["tool_calls"],
+                "assistant" => &["tool_calls", "reasoning_content", "thinking"],
                 "tool" => &["tool_call_id", "name", "tool_name"],
                 _ => &[],
             };
@@ -787,58 +794,27 @@ pub(crate) fn chat_messages(
                     ))
                 }
             };
-            if let Some(calls) = calls {
-                return Ok(Turn::Calls(content, calls));
+            let fm = Fields::new(m);
+            let mut msg = ChatMessage::new(role, content);
+            msg.tool_calls = calls.unwrap_or_default();
+            if msg.role == "assistant" {
+                msg.reasoning_content = fm
+                    .str("reasoning_content")?
+                    .or(fm.str("thinking")?)
+                    .map(str::to_string);
             }
-            if role == "tool" {
-                let fm = Fields::new(m);
-                let id = fm
-                    .str("tool_call_id")?
-                    .or(fm.str("name")?)
-                    .or(fm.str("tool_name")?)
-                    .unwrap_or_default();
-                return Ok(Turn::Result(id.to_string(), content));
+            if msg.role == "tool" {
+                msg.tool_call_id = fm.str("tool_call_id")?.map(str::to_string);
+                msg.name = fm.str("name")?.or(fm.str("tool_name")?).map(str::to_string);
             }
-            Ok(Turn::Plain(ChatMessage::new(role, content)))
+            Ok(msg)
         })
-        .collect::<Result<Vec<Turn>, ApiError>>()
-        .map(fold_turns)
-}
-
-/// A message as read: plain, an assistant's tool calls (after its text), a tool's result.
-enum Turn {
-    Plain(ChatMessage),
-    Calls(String, Vec<ToolCall>),
-    Result(String, String),
-}
-
-/// The messages a template renders: calls and results in the generic tool format
-/// ([`tools::assistant_calls_message`]), consecutive results as one turn.
-fn fold_turns(turns: Vec<Turn>) -> Vec<ChatMessage> {
-    let mut out = Vec::with_capacity(turns.len());
-    let mut results: Vec<(String, String)> = Vec::new();
-    for t in turns {
-        if !matches!(t, Turn::Result(..)) && !results.is_empty() {
-            out.push(tools::tool_results_message(&results));
-            results.clear();
-        }
-        match t {
-            Turn::Plain(m) => out.push(m),
-            Turn::Calls(content, calls) => {
-                out.push(tools::assistant_calls_message(&content, &calls))
-            }
-            Turn::Result(id, content) => results.push((id, content)),
-        }
-    }
-    if !results.is_empty() {
-        out.push(tools::tool_results_message(&results));
-    }
-    out
+        .collect()
 }
 
 /// An assistant message's `tool_calls` (OpenAI's: `function.arguments` a JSON string; Ollama's:
 /// an object).
-fn tool_calls_of(a: &[Value], at: &str) -> Result<Vec<ToolCall>, ApiError> {
+fn tool_calls_of(a: &[Value], at: &str) -> Result<Vec<ChatToolCall>, ApiError> {
     a.iter()
         .enumerate()
         .map(|(j, c)| {
@@ -866,7 +842,13 @@ fn tool_calls_of(a: &[Value], at: &str) -> Result<Vec<ToolCall>, ApiError> {
                     ))
                 }
             };
-            Ok(ToolCall {
+            let id = match c.get("id") {
+                Some(Value::String(id)) => id.clone(),
+                None | Some(Value::Null) => format!("call_{j}"),
+                Some(_) => return Err(bad(".id", "must be a string")),
+            };
+            Ok(ChatToolCall {
+                id,
                 name: name.to_string(),
                 arguments,
             })
@@ -1032,6 +1014,37 @@ pub(crate) fn chat_tools(f: &Fields<'_>) -> Result<Option<ToolSet>, ApiError> {
         choice,
         parallel,
     }))
+}
+
+/// `chat_template_kwargs`: further arguments for the chat template (llama.cpp's and vLLM's),
+/// which cannot replace the template's own variables.
+pub(crate) fn template_kwargs(f: &Fields<'_>) -> Result<Map<String, Value>, ApiError> {
+    let Some(o) = f.object("chat_template_kwargs")? else {
+        return Ok(Map::new());
+    };
+    if let Some(k) = o
+        .keys()
+        .find(|k| realizar_tokenize::RESERVED_TEMPLATE_ARGS.contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(
+            format!("chat_template_kwargs.{k}"),
+            format!("`chat_template_kwargs.{k}` cannot be set: the request gives it"),
+        ));
+    }
+    Ok(o.clone())
+}
+
+/// `reasoning_format` (llama.cpp's): whether reasoning is read apart into
+/// `reasoning_content` (`auto`, `deepseek`: the default) or left in the content (`none`).
+pub(crate) fn reasoning_apart(f: &Fields<'_>) -> Result<bool, ApiError> {
+    match f.str("reasoning_format")? {
+        None | Some("auto") | Some("deepseek") => Ok(true),
+        Some("none") => Ok(false),
+        Some(other) => Err(ApiError::invalid(
+            "reasoning_format",
+            format!("`reasoning_format` must be none, auto or deepseek, got `{other}`"),
+        )),
+    }
 }
 
 /// A completion prompt: a string, an array of one string, or an array of token ids.

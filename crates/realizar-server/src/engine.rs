@@ -15,8 +15,10 @@ pub use realizar_runtime::batcher::{
 };
 use tokio::sync::mpsc;
 
+pub use realizar_runtime::tools::ToolFormat;
 pub use realizar_runtime::ContentSpecials;
-pub use realizar_tokenize::ChatMessage;
+pub use realizar_runtime::{ChatFeatures, ChatPrompt};
+pub use realizar_tokenize::{ChatContext, ChatMessage, ChatToolCall};
 
 /// What a model can do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,16 +241,33 @@ pub trait Engine: Send + Sync + 'static {
     /// assistant's turn opened) and tokenized, by the runtime's one rule
     /// (`realizar_runtime::Model::chat_prompt_with`); `content` says whether control-token
     /// texts inside the messages stay text (the default) or become control tokens.
+    /// `context` gives the template tools and further arguments; the prompt says whether it
+    /// leaves a reasoning block open.
     fn chat_prompt(
         &self,
         messages: &[ChatMessage],
+        context: &ChatContext,
         content: ContentSpecials,
-    ) -> Result<Vec<u32>, EngineError> {
-        let _ = (messages, content);
+    ) -> Result<ChatPrompt, EngineError> {
+        let _ = (messages, context, content);
         Err(EngineError::Unsupported {
             model: self.info().id,
             what: "chat",
         })
+    }
+
+    /// What the chat template does: its tool-call syntax, whether it writes reasoning.
+    fn chat_features(&self) -> ChatFeatures {
+        ChatFeatures {
+            tools: ToolFormat::Generic,
+            thinking: false,
+        }
+    }
+
+    /// The id of the control token spelled `text`, if the vocabulary has one.
+    fn control_token(&self, text: &str) -> Option<u32> {
+        let _ = text;
+        None
     }
 
     /// Queues a generation. Errors at once when the prompt does not fit or the queue is full.

@@ -10,8 +10,8 @@ use realizar_runtime::embed::Embedder;
 use realizar_runtime::{LoadOptions, Model, Network, RuntimeError, TemplateChoice};
 
 use crate::engine::{
-    gen_channel, ChatMessage, ContentSpecials, Embeddings, Engine, EngineError, EngineLoad,
-    GenRequest, GenStream, ModelInfo, ModelKind,
+    gen_channel, ChatContext, ChatFeatures, ChatMessage, ChatPrompt, ContentSpecials, Embeddings,
+    Engine, EngineError, EngineLoad, GenRequest, GenStream, ModelInfo, ModelKind,
 };
 use crate::error::ServerError;
 
@@ -219,8 +219,9 @@ impl Engine for LocalEngine {
     fn chat_prompt(
         &self,
         messages: &[ChatMessage],
+        context: &ChatContext,
         content: ContentSpecials,
-    ) -> Result<Vec<u32>, EngineError> {
+    ) -> Result<ChatPrompt, EngineError> {
         if !self.model.has_chat_template() {
             return Err(EngineError::Unsupported {
                 model: self.id.clone(),
@@ -228,8 +229,16 @@ impl Engine for LocalEngine {
             });
         }
         self.model
-            .chat_prompt_with(messages, content)
+            .chat_prompt_in(messages, context, content)
             .map_err(|e| request_err("messages", e))
+    }
+
+    fn chat_features(&self) -> ChatFeatures {
+        self.model.chat_features()
+    }
+
+    fn control_token(&self, text: &str) -> Option<u32> {
+        self.model.control_token(text)
     }
 
     fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {

@@ -15,11 +15,11 @@ use realizar_runtime::batch::{BatchForward, SeqChunk};
 use realizar_runtime::RuntimeError;
 
 use realizar_runtime::batcher::{BatchText, Batcher, BatcherConfig};
-use realizar_tokenize::{BpeConfig, PreTokenizerKind, SpecialTokens, Tokenizer};
+use realizar_tokenize::{BpeConfig, ChatTemplate, PreTokenizerKind, SpecialTokens, Tokenizer};
 
 use crate::engine::{
-    gen_channel, ChatMessage, ContentSpecials, Embeddings, Engine, EngineError, EngineLoad,
-    GenRequest, GenStream, ModelInfo, ModelKind,
+    gen_channel, ChatContext, ChatFeatures, ChatMessage, ChatPrompt, ContentSpecials, Embeddings,
+    Engine, EngineError, EngineLoad, GenRequest, GenStream, ModelInfo, ModelKind, ToolFormat,
 };
 
 /// The end-of-sequence id of the toy vocabulary.
@@ -266,6 +266,8 @@ pub struct ToyEngine {
     embed_delay: Duration,
     /// Texts embedded so far.
     embedded: Arc<AtomicUsize>,
+    /// A chat template instead of the fixed chat format.
+    template: Option<Arc<ChatTemplate>>,
 }
 
 impl core::fmt::Debug for ToyEngine {
@@ -303,6 +305,7 @@ impl ToyEngine {
                 scheduler: Some(scheduler),
                 embed_delay: Duration::ZERO,
                 embedded: Arc::default(),
+                template: None,
             },
             stats,
         ))
@@ -325,9 +328,17 @@ impl ToyEngine {
                 scheduler: None,
                 embed_delay: per_text,
                 embedded: embedded.clone(),
+                template: None,
             },
             embedded,
         )
+    }
+
+    /// The engine with a Jinja chat template (its text parsed without control tokens) instead
+    /// of the fixed chat format: its tool syntax and reasoning are the template's.
+    pub fn with_template(mut self, template: ChatTemplate) -> ToyEngine {
+        self.template = Some(Arc::new(template));
+        self
     }
 
     fn encode(text: &str, add_special: bool) -> Vec<u32> {
@@ -402,11 +413,36 @@ impl Engine for ToyEngine {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
+    fn chat_features(&self) -> ChatFeatures {
+        let source = self.template.as_deref().and_then(ChatTemplate::source);
+        let reads = self
+            .template
+            .as_deref()
+            .is_some_and(ChatTemplate::reads_tools);
+        ChatFeatures {
+            tools: ToolFormat::detect(source, reads),
+            thinking: source.is_some_and(|s| s.contains(realizar_runtime::reasoning::THINK_OPEN)),
+        }
+    }
+
     fn chat_prompt(
         &self,
         messages: &[ChatMessage],
+        context: &ChatContext,
         content: ContentSpecials,
-    ) -> Result<Vec<u32>, EngineError> {
+    ) -> Result<ChatPrompt, EngineError> {
+        if let Some(t) = &self.template {
+            let text =
+                t.render_with(messages, true, context)
+                    .map_err(|e| EngineError::InvalidInput {
+                        param: "messages",
+                        reason: e.to_string(),
+                    })?;
+            return Ok(ChatPrompt {
+                ids: self.tokenize(&text, true, false)?,
+                thinking_open: realizar_runtime::reasoning::opens_thinking(&text),
+            });
+        }
         // The toy vocabulary's only special token is `<bos>`: a message cannot write it
         // unless `content` asks for control tokens in messages.
         let mut ids = self.tokenize("", true, false)?;
@@ -415,7 +451,10 @@ impl Engine for ToyEngine {
             ids.extend(self.tokenize(&text, false, content == ContentSpecials::Parsed)?);
         }
         ids.extend(self.tokenize("<assistant>", false, false)?);
-        Ok(ids)
+        Ok(ChatPrompt {
+            ids,
+            thinking_open: false,
+        })
     }
 
     fn submit(&self, req: GenRequest) -> Result<GenStream, EngineError> {

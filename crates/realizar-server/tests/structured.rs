@@ -320,17 +320,26 @@ fn required_and_named_tool_calls_always_validate() {
     let mut sb = body.clone();
     sb["stream"] = json!(true);
     let events = srv.post("/v1/chat/completions", &sb).sse();
-    let mut calls = Vec::new();
+    // The calls as OpenAI's clients put them together: a call's first delta has its index,
+    // id, type and name, the others more of its arguments.
+    let mut calls: Vec<Value> = Vec::new();
     let mut finish = None;
     for e in &events[..events.len() - 1] {
         let c: Value = serde_json::from_str(e).expect("chunk");
         let ch = &c["choices"][0];
         if let Some(tc) = ch["delta"]["tool_calls"].as_array() {
-            for (k, t) in tc.iter().enumerate() {
-                assert_eq!(t["index"], k);
-                let mut t = t.clone();
-                t.as_object_mut().map(|o| o.remove("index"));
-                calls.push(t);
+            for t in tc {
+                let k = t["index"].as_u64().expect("index") as usize;
+                if t.get("id").is_some() {
+                    assert_eq!(k, calls.len(), "{t}");
+                    let mut t = t.clone();
+                    t.as_object_mut().map(|o| o.remove("index"));
+                    calls.push(t);
+                } else {
+                    let more = t["function"]["arguments"].as_str().expect("arguments");
+                    let args = &mut calls[k]["function"]["arguments"];
+                    *args = json!(format!("{}{more}", args.as_str().unwrap_or("")));
+                }
             }
         }
         if ch["finish_reason"].is_string() {

@@ -29,6 +29,9 @@ pub struct ChatMessage {
     pub tool_call_id: Option<String>,
     /// A tool result's function name (`name`).
     pub name: Option<String>,
+    /// An assistant's reasoning, apart from its content (`reasoning_content`, which templates
+    /// such as Qwen3's render or leave out).
+    pub reasoning_content: Option<String>,
 }
 
 /// A call an assistant message made.
@@ -78,6 +81,9 @@ impl ChatMessage {
         }
         if let Some(n) = &self.name {
             map.insert("name".into(), n.clone().into());
+        }
+        if let Some(r) = &self.reasoning_content {
+            map.insert("reasoning_content".into(), r.clone().into());
         }
         json_value(&serde_json::Value::Object(map))
     }

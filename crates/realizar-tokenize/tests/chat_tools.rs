@@ -35,6 +35,7 @@ fn message(m: &Value) -> ChatMessage {
         tool_calls: calls,
         tool_call_id: text(m, "tool_call_id"),
         name: text(m, "name"),
+        reasoning_content: text(m, "reasoning_content"),
     }
 }
 
@@ -71,7 +72,11 @@ fn tool_conversations_render_as_transformers_renders_them() {
         };
         let got = tmpl.render_with(&messages, case["add_generation_prompt"] == true, &context);
         match case.get("expected").and_then(Value::as_str) {
-            Some(want) => assert_eq!(got.as_deref().map_err(|e| e.to_string()), Ok(want), "{label}"),
+            Some(want) => assert_eq!(
+                got.as_deref().map_err(|e| e.to_string()),
+                Ok(want),
+                "{label}"
+            ),
             // One leniency of minijinja: `{% for t in tools %}` over `none` is an empty loop
             // where Jinja2 raises (Hermes-3's tool_use template without tools).
             None if name.contains("Hermes-3") && case["tools"].is_null() => {
@@ -96,5 +101,7 @@ fn templates_that_read_tools_say_so() {
     };
     assert!(reads("Qwen-Qwen2.5-7B-Instruct.jinja"));
     assert!(reads("mistralai-Mistral-Nemo-Instruct-2407.jinja"));
-    assert!(!ChatTemplate::new(&data("gemma_style.j2"), "", "").unwrap().reads_tools());
+    assert!(!ChatTemplate::new(&data("gemma_style.j2"), "", "")
+        .unwrap()
+        .reads_tools());
 }

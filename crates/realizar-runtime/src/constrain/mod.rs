@@ -31,6 +31,25 @@ pub enum Grammar {
     Lark(String),
     /// A grammar in llama.cpp's GBNF (`root ::= ...`), rewritten into Lark.
     Gbnf(String),
+    /// Tool calls in a model's own syntax ([`crate::tools`]): a Lark grammar whose JSON
+    /// numbers are bounded as [`Grammar::JsonSchema`]'s are. With triggers it is lazy, as
+    /// llama.cpp's tool-call grammars are: the output is free until a trigger appears, and from
+    /// the trigger on (the trigger included) it is held to the grammar.
+    ToolCalls {
+        /// The grammar (llguidance's Lark syntax).
+        lark: String,
+        /// Where the grammar starts; none: at once.
+        triggers: Vec<Trigger>,
+    },
+}
+
+/// Where a lazy grammar starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    /// The text that starts it (a control token's text matches that token).
+    pub text: String,
+    /// Only as the first thing of the output (after white space), not anywhere in it.
+    pub at_start: bool,
 }
 
 impl Grammar {
@@ -52,6 +71,7 @@ impl Grammar {
             Grammar::JsonSchema(_) => "JSON schema",
             Grammar::Regex(_) => "regular expression",
             Grammar::Lark(_) | Grammar::Gbnf(_) => "grammar",
+            Grammar::ToolCalls { .. } => "tool-call grammar",
         }
     }
 }
@@ -231,6 +251,7 @@ impl ConstraintCompiler {
             Grammar::Regex(rx) => TopLevelGrammar::from_regex(rx),
             Grammar::Lark(g) => TopLevelGrammar::from_lark(g.clone()),
             Grammar::Gbnf(g) => TopLevelGrammar::from_lark(gbnf::to_lark(g)?),
+            Grammar::ToolCalls { lark, .. } => TopLevelGrammar::from_lark(lark.clone()),
         };
         // llguidance reports bad input as errors; a panic on some input it did not foresee is
         // caught here so that one request's grammar cannot take the server down.
@@ -248,8 +269,20 @@ impl ConstraintCompiler {
             eog: self.eog.clone(),
             n_vocab: self.n_vocab,
             words: self.words.clone(),
-            json: matches!(grammar, Grammar::JsonObject | Grammar::JsonSchema(_))
-                .then(JsonScan::default),
+            json: matches!(
+                grammar,
+                Grammar::JsonObject | Grammar::JsonSchema(_) | Grammar::ToolCalls { .. }
+            )
+            .then(JsonScan::default),
+            waiting: match grammar {
+                Grammar::ToolCalls { triggers, .. } if !triggers.is_empty() => Some(Waiting {
+                    triggers: triggers.clone(),
+                    text: Vec::new(),
+                    starts: Vec::new(),
+                }),
+                _ => None,
+            },
+            dead: false,
         })
     }
 }
@@ -258,7 +291,7 @@ impl ConstraintCompiler {
 /// space until its token budget runs out), `", "` and `": "` between items, unless the schema
 /// sets llguidance's own `x-guidance` options. `true` is the schema of every value; `false`
 /// accepts nothing.
-fn with_layout(schema: &Value) -> Result<Value, ConstraintError> {
+pub(crate) fn with_layout(schema: &Value) -> Result<Value, ConstraintError> {
     let mut obj = match schema {
         Value::Object(m) => m.clone(),
         Value::Bool(true) => Map::new(),
@@ -288,6 +321,45 @@ pub struct Constraint {
     words: Arc<Vec<Vec<u8>>>,
     /// For JSON: where the output is (inside a string, the digits of a number so far).
     json: Option<JsonScan>,
+    /// A lazy grammar before its trigger.
+    waiting: Option<Waiting>,
+    /// The output took a trigger the grammar cannot continue: it ends there.
+    dead: bool,
+}
+
+/// A lazy grammar's output before its trigger: free.
+#[derive(Clone, Debug)]
+struct Waiting {
+    triggers: Vec<Trigger>,
+    /// The output so far (control tokens as their text).
+    text: Vec<u8>,
+    /// Each token of it: where it starts, and its id.
+    starts: Vec<(usize, u32)>,
+}
+
+impl Waiting {
+    /// Where a trigger starts in the text, once one has appeared (`last`: the bytes the last
+    /// token added).
+    fn trigger_at(&self, last: usize) -> Option<usize> {
+        self.triggers.iter().find_map(|t| {
+            let pat = t.text.as_bytes();
+            if t.at_start {
+                let lead = self
+                    .text
+                    .iter()
+                    .take_while(|b| b.is_ascii_whitespace())
+                    .count();
+                let rest = &self.text[lead..];
+                (rest.len() >= pat.len() && rest.starts_with(pat)).then_some(lead)
+            } else {
+                let from = self.text.len().saturating_sub(last + pat.len());
+                self.text[from..]
+                    .windows(pat.len().max(1))
+                    .position(|w| w == pat)
+                    .map(|i| from + i)
+            }
+        })
+    }
 }
 
 /// Most digits in a row of a JSON number (integral part, fraction or exponent), as
@@ -339,7 +411,8 @@ impl std::fmt::Debug for Constraint {
 /// The tokens allowed at one step.
 #[derive(Clone, Debug)]
 pub struct TokenMask {
-    allowed: toktrie::SimpleVob,
+    /// `None`: every token (a lazy grammar before its trigger).
+    allowed: Option<toktrie::SimpleVob>,
     /// Whether the output may end here (every end-of-generation id is then allowed).
     may_end: bool,
 }
@@ -347,11 +420,14 @@ pub struct TokenMask {
 impl TokenMask {
     /// Whether `id` may come next.
     pub fn allows(&self, id: u32) -> bool {
-        self.allowed.is_allowed(id)
+        self.allowed.as_ref().is_none_or(|a| a.is_allowed(id))
     }
 
     /// Sets the logits of every token the constraint forbids to minus infinity.
     pub fn apply(&self, logits: &mut [f32], eog: &[u32]) {
+        if self.allowed.is_none() {
+            return;
+        }
         for (id, l) in logits.iter_mut().enumerate() {
             let id = id as u32;
             let ok = self.allows(id) || (self.may_end && eog.binary_search(&id).is_ok());
@@ -367,6 +443,12 @@ impl Constraint {
     /// a number where something else may follow). Costs up to a few milliseconds: the batcher
     /// computes it while the model evaluates the step.
     pub fn mask(&mut self) -> Result<TokenMask, ConstraintError> {
+        if self.waiting.is_some() {
+            return Ok(TokenMask {
+                allowed: None,
+                may_end: true,
+            });
+        }
         let mut allowed = self
             .matcher
             .compute_mask_or_eos()
@@ -402,7 +484,10 @@ impl Constraint {
             .ok()
             .map(|t| t.tok_trie().eos_token());
         let may_end = eos.is_some_and(|e| allowed.is_allowed(e));
-        Ok(TokenMask { allowed, may_end })
+        Ok(TokenMask {
+            allowed: Some(allowed),
+            may_end,
+        })
     }
 
     /// Advances with the sampled token if the grammar accepts it (an end-of-generation token
@@ -411,6 +496,10 @@ impl Constraint {
     /// the first byte of a multi-byte character): the caller samples again without it.
     pub fn commit(&mut self, id: u32) -> Result<bool, ConstraintError> {
         if self.eog.binary_search(&id).is_ok() {
+            return Ok(true);
+        }
+        if self.waiting.is_some() {
+            self.wait(id);
             return Ok(true);
         }
         let ok = self
@@ -424,6 +513,41 @@ impl Constraint {
             }
         }
         Ok(ok)
+    }
+
+    /// A lazy grammar's step before its trigger: the token is taken as it is; when it
+    /// completes a trigger, the grammar starts there and takes the output from the trigger on
+    /// (the tokens themselves when the trigger starts at one, else the text re-encoded).
+    fn wait(&mut self, id: u32) {
+        let Some(w) = self.waiting.as_mut() else {
+            return;
+        };
+        let bytes = self.words.get(id as usize).map_or(&[][..], |w| {
+            w.strip_prefix(&[TokTrie::SPECIAL_TOKEN_MARKER])
+                .unwrap_or(w)
+        });
+        w.starts.push((w.text.len(), id));
+        w.text.extend_from_slice(bytes);
+        let Some(at) = w.trigger_at(bytes.len()) else {
+            return;
+        };
+        let tokens: Vec<u32> = match w.starts.iter().position(|&(s, _)| s == at) {
+            Some(k) => w.starts[k..].iter().map(|&(_, t)| t).collect(),
+            None => match self.matcher.tok_env() {
+                Ok(env) => env.tokenize_bytes(&w.text[at..]),
+                Err(_) => Vec::new(),
+            },
+        };
+        let tail = w.text[at..].to_vec();
+        self.waiting = None;
+        match self.matcher.try_consume_tokens(&tokens) {
+            Ok(n) if n == tokens.len() => {
+                if let Some(j) = self.json.as_mut() {
+                    j.push(&tail);
+                }
+            }
+            _ => self.dead = true,
+        }
     }
 
     /// Samples with `sample` from `logits` (already masked) until the grammar accepts the
@@ -456,12 +580,14 @@ impl Constraint {
             n_vocab: self.n_vocab,
             words: self.words.clone(),
             json: self.json,
+            waiting: self.waiting.clone(),
+            dead: self.dead,
         }
     }
 
     /// Whether the output is complete and nothing may follow it (the sequence then ends).
     pub fn is_finished(&self) -> bool {
-        self.matcher.is_stopped()
+        self.dead || (self.waiting.is_none() && self.matcher.is_stopped())
     }
 
     /// The ids that end generation.

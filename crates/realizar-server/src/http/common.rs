@@ -121,11 +121,23 @@ pub(crate) fn content_specials(st: &AppState) -> ContentSpecials {
     }
 }
 
-/// The bytes of a conversation's roles and contents.
+/// The bytes of a conversation's texts: roles, contents, reasoning, calls.
 pub(crate) fn message_bytes(messages: &[ChatMessage]) -> usize {
     messages
         .iter()
-        .map(|m| m.role.len() + m.content.len())
+        .map(|m| {
+            let calls: usize = m
+                .tool_calls
+                .iter()
+                .map(|c| c.id.len() + c.name.len() + c.arguments.to_string().len())
+                .sum();
+            m.role.len()
+                + m.content.len()
+                + m.reasoning_content.as_ref().map_or(0, String::len)
+                + m.tool_call_id.as_ref().map_or(0, String::len)
+                + m.name.as_ref().map_or(0, String::len)
+                + calls
+        })
         .sum()
 }
 

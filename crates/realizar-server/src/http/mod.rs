@@ -24,6 +24,7 @@ use crate::error::{ApiError, ServerError};
 use crate::metrics::Metrics;
 
 mod body;
+mod chat;
 mod common;
 mod conn;
 mod ollama;

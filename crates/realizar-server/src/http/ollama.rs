@@ -7,11 +7,12 @@ use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::api::{self, Fields};
-use crate::engine::{ChatMessage, FinishReason, GenEvent, GenSummary, ModelKind};
+use crate::engine::{ChatContext, ChatMessage, FinishReason, GenEvent, GenSummary, ModelKind};
 use crate::error::ApiError;
-use realizar_runtime::tools::{ToolReply, ToolSet};
+use realizar_runtime::reply::{ReplyDelta, ReplyParser};
 
 use super::body::*;
+use super::chat;
 use super::common::*;
 use super::AppState;
 
@@ -55,30 +56,10 @@ pub(crate) async fn ollama_generate(
     })?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
     let mut p = api::ollama_params(&f)?;
-    let tools = if chat {
-        api::chat_tools(&f)?.filter(ToolSet::active)
-    } else {
-        None
-    };
-    if let Some(t) = &tools {
-        if p.grammar.is_some() {
-            return Err(ApiError::invalid(
-                "format",
-                "`format` cannot be combined with `tools`",
-            ));
-        }
-        p.grammar = t.grammar().map(|g| (g, "tools"));
-    }
     let e2 = engine.clone();
-    let ids = if chat {
-        let messages = api::chat_messages(&f, "messages")?;
-        let messages = match &tools {
-            Some(t) => t.with_system(messages),
-            None => messages,
-        };
-        let content = content_specials(st);
-        check_text_fits(&*engine, message_bytes(&messages), "messages")?;
-        blocking(st, move || e2.chat_prompt(&messages, content)).await?
+    let (ids, plan) = if chat {
+        let plan = chat::plan(st, &engine, &f, &mut p, true).await?;
+        (plan.ids.clone(), Some(plan))
     } else {
         let prompt = f
             .str("prompt")?
@@ -95,19 +76,21 @@ pub(crate) async fn ollama_generate(
         let content = content_specials(st);
         // A raw prompt is the caller's own template: its control tokens are parsed.
         let parse_special = raw || st.config.parse_special;
-        blocking(st, move || {
+        let ids = blocking(st, move || {
             if templated {
                 let mut msgs = Vec::new();
                 if let Some(s) = system {
                     msgs.push(ChatMessage::new("system", s));
                 }
                 msgs.push(ChatMessage::new("user", prompt));
-                e2.chat_prompt(&msgs, content)
+                e2.chat_prompt(&msgs, &ChatContext::default(), content)
+                    .map(|p| p.ids)
             } else {
                 e2.tokenize(&prompt, true, parse_special)
             }
         })
-        .await?
+        .await?;
+        (ids, None)
     };
     let param = if chat { "messages" } else { "prompt" };
     let model = engine.info().id;
@@ -131,16 +114,30 @@ pub(crate) async fn ollama_generate(
     let final_obj = move |model: &str, s: &GenSummary, text: Option<&str>, t0: Instant| {
         final_obj_of(chat, model, s, text, t0)
     };
+    // A chat reply with tools or reasoning is read: thinking and text go out as they come,
+    // tool calls in the last object.
+    let mut parser = plan
+        .filter(chat::ChatPlan::parses)
+        .map(|p| ReplyParser::new(p.reply));
     if !p.stream {
         let c = collect(st, gs, t0).await?;
         let mut v = final_obj(&model, &c.summary, Some(&c.text), t0);
-        if let Some(t) = &tools {
-            v["message"] = tool_message(t, &c.text);
+        if let Some(parser) = parser.as_mut() {
+            parser.push(&c.text);
+            v["message"] = chat::ollama_message(&parser.finish().1);
         }
         return Ok(json_response(StatusCode::OK, &v));
     }
-    // With tools, the reply is read whole (calls or text), then sent in the last object.
-    let mut held = String::new();
+    let chunk = move |model: &str, d: &ReplyDelta| -> Option<String> {
+        let message = match d {
+            ReplyDelta::Content(t) => json!({"role": "assistant", "content": t}),
+            ReplyDelta::Reasoning(t) => json!({"role": "assistant", "content": "", "thinking": t}),
+            ReplyDelta::Call { .. } => return None,
+        };
+        let v =
+            json!({"model": model, "created_at": rfc3339_now(), "message": message, "done": false});
+        Some(format!("{v}\n"))
+    };
     Ok(stream_response(
         st,
         gs,
@@ -148,16 +145,29 @@ pub(crate) async fn ollama_generate(
         "application/x-ndjson",
         None,
         move |ev| match ev {
-            GenEvent::Delta { text, .. } if tools.is_some() => {
-                held.push_str(text);
-                String::new()
-            }
-            GenEvent::Done(s) if tools.is_some() => {
+            GenEvent::Delta { text, .. } if parser.is_some() => parser
+                .as_mut()
+                .map(|p| p.push(text))
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|d| chunk(&model, d))
+                .collect(),
+            GenEvent::Done(s) if parser.is_some() => {
+                let mut out = String::new();
                 let mut v = final_obj(&model, s, None, t0);
-                if let Some(t) = &tools {
-                    v["message"] = tool_message(t, &held);
+                if let Some((deltas, reply)) = parser.as_mut().map(ReplyParser::finish) {
+                    out.extend(deltas.iter().filter_map(|d| chunk(&model, d)));
+                    if !reply.calls.is_empty() {
+                        let mut m = chat::ollama_message(&reply);
+                        m["content"] = json!("");
+                        if let Some(o) = m.as_object_mut() {
+                            o.remove("thinking");
+                        }
+                        v["message"] = m;
+                    }
                 }
-                format!("{v}\n")
+                out.push_str(&format!("{v}\n"));
+                out
             }
             GenEvent::Delta { text, .. } => {
                 if text.is_empty() {
@@ -175,22 +185,6 @@ pub(crate) async fn ollama_generate(
             GenEvent::Failed(m) => format!("{}\n", json!({"error": m})),
         },
     ))
-}
-
-/// An Ollama assistant message for a reply under tools: its calls (`arguments` an object) or
-/// its answer.
-fn tool_message(t: &ToolSet, text: &str) -> Value {
-    match t.parse(text) {
-        ToolReply::Calls(calls) => {
-            let calls: Vec<Value> = calls
-                .iter()
-                .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
-                .collect();
-            json!({"role": "assistant", "content": "", "tool_calls": calls})
-        }
-        ToolReply::Content(c) => json!({"role": "assistant", "content": c}),
-        ToolReply::Unparsed(raw) => json!({"role": "assistant", "content": raw}),
-    }
 }
 
 /// The last object of an Ollama answer.

@@ -11,9 +11,11 @@ use serde_json::{json, Map, Value};
 use crate::api::{self, Fields, Flavor, Prompt};
 use crate::engine::{GenEvent, GenSummary, ModelKind, TokenInfo};
 use crate::error::ApiError;
-use realizar_runtime::tools::{ToolReply, ToolSet};
+use realizar_runtime::reply::{ReplyDelta, ReplyParser};
+use realizar_runtime::tools::ToolFormat;
 
 use super::body::*;
+use super::chat;
 use super::common::*;
 use super::AppState;
 
@@ -87,31 +89,13 @@ pub(crate) async fn chat_completions(
     let f = Fields::new(obj);
     f.only(&api::chat_fields())?;
     let engine = pick(st, &f, Some(ModelKind::Generate))?;
-    let messages = api::chat_messages(&f, "messages")?;
     let mut p = api::openai_params(&f, Flavor::Chat)?;
-    let tools = api::chat_tools(&f)?.filter(ToolSet::active);
-    let messages = match &tools {
-        Some(t) => {
-            if let Some((_, field)) = &p.grammar {
-                return Err(ApiError::invalid(
-                    *field,
-                    format!(
-                        "`{field}` cannot be combined with `tools` (set `tool_choice` to none)"
-                    ),
-                ));
-            }
-            p.grammar = t.grammar().map(|g| (g, "tools"));
-            t.with_system(messages)
-        }
-        None => messages,
-    };
-    let e2 = engine.clone();
-    let content = content_specials(st);
-    check_text_fits(&*engine, message_bytes(&messages), "messages")?;
-    let ids = blocking(st, move || e2.chat_prompt(&messages, content)).await?;
-    let streams = submit_n(&*engine, ids, &p, "messages")?;
+    let plan = chat::plan(st, &engine, &f, &mut p, false).await?;
+    let streams = submit_n(&*engine, plan.ids.clone(), &p, "messages")?;
     let model = engine.info().id;
     let id = format!("chatcmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
+    let number = chat::request_number(&id);
+    let format = plan.reply.tools.as_ref().map(|(_, f)| *f);
     let created = now_secs();
     if !p.stream {
         let mut choices = Vec::with_capacity(streams.len());
@@ -122,13 +106,11 @@ pub(crate) async fn chat_completions(
             let logprobs = p.logprobs.map(
                 |_| json!({"content": c.logprobs.iter().map(chat_logprob_entry).collect::<Vec<_>>()}),
             );
-            let (message, finish) = reply_message(
-                tools.as_ref(),
-                &c.text,
-                c.summary.finish_reason.as_str(),
-                &id,
-                i,
-            );
+            let mut parser = ReplyParser::new(plan.reply.clone());
+            parser.push(&c.text);
+            let (_, reply) = parser.finish();
+            let (message, finish) =
+                chat::openai_message(&reply, format, number, i, c.summary.finish_reason.as_str());
             choices.push(json!({
                 "index": i,
                 "message": message,
@@ -172,9 +154,13 @@ pub(crate) async fn chat_completions(
         .collect();
     let want_lp = p.logprobs.is_some();
     let mut usage = Usage::default();
-    // With tools, each choice's reply is read whole (calls or text), then sent.
-    let mut held: Vec<String> = vec![String::new(); streams.len()];
-    let cid = chunks.id.clone();
+    // With tools or reasoning, each choice's text is read as it comes: reasoning, text and
+    // tool calls go out as their own deltas.
+    let parses = plan.parses();
+    let mut parsers: Vec<ReplyParser> = (0..streams.len())
+        .map(|_| ReplyParser::new(plan.reply.clone()))
+        .collect();
+    let mut called: Vec<bool> = vec![false; streams.len()];
     Ok(stream_response_n(
         st,
         streams,
@@ -182,37 +168,29 @@ pub(crate) async fn chat_completions(
         "text/event-stream",
         Some(start),
         move |i, ev, all_done| match ev {
-            GenEvent::Delta { text, .. } if tools.is_some() => {
-                if let Some(h) = held.get_mut(i) {
-                    h.push_str(text);
-                }
-                String::new()
-            }
-            GenEvent::Done(s) if tools.is_some() => {
-                usage.add(s, i == 0);
-                let text = held.get(i).map(String::as_str).unwrap_or_default();
-                let (message, finish) =
-                    reply_message(tools.as_ref(), text, s.finish_reason.as_str(), &cid, i);
-                let mut delta = message;
-                if let Some(d) = delta.as_object_mut() {
-                    d.remove("role");
-                    if let Some(Value::Array(calls)) = d.get_mut("tool_calls") {
-                        for (k, c) in calls.iter_mut().enumerate() {
-                            c["index"] = json!(k);
+            GenEvent::Delta { text, logprobs, .. } if parses => {
+                let lp = logprobs.as_ref().filter(|_| want_lp);
+                let deltas = parsers.get_mut(i).map(|p| p.push(text)).unwrap_or_default();
+                let mut out = String::new();
+                let mut lpv = lp.map(|t| json!({"content": [chat_logprob_entry(t)]}));
+                for d in &deltas {
+                    if let ReplyDelta::Call { .. } = d {
+                        if let Some(c) = called.get_mut(i) {
+                            *c = true;
                         }
                     }
+                    let delta = delta_json(d, format, number, i);
+                    out.push_str(&chunks.event(
+                        json!([{"index": i, "delta": delta, "logprobs": lpv.take(), "finish_reason": null}]),
+                        None,
+                    ));
                 }
-                let mut out = chunks.event(
-                    json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": null}]),
-                    None,
-                );
-                let last =
-                    json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": finish}]);
-                out.push_str(&if all_done {
-                    chunks.done(last, &usage.summary(s))
-                } else {
-                    chunks.event(last, None)
-                });
+                if let Some(lpv) = lpv {
+                    out.push_str(&chunks.event(
+                        json!([{"index": i, "delta": {}, "logprobs": lpv, "finish_reason": null}]),
+                        None,
+                    ));
+                }
                 out
             }
             GenEvent::Delta { text, logprobs, .. } => {
@@ -228,60 +206,56 @@ pub(crate) async fn chat_completions(
             }
             GenEvent::Done(s) => {
                 usage.add(s, i == 0);
-                let last = json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": s.finish_reason.as_str()}]);
-                if all_done {
+                let mut out = String::new();
+                let mut finish = s.finish_reason.as_str().to_string();
+                if parses {
+                    if let Some(p) = parsers.get_mut(i) {
+                        let (deltas, reply) = p.finish();
+                        for d in &deltas {
+                            let delta = delta_json(d, format, number, i);
+                            out.push_str(&chunks.event(
+                                json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": null}]),
+                                None,
+                            ));
+                        }
+                        if !reply.calls.is_empty() || called.get(i).copied().unwrap_or(false) {
+                            finish = "tool_calls".to_string();
+                        }
+                    }
+                }
+                let last =
+                    json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": finish}]);
+                out.push_str(&if all_done {
                     chunks.done(last, &usage.summary(s))
                 } else {
                     chunks.event(last, None)
-                }
+                });
+                out
             }
             GenEvent::Failed(m) => sse_failed(m),
         },
     ))
 }
 
-/// The assistant message of a reply and its finish reason: with tools, the calls it made
-/// (`finish_reason: "tool_calls"`, ids `call_<request>_<choice>_<k>`, arguments as a JSON
-/// string) or its answer; without, the text.
-fn reply_message(
-    tools: Option<&ToolSet>,
-    text: &str,
-    finish: &str,
-    request: &str,
-    choice: usize,
-) -> (Value, String) {
-    let Some(t) = tools else {
-        return (
-            json!({"role": "assistant", "content": text}),
-            finish.to_string(),
-        );
-    };
-    match t.parse(text) {
-        ToolReply::Calls(calls) => {
-            let calls: Vec<Value> = calls
-                .iter()
-                .enumerate()
-                .map(|(k, c)| {
-                    json!({
-                        "id": format!("call_{}_{choice}_{k}", request.rsplit('-').next().unwrap_or(request)),
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": c.arguments.to_string()},
-                    })
-                })
-                .collect();
-            (
-                json!({"role": "assistant", "content": null, "tool_calls": calls}),
-                "tool_calls".to_string(),
-            )
-        }
-        ToolReply::Content(c) => (
-            json!({"role": "assistant", "content": c}),
-            finish.to_string(),
-        ),
-        ToolReply::Unparsed(raw) => (
-            json!({"role": "assistant", "content": raw}),
-            finish.to_string(),
-        ),
+/// A reply delta as OpenAI streams it: `content`, `reasoning_content`, or a `tool_calls`
+/// entry (its id, type and name in the call's first delta, then its arguments in pieces).
+fn delta_json(d: &ReplyDelta, format: Option<ToolFormat>, request: u64, choice: usize) -> Value {
+    match d {
+        ReplyDelta::Reasoning(t) => json!({"reasoning_content": t}),
+        ReplyDelta::Content(t) => json!({"content": t}),
+        ReplyDelta::Call {
+            index,
+            name: Some(name),
+            arguments,
+        } => json!({"tool_calls": [{
+            "index": index,
+            "id": chat::call_id(format, request, choice, *index),
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }]}),
+        ReplyDelta::Call {
+            index, arguments, ..
+        } => json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
     }
 }
 
