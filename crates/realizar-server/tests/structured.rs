@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{check_tool_calls, schemas, validate, TestServer};
+use common::{check_tool_calls, schemas, validate, weather_tools, TestServer};
 use realizar_runtime::batcher::BatcherConfig;
 use realizar_server::testing::{ToyConfig, ToyEngine};
 use realizar_server::ServerConfig;
@@ -270,21 +270,6 @@ fn bad_formats_and_schemas_are_400s_naming_the_field() {
         assert!(r.body.contains(param), "{path} {body}: {}", r.body);
         assert!(r.body.contains(says), "{path} {body}: {}", r.body);
     }
-}
-
-fn weather_tools() -> Value {
-    json!([
-        {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
-            "parameters": {"type": "object", "properties": {
-                "city": {"type": "string", "maxLength": 12},
-                "unit": {"enum": ["c", "f"]}},
-                "required": ["city", "unit"], "additionalProperties": false}}},
-        {"type": "function", "function": {"name": "add",
-            "parameters": {"type": "object", "properties": {
-                "a": {"type": "integer", "minimum": 0, "maximum": 99},
-                "b": {"type": "integer", "minimum": 0, "maximum": 99}},
-                "required": ["a", "b"], "additionalProperties": false}}}
-    ])
 }
 
 #[test]

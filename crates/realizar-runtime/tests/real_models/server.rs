@@ -924,3 +924,88 @@ fn tool_calls_validate_on_smollm2_and_gemma3() {
         }
     }
 }
+
+/// Tools in a model's own syntax on a real model: SmolLM2 served with Qwen2.5's template (the
+/// Hermes `<tool_call>` syntax, the tools described by the template) and with Llama 3.1's (a
+/// JSON reply). With `auto` the model writes freely and every call it begins is held to the
+/// syntax: each reply is text without a begun call, or calls whose arguments validate; with
+/// `required` every reply calls.
+#[test]
+fn native_tool_syntax_calls_are_well_formed_on_smollm2() {
+    let tools = json!([
+        {"type": "function", "function": {"name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 30},
+                "unit": {"enum": ["celsius", "fahrenheit"]}},
+                "required": ["city"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "add", "description": "Adds two integers",
+            "parameters": {"type": "object", "properties": {
+                "a": {"type": "integer"}, "b": {"type": "integer"}},
+                "required": ["a", "b"], "additionalProperties": false}}}
+    ]);
+    let templates = workspace_root().join("crates/realizar-tokenize/tests/data/templates");
+    for (file, opener) in [
+        ("Qwen-Qwen2.5-7B-Instruct.jinja", "<tool_call>"),
+        ("meta-llama-Llama-3.1-8B-Instruct.jinja", "{\"name\""),
+    ] {
+        let source = std::fs::read_to_string(templates.join(file)).expect("template");
+        let opts = LocalOptions {
+            id: Some("smollm2-135m".to_string()),
+            ctx: Some(2048),
+            parallel: 2,
+            chat_template: Some(realizar_runtime::TemplateChoice::Jinja(source)),
+            ..LocalOptions::default()
+        };
+        let engine = load_engine(&model_path("smollm2-135m"), &opts).expect("load");
+        let srv = TestServer::start(ServerConfig::default(), vec![engine]);
+        let (mut calls, mut texts) = (0, 0);
+        for (k, question) in [
+            "What is the weather in Paris?",
+            "Add 17 and 25 for me.",
+            "Is it raining in Tokyo right now?",
+            "Tell me a joke.",
+            "What's 3 plus 4? Use the tool.",
+            "Weather in Berlin in fahrenheit, please.",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for (seed, t) in [(k as u64, 0.0), (k as u64 + 10, 0.8)] {
+                let r = srv.post(
+                    "/v1/chat/completions",
+                    &json!({"model": "smollm2-135m", "tools": tools, "seed": seed,
+                            "temperature": t, "max_tokens": 160,
+                            "messages": [{"role": "user", "content": question}]}),
+                );
+                assert_eq!(r.status, 200, "{file}: {}", r.body);
+                let c = &r.json()["choices"][0];
+                let m = &c["message"];
+                if m["tool_calls"].is_array() {
+                    http::check_tool_calls(m, &tools);
+                    assert_eq!(c["finish_reason"], "tool_calls", "{file}: {c}");
+                    calls += 1;
+                } else {
+                    let text = m["content"].as_str().expect("content");
+                    assert!(
+                        !text.contains(opener),
+                        "{file}: a call begun but not well-formed: {text:?}"
+                    );
+                    texts += 1;
+                }
+            }
+            let r = srv.post(
+                "/v1/chat/completions",
+                &json!({"model": "smollm2-135m", "tools": tools, "tool_choice": "required",
+                        "max_tokens": 160, "temperature": 0, "parallel_tool_calls": false,
+                        "messages": [{"role": "user", "content": question}]}),
+            );
+            assert_eq!(r.status, 200, "{file}: {}", r.body);
+            assert_eq!(
+                http::check_tool_calls(&r.json()["choices"][0]["message"], &tools).len(),
+                1
+            );
+        }
+        eprintln!("{file}: auto replies: {calls} with calls, {texts} text");
+    }
+}
