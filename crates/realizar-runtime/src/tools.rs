@@ -100,7 +100,9 @@ impl ToolFormat {
             } else {
                 ToolFormat::MistralNemo
             }
-        } else if s.contains("<tool_call>") {
+        } else if s.contains("<tool_call>") && s.contains("\"arguments\"") {
+            // JSON inside the tags (XML-argument syntaxes such as Qwen3-Coder's
+            // `<function=…>` or GLM's `<arg_key>` are not this one).
             ToolFormat::Hermes
         } else if s.contains("<|start_header_id|>") && s.contains("\"parameters\": ") {
             ToolFormat::Llama3
@@ -736,6 +738,30 @@ mod tests {
             t.parse(r#"{"tool_calls": [{"name": "ad"#),
             ToolReply::Unparsed(r#"{"tool_calls": [{"name": "ad"#.into())
         );
+    }
+
+    #[test]
+    fn syntaxes_are_read_from_the_template() {
+        let hermes = "{% for t in tools %}{{ t | tojson }}{% endfor %}<tool_call>\n{\"name\": x, \"arguments\": y}";
+        assert_eq!(ToolFormat::detect(Some(hermes), true), ToolFormat::Hermes);
+        // Not given tools: the generic format.
+        assert_eq!(ToolFormat::detect(Some(hermes), false), ToolFormat::Generic);
+        // XML arguments inside the tags: a syntax of its own, not Hermes's JSON.
+        let xml = "{% for t in tools %}{% endfor %}<tool_call>\n<function=x>\n<parameter=a>";
+        assert_eq!(ToolFormat::detect(Some(xml), true), ToolFormat::Generic);
+        assert_eq!(ToolFormat::detect(None, true), ToolFormat::Generic);
+    }
+
+    #[test]
+    fn short_ids_are_nine_letters_and_digits() {
+        let ids: Vec<String> = (0..50).map(short_id).collect();
+        for id in &ids {
+            assert!(id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
     }
 
     #[test]
