@@ -334,7 +334,7 @@ mod tests {
         let (deltas, whole) = stream(opts, reply);
         let (r, c, calls) = joined(&deltas);
         assert_eq!(r, "weather?");
-        assert_eq!(c.trim_end(), "Let me check.");
+        assert_eq!(c, "Let me check.");
         assert_eq!(whole.content, "Let me check.");
         assert_eq!(whole.reasoning.as_deref(), Some("weather?"));
         assert_eq!(

@@ -122,6 +122,17 @@ impl ToolFormat {
     }
 }
 
+/// Whether a reply may begin with a reasoning block (`<think>…</think>`) before its calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Thinking {
+    /// No: the template does not think, or thinking is off.
+    No,
+    /// It may.
+    Optional,
+    /// It does: the prompt left the block open, the reply continues it.
+    Open,
+}
+
 /// A string as a Lark literal.
 fn lit(s: &str) -> String {
     Value::String(s.to_string()).to_string()
@@ -179,11 +190,25 @@ impl ToolSet {
     pub fn grammar_for(
         &self,
         format: ToolFormat,
+        thinking: Thinking,
         control: impl Fn(&str) -> Option<u32>,
     ) -> Option<Grammar> {
         if !self.active() {
             return None;
         }
+        // Before calls the whole reply must be: the reasoning block, when the model may write
+        // one (a lazy grammar leaves it free anyway).
+        let think = match (thinking, &self.choice) {
+            (_, ToolChoice::Auto) if format != ToolFormat::Generic => "start: calls\n",
+            (Thinking::No, _) => "start: calls\n",
+            (Thinking::Optional, _) => "start: (think WS?)? calls\nthink: \"<think>\" think_end\n",
+            (Thinking::Open, _) => "start: think_end WS? calls\n",
+        };
+        let think = if think == "start: calls\n" {
+            think.to_string()
+        } else {
+            format!("{think}think_end[lazy]: /(.|\\n)*<\\/think>/\nWS: /[ \\t\\r\\n]+/\n")
+        };
         let tok = |t: &str| control(t).map_or_else(|| lit(t), |id| format!("<[{id}]>"));
         let schema = |t: &Tool| {
             with_layout(&t.parameters)
@@ -204,7 +229,14 @@ impl ToolSet {
             )
         };
         let (rules, opener, at_start) = match format {
-            ToolFormat::Generic => return self.grammar(),
+            ToolFormat::Generic if thinking == Thinking::No => return self.grammar(),
+            ToolFormat::Generic => {
+                let Some(Grammar::JsonSchema(schema)) = self.grammar() else {
+                    return None;
+                };
+                let schema = with_layout(&schema).unwrap_or(schema);
+                (format!("start: %json {schema}\n"), "", false)
+            }
             ToolFormat::Hermes => {
                 let body = alts(&|t| format!("{} {}", head(t, "arguments"), lit("}")));
                 let start = if many {
@@ -268,7 +300,8 @@ impl ToolSet {
                 )
             }
         };
-        let triggers = if self.choice == ToolChoice::Auto {
+        let rules = format!("{think}{}", rules.replacen("start:", "calls:", 1));
+        let triggers = if self.choice == ToolChoice::Auto && format != ToolFormat::Generic {
             vec![Trigger {
                 text: opener.to_string(),
                 at_start,
@@ -319,7 +352,7 @@ impl ToolSet {
             })
             .collect();
         match calls {
-            Some(calls) if p.complete => ToolReply::Calls(p.content.trim_end().to_string(), calls),
+            Some(calls) if p.complete => ToolReply::Calls(p.content, calls),
             _ => ToolReply::Unparsed(text.to_string()),
         }
     }
@@ -529,15 +562,16 @@ pub fn parse_native(format: ToolFormat, text: &str, done: bool) -> PartialReply 
         return out;
     }
     let Some(at) = text.find(opener) else {
-        let keep = if done {
-            0
+        // Before the end, white space at the end is held back too: a call may follow it.
+        out.content = if done {
+            text.to_string()
         } else {
-            crate::reasoning::partial_tail(text, opener)
+            let keep = crate::reasoning::partial_tail(text, opener);
+            text[..text.len() - keep].trim_end().to_string()
         };
-        out.content = text[..text.len() - keep].to_string();
         return out;
     };
-    out.content = text[..at].to_string();
+    out.content = text[..at].trim_end().to_string();
     let mut rest = &text[at..];
     match format {
         ToolFormat::Hermes => {
@@ -756,7 +790,10 @@ mod tests {
     fn short_ids_are_nine_letters_and_digits() {
         let ids: Vec<String> = (0..50).map(short_id).collect();
         for id in &ids {
-            assert!(id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+            assert!(
+                id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{id}"
+            );
         }
         let mut unique = ids.clone();
         unique.sort();

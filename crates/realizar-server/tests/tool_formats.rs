@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{check_tool_calls, validate, weather_tools, TestServer};
 use realizar_runtime::batcher::BatcherConfig;
 use realizar_runtime::constrain::ConstraintCompiler;
-use realizar_runtime::tools::{Tool, ToolChoice, ToolFormat, ToolReply, ToolSet};
+use realizar_runtime::tools::{Thinking, Tool, ToolChoice, ToolFormat, ToolReply, ToolSet};
 use realizar_server::testing::{toy_tokenizer, ToyConfig, ToyEngine, TOY_EOS, TOY_VOCAB};
 use realizar_server::ServerConfig;
 use realizar_tokenize::ChatTemplate;
@@ -103,7 +103,9 @@ fn lazy_grammars_start_at_the_opener_and_keep_calls_valid() {
         (ToolFormat::MistralArgs, "One moment. ", "[TOOL_CALLS]"),
         (ToolFormat::Llama3, "  ", "{"),
     ] {
-        let grammar = tools.grammar_for(format, |_| None).expect("grammar");
+        let grammar = tools
+            .grammar_for(format, Thinking::No, |_| None)
+            .expect("grammar");
         for seed in 0..4u64 {
             let mut c = compiler.compile(&grammar).expect("compile");
             let mut text = String::new();
@@ -166,7 +168,7 @@ fn lazy_grammars_start_at_the_opener_and_keep_calls_valid() {
     }
     // Llama 3's opener counts only at the start of the reply: later, a brace is text.
     let grammar = tools
-        .grammar_for(ToolFormat::Llama3, |_| None)
+        .grammar_for(ToolFormat::Llama3, Thinking::No, |_| None)
         .expect("grammar");
     let mut c = compiler.compile(&grammar).expect("compile");
     for id in bytes("Use {braces} freely: {x") {
@@ -397,4 +399,76 @@ fn think_on_a_model_that_does_not_think_is_a_400() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("thinking"), "{}", r.body);
+}
+
+/// Feeds `text` a byte at a time; false at the first byte the constraint refuses.
+fn takes(c: &mut realizar_runtime::constrain::Constraint, text: &str) -> bool {
+    bytes(text)
+        .into_iter()
+        .all(|id| c.mask().expect("mask").allows(id) && c.commit(id).expect("commit"))
+}
+
+/// Required calls of a thinking model: the reasoning block may come first (or, when the
+/// prompt left it open, does), then the calls are held to the syntax.
+#[test]
+fn a_reasoning_block_may_come_before_required_calls() {
+    let compiler = ConstraintCompiler::new(Arc::new(toy_tokenizer()), TOY_VOCAB, &[TOY_EOS])
+        .expect("compiler");
+    let tools = tool_set(ToolChoice::Required);
+    let compile = |format, thinking| {
+        compiler
+            .compile(
+                &tools
+                    .grammar_for(format, thinking, |_| None)
+                    .expect("grammar"),
+            )
+            .expect("compile")
+    };
+    let mut c = compile(ToolFormat::Hermes, Thinking::Optional);
+    assert!(takes(
+        &mut c,
+        "<think>I should call a tool.</think>\n\n<tool_call>\n"
+    ));
+    assert!(!c.mask().expect("mask").allows(u32::from(b'x')));
+    let mut c = compile(ToolFormat::Hermes, Thinking::Optional);
+    assert!(takes(&mut c, "<tool_call>\n{\"name\": \"add\""));
+    let mut c = compile(ToolFormat::Hermes, Thinking::Open);
+    assert!(takes(&mut c, "hmm, the weather.\n</think>\n<tool_call>\n"));
+    let mut c = compile(ToolFormat::Generic, Thinking::Optional);
+    assert!(takes(
+        &mut c,
+        "<think>ok</think>\n{\"tool_calls\": [{\"name\": \"add\""
+    ));
+    let mut c = compile(ToolFormat::Hermes, Thinking::No);
+    assert!(!takes(&mut c, "<think>"));
+    let mut c = compile(ToolFormat::Generic, Thinking::No);
+    assert!(!takes(&mut c, "<think>"));
+
+    // Over HTTP, Qwen3's template: every reply calls, its reasoning apart, unless the
+    // reasoning takes the whole token budget (the random toy never closes a block it opens).
+    let srv = server(QWEN3);
+    let tools = weather_tools();
+    let mut called = 0;
+    for seed in 0..8 {
+        let v = srv
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "toy", "messages": [{"role": "user", "content": "weather?"}],
+                        "tools": tools, "tool_choice": "required", "seed": seed,
+                        "temperature": 1.0, "max_tokens": 400, "parallel_tool_calls": false}),
+            )
+            .json();
+        let m = &v["choices"][0]["message"];
+        assert!(
+            !m["content"].as_str().unwrap_or("").contains("think>"),
+            "{v}"
+        );
+        if v["choices"][0]["finish_reason"] == "length" && m["tool_calls"].is_null() {
+            assert!(m["reasoning_content"].is_string(), "{v}");
+            continue;
+        }
+        check_tool_calls(m, &tools);
+        called += 1;
+    }
+    assert!(called > 0, "no reply called");
 }

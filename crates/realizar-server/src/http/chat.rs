@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use realizar_runtime::reply::{Reply, ReplyOptions};
-use realizar_runtime::tools::{self, ToolFormat, ToolSet};
+use realizar_runtime::tools::{self, Thinking, ToolFormat, ToolSet};
 use serde_json::{json, Map, Value};
 
 use super::common::{blocking, check_text_fits, content_specials, message_bytes};
@@ -44,7 +44,7 @@ pub(crate) async fn plan(
     let features = engine.chat_features();
     let format = features.tools;
     let mut context = ChatContext::default();
-    let mut reasoning = features.thinking;
+    let mut apart = true;
     if ollama {
         if let Some(think) = f.bool("think")? {
             if think && !features.thinking {
@@ -59,8 +59,11 @@ pub(crate) async fn plan(
         }
     } else {
         context.kwargs = api::template_kwargs(f)?;
-        reasoning &= api::reasoning_apart(f)?;
+        apart = api::reasoning_apart(f)?;
     }
+    let thinking_off = context.kwargs.get("enable_thinking") == Some(&json!(false));
+    // With tools, reasoning is always read apart: the calls follow it.
+    let reasoning = features.thinking && (apart || tools.is_some());
     let mut messages = if format == ToolFormat::Generic {
         tools::generic_history(messages)
     } else {
@@ -79,10 +82,6 @@ pub(crate) async fn plan(
                 format!("`{field}` cannot be combined with `tools`{hint}"),
             ));
         }
-        let e2 = engine.clone();
-        p.grammar = t
-            .grammar_for(format, move |s| e2.control_token(s))
-            .map(|g| (g, "tools"));
         if format == ToolFormat::Generic {
             messages = t.with_system(messages);
         } else {
@@ -99,6 +98,19 @@ pub(crate) async fn plan(
     let content = content_specials(st);
     let e2 = engine.clone();
     let prompt = blocking(st, move || e2.chat_prompt(&messages, &context, content)).await?;
+    if let Some(t) = &tools {
+        let thinking = if !features.thinking || thinking_off {
+            Thinking::No
+        } else if prompt.thinking_open {
+            Thinking::Open
+        } else {
+            Thinking::Optional
+        };
+        let e2 = engine.clone();
+        p.grammar = t
+            .grammar_for(format, thinking, move |s| e2.control_token(s))
+            .map(|g| (g, "tools"));
+    }
     Ok(ChatPlan {
         ids: prompt.ids,
         reply: ReplyOptions {
