@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             logprobs: None,
             ignore_eos: false,
             grammar: None,
+            keep_special: Vec::new(),
         })?;
         let q = q.to_string();
         threads.push(std::thread::spawn(move || {

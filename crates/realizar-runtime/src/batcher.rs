@@ -45,6 +45,9 @@ pub struct GenRequest {
     /// Keep the output inside this language ([`crate::constrain`]): each step samples only
     /// among the tokens that keep it there, and the sequence ends once the output is complete.
     pub grammar: Option<Grammar>,
+    /// Control tokens whose text the output keeps (others are left out of it): the markers of
+    /// a chat syntax the reply is read by.
+    pub keep_special: Vec<u32>,
 }
 
 /// Why generation ended.
@@ -686,7 +689,8 @@ impl<M: BatchForward> Worker<M> {
                     max_tokens: p.req.max_tokens,
                     logprobs: p.req.logprobs,
                     ignore_eos: p.req.ignore_eos,
-                    text: TextStream::new(self.text.tokenizer.clone(), p.req.stop),
+                    text: TextStream::new(self.text.tokenizer.clone(), p.req.stop)
+                        .keeping(p.req.keep_special),
                     constraint: p.constraint,
                     mask: None,
                 };

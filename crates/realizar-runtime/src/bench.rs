@@ -471,6 +471,7 @@ pub fn constrained(
                 logprobs: None,
                 ignore_eos: true,
                 grammar: (i < constrain).then(|| cfg.grammar.clone()),
+                keep_special: Vec::new(),
             };
             let h = batcher
                 .submit(req)

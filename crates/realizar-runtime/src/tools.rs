@@ -111,6 +111,17 @@ impl ToolFormat {
         }
     }
 
+    /// The texts that mark calls in this syntax (kept in the output when they are control
+    /// tokens: the reply is read by them).
+    pub fn markers(self) -> &'static [&'static str] {
+        match self {
+            ToolFormat::Generic | ToolFormat::Llama3 => &[],
+            ToolFormat::Hermes => &["<tool_call>", "</tool_call>"],
+            ToolFormat::MistralNemo => &["[TOOL_CALLS]"],
+            ToolFormat::MistralArgs => &["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"],
+        }
+    }
+
     /// Whether calls carry Mistral's 9-character alphanumeric ids.
     pub fn short_ids(self) -> bool {
         matches!(self, ToolFormat::MistralNemo | ToolFormat::MistralArgs)

@@ -248,6 +248,8 @@ pub(crate) struct GenParams {
     pub grammar: Option<(Grammar, &'static str)>,
     /// Choices to generate for each prompt (`n`), each its own sequence.
     pub n: usize,
+    /// Control tokens whose text the reply keeps (a chat syntax's markers).
+    pub keep_special: Vec<u32>,
 }
 
 /// Most choices one request may ask for (`n` times the prompts).
@@ -514,6 +516,7 @@ pub(crate) fn openai_params(f: &Fields<'_>, flavor: Flavor) -> Result<GenParams,
         ignore_eos,
         grammar: openai_grammar(f)?,
         n,
+        keep_special: Vec::new(),
     })
 }
 
@@ -1162,6 +1165,7 @@ pub(crate) fn ollama_params(f: &Fields<'_>) -> Result<GenParams, ApiError> {
         ignore_eos: false,
         grammar: ollama_format(f)?,
         n: 1,
+        keep_special: Vec::new(),
     })
 }
 

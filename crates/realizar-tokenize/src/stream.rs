@@ -14,6 +14,8 @@ use crate::{TokenizeError, Tokenizer};
 pub struct StreamDecoder<T: Borrow<Tokenizer>> {
     tok: T,
     skip_special: bool,
+    /// Special tokens whose text is kept even when special tokens are skipped.
+    kept: Vec<u32>,
     pending: Vec<u8>,
     started: bool,
 }
@@ -24,6 +26,7 @@ impl<T: Borrow<Tokenizer>> StreamDecoder<T> {
         StreamDecoder {
             tok,
             skip_special,
+            kept: Vec::new(),
             pending: Vec::new(),
             started: false,
         }
@@ -42,9 +45,10 @@ impl<T: Borrow<Tokenizer>> StreamDecoder<T> {
     /// Adds one id; returns the text that is complete so far, if any.
     pub fn push(&mut self, id: u32) -> Result<Option<String>, TokenizeError> {
         let before = self.pending.len();
+        let skip = self.skip_special && !self.kept.contains(&id);
         self.tok
             .borrow()
-            .append_piece(id, !self.started, self.skip_special, &mut self.pending)?;
+            .append_piece(id, !self.started, skip, &mut self.pending)?;
         if self.pending.len() > before {
             self.started = true;
         }
@@ -130,6 +134,13 @@ impl<T: Borrow<Tokenizer>> TextStream<T> {
             held: String::new(),
             stopped: false,
         }
+    }
+
+    /// The stream with the text of these special tokens kept (a chat syntax's markers, such
+    /// as Mistral's `[TOOL_CALLS]`, which the reply is read by).
+    pub fn keeping(mut self, ids: Vec<u32>) -> TextStream<T> {
+        self.dec.kept = ids;
+        self
     }
 
     /// The tokenizer.

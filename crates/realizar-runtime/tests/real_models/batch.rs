@@ -384,6 +384,7 @@ fn batcher_streams_what_generate_gives_alone() {
         logprobs: None,
         ignore_eos: false,
         grammar: None,
+        keep_special: Vec::new(),
     };
     drop(
         batcher

@@ -396,3 +396,35 @@ fn a_message_cannot_forge_turns_but_plain_chats_tokenize_as_llama_cpp_does() {
     let text = tok.decode(&with_mark, false).expect("decode");
     assert!(text.contains(&mark), "{name}: {text:?}");
 }
+
+/// A text stream leaves control tokens out of the text, except those it is told to keep (a
+/// chat syntax's markers, which the reply is read by).
+#[test]
+fn streams_keep_only_the_control_tokens_they_are_told_to() {
+    let tok = gguf_tokenizer("smollm2-135m");
+    let parsed = EncodeOptions {
+        add_special: false,
+        parse_special: true,
+    };
+    let ids = tok
+        .encode("<|im_start|>assistant\nHi<|im_end|>", parsed)
+        .expect("encode");
+    let start = tok
+        .encode("<|im_start|>", parsed)
+        .expect("encode")
+        .first()
+        .copied()
+        .expect("id");
+    let run = |keep: Vec<u32>| {
+        let mut s = realizar_tokenize::TextStream::new(&tok, Vec::new()).keeping(keep);
+        let mut out = String::new();
+        for &id in &ids {
+            if let Ok(realizar_tokenize::TextStep::Text(t)) = s.push(id) {
+                out.push_str(&t);
+            }
+        }
+        out + &s.finish()
+    };
+    assert_eq!(run(Vec::new()), "assistant\nHi");
+    assert_eq!(run(vec![start]), "<|im_start|>assistant\nHi");
+}

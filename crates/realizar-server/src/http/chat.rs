@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use realizar_runtime::reasoning;
 use realizar_runtime::reply::{Reply, ReplyOptions};
 use realizar_runtime::tools::{self, Thinking, ToolFormat, ToolSet};
 use serde_json::{json, Map, Value};
@@ -98,6 +99,15 @@ pub(crate) async fn plan(
     let content = content_specials(st);
     let e2 = engine.clone();
     let prompt = blocking(st, move || e2.chat_prompt(&messages, &context, content)).await?;
+    // The markers the reply is read by stay in its text where they are control tokens.
+    let markers = tools.as_ref().map_or(&[][..], |_| format.markers());
+    let think = [reasoning::THINK_OPEN, reasoning::THINK_CLOSE];
+    let think = if reasoning { &think[..] } else { &[][..] };
+    p.keep_special = markers
+        .iter()
+        .chain(think)
+        .filter_map(|m| engine.control_token(m))
+        .collect();
     if let Some(t) = &tools {
         let thinking = if !features.thinking || thinking_off {
             Thinking::No

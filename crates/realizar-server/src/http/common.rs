@@ -254,6 +254,7 @@ pub(crate) fn submit(
         logprobs: p.logprobs,
         ignore_eos: p.ignore_eos,
         grammar: p.grammar.as_ref().map(|(g, _)| g.clone()),
+        keep_special: p.keep_special.clone(),
     };
     engine.submit(req).map_err(|e| match e {
         EngineError::ContextExceeded { .. } => {
