@@ -686,11 +686,7 @@ pub fn generic_history(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
         }
         flush(&mut results, &mut out);
         if m.tool_calls.is_empty() {
-            out.push(ChatMessage {
-                tool_call_id: None,
-                name: None,
-                ..m
-            });
+            out.push(m);
             continue;
         }
         let calls: Vec<Value> = m

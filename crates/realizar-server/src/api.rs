@@ -718,10 +718,11 @@ pub(crate) fn chat_messages(
                 ));
             }
             let role = if role == "developer" { "system".to_string() } else { role };
+            // `name` (a participant's, or a tool result's function) reaches the template.
             let extra: &[&str] = match role.as_str() {
-                "assistant" => &["tool_calls", "reasoning_content", "thinking"],
+                "assistant" => &["tool_calls", "reasoning_content", "thinking", "name"],
                 "tool" => &["tool_call_id", "name", "tool_name"],
-                _ => &[],
+                _ => &["name"],
             };
             if let Some(k) = m
                 .iter()
@@ -734,7 +735,11 @@ pub(crate) fn chat_messages(
             {
                 return Err(ApiError::invalid(
                     p(k),
-                    format!("`{}` is not supported (messages take `role` and `content`)", p(k)),
+                    format!(
+                        "`{}` is not supported (a {role} message takes `role`, `content`{})",
+                        p(k),
+                        extra.iter().map(|e| format!(", `{e}`")).collect::<String>()
+                    ),
                 ));
             }
             let calls = match m.get("tool_calls") {
@@ -806,9 +811,10 @@ pub(crate) fn chat_messages(
                     .or(fm.str("thinking")?)
                     .map(str::to_string);
             }
+            msg.name = fm.str("name")?.map(str::to_string);
             if msg.role == "tool" {
                 msg.tool_call_id = fm.str("tool_call_id")?.map(str::to_string);
-                msg.name = fm.str("name")?.or(fm.str("tool_name")?).map(str::to_string);
+                msg.name = msg.name.or(fm.str("tool_name")?.map(str::to_string));
             }
             Ok(msg)
         })

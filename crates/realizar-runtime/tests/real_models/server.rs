@@ -805,10 +805,25 @@ for seed in range(3):
         messages=[{"role": "user", "content": "Weather in Paris?"}, c.message,
                   {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}])
     assert follow.choices[0].message.content is not None or follow.choices[0].message.tool_calls
+# Streamed tool calls, put together by the client's own stream helper, equal the whole reply's.
+for seed in range(3):
+    kw = dict(model="smollm2-135m", messages=[{"role": "user", "content": "Weather in Paris?"}],
+              tools=tools, tool_choice="required", seed=seed, temperature=1, max_tokens=200)
+    whole = client.chat.completions.create(**kw).choices[0].message.tool_calls
+    with client.chat.completions.stream(**kw) as s:
+        streamed = s.get_final_completion().choices[0].message.tool_calls
+    pairs = lambda calls: [(c.function.name, c.function.arguments) for c in calls]
+    assert pairs(streamed) == pairs(whole), (streamed, whole)
+    assert all(c.id for c in streamed), streamed
 r = o.chat(model="smollm2-135m", messages=[{"role": "user", "content": "Weather in Rome?"}],
            tools=tools, options={"temperature": 0, "num_predict": 200})
 for call in (r.message.tool_calls or []):
     jsonschema.validate(dict(call.function.arguments), tools[0]["function"]["parameters"])
+streamed = [c for part in o.chat(model="smollm2-135m", stream=True, tools=tools,
+                                 messages=[{"role": "user", "content": "Weather in Rome?"}],
+                                 options={"temperature": 0, "num_predict": 200})
+            for c in (part.message.tool_calls or [])]
+assert [c.function.name for c in streamed] == [c.function.name for c in (r.message.tool_calls or [])]
 print("structured output OK")
 "#;
 
