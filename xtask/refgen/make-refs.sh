@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHARED=${REALIZAR_SHARED:-$ROOT/../shared}
 OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
-[ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm
+[ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm mistral3
   iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl mxfp4 gemma3-mxfp4 q4_0)
 [ "${KINDS[0]}" != "none" ] || KINDS=()
 
@@ -80,7 +80,7 @@ done
 rm -f "$OUT/pretok.tmp.json"
 
 # Chats as llama-server answers them with a built-in template (greedy, up to EOG).
-for pair in qwen2:chatml llama-spm:llama2 phi3:phi3 llama3:llama3; do
+for pair in qwen2:chatml llama-spm:llama2 phi3:phi3 llama3:llama3 mistral3:mistral-v7-tekken; do
   kind=${pair%%:*}; tmpl=${pair#*:}
   file=$(ls "$ROOT"/target/transplant/smollm2-"$kind"-v*.gguf | sort -V | tail -1)
   [ -f "$file" ] || continue

@@ -126,6 +126,11 @@ impl Tiny {
         self.tensors.push((name.into(), dims, ty));
         self
     }
+    fn with_key(mut self, key: &str, value: OwnedValue) -> Tiny {
+        self.meta.retain(|(k, _)| k != key);
+        self.meta.push((key.into(), value));
+        self
+    }
     fn without_key(mut self, key: &str) -> Tiny {
         self.meta.retain(|(k, _)| k != key);
         self
@@ -197,9 +202,27 @@ fn refused(t: &Tiny, tag: &str, names: &str) {
 
 #[test]
 fn the_new_families_run() {
-    for arch in ["qwen2", "qwen3", "llama", "smollm3", "phi3"] {
+    for arch in ["qwen2", "qwen3", "llama", "smollm3", "phi3", "mistral3"] {
         works(&tiny(arch), arch);
     }
+    // Mistral 3 with YaRN and the attention temperature (llama and qwen read YaRN too).
+    let yarn = |arch: &str| {
+        tiny(arch)
+            .with_key(
+                &format!("{arch}.rope.scaling.type"),
+                OwnedValue::String("yarn".into()),
+            )
+            .with_key(&format!("{arch}.rope.scaling.factor"), OwnedValue::F32(4.0))
+            .with_key(
+                &format!("{arch}.rope.scaling.original_context_length"),
+                OwnedValue::U32(16),
+            )
+    };
+    works(
+        &yarn("mistral3").with_key("mistral3.attention.temperature_scale", OwnedValue::F32(0.1)),
+        "mistral3-yarn",
+    );
+    works(&yarn("qwen3"), "qwen3-yarn");
     // Qwen2 without its untied head uses the embedding, as llama.cpp does.
     works(&tiny("qwen2").without_tensor("output.weight"), "qwen2-tied");
     // Biases are optional on llama (as in llama.cpp), and used when present.
@@ -261,6 +284,44 @@ fn broken_layouts_are_refused_naming_the_tensor_or_key() {
         &tiny("qwen2").without_key("qwen2.context_length"),
         "no-ctx",
         "qwen2.context_length",
+    );
+    let yarn = tiny("mistral3").with_key(
+        "mistral3.rope.scaling.type",
+        OwnedValue::String("yarn".into()),
+    );
+    refused(
+        &yarn.with_key(
+            "mistral3.rope.scaling.original_context_length",
+            OwnedValue::U32(0),
+        ),
+        "yarn-ctx-0",
+        "mistral3.rope.scaling.original_context_length",
+    );
+    refused(
+        &tiny("mistral3").with_key("mistral3.rope.scaling.factor", OwnedValue::F32(-2.0)),
+        "yarn-factor",
+        "mistral3.rope.scaling.factor",
+    );
+    refused(
+        &tiny("mistral3").with_key(
+            "mistral3.attention.temperature_scale",
+            OwnedValue::F32(f32::NAN),
+        ),
+        "temperature-nan",
+        "mistral3.attention.temperature_scale",
+    );
+    refused(
+        &tiny("mistral3").with_key("mistral3.expert_count", OwnedValue::U32(8)),
+        "mistral3-moe",
+        "mistral3.expert_count",
+    );
+    refused(
+        &tiny("llama").with_key(
+            "llama.rope.scaling.type",
+            OwnedValue::String("dynamic".into()),
+        ),
+        "rope-type",
+        "llama.rope.scaling.type",
     );
 }
 

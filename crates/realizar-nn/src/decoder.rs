@@ -42,6 +42,24 @@ impl Activation {
     }
 }
 
+/// The attention temperature of llama.cpp's `llm_graph_input_attn_temp`: at position `p`,
+/// queries are multiplied by `ln(floor(p / floor_scale) + 1) * scale + 1`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnTemp {
+    /// `attention.temperature_scale`.
+    pub scale: f32,
+    /// Positions per step (the YaRN training context).
+    pub floor_scale: usize,
+}
+
+impl AttnTemp {
+    /// The factor at position `pos`, computed as llama.cpp does (the logarithm in f64).
+    pub fn at(&self, pos: usize) -> f32 {
+        let steps = (pos as f32 / self.floor_scale as f32).floor();
+        ((f64::from(steps) + 1.0).ln() * f64::from(self.scale) + 1.0) as f32
+    }
+}
+
 /// What differs between layers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerSpec {
@@ -92,6 +110,9 @@ pub struct DecoderConfig {
     pub post_norms: bool,
     /// The gate's and the up projection's rows in one `ffn_up` tensor, gate first (Phi-3).
     pub fused_gate_up: bool,
+    /// Llama 4's attention temperature (Mistral 3): queries are multiplied, after RoPE, by
+    /// a factor that grows with the position.
+    pub attn_temp: Option<AttnTemp>,
     /// LongRoPE: `rope_factors_short` / `rope_factors_long` are the rope divisors for contexts
     /// up to / beyond this original context length (`rope.scaling.original_context_length`).
     pub long_rope: Option<usize>,
@@ -916,6 +937,10 @@ impl Decoder {
                         }
                         if c.q_scale != 1.0 {
                             qh.iter_mut().for_each(|v| *v *= c.q_scale);
+                        }
+                        if let Some(temp) = &c.attn_temp {
+                            let f = temp.at(start + t);
+                            qh.iter_mut().for_each(|v| *v *= f);
                         }
                     }
                     for kh in kt.chunks_exact_mut(hd) {

@@ -146,6 +146,43 @@ pub struct Rope {
     /// Magnitude factor of the rotation (ggml's `attn_factor`, `mscale`: cos and sin are
     /// multiplied by it; `rope.scaling.attn_factor`, 1.0 without).
     pub attn_factor: f32,
+    /// YaRN: frequencies between the correction dimensions mix interpolation and
+    /// extrapolation (`None`: plain linear scaling).
+    pub yarn: Option<Yarn>,
+}
+
+/// YaRN's parameters as ggml's rope takes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Yarn {
+    /// How much of the extrapolated angle the ramp mixes in (llama.cpp's `yarn_ext_factor`,
+    /// 1.0 for a YaRN model).
+    pub ext_factor: f32,
+    /// The context length the model was trained at (`rope.scaling.original_context_length`).
+    pub n_ctx_orig: usize,
+    /// The ramp's bounds in rotations over that context (32 and 1 unless the file says).
+    pub beta_fast: f32,
+    /// See `beta_fast`.
+    pub beta_slow: f32,
+}
+
+impl Yarn {
+    /// The dimensions where the ramp starts and ends for `n_dims` rotated dimensions of base
+    /// `freq_base`, as `ggml_rope_yarn_corr_dims` computes them.
+    pub fn corr_dims(&self, n_dims: usize, freq_base: f32) -> [f32; 2] {
+        let dim = |n_rot: f32| {
+            n_dims as f32 * (self.n_ctx_orig as f32 / (n_rot * 2.0 * core::f32::consts::PI)).ln()
+                / (2.0 * freq_base.ln())
+        };
+        let start = dim(self.beta_fast).floor();
+        let end = dim(self.beta_slow).ceil();
+        [start.max(0.0), end.min(n_dims as f32 - 1.0)]
+    }
+}
+
+/// `rope_yarn_ramp`: 1 below the first correction dimension, 0 past the second.
+fn yarn_ramp([low, high]: [f32; 2], i0: usize) -> f32 {
+    let y = ((i0 / 2) as f32 - low) / (high - low).max(0.001);
+    1.0 - y.clamp(0.0, 1.0)
 }
 
 impl Rope {
@@ -153,6 +190,7 @@ impl Rope {
     /// position `pos`, as `ggml_rope_cache_init` builds them.
     pub fn fill_cache(&self, pos: usize, cache: &mut [f32]) {
         let theta_scale = self.freq_base.powf(-2.0 / self.n_dims as f32);
+        let corr = self.yarn.map(|y| y.corr_dims(self.n_dims, self.freq_base));
         let mut theta = pos as f32;
         for (i, pair) in cache.chunks_exact_mut(2).take(self.n_dims / 2).enumerate() {
             let ff = self
@@ -161,9 +199,20 @@ impl Rope {
                 .and_then(|f| f.get(i))
                 .copied()
                 .unwrap_or(1.0);
-            let t = self.freq_scale * (theta / ff);
-            pair[0] = t.cos() * self.attn_factor;
-            pair[1] = t.sin() * self.attn_factor;
+            let extrap = theta / ff;
+            let interp = self.freq_scale * extrap;
+            // `rope_yarn` as GCC contracts it with FMA.
+            let (t, mscale) = match (&self.yarn, corr) {
+                (Some(y), Some(corr)) if y.ext_factor != 0.0 => {
+                    let mix = yarn_ramp(corr, 2 * i) * y.ext_factor;
+                    let t = interp.mul_add(1.0 - mix, extrap * mix);
+                    let m = (1.0 / self.freq_scale).ln().mul_add(0.1, 1.0);
+                    (t, self.attn_factor * m)
+                }
+                _ => (interp, self.attn_factor),
+            };
+            pair[0] = t.cos() * mscale;
+            pair[1] = t.sin() * mscale;
             theta *= theta_scale;
         }
     }
@@ -433,6 +482,7 @@ mod tests {
             freq_scale: 1.0,
             freq_factors: None,
             attn_factor: 1.0,
+            yarn: None,
         };
         let mut cache = [0.0; 4];
         rope.fill_cache(3, &mut cache);

@@ -25,7 +25,7 @@ pub use backend::{
     Rows, Spread, Weight,
 };
 pub use decoder::{
-    Activation, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, Segment, WeightBytes,
+    Activation, AttnTemp, Decoder, DecoderConfig, LayerSpec, Logits, Scratch, Segment, WeightBytes,
 };
 pub use error::NnError;
 pub use kv::{KvCache, KvState, KvType};

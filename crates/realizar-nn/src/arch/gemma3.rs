@@ -74,6 +74,7 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
         qkv_bias: false,
         post_norms: true,
         fused_gate_up: false,
+        attn_temp: None,
         long_rope: None,
         activation: Activation::GeluTanh,
         final_softcap: m.opt_positive("final_logit_softcapping")?,

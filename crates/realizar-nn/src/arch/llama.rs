@@ -3,6 +3,7 @@
 //! Follows llama.cpp src/models/llama.cpp.
 
 use super::{Meta, Shape};
+use crate::decoder::AttnTemp;
 use crate::layers::RopeLayout;
 use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
@@ -20,6 +21,38 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
 /// layer (no rotary embedding). Follows llama.cpp src/models/smollm3.cpp.
 pub fn smollm3(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
     config_of(file, "smollm3")
+}
+
+/// The configuration of a `mistral3` model (Ministral 3, Mistral Small 3.x as converted since
+/// late 2025): llama's block with YaRN read from the file's own keys, and Llama 4's
+/// attention temperature when `attention.temperature_scale` is set. Follows llama.cpp
+/// src/models/mistral3.cpp (a mixture of experts is refused).
+pub fn mistral3(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
+    let m = Meta {
+        file,
+        arch: "mistral3",
+    };
+    if m.opt_count("expert_count")?.is_some() {
+        return Err(NnError::BadHyperparameter {
+            key: m.key("expert_count"),
+            reason: "mistral3 with experts (MoE) is not supported".into(),
+        });
+    }
+    let mut c = config_of(file, "mistral3")?;
+    if let Some(scale) = m
+        .opt_f32("attention.temperature_scale")?
+        .filter(|s| *s != 0.0)
+    {
+        // llama.cpp steps the temperature every YaRN training context.
+        let floor_scale = match c.layers.first().and_then(|l| l.rope.yarn) {
+            Some(y) => y.n_ctx_orig,
+            None => m
+                .opt_count("rope.scaling.original_context_length")?
+                .unwrap_or(c.context_length),
+        };
+        c.attn_temp = Some(AttnTemp { scale, floor_scale });
+    }
+    Ok(c)
 }
 
 fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig, NnError> {
@@ -54,6 +87,7 @@ fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig
         qkv_bias: false,
         post_norms: false,
         fused_gate_up: false,
+        attn_temp: None,
         long_rope: None,
         activation: Activation::Silu,
         final_softcap: None,

@@ -7,12 +7,14 @@ pub mod llama;
 pub mod phi3;
 pub mod qwen;
 
-use crate::layers::{Rope, RopeLayout};
+use crate::layers::{Rope, RopeLayout, Yarn};
 use crate::source::{ModelSource, SourceError};
 use crate::{DecoderConfig, NnError};
 
 /// The architectures this crate implements, by `general.architecture` value.
-pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "smollm3", "phi3"];
+pub const SUPPORTED: &[&str] = &[
+    "llama", "gemma3", "qwen2", "qwen3", "smollm3", "phi3", "mistral3",
+];
 
 /// The decoder configuration of a model, by its `general.architecture`.
 pub fn config_from_source(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
@@ -27,6 +29,7 @@ pub fn config_from_source(file: &dyn ModelSource) -> Result<DecoderConfig, NnErr
         "qwen2" => qwen::qwen2(file),
         "qwen3" => qwen::qwen3(file),
         "smollm3" => llama::smollm3(file),
+        "mistral3" => llama::mistral3(file),
         "phi3" => phi3::config(file),
         other => Err(NnError::UnknownArchitecture { name: other.into() }),
     }
@@ -181,14 +184,77 @@ impl Meta<'_> {
         head_dim: usize,
         default_base: f32,
     ) -> Result<Rope, NnError> {
+        let freq_scale = self.rope_freq_scale()?;
+        let (attn_factor, yarn) = self.rope_yarn(freq_scale)?;
         Ok(Rope {
             n_dims: self.opt_count("rope.dimension_count")?.unwrap_or(head_dim),
             layout,
             freq_base: self.opt_positive("rope.freq_base")?.unwrap_or(default_base),
-            freq_scale: self.rope_freq_scale()?,
+            freq_scale,
             freq_factors: None,
-            attn_factor: self.rope_attn_factor()?,
+            attn_factor,
+            yarn,
         })
+    }
+
+    /// `rope.scaling.type`, if the file gives one.
+    fn rope_scaling_type(&self) -> Result<Option<&str>, NnError> {
+        let key = self.key("rope.scaling.type");
+        if !self.file.has(&key) {
+            return Ok(None);
+        }
+        self.file
+            .get_str(&key)
+            .map(Some)
+            .map_err(|e| self.err(key, e))
+    }
+
+    /// The rotation's magnitude factor and, for `rope.scaling.type` `yarn`, YaRN's
+    /// parameters, as llama.cpp's context derives them: the training context
+    /// (`rope.scaling.original_context_length`, else `context_length`), the ramp bounds (32
+    /// and 1; `mistral3` files may set `rope.scaling.yarn_beta_fast`/`_slow`), and a magnitude
+    /// `0.1 ln(factor) + 1` (or the ratio with `rope.scaling.yarn_log_multiplier`, which
+    /// `mistral3` reads) divided by the `1 + 0.1 ln(factor)` ggml's rope multiplies back.
+    pub fn rope_yarn(&self, freq_scale: f32) -> Result<(f32, Option<Yarn>), NnError> {
+        let attn = self.rope_attn_factor()?;
+        if self.rope_scaling_type()? != Some("yarn") {
+            return Ok((attn, None));
+        }
+        let mistral3 = self.arch == "mistral3";
+        let opt = |suffix: &str| -> Result<Option<f32>, NnError> {
+            if mistral3 {
+                self.opt_f32(suffix)
+            } else {
+                Ok(None)
+            }
+        };
+        let n_ctx_orig = match self.opt_count("rope.scaling.original_context_length")? {
+            Some(n) => n,
+            None => self.count("context_length")?,
+        };
+        let factor = 1.0 / freq_scale;
+        let mscale = |scale: f32, m: f32| {
+            if scale <= 1.0 {
+                1.0
+            } else {
+                0.1 * m * scale.ln() + 1.0
+            }
+        };
+        let log_mul = opt("rope.scaling.yarn_log_multiplier")?.unwrap_or(0.0);
+        let mut a = if log_mul != 0.0 {
+            mscale(factor, 1.0) / mscale(factor, log_mul)
+        } else {
+            mscale(factor, 1.0)
+        };
+        a *= 1.0 / (1.0 + 0.1 * factor.ln());
+        a *= attn;
+        let yarn = Yarn {
+            ext_factor: 1.0,
+            n_ctx_orig,
+            beta_fast: opt("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+            beta_slow: opt("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+        };
+        Ok((a, Some(yarn)))
     }
 
     /// `rope.scaling.attn_factor`: the rotation's magnitude factor (llama.cpp reads it for
@@ -213,7 +279,7 @@ impl Meta<'_> {
         let factor = self.opt_positive("rope.scaling.factor")?;
         match ty {
             Some("none") => Ok(1.0),
-            None | Some("linear") => Ok(factor.map_or(1.0, |f| 1.0 / f)),
+            None | Some("linear") | Some("yarn") => Ok(factor.map_or(1.0, |f| 1.0 / f)),
             Some(other) => Err(NnError::BadHyperparameter {
                 key: ty_key,
                 reason: format!("rope scaling `{other}` is not supported"),

@@ -48,6 +48,7 @@ pub fn config(file: &dyn ModelSource) -> Result<DecoderConfig, NnError> {
         qkv_bias: false,
         post_norms: false,
         fused_gate_up: true,
+        attn_temp: None,
         long_rope: Some(original),
         activation: Activation::Silu,
         final_softcap: None,

@@ -61,6 +61,7 @@ fn config(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig, N
         qkv_bias: !qwen3,
         post_norms: false,
         fused_gate_up: false,
+        attn_temp: None,
         long_rope: None,
         activation: Activation::Silu,
         final_softcap: None,

@@ -258,6 +258,16 @@ fn smollm3_perplexity_matches_llama_cpp() {
 }
 
 #[test]
+fn mistral3_yarn_and_attention_temperature_match_llama_cpp() {
+    check_family("mistral3");
+}
+
+#[test]
+fn mistral3_perplexity_matches_llama_cpp() {
+    check_perplexity("mistral3");
+}
+
+#[test]
 fn phi3_matches_llama_cpp() {
     check_family("phi3");
 }

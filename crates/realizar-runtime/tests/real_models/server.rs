@@ -613,6 +613,7 @@ fn family_chats_equal_llama_cpp_with_their_templates() {
         ("llama-spm", None, false),
         ("phi3", Some("phi3"), true),
         ("llama3", Some("llama3"), true),
+        ("mistral3", Some("mistral-v7-tekken"), true),
     ] {
         let text = std::fs::read_to_string(dir.join(format!("chat_{kind}.json"))).expect("ref");
         let want: Value = serde_json::from_str(&text).expect("JSON");

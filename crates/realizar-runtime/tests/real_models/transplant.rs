@@ -18,6 +18,9 @@
 //! - `llama-spm`: llama as Mistral writes it, from Gemma3 270M (`llama_from_gemma3`).
 //! - `smollm3`: SmolLM2's tensors as `smollm3` (llama's block; every fourth layer without
 //!   rotary embedding).
+//! - `mistral3`: SmolLM2's tensors as `mistral3` with YaRN (factor 4 over an original
+//!   context of 256, the file's own ramp bounds and log multiplier) and Llama 4's attention
+//!   temperature (it steps every 256 positions, inside the tests' prompts).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -27,7 +30,7 @@ use realizar_format_gguf::{GgmlType, GgufFile, GgufWriter, OwnedValue};
 use crate::common::{model_path, workspace_root};
 
 /// The architectures made here.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "qwen2",
     "qwen3",
     "llama3",
@@ -35,6 +38,7 @@ pub const KINDS: [&str; 7] = [
     "phi3",
     "phi3-long",
     "llama-spm",
+    "mistral3",
 ];
 
 /// Bumped whenever the generator changes what it writes (the file name carries it, so a
@@ -340,7 +344,7 @@ fn permute_rows(data: &[u8], rows: usize, heads: usize, hd: usize) -> Vec<u8> {
 pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
     let f = GgufFile::parse(src).expect("parse SmolLM2");
     let arch = match kind {
-        "qwen2" | "qwen3" | "smollm3" => kind,
+        "qwen2" | "qwen3" | "smollm3" | "mistral3" => kind,
         "llama3" => "llama",
         "phi3" | "phi3-long" => "phi3",
         other => panic!("unknown transplant {other}"),
@@ -518,6 +522,19 @@ pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
         }
         // The same tensors; every fourth layer now has no rotary embedding.
         "smollm3" => {}
+        "mistral3" => {
+            for (key, value) in [
+                ("rope.scaling.type", OwnedValue::String("yarn".into())),
+                ("rope.scaling.factor", OwnedValue::F32(4.0)),
+                ("rope.scaling.original_context_length", OwnedValue::U32(256)),
+                ("rope.scaling.yarn_beta_fast", OwnedValue::F32(24.0)),
+                ("rope.scaling.yarn_beta_slow", OwnedValue::F32(2.0)),
+                ("rope.scaling.yarn_log_multiplier", OwnedValue::F32(0.5)),
+                ("attention.temperature_scale", OwnedValue::F32(0.1)),
+            ] {
+                w.add_metadata(&format!("mistral3.{key}"), value);
+            }
+        }
         "phi3" | "phi3-long" => {
             // Partial rotary (3/4 of each head, as Phi-4-mini), LongRoPE factors and
             // magnitude; the long variant's original context is below the tests' 1024.
