@@ -193,6 +193,60 @@ fn strings(file: &GgufFile<'_>, key: &str) -> Result<Vec<String>, LoadError> {
 
 /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.*`).
 pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, LoadError> {
+    let mut tok = tokenizer_from_gguf_vocab(file)?;
+    name_attributes(file, &mut tok);
+    Ok(tok)
+}
+
+/// The token attributes llama.cpp sets by model, pre-tokenizer or architecture name
+/// (`llama_vocab::impl::load`): on a model whose `general.name` contains `phi-3` or `phi3`
+/// (ASCII case ignored) every special token, and `</s>`, takes the white space after it out
+/// of the text, except `<unk>`, `<s>` and `<|endoftext|>`; `<mask>` of the jina-v2
+/// vocabularies (and of nomic-bert-moe, jina-bert-v3) and `[MASK]` of modern-bert take the
+/// white space before them. A listed token the vocabulary lacks is skipped.
+fn name_attributes(file: &GgufFile<'_>, tok: &mut Tokenizer) {
+    let text = |key: &str| match file.get(key) {
+        Some(Value::String(s)) => s.to_string(),
+        _ => String::new(),
+    };
+    let name = text("general.name").to_ascii_lowercase();
+    let (pre, arch) = (text(K_PRE), text("general.architecture"));
+    let any = |hay: &str, needles: &[&str]| needles.iter().any(|n| hay.contains(n));
+    let mut set = |token: &str, left: Option<bool>, right: Option<bool>| {
+        if let Some(id) = tok.token_to_id(token) {
+            let mut s = tok.strip(id);
+            s.left = left.unwrap_or(s.left);
+            s.right = right.unwrap_or(s.right);
+            tok.set_strip(id, s);
+        }
+    };
+    if any(&pre, &["jina-v2-de", "jina-v2-es", "jina-v2-code"])
+        || any(&arch, &["nomic-bert-moe", "jina-bert-v3"])
+    {
+        set("<mask>", Some(true), None);
+    } else if any(&name, &["phi-3", "phi3"]) {
+        for id in tok.special_ids() {
+            let mut s = tok.strip(id);
+            s.right = true;
+            tok.set_strip(id, s);
+        }
+        let mut set = |token: &str, right: bool| {
+            if let Some(id) = tok.token_to_id(token) {
+                let mut s = tok.strip(id);
+                s.right = right;
+                tok.set_strip(id, s);
+            }
+        };
+        set("</s>", true);
+        for t in ["<unk>", "<s>", "<|endoftext|>"] {
+            set(t, false);
+        }
+    } else if any(&name, &["modern-bert"]) {
+        set("[MASK]", Some(true), None);
+    }
+}
+
+fn tokenizer_from_gguf_vocab(file: &GgufFile<'_>) -> Result<Tokenizer, LoadError> {
     let model = match file.get(K_MODEL) {
         None => {
             return Err(LoadError::MissingKey {

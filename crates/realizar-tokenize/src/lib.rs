@@ -49,7 +49,7 @@ pub use chat_builtin::{family_template, Builtin, BUILTIN_TEMPLATES};
 pub use error::TokenizeError;
 pub use pretok::PreTokenizerKind;
 pub use stream::{StreamDecoder, TextStep, TextStream};
-pub use vocab::{SpecialTokens, TokenType};
+pub use vocab::{SpecialTokens, Strip, TokenType};
 pub use wordpiece::{AddedToken, BertNormalizerConfig, WordPieceConfig};
 
 use bpe::BpeModel;
@@ -411,6 +411,40 @@ impl Tokenizer {
     /// The vocabulary text of a token (byte-level characters for BPE, `▁` for SentencePiece).
     pub fn token_to_piece(&self, id: u32) -> Option<&str> {
         self.vocab.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// Makes special token `id` take the white space beside it out of the text when special
+    /// tokens are split off (llama.cpp's `LSTRIP`/`RSTRIP` attributes, which it sets by model
+    /// name, e.g. on Phi-3's special tokens).
+    pub fn set_strip(&mut self, id: u32, strip: Strip) {
+        if strip == Strip::default() {
+            self.vocab.strip.remove(&id);
+        } else if (id as usize) < self.vocab.len() {
+            self.vocab.strip.insert(id, strip);
+        }
+    }
+
+    /// How token `id` strips white space beside it.
+    pub fn strip(&self, id: u32) -> Strip {
+        self.vocab.strip.get(&id).copied().unwrap_or_default()
+    }
+
+    /// The control, unknown and user-defined tokens (those special-token parsing splits off).
+    pub fn special_ids(&self) -> Vec<u32> {
+        (0..self.vocab.len() as u32)
+            .filter(|&id| {
+                self.vocab.token_type(id).is_some_and(|t| {
+                    matches!(
+                        t,
+                        TokenType::Control | TokenType::Unknown | TokenType::UserDefined
+                    )
+                }) && self
+                    .vocab
+                    .tokens
+                    .get(id as usize)
+                    .is_some_and(|t| !t.is_empty())
+            })
+            .collect()
     }
 
     /// The type of a token.

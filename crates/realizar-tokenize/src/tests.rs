@@ -292,3 +292,75 @@ mod props_other_models {
         check::<ChatTemplate>();
     }
 }
+
+/// Special tokens that strip white space take it out of the text up to the nearest token (or
+/// stripped space), on their left or right, and only when they are split off.
+#[test]
+fn stripping_tokens_take_the_space_beside_them() {
+    let mut tokens = byte_level_tokens();
+    tokens.extend(["<A>".to_string(), "<B>".to_string()]);
+    let mut types = vec![1; 256];
+    types.extend([3, 3]);
+    let mut tok = Tokenizer::from_bpe(BpeConfig {
+        tokens,
+        token_types: types,
+        merges: vec![],
+        pre: PreTokenizerKind::Gpt2,
+        special: SpecialTokens::default(),
+    })
+    .unwrap();
+    let (a, b) = (256, 257);
+    let special = EncodeOptions {
+        add_special: false,
+        parse_special: true,
+    };
+    let bytes = |s: &str| tok_bytes(s);
+    let enc = |tok: &Tokenizer, s: &str| tok.encode(s, special).unwrap();
+    let plain = enc(&tok, "x <A> \n y<B>");
+    tok.set_strip(
+        a,
+        Strip {
+            left: false,
+            right: true,
+        },
+    );
+    tok.set_strip(
+        b,
+        Strip {
+            left: true,
+            right: false,
+        },
+    );
+    assert_ne!(plain, enc(&tok, "x <A> \n y<B>"));
+    // `<A>` takes " \n " after it; `<B>` takes the space before it, but not past `<A>`.
+    let want: Vec<u32> = [bytes("x "), vec![a], bytes("y"), vec![b]].concat();
+    assert_eq!(enc(&tok, "x <A> \n y <B>"), want);
+    assert_eq!(enc(&tok, "<A>  <B>"), vec![a, b]);
+    // Without special parsing nothing is split off, and nothing stripped.
+    let text = "x <A>  y";
+    assert_eq!(plain_ids(&tok, text), bytes(text));
+}
+
+fn tok_bytes(s: &str) -> Vec<u32> {
+    let table = bpe::byte_to_char_table();
+    s.bytes()
+        .map(|b| {
+            let c = table[usize::from(b)];
+            byte_level_tokens()
+                .iter()
+                .position(|t| t.starts_with(c))
+                .unwrap() as u32
+        })
+        .collect()
+}
+
+fn plain_ids(tok: &Tokenizer, s: &str) -> Vec<u32> {
+    tok.encode(
+        s,
+        EncodeOptions {
+            add_special: false,
+            parse_special: false,
+        },
+    )
+    .unwrap()
+}

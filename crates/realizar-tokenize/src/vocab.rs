@@ -144,7 +144,15 @@ impl SpecialMatcher {
         Some(SpecialMatcher { ac, ids, prio })
     }
 
-    fn partition<'t>(&self, text: &'t str, out: &mut Vec<Fragment<'t>>) {
+    /// Splits `text`; a token with a [`Strip`] takes the white space beside it (as far as the
+    /// nearest token or stripped space) out of the text, as llama.cpp's `LSTRIP`/`RSTRIP`
+    /// attributes do when that token is split off.
+    fn partition<'t>(
+        &self,
+        text: &'t str,
+        strip: &FxHashMap<u32, Strip>,
+        out: &mut Vec<Fragment<'t>>,
+    ) {
         // (priority, start, end, id) of every occurrence.
         let mut cands: Vec<(u32, usize, usize, u32)> = self
             .ac
@@ -159,16 +167,43 @@ impl SpecialMatcher {
             return;
         }
         cands.sort_unstable();
-        // Taken occurrences: start → (end, id).
-        let mut taken: BTreeMap<usize, (usize, u32)> = BTreeMap::new();
+        // Taken occurrences and stripped space: start → (end, the token or `None`).
+        let mut taken: BTreeMap<usize, (usize, Option<u32>)> = BTreeMap::new();
+        let bytes = text.as_bytes();
+        // C's `isspace` in the "C" locale.
+        let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
         for (_, start, end, id) in cands {
             let before_ok = taken
                 .range(..=start)
                 .next_back()
                 .is_none_or(|(_, &(e, _))| e <= start);
             let after_ok = taken.range(start..).next().is_none_or(|(&s, _)| s >= end);
-            if before_ok && after_ok {
-                taken.insert(start, (end, id));
+            if !(before_ok && after_ok) {
+                continue;
+            }
+            taken.insert(start, (end, Some(id)));
+            let Some(st) = strip.get(&id) else {
+                continue;
+            };
+            if st.left {
+                let lo = taken.range(..start).next_back().map_or(0, |(_, &(e, _))| e);
+                let mut s = start;
+                while s > lo && bytes.get(s - 1).copied().is_some_and(space) {
+                    s -= 1;
+                }
+                if s < start {
+                    taken.insert(s, (start, None));
+                }
+            }
+            if st.right {
+                let hi = taken.range(end..).next().map_or(text.len(), |(&s, _)| s);
+                let mut e = end;
+                while e < hi && bytes.get(e).copied().is_some_and(space) {
+                    e += 1;
+                }
+                if e > end {
+                    taken.insert(end, (e, None));
+                }
             }
         }
         let mut pos = 0;
@@ -178,7 +213,9 @@ impl SpecialMatcher {
                     out.push(Fragment::Text(t));
                 }
             }
-            out.push(Fragment::Token(id));
+            if let Some(id) = id {
+                out.push(Fragment::Token(id));
+            }
             pos = end;
         }
         if pos < text.len() {
@@ -187,6 +224,16 @@ impl SpecialMatcher {
             }
         }
     }
+}
+
+/// Whether a special token takes the white space on its left or right out of the text when it
+/// is split off (llama.cpp's `LLAMA_TOKEN_ATTR_LSTRIP` / `RSTRIP`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Strip {
+    /// The white space before it.
+    pub left: bool,
+    /// The white space after it.
+    pub right: bool,
 }
 
 /// Token texts, types and the lookup map.
@@ -201,6 +248,8 @@ pub(crate) struct Vocab {
     all_special: Option<SpecialMatcher>,
     /// User-defined tokens only (always parsed).
     user_defined: Option<SpecialMatcher>,
+    /// Special tokens that strip white space beside them.
+    pub(crate) strip: FxHashMap<u32, Strip>,
 }
 
 impl Vocab {
@@ -248,6 +297,7 @@ impl Vocab {
             map,
             all_special,
             user_defined,
+            strip: FxHashMap::default(),
         })
     }
 
@@ -316,7 +366,7 @@ impl Vocab {
             &self.user_defined
         };
         match m {
-            Some(m) => m.partition(text, &mut out),
+            Some(m) => m.partition(text, &self.strip, &mut out),
             None => out.push(Fragment::Text(text)),
         }
         out

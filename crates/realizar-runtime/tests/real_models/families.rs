@@ -12,7 +12,9 @@ use realizar_runtime::{
 use serde_json::Value;
 
 use crate::common::{refs_dir, workspace_root};
-use crate::transplant::{sha256_hex, transplanted, vocab_with_pre, KINDS, PRES, REQUANTS};
+use crate::transplant::{
+    sha256_hex, transplanted, vocab_named_phi3, vocab_with_pre, KINDS, PRES, REQUANTS,
+};
 
 /// llama.cpp's own top-2 may be this close at a step where a correct engine picks the other.
 const TIE_MARGIN: f64 = 0.1;
@@ -401,8 +403,12 @@ fn every_pre_tokenizer_matches_llama_cpp() {
     let lines: Vec<&str> = text.split("\n\x1e\n").collect();
     assert!(lines.len() >= 30);
     let mut failures = Vec::new();
-    for pre in PRES {
-        let path = vocab_with_pre(pre);
+    // Each pre-tokenizer, and the Phi-3 name rule (special tokens strip the space after them).
+    let files = PRES
+        .iter()
+        .map(|p| (*p, vocab_with_pre(p)))
+        .chain([("phi3name", vocab_named_phi3())]);
+    for (pre, path) in files {
         let bytes = std::fs::read(&path).expect("read vocab");
         let file = realizar_format_gguf::GgufFile::parse(&bytes).expect("parse");
         let tok = realizar_runtime::tokenizer_load::tokenizer_from_gguf(&file)

@@ -113,6 +113,49 @@ pub fn vocab_with_pre(pre: &str) -> PathBuf {
     path
 }
 
+/// SmolLM2's vocabulary named as a Phi-3 model (`general.name` "Phi3 …"), with `<s>`, `</s>`
+/// (control) and `<unk>` (unknown) added, which llama.cpp's Phi-3 name rule looks up: every
+/// special token then takes the white space after it out of the text.
+pub fn vocab_named_phi3() -> PathBuf {
+    let dir = workspace_root().join("target/transplant");
+    let path = dir.join(format!("vocab-phi3name-v{VERSION}.gguf"));
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).expect("create target/transplant");
+    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
+    let f = GgufFile::parse(&src).expect("parse SmolLM2");
+    let mut w = GgufWriter::new();
+    let added = [("<s>", 3), ("</s>", 3), ("<unk>", 2)];
+    for (key, value) in f.metadata() {
+        if matches!(
+            key,
+            "general.alignment" | "tokenizer.ggml.add_bos_token" | "tokenizer.ggml.add_eos_token"
+        ) {
+            continue;
+        }
+        let value = value.to_owned_value();
+        let value = match (key, value) {
+            ("tokenizer.ggml.tokens", OwnedValue::Array(t, mut items)) => {
+                items.extend(added.iter().map(|(s, _)| OwnedValue::String((*s).into())));
+                OwnedValue::Array(t, items)
+            }
+            ("tokenizer.ggml.token_type", OwnedValue::Array(t, mut items)) => {
+                items.extend(added.iter().map(|(_, ty)| OwnedValue::I32(*ty)));
+                OwnedValue::Array(t, items)
+            }
+            (_, v) => v,
+        };
+        w.add_metadata(key, value);
+    }
+    w.add_metadata(
+        "general.name",
+        OwnedValue::String("Phi3 name rule (test vocabulary)".into()),
+    );
+    write_atomically(&path, &w.to_bytes());
+    path
+}
+
 /// Writes `bytes` to `path` through a temporary file of this process and thread (tests run in
 /// parallel threads: two of them may write the same file, never the same temporary one), then
 /// renames it into place, so a reader sees the whole file or none.
@@ -372,8 +415,9 @@ pub fn transplant(src: &[u8], kind: &str) -> Vec<u8> {
         w.add_metadata(&key, value.to_owned_value());
     }
     w.add_metadata("general.architecture", OwnedValue::String(arch.into()));
-    // llama.cpp gives special tokens strip attributes when the name contains "phi-3" or
-    // "phi3" (not implemented here yet): the Phi-3 transplants are named without it.
+    // llama.cpp's Phi-3 name rule ("phi-3" or "phi3" in the name) looks up `</s>`, `<unk>`
+    // and `<s>`, and fails to load a vocabulary without them, as SmolLM2's is: the Phi-3
+    // transplants are named without it (`vocab_named_phi3` tests the rule).
     let label = if arch == "phi3" { "p3-layout" } else { kind };
     w.add_metadata(
         "general.name",
@@ -639,4 +683,6 @@ fn transplants_are_deterministic() {
         let f = GgufFile::parse(&bytes).expect("a valid GGUF");
         assert_eq!(f.get_str("tokenizer.ggml.pre").unwrap(), *pre);
     }
+    let bytes = std::fs::read(vocab_named_phi3()).expect("read vocab");
+    GgufFile::parse(&bytes).expect("a valid GGUF");
 }
