@@ -144,86 +144,84 @@ pub(crate) fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     })
 }
 
+/// `ggml_vec_dot_q2_K_q8_K`, AVX2 path (llama.cpp's order on CPUs without AVX-512, where it
+/// does not repack Q2_K): per super-block `acc[l] = fma(-d_y dmin_x, m[l], acc[l])` with `m[l]`
+/// the mins times `bsums` of sub-blocks `2l` and `2l + 1`, then `acc[l] = fma(d_y d_x, s[l],
+/// acc[l])` with `s[l]` elements `4l..4l + 4` of every 32-element chunk times its 16-element
+/// sub-block's scale; then [`hsum8`].
 pub(crate) fn q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
     for (x, y) in x.iter().zip(y) {
-        let summs: i32 = y
-            .bsums
-            .iter()
-            .zip(&x.scales)
-            .map(|(s, sc)| *s as i32 * (sc >> 4) as i32)
-            .sum();
-        let dall = y.d * x.d.to_f32();
-        let dmin = y.d * x.dmin.to_f32();
-        let mut isum = 0i32;
-        let mut scales = x.scales.iter();
-        let mut q8 = y.qs.chunks_exact(16);
-        for q2 in x.qs.chunks_exact(32) {
-            for shift in [0u32, 2, 4, 6] {
-                for q2h in q2.chunks_exact(16) {
-                    let d = (scales.next().copied().unwrap_or(0) & 0xF) as i32;
-                    let a = q8.next().unwrap_or(&[0; 16]);
-                    let isuml: i32 = a
-                        .iter()
-                        .zip(q2h)
-                        .map(|(a, q)| *a as i32 * ((q >> shift) & 3) as i32)
-                        .sum();
-                    isum += d * isuml;
+        let d = y.d * x.d.to_f32();
+        let dmin = -y.d * x.dmin.to_f32();
+        let mins: [i32; 8] = core::array::from_fn(|l| {
+            (2 * l..2 * l + 2)
+                .map(|k| i32::from(x.scales[k] >> 4) * i32::from(y.bsums[k]))
+                .sum()
+        });
+        for (a, m) in acc.iter_mut().zip(mins) {
+            *a = dmin.mul_add(m as f32, *a);
+        }
+        let mut lanes = [0i32; 8];
+        let mut q8 = y.qs.chunks_exact(32);
+        for (j, q2) in x.qs.chunks_exact(32).enumerate() {
+            for (k, shift) in [0u32, 2, 4, 6].into_iter().enumerate() {
+                let a = q8.next().unwrap_or(&[0; 32]);
+                let part = block_lanes(|e| i32::from((q2[e] >> shift) & 3) * i32::from(a[e]));
+                for (l, (lane, p)) in lanes.iter_mut().zip(part).enumerate() {
+                    let sc = i32::from(x.scales[j * 8 + k * 2 + l / 4] & 0xF);
+                    *lane += sc * p;
                 }
             }
         }
-        sumf += dall * isum as f32 - dmin * summs as f32;
-    }
-    sumf
-}
-
-/// The tail of the 8-lane K-quant reference kernels: `aux32[l]` holds the integer sum of
-/// positions `≡ l (mod 8)`, each weighted by its sub-block scale; `sums[l] += d * aux32[l]`.
-#[inline(always)]
-fn accumulate_lanes(sums: &mut [f32; 8], aux32: &[i32; 8], d: f32) {
-    for (s, a) in sums.iter_mut().zip(aux32) {
-        *s += d * *a as f32;
-    }
-}
-
-/// `aux32[l] += scale * q8[k] * a[k]` over 16-element groups, `l = k % 8`.
-#[inline(always)]
-fn lanes16(aux32: &mut [i32; 8], a: &[i8], q8: &[i8], scale: i32) {
-    for (a8, q8) in a.chunks_exact(8).zip(q8.chunks_exact(8)) {
-        for ((acc, a), q) in aux32.iter_mut().zip(a8).zip(q8) {
-            *acc += scale * (*a as i32 * *q as i32);
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
         }
     }
+    hsum8(&acc)
 }
 
+/// The 256 values of a Q3_K block, `-4..=3`: two low bits from `qs`, minus 4 where the
+/// `hmask` bit is clear.
+fn q3_values(x: &BlockQ3K) -> [i8; 256] {
+    let mut aux8 = [0i8; 256];
+    let mut a = aux8.chunks_exact_mut(32);
+    let mut m = 1u8;
+    for q3 in x.qs.chunks_exact(32) {
+        for shift in [0u32, 2, 4, 6] {
+            if let Some(a) = a.next() {
+                for ((a, q), h) in a.iter_mut().zip(q3).zip(&x.hmask) {
+                    *a = ((q >> shift) & 3) as i8 - if h & m != 0 { 0 } else { 4 };
+                }
+            }
+            m = m.wrapping_shl(1);
+        }
+    }
+    aux8
+}
+
+/// `ggml_vec_dot_q3_K_q8_K`, AVX2 path: per super-block eight i32 lanes (lane `l` holds
+/// elements `4l..4l + 4` of every 32-element chunk times its 16-element sub-block's scale), one
+/// `fma(d_y d_x, lane, acc)` per lane, then [`hsum8`].
 pub(crate) fn q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
-    let mut sums = [0.0f32; 8];
+    let mut acc = [0.0f32; 8];
     for (x, y) in x.iter().zip(y) {
-        let mut aux8 = [0i8; 256];
-        let mut a = aux8.chunks_exact_mut(32);
-        let mut m = 1u8;
-        for q3 in x.qs.chunks_exact(32) {
-            for shift in [0u32, 2, 4, 6] {
-                if let Some(a) = a.next() {
-                    for ((a, q), h) in a.iter_mut().zip(q3).zip(&x.hmask) {
-                        *a = ((q >> shift) & 3) as i8 - if h & m != 0 { 0 } else { 4 };
-                    }
-                }
-                m = m.wrapping_shl(1);
+        let aux8 = q3_values(x);
+        let scales = q3_k_scales(&x.scales);
+        let mut lanes = [0i32; 8];
+        for (c, (a, q8)) in aux8.chunks_exact(32).zip(y.qs.chunks_exact(32)).enumerate() {
+            let part = block_lanes(|e| i32::from(a[e]) * i32::from(q8[e]));
+            for (l, (lane, p)) in lanes.iter_mut().zip(part).enumerate() {
+                let sc = scales.get(2 * c + l / 4).map_or(0, |&s| i32::from(s) - 32);
+                *lane += sc * p;
             }
         }
-        let scales = q3_k_scales(&x.scales);
-        let mut aux32 = [0i32; 8];
-        for ((a, q8), sc) in aux8
-            .chunks_exact(16)
-            .zip(y.qs.chunks_exact(16))
-            .zip(&scales)
-        {
-            lanes16(&mut aux32, a, q8, *sc as i32 - 32);
+        let d = y.d * x.d.to_f32();
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
         }
-        accumulate_lanes(&mut sums, &aux32, x.d.to_f32() * y.d);
     }
-    sums.iter().fold(0.0f32, |s, v| s + v)
+    hsum8(&acc)
 }
 
 /// Sum of `bsums * mins` for the Q4_K/Q5_K min correction, and the 8 sub-block scales.
@@ -439,6 +437,32 @@ pub(crate) fn q6_k_q8_k_tiled(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             .map(|((qg, yg), sc)| {
                 let g: i32 = qg.iter().zip(yg).map(|(a, b)| a * i32::from(*b)).sum();
                 i32::from(*sc) * g
+            })
+            .sum();
+        acc = (s as f32 * x.d.to_f32()).mul_add(y.d, acc);
+    }
+    acc
+}
+
+/// Q3_K · Q8_K in the order of ggml's tiled matmul (see [`q6_k_q8_k_tiled`]): per block the
+/// exact `s = sum_g (scale_g - 32) sum_{e in g} q_e y_e` (`q_e` in `-4..=3`), then
+/// `acc = fma(f32(s) d_x, d_y, acc)`.
+pub(crate) fn q3_k_q8_k_tiled(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let q = q3_values(x);
+        let scales = q3_k_scales(&x.scales);
+        let s: i32 = q
+            .chunks_exact(16)
+            .zip(y.qs.chunks_exact(16))
+            .zip(&scales)
+            .map(|((qg, yg), sc)| {
+                let g: i32 = qg
+                    .iter()
+                    .zip(yg)
+                    .map(|(a, b)| i32::from(*a) * i32::from(*b))
+                    .sum();
+                (i32::from(*sc) - 32) * g
             })
             .sum();
         acc = (s as f32 * x.d.to_f32()).mul_add(y.d, acc);

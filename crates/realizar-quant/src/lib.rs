@@ -637,13 +637,15 @@ fn check_out(m: usize, nr: usize, len: usize, stride: usize) -> Result<(), Quant
 /// - Q4_K with a row count that is a multiple of 8 is repacked by ggml; the first `m - m % 4`
 ///   rows of `act` (whole groups of four) take the float order of `ggml_gemm_q4_K_8x8_q8_K`
 ///   (one FMA per 64 elements), the `m % 4` left over that of its gemv, exactly [`matmul`].
-/// - Q6_K, Q5_K and IQ4_XS in a pass of eight or more rows go through ggml's tiled matmul:
-///   one FMA per 256-element block (`q6_k_q8_k_tiled`, `q5_k_q8_k_tiled`, `iq4_xs_q8_k_tiled`).
+/// - Q6_K, Q5_K, Q3_K and IQ4_XS in a pass of eight or more rows go through ggml's tiled
+///   matmul: one FMA per 256-element block (`q6_k_q8_k_tiled`, `q5_k_q8_k_tiled`,
+///   `q3_k_q8_k_tiled`, `iq4_xs_q8_k_tiled`).
 /// - Everything else is exactly [`matmul`].
 ///
 /// The grouping makes a row's result depend on the batch it comes in: use [`matmul`] where
 /// results must not depend on the batch (decode steps of several sequences together). Known
-/// limit: ggml also tiles Q2_K, Q3_K and unrepacked Q4_K; those take [`matmul`]'s order here.
+/// limit: ggml also tiles Q2_K (where it does not repack it: without AVX-512) and unrepacked
+/// Q4_K, and repacks Q2_K on AVX-512; those take [`matmul`]'s order here.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_prompt(
     ty: QuantType,
@@ -726,6 +728,10 @@ fn prompt(
                 simd::q5_k_q8_k_tiled_x4,
                 simd::Wide::none,
             );
+            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+        }
+        QuantType::Q3_K if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let k = Kernels::scalar(dot::q3_k_q8_k_tiled);
             return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }
         QuantType::IQ4_XS if pass_m.max(m) >= TILED_MIN_ROWS => {

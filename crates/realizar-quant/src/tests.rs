@@ -547,7 +547,7 @@ fn matmul_row(ty: QuantType, n: usize, w: &[u8], r: usize, a: &[u8]) -> f32 {
 /// `matmul_prompt` and its scalar twin agree bit for bit on random data, for every weight type
 /// and batch size; each row takes the kernel ggml would run: for Q4_K with a row count that is
 /// a multiple of 8 (repacked by ggml), rows in whole groups of four from the first one take
-/// the gemm order (`dot::q4_k_q8_k_grouped`); for Q6_K, Q5_K and IQ4_XS in a pass of eight or
+/// the gemm order (`dot::q4_k_q8_k_grouped`); for Q6_K, Q5_K, Q3_K and IQ4_XS in a pass of eight or
 /// more rows, the tiled order (`dot::*_tiled`); every other row is exactly `vec_dot`.
 #[test]
 fn matmul_prompt_twins_and_llama_cpp_split() {
@@ -558,6 +558,7 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
     };
     let (mut grouped_differs, mut tiled_differs) = (false, false);
     let (mut tiled_differs_q5, mut tiled_differs_iq4) = (false, false);
+    let mut tiled_differs_q3 = false;
     // 16 weight rows: ggml repacks Q4_K; 9: it does not.
     for rows in [16usize, 9] {
         for ty in WEIGHT_TYPES {
@@ -606,6 +607,12 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
                                 tiled_differs_q5 |= t.to_bits() != per_row.to_bits();
                                 Some(t)
                             }
+                            QuantType::Q3_K if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockQ3K] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::q3_k_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs_q3 |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
                             QuantType::IQ4_XS if m >= TILED_MIN_ROWS => {
                                 let xs: &[crate::blocks::BlockIq4Xs] = bytemuck::cast_slice(wrow);
                                 let t = crate::dot::iq4_xs_q8_k_tiled(xs, bytemuck::cast_slice(a));
@@ -636,8 +643,8 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
         "the tiled Q6_K order never differed from the per-row one"
     );
     assert!(
-        tiled_differs_q5 && tiled_differs_iq4,
-        "the tiled Q5_K / IQ4_XS orders never differed from the per-row ones"
+        tiled_differs_q5 && tiled_differs_iq4 && tiled_differs_q3,
+        "the tiled Q5_K / IQ4_XS / Q3_K orders never differed from the per-row ones"
     );
 }
 

@@ -445,3 +445,77 @@ fn every_pre_tokenizer_matches_llama_cpp() {
         failures.join("\n")
     );
 }
+
+// Every other weight type llama-quantize writes without an importance matrix, on SmolLM2 (the
+// K-quant files mix types as llama-quantize chooses: Q2_K with Q3_K/Q4_K/Q6_K, Q3_K_M with
+// Q4_K/Q5_K/Q6_K; F16 and BF16 keep the norms in F32).
+
+#[test]
+fn smollm2_q2_k_matches_llama_cpp() {
+    check_family("q2_k");
+}
+
+#[test]
+fn smollm2_q2_k_perplexity_matches_llama_cpp() {
+    check_perplexity("q2_k");
+}
+
+#[test]
+fn smollm2_q3_k_matches_llama_cpp() {
+    check_family("q3_k");
+}
+
+#[test]
+fn smollm2_q3_k_perplexity_matches_llama_cpp() {
+    check_perplexity("q3_k");
+}
+
+#[test]
+fn smollm2_q5_0_matches_llama_cpp() {
+    check_family("q5_0");
+}
+
+#[test]
+fn smollm2_q5_0_perplexity_matches_llama_cpp() {
+    check_perplexity("q5_0");
+}
+
+#[test]
+fn smollm2_q5_1_matches_llama_cpp() {
+    check_family("q5_1");
+}
+
+#[test]
+fn smollm2_q5_1_perplexity_matches_llama_cpp() {
+    check_perplexity("q5_1");
+}
+
+#[test]
+fn smollm2_q8_0_matches_llama_cpp() {
+    check_family("q8_0");
+}
+
+#[test]
+fn smollm2_q8_0_perplexity_matches_llama_cpp() {
+    check_perplexity("q8_0");
+}
+
+#[test]
+fn smollm2_f16_matches_llama_cpp() {
+    check_family("f16");
+}
+
+#[test]
+fn smollm2_f16_perplexity_matches_llama_cpp() {
+    check_perplexity("f16");
+}
+
+#[test]
+fn smollm2_bf16_matches_llama_cpp() {
+    check_family("bf16");
+}
+
+#[test]
+fn smollm2_bf16_perplexity_matches_llama_cpp() {
+    check_perplexity("bf16");
+}

@@ -213,8 +213,15 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 7] = [
+pub const REQUANTS: [(&str, &str, &str); 14] = [
     ("q4_0", "smollm2-135m", "Q4_0"),
+    ("q5_0", "smollm2-135m", "Q5_0"),
+    ("q5_1", "smollm2-135m", "Q5_1"),
+    ("q8_0", "smollm2-135m", "Q8_0"),
+    ("q2_k", "smollm2-135m", "Q2_K"),
+    ("q3_k", "smollm2-135m", "Q3_K"),
+    ("f16", "smollm2-135m", "F16"),
+    ("bf16", "smollm2-135m", "BF16"),
     ("iq4_xs", "smollm2-135m", "IQ4_XS"),
     ("iq4_nl", "smollm2-135m", "IQ4_NL"),
     ("gemma3-iq4_xs", "gemma3-270m", "IQ4_XS"),
@@ -267,6 +274,14 @@ pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
         "IQ4_XS" => 30,
         "MXFP4" => 38,
         "Q4_0" => 2,
+        "Q5_0" => 8,
+        "Q5_1" => 9,
+        "Q8_0" => 7,
+        "Q2_K" => 10,
+        // llama-quantize's `Q3_K` is Q3_K_M.
+        "Q3_K" => 12,
+        "F16" => 1,
+        "BF16" => 32,
         other => panic!("no llama_ftype for {other}"),
     };
     for (key, value) in f.metadata() {
