@@ -519,3 +519,45 @@ fn smollm2_bf16_matches_llama_cpp() {
 fn smollm2_bf16_perplexity_matches_llama_cpp() {
     check_perplexity("bf16");
 }
+
+// Gemma3 270M in other weight types (640-wide rows: whole 32-element blocks).
+
+#[test]
+fn gemma3_q8_0_matches_llama_cpp() {
+    check_family("gemma3-q8_0");
+}
+
+#[test]
+fn gemma3_q8_0_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-q8_0");
+}
+
+#[test]
+fn gemma3_q5_1_matches_llama_cpp() {
+    check_family("gemma3-q5_1");
+}
+
+#[test]
+fn gemma3_q5_1_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-q5_1");
+}
+
+#[test]
+fn gemma3_f16_matches_llama_cpp() {
+    check_family("gemma3-f16");
+}
+
+#[test]
+fn gemma3_f16_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-f16");
+}
+
+#[test]
+fn gemma3_bf16_matches_llama_cpp() {
+    check_family("gemma3-bf16");
+}
+
+#[test]
+fn gemma3_bf16_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-bf16");
+}

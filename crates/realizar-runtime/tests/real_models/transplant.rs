@@ -213,7 +213,11 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 14] = [
+pub const REQUANTS: [(&str, &str, &str); 18] = [
+    ("gemma3-q8_0", "gemma3-270m", "Q8_0"),
+    ("gemma3-q5_1", "gemma3-270m", "Q5_1"),
+    ("gemma3-f16", "gemma3-270m", "F16"),
+    ("gemma3-bf16", "gemma3-270m", "BF16"),
     ("q4_0", "smollm2-135m", "Q4_0"),
     ("q5_0", "smollm2-135m", "Q5_0"),
     ("q5_1", "smollm2-135m", "Q5_1"),
