@@ -7,7 +7,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{check_tool_calls, schemas, validate, weather_tools, TestServer};
+use common::{
+    assemble_chat_stream, check_tool_calls, oslo_conversation, schemas, validate, weather_tools,
+    TestServer,
+};
 use realizar_runtime::batcher::BatcherConfig;
 use realizar_server::testing::{ToyConfig, ToyEngine};
 use realizar_server::ServerConfig;
@@ -307,30 +310,7 @@ fn required_and_named_tool_calls_always_validate() {
     let events = srv.post("/v1/chat/completions", &sb).sse();
     // The calls as OpenAI's clients put them together: a call's first delta has its index,
     // id, type and name, the others more of its arguments.
-    let mut calls: Vec<Value> = Vec::new();
-    let mut finish = None;
-    for e in &events[..events.len() - 1] {
-        let c: Value = serde_json::from_str(e).expect("chunk");
-        let ch = &c["choices"][0];
-        if let Some(tc) = ch["delta"]["tool_calls"].as_array() {
-            for t in tc {
-                let k = t["index"].as_u64().expect("index") as usize;
-                if t.get("id").is_some() {
-                    assert_eq!(k, calls.len(), "{t}");
-                    let mut t = t.clone();
-                    t.as_object_mut().map(|o| o.remove("index"));
-                    calls.push(t);
-                } else {
-                    let more = t["function"]["arguments"].as_str().expect("arguments");
-                    let args = &mut calls[k]["function"]["arguments"];
-                    *args = json!(format!("{}{more}", args.as_str().unwrap_or("")));
-                }
-            }
-        }
-        if ch["finish_reason"].is_string() {
-            finish = ch["finish_reason"].as_str().map(str::to_string);
-        }
-    }
+    let (_, _, calls, finish) = assemble_chat_stream(&events);
     // The same calls (the ids number the requests).
     let strip = |v: &Value| -> Vec<Value> {
         v.as_array()
@@ -380,12 +360,7 @@ fn auto_tool_replies_are_calls_or_text_and_conversations_continue() {
     }
     assert_eq!(kinds.0 + kinds.1, 8);
     // A conversation with a call and its result (OpenAI's shape) renders and continues.
-    let conv = json!([
-        {"role": "user", "content": "weather in Oslo?"},
-        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\", \"unit\": \"c\"}"}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "4 degrees"},
-    ]);
+    let conv = oslo_conversation("call_1");
     let r = srv.post(
         "/v1/chat/completions",
         &json!({"model": "toy", "messages": conv, "tools": tools, "max_tokens": 300, "seed": 1}),

@@ -8,7 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{check_tool_calls, validate, weather_tools, TestServer};
+use common::{
+    assemble_chat_stream, check_tool_calls, oslo_conversation, validate, weather_tools, TestServer,
+};
 use realizar_runtime::batcher::BatcherConfig;
 use realizar_runtime::constrain::ConstraintCompiler;
 use realizar_runtime::tools::{Thinking, Tool, ToolChoice, ToolFormat, ToolReply, ToolSet};
@@ -177,37 +179,6 @@ fn lazy_grammars_start_at_the_opener_and_keep_calls_valid() {
     assert!((0..256u32).all(|b| c.mask().expect("mask").allows(b)));
 }
 
-/// Assembles a streamed chat reply as OpenAI's clients do: content, reasoning, and calls by
-/// index (id, type and name in the first delta, the arguments in pieces).
-fn assemble(events: &[String]) -> (String, String, Vec<Value>, Option<String>) {
-    let (mut content, mut reasoning, mut calls, mut finish) =
-        (String::new(), String::new(), Vec::<Value>::new(), None);
-    for e in events.iter().filter(|e| *e != "[DONE]") {
-        let v: Value = serde_json::from_str(e).expect("chunk");
-        let ch = &v["choices"][0];
-        let d = &ch["delta"];
-        content.push_str(d["content"].as_str().unwrap_or(""));
-        reasoning.push_str(d["reasoning_content"].as_str().unwrap_or(""));
-        for t in d["tool_calls"].as_array().into_iter().flatten() {
-            let k = t["index"].as_u64().expect("index") as usize;
-            if t.get("id").is_some() {
-                assert_eq!(k, calls.len(), "{t}");
-                let mut t = t.clone();
-                t.as_object_mut().map(|o| o.remove("index"));
-                calls.push(t);
-            } else {
-                let more = t["function"]["arguments"].as_str().expect("arguments");
-                let args = &mut calls[k]["function"]["arguments"];
-                *args = json!(format!("{}{more}", args.as_str().unwrap_or("")));
-            }
-        }
-        if let Some(f) = ch["finish_reason"].as_str() {
-            finish = Some(f.to_string());
-        }
-    }
-    (content, reasoning, calls, finish)
-}
-
 #[test]
 fn required_calls_in_each_syntax_validate_and_stream_the_same() {
     let tools = weather_tools();
@@ -247,7 +218,7 @@ fn required_calls_in_each_syntax_validate_and_stream_the_same() {
             let mut sb = body.clone();
             sb["stream"] = json!(true);
             let (content, _, calls, finish) =
-                assemble(&srv.post("/v1/chat/completions", &sb).sse());
+                assemble_chat_stream(&srv.post("/v1/chat/completions", &sb).sse());
             // The same calls (the ids number the requests).
             let strip = |v: &Value| -> Vec<Value> {
                 let mut v = v.as_array().cloned().unwrap_or_default();
@@ -266,12 +237,7 @@ fn required_calls_in_each_syntax_validate_and_stream_the_same() {
         }
         // The call and its result go back through the template natively, and the
         // conversation continues (Ollama's shape too).
-        let conv = json!([
-            {"role": "user", "content": "weather in Oslo?"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "abcdefgh1", "type": "function",
-                "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\", \"unit\": \"c\"}"}}]},
-            {"role": "tool", "tool_call_id": "abcdefgh1", "content": "4 degrees"},
-        ]);
+        let conv = oslo_conversation("abcdefgh1");
         let r = srv.post(
             "/v1/chat/completions",
             &json!({"model": "toy", "messages": conv, "tools": tools, "max_tokens": 20, "seed": 1}),
@@ -329,7 +295,7 @@ fn reasoning_comes_back_apart_streamed_and_can_be_turned_off() {
 
     let mut sb = body.clone();
     sb["stream"] = json!(true);
-    let (c, r, calls, _) = assemble(&srv.post("/v1/chat/completions", &sb).sse());
+    let (c, r, calls, _) = assemble_chat_stream(&srv.post("/v1/chat/completions", &sb).sse());
     assert_eq!((r.as_str(), c.as_str()), (reasoning, content));
     assert!(calls.is_empty());
 

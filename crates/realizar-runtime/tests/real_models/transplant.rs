@@ -90,52 +90,21 @@ pub const PRES: &[&str] = &[
 /// SmolLM2's metadata (its vocabulary) with `tokenizer.ggml.pre` = `pre` and no tensors:
 /// a vocabulary-only file, as `realizar tokenize` and llama.cpp's vocab-only load read it.
 pub fn vocab_with_pre(pre: &str) -> PathBuf {
-    let dir = workspace_root().join("target/transplant");
-    let path = dir.join(format!("vocab-{pre}-v{VERSION}.gguf"));
-    if path.exists() {
-        return path;
-    }
-    std::fs::create_dir_all(&dir).expect("create target/transplant");
-    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
-    let f = GgufFile::parse(&src).expect("parse SmolLM2");
-    let mut w = GgufWriter::new();
-    for (key, value) in f.metadata() {
-        // Without add_bos/add_eos the pre-tokenizer's own defaults are what is compared.
-        if !matches!(
-            key,
-            "general.alignment" | "tokenizer.ggml.add_bos_token" | "tokenizer.ggml.add_eos_token"
-        ) {
-            w.add_metadata(key, value.to_owned_value());
-        }
-    }
-    w.add_metadata("tokenizer.ggml.pre", OwnedValue::String(pre.into()));
-    write_atomically(&path, &w.to_bytes());
-    path
+    vocab_file(
+        pre,
+        |_, v| v,
+        vec![("tokenizer.ggml.pre", OwnedValue::String(pre.into()))],
+    )
 }
 
 /// SmolLM2's vocabulary named as a Phi-3 model (`general.name` "Phi3 …"), with `<s>`, `</s>`
 /// (control) and `<unk>` (unknown) added, which llama.cpp's Phi-3 name rule looks up: every
 /// special token then takes the white space after it out of the text.
 pub fn vocab_named_phi3() -> PathBuf {
-    let dir = workspace_root().join("target/transplant");
-    let path = dir.join(format!("vocab-phi3name-v{VERSION}.gguf"));
-    if path.exists() {
-        return path;
-    }
-    std::fs::create_dir_all(&dir).expect("create target/transplant");
-    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
-    let f = GgufFile::parse(&src).expect("parse SmolLM2");
-    let mut w = GgufWriter::new();
     let added = [("<s>", 3), ("</s>", 3), ("<unk>", 2)];
-    for (key, value) in f.metadata() {
-        if matches!(
-            key,
-            "general.alignment" | "tokenizer.ggml.add_bos_token" | "tokenizer.ggml.add_eos_token"
-        ) {
-            continue;
-        }
-        let value = value.to_owned_value();
-        let value = match (key, value) {
+    vocab_file(
+        "phi3name",
+        |key, value| match (key, value) {
             ("tokenizer.ggml.tokens", OwnedValue::Array(t, mut items)) => {
                 items.extend(added.iter().map(|(s, _)| OwnedValue::String((*s).into())));
                 OwnedValue::Array(t, items)
@@ -145,13 +114,42 @@ pub fn vocab_named_phi3() -> PathBuf {
                 OwnedValue::Array(t, items)
             }
             (_, v) => v,
-        };
+        },
+        vec![(
+            "general.name",
+            OwnedValue::String("Phi3 name rule (test vocabulary)".into()),
+        )],
+    )
+}
+
+/// A vocabulary-only file `vocab-<tag>-v<VERSION>.gguf` (written once): SmolLM2's metadata,
+/// each value through `map`, without add_bos/add_eos (so that the pre-tokenizer's own defaults
+/// are what is compared), then `extra`.
+fn vocab_file(
+    tag: &str,
+    map: impl Fn(&str, OwnedValue) -> OwnedValue,
+    extra: Vec<(&str, OwnedValue)>,
+) -> PathBuf {
+    let dir = workspace_root().join("target/transplant");
+    let path = dir.join(format!("vocab-{tag}-v{VERSION}.gguf"));
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).expect("create target/transplant");
+    let src = std::fs::read(model_path("smollm2-135m")).expect("read SmolLM2");
+    let f = GgufFile::parse(&src).expect("parse SmolLM2");
+    let mut w = GgufWriter::new();
+    for (key, value) in f.metadata() {
+        if !matches!(
+            key,
+            "general.alignment" | "tokenizer.ggml.add_bos_token" | "tokenizer.ggml.add_eos_token"
+        ) {
+            w.add_metadata(key, map(key, value.to_owned_value()));
+        }
+    }
+    for (key, value) in extra {
         w.add_metadata(key, value);
     }
-    w.add_metadata(
-        "general.name",
-        OwnedValue::String("Phi3 name rule (test vocabulary)".into()),
-    );
     write_atomically(&path, &w.to_bytes());
     path
 }

@@ -438,3 +438,46 @@ pub fn weather_tools() -> Value {
                 "required": ["a", "b"], "additionalProperties": false}}}
     ])
 }
+
+/// Assembles a streamed chat reply as OpenAI's clients do: content, reasoning, and calls by
+/// index (id, type and name in the first delta, the arguments in pieces).
+#[allow(dead_code)]
+pub fn assemble_chat_stream(events: &[String]) -> (String, String, Vec<Value>, Option<String>) {
+    let (mut content, mut reasoning, mut calls, mut finish) =
+        (String::new(), String::new(), Vec::<Value>::new(), None);
+    for e in events.iter().filter(|e| *e != "[DONE]") {
+        let v: Value = serde_json::from_str(e).expect("chunk");
+        let ch = &v["choices"][0];
+        let d = &ch["delta"];
+        content.push_str(d["content"].as_str().unwrap_or(""));
+        reasoning.push_str(d["reasoning_content"].as_str().unwrap_or(""));
+        for t in d["tool_calls"].as_array().into_iter().flatten() {
+            let k = t["index"].as_u64().expect("index") as usize;
+            if t.get("id").is_some() {
+                assert_eq!(k, calls.len(), "{t}");
+                let mut t = t.clone();
+                t.as_object_mut().map(|o| o.remove("index"));
+                calls.push(t);
+            } else {
+                let more = t["function"]["arguments"].as_str().expect("arguments");
+                let args = &mut calls[k]["function"]["arguments"];
+                *args = json!(format!("{}{more}", args.as_str().unwrap_or("")));
+            }
+        }
+        if let Some(f) = ch["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+    }
+    (content, reasoning, calls, finish)
+}
+
+/// A conversation with a weather call (id `id`) and its result, in OpenAI's shape.
+#[allow(dead_code)]
+pub fn oslo_conversation(id: &str) -> Value {
+    json!([
+        {"role": "user", "content": "weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\", \"unit\": \"c\"}"}}]},
+        {"role": "tool", "tool_call_id": id, "content": "4 degrees"},
+    ])
+}
