@@ -216,6 +216,9 @@ impl ReplyParser {
     /// The reply is whole: the last deltas, and the reply.
     pub fn finish(&mut self) -> (Vec<ReplyDelta>, Reply) {
         let (r, p) = self.snapshot(true);
+        // The calls' arguments as generated (the whole reply's parse, which `parse_for` redoes
+        // to check it).
+        let texts: Vec<String> = p.calls.iter().map(|c| c.arguments.clone()).collect();
         let deltas = self.deltas(r.clone(), p);
         let reasoning = (!r.is_empty()).then_some(r);
         let rest = if self.opts.reasoning {
@@ -227,19 +230,6 @@ impl ReplyParser {
             None => (rest.to_string(), Vec::new()),
             Some((set, format)) => match set.parse_for(*format, rest) {
                 ToolReply::Calls(content, calls) => {
-                    let texts: Vec<String> = if *format == ToolFormat::Generic {
-                        parse_generic(rest)
-                            .calls
-                            .into_iter()
-                            .map(|c| c.arguments)
-                            .collect()
-                    } else {
-                        parse_native(*format, rest, true)
-                            .calls
-                            .into_iter()
-                            .map(|c| c.arguments)
-                            .collect()
-                    };
                     let calls = calls
                         .into_iter()
                         .enumerate()
