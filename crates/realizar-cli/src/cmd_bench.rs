@@ -123,9 +123,9 @@ pub fn run(args: Args) -> CliResult {
         .as_deref()
         .ok_or_else(|| CliError::invalid("give --model"))?;
     let path = resolve_model(name);
-    if !path.is_file() {
+    if !path.is_file() && !path.is_dir() {
         return Err(CliError::io(format!(
-            "{}: model file not found",
+            "{}: model file (or directory) not found",
             path.display()
         )));
     }
@@ -142,9 +142,9 @@ pub fn run(args: Args) -> CliResult {
         .map_err(|e| bench_err(BenchError::Runtime(e)))?;
     let after_load = bench::memory();
     let cost = model
-        .with_gguf(WeightCost::of)
+        .weight_cost()
         .map_err(|e| bench_err(BenchError::Runtime(e)))?;
-    let file_bytes = model.file_bytes().len() as u64;
+    let file_bytes = model.file_size();
     let head = json!({
         "model": path.display().to_string(),
         "threads": threads,

@@ -185,9 +185,9 @@ fn load_with(
     chat_template: Option<TemplateChoice>,
 ) -> Result<Model, CliError> {
     let path = resolve_model(model);
-    if !path.is_file() {
+    if !path.is_file() && !path.is_dir() {
         return Err(CliError::io(format!(
-            "{}: model file not found",
+            "{}: model file (or directory) not found",
             path.display()
         )));
     }

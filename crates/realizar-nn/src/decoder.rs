@@ -263,8 +263,6 @@ struct Loader<'f> {
     /// The names of the tensors the architecture took (every tensor of the file must be).
     used: std::cell::RefCell<std::collections::HashSet<String>>,
     file: &'f dyn ModelSource,
-    bytes: &'f WeightBytes,
-    store: &'f [u8],
     backend: &'f dyn Backend,
 }
 
@@ -302,8 +300,8 @@ impl Loader<'_> {
             })
     }
 
-    /// The tensor's bytes, which must be exactly `len` bytes inside the store.
-    fn data(&self, name: &str, info: &TensorEntry, len: usize) -> Result<&[u8], NnError> {
+    /// The tensor's bytes, which must be exactly `len` bytes inside its store.
+    fn data<'i>(&self, name: &str, info: &'i TensorEntry, len: usize) -> Result<&'i [u8], NnError> {
         let bad = |reason: String| NnError::TensorData {
             name: name.into(),
             reason,
@@ -315,12 +313,13 @@ impl Loader<'_> {
                 r.len()
             )));
         }
-        self.store.get(r.clone()).ok_or_else(|| {
+        let store: &[u8] = (*info.store).as_ref();
+        store.get(r.clone()).ok_or_else(|| {
             bad(format!(
                 "bytes {}..{} lie outside the {} bytes of the file",
                 r.start,
                 r.end,
-                self.store.len()
+                store.len()
             ))
         })
     }
@@ -365,7 +364,7 @@ impl Loader<'_> {
                 len: r * row_bytes,
             };
             at += r * row_bytes;
-            out.push(self.backend.upload(part, self.bytes)?);
+            out.push(self.backend.upload(part, &info.store)?);
         }
         Ok(out)
     }
@@ -424,13 +423,9 @@ impl Decoder {
         backend: Arc<dyn Backend>,
     ) -> Result<Decoder, NnError> {
         let mut config = crate::arch::config_from_source(file)?;
-        let bytes = file.store();
-        let store: &[u8] = (*bytes).as_ref();
         let ld = Loader {
             used: Default::default(),
             file,
-            bytes: &bytes,
-            store,
             backend: &*backend,
         };
         let d = config.n_embd;

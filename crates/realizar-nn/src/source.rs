@@ -1,6 +1,7 @@
 //! Where an architecture gets its hyperparameters and weights: the [`ModelSource`] trait. This
-//! crate reads no file format; the runtime adapts GGUF files to the trait (and safetensors
-//! directories to the BERT encoder's [`crate::bert::WeightSource`]).
+//! crate reads no file format; the runtime adapts GGUF files and Hugging Face safetensors
+//! directories to the trait (and encoder directories to the BERT encoder's
+//! [`crate::bert::WeightSource`]).
 
 use core::ops::Range;
 
@@ -11,8 +12,10 @@ use crate::decoder::WeightBytes;
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A tensor of a model file: its ggml element type id, its dimensions (ggml order, innermost
-/// first) and where its bytes lie in [`ModelSource::store`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// first) and where its bytes lie: a range of a shared store (normally the mapped file the
+/// tensor is in, so that the weights are used in place; a source that has to rearrange a
+/// tensor gives it a store of its own).
+#[derive(Clone)]
 pub struct TensorEntry {
     /// The ggml type id (`realizar_quant::QuantType::from_ggml_id`).
     pub ggml_type: u32,
@@ -20,8 +23,21 @@ pub struct TensorEntry {
     pub type_name: String,
     /// Dimensions, innermost first.
     pub dims: Vec<u64>,
-    /// The byte range in the store.
+    /// The byte range in [`TensorEntry::store`].
     pub bytes: Range<usize>,
+    /// The bytes the range refers to.
+    pub store: WeightBytes,
+}
+
+impl core::fmt::Debug for TensorEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TensorEntry")
+            .field("ggml_type", &self.ggml_type)
+            .field("type_name", &self.type_name)
+            .field("dims", &self.dims)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A model's hyperparameters and named tensors (llama.cpp's names: `token_embd.weight`,
@@ -44,7 +60,4 @@ pub trait ModelSource {
     fn tensor_count(&self) -> usize;
     /// The names of every tensor.
     fn tensor_names(&self) -> Vec<&str>;
-    /// The bytes every [`TensorEntry::bytes`] range refers to (normally the mapped file),
-    /// shared so that the weights are used in place.
-    fn store(&self) -> WeightBytes;
 }

@@ -669,23 +669,36 @@ impl WeightCost {
 
     /// Weights of `file` as a decode step reads them.
     pub fn of(file: &GgufFile<'_>) -> WeightCost {
-        let tied = file.tensor("output.weight").is_none();
+        WeightCost::of_tensors(
+            file.tensors()
+                .iter()
+                .map(|t| (t.name.to_string(), t.dims.clone(), t.size)),
+        )
+    }
+
+    /// Weights as a decode step reads them, from each tensor's llama.cpp name, dimensions
+    /// and size in bytes.
+    pub fn of_tensors(tensors: impl Iterator<Item = (String, Vec<u64>, u64)>) -> WeightCost {
+        let tensors: Vec<_> = tensors.collect();
+        let tied = !tensors.iter().any(|(n, _, _)| n == "output.weight");
         let mut c = WeightCost::default();
-        for t in file.tensors() {
-            c.total_tensor_bytes = c.total_tensor_bytes.saturating_add(t.size);
-            let matrix = t.dims.len() >= 2 && t.dims.iter().skip(1).any(|&d| d > 1);
-            if t.name == "token_embd.weight" {
-                let rows = t.dims.get(1).copied().unwrap_or(1).max(1);
-                let row = t.size / rows;
+        for (name, dims, size) in &tensors {
+            let size = *size;
+            let n_elements = dims.iter().fold(1u64, |a, &d| a.saturating_mul(d));
+            c.total_tensor_bytes = c.total_tensor_bytes.saturating_add(size);
+            let matrix = dims.len() >= 2 && dims.iter().skip(1).any(|&d| d > 1);
+            if name == "token_embd.weight" {
+                let rows = dims.get(1).copied().unwrap_or(1).max(1);
+                let row = size / rows;
                 c.bytes_per_token = c.bytes_per_token.saturating_add(row);
                 if tied {
-                    c.bytes_per_token = c.bytes_per_token.saturating_add(t.size);
-                    c.matmul_params = c.matmul_params.saturating_add(t.n_elements());
+                    c.bytes_per_token = c.bytes_per_token.saturating_add(size);
+                    c.matmul_params = c.matmul_params.saturating_add(n_elements);
                 }
             } else {
-                c.bytes_per_token = c.bytes_per_token.saturating_add(t.size);
+                c.bytes_per_token = c.bytes_per_token.saturating_add(size);
                 if matrix {
-                    c.matmul_params = c.matmul_params.saturating_add(t.n_elements());
+                    c.matmul_params = c.matmul_params.saturating_add(n_elements);
                 }
             }
         }

@@ -65,11 +65,8 @@ impl ModelSource for GgufSource<'_, '_> {
             type_name: t.ty.name().to_string(),
             dims: t.dims.clone(),
             bytes,
+            store: self.store.clone(),
         })
-    }
-
-    fn store(&self) -> WeightBytes {
-        self.store.clone()
     }
 }
 

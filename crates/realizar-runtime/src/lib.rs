@@ -11,6 +11,7 @@ mod error;
 pub mod generate;
 pub mod gguf_source;
 pub mod hf_dir;
+pub mod hf_source;
 pub mod model;
 pub mod models;
 pub mod reasoning;

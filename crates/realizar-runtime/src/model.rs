@@ -1,6 +1,8 @@
 //! Opening a model: [`Model::open`] is the one way in, for every front end. A GGUF file is
 //! memory-mapped and parsed once into its decoder (weights used in place), tokenizer, chat
-//! template and special tokens; a Hugging Face directory becomes an encoder ([`Embedder`]).
+//! template and special tokens; a Hugging Face directory becomes a decoder the same way (its
+//! safetensors shards mapped, `config.json` read by [`crate::hf_source`]) or an encoder
+//! ([`Embedder`]).
 //! A [`Session`] owns a KV cache and scratch buffers for one sequence of a [`DecoderModel`].
 
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use crate::batch::{BatchDecoder, BatchOptions};
 use crate::batcher::{BatchText, Batcher, BatcherConfig};
 use crate::embed::Embedder;
 use crate::gguf_source::{check_vocabulary, GgufSource};
+use crate::hf_dir::ModelDir;
 use crate::tokenizer_load::{chat_template_for, tokenizer_from_gguf};
 use crate::tools::ToolFormat;
 use crate::RuntimeError;
@@ -281,17 +284,33 @@ impl SpecialTokens {
         }
     }
 
+    /// A tokenizer's BOS/EOS policy and end-of-generation set (a model without GGUF
+    /// metadata: a Hugging Face directory).
+    pub fn of_tokenizer(tok: &Tokenizer) -> SpecialTokens {
+        let s = tok.special_tokens();
+        SpecialTokens {
+            bos: s.bos,
+            eos: s.eos,
+            add_bos: s.add_bos,
+            add_eos: s.add_eos,
+            eog: tok.eog_ids().to_vec(),
+        }
+    }
+
     /// Whether `id` ends generation.
     pub fn is_eog(&self, id: u32) -> bool {
         self.eog.binary_search(&id).is_ok()
     }
 }
 
-/// A decoder model loaded from a GGUF file.
+/// A decoder model loaded from a GGUF file or a Hugging Face directory.
 #[derive(Clone, Debug)]
 pub struct DecoderModel {
     path: PathBuf,
-    map: Arc<FileBytes>,
+    /// The files the weights are in: one GGUF file, or a directory's safetensors shards.
+    files: Vec<Arc<FileBytes>>,
+    /// Whether `files` is one GGUF file.
+    gguf: bool,
     decoder: Decoder,
     special: SpecialTokens,
     ctx: usize,
@@ -309,13 +328,18 @@ impl std::fmt::Debug for FileBytes {
 }
 
 impl DecoderModel {
-    /// Maps `path` and builds the decoder (and, to find its special tokens, the tokenizer the
-    /// file describes, if any). [`Model::open`] keeps the tokenizer and chat template too.
-    /// Errors: [`RuntimeError::Io`] when the file cannot be opened, [`RuntimeError::Format`]
-    /// when it is not GGUF, [`RuntimeError::Model`] when the model in it is inconsistent,
+    /// Maps `path` (a GGUF file, or a Hugging Face decoder directory) and builds the decoder
+    /// (and, to find its special tokens, the tokenizer the model describes, if any).
+    /// [`Model::open`] keeps the tokenizer and chat template too. Errors:
+    /// [`RuntimeError::Io`] when a file cannot be opened, [`RuntimeError::Format`] when it is
+    /// not GGUF, [`RuntimeError::Model`] when the model in it is inconsistent,
     /// [`RuntimeError::Tokenizer`] when its vocabulary is.
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<DecoderModel, RuntimeError> {
-        open_gguf(path.as_ref(), opts).map(|g| g.decoder)
+        let path = path.as_ref();
+        match decoder_dir(path)? {
+            Some(md) => open_dir(path, &md, opts).map(|g| g.decoder),
+            None => open_gguf(path, opts).map(|g| g.decoder),
+        }
     }
 
     /// The file it was loaded from.
@@ -343,32 +367,61 @@ impl DecoderModel {
         self.ctx
     }
 
-    /// The file's bytes (mapped, or read into memory).
-    pub fn file_bytes(&self) -> &[u8] {
-        self.map.bytes()
+    /// Bytes of the model's files (the GGUF file, or every safetensors shard).
+    pub fn file_size(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes().len() as u64).sum()
     }
 
-    /// Checks that a mapped model file is still the file that was mapped (one `stat`): the
-    /// weights are read from the mapping, and a file truncated or rewritten in place would make
-    /// that read fail (SIGBUS). Always fine for a model read into memory.
+    /// Checks that the mapped model files are still the files that were mapped (one `stat`
+    /// each): the weights are read from the mappings, and a file truncated or rewritten in
+    /// place would make that read fail (SIGBUS). Always fine for a model read into memory.
     pub fn check_file(&self) -> Result<(), RuntimeError> {
-        match &*self.map {
-            FileBytes::Mapped(m) => m.check_unchanged().map_err(|e| RuntimeError::FileChanged {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            }),
-            FileBytes::Read(_) => Ok(()),
+        for f in &self.files {
+            if let FileBytes::Mapped(m) = &**f {
+                m.check_unchanged().map_err(|e| RuntimeError::FileChanged {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
         }
+        Ok(())
     }
 
     /// Runs `f` on the parsed GGUF file (parsed again: for tools that read the header, such as
-    /// the benchmarks' weight accounting).
+    /// the benchmarks' weight accounting). A model loaded from a directory has none.
     pub fn with_gguf<R>(&self, f: impl FnOnce(&GgufFile<'_>) -> R) -> Result<R, RuntimeError> {
-        let file = self.map.parse().map_err(|source| RuntimeError::Format {
+        let map = match self.files.first() {
+            Some(m) if self.gguf => m,
+            _ => {
+                return Err(RuntimeError::Unsupported {
+                    what: "GGUF file (it was loaded from a Hugging Face directory)",
+                })
+            }
+        };
+        let file = map.parse().map_err(|source| RuntimeError::Format {
             path: self.path.clone(),
             source: Box::new(source),
         })?;
         Ok(f(&file))
+    }
+
+    /// The weights as a decode step reads them (from the GGUF header, or the shards'
+    /// headers).
+    pub fn weight_cost(&self) -> Result<crate::bench::WeightCost, RuntimeError> {
+        if self.gguf {
+            return self.with_gguf(crate::bench::WeightCost::of);
+        }
+        let shards: Vec<crate::hf_source::Shard> = self
+            .files
+            .iter()
+            .map(|f| crate::hf_source::Shard {
+                name: String::new(),
+                bytes: f.clone() as WeightBytes,
+            })
+            .collect();
+        Ok(crate::bench::WeightCost::of_tensors(
+            crate::hf_source::tensor_shapes(&shards).into_iter(),
+        ))
     }
 
     /// A new session with an empty KV cache of [`DecoderModel::ctx`] positions.
@@ -437,7 +490,8 @@ impl Session<'_> {
     }
 }
 
-/// What [`open_gguf`] builds from one parse of a GGUF file.
+/// What [`open_gguf`] builds from one parse of a GGUF file (or [`open_dir`] from a
+/// directory).
 struct OpenedGguf {
     decoder: DecoderModel,
     tokenizer: Option<Tokenizer>,
@@ -458,11 +512,225 @@ fn open_gguf(path: &Path, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError
     build_gguf(path, map, opts)
 }
 
+/// The Hugging Face directory at `path` (or the directory of a `.safetensors` file in it), if
+/// its `config.json` names a decoder [`crate::hf_source`] reads.
+fn decoder_dir(path: &Path) -> Result<Option<ModelDir>, RuntimeError> {
+    let dir = if path.is_dir() {
+        path
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+    {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    } else {
+        return Ok(None);
+    };
+    // A directory that cannot be opened as a model directory is left to the encoder loader,
+    // whose errors say what is missing.
+    let Ok(md) = ModelDir::open(dir) else {
+        return Ok(None);
+    };
+    let decoder = md
+        .config
+        .model_type
+        .as_deref()
+        .and_then(crate::hf_source::decoder_arch)
+        .is_some();
+    Ok(decoder.then_some(md))
+}
+
+/// Every file of a directory's checkpoint, mapped (or read).
+fn map_shards(
+    md: &ModelDir,
+    opts: &LoadOptions,
+) -> Result<Vec<(PathBuf, Arc<FileBytes>)>, RuntimeError> {
+    md.weights
+        .files()
+        .into_iter()
+        .map(|f| {
+            let io_err = |source| RuntimeError::Io {
+                path: f.to_path_buf(),
+                source,
+            };
+            let bytes = if opts.mmap {
+                // MmapGguf maps any regular file, with the stamp that detects it changing.
+                FileBytes::Mapped(MmapGguf::open(f).map_err(io_err)?)
+            } else {
+                FileBytes::Read(ReadFile::read(f).map_err(io_err)?)
+            };
+            Ok((f.to_path_buf(), Arc::new(bytes)))
+        })
+        .collect()
+}
+
+/// Builds everything in a Hugging Face decoder directory: the decoder over its safetensors
+/// shards, the tokenizer of `tokenizer.json`, the chat template of `tokenizer_config.json` (or
+/// `chat_template.jinja`, else the family's built-in one) and the end-of-generation set
+/// (the tokenizer's, with `generation_config.json`'s `eos_token_id`s, which Hugging Face's
+/// generation stops on).
+fn open_dir(path: &Path, md: &ModelDir, opts: &LoadOptions) -> Result<OpenedGguf, RuntimeError> {
+    let model_err = |source: NnError| RuntimeError::Model {
+        path: path.to_path_buf(),
+        source,
+    };
+    let backend = make_backend(opts).map_err(model_err)?;
+    let files = map_shards(md, opts)?;
+    let shards: Vec<crate::hf_source::Shard> = files
+        .iter()
+        .map(|(p, f)| crate::hf_source::Shard {
+            name: p
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            bytes: f.clone() as WeightBytes,
+        })
+        .collect();
+    let source = crate::hf_source::HfDecoderSource::new(&md.config, &shards).map_err(model_err)?;
+    let decoder = Decoder::from_source(&source, backend).map_err(model_err)?;
+    drop(source);
+    let tok_err = |source| RuntimeError::Tokenizer {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tokenizer = match md.tokenizer {
+        Some(_) => {
+            let t = crate::tokenizer_load::tokenizer_from_hf_dir(&md.root).map_err(tok_err)?;
+            let n_vocab = decoder.config().n_vocab;
+            if t.vocab_size() > n_vocab {
+                return Err(model_err(NnError::BadHyperparameter {
+                    key: "tokenizer.json model.vocab".into(),
+                    reason: format!(
+                        "{} tokens but the embedding has {n_vocab} rows",
+                        t.vocab_size()
+                    ),
+                }));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let chat = match &tokenizer {
+        Some(t) => {
+            let src = match opts.chat_template.as_ref() {
+                Some(_) => None,
+                None => {
+                    crate::tokenizer_load::chat_template_from_hf_dir(&md.root).map_err(tok_err)?
+                }
+            };
+            let arch = decoder.config().arch.clone();
+            let chosen = match src {
+                Some(src) => {
+                    let text = |id: Option<u32>| {
+                        id.and_then(|i| t.token_to_piece(i))
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    ChatTemplate::new(&src, text(t.bos_id()), text(t.eos_id()))
+                }
+                None => template_choice(&arch, t, opts.chat_template.as_ref()),
+            };
+            Some(chosen.map_err(|source| RuntimeError::Text {
+                what: "the chat template",
+                source,
+            })?)
+        }
+        None => None,
+    };
+    let mut special = match &tokenizer {
+        Some(t) => SpecialTokens::of_tokenizer(t),
+        None => SpecialTokens::default(),
+    };
+    let n_vocab = decoder.config().n_vocab;
+    for id in crate::tokenizer_load::generation_eos_ids(&md.root).map_err(tok_err)? {
+        if (id as usize) < n_vocab {
+            special.eog.push(id);
+        }
+    }
+    special.eog.sort_unstable();
+    special.eog.dedup();
+    let decoder = finish_decoder(path, decoder, opts, special)?;
+    Ok(OpenedGguf {
+        decoder: DecoderModel {
+            files: files.into_iter().map(|(_, f)| f).collect(),
+            gguf: false,
+            ..decoder
+        },
+        tokenizer,
+        chat,
+    })
+}
+
+/// The backend `opts` asks for, with its thread count checked.
+fn make_backend(opts: &LoadOptions) -> Result<Arc<dyn Backend>, NnError> {
+    if let Some(t) = opts.threads.filter(|&t| t > crate::threads::MAX_THREADS) {
+        return Err(NnError::InvalidArgument {
+            reason: format!(
+                "{t} threads asked; at most {} are allowed",
+                crate::threads::MAX_THREADS
+            ),
+        });
+    }
+    let threads = crate::threads::resolve_threads(opts.threads);
+    Ok(match opts.backend {
+        BackendKind::Cpu => Arc::new(CpuBackend::new(threads)?),
+        BackendKind::Reference => Arc::new(ReferenceBackend::new()?),
+    })
+}
+
+/// A decoder model of `decoder` with the context `opts` asks for (else the model's own,
+/// at most 4096) and long-context rope factors chosen by it.
+fn finish_decoder(
+    path: &Path,
+    mut decoder: Decoder,
+    opts: &LoadOptions,
+    special: SpecialTokens,
+) -> Result<DecoderModel, RuntimeError> {
+    let ctx = match opts.ctx {
+        Some(0) => {
+            return Err(RuntimeError::InvalidArgument {
+                reason: "the context length must be positive".into(),
+            })
+        }
+        Some(n) => n,
+        None => decoder.config().context_length.clamp(1, 4096),
+    };
+    // Long-context rope factors (Phi-3's LongRoPE) are chosen by the context, as llama.cpp
+    // chooses them by its context's length.
+    decoder.use_context(ctx);
+    Ok(DecoderModel {
+        path: path.to_path_buf(),
+        files: Vec::new(),
+        gguf: true,
+        decoder,
+        special,
+        ctx,
+        kv_type: opts.kv_type,
+        max_batch: opts.max_batch.max(1),
+    })
+}
+
 /// The chat template of a model: the one asked for, else the file's own, else its family's
 /// built-in one (llama.cpp's server would fall back to ChatML, which a Gemma or Llama 3
 /// vocabulary cannot read).
 fn choose_template(
     file: &realizar_format_gguf::GgufFile<'_>,
+    tok: &Tokenizer,
+    choice: Option<&TemplateChoice>,
+) -> Result<ChatTemplate, realizar_tokenize::TokenizeError> {
+    match choice {
+        Some(_) => template_choice(file.architecture().unwrap_or_default(), tok, choice),
+        None => match chat_template_for(file, tok) {
+            Some(t) => t,
+            None => template_choice(file.architecture().unwrap_or_default(), tok, None),
+        },
+    }
+}
+
+/// The template `choice` names, else the built-in template of the family `arch`.
+fn template_choice(
+    arch: &str,
     tok: &Tokenizer,
     choice: Option<&TemplateChoice>,
 ) -> Result<ChatTemplate, realizar_tokenize::TokenizeError> {
@@ -483,16 +751,12 @@ fn choose_template(
         Some(TemplateChoice::Jinja(src)) => {
             ChatTemplate::new(src, text(tok.bos_id()), text(tok.eos_id()))
         }
-        None => match chat_template_for(file, tok) {
-            Some(t) => t,
-            None => {
-                let arch = file.architecture().unwrap_or_default();
-                let has = |t: &str| tok.token_to_id(t).is_some();
-                Ok(ChatTemplate::builtin(realizar_tokenize::family_template(
-                    arch, &has,
-                )))
-            }
-        },
+        None => {
+            let has = |t: &str| tok.token_to_id(t).is_some();
+            Ok(ChatTemplate::builtin(realizar_tokenize::family_template(
+                arch, &has,
+            )))
+        }
     }
 }
 
@@ -510,15 +774,11 @@ fn build_gguf(
             ),
         });
     }
-    let threads = crate::threads::resolve_threads(opts.threads);
     let model_err = |source: NnError| RuntimeError::Model {
         path: path.to_path_buf(),
         source,
     };
-    let backend: Arc<dyn Backend> = match opts.backend {
-        BackendKind::Cpu => Arc::new(CpuBackend::new(threads).map_err(model_err)?),
-        BackendKind::Reference => Arc::new(ReferenceBackend::new().map_err(model_err)?),
-    };
+    let backend = make_backend(opts).map_err(model_err)?;
     let file = map.parse().map_err(|source| RuntimeError::Format {
         path: path.to_path_buf(),
         source: Box::new(source),
@@ -556,28 +816,12 @@ fn build_gguf(
     };
     let special = SpecialTokens::resolve(&file, tokenizer.as_ref());
     drop(file);
-    let ctx = match opts.ctx {
-        Some(0) => {
-            return Err(RuntimeError::InvalidArgument {
-                reason: "the context length must be positive".into(),
-            })
-        }
-        Some(n) => n,
-        None => decoder.config().context_length.clamp(1, 4096),
-    };
-    // Long-context rope factors (Phi-3's LongRoPE) are chosen by the context, as llama.cpp
-    // chooses them by its context's length.
-    let mut decoder = decoder;
-    decoder.use_context(ctx);
+    let decoder = finish_decoder(path, decoder, opts, special)?;
     Ok(OpenedGguf {
         decoder: DecoderModel {
-            path: path.to_path_buf(),
-            map,
-            decoder,
-            special,
-            ctx,
-            kv_type: opts.kv_type,
-            max_batch: opts.max_batch.max(1),
+            files: vec![map],
+            gguf: true,
+            ..decoder
         },
         tokenizer,
         chat,
@@ -641,10 +885,21 @@ impl Model {
         })
     }
 
-    /// Opens a model: a directory (or a `.safetensors` file in one) is a Hugging Face encoder
-    /// directory, anything else a GGUF decoder. Errors are typed and name the path.
+    /// Opens a model: a directory (or a `.safetensors` file in one) is a Hugging Face directory
+    /// (a decoder when its `config.json` `model_type` is one [`crate::hf_source`] reads, else
+    /// an encoder), anything else a GGUF decoder. Errors are typed and name the path.
     pub fn open(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, RuntimeError> {
         let path = path.as_ref();
+        if let Some(md) = decoder_dir(path)? {
+            let g = open_dir(path, &md, opts)?;
+            return Ok(Model {
+                path: path.to_path_buf(),
+                size_bytes: g.decoder.file_size(),
+                network: Network::Decoder(g.decoder),
+                tokenizer: g.tokenizer.map(Arc::new),
+                chat: g.chat.map(Arc::new),
+            });
+        }
         let is_dir_model = path.is_dir()
             || path
                 .extension()

@@ -741,9 +741,38 @@ pub fn tokenizer_from_hf_dir(dir: &Path) -> Result<Tokenizer, LoadError> {
     }
 }
 
-/// The chat template of a Hugging Face directory (`tokenizer_config.json` `chat_template`: a
-/// string, or a list of named templates of which `default` is taken).
+/// The `eos_token_id`s of a Hugging Face directory's `generation_config.json` (a number or a
+/// list), which its generation stops on; none without the file.
+pub fn generation_eos_ids(dir: &Path) -> Result<Vec<u32>, LoadError> {
+    let Some(cfg) = read_json_opt(&dir.join("generation_config.json"))? else {
+        return Ok(Vec::new());
+    };
+    let key = "generation_config.json eos_token_id";
+    let id = |v: &Json| {
+        v.as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .ok_or_else(|| bad(key, "a token id or a list of them"))
+    };
+    match cfg.get("eos_token_id") {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(list)) => list.iter().map(id).collect(),
+        Some(v) => Ok(vec![id(v)?]),
+    }
+}
+
+/// The chat template of a Hugging Face directory: `chat_template.jinja` (as transformers
+/// saves it since 4.43), else `tokenizer_config.json`'s `chat_template` (a string, or a list
+/// of named templates of which `default` is taken).
 pub fn chat_template_from_hf_dir(dir: &Path) -> Result<Option<String>, LoadError> {
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.is_file() {
+        return std::fs::read_to_string(&jinja)
+            .map(Some)
+            .map_err(|source| LoadError::Io {
+                path: jinja,
+                source,
+            });
+    }
     let Some(cfg) = read_json_opt(&dir.join("tokenizer_config.json"))? else {
         return Ok(None);
     };

@@ -88,15 +88,21 @@ fn open(path: &Path, opts: &LocalOptions) -> Result<Model, ServerError> {
 }
 
 /// Loads a model for serving through [`Model::open`]: a `.gguf` file is a generator, a
-/// directory (or a file in one) with `config.json` and safetensors weights an embedding model.
+/// Hugging Face directory (or a file in one) a generator or an embedding model, as its
+/// `config.json` says. Its default id is the file's or directory's name.
 pub fn load_engine(path: &Path, opts: &LocalOptions) -> Result<Arc<dyn Engine>, ServerError> {
     let model = open(path, opts)?;
     let id = opts.id.clone().unwrap_or_else(|| {
-        let p = match model.network() {
-            Network::Encoder(_) if path.is_file() => path.parent().unwrap_or(path),
-            _ => path,
-        };
-        default_id(p)
+        let in_dir = path.is_file()
+            && (matches!(model.network(), Network::Encoder(_))
+                || path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("safetensors")));
+        default_id(if in_dir {
+            path.parent().unwrap_or(path)
+        } else {
+            path
+        })
     });
     match model.network() {
         Network::Decoder(_) => Ok(Arc::new(LocalEngine::new(id, model, opts)?)),

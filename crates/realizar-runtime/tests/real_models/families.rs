@@ -105,16 +105,22 @@ fn load_ctx(kind: &str, ctx: usize) -> DecoderModel {
 /// Tokenization, greedy continuations and teacher-forced top-1 of every reference prompt.
 fn check_family(kind: &str) {
     let m = load(kind);
+    let tok = m
+        .with_gguf(realizar_runtime::tokenizer_load::tokenizer_from_gguf)
+        .expect("parse")
+        .expect("tokenizer");
+    check_model(kind, kind, &m, &tok);
+}
+
+/// [`check_family`] of a loaded model (`label` in messages) against the references of `kind`.
+pub fn check_model(label: &str, kind: &str, m: &DecoderModel, tok: &realizar_tokenize::Tokenizer) {
     let (runs, _) = refs(kind);
+    let kind = label;
     assert!(runs.len() >= 4, "{kind}: at least four prompts");
     assert!(
         runs.iter().any(|r| r.prompt_ids.len() > 512),
         "{kind}: one prompt past 512 tokens"
     );
-    let tok = m
-        .with_gguf(realizar_runtime::tokenizer_load::tokenizer_from_gguf)
-        .expect("parse")
-        .expect("tokenizer");
     let n_vocab = m.n_vocab();
     let mut session = m.session().expect("session");
     let mut failures = Vec::new();
@@ -201,16 +207,21 @@ fn check_family(kind: &str) {
 /// Perplexity on the shared perplexity text (ctx 128, as `llama-perplexity -c 128 -b 128`)
 /// within 0.1% of llama.cpp's on the same file.
 fn check_perplexity(kind: &str) {
-    let (_, expected) = refs(kind);
-    let expected = expected.unwrap_or_else(|| panic!("{kind}: no reference perplexity"));
-    let text = std::fs::read_to_string(refs_dir().join("llamacpp").join("ppl_bridges.txt"))
-        .expect("ppl_bridges.txt");
     // llama-perplexity -c 128 runs a context of 128 (which picks LongRoPE's short factors).
     let m = load_ctx(kind, 128);
     let tok = m
         .with_gguf(realizar_runtime::tokenizer_load::tokenizer_from_gguf)
         .expect("parse")
         .expect("tokenizer");
+    check_model_perplexity(kind, &m, &tok);
+}
+
+/// [`check_perplexity`] of a loaded model (of context 128) against the references of `kind`.
+pub fn check_model_perplexity(kind: &str, m: &DecoderModel, tok: &realizar_tokenize::Tokenizer) {
+    let (_, expected) = refs(kind);
+    let expected = expected.unwrap_or_else(|| panic!("{kind}: no reference perplexity"));
+    let text = std::fs::read_to_string(refs_dir().join("llamacpp").join("ppl_bridges.txt"))
+        .expect("ppl_bridges.txt");
     let tokens = tok
         .encode(&text, realizar_tokenize::EncodeOptions::default())
         .expect("tokenize");

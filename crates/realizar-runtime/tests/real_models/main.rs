@@ -8,6 +8,7 @@ mod common;
 mod constrain;
 mod decoder;
 mod families;
+mod hf_llama;
 mod quant_blocks;
 mod server;
 mod tokenizer;
