@@ -13,7 +13,7 @@ OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm mistral3
   iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl mxfp4 gemma3-mxfp4 q4_0 q5_0 q5_1 q8_0 q2_k q3_k f16 bf16
-  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16)
+  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16 tq1_0 tq2_0 gemma3-tq1_0)
 [ "${KINDS[0]}" != "none" ] || KINDS=()
 
 BIN=$(bash "$SHARED/tools/llamacpp-peer")
@@ -44,7 +44,7 @@ requant_args() {
   esac
 }
 for kind in ${KINDS[@]+"${KINDS[@]}"}; do
-  case $kind in iq4_*|mxfp4|q[0-9]_*|f16|bf16|gemma3-*) ;; *) continue ;; esac
+  case $kind in iq4_*|mxfp4|q[0-9]_*|tq[12]_0|f16|bf16|gemma3-*) ;; *) continue ;; esac
   src=$(requant_src "$kind")
   "$BIN/llama-quantize" --allow-requantize "$src" "$TMPQ/$kind-f16.gguf" F16 2 >/dev/null 2>&1
   # shellcheck disable=SC2046

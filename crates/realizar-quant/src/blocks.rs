@@ -1,5 +1,6 @@
 //! Block layouts of the quantized types, bit-exact with `ggml/src/ggml-common.h`
-//! (`block_q4_0` … `block_q8_K`, `block_iq4_nl`, `block_iq4_xs`), and checked casts from raw bytes.
+//! (`block_q4_0` … `block_q8_K`, `block_iq4_nl`, `block_iq4_xs`, `block_tq1_0`, `block_tq2_0`),
+//! and checked casts from raw bytes.
 //!
 //! Each struct is `#[repr(C)]` with the field order of ggml-common.h and a compile-time size
 //! assertion. Fields holding `ggml_half` are [`half::f16`], so most blocks need 2-byte
@@ -206,6 +207,69 @@ pub struct BlockIq4Xs {
     pub qs: [u8; QK_K / 2],
 }
 const _: () = assert!(core::mem::size_of::<BlockIq4Xs>() == 136);
+
+/// `block_tq1_0`: 256 ternary elements. Elements `0..160` are five trits of each byte of
+/// `qs[0..32]` (element `32 n + m` is trit `n` of `qs[m]`), elements `160..240` five trits of
+/// each byte of `qs[32..48]` (element `160 + 16 n + m`: trit `n` of `qs[32 + m]`), elements
+/// `240..256` four trits of each byte of `qh` (element `240 + 4 n + j`: trit `n` of `qh[j]`).
+/// Trit `n` of byte `q` is `(u8(q 3^n) · 3) >> 8` (a byte holds its base-3 number scaled to
+/// 256, first trit most significant); the value is `(trit - 1) d`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockTq1_0 {
+    /// Five trits per byte.
+    pub qs: [u8; (QK_K - 4 * QK_K / 64) / 5],
+    /// Four trits per byte.
+    pub qh: [u8; QK_K / 64],
+    /// Scale.
+    pub d: f16,
+}
+const _: () = assert!(core::mem::size_of::<BlockTq1_0>() == 54);
+
+/// Powers of three, the multipliers that bring trit `n` of a TQ1_0 byte to its top.
+pub const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+
+/// Trit `n` (0, 1 or 2) of a TQ1_0 byte.
+#[inline(always)]
+pub fn trit(q: u8, n: usize) -> u8 {
+    ((u16::from(q.wrapping_mul(POW3[n % 5])) * 3) >> 8) as u8
+}
+
+impl BlockTq1_0 {
+    /// The trit (0, 1 or 2) of element `e < 256`.
+    #[inline(always)]
+    pub fn at(&self, e: usize) -> u8 {
+        let (q, n) = if e < 160 {
+            (self.qs[e % 32], e / 32)
+        } else if e < 240 {
+            (self.qs[32 + (e - 160) % 16], (e - 160) / 16)
+        } else {
+            (self.qh[(e - 240) % 4], ((e - 240) / 4) % 4)
+        };
+        trit(q, n)
+    }
+}
+
+/// `block_tq2_0`: 256 elements of two bits, `d` last. Element `128 h + 32 l + m` is bits
+/// `2l..2l + 2` of `qs[32 h + m]`; the value is `(q - 1) d`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockTq2_0 {
+    /// Two bits per element.
+    pub qs: [u8; QK_K / 4],
+    /// Scale.
+    pub d: f16,
+}
+const _: () = assert!(core::mem::size_of::<BlockTq2_0>() == 66);
+
+impl BlockTq2_0 {
+    /// The two-bit code (0..=3; 3 is not written by ggml) of element `e < 256`.
+    #[inline(always)]
+    pub fn at(&self, e: usize) -> u8 {
+        let (h, l, m) = (e / 128 % 2, e / 32 % 4, e % 32);
+        (self.qs[32 * h + m] >> (2 * l)) & 3
+    }
+}
 
 /// The 16 values of IQ4_NL and IQ4_XS indices (`kvalues_iq4nl` in ggml-common.h).
 pub const KVALUES_IQ4NL: [i8; 16] = [

@@ -334,3 +334,23 @@ pub(crate) fn mxfp4(src: &[BlockMxfp4], dst: &mut [f32]) {
         }
     }
 }
+
+/// `dequantize_row_tq1_0`: `(trit - 1) d` per element ([`BlockTq1_0::at`]).
+pub(crate) fn tq1_0(src: &[BlockTq1_0], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for (e, v) in y.iter_mut().enumerate() {
+            *v = (i16::from(b.at(e)) - 1) as f32 * d;
+        }
+    }
+}
+
+/// `dequantize_row_tq2_0`: `(q - 1) d` per element ([`BlockTq2_0::at`]).
+pub(crate) fn tq2_0(src: &[BlockTq2_0], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for (e, v) in y.iter_mut().enumerate() {
+            *v = (i16::from(b.at(e)) - 1) as f32 * d;
+        }
+    }
+}

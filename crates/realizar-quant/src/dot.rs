@@ -562,3 +562,48 @@ pub(crate) fn mxfp4_q8_0(x: &[BlockMxfp4], y: &[BlockQ8_0]) -> f32 {
     }
     acc
 }
+
+/// `ggml_vec_dot_tq1_0_q8_K` / `ggml_vec_dot_tq2_0_q8_K`, AVX2 path: per super-block eight
+/// i32 lanes, lane `l` the sum of `code · y` over elements `e` with `e % 32` in `4l..4l + 4`
+/// (codes 0, 1, 2: the value plus one) minus the activations' sums `bsums[2l] + bsums[2l + 1]`
+/// (elements `32l..32l + 32`), then `acc[l] = fma(f32(lane), d_y d_x, acc[l])` and [`hsum8`].
+/// The lanes differ from the per-element products but their total is exact.
+#[inline(always)]
+fn ternary_dot<X>(
+    x: &[X],
+    y: &[BlockQ8K],
+    d: impl Fn(&X) -> f32,
+    code: impl Fn(&X, usize) -> u8,
+) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (x, y) in x.iter().zip(y) {
+        let mut lanes = [0i32; 8];
+        for c in 0..8 {
+            let part = block_lanes(|b| {
+                i32::from(code(x, 32 * c + b))
+                    * i32::from(y.qs.get(32 * c + b).copied().unwrap_or(0))
+            });
+            for (l, p) in lanes.iter_mut().zip(part) {
+                *l += p;
+            }
+        }
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane -= i32::from(y.bsums[2 * l]) + i32::from(y.bsums[2 * l + 1]);
+        }
+        let dd = y.d * d(x);
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = (l as f32).mul_add(dd, *a);
+        }
+    }
+    hsum8(&acc)
+}
+
+/// TQ1_0 · Q8_K ([`ternary_dot`]).
+pub(crate) fn tq1_0_q8_k(x: &[BlockTq1_0], y: &[BlockQ8K]) -> f32 {
+    ternary_dot(x, y, |x| x.d.to_f32(), BlockTq1_0::at)
+}
+
+/// TQ2_0 · Q8_K ([`ternary_dot`]).
+pub(crate) fn tq2_0_q8_k(x: &[BlockTq2_0], y: &[BlockQ8K]) -> f32 {
+    ternary_dot(x, y, |x| x.d.to_f32(), BlockTq2_0::at)
+}

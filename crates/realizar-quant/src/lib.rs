@@ -43,9 +43,10 @@
 //!   of ggml's x86 CPU backend (`quantize_row_q8_0`/`_q8_1`: `127 / amax`, ties to even), Q8_K
 //!   its reference one; their SIMD versions give the same bytes as the scalar ones for finite
 //!   input.
-//! - Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K and IQ4_XS dot products accumulate in ggml's x86
-//!   order (eight i32 lanes of four elements per block, `fma(d, lane, acc)` block after block,
-//!   `hsum_float_8`; the min terms of Q4_1, Q5_1 and Q5_K in a separate scalar FMA sum); Q4_0,
+//! - Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K, IQ4_XS, TQ1_0 and TQ2_0 dot products accumulate in
+//!   ggml's x86 order (eight i32 lanes of four elements per block, `fma(d, lane, acc)` block
+//!   after block, `hsum_float_8`; the min terms of Q4_1, Q5_1 and Q5_K in a separate scalar
+//!   FMA sum; the ternary types' activation sums subtracted per lane); Q4_0,
 //!   Q4_K, IQ4_NL and MXFP4 in the order of ggml's repacked x86 kernels
 //!   (`ggml_gemv_q4_0_8x8_q8_0`, `ggml_gemv_q4_K_8x8_q8_K`, `ggml_gemv_iq4_nl_8x8_q8_0`, …),
 //!   which llama.cpp uses for matrices with a multiple of 8 rows (all of those in the model
@@ -115,6 +116,8 @@ pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         QuantType::IQ4_NL => dequant::iq4_nl(cast(s, ty, src, len)?, dst),
         QuantType::IQ4_XS => dequant::iq4_xs(cast(s, ty, src, len)?, dst),
         QuantType::MXFP4 => dequant::mxfp4(cast(s, ty, src, len)?, dst),
+        QuantType::TQ1_0 => dequant::tq1_0(cast(s, ty, src, len)?, dst),
+        QuantType::TQ2_0 => dequant::tq2_0(cast(s, ty, src, len)?, dst),
     }
     Ok(())
 }
@@ -146,6 +149,8 @@ pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), Qu
         QuantType::IQ4_NL => quant::iq4_nl(src, cast_mut(d, ty, dst, len)?),
         QuantType::IQ4_XS => quant::iq4_xs(src, cast_mut(d, ty, dst, len)?),
         QuantType::MXFP4 => quant::mxfp4(src, cast_mut(d, ty, dst, len)?),
+        QuantType::TQ1_0 => quant::tq1_0(src, cast_mut(d, ty, dst, len)?),
+        QuantType::TQ2_0 => quant::tq2_0(src, cast_mut(d, ty, dst, len)?),
     }
     Ok(())
 }
@@ -510,6 +515,8 @@ fn dispatch(
         ),
         QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),
         QuantType::MXFP4 => go!(dot::mxfp4_q8_0, simd::mxfp4_q8_0, simd::mxfp4_q8_0_x4),
+        QuantType::TQ1_0 => go!(dot::tq1_0_q8_k, simd::tq1_0_q8_k, simd::tq1_0_q8_k_x4),
+        QuantType::TQ2_0 => go!(dot::tq2_0_q8_k, simd::tq2_0_q8_k, simd::tq2_0_q8_k_x4),
         QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
     }
 }

@@ -912,3 +912,62 @@ pub(crate) fn mxfp4(src: &[f32], dst: &mut [BlockMxfp4]) {
         }
     }
 }
+
+/// A TQ block's scale as ggml's reference quantizers take it: the largest magnitude
+/// (`MAX(amax, fabsf(v))`), and its inverse (0 for an all-zero block).
+fn tq_scale(x: &[f32]) -> (f32, f32) {
+    let amax = x
+        .iter()
+        .fold(0.0f32, |m, v| if m > v.abs() { m } else { v.abs() });
+    (amax, if amax != 0.0 { 1.0 / amax } else { 0.0 })
+}
+
+/// The trit (0, 1, 2) of `v` at inverse scale `id` (`lroundf(v id) + 1`).
+fn tq_trit(v: f32, id: f32) -> u8 {
+    ((v * id).round() as i32 + 1) as u8
+}
+
+/// Five (or four, then shifted) trits as a byte: the base-3 number scaled to 256 by ceiling
+/// division, first trit most significant.
+fn tq_pack(q: u8) -> u8 {
+    (u16::from(q) * 256).div_ceil(243) as u8
+}
+
+/// TQ1_0 as ggml's reference quantizer writes it (`quantize_row_tq1_0_ref`, which
+/// llama-quantize runs): `d = amax`, each element `round(v / d)`, packed as [`BlockTq1_0`]
+/// orders them.
+pub(crate) fn tq1_0(src: &[f32], dst: &mut [BlockTq1_0]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let (d, id) = tq_scale(x);
+        y.d = f16::from_f32(d);
+        let t = |e: usize| tq_trit(x[e], id);
+        for m in 0..32 {
+            let q = (0..5).fold(0u8, |q, n| q * 3 + t(32 * n + m));
+            y.qs[m] = tq_pack(q);
+        }
+        for m in 0..16 {
+            let q = (0..5).fold(0u8, |q, n| q * 3 + t(160 + 16 * n + m));
+            y.qs[32 + m] = tq_pack(q);
+        }
+        for j in 0..4 {
+            let q = (0..4).fold(0u8, |q, n| q * 3 + t(240 + 4 * n + j));
+            y.qh[j] = tq_pack(q * 3);
+        }
+    }
+}
+
+/// TQ2_0 as ggml's reference quantizer writes it (`quantize_row_tq2_0_ref`): `d = amax`, each
+/// element `round(v / d) + 1` in two bits, ordered as [`BlockTq2_0`].
+pub(crate) fn tq2_0(src: &[f32], dst: &mut [BlockTq2_0]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        let (d, id) = tq_scale(x);
+        y.d = f16::from_f32(d);
+        for h in 0..2 {
+            for m in 0..32 {
+                y.qs[32 * h + m] = (0..4).fold(0u8, |q, l| {
+                    q | (tq_trit(x[128 * h + 32 * l + m], id) & 3) << (2 * l)
+                });
+            }
+        }
+    }
+}

@@ -29,7 +29,7 @@ fn dequantize(ty: QuantType, q: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-const WEIGHT_TYPES: [QuantType; 16] = [
+const WEIGHT_TYPES: [QuantType; 18] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -46,6 +46,8 @@ const WEIGHT_TYPES: [QuantType; 16] = [
     QuantType::IQ4_NL,
     QuantType::IQ4_XS,
     QuantType::MXFP4,
+    QuantType::TQ1_0,
+    QuantType::TQ2_0,
 ];
 
 #[test]
@@ -60,6 +62,8 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::Q3_K => 0.0040,
             // Four-bit floats with one power-of-two scale per 32 elements.
             QuantType::MXFP4 => 0.03,
+            // test-quantize-fns.cpp's MAX_QUANTIZATION_TOTAL_ERROR_TERNARY.
+            QuantType::TQ1_0 | QuantType::TQ2_0 => 0.01,
             _ => 0.002,
         };
         assert!(err <= max, "{ty}: round-trip error {err} > {max}");
@@ -78,6 +82,8 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::IQ4_NL | QuantType::IQ4_XS => 0.3,
             // E2M1's top step (8 → 12, doubled) at the block's scale: half of it.
             QuantType::MXFP4 => 0.55,
+            // Ternary: half the step `d = amax` of the block.
+            QuantType::TQ1_0 | QuantType::TQ2_0 => 1.1,
             QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q5_K => 0.15,
             QuantType::Q6_K => 0.07,
             QuantType::F32 => 0.0,
@@ -107,6 +113,8 @@ fn dot_error_within_ggml_bounds() {
             let err = ((got as f64 - exact).abs() / n as f64) as f32;
             let max = match ty {
                 QuantType::Q2_K | QuantType::Q3_K => 0.04,
+                // test-quantize-fns.cpp's MAX_DOT_PRODUCT_ERROR_TERNARY.
+                QuantType::TQ1_0 | QuantType::TQ2_0 => 0.15,
                 _ => 0.02,
             };
             assert!(err <= max, "{ty} {which}: dot error {err} > {max}");
@@ -162,6 +170,48 @@ fn hand_made_q4_0_block() {
     for j in 0..16 {
         assert_eq!(y[j], (j as f32 - 8.0) * 0.5);
         assert_eq!(y[j + 16], (7.0 - j as f32) * 0.5);
+    }
+}
+
+/// Ternary blocks from chosen codes, packed by ggml's layout written out here (TQ1_0: five
+/// trits per byte, first most significant, the base-3 number scaled by `ceil(256 q / 243)`;
+/// TQ2_0: four two-bit codes per byte): each element decodes to `(code - 1) d`, and the
+/// reference quantizer gives the same bytes back from the decoded values.
+#[test]
+fn hand_made_ternary_blocks() {
+    let code = |e: usize| ((e * 7 + e / 5) % 3) as u8;
+    let pack = |digits: &[u8]| {
+        let q = digits.iter().fold(0u16, |q, &t| q * 3 + u16::from(t));
+        ((q * 256).div_ceil(243)) as u8
+    };
+    let mut tq1 = Vec::new();
+    for m in 0..32 {
+        tq1.push(pack(&(0..5).map(|n| code(32 * n + m)).collect::<Vec<_>>()));
+    }
+    for m in 0..16 {
+        tq1.push(pack(
+            &(0..5).map(|n| code(160 + 16 * n + m)).collect::<Vec<_>>(),
+        ));
+    }
+    for j in 0..4 {
+        let mut d: Vec<u8> = (0..4).map(|n| code(240 + 4 * n + j)).collect();
+        d.push(0);
+        tq1.push(pack(&d));
+    }
+    tq1.extend([0x00, 0x40]); // d = 2
+    let mut tq2: Vec<u8> = (0..64)
+        .map(|i| {
+            let (h, m) = (i / 32, i % 32);
+            (0..4).fold(0u8, |b, l| b | code(128 * h + 32 * l + m) << (2 * l))
+        })
+        .collect();
+    tq2.extend([0x00, 0x40]);
+    for (ty, bytes) in [(QuantType::TQ1_0, tq1), (QuantType::TQ2_0, tq2)] {
+        let y = dequantize(ty, &bytes, 256);
+        for (e, v) in y.iter().enumerate() {
+            assert_eq!(*v, (f32::from(code(e)) - 1.0) * 2.0, "{ty} element {e}");
+        }
+        assert_eq!(quantize(ty, &y), bytes, "{ty}: quantized back");
     }
 }
 

@@ -52,6 +52,11 @@ pub enum QuantType {
     IQ4_XS,
     /// 32 elements: E8M0 shared exponent, 4-bit E2M1 values (OCP microscaling MXFP4).
     MXFP4,
+    /// 256 ternary elements (-1, 0, 1 times an f16 scale), five per byte in base 3 (1.69 bits
+    /// per weight).
+    TQ1_0,
+    /// 256 ternary elements (-1, 0, 1 times an f16 scale), two bits each.
+    TQ2_0,
 }
 
 /// (type, ggml id, block size in elements, block size in bytes, name).
@@ -73,12 +78,14 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
     (QuantType::IQ4_XS, 23, QK_K, 136, "iq4_xs"),
     (QuantType::BF16, 30, 1, 2, "bf16"),
+    (QuantType::TQ1_0, 34, QK_K, 54, "tq1_0"),
+    (QuantType::TQ2_0, 35, QK_K, 66, "tq2_0"),
     (QuantType::MXFP4, 39, QK, 17, "mxfp4"),
 ];
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 18] = [
+    pub const ALL: [QuantType; 20] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -96,6 +103,8 @@ impl QuantType {
         QuantType::IQ4_NL,
         QuantType::IQ4_XS,
         QuantType::BF16,
+        QuantType::TQ1_0,
+        QuantType::TQ2_0,
         QuantType::MXFP4,
     ];
 
@@ -118,6 +127,8 @@ impl QuantType {
             QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
             QuantType::IQ4_XS => (23, QK_K, 136, "iq4_xs"),
             QuantType::BF16 => (30, 1, 2, "bf16"),
+            QuantType::TQ1_0 => (34, QK_K, 54, "tq1_0"),
+            QuantType::TQ2_0 => (35, QK_K, 66, "tq2_0"),
             QuantType::MXFP4 => (39, QK, 17, "mxfp4"),
         }
     }
@@ -171,7 +182,9 @@ impl QuantType {
             | QuantType::Q5_K
             | QuantType::Q6_K
             | QuantType::Q8_K
-            | QuantType::IQ4_XS => QuantType::Q8_K,
+            | QuantType::IQ4_XS
+            | QuantType::TQ1_0
+            | QuantType::TQ2_0 => QuantType::Q8_K,
         }
     }
 
@@ -227,6 +240,9 @@ mod tests {
         check(20, Some(QuantType::IQ4_NL));
         check(23, Some(QuantType::IQ4_XS));
         check(30, Some(QuantType::BF16));
+        check(34, Some(QuantType::TQ1_0));
+        check(35, Some(QuantType::TQ2_0));
+        check(36, None);
         check(39, Some(QuantType::MXFP4));
     }
 

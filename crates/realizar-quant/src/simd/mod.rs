@@ -12,6 +12,8 @@ mod avx512;
 mod iq_avx2;
 #[cfg(target_arch = "x86_64")]
 mod tile512;
+#[cfg(target_arch = "x86_64")]
+mod tq_avx2;
 
 /// Which x86 features the kernels may use, detected once.
 #[cfg(target_arch = "x86_64")]
@@ -149,6 +151,42 @@ select_iq!(
     /// IQ4_XS · Q8_K.
     iq4_xs_q8_k, iq4_xs_q8_k_x4, BlockIq4Xs, BlockQ8K, dot::iq4_xs_q8_k
 );
+macro_rules! select_tq {
+    ($(#[$doc:meta])* $name:ident, $quad:ident, $w:ty, $scalar:path) => {
+        $(#[$doc])*
+        pub(crate) fn $name() -> fn(&[$w], &[BlockQ8K]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return tq_avx2::$name;
+                }
+            }
+            $scalar
+        }
+
+        $(#[$doc])*
+        /// Four activation rows per pass.
+        pub(crate) fn $quad() -> Option<QuadFn<$w, BlockQ8K>> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return Some(tq_avx2::$quad);
+                }
+            }
+            None
+        }
+    };
+}
+
+select_tq!(
+    /// TQ1_0 · Q8_K.
+    tq1_0_q8_k, tq1_0_q8_k_x4, BlockTq1_0, dot::tq1_0_q8_k
+);
+select_tq!(
+    /// TQ2_0 · Q8_K.
+    tq2_0_q8_k, tq2_0_q8_k_x4, BlockTq2_0, dot::tq2_0_q8_k
+);
+
 select_iq!(
     /// MXFP4 · Q8_0.
     mxfp4_q8_0, mxfp4_q8_0_x4, BlockMxfp4, BlockQ8_0, dot::mxfp4_q8_0

@@ -400,6 +400,39 @@ fn gemma3_mxfp4_perplexity_matches_llama_cpp() {
     check_perplexity("gemma3-mxfp4");
 }
 
+// The ternary types (llama-quantize TQ1_0 / TQ2_0: the matrices whose rows are whole 256-element
+// blocks — `ffn_down` — ternary, the others Q4_0): the models barely work, but every kernel
+// must still give llama.cpp's numbers.
+#[test]
+fn smollm2_tq1_0_matches_llama_cpp() {
+    check_family("tq1_0");
+}
+
+#[test]
+fn smollm2_tq1_0_perplexity_matches_llama_cpp() {
+    check_perplexity("tq1_0");
+}
+
+#[test]
+fn smollm2_tq2_0_matches_llama_cpp() {
+    check_family("tq2_0");
+}
+
+#[test]
+fn smollm2_tq2_0_perplexity_matches_llama_cpp() {
+    check_perplexity("tq2_0");
+}
+
+#[test]
+fn gemma3_tq1_0_matches_llama_cpp() {
+    check_family("gemma3-tq1_0");
+}
+
+#[test]
+fn gemma3_tq1_0_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-tq1_0");
+}
+
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
 /// tokenizer corpus and more lines), with and without special parsing, on SmolLM2's
 /// vocabulary relabelled with it (`tests/refs/transplant/pretok.json`).

@@ -211,7 +211,7 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 18] = [
+pub const REQUANTS: [(&str, &str, &str); 21] = [
     ("gemma3-q8_0", "gemma3-270m", "Q8_0"),
     ("gemma3-q5_1", "gemma3-270m", "Q5_1"),
     ("gemma3-f16", "gemma3-270m", "F16"),
@@ -230,6 +230,9 @@ pub const REQUANTS: [(&str, &str, &str); 18] = [
     ("gemma3-iq4_nl", "gemma3-270m", "IQ4_NL"),
     ("mxfp4", "smollm2-135m", "MXFP4"),
     ("gemma3-mxfp4", "gemma3-270m", "MXFP4"),
+    ("tq1_0", "smollm2-135m", "TQ1_0"),
+    ("tq2_0", "smollm2-135m", "TQ2_0"),
+    ("gemma3-tq1_0", "gemma3-270m", "TQ1_0"),
 ];
 
 /// The source model and target type of a requantized kind.
@@ -284,6 +287,8 @@ pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
         "Q3_K" => 12,
         "F16" => 1,
         "BF16" => 32,
+        "TQ1_0" => 36,
+        "TQ2_0" => 37,
         other => panic!("no llama_ftype for {other}"),
     };
     for (key, value) in f.metadata() {
