@@ -9,6 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use crate::grids::{IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::types::{QK, QK_K};
 use crate::{QuantError, QuantType};
 
@@ -207,6 +208,45 @@ pub struct BlockIq4Xs {
     pub qs: [u8; QK_K / 2],
 }
 const _: () = assert!(core::mem::size_of::<BlockIq4Xs>() == 136);
+
+/// `block_iq3_xxs`: 256 elements in eight sub-blocks of 32. `qs[0..64]` are indices into
+/// [`IQ3XXS_GRID`] (four magnitudes each, eight per sub-block); `qs[64 + 4 ib..]` is sub-block
+/// `ib`'s little-endian u32: four 7-bit sign indices into [`KSIGNS_IQ2XS`] (one per eight
+/// elements) and the 4-bit scale `ls` in the top bits; the value is
+/// `d (0.5 + ls) / 2 · magnitude · sign`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq3Xxs {
+    /// Super-block scale.
+    pub d: f16,
+    /// Grid indices, then the sub-blocks' signs and scales.
+    pub qs: [u8; 3 * QK_K / 8],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq3Xxs>() == 98);
+
+impl BlockIq3Xxs {
+    /// Sub-block `ib`'s word of signs and scale.
+    #[inline(always)]
+    pub fn aux(&self, ib: usize) -> u32 {
+        let o = QK_K / 4 + 4 * (ib % 8);
+        u32::from_le_bytes([self.qs[o], self.qs[o + 1], self.qs[o + 2], self.qs[o + 3]])
+    }
+
+    /// The magnitude (a grid byte: 4 … 62) of element `e < 256`.
+    #[inline(always)]
+    pub fn magnitude(&self, e: usize) -> u8 {
+        let idx = self.qs[(e / 4) % 64];
+        IQ3XXS_GRID[usize::from(idx)].to_le_bytes()[e % 4]
+    }
+
+    /// Whether element `e < 256` is negative.
+    #[inline(always)]
+    pub fn negative(&self, e: usize) -> bool {
+        let (ib, l, j) = (e / 32, (e % 32) / 8, e % 8);
+        let signs = KSIGNS_IQ2XS[((self.aux(ib) >> (7 * l)) & 127) as usize];
+        signs >> j & 1 == 1
+    }
+}
 
 /// `block_tq1_0`: 256 ternary elements. Elements `0..160` are five trits of each byte of
 /// `qs[0..32]` (element `32 n + m` is trit `n` of `qs[m]`), elements `160..240` five trits of

@@ -71,6 +71,7 @@ pub mod blocks;
 mod dequant;
 mod dot;
 mod error;
+mod grids;
 mod packed;
 mod quant;
 mod simd;
@@ -117,6 +118,7 @@ pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         QuantType::IQ4_XS => dequant::iq4_xs(cast(s, ty, src, len)?, dst),
         QuantType::MXFP4 => dequant::mxfp4(cast(s, ty, src, len)?, dst),
         QuantType::TQ1_0 => dequant::tq1_0(cast(s, ty, src, len)?, dst),
+        QuantType::IQ3_XXS => dequant::iq3_xxs(cast(s, ty, src, len)?, dst),
         QuantType::TQ2_0 => dequant::tq2_0(cast(s, ty, src, len)?, dst),
     }
     Ok(())
@@ -151,6 +153,9 @@ pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), Qu
         QuantType::MXFP4 => quant::mxfp4(src, cast_mut(d, ty, dst, len)?),
         QuantType::TQ1_0 => quant::tq1_0(src, cast_mut(d, ty, dst, len)?),
         QuantType::TQ2_0 => quant::tq2_0(src, cast_mut(d, ty, dst, len)?),
+        // ggml's IQ3_XXS search (neighbour tables of its grid) is not implemented:
+        // `quantize_row_plain` encodes test data instead.
+        QuantType::IQ3_XXS => return Err(QuantError::Unsupported { ty, op: "quantize" }),
     }
     Ok(())
 }
@@ -166,6 +171,21 @@ pub fn quantize_row_weights(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Resul
         return Ok(());
     }
     quantize_row(ty, src, dst)
+}
+
+/// Quantizes one row of weights for test models: [`quantize_row_weights`] for every type it
+/// supports, and for IQ3_XXS (whose ggml quantizer it does not implement) a plain search:
+/// per sub-block the scale (of three around the one that maps the largest magnitude to the
+/// grid's top) with the least squared error, signs of even parity per eight elements, each
+/// four magnitudes to the nearest grid entry. Valid blocks, deterministic, not llama-quantize's
+/// bytes.
+pub fn quantize_row_plain(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    if ty == QuantType::IQ3_XXS {
+        let len = row_bytes(ty, src.len())?;
+        quant::iq3_xxs(src, cast_mut("dst", ty, dst, len)?);
+        return Ok(());
+    }
+    quantize_row_weights(ty, src, dst)
 }
 
 /// [`quantize_row`] with the scalar reference quantizers only (the twin of the SIMD
@@ -516,6 +536,7 @@ fn dispatch(
         QuantType::IQ4_XS => go!(dot::iq4_xs_q8_k, simd::iq4_xs_q8_k, simd::iq4_xs_q8_k_x4),
         QuantType::MXFP4 => go!(dot::mxfp4_q8_0, simd::mxfp4_q8_0, simd::mxfp4_q8_0_x4),
         QuantType::TQ1_0 => go!(dot::tq1_0_q8_k, simd::tq1_0_q8_k, simd::tq1_0_q8_k_x4),
+        QuantType::IQ3_XXS => go!(dot::iq3_xxs_q8_k, simd::iq3_xxs_q8_k, simd::iq3_xxs_q8_k_x4),
         QuantType::TQ2_0 => go!(dot::tq2_0_q8_k, simd::tq2_0_q8_k, simd::tq2_0_q8_k_x4),
         QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
     }
@@ -739,6 +760,16 @@ fn prompt(
         }
         QuantType::Q3_K if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::scalar(dot::q3_k_q8_k_tiled);
+            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+        }
+        QuantType::IQ3_XXS if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let k = Kernels::pick(
+                best,
+                dot::iq3_xxs_q8_k_tiled,
+                simd::iq3_xxs_q8_k_tiled,
+                simd::iq3_xxs_q8_k_tiled_x4,
+                simd::Wide::none,
+            );
             return run(ty, &g, w, rows, act, m, out, out_stride, k);
         }
         QuantType::IQ4_XS if pass_m.max(m) >= TILED_MIN_ROWS => {

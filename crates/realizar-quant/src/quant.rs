@@ -971,3 +971,87 @@ pub(crate) fn tq2_0(src: &[f32], dst: &mut [BlockTq2_0]) {
         }
     }
 }
+
+/// IQ3_XXS by a plain search (not ggml's quantizer, which needs its neighbour tables; this
+/// one is for making test models): per sub-block the scale that brings its largest magnitude
+/// to the grid's top, signs with even parity per eight elements (the smallest magnitude of an
+/// odd group flipped), each group of four magnitudes to its nearest grid entry (squared error,
+/// lowest index on ties).
+pub(crate) fn iq3_xxs(src: &[f32], dst: &mut [BlockIq3Xxs]) {
+    use crate::grids::IQ3XXS_GRID;
+    let grid: Vec<[f32; 4]> = IQ3XXS_GRID
+        .iter()
+        .map(|g| g.to_le_bytes().map(f32::from))
+        .collect();
+    // The nearest grid entry to four magnitudes (squared error, lowest index on ties).
+    let nearest = |m: [f32; 4]| -> (u8, f32) {
+        let mut best = (0u8, f32::INFINITY);
+        for (i, e) in grid.iter().enumerate() {
+            let v: f32 = (0..4).map(|k| (e[k] - m[k]) * (e[k] - m[k])).sum();
+            if v < best.1 {
+                best = (i as u8, v);
+            }
+        }
+        best
+    };
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        *y = bytemuck::Zeroable::zeroed();
+        let amax: Vec<f32> = x
+            .chunks_exact(32)
+            .map(|b| b.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+            .collect();
+        let top = amax.iter().fold(0.0f32, |m, v| m.max(*v));
+        // The largest sub-block at ls = 15: db = d 31 / 4 maps its largest magnitude to 62.
+        y.d = f16::from_f32(top / 62.0 * 4.0 / 31.0);
+        let d = y.d.to_f32();
+        if !(d > 0.0 && d.is_finite()) {
+            y.d = f16::ZERO;
+            continue;
+        }
+        for (ib, xb) in x.chunks_exact(32).enumerate() {
+            // Signs: even parity per eight (the smallest magnitude of an odd group flipped).
+            let mut aux = 0u32;
+            for (l, g) in xb.chunks_exact(8).enumerate() {
+                let mut neg = g
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |m, (j, v)| if *v < 0.0 { m | 1 << j } else { m });
+                if neg.count_ones() % 2 == 1 {
+                    let j = (0..8)
+                        .min_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+                        .unwrap_or(0);
+                    neg ^= 1 << j;
+                }
+                aux |= u32::from(neg & 127) << (7 * l);
+            }
+            // The scale around the one that maps the largest magnitude to 62, with the least
+            // squared error after rounding to the grid.
+            let ls0 = ((amax[ib] / 62.0 * 4.0 / d - 1.0) / 2.0)
+                .round()
+                .clamp(0.0, 15.0) as u32;
+            let mut best: Option<(f32, u32, [u8; 8])> = None;
+            for ls in ls0.saturating_sub(1)..=(ls0 + 1).min(15) {
+                let db = d * (0.5 + ls as f32) * 0.5;
+                let mut idx = [0u8; 8];
+                let mut err = 0.0f32;
+                for (k, four) in xb.chunks_exact(4).enumerate() {
+                    let (i, _) = nearest([0, 1, 2, 3].map(|j| four[j].abs() / db));
+                    idx[k] = i;
+                    err += (0..4)
+                        .map(|j| {
+                            let e = db * grid[usize::from(i)][j] - four[j].abs();
+                            e * e
+                        })
+                        .sum::<f32>();
+                }
+                if best.is_none_or(|b| err < b.0) {
+                    best = Some((err, ls, idx));
+                }
+            }
+            let (_, ls, idx) = best.unwrap_or((0.0, ls0, [0; 8]));
+            aux |= ls << 28;
+            y.qs[8 * ib..8 * ib + 8].copy_from_slice(&idx);
+            y.qs[QK_K / 4 + 4 * ib..QK_K / 4 + 4 * ib + 4].copy_from_slice(&aux.to_le_bytes());
+        }
+    }
+}

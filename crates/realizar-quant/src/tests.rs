@@ -17,9 +17,18 @@ fn array_rmse(a: &[f32], b: &[f32]) -> f32 {
     (sum.sqrt() as f32) / a.len() as f32
 }
 
+/// `quantize_row`, or for the types it refuses (IQ3_XXS) `quantize_row_plain`.
 fn quantize(ty: QuantType, x: &[f32]) -> Vec<u8> {
     let mut q = vec![0u8; ty.row_bytes(x.len()).expect("block multiple")];
-    quantize_row(ty, x, &mut q).expect("quantize");
+    if ty == QuantType::IQ3_XXS {
+        assert!(
+            quantize_row(ty, x, &mut q).is_err(),
+            "{ty}: quantize_row refuses it"
+        );
+        quantize_row_plain(ty, x, &mut q).expect("quantize");
+    } else {
+        quantize_row(ty, x, &mut q).expect("quantize");
+    }
     q
 }
 
@@ -29,7 +38,7 @@ fn dequantize(ty: QuantType, q: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-const WEIGHT_TYPES: [QuantType; 18] = [
+const WEIGHT_TYPES: [QuantType; 19] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -48,6 +57,7 @@ const WEIGHT_TYPES: [QuantType; 18] = [
     QuantType::MXFP4,
     QuantType::TQ1_0,
     QuantType::TQ2_0,
+    QuantType::IQ3_XXS,
 ];
 
 #[test]
@@ -64,6 +74,9 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::MXFP4 => 0.03,
             // test-quantize-fns.cpp's MAX_QUANTIZATION_TOTAL_ERROR_TERNARY.
             QuantType::TQ1_0 | QuantType::TQ2_0 => 0.01,
+            // test-quantize-fns.cpp has 0.005 (MAX_QUANTIZATION_TOTAL_ERROR_3BITS_XXS) for
+            // ggml's search; the plain encoder of test models is a little coarser.
+            QuantType::IQ3_XXS => 0.006,
             _ => 0.002,
         };
         assert!(err <= max, "{ty}: round-trip error {err} > {max}");
@@ -84,6 +97,9 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::MXFP4 => 0.55,
             // Ternary: half the step `d = amax` of the block.
             QuantType::TQ1_0 | QuantType::TQ2_0 => 1.1,
+            // Signs go by eight with even parity: one element of a group may take the wrong
+            // sign (twice its magnitude, up to the data's 2.1).
+            QuantType::IQ3_XXS => 4.2,
             QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q5_K => 0.15,
             QuantType::Q6_K => 0.07,
             QuantType::F32 => 0.0,
@@ -115,6 +131,9 @@ fn dot_error_within_ggml_bounds() {
                 QuantType::Q2_K | QuantType::Q3_K => 0.04,
                 // test-quantize-fns.cpp's MAX_DOT_PRODUCT_ERROR_TERNARY.
                 QuantType::TQ1_0 | QuantType::TQ2_0 => 0.15,
+                // test-quantize-fns.cpp has 0.04 (MAX_DOT_PRODUCT_ERROR_LOWBIT) for ggml's
+                // search; the plain encoder of test models is coarser.
+                QuantType::IQ3_XXS => 0.06,
                 _ => 0.02,
             };
             assert!(err <= max, "{ty} {which}: dot error {err} > {max}");
@@ -608,7 +627,7 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
     };
     let (mut grouped_differs, mut tiled_differs) = (false, false);
     let (mut tiled_differs_q5, mut tiled_differs_iq4) = (false, false);
-    let mut tiled_differs_q3 = false;
+    let (mut tiled_differs_q3, mut tiled_differs_iq3) = (false, false);
     // 16 weight rows: ggml repacks Q4_K; 9: it does not.
     for rows in [16usize, 9] {
         for ty in WEIGHT_TYPES {
@@ -669,6 +688,12 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
                                 tiled_differs_iq4 |= t.to_bits() != per_row.to_bits();
                                 Some(t)
                             }
+                            QuantType::IQ3_XXS if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockIq3Xxs] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::iq3_xxs_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs_iq3 |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
                             _ => None,
                         };
                         if let Some(want) = special {
@@ -693,8 +718,8 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
         "the tiled Q6_K order never differed from the per-row one"
     );
     assert!(
-        tiled_differs_q5 && tiled_differs_iq4 && tiled_differs_q3,
-        "the tiled Q5_K / IQ4_XS / Q3_K orders never differed from the per-row ones"
+        tiled_differs_q5 && tiled_differs_iq4 && tiled_differs_q3 && tiled_differs_iq3,
+        "the tiled Q5_K / IQ4_XS / Q3_K / IQ3_XXS orders never differed from the per-row ones"
     );
 }
 

@@ -52,6 +52,9 @@ pub enum QuantType {
     IQ4_XS,
     /// 32 elements: E8M0 shared exponent, 4-bit E2M1 values (OCP microscaling MXFP4).
     MXFP4,
+    /// 256-element super-block: f16 scale, groups of four magnitudes from `iq3xxs_grid`, signs
+    /// and 4-bit sub-block scales (3.06 bits per weight).
+    IQ3_XXS,
     /// 256 ternary elements (-1, 0, 1 times an f16 scale), five per byte in base 3 (1.69 bits
     /// per weight).
     TQ1_0,
@@ -75,6 +78,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::Q5_K, 13, QK_K, 176, "q5_K"),
     (QuantType::Q6_K, 14, QK_K, 210, "q6_K"),
     (QuantType::Q8_K, 15, QK_K, 292, "q8_K"),
+    (QuantType::IQ3_XXS, 18, QK_K, 98, "iq3_xxs"),
     (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
     (QuantType::IQ4_XS, 23, QK_K, 136, "iq4_xs"),
     (QuantType::BF16, 30, 1, 2, "bf16"),
@@ -85,7 +89,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 20] = [
+    pub const ALL: [QuantType; 21] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -100,6 +104,7 @@ impl QuantType {
         QuantType::Q5_K,
         QuantType::Q6_K,
         QuantType::Q8_K,
+        QuantType::IQ3_XXS,
         QuantType::IQ4_NL,
         QuantType::IQ4_XS,
         QuantType::BF16,
@@ -124,6 +129,7 @@ impl QuantType {
             QuantType::Q5_K => (13, QK_K, 176, "q5_K"),
             QuantType::Q6_K => (14, QK_K, 210, "q6_K"),
             QuantType::Q8_K => (15, QK_K, 292, "q8_K"),
+            QuantType::IQ3_XXS => (18, QK_K, 98, "iq3_xxs"),
             QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
             QuantType::IQ4_XS => (23, QK_K, 136, "iq4_xs"),
             QuantType::BF16 => (30, 1, 2, "bf16"),
@@ -183,6 +189,7 @@ impl QuantType {
             | QuantType::Q6_K
             | QuantType::Q8_K
             | QuantType::IQ4_XS
+            | QuantType::IQ3_XXS
             | QuantType::TQ1_0
             | QuantType::TQ2_0 => QuantType::Q8_K,
         }
@@ -237,6 +244,7 @@ mod tests {
         check(14, Some(QuantType::Q6_K));
         check(15, Some(QuantType::Q8_K));
         check(16, None);
+        check(18, Some(QuantType::IQ3_XXS));
         check(20, Some(QuantType::IQ4_NL));
         check(23, Some(QuantType::IQ4_XS));
         check(30, Some(QuantType::BF16));

@@ -9,6 +9,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
+mod iq3_avx2;
+#[cfg(target_arch = "x86_64")]
 mod iq_avx2;
 #[cfg(target_arch = "x86_64")]
 mod tile512;
@@ -177,6 +179,42 @@ macro_rules! select_tq {
         }
     };
 }
+
+macro_rules! select_iq3 {
+    ($(#[$doc:meta])* $name:ident, $quad:ident, $scalar:path) => {
+        $(#[$doc])*
+        pub(crate) fn $name() -> fn(&[BlockIq3Xxs], &[BlockQ8K]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return iq3_avx2::$name;
+                }
+            }
+            $scalar
+        }
+
+        $(#[$doc])*
+        /// Four activation rows per pass.
+        pub(crate) fn $quad() -> Option<QuadFn<BlockIq3Xxs, BlockQ8K>> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2() {
+                    return Some(iq3_avx2::$quad);
+                }
+            }
+            None
+        }
+    };
+}
+
+select_iq3!(
+    /// IQ3_XXS · Q8_K.
+    iq3_xxs_q8_k, iq3_xxs_q8_k_x4, dot::iq3_xxs_q8_k
+);
+select_iq3!(
+    /// IQ3_XXS · Q8_K in the order of ggml's tiled matmul.
+    iq3_xxs_q8_k_tiled, iq3_xxs_q8_k_tiled_x4, dot::iq3_xxs_q8_k_tiled
+);
 
 select_tq!(
     /// TQ1_0 · Q8_K.

@@ -433,6 +433,19 @@ fn gemma3_tq1_0_perplexity_matches_llama_cpp() {
     check_perplexity("gemma3-tq1_0");
 }
 
+// IQ3_XXS: SmolLM2's ffn_down (its only matrices of whole 256-element rows) in IQ3_XXS (encoded
+// by realizar's plain encoder: llama-quantize needs an importance matrix to put them there),
+// the rest as llama-quantize's IQ3_XXS mix (IQ4_NL).
+#[test]
+fn smollm2_iq3_xxs_matches_llama_cpp() {
+    check_family("iq3_xxs");
+}
+
+#[test]
+fn smollm2_iq3_xxs_perplexity_matches_llama_cpp() {
+    check_perplexity("iq3_xxs");
+}
+
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
 /// tokenizer corpus and more lines), with and without special parsing, on SmolLM2's
 /// vocabulary relabelled with it (`tests/refs/transplant/pretok.json`).
