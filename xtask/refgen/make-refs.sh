@@ -13,7 +13,7 @@ OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm mistral3
   iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl mxfp4 gemma3-mxfp4 q4_0 q5_0 q5_1 q8_0 q2_k q3_k f16 bf16
-  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16 tq1_0 tq2_0 gemma3-tq1_0 iq3_xxs)
+  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16 tq1_0 tq2_0 gemma3-tq1_0 iq3_xxs iq3_s)
 [ "${KINDS[0]}" != "none" ] || KINDS=()
 
 BIN=$(bash "$SHARED/tools/llamacpp-peer")
@@ -54,12 +54,12 @@ for kind in ${KINDS[@]+"${KINDS[@]}"}; do
 import gguf, sys
 for t in gguf.GGUFReader(sys.argv[1]).tensors:
     ty = t.tensor_type.name
-    # llama-quantize's IQ3_XXS mix keeps every SmolLM2 matrix out of IQ3_XXS (ffn_down, the
-    # only one whose rows are whole 256-element blocks, goes to Q3_K/Q4_K) and naming it
-    # IQ3_XXS needs an importance matrix: the plan names ffn_down IQ3_XXS, which the
-    # generator writes with realizar's plain encoder.
-    if sys.argv[2] == "iq3_xxs" and ".ffn_down." in t.name:
-        ty = "IQ3_XXS"
+    # llama-quantize's IQ3_XXS / IQ3_S mixes keep every SmolLM2 matrix out of the type
+    # (ffn_down, the only one whose rows are whole 256-element blocks, goes to a K-quant)
+    # and naming it needs an importance matrix: the plan names ffn_down in the type, which
+    # the generator writes with realizar's plain encoder.
+    if sys.argv[2] in ("iq3_xxs", "iq3_s") and ".ffn_down." in t.name:
+        ty = sys.argv[2].upper()
     print(t.name, ty)
 PY
 done
@@ -104,7 +104,7 @@ import gguf, sys
 ours = {t.name: t for t in gguf.GGUFReader(sys.argv[2]).tensors}
 # Types whose ggml quantizer realizar does not implement get its plain encoder
 # (realizar_quant::quantize_row_plain): the same type, other bytes.
-PLAIN = {"IQ3_XXS"}
+PLAIN = {"IQ3_XXS", "IQ3_S"}
 for t in gguf.GGUFReader(sys.argv[1]).tensors:
     u = ours[t.name]
     if u.tensor_type.name in PLAIN:

@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use crate::grids::{IQ3XXS_GRID, KSIGNS_IQ2XS};
+use crate::grids::{IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::types::{QK, QK_K};
 use crate::{QuantError, QuantType};
 
@@ -231,21 +231,94 @@ impl BlockIq3Xxs {
         let o = QK_K / 4 + 4 * (ib % 8);
         u32::from_le_bytes([self.qs[o], self.qs[o + 1], self.qs[o + 2], self.qs[o + 3]])
     }
+}
 
-    /// The magnitude (a grid byte: 4 … 62) of element `e < 256`.
+/// `block_iq3_s`: 256 elements in eight sub-blocks of 32. Group `k < 8` of four elements of
+/// sub-block `ib` is [`IQ3S_GRID`] entry `qs[8 ib + k] | (bit k of qh[ib]) << 8`; element
+/// `8 l + j` of a sub-block is negative where bit `j` of `signs[4 ib + l]` is set; the
+/// sub-block's 4-bit scale `ls` (low nibble of `scales[ib / 2]` for even `ib`, high for odd)
+/// gives `d (1 + 2 ls) · magnitude · sign`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq3S {
+    /// Super-block scale.
+    pub d: f16,
+    /// Low eight bits of the grid indices.
+    pub qs: [u8; QK_K / 4],
+    /// Ninth bits of the grid indices.
+    pub qh: [u8; QK_K / 32],
+    /// Sign bits.
+    pub signs: [u8; QK_K / 8],
+    /// Sub-block scales, two per byte.
+    pub scales: [u8; QK_K / 64],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq3S>() == 110);
+
+/// The 3-bit i-quants (IQ3_XXS, IQ3_S): groups of four grid magnitudes with signs and a
+/// factor per 32-element sub-block; what their kernels share.
+pub trait Iq3Block: Pod {
+    /// The grid entry (four magnitudes, little-endian bytes) of group `k < 8` of sub-block `ib`.
+    fn grid_word(&self, ib: usize, k: usize) -> u32;
+    /// The eight sign bits of elements `8 l..8 l + 8` of sub-block `ib`.
+    fn sign_bits(&self, ib: usize, l: usize) -> u8;
+    /// The sub-block's integer factor (`2 ls + 1`, or `1 + 2 ls`).
+    fn factor(&self, ib: usize) -> i32;
+    /// The super-block scale.
+    fn d(&self) -> f16;
+    /// What ggml multiplies the scale by (IQ3_XXS: 1/4).
+    const SCALE: f32;
+
+    /// The magnitude of element `e < 256`.
     #[inline(always)]
-    pub fn magnitude(&self, e: usize) -> u8 {
-        let idx = self.qs[(e / 4) % 64];
-        IQ3XXS_GRID[usize::from(idx)].to_le_bytes()[e % 4]
+    fn magnitude(&self, e: usize) -> u8 {
+        self.grid_word(e / 32 % 8, (e % 32) / 4).to_le_bytes()[e % 4]
     }
 
     /// Whether element `e < 256` is negative.
     #[inline(always)]
-    pub fn negative(&self, e: usize) -> bool {
-        let (ib, l, j) = (e / 32, (e % 32) / 8, e % 8);
-        let signs = KSIGNS_IQ2XS[((self.aux(ib) >> (7 * l)) & 127) as usize];
-        signs >> j & 1 == 1
+    fn negative(&self, e: usize) -> bool {
+        self.sign_bits(e / 32 % 8, (e % 32) / 8) >> (e % 8) & 1 == 1
     }
+}
+
+impl Iq3Block for BlockIq3Xxs {
+    #[inline(always)]
+    fn grid_word(&self, ib: usize, k: usize) -> u32 {
+        IQ3XXS_GRID[usize::from(self.qs[(8 * ib + k) % 64])]
+    }
+    #[inline(always)]
+    fn sign_bits(&self, ib: usize, l: usize) -> u8 {
+        KSIGNS_IQ2XS[((self.aux(ib) >> (7 * (l % 4))) & 127) as usize]
+    }
+    #[inline(always)]
+    fn factor(&self, ib: usize) -> i32 {
+        2 * (self.aux(ib) >> 28) as i32 + 1
+    }
+    fn d(&self) -> f16 {
+        self.d
+    }
+    const SCALE: f32 = 0.25;
+}
+
+impl Iq3Block for BlockIq3S {
+    #[inline(always)]
+    fn grid_word(&self, ib: usize, k: usize) -> u32 {
+        let (ib, k) = (ib % 8, k % 8);
+        let hi = usize::from(self.qh[ib] >> k & 1) << 8;
+        IQ3S_GRID[usize::from(self.qs[8 * ib + k]) | hi]
+    }
+    #[inline(always)]
+    fn sign_bits(&self, ib: usize, l: usize) -> u8 {
+        self.signs[(4 * ib + l) % 32]
+    }
+    #[inline(always)]
+    fn factor(&self, ib: usize) -> i32 {
+        1 + 2 * i32::from(self.scales[(ib / 2) % 4] >> (4 * (ib % 2)) & 15)
+    }
+    fn d(&self) -> f16 {
+        self.d
+    }
+    const SCALE: f32 = 1.0;
 }
 
 /// `block_tq1_0`: 256 ternary elements. Elements `0..160` are five trits of each byte of

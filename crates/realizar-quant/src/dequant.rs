@@ -370,3 +370,19 @@ pub(crate) fn iq3_xxs(src: &[BlockIq3Xxs], dst: &mut [f32]) {
         }
     }
 }
+
+/// `dequantize_row_iq3_s`: per sub-block `db = d (1 + 2 ls)`, each element
+/// `db · magnitude · sign`.
+pub(crate) fn iq3_s(src: &[BlockIq3S], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for (ib, y) in y.chunks_exact_mut(32).enumerate() {
+            let db = d * b.factor(ib) as f32;
+            for (j, v) in y.iter_mut().enumerate() {
+                let e = 32 * ib + j;
+                let sign = if b.negative(e) { -1.0 } else { 1.0 };
+                *v = db * f32::from(b.magnitude(e)) * sign;
+            }
+        }
+    }
+}

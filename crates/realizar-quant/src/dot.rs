@@ -608,47 +608,47 @@ pub(crate) fn tq2_0_q8_k(x: &[BlockTq2_0], y: &[BlockQ8K]) -> f32 {
     ternary_dot(x, y, |x| x.d.to_f32(), BlockTq2_0::at)
 }
 
-/// Element `e` of an IQ3_XXS block times the activation byte: the magnitude times the byte
-/// negated in 8 bits where the element is negative (`_mm256_sign_epi8` of ggml's kernel, which
-/// leaves -128 as -128).
+/// Element `e` of a 3-bit i-quant block times the activation byte: the magnitude times the
+/// byte negated in 8 bits where the element is negative (as ggml's AVX2 kernels flip the
+/// activations' signs, which leaves -128 as -128).
 #[inline(always)]
-fn iq3_xxs_signed_q8(x: &BlockIq3Xxs, y: &BlockQ8K, e: usize) -> i32 {
+fn iq3_signed_q8<X: Iq3Block>(x: &X, y: &BlockQ8K, e: usize) -> i32 {
     let q = y.qs.get(e).copied().unwrap_or(0);
     let q = if x.negative(e) { q.wrapping_neg() } else { q };
     i32::from(x.magnitude(e)) * i32::from(q)
 }
 
-/// `ggml_vec_dot_iq3_xxs_q8_K`, AVX2 path: per super-block eight i32 lanes (lane `l` holds
-/// elements `4l..4l + 4` of every 32-element sub-block, times the sub-block's `2 ls + 1`),
-/// `acc[l] = fma(d_x d_y, lane, acc[l])`, then `0.25` times [`hsum8`].
-pub(crate) fn iq3_xxs_q8_k(x: &[BlockIq3Xxs], y: &[BlockQ8K]) -> f32 {
+/// `ggml_vec_dot_iq3_xxs_q8_K` / `ggml_vec_dot_iq3_s_q8_K`, AVX2 path: per super-block eight
+/// i32 lanes (lane `l` holds elements `4l..4l + 4` of every 32-element sub-block, times the
+/// sub-block's factor), `acc[l] = fma(d_x d_y, lane, acc[l])`, then the type's scale (IQ3_XXS:
+/// 1/4) times [`hsum8`].
+pub(crate) fn iq3_q8_k<X: Iq3Block>(x: &[X], y: &[BlockQ8K]) -> f32 {
     let mut acc = [0.0f32; 8];
     for (x, y) in x.iter().zip(y) {
         let mut lanes = [0i32; 8];
         for ib in 0..8 {
-            let ls = 2 * (x.aux(ib) >> 28) as i32 + 1;
-            let part = block_lanes(|e| iq3_xxs_signed_q8(x, y, 32 * ib + e));
+            let f = x.factor(ib);
+            let part = block_lanes(|e| iq3_signed_q8(x, y, 32 * ib + e));
             for (l, p) in lanes.iter_mut().zip(part) {
-                *l += ls * p;
+                *l += f * p;
             }
         }
-        let d = x.d.to_f32() * y.d;
+        let d = x.d().to_f32() * y.d;
         for (a, l) in acc.iter_mut().zip(lanes) {
             *a = d.mul_add(l as f32, *a);
         }
     }
-    0.25 * hsum8(&acc)
+    X::SCALE * hsum8(&acc)
 }
 
-/// IQ3_XXS · Q8_K in the order of ggml's tiled matmul (`tiled_unpack_src0` for `block_iq3_xxs`:
-/// signs on the weights, so no byte wraps): per block the exact
-/// `s = sum_ib (2 ls + 1) sum ±magnitude · y`, then `acc = fma(f32(s) (d_x / 4), d_y, acc)`.
-pub(crate) fn iq3_xxs_q8_k_tiled(x: &[BlockIq3Xxs], y: &[BlockQ8K]) -> f32 {
+/// A 3-bit i-quant · Q8_K in the order of ggml's tiled matmul (`tiled_unpack_src0` for
+/// `block_iq3_xxs` / `block_iq3_s`: signs on the weights, so no byte wraps): per block the exact
+/// `s = sum_ib factor sum ±magnitude · y`, then `acc = fma(f32(s) (d_x scale), d_y, acc)`.
+pub(crate) fn iq3_q8_k_tiled<X: Iq3Block>(x: &[X], y: &[BlockQ8K]) -> f32 {
     let mut acc = 0.0f32;
     for (x, y) in x.iter().zip(y) {
         let mut s = 0i32;
         for ib in 0..8 {
-            let ls = 2 * (x.aux(ib) >> 28) as i32 + 1;
             let g: i32 = (32 * ib..32 * ib + 32)
                 .map(|e| {
                     let w = i32::from(x.magnitude(e));
@@ -656,10 +656,30 @@ pub(crate) fn iq3_xxs_q8_k_tiled(x: &[BlockIq3Xxs], y: &[BlockQ8K]) -> f32 {
                     w * i32::from(y.qs.get(e).copied().unwrap_or(0))
                 })
                 .sum();
-            s += ls * g;
+            s += x.factor(ib) * g;
         }
-        let d0 = x.d.to_f32() * 0.25;
+        let d0 = x.d().to_f32() * X::SCALE;
         acc = (d0 * s as f32).mul_add(y.d, acc);
     }
     acc
+}
+
+/// IQ3_XXS · Q8_K ([`iq3_q8_k`]).
+pub(crate) fn iq3_xxs_q8_k(x: &[BlockIq3Xxs], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k(x, y)
+}
+
+/// IQ3_XXS · Q8_K in the tiled order ([`iq3_q8_k_tiled`]).
+pub(crate) fn iq3_xxs_q8_k_tiled(x: &[BlockIq3Xxs], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k_tiled(x, y)
+}
+
+/// IQ3_S · Q8_K ([`iq3_q8_k`]).
+pub(crate) fn iq3_s_q8_k(x: &[BlockIq3S], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k(x, y)
+}
+
+/// IQ3_S · Q8_K in the tiled order ([`iq3_q8_k_tiled`]).
+pub(crate) fn iq3_s_q8_k_tiled(x: &[BlockIq3S], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k_tiled(x, y)
 }

@@ -119,6 +119,7 @@ pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         QuantType::MXFP4 => dequant::mxfp4(cast(s, ty, src, len)?, dst),
         QuantType::TQ1_0 => dequant::tq1_0(cast(s, ty, src, len)?, dst),
         QuantType::IQ3_XXS => dequant::iq3_xxs(cast(s, ty, src, len)?, dst),
+        QuantType::IQ3_S => dequant::iq3_s(cast(s, ty, src, len)?, dst),
         QuantType::TQ2_0 => dequant::tq2_0(cast(s, ty, src, len)?, dst),
     }
     Ok(())
@@ -155,7 +156,9 @@ pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), Qu
         QuantType::TQ2_0 => quant::tq2_0(src, cast_mut(d, ty, dst, len)?),
         // ggml's IQ3_XXS search (neighbour tables of its grid) is not implemented:
         // `quantize_row_plain` encodes test data instead.
-        QuantType::IQ3_XXS => return Err(QuantError::Unsupported { ty, op: "quantize" }),
+        QuantType::IQ3_XXS | QuantType::IQ3_S => {
+            return Err(QuantError::Unsupported { ty, op: "quantize" })
+        }
     }
     Ok(())
 }
@@ -180,12 +183,13 @@ pub fn quantize_row_weights(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Resul
 /// four magnitudes to the nearest grid entry. Valid blocks, deterministic, not llama-quantize's
 /// bytes.
 pub fn quantize_row_plain(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
-    if ty == QuantType::IQ3_XXS {
-        let len = row_bytes(ty, src.len())?;
-        quant::iq3_xxs(src, cast_mut("dst", ty, dst, len)?);
-        return Ok(());
+    let len = row_bytes(ty, src.len())?;
+    match ty {
+        QuantType::IQ3_XXS => quant::iq3_xxs(src, cast_mut("dst", ty, dst, len)?),
+        QuantType::IQ3_S => quant::iq3_s(src, cast_mut("dst", ty, dst, len)?),
+        _ => return quantize_row_weights(ty, src, dst),
     }
-    quantize_row_weights(ty, src, dst)
+    Ok(())
 }
 
 /// [`quantize_row`] with the scalar reference quantizers only (the twin of the SIMD
@@ -537,6 +541,7 @@ fn dispatch(
         QuantType::MXFP4 => go!(dot::mxfp4_q8_0, simd::mxfp4_q8_0, simd::mxfp4_q8_0_x4),
         QuantType::TQ1_0 => go!(dot::tq1_0_q8_k, simd::tq1_0_q8_k, simd::tq1_0_q8_k_x4),
         QuantType::IQ3_XXS => go!(dot::iq3_xxs_q8_k, simd::iq3_xxs_q8_k, simd::iq3_xxs_q8_k_x4),
+        QuantType::IQ3_S => go!(dot::iq3_s_q8_k, simd::iq3_s_q8_k, simd::iq3_s_q8_k_x4),
         QuantType::TQ2_0 => go!(dot::tq2_0_q8_k, simd::tq2_0_q8_k, simd::tq2_0_q8_k_x4),
         QuantType::Q8_1 | QuantType::Q8_K => Err(QuantError::Unsupported { ty, op: "vec_dot" }),
     }
@@ -768,6 +773,16 @@ fn prompt(
                 dot::iq3_xxs_q8_k_tiled,
                 simd::iq3_xxs_q8_k_tiled,
                 simd::iq3_xxs_q8_k_tiled_x4,
+                simd::Wide::none,
+            );
+            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+        }
+        QuantType::IQ3_S if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let k = Kernels::pick(
+                best,
+                dot::iq3_s_q8_k_tiled,
+                simd::iq3_s_q8_k_tiled,
+                simd::iq3_s_q8_k_tiled_x4,
                 simd::Wide::none,
             );
             return run(ty, &g, w, rows, act, m, out, out_stride, k);

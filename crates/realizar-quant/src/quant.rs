@@ -972,36 +972,77 @@ pub(crate) fn tq2_0(src: &[f32], dst: &mut [BlockTq2_0]) {
     }
 }
 
-/// IQ3_XXS by a plain search (not ggml's quantizer, which needs its neighbour tables; this
-/// one is for making test models): per sub-block the scale that brings its largest magnitude
-/// to the grid's top, signs with even parity per eight elements (the smallest magnitude of an
-/// odd group flipped), each group of four magnitudes to its nearest grid entry (squared error,
-/// lowest index on ties).
-pub(crate) fn iq3_xxs(src: &[f32], dst: &mut [BlockIq3Xxs]) {
-    use crate::grids::IQ3XXS_GRID;
-    let grid: Vec<[f32; 4]> = IQ3XXS_GRID
+/// The nearest entry of `grid` to four magnitudes (squared error, lowest index on ties).
+fn nearest_grid(grid: &[[f32; 4]], m: [f32; 4]) -> usize {
+    let mut best = (0usize, f32::INFINITY);
+    for (i, e) in grid.iter().enumerate() {
+        let v: f32 = (0..4).map(|k| (e[k] - m[k]) * (e[k] - m[k])).sum();
+        if v < best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// A 3-bit i-quant sub-block by the plain search: of the factors `f(ls)` for `ls` around
+/// `ls0` (within 0..=15), the one whose nearest-grid rounding of the 32 magnitudes at
+/// `db = d f(ls)` has the least squared error; returns `ls` and the eight grid indices.
+fn iq3_sub_block(
+    grid: &[[f32; 4]],
+    xb: &[f32],
+    d: f32,
+    ls0: u32,
+    f: impl Fn(u32) -> f32,
+) -> (u32, [usize; 8]) {
+    let mut best: Option<(f32, u32, [usize; 8])> = None;
+    for ls in ls0.saturating_sub(1)..=(ls0 + 1).min(15) {
+        let db = d * f(ls);
+        let mut idx = [0usize; 8];
+        let mut err = 0.0f32;
+        for (k, four) in xb.chunks_exact(4).enumerate() {
+            let i = nearest_grid(grid, [0, 1, 2, 3].map(|j| four[j].abs() / db));
+            idx[k] = i;
+            err += (0..4)
+                .map(|j| {
+                    let e = db * grid[i][j] - four[j].abs();
+                    e * e
+                })
+                .sum::<f32>();
+        }
+        if best.is_none_or(|b| err < b.0) {
+            best = Some((err, ls, idx));
+        }
+    }
+    best.map_or((ls0, [0; 8]), |(_, ls, idx)| (ls, idx))
+}
+
+/// The grid as four floats per entry.
+fn grid_f32(words: &[u32]) -> Vec<[f32; 4]> {
+    words
         .iter()
         .map(|g| g.to_le_bytes().map(f32::from))
-        .collect();
-    // The nearest grid entry to four magnitudes (squared error, lowest index on ties).
-    let nearest = |m: [f32; 4]| -> (u8, f32) {
-        let mut best = (0u8, f32::INFINITY);
-        for (i, e) in grid.iter().enumerate() {
-            let v: f32 = (0..4).map(|k| (e[k] - m[k]) * (e[k] - m[k])).sum();
-            if v < best.1 {
-                best = (i as u8, v);
-            }
-        }
-        best
-    };
+        .collect()
+}
+
+/// The largest magnitude of each 32-element sub-block.
+fn sub_block_amax(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(32)
+        .map(|b| b.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+        .collect()
+}
+
+/// IQ3_XXS by a plain search (not ggml's quantizer, which needs its neighbour tables; this
+/// one is for making test models): the super-block scale that brings the largest magnitude
+/// to the grid's top (62) at the largest factor, per sub-block the best of three factors
+/// ([`iq3_sub_block`]), signs with even parity per eight elements (the smallest magnitude of
+/// an odd group flipped).
+pub(crate) fn iq3_xxs(src: &[f32], dst: &mut [BlockIq3Xxs]) {
+    let grid = grid_f32(&crate::grids::IQ3XXS_GRID);
     for (x, y) in src.chunks_exact(QK_K).zip(dst) {
         *y = bytemuck::Zeroable::zeroed();
-        let amax: Vec<f32> = x
-            .chunks_exact(32)
-            .map(|b| b.iter().fold(0.0f32, |m, v| m.max(v.abs())))
-            .collect();
+        let amax = sub_block_amax(x);
         let top = amax.iter().fold(0.0f32, |m, v| m.max(*v));
-        // The largest sub-block at ls = 15: db = d 31 / 4 maps its largest magnitude to 62.
+        // db = d (2 ls + 1) / 4; at ls = 15 the largest magnitude maps to 62.
         y.d = f16::from_f32(top / 62.0 * 4.0 / 31.0);
         let d = y.d.to_f32();
         if !(d > 0.0 && d.is_finite()) {
@@ -1009,7 +1050,6 @@ pub(crate) fn iq3_xxs(src: &[f32], dst: &mut [BlockIq3Xxs]) {
             continue;
         }
         for (ib, xb) in x.chunks_exact(32).enumerate() {
-            // Signs: even parity per eight (the smallest magnitude of an odd group flipped).
             let mut aux = 0u32;
             for (l, g) in xb.chunks_exact(8).enumerate() {
                 let mut neg = g
@@ -1024,34 +1064,48 @@ pub(crate) fn iq3_xxs(src: &[f32], dst: &mut [BlockIq3Xxs]) {
                 }
                 aux |= u32::from(neg & 127) << (7 * l);
             }
-            // The scale around the one that maps the largest magnitude to 62, with the least
-            // squared error after rounding to the grid.
             let ls0 = ((amax[ib] / 62.0 * 4.0 / d - 1.0) / 2.0)
                 .round()
                 .clamp(0.0, 15.0) as u32;
-            let mut best: Option<(f32, u32, [u8; 8])> = None;
-            for ls in ls0.saturating_sub(1)..=(ls0 + 1).min(15) {
-                let db = d * (0.5 + ls as f32) * 0.5;
-                let mut idx = [0u8; 8];
-                let mut err = 0.0f32;
-                for (k, four) in xb.chunks_exact(4).enumerate() {
-                    let (i, _) = nearest([0, 1, 2, 3].map(|j| four[j].abs() / db));
-                    idx[k] = i;
-                    err += (0..4)
-                        .map(|j| {
-                            let e = db * grid[usize::from(i)][j] - four[j].abs();
-                            e * e
-                        })
-                        .sum::<f32>();
-                }
-                if best.is_none_or(|b| err < b.0) {
-                    best = Some((err, ls, idx));
-                }
-            }
-            let (_, ls, idx) = best.unwrap_or((0.0, ls0, [0; 8]));
+            let (ls, idx) = iq3_sub_block(&grid, xb, d, ls0, |ls| (0.5 + ls as f32) * 0.5);
             aux |= ls << 28;
-            y.qs[8 * ib..8 * ib + 8].copy_from_slice(&idx);
+            for (k, i) in idx.iter().enumerate() {
+                y.qs[8 * ib + k] = *i as u8;
+            }
             y.qs[QK_K / 4 + 4 * ib..QK_K / 4 + 4 * ib + 4].copy_from_slice(&aux.to_le_bytes());
+        }
+    }
+}
+
+/// IQ3_S by the same plain search as [`iq3_xxs`] (grid top 15, factor `1 + 2 ls`, nine-bit
+/// indices, explicit signs).
+pub(crate) fn iq3_s(src: &[f32], dst: &mut [BlockIq3S]) {
+    let grid = grid_f32(&crate::grids::IQ3S_GRID);
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        *y = bytemuck::Zeroable::zeroed();
+        let amax = sub_block_amax(x);
+        let top = amax.iter().fold(0.0f32, |m, v| m.max(*v));
+        // db = d (1 + 2 ls); at ls = 15 the largest magnitude maps to 15.
+        y.d = f16::from_f32(top / 15.0 / 31.0);
+        let d = y.d.to_f32();
+        if !(d > 0.0 && d.is_finite()) {
+            y.d = f16::ZERO;
+            continue;
+        }
+        for (ib, xb) in x.chunks_exact(32).enumerate() {
+            for (l, g) in xb.chunks_exact(8).enumerate() {
+                y.signs[4 * ib + l] =
+                    g.iter()
+                        .enumerate()
+                        .fold(0u8, |m, (j, v)| if *v < 0.0 { m | 1 << j } else { m });
+            }
+            let ls0 = ((amax[ib] / 15.0 / d - 1.0) / 2.0).round().clamp(0.0, 15.0) as u32;
+            let (ls, idx) = iq3_sub_block(&grid, xb, d, ls0, |ls| (1 + 2 * ls) as f32);
+            y.scales[ib / 2] |= (ls as u8) << (4 * (ib % 2));
+            for (k, i) in idx.iter().enumerate() {
+                y.qs[8 * ib + k] = *i as u8;
+                y.qh[ib] |= ((*i >> 8) as u8 & 1) << k;
+            }
         }
     }
 }

@@ -55,6 +55,9 @@ pub enum QuantType {
     /// 256-element super-block: f16 scale, groups of four magnitudes from `iq3xxs_grid`, signs
     /// and 4-bit sub-block scales (3.06 bits per weight).
     IQ3_XXS,
+    /// 256-element super-block: f16 scale, 9-bit indices into `iq3s_grid`, explicit signs,
+    /// 4-bit sub-block scales (3.44 bits per weight).
+    IQ3_S,
     /// 256 ternary elements (-1, 0, 1 times an f16 scale), five per byte in base 3 (1.69 bits
     /// per weight).
     TQ1_0,
@@ -80,6 +83,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::Q8_K, 15, QK_K, 292, "q8_K"),
     (QuantType::IQ3_XXS, 18, QK_K, 98, "iq3_xxs"),
     (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
+    (QuantType::IQ3_S, 21, QK_K, 110, "iq3_s"),
     (QuantType::IQ4_XS, 23, QK_K, 136, "iq4_xs"),
     (QuantType::BF16, 30, 1, 2, "bf16"),
     (QuantType::TQ1_0, 34, QK_K, 54, "tq1_0"),
@@ -89,7 +93,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 21] = [
+    pub const ALL: [QuantType; 22] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -106,6 +110,7 @@ impl QuantType {
         QuantType::Q8_K,
         QuantType::IQ3_XXS,
         QuantType::IQ4_NL,
+        QuantType::IQ3_S,
         QuantType::IQ4_XS,
         QuantType::BF16,
         QuantType::TQ1_0,
@@ -131,6 +136,7 @@ impl QuantType {
             QuantType::Q8_K => (15, QK_K, 292, "q8_K"),
             QuantType::IQ3_XXS => (18, QK_K, 98, "iq3_xxs"),
             QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
+            QuantType::IQ3_S => (21, QK_K, 110, "iq3_s"),
             QuantType::IQ4_XS => (23, QK_K, 136, "iq4_xs"),
             QuantType::BF16 => (30, 1, 2, "bf16"),
             QuantType::TQ1_0 => (34, QK_K, 54, "tq1_0"),
@@ -190,6 +196,7 @@ impl QuantType {
             | QuantType::Q8_K
             | QuantType::IQ4_XS
             | QuantType::IQ3_XXS
+            | QuantType::IQ3_S
             | QuantType::TQ1_0
             | QuantType::TQ2_0 => QuantType::Q8_K,
         }
@@ -245,6 +252,7 @@ mod tests {
         check(15, Some(QuantType::Q8_K));
         check(16, None);
         check(18, Some(QuantType::IQ3_XXS));
+        check(21, Some(QuantType::IQ3_S));
         check(20, Some(QuantType::IQ4_NL));
         check(23, Some(QuantType::IQ4_XS));
         check(30, Some(QuantType::BF16));

@@ -1,29 +1,28 @@
-//! AVX2 + FMA kernels of IQ3_XXS against Q8_K, the SIMD twins of `dot::iq3_xxs_q8_k` (ggml's
-//! `ggml_vec_dot_iq3_xxs_q8_K` AVX2 path: grid magnitudes times sign-flipped activations with
-//! `maddubs`, sub-block scales with `madd`, one FMA per lane and block) and
-//! `dot::iq3_xxs_q8_k_tiled` (ggml's tiled matmul: signs on the weights, the exact integer sum
-//! per block, one FMA per block).
+//! AVX2 + FMA kernels of the 3-bit i-quants (IQ3_XXS, IQ3_S) against Q8_K, the SIMD twins of
+//! `dot::iq3_q8_k` (ggml's `ggml_vec_dot_iq3_xxs_q8_K` / `_iq3_s_q8_K` AVX2 paths: grid
+//! magnitudes times sign-flipped activations with `maddubs`, sub-block factors with `madd`, one
+//! FMA per lane and block) and `dot::iq3_q8_k_tiled` (ggml's tiled matmul: signs on the
+//! weights, the exact integer sum per block, one FMA per block).
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
 
 use crate::blocks::*;
 use crate::dot;
-use crate::grids::{IQ3XXS_GRID, KSIGNS_IQ2XS};
 
 use super::avx2::{chunk32i, hsum_ps, load32i, wrap};
 use super::has_avx2;
 
-/// `keven_signs_q2xs`: the eight sign bytes (1 or -1) of each seven-bit sign index.
-const SIGNS64: [u64; 128] = {
-    let mut t = [0u64; 128];
+/// The eight sign bytes (1, or -1 where the bit is set) of each sign byte (ggml's
+/// `keven_signs_q2xs` for the bytes of even parity).
+const SIGN_BYTES: [u64; 256] = {
+    let mut t = [0u64; 256];
     let mut i = 0;
-    while i < 128 {
-        let s = KSIGNS_IQ2XS[i];
+    while i < 256 {
         let mut v = 0u64;
         let mut j = 0;
         while j < 8 {
-            let b: u64 = if (s >> j) & 1 == 1 { 0xFF } else { 0x01 };
+            let b: u64 = if (i >> j) & 1 == 1 { 0xFF } else { 0x01 };
             v |= b << (8 * j);
             j += 1;
         }
@@ -36,25 +35,21 @@ const SIGNS64: [u64; 128] = {
 /// The 32 grid magnitudes of sub-block `ib`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn magnitudes(x: &BlockIq3Xxs, ib: usize) -> __m256i {
-    let g = |k: usize| IQ3XXS_GRID[usize::from(x.qs[(8 * ib + k) % 64])] as i32;
+fn magnitudes<X: Iq3Block>(x: &X, ib: usize) -> __m256i {
+    let g = |k: usize| x.grid_word(ib, k) as i32;
     _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0))
 }
 
-/// The 32 sign bytes (1 or -1) of sub-block `ib`, and its `2 ls + 1`.
+/// The 32 sign bytes (1 or -1) of sub-block `ib`, and its factor.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn signs(x: &BlockIq3Xxs, ib: usize) -> (__m256i, i32) {
-    let aux = x.aux(ib);
-    let s = |l: u32| SIGNS64[((aux >> (7 * l)) & 127) as usize] as i64;
-    (
-        _mm256_set_epi64x(s(3), s(2), s(1), s(0)),
-        2 * (aux >> 28) as i32 + 1,
-    )
+fn signs<X: Iq3Block>(x: &X, ib: usize) -> (__m256i, i32) {
+    let s = |l: usize| SIGN_BYTES[usize::from(x.sign_bits(ib, l))] as i64;
+    (_mm256_set_epi64x(s(3), s(2), s(1), s(0)), x.factor(ib))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq3_xxs_q8_k_avx2<const M: usize>(x: &[BlockIq3Xxs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+fn iq3_q8_k_avx2<X: Iq3Block, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let mut acc = [_mm256_setzero_ps(); M];
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     for (b, x) in x.iter().take(nb).enumerate() {
@@ -70,13 +65,13 @@ fn iq3_xxs_q8_k_avx2<const M: usize>(x: &[BlockIq3Xxs], ys: [&[BlockQ8K]; M]) ->
                 *sum = _mm256_add_epi32(*sum, p);
             }
         }
-        let dx = x.d.to_f32();
+        let dx = x.d().to_f32();
         for ((y, s), a) in ys.iter().zip(sums).zip(&mut acc) {
             let Some(y) = y.get(b) else { continue };
             *a = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d), _mm256_cvtepi32_ps(s), *a);
         }
     }
-    acc.map(|a| 0.25 * hsum_ps(a))
+    acc.map(|a| X::SCALE * hsum_ps(a))
 }
 
 /// The eight i32 lanes' total.
@@ -90,7 +85,7 @@ fn hsum_i32(v: __m256i) -> i32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq3_xxs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq3Xxs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+fn iq3_q8_k_tiled_avx2<X: Iq3Block, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let mut acc = [0.0f32; M];
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     for (b, x) in x.iter().take(nb).enumerate() {
@@ -111,13 +106,33 @@ fn iq3_xxs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq3Xxs], ys: [&[BlockQ8K]; 
                 *sum = _mm256_add_epi32(*sum, _mm256_mullo_epi32(p, ls));
             }
         }
-        let d0 = x.d.to_f32() * 0.25;
+        let d0 = x.d().to_f32() * X::SCALE;
         for ((y, s), a) in ys.iter().zip(sums).zip(&mut acc) {
             let Some(y) = y.get(b) else { continue };
             *a = (d0 * hsum_i32(s) as f32).mul_add(y.d, *a);
         }
     }
     acc
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq3_xxs_q8_k_avx2<const M: usize>(x: &[BlockIq3Xxs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq3_xxs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq3Xxs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_tiled_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq3_s_q8_k_avx2<const M: usize>(x: &[BlockIq3S], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq3_s_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq3S], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_tiled_avx2(x, ys)
 }
 
 wrap!(
@@ -131,6 +146,19 @@ wrap!(
     iq3_xxs_q8_k_tiled_avx2,
     dot::iq3_xxs_q8_k_tiled,
     BlockIq3Xxs,
+    BlockQ8K
+);
+wrap!(
+    /// IQ3_S · Q8_K (`dot::iq3_s_q8_k`).
+    iq3_s_q8_k, iq3_s_q8_k_x4, iq3_s_q8_k_avx2, dot::iq3_s_q8_k, BlockIq3S, BlockQ8K
+);
+wrap!(
+    /// IQ3_S · Q8_K in the order of ggml's tiled matmul (`dot::iq3_s_q8_k_tiled`).
+    iq3_s_q8_k_tiled,
+    iq3_s_q8_k_tiled_x4,
+    iq3_s_q8_k_tiled_avx2,
+    dot::iq3_s_q8_k_tiled,
+    BlockIq3S,
     BlockQ8K
 );
 
@@ -164,27 +192,12 @@ mod tests {
 
     /// Both orders, one and four activation rows, bit for bit against the scalar twins on
     /// random bytes (every grid index, sign and scale; every activation byte, -128 included).
-    #[test]
-    fn kernels_match_the_scalar_twins() {
-        let mut rng = Rng(0x1a2b_3c4d_5e6f_7081);
+    fn twins<X: Iq3Block>(rng: &mut Rng, kernels: [Twin<X>; 2], fix: impl Fn(&mut X, f32) + Copy) {
         for nb in 1..10 {
             let ys: Vec<Vec<BlockQ8K>> = (0..4)
-                .map(|_| blocks(&mut rng, nb, |b: &mut BlockQ8K, s| b.d = s))
+                .map(|_| blocks(rng, nb, |b: &mut BlockQ8K, s| b.d = s))
                 .collect();
-            let x = blocks(&mut rng, nb, |b: &mut BlockIq3Xxs, s| {
-                b.d = f16::from_f32(s)
-            });
-            type One = fn(&[BlockIq3Xxs], &[BlockQ8K]) -> f32;
-            type Four = fn(&[BlockIq3Xxs], [&[BlockQ8K]; 4]) -> [f32; 4];
-            let kernels: [(One, One, Four, &str); 2] = [
-                (dot::iq3_xxs_q8_k, iq3_xxs_q8_k, iq3_xxs_q8_k_x4, "decode"),
-                (
-                    dot::iq3_xxs_q8_k_tiled,
-                    iq3_xxs_q8_k_tiled,
-                    iq3_xxs_q8_k_tiled_x4,
-                    "tiled",
-                ),
-            ];
+            let x = blocks(rng, nb, fix);
             for (scalar, one, four, what) in kernels {
                 let want: Vec<u32> = ys.iter().map(|y| scalar(&x, y).to_bits()).collect();
                 let got: Vec<u32> = ys.iter().map(|y| one(&x, y).to_bits()).collect();
@@ -193,5 +206,41 @@ mod tests {
                 assert_eq!(quad.to_vec(), want, "{what} four rows, nb {nb}");
             }
         }
+    }
+
+    type One<X> = fn(&[X], &[BlockQ8K]) -> f32;
+    type Four<X> = fn(&[X], [&[BlockQ8K]; 4]) -> [f32; 4];
+    /// The scalar twin, the one-row and the four-row kernels, and a name.
+    type Twin<X> = (One<X>, One<X>, Four<X>, &'static str);
+
+    #[test]
+    fn kernels_match_the_scalar_twins() {
+        let mut rng = Rng(0x1a2b_3c4d_5e6f_7081);
+        twins::<BlockIq3Xxs>(
+            &mut rng,
+            [
+                (dot::iq3_xxs_q8_k, iq3_xxs_q8_k, iq3_xxs_q8_k_x4, "iq3_xxs"),
+                (
+                    dot::iq3_xxs_q8_k_tiled,
+                    iq3_xxs_q8_k_tiled,
+                    iq3_xxs_q8_k_tiled_x4,
+                    "iq3_xxs tiled",
+                ),
+            ],
+            |b, s| b.d = f16::from_f32(s),
+        );
+        twins::<BlockIq3S>(
+            &mut rng,
+            [
+                (dot::iq3_s_q8_k, iq3_s_q8_k, iq3_s_q8_k_x4, "iq3_s"),
+                (
+                    dot::iq3_s_q8_k_tiled,
+                    iq3_s_q8_k_tiled,
+                    iq3_s_q8_k_tiled_x4,
+                    "iq3_s tiled",
+                ),
+            ],
+            |b, s| b.d = f16::from_f32(s),
+        );
     }
 }

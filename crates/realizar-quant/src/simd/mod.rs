@@ -181,9 +181,9 @@ macro_rules! select_tq {
 }
 
 macro_rules! select_iq3 {
-    ($(#[$doc:meta])* $name:ident, $quad:ident, $scalar:path) => {
+    ($(#[$doc:meta])* $name:ident, $quad:ident, $w:ty, $scalar:path) => {
         $(#[$doc])*
-        pub(crate) fn $name() -> fn(&[BlockIq3Xxs], &[BlockQ8K]) -> f32 {
+        pub(crate) fn $name() -> fn(&[$w], &[BlockQ8K]) -> f32 {
             #[cfg(target_arch = "x86_64")]
             {
                 if has_avx2() {
@@ -195,7 +195,7 @@ macro_rules! select_iq3 {
 
         $(#[$doc])*
         /// Four activation rows per pass.
-        pub(crate) fn $quad() -> Option<QuadFn<BlockIq3Xxs, BlockQ8K>> {
+        pub(crate) fn $quad() -> Option<QuadFn<$w, BlockQ8K>> {
             #[cfg(target_arch = "x86_64")]
             {
                 if has_avx2() {
@@ -209,11 +209,19 @@ macro_rules! select_iq3 {
 
 select_iq3!(
     /// IQ3_XXS · Q8_K.
-    iq3_xxs_q8_k, iq3_xxs_q8_k_x4, dot::iq3_xxs_q8_k
+    iq3_xxs_q8_k, iq3_xxs_q8_k_x4, BlockIq3Xxs, dot::iq3_xxs_q8_k
 );
 select_iq3!(
     /// IQ3_XXS · Q8_K in the order of ggml's tiled matmul.
-    iq3_xxs_q8_k_tiled, iq3_xxs_q8_k_tiled_x4, dot::iq3_xxs_q8_k_tiled
+    iq3_xxs_q8_k_tiled, iq3_xxs_q8_k_tiled_x4, BlockIq3Xxs, dot::iq3_xxs_q8_k_tiled
+);
+select_iq3!(
+    /// IQ3_S · Q8_K.
+    iq3_s_q8_k, iq3_s_q8_k_x4, BlockIq3S, dot::iq3_s_q8_k
+);
+select_iq3!(
+    /// IQ3_S · Q8_K in the order of ggml's tiled matmul.
+    iq3_s_q8_k_tiled, iq3_s_q8_k_tiled_x4, BlockIq3S, dot::iq3_s_q8_k_tiled
 );
 
 select_tq!(

@@ -435,7 +435,7 @@ fn gemma3_tq1_0_perplexity_matches_llama_cpp() {
 
 // IQ3_XXS: SmolLM2's ffn_down (its only matrices of whole 256-element rows) in IQ3_XXS (encoded
 // by realizar's plain encoder: llama-quantize needs an importance matrix to put them there),
-// the rest as llama-quantize's IQ3_XXS mix (IQ4_NL).
+// the rest as llama-quantize's IQ3_XXS mix (IQ4_NL); llama.cpp's references on that file.
 #[test]
 fn smollm2_iq3_xxs_matches_llama_cpp() {
     check_family("iq3_xxs");
@@ -444,6 +444,17 @@ fn smollm2_iq3_xxs_matches_llama_cpp() {
 #[test]
 fn smollm2_iq3_xxs_perplexity_matches_llama_cpp() {
     check_perplexity("iq3_xxs");
+}
+
+// IQ3_S, made the same way as IQ3_XXS.
+#[test]
+fn smollm2_iq3_s_matches_llama_cpp() {
+    check_family("iq3_s");
+}
+
+#[test]
+fn smollm2_iq3_s_perplexity_matches_llama_cpp() {
+    check_perplexity("iq3_s");
 }
 
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
