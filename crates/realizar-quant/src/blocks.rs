@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use crate::grids::{IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
+use crate::grids::{IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::types::{QK, QK_K};
 use crate::{QuantError, QuantType};
 
@@ -233,6 +233,29 @@ impl BlockIq3Xxs {
     }
 }
 
+/// `block_iq2_xxs`: 256 elements in eight sub-blocks of 32, eight bytes each: four indices
+/// into [`IQ2XXS_GRID`] (eight magnitudes each), then a little-endian u32 of four 7-bit sign
+/// indices into [`KSIGNS_IQ2XS`] and the 4-bit scale `ls` on top; the value is
+/// `d (0.5 + ls) / 4 · magnitude · sign`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq2Xxs {
+    /// Super-block scale.
+    pub d: f16,
+    /// Per sub-block: grid indices, then signs and scale.
+    pub qs: [u8; QK_K / 4],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq2Xxs>() == 66);
+
+impl BlockIq2Xxs {
+    /// Sub-block `ib`'s word of signs and scale.
+    #[inline(always)]
+    pub fn aux(&self, ib: usize) -> u32 {
+        let o = 8 * (ib % 8) + 4;
+        u32::from_le_bytes([self.qs[o], self.qs[o + 1], self.qs[o + 2], self.qs[o + 3]])
+    }
+}
+
 /// `block_iq3_s`: 256 elements in eight sub-blocks of 32. Group `k < 8` of four elements of
 /// sub-block `ib` is [`IQ3S_GRID`] entry `qs[8 ib + k] | (bit k of qh[ib]) << 8`; element
 /// `8 l + j` of a sub-block is negative where bit `j` of `signs[4 ib + l]` is set; the
@@ -254,9 +277,10 @@ pub struct BlockIq3S {
 }
 const _: () = assert!(core::mem::size_of::<BlockIq3S>() == 110);
 
-/// The 3-bit i-quants (IQ3_XXS, IQ3_S): groups of four grid magnitudes with signs and a
-/// factor per 32-element sub-block; what their kernels share.
-pub trait Iq3Block: Pod {
+/// The grid i-quants (IQ2_XXS, IQ3_XXS, IQ3_S): grid magnitudes with sign bits and an integer
+/// factor per 32-element sub-block, seen as eight groups of four magnitudes; what their
+/// kernels share.
+pub trait GridBlock: Pod {
     /// The grid entry (four magnitudes, little-endian bytes) of group `k < 8` of sub-block `ib`.
     fn grid_word(&self, ib: usize, k: usize) -> u32;
     /// The eight sign bits of elements `8 l..8 l + 8` of sub-block `ib`.
@@ -281,7 +305,7 @@ pub trait Iq3Block: Pod {
     }
 }
 
-impl Iq3Block for BlockIq3Xxs {
+impl GridBlock for BlockIq3Xxs {
     #[inline(always)]
     fn grid_word(&self, ib: usize, k: usize) -> u32 {
         IQ3XXS_GRID[usize::from(self.qs[(8 * ib + k) % 64])]
@@ -300,7 +324,27 @@ impl Iq3Block for BlockIq3Xxs {
     const SCALE: f32 = 0.25;
 }
 
-impl Iq3Block for BlockIq3S {
+impl GridBlock for BlockIq2Xxs {
+    #[inline(always)]
+    fn grid_word(&self, ib: usize, k: usize) -> u32 {
+        let g = IQ2XXS_GRID[usize::from(self.qs[8 * (ib % 8) + (k % 8) / 2])];
+        (g >> (32 * (k % 2))) as u32
+    }
+    #[inline(always)]
+    fn sign_bits(&self, ib: usize, l: usize) -> u8 {
+        KSIGNS_IQ2XS[((self.aux(ib) >> (7 * (l % 4))) & 127) as usize]
+    }
+    #[inline(always)]
+    fn factor(&self, ib: usize) -> i32 {
+        2 * (self.aux(ib) >> 28) as i32 + 1
+    }
+    fn d(&self) -> f16 {
+        self.d
+    }
+    const SCALE: f32 = 0.125;
+}
+
+impl GridBlock for BlockIq3S {
     #[inline(always)]
     fn grid_word(&self, ib: usize, k: usize) -> u32 {
         let (ib, k) = (ib % 8, k % 8);

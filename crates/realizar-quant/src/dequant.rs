@@ -386,3 +386,19 @@ pub(crate) fn iq3_s(src: &[BlockIq3S], dst: &mut [f32]) {
         }
     }
 }
+
+/// `dequantize_row_iq2_xxs`: per sub-block `db = d (0.5 + ls) 0.25`, each element
+/// `db · magnitude · sign`.
+pub(crate) fn iq2_xxs(src: &[BlockIq2Xxs], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for (ib, y) in y.chunks_exact_mut(32).enumerate() {
+            let db = d * (0.5 + (b.aux(ib) >> 28) as f32) * 0.25;
+            for (j, v) in y.iter_mut().enumerate() {
+                let e = 32 * ib + j;
+                let sign = if b.negative(e) { -1.0 } else { 1.0 };
+                *v = db * f32::from(b.magnitude(e)) * sign;
+            }
+        }
+    }
+}

@@ -612,7 +612,7 @@ pub(crate) fn tq2_0_q8_k(x: &[BlockTq2_0], y: &[BlockQ8K]) -> f32 {
 /// byte negated in 8 bits where the element is negative (as ggml's AVX2 kernels flip the
 /// activations' signs, which leaves -128 as -128).
 #[inline(always)]
-fn iq3_signed_q8<X: Iq3Block>(x: &X, y: &BlockQ8K, e: usize) -> i32 {
+fn iq3_signed_q8<X: GridBlock>(x: &X, y: &BlockQ8K, e: usize) -> i32 {
     let q = y.qs.get(e).copied().unwrap_or(0);
     let q = if x.negative(e) { q.wrapping_neg() } else { q };
     i32::from(x.magnitude(e)) * i32::from(q)
@@ -622,7 +622,7 @@ fn iq3_signed_q8<X: Iq3Block>(x: &X, y: &BlockQ8K, e: usize) -> i32 {
 /// i32 lanes (lane `l` holds elements `4l..4l + 4` of every 32-element sub-block, times the
 /// sub-block's factor), `acc[l] = fma(d_x d_y, lane, acc[l])`, then the type's scale (IQ3_XXS:
 /// 1/4) times [`hsum8`].
-pub(crate) fn iq3_q8_k<X: Iq3Block>(x: &[X], y: &[BlockQ8K]) -> f32 {
+pub(crate) fn iq3_q8_k<X: GridBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
     let mut acc = [0.0f32; 8];
     for (x, y) in x.iter().zip(y) {
         let mut lanes = [0i32; 8];
@@ -644,7 +644,7 @@ pub(crate) fn iq3_q8_k<X: Iq3Block>(x: &[X], y: &[BlockQ8K]) -> f32 {
 /// A 3-bit i-quant · Q8_K in the order of ggml's tiled matmul (`tiled_unpack_src0` for
 /// `block_iq3_xxs` / `block_iq3_s`: signs on the weights, so no byte wraps): per block the exact
 /// `s = sum_ib factor sum ±magnitude · y`, then `acc = fma(f32(s) (d_x scale), d_y, acc)`.
-pub(crate) fn iq3_q8_k_tiled<X: Iq3Block>(x: &[X], y: &[BlockQ8K]) -> f32 {
+pub(crate) fn iq3_q8_k_tiled<X: GridBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
     let mut acc = 0.0f32;
     for (x, y) in x.iter().zip(y) {
         let mut s = 0i32;
@@ -681,5 +681,16 @@ pub(crate) fn iq3_s_q8_k(x: &[BlockIq3S], y: &[BlockQ8K]) -> f32 {
 
 /// IQ3_S · Q8_K in the tiled order ([`iq3_q8_k_tiled`]).
 pub(crate) fn iq3_s_q8_k_tiled(x: &[BlockIq3S], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k_tiled(x, y)
+}
+
+/// IQ2_XXS · Q8_K ([`iq3_q8_k`]: ggml's `ggml_vec_dot_iq2_xxs_q8_K` has the same lanes, with
+/// 1/8 for the scale).
+pub(crate) fn iq2_xxs_q8_k(x: &[BlockIq2Xxs], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k(x, y)
+}
+
+/// IQ2_XXS · Q8_K in the tiled order ([`iq3_q8_k_tiled`]).
+pub(crate) fn iq2_xxs_q8_k_tiled(x: &[BlockIq2Xxs], y: &[BlockQ8K]) -> f32 {
     iq3_q8_k_tiled(x, y)
 }

@@ -972,11 +972,11 @@ pub(crate) fn tq2_0(src: &[f32], dst: &mut [BlockTq2_0]) {
     }
 }
 
-/// The nearest entry of `grid` to four magnitudes (squared error, lowest index on ties).
-fn nearest_grid(grid: &[[f32; 4]], m: [f32; 4]) -> usize {
+/// The nearest entry of `grid` to `G` magnitudes (squared error, lowest index on ties).
+fn nearest_grid<const G: usize>(grid: &[[f32; G]], m: [f32; G]) -> usize {
     let mut best = (0usize, f32::INFINITY);
     for (i, e) in grid.iter().enumerate() {
-        let v: f32 = (0..4).map(|k| (e[k] - m[k]) * (e[k] - m[k])).sum();
+        let v: f32 = (0..G).map(|k| (e[k] - m[k]) * (e[k] - m[k])).sum();
         if v < best.1 {
             best = (i, v);
         }
@@ -984,11 +984,12 @@ fn nearest_grid(grid: &[[f32; 4]], m: [f32; 4]) -> usize {
     best.0
 }
 
-/// A 3-bit i-quant sub-block by the plain search: of the factors `f(ls)` for `ls` around
-/// `ls0` (within 0..=15), the one whose nearest-grid rounding of the 32 magnitudes at
-/// `db = d f(ls)` has the least squared error; returns `ls` and the eight grid indices.
-fn iq3_sub_block(
-    grid: &[[f32; 4]],
+/// A grid i-quant sub-block by the plain search: of the factors `f(ls)` for `ls` around
+/// `ls0` (within 0..=15), the one whose nearest-grid rounding of the 32 magnitudes (`G` at a
+/// time) at `db = d f(ls)` has the least squared error; returns `ls` and the `32 / G` grid
+/// indices (the rest of the array zero).
+fn iq3_sub_block<const G: usize>(
+    grid: &[[f32; G]],
     xb: &[f32],
     d: f32,
     ls0: u32,
@@ -999,10 +1000,10 @@ fn iq3_sub_block(
         let db = d * f(ls);
         let mut idx = [0usize; 8];
         let mut err = 0.0f32;
-        for (k, four) in xb.chunks_exact(4).enumerate() {
-            let i = nearest_grid(grid, [0, 1, 2, 3].map(|j| four[j].abs() / db));
+        for (k, four) in xb.chunks_exact(G).enumerate() {
+            let i = nearest_grid(grid, core::array::from_fn(|j| four[j].abs() / db));
             idx[k] = i;
-            err += (0..4)
+            err += (0..G)
                 .map(|j| {
                     let e = db * grid[i][j] - four[j].abs();
                     e * e
@@ -1106,6 +1107,52 @@ pub(crate) fn iq3_s(src: &[f32], dst: &mut [BlockIq3S]) {
                 y.qs[8 * ib + k] = *i as u8;
                 y.qh[ib] |= ((*i >> 8) as u8 & 1) << k;
             }
+        }
+    }
+}
+
+/// IQ2_XXS by the same plain search as [`iq3_xxs`] (groups of eight magnitudes from a grid
+/// whose top is 43, factor `(2 ls + 1) / 8`, signs of even parity per eight).
+pub(crate) fn iq2_xxs(src: &[f32], dst: &mut [BlockIq2Xxs]) {
+    let grid: Vec<[f32; 8]> = crate::grids::IQ2XXS_GRID
+        .iter()
+        .map(|g| g.to_le_bytes().map(f32::from))
+        .collect();
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        *y = bytemuck::Zeroable::zeroed();
+        let amax = sub_block_amax(x);
+        let top = amax.iter().fold(0.0f32, |m, v| m.max(*v));
+        // db = d (2 ls + 1) / 8; at ls = 15 the largest magnitude maps to 43.
+        y.d = f16::from_f32(top / 43.0 * 8.0 / 31.0);
+        let d = y.d.to_f32();
+        if !(d > 0.0 && d.is_finite()) {
+            y.d = f16::ZERO;
+            continue;
+        }
+        for (ib, xb) in x.chunks_exact(32).enumerate() {
+            let mut aux = 0u32;
+            for (l, g) in xb.chunks_exact(8).enumerate() {
+                let mut neg = g
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |m, (j, v)| if *v < 0.0 { m | 1 << j } else { m });
+                if neg.count_ones() % 2 == 1 {
+                    let j = (0..8)
+                        .min_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+                        .unwrap_or(0);
+                    neg ^= 1 << j;
+                }
+                aux |= u32::from(neg & 127) << (7 * l);
+            }
+            let ls0 = ((amax[ib] / 43.0 * 8.0 / d - 1.0) / 2.0)
+                .round()
+                .clamp(0.0, 15.0) as u32;
+            let (ls, idx) = iq3_sub_block(&grid, xb, d, ls0, |ls| (0.5 + ls as f32) * 0.25);
+            aux |= ls << 28;
+            for (k, i) in idx.iter().take(4).enumerate() {
+                y.qs[8 * ib + k] = *i as u8;
+            }
+            y.qs[8 * ib + 4..8 * ib + 8].copy_from_slice(&aux.to_le_bytes());
         }
     }
 }

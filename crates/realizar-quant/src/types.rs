@@ -52,6 +52,9 @@ pub enum QuantType {
     IQ4_XS,
     /// 32 elements: E8M0 shared exponent, 4-bit E2M1 values (OCP microscaling MXFP4).
     MXFP4,
+    /// 256-element super-block: f16 scale, groups of eight magnitudes from `iq2xxs_grid`,
+    /// signs and 4-bit sub-block scales (2.06 bits per weight).
+    IQ2_XXS,
     /// 256-element super-block: f16 scale, groups of four magnitudes from `iq3xxs_grid`, signs
     /// and 4-bit sub-block scales (3.06 bits per weight).
     IQ3_XXS,
@@ -81,6 +84,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::Q5_K, 13, QK_K, 176, "q5_K"),
     (QuantType::Q6_K, 14, QK_K, 210, "q6_K"),
     (QuantType::Q8_K, 15, QK_K, 292, "q8_K"),
+    (QuantType::IQ2_XXS, 16, QK_K, 66, "iq2_xxs"),
     (QuantType::IQ3_XXS, 18, QK_K, 98, "iq3_xxs"),
     (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
     (QuantType::IQ3_S, 21, QK_K, 110, "iq3_s"),
@@ -93,7 +97,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 22] = [
+    pub const ALL: [QuantType; 23] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -108,6 +112,7 @@ impl QuantType {
         QuantType::Q5_K,
         QuantType::Q6_K,
         QuantType::Q8_K,
+        QuantType::IQ2_XXS,
         QuantType::IQ3_XXS,
         QuantType::IQ4_NL,
         QuantType::IQ3_S,
@@ -134,6 +139,7 @@ impl QuantType {
             QuantType::Q5_K => (13, QK_K, 176, "q5_K"),
             QuantType::Q6_K => (14, QK_K, 210, "q6_K"),
             QuantType::Q8_K => (15, QK_K, 292, "q8_K"),
+            QuantType::IQ2_XXS => (16, QK_K, 66, "iq2_xxs"),
             QuantType::IQ3_XXS => (18, QK_K, 98, "iq3_xxs"),
             QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
             QuantType::IQ3_S => (21, QK_K, 110, "iq3_s"),
@@ -195,6 +201,7 @@ impl QuantType {
             | QuantType::Q6_K
             | QuantType::Q8_K
             | QuantType::IQ4_XS
+            | QuantType::IQ2_XXS
             | QuantType::IQ3_XXS
             | QuantType::IQ3_S
             | QuantType::TQ1_0
@@ -250,7 +257,7 @@ mod tests {
         check(10, Some(QuantType::Q2_K));
         check(14, Some(QuantType::Q6_K));
         check(15, Some(QuantType::Q8_K));
-        check(16, None);
+        check(16, Some(QuantType::IQ2_XXS));
         check(18, Some(QuantType::IQ3_XXS));
         check(21, Some(QuantType::IQ3_S));
         check(20, Some(QuantType::IQ4_NL));

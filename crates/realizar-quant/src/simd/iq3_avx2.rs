@@ -35,7 +35,7 @@ const SIGN_BYTES: [u64; 256] = {
 /// The 32 grid magnitudes of sub-block `ib`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn magnitudes<X: Iq3Block>(x: &X, ib: usize) -> __m256i {
+fn magnitudes<X: GridBlock>(x: &X, ib: usize) -> __m256i {
     let g = |k: usize| x.grid_word(ib, k) as i32;
     _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0))
 }
@@ -43,13 +43,13 @@ fn magnitudes<X: Iq3Block>(x: &X, ib: usize) -> __m256i {
 /// The 32 sign bytes (1 or -1) of sub-block `ib`, and its factor.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn signs<X: Iq3Block>(x: &X, ib: usize) -> (__m256i, i32) {
+fn signs<X: GridBlock>(x: &X, ib: usize) -> (__m256i, i32) {
     let s = |l: usize| SIGN_BYTES[usize::from(x.sign_bits(ib, l))] as i64;
     (_mm256_set_epi64x(s(3), s(2), s(1), s(0)), x.factor(ib))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq3_q8_k_avx2<X: Iq3Block, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+fn iq3_q8_k_avx2<X: GridBlock, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let mut acc = [_mm256_setzero_ps(); M];
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     for (b, x) in x.iter().take(nb).enumerate() {
@@ -85,7 +85,7 @@ fn hsum_i32(v: __m256i) -> i32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq3_q8_k_tiled_avx2<X: Iq3Block, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+fn iq3_q8_k_tiled_avx2<X: GridBlock, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     let mut acc = [0.0f32; M];
     let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
     for (b, x) in x.iter().take(nb).enumerate() {
@@ -126,6 +126,16 @@ fn iq3_xxs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq3Xxs], ys: [&[BlockQ8K]; 
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn iq2_xxs_q8_k_avx2<const M: usize>(x: &[BlockIq2Xxs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq2_xxs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq2Xxs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_tiled_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn iq3_s_q8_k_avx2<const M: usize>(x: &[BlockIq3S], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     iq3_q8_k_avx2(x, ys)
 }
@@ -146,6 +156,19 @@ wrap!(
     iq3_xxs_q8_k_tiled_avx2,
     dot::iq3_xxs_q8_k_tiled,
     BlockIq3Xxs,
+    BlockQ8K
+);
+wrap!(
+    /// IQ2_XXS · Q8_K (`dot::iq2_xxs_q8_k`).
+    iq2_xxs_q8_k, iq2_xxs_q8_k_x4, iq2_xxs_q8_k_avx2, dot::iq2_xxs_q8_k, BlockIq2Xxs, BlockQ8K
+);
+wrap!(
+    /// IQ2_XXS · Q8_K in the order of ggml's tiled matmul (`dot::iq2_xxs_q8_k_tiled`).
+    iq2_xxs_q8_k_tiled,
+    iq2_xxs_q8_k_tiled_x4,
+    iq2_xxs_q8_k_tiled_avx2,
+    dot::iq2_xxs_q8_k_tiled,
+    BlockIq2Xxs,
     BlockQ8K
 );
 wrap!(
@@ -192,7 +215,7 @@ mod tests {
 
     /// Both orders, one and four activation rows, bit for bit against the scalar twins on
     /// random bytes (every grid index, sign and scale; every activation byte, -128 included).
-    fn twins<X: Iq3Block>(rng: &mut Rng, kernels: [Twin<X>; 2], fix: impl Fn(&mut X, f32) + Copy) {
+    fn twins<X: GridBlock>(rng: &mut Rng, kernels: [Twin<X>; 2], fix: impl Fn(&mut X, f32) + Copy) {
         for nb in 1..10 {
             let ys: Vec<Vec<BlockQ8K>> = (0..4)
                 .map(|_| blocks(rng, nb, |b: &mut BlockQ8K, s| b.d = s))
@@ -225,6 +248,19 @@ mod tests {
                     iq3_xxs_q8_k_tiled,
                     iq3_xxs_q8_k_tiled_x4,
                     "iq3_xxs tiled",
+                ),
+            ],
+            |b, s| b.d = f16::from_f32(s),
+        );
+        twins::<BlockIq2Xxs>(
+            &mut rng,
+            [
+                (dot::iq2_xxs_q8_k, iq2_xxs_q8_k, iq2_xxs_q8_k_x4, "iq2_xxs"),
+                (
+                    dot::iq2_xxs_q8_k_tiled,
+                    iq2_xxs_q8_k_tiled,
+                    iq2_xxs_q8_k_tiled_x4,
+                    "iq2_xxs tiled",
                 ),
             ],
             |b, s| b.d = f16::from_f32(s),

@@ -216,6 +216,14 @@ select_iq3!(
     iq3_xxs_q8_k_tiled, iq3_xxs_q8_k_tiled_x4, BlockIq3Xxs, dot::iq3_xxs_q8_k_tiled
 );
 select_iq3!(
+    /// IQ2_XXS · Q8_K.
+    iq2_xxs_q8_k, iq2_xxs_q8_k_x4, BlockIq2Xxs, dot::iq2_xxs_q8_k
+);
+select_iq3!(
+    /// IQ2_XXS · Q8_K in the order of ggml's tiled matmul.
+    iq2_xxs_q8_k_tiled, iq2_xxs_q8_k_tiled_x4, BlockIq2Xxs, dot::iq2_xxs_q8_k_tiled
+);
+select_iq3!(
     /// IQ3_S · Q8_K.
     iq3_s_q8_k, iq3_s_q8_k_x4, BlockIq3S, dot::iq3_s_q8_k
 );

@@ -457,6 +457,18 @@ fn smollm2_iq3_s_perplexity_matches_llama_cpp() {
     check_perplexity("iq3_s");
 }
 
+// IQ2_XXS, made the same way (on llama-quantize's IQ3_XXS mix: its IQ2 mixes need an
+// importance matrix).
+#[test]
+fn smollm2_iq2_xxs_matches_llama_cpp() {
+    check_family("iq2_xxs");
+}
+
+#[test]
+fn smollm2_iq2_xxs_perplexity_matches_llama_cpp() {
+    check_perplexity("iq2_xxs");
+}
+
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
 /// tokenizer corpus and more lines), with and without special parsing, on SmolLM2's
 /// vocabulary relabelled with it (`tests/refs/transplant/pretok.json`).

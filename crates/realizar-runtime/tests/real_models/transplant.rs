@@ -211,7 +211,7 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 23] = [
+pub const REQUANTS: [(&str, &str, &str); 24] = [
     ("gemma3-q8_0", "gemma3-270m", "Q8_0"),
     ("gemma3-q5_1", "gemma3-270m", "Q5_1"),
     ("gemma3-f16", "gemma3-270m", "F16"),
@@ -235,6 +235,7 @@ pub const REQUANTS: [(&str, &str, &str); 23] = [
     ("gemma3-tq1_0", "gemma3-270m", "TQ1_0"),
     ("iq3_xxs", "smollm2-135m", "IQ3_XXS"),
     ("iq3_s", "smollm2-135m", "IQ3_S"),
+    ("iq2_xxs", "smollm2-135m", "IQ2_XXS"),
 ];
 
 /// The source model and target type of a requantized kind.
@@ -270,8 +271,8 @@ fn requant_plan(kind: &str) -> std::collections::BTreeMap<String, GgmlType> {
 /// --allow-requantize src f16.gguf F16`, then `llama-quantize f16.gguf out.gguf TYPE`): every
 /// tensor dequantized, rounded to f16 (F32 tensors stay F32), then quantized to the type the
 /// plan gives it with ggml's weight quantizers (`realizar_quant::quantize_row_plain`: bit-exact
-/// with llama-quantize's, which make-refs.sh checks tensor by tensor, except IQ3_XXS and IQ3_S,
-/// whose ggml searches are not implemented: those tensors get a plain encoder of the same type, and
+/// with llama-quantize's, which make-refs.sh checks tensor by tensor, except IQ2_XXS, IQ3_XXS
+/// and IQ3_S, whose ggml searches are not implemented: those tensors get a plain encoder of the same type, and
 /// llama.cpp's references are made on the file written here).
 pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
     use realizar_quant::{dequantize_row, quantize_row_plain, QuantType};
@@ -294,6 +295,7 @@ pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
         "TQ1_0" => 36,
         "IQ3_XXS" => 23,
         "IQ3_S" => 26,
+        "IQ2_XXS" => 19,
         "TQ2_0" => 37,
         other => panic!("no llama_ftype for {other}"),
     };
