@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use crate::grids::{IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
+use crate::grids::{IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::types::{QK, QK_K};
 use crate::{QuantError, QuantType};
 
@@ -256,6 +256,39 @@ impl BlockIq2Xxs {
     }
 }
 
+/// `block_iq2_xs`: 256 elements in eight sub-blocks of 32. Group `l` of eight elements of
+/// sub-block `ib` is the little-endian u16 `qs[4 ib + l]`: [`IQ2XS_GRID`] index in its low nine
+/// bits, a 7-bit sign index into [`KSIGNS_IQ2XS`] above; `scales[ib]` holds the 4-bit scales of
+/// the two halves of 16 (low nibble first); the value is `d (0.5 + ls) / 4 · magnitude · sign`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq2Xs {
+    /// Super-block scale.
+    pub d: f16,
+    /// Grid index and signs per eight elements.
+    pub qs: [u16; QK_K / 8],
+    /// Scales of the halves of each sub-block.
+    pub scales: [u8; QK_K / 32],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq2Xs>() == 74);
+
+/// `block_iq2_s`: 256 elements in eight sub-blocks of 32. Group `l` of eight elements of
+/// sub-block `ib` is [`IQ2S_GRID`] entry `qs[4 ib + l] | (bits 2l, 2l + 1 of qh[ib]) << 8`,
+/// negative where bit `j` of `qs[32 + 4 ib + l]` is set; scales as [`BlockIq2Xs`]'s.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq2S {
+    /// Super-block scale.
+    pub d: f16,
+    /// Low eight bits of the grid indices, then the sign bytes.
+    pub qs: [u8; QK_K / 4],
+    /// Top two bits of the grid indices.
+    pub qh: [u8; QK_K / 32],
+    /// Scales of the halves of each sub-block.
+    pub scales: [u8; QK_K / 32],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq2S>() == 82);
+
 /// `block_iq3_s`: 256 elements in eight sub-blocks of 32. Group `k < 8` of four elements of
 /// sub-block `ib` is [`IQ3S_GRID`] entry `qs[8 ib + k] | (bit k of qh[ib]) << 8`; element
 /// `8 l + j` of a sub-block is negative where bit `j` of `signs[4 ib + l]` is set; the
@@ -285,8 +318,9 @@ pub trait GridBlock: Pod {
     fn grid_word(&self, ib: usize, k: usize) -> u32;
     /// The eight sign bits of elements `8 l..8 l + 8` of sub-block `ib`.
     fn sign_bits(&self, ib: usize, l: usize) -> u8;
-    /// The sub-block's integer factor (`2 ls + 1`, or `1 + 2 ls`).
-    fn factor(&self, ib: usize) -> i32;
+    /// The integer factor (`2 ls + 1`, or `1 + 2 ls`) of half `h` (elements `16 h..16 h + 16`)
+    /// of sub-block `ib` (the same for both halves where the scale is per 32).
+    fn factor(&self, ib: usize, h: usize) -> i32;
     /// The super-block scale.
     fn d(&self) -> f16;
     /// What ggml multiplies the scale by (IQ3_XXS: 1/4).
@@ -315,7 +349,7 @@ impl GridBlock for BlockIq3Xxs {
         KSIGNS_IQ2XS[((self.aux(ib) >> (7 * (l % 4))) & 127) as usize]
     }
     #[inline(always)]
-    fn factor(&self, ib: usize) -> i32 {
+    fn factor(&self, ib: usize, _h: usize) -> i32 {
         2 * (self.aux(ib) >> 28) as i32 + 1
     }
     fn d(&self) -> f16 {
@@ -335,8 +369,50 @@ impl GridBlock for BlockIq2Xxs {
         KSIGNS_IQ2XS[((self.aux(ib) >> (7 * (l % 4))) & 127) as usize]
     }
     #[inline(always)]
-    fn factor(&self, ib: usize) -> i32 {
+    fn factor(&self, ib: usize, _h: usize) -> i32 {
         2 * (self.aux(ib) >> 28) as i32 + 1
+    }
+    fn d(&self) -> f16 {
+        self.d
+    }
+    const SCALE: f32 = 0.125;
+}
+
+impl GridBlock for BlockIq2Xs {
+    #[inline(always)]
+    fn grid_word(&self, ib: usize, k: usize) -> u32 {
+        let g = IQ2XS_GRID[usize::from(self.qs[(4 * ib + k / 2) % 32] & 511)];
+        (g >> (32 * (k % 2))) as u32
+    }
+    #[inline(always)]
+    fn sign_bits(&self, ib: usize, l: usize) -> u8 {
+        KSIGNS_IQ2XS[usize::from(self.qs[(4 * ib + l) % 32] >> 9)]
+    }
+    #[inline(always)]
+    fn factor(&self, ib: usize, h: usize) -> i32 {
+        2 * i32::from(self.scales[ib % 8] >> (4 * (h % 2)) & 15) + 1
+    }
+    fn d(&self) -> f16 {
+        self.d
+    }
+    const SCALE: f32 = 0.125;
+}
+
+impl GridBlock for BlockIq2S {
+    #[inline(always)]
+    fn grid_word(&self, ib: usize, k: usize) -> u32 {
+        let (ib, l) = (ib % 8, (k % 8) / 2);
+        let hi = usize::from(self.qh[ib] >> (2 * l) & 3) << 8;
+        let g = IQ2S_GRID[usize::from(self.qs[4 * ib + l]) | hi];
+        (g >> (32 * (k % 2))) as u32
+    }
+    #[inline(always)]
+    fn sign_bits(&self, ib: usize, l: usize) -> u8 {
+        self.qs[32 + (4 * ib + l) % 32]
+    }
+    #[inline(always)]
+    fn factor(&self, ib: usize, h: usize) -> i32 {
+        2 * i32::from(self.scales[ib % 8] >> (4 * (h % 2)) & 15) + 1
     }
     fn d(&self) -> f16 {
         self.d
@@ -356,7 +432,7 @@ impl GridBlock for BlockIq3S {
         self.signs[(4 * ib + l) % 32]
     }
     #[inline(always)]
-    fn factor(&self, ib: usize) -> i32 {
+    fn factor(&self, ib: usize, _h: usize) -> i32 {
         1 + 2 * i32::from(self.scales[(ib / 2) % 4] >> (4 * (ib % 2)) & 15)
     }
     fn d(&self) -> f16 {

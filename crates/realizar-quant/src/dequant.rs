@@ -377,7 +377,7 @@ pub(crate) fn iq3_s(src: &[BlockIq3S], dst: &mut [f32]) {
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = b.d.to_f32();
         for (ib, y) in y.chunks_exact_mut(32).enumerate() {
-            let db = d * b.factor(ib) as f32;
+            let db = d * b.factor(ib, 0) as f32;
             for (j, v) in y.iter_mut().enumerate() {
                 let e = 32 * ib + j;
                 let sign = if b.negative(e) { -1.0 } else { 1.0 };
@@ -401,4 +401,32 @@ pub(crate) fn iq2_xxs(src: &[BlockIq2Xxs], dst: &mut [f32]) {
             }
         }
     }
+}
+
+/// `dequantize_row_iq2_xs` / `dequantize_row_iq2_s`: per half of 16 `db = d (0.5 + ls) 0.25`,
+/// each element `db · magnitude · sign`.
+fn iq2_halves<X: GridBlock>(src: &[X], dst: &mut [f32], ls: impl Fn(&X, usize, usize) -> u8) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d().to_f32();
+        for (ib, y) in y.chunks_exact_mut(32).enumerate() {
+            for (h, y) in y.chunks_exact_mut(16).enumerate() {
+                let db = d * (0.5 + f32::from(ls(b, ib, h))) * 0.25;
+                for (j, v) in y.iter_mut().enumerate() {
+                    let e = 32 * ib + 16 * h + j;
+                    let sign = if b.negative(e) { -1.0 } else { 1.0 };
+                    *v = db * f32::from(b.magnitude(e)) * sign;
+                }
+            }
+        }
+    }
+}
+
+/// `dequantize_row_iq2_xs`.
+pub(crate) fn iq2_xs(src: &[BlockIq2Xs], dst: &mut [f32]) {
+    iq2_halves(src, dst, |b, ib, h| b.scales[ib] >> (4 * h) & 15);
+}
+
+/// `dequantize_row_iq2_s`.
+pub(crate) fn iq2_s(src: &[BlockIq2S], dst: &mut [f32]) {
+    iq2_halves(src, dst, |b, ib, h| b.scales[ib] >> (4 * h) & 15);
 }

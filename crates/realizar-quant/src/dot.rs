@@ -618,19 +618,18 @@ fn iq3_signed_q8<X: GridBlock>(x: &X, y: &BlockQ8K, e: usize) -> i32 {
     i32::from(x.magnitude(e)) * i32::from(q)
 }
 
-/// `ggml_vec_dot_iq3_xxs_q8_K` / `ggml_vec_dot_iq3_s_q8_K`, AVX2 path: per super-block eight
-/// i32 lanes (lane `l` holds elements `4l..4l + 4` of every 32-element sub-block, times the
-/// sub-block's factor), `acc[l] = fma(d_x d_y, lane, acc[l])`, then the type's scale (IQ3_XXS:
+/// `ggml_vec_dot_iq3_xxs_q8_K` / `_iq3_s_` / `_iq2_xxs_` / `_iq2_xs_` / `_iq2_s_q8_K`, AVX2
+/// paths: per super-block eight i32 lanes (lane `l` holds elements `4l..4l + 4` of every
+/// 32-element sub-block, times the factor of its half), `acc[l] = fma(d_x d_y, lane, acc[l])`, then the type's scale (IQ3_XXS:
 /// 1/4) times [`hsum8`].
 pub(crate) fn iq3_q8_k<X: GridBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
     let mut acc = [0.0f32; 8];
     for (x, y) in x.iter().zip(y) {
         let mut lanes = [0i32; 8];
         for ib in 0..8 {
-            let f = x.factor(ib);
             let part = block_lanes(|e| iq3_signed_q8(x, y, 32 * ib + e));
-            for (l, p) in lanes.iter_mut().zip(part) {
-                *l += f * p;
+            for (l, (lane, p)) in lanes.iter_mut().zip(part).enumerate() {
+                *lane += x.factor(ib, l / 4) * p;
             }
         }
         let d = x.d().to_f32() * y.d;
@@ -649,14 +648,16 @@ pub(crate) fn iq3_q8_k_tiled<X: GridBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
     for (x, y) in x.iter().zip(y) {
         let mut s = 0i32;
         for ib in 0..8 {
-            let g: i32 = (32 * ib..32 * ib + 32)
-                .map(|e| {
-                    let w = i32::from(x.magnitude(e));
-                    let w = if x.negative(e) { -w } else { w };
-                    w * i32::from(y.qs.get(e).copied().unwrap_or(0))
-                })
-                .sum();
-            s += x.factor(ib) * g;
+            for h in 0..2 {
+                let g: i32 = (32 * ib + 16 * h..32 * ib + 16 * h + 16)
+                    .map(|e| {
+                        let w = i32::from(x.magnitude(e));
+                        let w = if x.negative(e) { -w } else { w };
+                        w * i32::from(y.qs.get(e).copied().unwrap_or(0))
+                    })
+                    .sum();
+                s += x.factor(ib, h) * g;
+            }
         }
         let d0 = x.d().to_f32() * X::SCALE;
         acc = (d0 * s as f32).mul_add(y.d, acc);
@@ -692,5 +693,25 @@ pub(crate) fn iq2_xxs_q8_k(x: &[BlockIq2Xxs], y: &[BlockQ8K]) -> f32 {
 
 /// IQ2_XXS · Q8_K in the tiled order ([`iq3_q8_k_tiled`]).
 pub(crate) fn iq2_xxs_q8_k_tiled(x: &[BlockIq2Xxs], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k_tiled(x, y)
+}
+
+/// IQ2_XS · Q8_K ([`iq3_q8_k`]).
+pub(crate) fn iq2_xs_q8_k(x: &[BlockIq2Xs], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k(x, y)
+}
+
+/// IQ2_XS · Q8_K in the tiled order ([`iq3_q8_k_tiled`]).
+pub(crate) fn iq2_xs_q8_k_tiled(x: &[BlockIq2Xs], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k_tiled(x, y)
+}
+
+/// IQ2_S · Q8_K ([`iq3_q8_k`]).
+pub(crate) fn iq2_s_q8_k(x: &[BlockIq2S], y: &[BlockQ8K]) -> f32 {
+    iq3_q8_k(x, y)
+}
+
+/// IQ2_S · Q8_K in the tiled order ([`iq3_q8_k_tiled`]).
+pub(crate) fn iq2_s_q8_k_tiled(x: &[BlockIq2S], y: &[BlockQ8K]) -> f32 {
     iq3_q8_k_tiled(x, y)
 }

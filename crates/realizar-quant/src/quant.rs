@@ -1156,3 +1156,115 @@ pub(crate) fn iq2_xxs(src: &[f32], dst: &mut [BlockIq2Xxs]) {
         }
     }
 }
+
+/// Signs of eight values as bits (set where negative).
+fn sign_bits(g: &[f32]) -> u8 {
+    g.iter()
+        .enumerate()
+        .fold(0u8, |m, (j, v)| if *v < 0.0 { m | 1 << j } else { m })
+}
+
+/// The IQ2 grids with scales per half of 16 (IQ2_XS, IQ2_S), by the plain search: the
+/// super-block scale that brings the largest magnitude to 43 at the largest factor, per half
+/// the best of three factors `(2 ls + 1) / 8`; `put(block, ib, half, ls, [index; 2])` stores a
+/// half.
+fn iq2_halves<B: bytemuck::Pod>(
+    src: &[f32],
+    dst: &mut [B],
+    grid: &[[f32; 8]],
+    d_of: impl Fn(&mut B, f16),
+    mut put: impl FnMut(&mut B, usize, usize, u32, [usize; 2]),
+) {
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        *y = bytemuck::Zeroable::zeroed();
+        let top = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let dh = f16::from_f32(top / 43.0 * 8.0 / 31.0);
+        let d = dh.to_f32();
+        if !(d > 0.0 && d.is_finite()) {
+            d_of(y, f16::ZERO);
+            continue;
+        }
+        d_of(y, dh);
+        for (ib, xb) in x.chunks_exact(32).enumerate() {
+            for (h, xh) in xb.chunks_exact(16).enumerate() {
+                let amax = xh.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let ls0 = ((amax / 43.0 * 8.0 / d - 1.0) / 2.0)
+                    .round()
+                    .clamp(0.0, 15.0) as u32;
+                let (ls, idx) = iq3_sub_block(grid, xh, d, ls0, |ls| (0.5 + ls as f32) * 0.25);
+                put(y, ib, h, ls, [idx[0], idx[1]]);
+            }
+        }
+    }
+}
+
+/// IQ2_XS by the plain search ([`iq2_halves`]; signs of even parity per eight, as
+/// [`iq3_xxs`]'s, nine-bit indices).
+pub(crate) fn iq2_xs(src: &[f32], dst: &mut [BlockIq2Xs]) {
+    let grid: Vec<[f32; 8]> = crate::grids::IQ2XS_GRID
+        .iter()
+        .map(|g| g.to_le_bytes().map(f32::from))
+        .collect();
+    // Signs first (they do not depend on the scale), then the halves.
+    let mut signs: Vec<u8> = Vec::with_capacity(src.len() / 8);
+    for g in src.chunks_exact(8) {
+        let mut neg = sign_bits(g);
+        if neg.count_ones() % 2 == 1 {
+            let j = (0..8)
+                .min_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+                .unwrap_or(0);
+            neg ^= 1 << j;
+        }
+        signs.push(neg & 127);
+    }
+    let mut block = 0usize;
+    iq2_halves(
+        src,
+        dst,
+        &grid,
+        |y, d| {
+            y.d = d;
+        },
+        |y, ib, h, ls, idx| {
+            if ib == 0 && h == 0 {
+                block += 1;
+            }
+            y.scales[ib] |= (ls as u8) << (4 * h);
+            for (k, i) in idx.iter().enumerate() {
+                let l = 2 * h + k;
+                let s = signs[(block - 1) * 32 + 4 * ib + l];
+                y.qs[4 * ib + l] = (*i as u16 & 511) | u16::from(s) << 9;
+            }
+        },
+    );
+}
+
+/// IQ2_S by the plain search ([`iq2_halves`]; explicit signs, ten-bit indices).
+pub(crate) fn iq2_s(src: &[f32], dst: &mut [BlockIq2S]) {
+    let grid: Vec<[f32; 8]> = crate::grids::IQ2S_GRID
+        .iter()
+        .map(|g| g.to_le_bytes().map(f32::from))
+        .collect();
+    let signs: Vec<u8> = src.chunks_exact(8).map(sign_bits).collect();
+    let mut block = 0usize;
+    iq2_halves(
+        src,
+        dst,
+        &grid,
+        |y, d| {
+            y.d = d;
+        },
+        |y, ib, h, ls, idx| {
+            if ib == 0 && h == 0 {
+                block += 1;
+            }
+            y.scales[ib] |= (ls as u8) << (4 * h);
+            for (k, i) in idx.iter().enumerate() {
+                let l = 2 * h + k;
+                y.qs[4 * ib + l] = *i as u8;
+                y.qh[ib] |= ((*i >> 8) as u8 & 3) << (2 * l);
+                y.qs[32 + 4 * ib + l] = signs[(block - 1) * 32 + 4 * ib + l];
+            }
+        },
+    );
+}

@@ -17,12 +17,16 @@ fn array_rmse(a: &[f32], b: &[f32]) -> f32 {
     (sum.sqrt() as f32) / a.len() as f32
 }
 
-/// `quantize_row`, or for the types it refuses (IQ2_XXS, IQ3_XXS, IQ3_S) `quantize_row_plain`.
+/// `quantize_row`, or for the types it refuses (the grid i-quants) `quantize_row_plain`.
 fn quantize(ty: QuantType, x: &[f32]) -> Vec<u8> {
     let mut q = vec![0u8; ty.row_bytes(x.len()).expect("block multiple")];
     if matches!(
         ty,
-        QuantType::IQ3_XXS | QuantType::IQ3_S | QuantType::IQ2_XXS
+        QuantType::IQ3_XXS
+            | QuantType::IQ3_S
+            | QuantType::IQ2_XXS
+            | QuantType::IQ2_XS
+            | QuantType::IQ2_S
     ) {
         assert!(
             quantize_row(ty, x, &mut q).is_err(),
@@ -41,7 +45,7 @@ fn dequantize(ty: QuantType, q: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-const WEIGHT_TYPES: [QuantType; 21] = [
+const WEIGHT_TYPES: [QuantType; 23] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -63,6 +67,8 @@ const WEIGHT_TYPES: [QuantType; 21] = [
     QuantType::IQ3_XXS,
     QuantType::IQ3_S,
     QuantType::IQ2_XXS,
+    QuantType::IQ2_XS,
+    QuantType::IQ2_S,
 ];
 
 #[test]
@@ -87,7 +93,7 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::IQ3_S => 0.006,
             // 0.0070 in test-quantize-fns.cpp (MAX_QUANTIZATION_TOTAL_ERROR_2BITS) for ggml's
             // search with an importance matrix; the plain encoder is coarser.
-            QuantType::IQ2_XXS => 0.012,
+            QuantType::IQ2_XXS | QuantType::IQ2_XS | QuantType::IQ2_S => 0.012,
             _ => 0.002,
         };
         assert!(err <= max, "{ty}: round-trip error {err} > {max}");
@@ -110,7 +116,11 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::TQ1_0 | QuantType::TQ2_0 => 1.1,
             // Signs go by eight with even parity: one element of a group may take the wrong
             // sign (twice its magnitude, up to the data's 2.1).
-            QuantType::IQ3_XXS | QuantType::IQ2_XXS => 4.2,
+            QuantType::IQ3_XXS | QuantType::IQ2_XXS | QuantType::IQ2_XS => 4.2,
+            // A grid of 1024 of the 6561 combinations of three magnitudes: an element may get
+            // the next magnitude (8 → 25 → 43) instead of its own, up to 35/43 of the half's
+            // largest (2.1 here).
+            QuantType::IQ2_S => 1.7,
             // Four magnitudes at a time from a grid of 512 of the 4096 combinations.
             QuantType::IQ3_S => 0.5,
             QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q5_K => 0.15,
@@ -147,7 +157,7 @@ fn dot_error_within_ggml_bounds() {
                 // test-quantize-fns.cpp has 0.04 (MAX_DOT_PRODUCT_ERROR_LOWBIT) for ggml's
                 // search; the plain encoder of test models is coarser.
                 QuantType::IQ3_XXS | QuantType::IQ3_S => 0.06,
-                QuantType::IQ2_XXS => 0.15,
+                QuantType::IQ2_XXS | QuantType::IQ2_XS | QuantType::IQ2_S => 0.15,
                 _ => 0.02,
             };
             assert!(err <= max, "{ty} {which}: dot error {err} > {max}");
@@ -711,6 +721,18 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
                             QuantType::IQ2_XXS if m >= TILED_MIN_ROWS => {
                                 let xs: &[crate::blocks::BlockIq2Xxs] = bytemuck::cast_slice(wrow);
                                 let t = crate::dot::iq2_xxs_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs_iq3 |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
+                            QuantType::IQ2_XS if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockIq2Xs] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::iq2_xs_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs_iq3 |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
+                            QuantType::IQ2_S if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockIq2S] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::iq2_s_q8_k_tiled(xs, bytemuck::cast_slice(a));
                                 tiled_differs_iq3 |= t.to_bits() != per_row.to_bits();
                                 Some(t)
                             }

@@ -55,6 +55,12 @@ pub enum QuantType {
     /// 256-element super-block: f16 scale, groups of eight magnitudes from `iq2xxs_grid`,
     /// signs and 4-bit sub-block scales (2.06 bits per weight).
     IQ2_XXS,
+    /// 256-element super-block: f16 scale, 9-bit indices into `iq2xs_grid` with 7-bit signs,
+    /// 4-bit scales per 16 elements (2.31 bits per weight).
+    IQ2_XS,
+    /// 256-element super-block: f16 scale, 10-bit indices into `iq2s_grid`, explicit signs,
+    /// 4-bit scales per 16 elements (2.56 bits per weight).
+    IQ2_S,
     /// 256-element super-block: f16 scale, groups of four magnitudes from `iq3xxs_grid`, signs
     /// and 4-bit sub-block scales (3.06 bits per weight).
     IQ3_XXS,
@@ -85,9 +91,11 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::Q6_K, 14, QK_K, 210, "q6_K"),
     (QuantType::Q8_K, 15, QK_K, 292, "q8_K"),
     (QuantType::IQ2_XXS, 16, QK_K, 66, "iq2_xxs"),
+    (QuantType::IQ2_XS, 17, QK_K, 74, "iq2_xs"),
     (QuantType::IQ3_XXS, 18, QK_K, 98, "iq3_xxs"),
     (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
     (QuantType::IQ3_S, 21, QK_K, 110, "iq3_s"),
+    (QuantType::IQ2_S, 22, QK_K, 82, "iq2_s"),
     (QuantType::IQ4_XS, 23, QK_K, 136, "iq4_xs"),
     (QuantType::BF16, 30, 1, 2, "bf16"),
     (QuantType::TQ1_0, 34, QK_K, 54, "tq1_0"),
@@ -97,7 +105,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 23] = [
+    pub const ALL: [QuantType; 25] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -113,9 +121,11 @@ impl QuantType {
         QuantType::Q6_K,
         QuantType::Q8_K,
         QuantType::IQ2_XXS,
+        QuantType::IQ2_XS,
         QuantType::IQ3_XXS,
         QuantType::IQ4_NL,
         QuantType::IQ3_S,
+        QuantType::IQ2_S,
         QuantType::IQ4_XS,
         QuantType::BF16,
         QuantType::TQ1_0,
@@ -140,9 +150,11 @@ impl QuantType {
             QuantType::Q6_K => (14, QK_K, 210, "q6_K"),
             QuantType::Q8_K => (15, QK_K, 292, "q8_K"),
             QuantType::IQ2_XXS => (16, QK_K, 66, "iq2_xxs"),
+            QuantType::IQ2_XS => (17, QK_K, 74, "iq2_xs"),
             QuantType::IQ3_XXS => (18, QK_K, 98, "iq3_xxs"),
             QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
             QuantType::IQ3_S => (21, QK_K, 110, "iq3_s"),
+            QuantType::IQ2_S => (22, QK_K, 82, "iq2_s"),
             QuantType::IQ4_XS => (23, QK_K, 136, "iq4_xs"),
             QuantType::BF16 => (30, 1, 2, "bf16"),
             QuantType::TQ1_0 => (34, QK_K, 54, "tq1_0"),
@@ -202,6 +214,8 @@ impl QuantType {
             | QuantType::Q8_K
             | QuantType::IQ4_XS
             | QuantType::IQ2_XXS
+            | QuantType::IQ2_XS
+            | QuantType::IQ2_S
             | QuantType::IQ3_XXS
             | QuantType::IQ3_S
             | QuantType::TQ1_0
@@ -259,7 +273,9 @@ mod tests {
         check(15, Some(QuantType::Q8_K));
         check(16, Some(QuantType::IQ2_XXS));
         check(18, Some(QuantType::IQ3_XXS));
+        check(17, Some(QuantType::IQ2_XS));
         check(21, Some(QuantType::IQ3_S));
+        check(22, Some(QuantType::IQ2_S));
         check(20, Some(QuantType::IQ4_NL));
         check(23, Some(QuantType::IQ4_XS));
         check(30, Some(QuantType::BF16));

@@ -40,12 +40,15 @@ fn magnitudes<X: GridBlock>(x: &X, ib: usize) -> __m256i {
     _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0))
 }
 
-/// The 32 sign bytes (1 or -1) of sub-block `ib`, and its factor.
+/// The 32 sign bytes (1 or -1) of sub-block `ib`, and the factors of its halves.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn signs<X: GridBlock>(x: &X, ib: usize) -> (__m256i, i32) {
+fn signs<X: GridBlock>(x: &X, ib: usize) -> (__m256i, [i32; 2]) {
     let s = |l: usize| SIGN_BYTES[usize::from(x.sign_bits(ib, l))] as i64;
-    (_mm256_set_epi64x(s(3), s(2), s(1), s(0)), x.factor(ib))
+    (
+        _mm256_set_epi64x(s(3), s(2), s(1), s(0)),
+        [x.factor(ib, 0), x.factor(ib, 1)],
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -56,8 +59,8 @@ fn iq3_q8_k_avx2<X: GridBlock, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) ->
         let mut sums = [_mm256_setzero_si256(); M];
         for ib in 0..8 {
             let g = magnitudes(x, ib);
-            let (s, ls) = signs(x, ib);
-            let ls = _mm256_set1_epi16(ls as i16);
+            let (s, [f0, f1]) = signs(x, ib);
+            let ls = _mm256_set_m128i(_mm_set1_epi16(f1 as i16), _mm_set1_epi16(f0 as i16));
             for (y, sum) in ys.iter().zip(&mut sums) {
                 let Some(y) = y.get(b) else { continue };
                 let q8 = _mm256_sign_epi8(load32i(chunk32i(&y.qs, 32 * ib)), s);
@@ -91,19 +94,20 @@ fn iq3_q8_k_tiled_avx2<X: GridBlock, const M: usize>(x: &[X], ys: [&[BlockQ8K]; 
     for (b, x) in x.iter().take(nb).enumerate() {
         let mut sums = [_mm256_setzero_si256(); M];
         for ib in 0..8 {
-            let (s, ls) = signs(x, ib);
+            let (s, [f0, f1]) = signs(x, ib);
             // Signed weights (|w| <= 62), widened with the activations to 16 bits: exact.
             let w = _mm256_sign_epi8(magnitudes(x, ib), s);
             let w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
             let w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(w));
-            let ls = _mm256_set1_epi32(ls);
+            let (f0, f1) = (_mm256_set1_epi32(f0), _mm256_set1_epi32(f1));
             for (y, sum) in ys.iter().zip(&mut sums) {
                 let Some(y) = y.get(b) else { continue };
                 let q = load32i(chunk32i(&y.qs, 32 * ib));
                 let q0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
                 let q1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q));
-                let p = _mm256_add_epi32(_mm256_madd_epi16(w0, q0), _mm256_madd_epi16(w1, q1));
-                *sum = _mm256_add_epi32(*sum, _mm256_mullo_epi32(p, ls));
+                let p0 = _mm256_mullo_epi32(_mm256_madd_epi16(w0, q0), f0);
+                let p1 = _mm256_mullo_epi32(_mm256_madd_epi16(w1, q1), f1);
+                *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(p0, p1));
             }
         }
         let d0 = x.d().to_f32() * X::SCALE;
@@ -132,6 +136,26 @@ fn iq2_xxs_q8_k_avx2<const M: usize>(x: &[BlockIq2Xxs], ys: [&[BlockQ8K]; M]) ->
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn iq2_xxs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq2Xxs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_tiled_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq2_xs_q8_k_avx2<const M: usize>(x: &[BlockIq2Xs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq2_xs_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq2Xs], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_tiled_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq2_s_q8_k_avx2<const M: usize>(x: &[BlockIq2S], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    iq3_q8_k_avx2(x, ys)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq2_s_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq2S], ys: [&[BlockQ8K]; M]) -> [f32; M] {
     iq3_q8_k_tiled_avx2(x, ys)
 }
 
@@ -169,6 +193,32 @@ wrap!(
     iq2_xxs_q8_k_tiled_avx2,
     dot::iq2_xxs_q8_k_tiled,
     BlockIq2Xxs,
+    BlockQ8K
+);
+wrap!(
+    /// IQ2_XS · Q8_K (`dot::iq2_xs_q8_k`).
+    iq2_xs_q8_k, iq2_xs_q8_k_x4, iq2_xs_q8_k_avx2, dot::iq2_xs_q8_k, BlockIq2Xs, BlockQ8K
+);
+wrap!(
+    /// IQ2_XS · Q8_K in the order of ggml's tiled matmul (`dot::iq2_xs_q8_k_tiled`).
+    iq2_xs_q8_k_tiled,
+    iq2_xs_q8_k_tiled_x4,
+    iq2_xs_q8_k_tiled_avx2,
+    dot::iq2_xs_q8_k_tiled,
+    BlockIq2Xs,
+    BlockQ8K
+);
+wrap!(
+    /// IQ2_S · Q8_K (`dot::iq2_s_q8_k`).
+    iq2_s_q8_k, iq2_s_q8_k_x4, iq2_s_q8_k_avx2, dot::iq2_s_q8_k, BlockIq2S, BlockQ8K
+);
+wrap!(
+    /// IQ2_S · Q8_K in the order of ggml's tiled matmul (`dot::iq2_s_q8_k_tiled`).
+    iq2_s_q8_k_tiled,
+    iq2_s_q8_k_tiled_x4,
+    iq2_s_q8_k_tiled_avx2,
+    dot::iq2_s_q8_k_tiled,
+    BlockIq2S,
     BlockQ8K
 );
 wrap!(
@@ -261,6 +311,32 @@ mod tests {
                     iq2_xxs_q8_k_tiled,
                     iq2_xxs_q8_k_tiled_x4,
                     "iq2_xxs tiled",
+                ),
+            ],
+            |b, s| b.d = f16::from_f32(s),
+        );
+        twins::<BlockIq2Xs>(
+            &mut rng,
+            [
+                (dot::iq2_xs_q8_k, iq2_xs_q8_k, iq2_xs_q8_k_x4, "iq2_xs"),
+                (
+                    dot::iq2_xs_q8_k_tiled,
+                    iq2_xs_q8_k_tiled,
+                    iq2_xs_q8_k_tiled_x4,
+                    "iq2_xs tiled",
+                ),
+            ],
+            |b, s| b.d = f16::from_f32(s),
+        );
+        twins::<BlockIq2S>(
+            &mut rng,
+            [
+                (dot::iq2_s_q8_k, iq2_s_q8_k, iq2_s_q8_k_x4, "iq2_s"),
+                (
+                    dot::iq2_s_q8_k_tiled,
+                    iq2_s_q8_k_tiled,
+                    iq2_s_q8_k_tiled_x4,
+                    "iq2_s tiled",
                 ),
             ],
             |b, s| b.d = f16::from_f32(s),

@@ -224,6 +224,22 @@ select_iq3!(
     iq2_xxs_q8_k_tiled, iq2_xxs_q8_k_tiled_x4, BlockIq2Xxs, dot::iq2_xxs_q8_k_tiled
 );
 select_iq3!(
+    /// IQ2_XS · Q8_K.
+    iq2_xs_q8_k, iq2_xs_q8_k_x4, BlockIq2Xs, dot::iq2_xs_q8_k
+);
+select_iq3!(
+    /// IQ2_XS · Q8_K in the order of ggml's tiled matmul.
+    iq2_xs_q8_k_tiled, iq2_xs_q8_k_tiled_x4, BlockIq2Xs, dot::iq2_xs_q8_k_tiled
+);
+select_iq3!(
+    /// IQ2_S · Q8_K.
+    iq2_s_q8_k, iq2_s_q8_k_x4, BlockIq2S, dot::iq2_s_q8_k
+);
+select_iq3!(
+    /// IQ2_S · Q8_K in the order of ggml's tiled matmul.
+    iq2_s_q8_k_tiled, iq2_s_q8_k_tiled_x4, BlockIq2S, dot::iq2_s_q8_k_tiled
+);
+select_iq3!(
     /// IQ3_S · Q8_K.
     iq3_s_q8_k, iq3_s_q8_k_x4, BlockIq3S, dot::iq3_s_q8_k
 );

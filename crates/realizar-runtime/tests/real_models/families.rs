@@ -469,6 +469,27 @@ fn smollm2_iq2_xxs_perplexity_matches_llama_cpp() {
     check_perplexity("iq2_xxs");
 }
 
+// IQ2_XS and IQ2_S (scales per 16 elements), made the same way as IQ2_XXS.
+#[test]
+fn smollm2_iq2_xs_matches_llama_cpp() {
+    check_family("iq2_xs");
+}
+
+#[test]
+fn smollm2_iq2_xs_perplexity_matches_llama_cpp() {
+    check_perplexity("iq2_xs");
+}
+
+#[test]
+fn smollm2_iq2_s_matches_llama_cpp() {
+    check_family("iq2_s");
+}
+
+#[test]
+fn smollm2_iq2_s_perplexity_matches_llama_cpp() {
+    check_perplexity("iq2_s");
+}
+
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
 /// tokenizer corpus and more lines), with and without special parsing, on SmolLM2's
 /// vocabulary relabelled with it (`tests/refs/transplant/pretok.json`).
