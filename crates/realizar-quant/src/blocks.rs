@@ -9,7 +9,9 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use crate::grids::{IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
+use crate::grids::{
+    IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
+};
 use crate::types::{QK, QK_K};
 use crate::{QuantError, QuantType};
 
@@ -288,6 +290,45 @@ pub struct BlockIq2S {
     pub scales: [u8; QK_K / 32],
 }
 const _: () = assert!(core::mem::size_of::<BlockIq2S>() == 82);
+
+/// `block_iq1_s`: 256 elements in eight sub-blocks of 32. Group `l` of eight elements of
+/// sub-block `ib` is [`IQ1S_GRID`] entry `qs[4 ib + l] | (bits 3l..3l + 3 of qh[ib]) << 8`
+/// (values -1, 0, 1); `qh[ib]` has the 3-bit scale `ls` in bits 12..15 and the shift's sign in
+/// bit 15; the value is `d (2 ls + 1) (g ± 1/8)`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq1S {
+    /// Super-block scale.
+    pub d: f16,
+    /// Low eight bits of the grid indices.
+    pub qs: [u8; QK_K / 8],
+    /// Per sub-block: the indices' top bits, the scale and the shift's sign.
+    pub qh: [u16; QK_K / 32],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq1S>() == 50);
+
+impl BlockIq1S {
+    /// The grid value (-1, 0 or 1) of element `e < 256`.
+    #[inline(always)]
+    pub fn value(&self, e: usize) -> i8 {
+        let (ib, l) = (e / 32 % 8, (e % 32) / 8);
+        let hi = usize::from(self.qh[ib] >> (3 * l) & 7) << 8;
+        let g = IQ1S_GRID[usize::from(self.qs[4 * ib + l]) | hi];
+        g.to_le_bytes()[e % 8] as i8
+    }
+
+    /// Sub-block `ib`'s factor `2 ls + 1`.
+    #[inline(always)]
+    pub fn factor(&self, ib: usize) -> i32 {
+        2 * i32::from(self.qh[ib % 8] >> 12 & 7) + 1
+    }
+
+    /// Whether sub-block `ib`'s shift is negative.
+    #[inline(always)]
+    pub fn shift_negative(&self, ib: usize) -> bool {
+        self.qh[ib % 8] & 0x8000 != 0
+    }
+}
 
 /// `block_iq3_s`: 256 elements in eight sub-blocks of 32. Group `k < 8` of four elements of
 /// sub-block `ib` is [`IQ3S_GRID`] entry `qs[8 ib + k] | (bit k of qh[ib]) << 8`; element

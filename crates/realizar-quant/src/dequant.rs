@@ -430,3 +430,17 @@ pub(crate) fn iq2_xs(src: &[BlockIq2Xs], dst: &mut [f32]) {
 pub(crate) fn iq2_s(src: &[BlockIq2S], dst: &mut [f32]) {
     iq2_halves(src, dst, |b, ib, h| b.scales[ib] >> (4 * h) & 15);
 }
+
+/// `dequantize_row_iq1_s`: per sub-block `dl = d (2 ls + 1)`, each element `dl (g ± 1/8)`.
+pub(crate) fn iq1_s(src: &[BlockIq1S], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for (ib, y) in y.chunks_exact_mut(32).enumerate() {
+            let dl = d * b.factor(ib) as f32;
+            let delta = if b.shift_negative(ib) { -0.125 } else { 0.125 };
+            for (j, v) in y.iter_mut().enumerate() {
+                *v = dl * (f32::from(b.value(32 * ib + j)) + delta);
+            }
+        }
+    }
+}

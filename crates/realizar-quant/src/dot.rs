@@ -715,3 +715,62 @@ pub(crate) fn iq2_s_q8_k(x: &[BlockIq2S], y: &[BlockQ8K]) -> f32 {
 pub(crate) fn iq2_s_q8_k_tiled(x: &[BlockIq2S], y: &[BlockQ8K]) -> f32 {
     iq3_q8_k_tiled(x, y)
 }
+
+/// `ggml_vec_dot_iq1_s_q8_K`, AVX2 path: per super-block eight i32 lanes of `g · y` (lane `l`:
+/// elements `4l..4l + 4` of each sub-block, times its factor; `y` negated in 8 bits where
+/// `g = -1`, as `_mm256_sign_epi8`), `acc[l] = fma(d, lane, acc[l])`; and the shifts' exact sum
+/// `s1 = sum_ib ±factor (bsums[2 ib] + bsums[2 ib + 1])` into `acc1 = fma(f32(s1), d, acc1)`;
+/// then `hsum8(acc) + acc1 / 8`.
+pub(crate) fn iq1_s_q8_k(x: &[BlockIq1S], y: &[BlockQ8K]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut acc1 = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut lanes = [0i32; 8];
+        let mut s1 = 0i32;
+        for ib in 0..8 {
+            let f = x.factor(ib);
+            let part = block_lanes(|e| {
+                let q = y.qs.get(32 * ib + e).copied().unwrap_or(0);
+                match x.value(32 * ib + e) {
+                    0 => 0,
+                    g if g < 0 => i32::from(q.wrapping_neg()),
+                    _ => i32::from(q),
+                }
+            });
+            for (l, p) in lanes.iter_mut().zip(part) {
+                *l += f * p;
+            }
+            let bs = i32::from(y.bsums[2 * ib]) + i32::from(y.bsums[2 * ib + 1]);
+            s1 += if x.shift_negative(ib) { -bs } else { bs } * f;
+        }
+        let d = y.d * x.d.to_f32();
+        for (a, l) in acc.iter_mut().zip(lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
+        acc1 = (s1 as f32).mul_add(d, acc1);
+    }
+    hsum8(&acc) + 0.125 * acc1
+}
+
+/// IQ1_S · Q8_K in the order of ggml's tiled matmul (`tiled_unpack_src0` for `block_iq1_s`:
+/// codes `8 g ± 1`): per block the exact `s = sum_ib factor sum (8 g ± 1) y`, then
+/// `acc = fma(f32(s) (d_x / 8), d_y, acc)`.
+pub(crate) fn iq1_s_q8_k_tiled(x: &[BlockIq1S], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut s = 0i32;
+        for ib in 0..8 {
+            let delta = if x.shift_negative(ib) { -1 } else { 1 };
+            let g: i32 = (32 * ib..32 * ib + 32)
+                .map(|e| {
+                    (8 * i32::from(x.value(e)) + delta)
+                        * i32::from(y.qs.get(e).copied().unwrap_or(0))
+                })
+                .sum();
+            s += x.factor(ib) * g;
+        }
+        let d0 = x.d.to_f32() * 0.125;
+        acc = (d0 * s as f32).mul_add(y.d, acc);
+    }
+    acc
+}

@@ -1268,3 +1268,53 @@ pub(crate) fn iq2_s(src: &[f32], dst: &mut [BlockIq2S]) {
         },
     );
 }
+
+/// IQ1_S by a plain search (not ggml's, which needs an importance matrix; for test models):
+/// the super-block scale that brings the largest magnitude to `1 + 1/8` at the largest factor
+/// (15), per sub-block the factor that does the same for its own largest and the shift's sign
+/// of its mean, then each eight values to the grid entry of their rounded codes if the grid has
+/// it, else the nearest entry (squared error, lowest index on ties).
+pub(crate) fn iq1_s(src: &[f32], dst: &mut [BlockIq1S]) {
+    let grid: Vec<[f32; 8]> = crate::grids::IQ1S_GRID
+        .iter()
+        .map(|g| g.to_le_bytes().map(|b| f32::from(b as i8)))
+        .collect();
+    // Base-3 code of eight values -> grid index.
+    let key = |g: &[f32; 8]| {
+        g.iter()
+            .fold(0usize, |k, v| k * 3 + (*v as i32 + 1) as usize)
+    };
+    let mut index = vec![u16::MAX; 6561];
+    for (i, g) in grid.iter().enumerate() {
+        index[key(g)] = i as u16;
+    }
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        *y = bytemuck::Zeroable::zeroed();
+        let amax = sub_block_amax(x);
+        let top = amax.iter().fold(0.0f32, |m, v| m.max(*v));
+        y.d = f16::from_f32(top / 1.125 / 15.0);
+        let d = y.d.to_f32();
+        if !(d > 0.0 && d.is_finite()) {
+            y.d = f16::ZERO;
+            continue;
+        }
+        for (ib, xb) in x.chunks_exact(32).enumerate() {
+            let ls = ((amax[ib] / 1.125 / d - 1.0) / 2.0).round().clamp(0.0, 7.0) as u16;
+            let dl = d * f32::from(2 * ls + 1);
+            let neg = xb.iter().sum::<f32>() < 0.0;
+            let delta = if neg { -0.125 } else { 0.125 };
+            let mut qh = ls << 12 | if neg { 0x8000 } else { 0 };
+            for (l, g8) in xb.chunks_exact(8).enumerate() {
+                let t: [f32; 8] = core::array::from_fn(|j| g8[j] / dl - delta);
+                let rounded = t.map(|v| v.round().clamp(-1.0, 1.0));
+                let i = match index[key(&rounded)] {
+                    u16::MAX => nearest_grid(&grid, t),
+                    i => usize::from(i),
+                };
+                y.qs[4 * ib + l] = i as u8;
+                qh |= ((i >> 8) as u16 & 7) << (3 * l);
+            }
+            y.qh[ib] = qh;
+        }
+    }
+}

@@ -61,6 +61,9 @@ pub enum QuantType {
     /// 256-element super-block: f16 scale, 10-bit indices into `iq2s_grid`, explicit signs,
     /// 4-bit scales per 16 elements (2.56 bits per weight).
     IQ2_S,
+    /// 256-element super-block: f16 scale, 11-bit indices into `iq1s_grid` (eight values of
+    /// -1, 0, 1), a 3-bit scale and a ±1/8 shift per 32 elements (1.56 bits per weight).
+    IQ1_S,
     /// 256-element super-block: f16 scale, groups of four magnitudes from `iq3xxs_grid`, signs
     /// and 4-bit sub-block scales (3.06 bits per weight).
     IQ3_XXS,
@@ -93,6 +96,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::IQ2_XXS, 16, QK_K, 66, "iq2_xxs"),
     (QuantType::IQ2_XS, 17, QK_K, 74, "iq2_xs"),
     (QuantType::IQ3_XXS, 18, QK_K, 98, "iq3_xxs"),
+    (QuantType::IQ1_S, 19, QK_K, 50, "iq1_s"),
     (QuantType::IQ4_NL, 20, QK, 18, "iq4_nl"),
     (QuantType::IQ3_S, 21, QK_K, 110, "iq3_s"),
     (QuantType::IQ2_S, 22, QK_K, 82, "iq2_s"),
@@ -105,7 +109,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 25] = [
+    pub const ALL: [QuantType; 26] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -123,6 +127,7 @@ impl QuantType {
         QuantType::IQ2_XXS,
         QuantType::IQ2_XS,
         QuantType::IQ3_XXS,
+        QuantType::IQ1_S,
         QuantType::IQ4_NL,
         QuantType::IQ3_S,
         QuantType::IQ2_S,
@@ -152,6 +157,7 @@ impl QuantType {
             QuantType::IQ2_XXS => (16, QK_K, 66, "iq2_xxs"),
             QuantType::IQ2_XS => (17, QK_K, 74, "iq2_xs"),
             QuantType::IQ3_XXS => (18, QK_K, 98, "iq3_xxs"),
+            QuantType::IQ1_S => (19, QK_K, 50, "iq1_s"),
             QuantType::IQ4_NL => (20, QK, 18, "iq4_nl"),
             QuantType::IQ3_S => (21, QK_K, 110, "iq3_s"),
             QuantType::IQ2_S => (22, QK_K, 82, "iq2_s"),
@@ -217,6 +223,7 @@ impl QuantType {
             | QuantType::IQ2_XS
             | QuantType::IQ2_S
             | QuantType::IQ3_XXS
+            | QuantType::IQ1_S
             | QuantType::IQ3_S
             | QuantType::TQ1_0
             | QuantType::TQ2_0 => QuantType::Q8_K,
@@ -273,6 +280,7 @@ mod tests {
         check(15, Some(QuantType::Q8_K));
         check(16, Some(QuantType::IQ2_XXS));
         check(18, Some(QuantType::IQ3_XXS));
+        check(19, Some(QuantType::IQ1_S));
         check(17, Some(QuantType::IQ2_XS));
         check(21, Some(QuantType::IQ3_S));
         check(22, Some(QuantType::IQ2_S));

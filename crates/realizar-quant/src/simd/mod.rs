@@ -9,6 +9,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
+mod iq1_avx2;
+#[cfg(target_arch = "x86_64")]
 mod iq3_avx2;
 #[cfg(target_arch = "x86_64")]
 mod iq_avx2;
@@ -223,6 +225,50 @@ select_iq3!(
     /// IQ2_XXS · Q8_K in the order of ggml's tiled matmul.
     iq2_xxs_q8_k_tiled, iq2_xxs_q8_k_tiled_x4, BlockIq2Xxs, dot::iq2_xxs_q8_k_tiled
 );
+/// IQ1_S · Q8_K.
+pub(crate) fn iq1_s_q8_k() -> fn(&[BlockIq1S], &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return iq1_avx2::iq1_s_q8_k;
+        }
+    }
+    dot::iq1_s_q8_k
+}
+
+/// IQ1_S · Q8_K, four activation rows per pass.
+pub(crate) fn iq1_s_q8_k_x4() -> Option<QuadFn<BlockIq1S, BlockQ8K>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Some(iq1_avx2::iq1_s_q8_k_x4);
+        }
+    }
+    None
+}
+
+/// IQ1_S · Q8_K in the order of ggml's tiled matmul.
+pub(crate) fn iq1_s_q8_k_tiled() -> fn(&[BlockIq1S], &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return iq1_avx2::iq1_s_q8_k_tiled;
+        }
+    }
+    dot::iq1_s_q8_k_tiled
+}
+
+/// IQ1_S · Q8_K in the tiled order, four activation rows per pass.
+pub(crate) fn iq1_s_q8_k_tiled_x4() -> Option<QuadFn<BlockIq1S, BlockQ8K>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Some(iq1_avx2::iq1_s_q8_k_tiled_x4);
+        }
+    }
+    None
+}
+
 select_iq3!(
     /// IQ2_XS · Q8_K.
     iq2_xs_q8_k, iq2_xs_q8_k_x4, BlockIq2Xs, dot::iq2_xs_q8_k

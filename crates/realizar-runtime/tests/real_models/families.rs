@@ -490,6 +490,17 @@ fn smollm2_iq2_s_perplexity_matches_llama_cpp() {
     check_perplexity("iq2_s");
 }
 
+// IQ1_S (a signed ternary grid with a shift per sub-block), made the same way.
+#[test]
+fn smollm2_iq1_s_matches_llama_cpp() {
+    check_family("iq1_s");
+}
+
+#[test]
+fn smollm2_iq1_s_perplexity_matches_llama_cpp() {
+    check_perplexity("iq1_s");
+}
+
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
 /// tokenizer corpus and more lines), with and without special parsing, on SmolLM2's
 /// vocabulary relabelled with it (`tests/refs/transplant/pretok.json`).

@@ -1,0 +1,185 @@
+//! AVX2 + FMA kernels of IQ1_S against Q8_K, the SIMD twins of `dot::iq1_s_q8_k` (ggml's
+//! `ggml_vec_dot_iq1_s_q8_K` AVX2 path: `maddubs(|g|, sign(y, g))`, the factors with `madd`,
+//! one FMA per lane and block, the shifts' exact sum in a scalar FMA) and
+//! `dot::iq1_s_q8_k_tiled` (ggml's tiled matmul: codes `8 g ± 1`, the exact integer sum per
+//! block, one FMA per block).
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use crate::blocks::*;
+use crate::dot;
+use crate::grids::IQ1S_GRID;
+
+use super::avx2::{chunk32i, hsum_ps, load32i, wrap};
+use super::has_avx2;
+
+/// The 32 grid values (-1, 0, 1) of sub-block `ib`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn values(x: &BlockIq1S, ib: usize) -> __m256i {
+    let g = |l: usize| {
+        let hi = usize::from(x.qh[ib] >> (3 * l) & 7) << 8;
+        IQ1S_GRID[usize::from(x.qs[4 * ib + l]) | hi] as i64
+    };
+    _mm256_set_epi64x(g(3), g(2), g(1), g(0))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq1_s_q8_k_avx2<const M: usize>(x: &[BlockIq1S], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    let mut acc = [_mm256_setzero_ps(); M];
+    let mut acc1 = [0.0f32; M];
+    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let mut sums = [_mm256_setzero_si256(); M];
+        let mut s1 = [0i32; M];
+        for ib in 0..8 {
+            let g = values(x, ib);
+            let ag = _mm256_sign_epi8(g, g);
+            let f = x.factor(ib);
+            let fv = _mm256_set1_epi16(f as i16);
+            for ((y, sum), s1) in ys.iter().zip(&mut sums).zip(&mut s1) {
+                let Some(y) = y.get(b) else { continue };
+                let q = _mm256_sign_epi8(load32i(chunk32i(&y.qs, 32 * ib)), g);
+                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(_mm256_maddubs_epi16(ag, q), fv));
+                let bs = i32::from(y.bsums[2 * ib]) + i32::from(y.bsums[2 * ib + 1]);
+                *s1 += if x.shift_negative(ib) { -bs } else { bs } * f;
+            }
+        }
+        let dx = x.d.to_f32();
+        for (((y, s), a), (a1, s1)) in ys
+            .iter()
+            .zip(sums)
+            .zip(&mut acc)
+            .zip(acc1.iter_mut().zip(s1))
+        {
+            let Some(y) = y.get(b) else { continue };
+            let d = y.d * dx;
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), *a);
+            *a1 = (s1 as f32).mul_add(d, *a1);
+        }
+    }
+    let mut out = [0.0f32; M];
+    for ((o, a), a1) in out.iter_mut().zip(acc).zip(acc1) {
+        *o = hsum_ps(a) + 0.125 * a1;
+    }
+    out
+}
+
+/// The eight i32 lanes' total.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<1>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq1_s_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq1S], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    let mut acc = [0.0f32; M];
+    let nb = ys.iter().fold(x.len(), |n, y| n.min(y.len()));
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let mut sums = [_mm256_setzero_si256(); M];
+        for ib in 0..8 {
+            let delta = if x.shift_negative(ib) { -1 } else { 1 };
+            // Codes 8 g ± 1 (|c| <= 9), widened with the activations to 16 bits: exact.
+            let v = values(x, ib);
+            let v2 = _mm256_add_epi8(v, v);
+            let v4 = _mm256_add_epi8(v2, v2);
+            let c = _mm256_add_epi8(_mm256_add_epi8(v4, v4), _mm256_set1_epi8(delta));
+            let c0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c));
+            let c1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(c));
+            let f = _mm256_set1_epi32(x.factor(ib));
+            for (y, sum) in ys.iter().zip(&mut sums) {
+                let Some(y) = y.get(b) else { continue };
+                let q = load32i(chunk32i(&y.qs, 32 * ib));
+                let q0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
+                let q1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q));
+                let p = _mm256_add_epi32(_mm256_madd_epi16(c0, q0), _mm256_madd_epi16(c1, q1));
+                *sum = _mm256_add_epi32(*sum, _mm256_mullo_epi32(p, f));
+            }
+        }
+        let d0 = x.d.to_f32() * 0.125;
+        for ((y, s), a) in ys.iter().zip(sums).zip(&mut acc) {
+            let Some(y) = y.get(b) else { continue };
+            *a = (d0 * hsum_i32(s) as f32).mul_add(y.d, *a);
+        }
+    }
+    acc
+}
+
+wrap!(
+    /// IQ1_S · Q8_K (`dot::iq1_s_q8_k`).
+    iq1_s_q8_k, iq1_s_q8_k_x4, iq1_s_q8_k_avx2, dot::iq1_s_q8_k, BlockIq1S, BlockQ8K
+);
+wrap!(
+    /// IQ1_S · Q8_K in the order of ggml's tiled matmul (`dot::iq1_s_q8_k_tiled`).
+    iq1_s_q8_k_tiled,
+    iq1_s_q8_k_tiled_x4,
+    iq1_s_q8_k_tiled_avx2,
+    dot::iq1_s_q8_k_tiled,
+    BlockIq1S,
+    BlockQ8K
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    fn blocks<T: bytemuck::Pod>(rng: &mut Rng, n: usize, fix: impl Fn(&mut T, f32)) -> Vec<T> {
+        (0..n)
+            .map(|_| {
+                let mut b = T::zeroed();
+                for v in bytemuck::bytes_of_mut(&mut b) {
+                    *v = rng.next() as u8;
+                }
+                fix(&mut b, ((rng.next() % 2000) as f32 - 1000.0) / 997.0);
+                b
+            })
+            .collect()
+    }
+
+    /// Both orders, one and four activation rows, bit for bit against the scalar twins on
+    /// random bytes (every index, scale and shift; every activation byte and bsum).
+    #[test]
+    fn kernels_match_the_scalar_twins() {
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        for nb in 1..10 {
+            let ys: Vec<Vec<BlockQ8K>> = (0..4)
+                .map(|_| blocks(&mut rng, nb, |b: &mut BlockQ8K, s| b.d = s))
+                .collect();
+            let x = blocks(&mut rng, nb, |b: &mut BlockIq1S, s| b.d = f16::from_f32(s));
+            type One = fn(&[BlockIq1S], &[BlockQ8K]) -> f32;
+            type Four = fn(&[BlockIq1S], [&[BlockQ8K]; 4]) -> [f32; 4];
+            let kernels: [(One, One, Four, &str); 2] = [
+                (dot::iq1_s_q8_k, iq1_s_q8_k, iq1_s_q8_k_x4, "decode"),
+                (
+                    dot::iq1_s_q8_k_tiled,
+                    iq1_s_q8_k_tiled,
+                    iq1_s_q8_k_tiled_x4,
+                    "tiled",
+                ),
+            ];
+            for (scalar, one, four, what) in kernels {
+                let want: Vec<u32> = ys.iter().map(|y| scalar(&x, y).to_bits()).collect();
+                let got: Vec<u32> = ys.iter().map(|y| one(&x, y).to_bits()).collect();
+                assert_eq!(got, want, "{what} one row, nb {nb}");
+                let quad = four(&x, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
+                assert_eq!(quad.to_vec(), want, "{what} four rows, nb {nb}");
+            }
+        }
+    }
+}
