@@ -13,7 +13,7 @@ OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm mistral3
   iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl mxfp4 gemma3-mxfp4 q4_0 q5_0 q5_1 q8_0 q2_k q3_k f16 bf16
-  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16 tq1_0 tq2_0 gemma3-tq1_0 iq3_xxs iq3_s iq2_xxs iq2_xs iq2_s iq1_s)
+  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16 tq1_0 tq2_0 gemma3-tq1_0 iq3_xxs iq3_s iq2_xxs iq2_xs iq2_s iq1_s iq1_m)
 [ "${KINDS[0]}" != "none" ] || KINDS=()
 
 BIN=$(bash "$SHARED/tools/llamacpp-peer")
@@ -61,7 +61,7 @@ for t in gguf.GGUFReader(sys.argv[1]).tensors:
     # (ffn_down, the only one whose rows are whole 256-element blocks, goes to a K-quant)
     # and naming it needs an importance matrix: the plan names ffn_down in the type, which
     # the generator writes with realizar's plain encoder.
-    if sys.argv[2] in ("iq3_xxs", "iq3_s", "iq2_xxs", "iq2_xs", "iq2_s", "iq1_s") \
+    if sys.argv[2] in ("iq3_xxs", "iq3_s", "iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m") \
             and ".ffn_down." in t.name:
         ty = sys.argv[2].upper()
     print(t.name, ty)
@@ -108,7 +108,7 @@ import gguf, sys
 ours = {t.name: t for t in gguf.GGUFReader(sys.argv[2]).tensors}
 # Types whose ggml quantizer realizar does not implement get its plain encoder
 # (realizar_quant::quantize_row_plain): the same type, other bytes.
-PLAIN = {"IQ3_XXS", "IQ3_S", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S"}
+PLAIN = {"IQ3_XXS", "IQ3_S", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M"}
 for t in gguf.GGUFReader(sys.argv[1]).tensors:
     u = ours[t.name]
     if u.tensor_type.name in PLAIN:

@@ -330,6 +330,65 @@ impl BlockIq1S {
     }
 }
 
+/// `block_iq1_m`: 256 elements in eight sub-blocks of 32. Group `l` of eight elements of
+/// sub-block `ib` is [`IQ1S_GRID`] entry `qs[4 ib + l] | (bits 4 (l % 2)..+3 of
+/// qh[2 ib + l / 2]) << 8`, its shift negative where bit `3 + 4 (l % 2)` of that byte is set;
+/// the little-endian u16 `scales[2 k..]` holds the 3-bit scales of sub-blocks `2k` and `2k + 1`
+/// (halves of 16 in order) in its low 12 bits and a nibble of the f16 super-block scale on top;
+/// the value is `d (2 ls + 1) (g ± 1/8)`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockIq1M {
+    /// Low eight bits of the grid indices.
+    pub qs: [u8; QK_K / 8],
+    /// Top three bits of the indices and the shifts' signs, two groups per byte.
+    pub qh: [u8; QK_K / 16],
+    /// Scales, and the super-block scale in the top nibbles.
+    pub scales: [u8; QK_K / 32],
+}
+const _: () = assert!(core::mem::size_of::<BlockIq1M>() == 56);
+
+impl BlockIq1M {
+    fn sc(&self, k: usize) -> u16 {
+        let k = k % 4;
+        u16::from_le_bytes([self.scales[2 * k], self.scales[2 * k + 1]])
+    }
+
+    /// The super-block scale (spread over the scales' top nibbles).
+    #[inline(always)]
+    pub fn d(&self) -> f16 {
+        f16::from_bits(
+            (self.sc(0) >> 12)
+                | ((self.sc(1) >> 8) & 0x00f0)
+                | ((self.sc(2) >> 4) & 0x0f00)
+                | (self.sc(3) & 0xf000),
+        )
+    }
+
+    /// The factor `2 ls + 1` of half `h` of sub-block `ib`.
+    #[inline(always)]
+    pub fn factor(&self, ib: usize, h: usize) -> i32 {
+        2 * i32::from(self.sc(ib / 2) >> (6 * (ib % 2) + 3 * (h % 2)) & 7) + 1
+    }
+
+    /// The grid value (-1, 0 or 1) of element `e < 256`.
+    #[inline(always)]
+    pub fn value(&self, e: usize) -> i8 {
+        let (ib, l) = (e / 32 % 8, (e % 32) / 8);
+        let q = self.qh[2 * ib + l / 2];
+        let hi = usize::from(q >> (4 * (l % 2)) & 7) << 8;
+        let g = IQ1S_GRID[usize::from(self.qs[4 * ib + l]) | hi];
+        g.to_le_bytes()[e % 8] as i8
+    }
+
+    /// Whether the shift of element `e`'s group of eight is negative.
+    #[inline(always)]
+    pub fn shift_negative(&self, e: usize) -> bool {
+        let (ib, l) = (e / 32 % 8, (e % 32) / 8);
+        self.qh[2 * ib + l / 2] >> (3 + 4 * (l % 2)) & 1 == 1
+    }
+}
+
 /// `block_iq3_s`: 256 elements in eight sub-blocks of 32. Group `k < 8` of four elements of
 /// sub-block `ib` is [`IQ3S_GRID`] entry `qs[8 ib + k] | (bit k of qh[ib]) << 8`; element
 /// `8 l + j` of a sub-block is negative where bit `j` of `signs[4 ib + l]` is set; the

@@ -444,3 +444,15 @@ pub(crate) fn iq1_s(src: &[BlockIq1S], dst: &mut [f32]) {
         }
     }
 }
+
+/// `dequantize_row_iq1_m`: per half of 16 `dl = d (2 ls + 1)`, each element `dl (g ± 1/8)`.
+pub(crate) fn iq1_m(src: &[BlockIq1M], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d().to_f32();
+        for (e, v) in y.iter_mut().enumerate() {
+            let dl = d * b.factor(e / 32, (e % 32) / 16) as f32;
+            let delta = if b.shift_negative(e) { -0.125 } else { 0.125 };
+            *v = dl * (f32::from(b.value(e)) + delta);
+        }
+    }
+}

@@ -774,3 +774,66 @@ pub(crate) fn iq1_s_q8_k_tiled(x: &[BlockIq1S], y: &[BlockQ8K]) -> f32 {
     }
     acc
 }
+
+/// `ggml_vec_dot_iq1_m_q8_K`, AVX2 path: two sets of eight i32 lanes per super-block (lane
+/// `l`: elements `4l..4l + 4` of each sub-block, times the factor of its half), the grid's
+/// `g · y` and the shifts' `±y` (both with `y` negated in 8 bits, as `_mm256_sign_epi8`), one
+/// FMA per lane and block into `acc1` and `acc2`, then `hsum8(acc1) + hsum8(acc2) / 8`.
+pub(crate) fn iq1_m_q8_k(x: &[BlockIq1M], y: &[BlockQ8K]) -> f32 {
+    let mut acc1 = [0.0f32; 8];
+    let mut acc2 = [0.0f32; 8];
+    for (x, y) in x.iter().zip(y) {
+        let mut l1 = [0i32; 8];
+        let mut l2 = [0i32; 8];
+        for ib in 0..8 {
+            let q = |e: usize| y.qs.get(32 * ib + e).copied().unwrap_or(0);
+            let p1 = block_lanes(|e| match x.value(32 * ib + e) {
+                0 => 0,
+                g if g < 0 => i32::from(q(e).wrapping_neg()),
+                _ => i32::from(q(e)),
+            });
+            let p2 = block_lanes(|e| {
+                if x.shift_negative(32 * ib + e) {
+                    i32::from(q(e).wrapping_neg())
+                } else {
+                    i32::from(q(e))
+                }
+            });
+            for l in 0..8 {
+                let f = x.factor(ib, l / 4);
+                l1[l] += f * p1[l];
+                l2[l] += f * p2[l];
+            }
+        }
+        let d = y.d * x.d().to_f32();
+        for l in 0..8 {
+            acc1[l] = d.mul_add(l1[l] as f32, acc1[l]);
+            acc2[l] = d.mul_add(l2[l] as f32, acc2[l]);
+        }
+    }
+    hsum8(&acc1) + 0.125 * hsum8(&acc2)
+}
+
+/// IQ1_M · Q8_K in the order of ggml's tiled matmul (codes `8 g ± 1`, factors per 16): per
+/// block the exact integer sum, then `acc = fma(f32(s) (d_x / 8), d_y, acc)`.
+pub(crate) fn iq1_m_q8_k_tiled(x: &[BlockIq1M], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut s = 0i32;
+        for ib in 0..8 {
+            for h in 0..2 {
+                let g: i32 = (32 * ib + 16 * h..32 * ib + 16 * h + 16)
+                    .map(|e| {
+                        let delta = if x.shift_negative(e) { -1 } else { 1 };
+                        (8 * i32::from(x.value(e)) + delta)
+                            * i32::from(y.qs.get(e).copied().unwrap_or(0))
+                    })
+                    .sum();
+                s += x.factor(ib, h) * g;
+            }
+        }
+        let d0 = x.d().to_f32() * 0.125;
+        acc = (d0 * s as f32).mul_add(y.d, acc);
+    }
+    acc
+}

@@ -122,6 +122,7 @@ pub fn dequantize_row(ty: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         QuantType::IQ3_S => dequant::iq3_s(cast(s, ty, src, len)?, dst),
         QuantType::IQ2_XXS => dequant::iq2_xxs(cast(s, ty, src, len)?, dst),
         QuantType::IQ1_S => dequant::iq1_s(cast(s, ty, src, len)?, dst),
+        QuantType::IQ1_M => dequant::iq1_m(cast(s, ty, src, len)?, dst),
         QuantType::IQ2_XS => dequant::iq2_xs(cast(s, ty, src, len)?, dst),
         QuantType::IQ2_S => dequant::iq2_s(cast(s, ty, src, len)?, dst),
         QuantType::TQ2_0 => dequant::tq2_0(cast(s, ty, src, len)?, dst),
@@ -161,6 +162,7 @@ pub fn quantize_row(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), Qu
         // ggml's IQ3_XXS search (neighbour tables of its grid) is not implemented:
         // `quantize_row_plain` encodes test data instead.
         QuantType::IQ1_S
+        | QuantType::IQ1_M
         | QuantType::IQ2_XXS
         | QuantType::IQ2_XS
         | QuantType::IQ2_S
@@ -196,6 +198,7 @@ pub fn quantize_row_plain(ty: QuantType, src: &[f32], dst: &mut [u8]) -> Result<
         QuantType::IQ3_S => quant::iq3_s(src, cast_mut("dst", ty, dst, len)?),
         QuantType::IQ2_XXS => quant::iq2_xxs(src, cast_mut("dst", ty, dst, len)?),
         QuantType::IQ1_S => quant::iq1_s(src, cast_mut("dst", ty, dst, len)?),
+        QuantType::IQ1_M => quant::iq1_m(src, cast_mut("dst", ty, dst, len)?),
         QuantType::IQ2_XS => quant::iq2_xs(src, cast_mut("dst", ty, dst, len)?),
         QuantType::IQ2_S => quant::iq2_s(src, cast_mut("dst", ty, dst, len)?),
         _ => return quantize_row_weights(ty, src, dst),
@@ -555,6 +558,7 @@ fn dispatch(
         QuantType::IQ3_S => go!(dot::iq3_s_q8_k, simd::iq3_s_q8_k, simd::iq3_s_q8_k_x4),
         QuantType::IQ2_XXS => go!(dot::iq2_xxs_q8_k, simd::iq2_xxs_q8_k, simd::iq2_xxs_q8_k_x4),
         QuantType::IQ1_S => go!(dot::iq1_s_q8_k, simd::iq1_s_q8_k, simd::iq1_s_q8_k_x4),
+        QuantType::IQ1_M => go!(dot::iq1_m_q8_k, simd::iq1_m_q8_k, simd::iq1_m_q8_k_x4),
         QuantType::IQ2_XS => go!(dot::iq2_xs_q8_k, simd::iq2_xs_q8_k, simd::iq2_xs_q8_k_x4),
         QuantType::IQ2_S => go!(dot::iq2_s_q8_k, simd::iq2_s_q8_k, simd::iq2_s_q8_k_x4),
         QuantType::TQ2_0 => go!(dot::tq2_0_q8_k, simd::tq2_0_q8_k, simd::tq2_0_q8_k_x4),
@@ -798,6 +802,16 @@ fn prompt(
                 dot::iq2_xxs_q8_k_tiled,
                 simd::iq2_xxs_q8_k_tiled,
                 simd::iq2_xxs_q8_k_tiled_x4,
+                simd::Wide::none,
+            );
+            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+        }
+        QuantType::IQ1_M if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let k = Kernels::pick(
+                best,
+                dot::iq1_m_q8_k_tiled,
+                simd::iq1_m_q8_k_tiled,
+                simd::iq1_m_q8_k_tiled_x4,
                 simd::Wide::none,
             );
             return run(ty, &g, w, rows, act, m, out, out_stride, k);

@@ -1318,3 +1318,57 @@ pub(crate) fn iq1_s(src: &[f32], dst: &mut [BlockIq1S]) {
         }
     }
 }
+
+/// IQ1_M by the plain search of [`iq1_s`], per half of 16 elements for the factor and per
+/// eight for the shift's sign; the super-block scale stored in the scales' top nibbles.
+pub(crate) fn iq1_m(src: &[f32], dst: &mut [BlockIq1M]) {
+    let grid: Vec<[f32; 8]> = crate::grids::IQ1S_GRID
+        .iter()
+        .map(|g| g.to_le_bytes().map(|b| f32::from(b as i8)))
+        .collect();
+    let key = |g: &[f32; 8]| {
+        g.iter()
+            .fold(0usize, |k, v| k * 3 + (*v as i32 + 1) as usize)
+    };
+    let mut index = vec![u16::MAX; 6561];
+    for (i, g) in grid.iter().enumerate() {
+        index[key(g)] = i as u16;
+    }
+    for (x, y) in src.chunks_exact(QK_K).zip(dst) {
+        *y = bytemuck::Zeroable::zeroed();
+        let top = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let dh = f16::from_f32(top / 1.125 / 15.0);
+        let d = dh.to_f32();
+        if !(d > 0.0 && d.is_finite()) {
+            continue;
+        }
+        let mut sc = [0u16; 4];
+        for (ib, xb) in x.chunks_exact(32).enumerate() {
+            for (h, xh) in xb.chunks_exact(16).enumerate() {
+                let amax = xh.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let ls = ((amax / 1.125 / d - 1.0) / 2.0).round().clamp(0.0, 7.0) as u16;
+                sc[ib / 2] |= ls << (6 * (ib % 2) + 3 * h);
+                let dl = d * f32::from(2 * ls + 1);
+                for (k, g8) in xh.chunks_exact(8).enumerate() {
+                    let l = 2 * h + k;
+                    let neg = g8.iter().sum::<f32>() < 0.0;
+                    let delta = if neg { -0.125 } else { 0.125 };
+                    let t: [f32; 8] = core::array::from_fn(|j| g8[j] / dl - delta);
+                    let rounded = t.map(|v| v.round().clamp(-1.0, 1.0));
+                    let i = match index[key(&rounded)] {
+                        u16::MAX => nearest_grid(&grid, t),
+                        i => usize::from(i),
+                    };
+                    y.qs[4 * ib + l] = i as u8;
+                    let byte = &mut y.qh[2 * ib + l / 2];
+                    *byte |= (((i >> 8) as u8 & 7) | u8::from(neg) << 3) << (4 * (l % 2));
+                }
+            }
+        }
+        let bits = dh.to_bits();
+        for (k, s) in sc.iter_mut().enumerate() {
+            *s |= (bits >> (4 * k) & 0xf) << 12;
+            y.scales[2 * k..2 * k + 2].copy_from_slice(&s.to_le_bytes());
+        }
+    }
+}

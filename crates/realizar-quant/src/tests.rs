@@ -28,6 +28,7 @@ fn quantize(ty: QuantType, x: &[f32]) -> Vec<u8> {
             | QuantType::IQ2_XS
             | QuantType::IQ2_S
             | QuantType::IQ1_S
+            | QuantType::IQ1_M
     ) {
         assert!(
             quantize_row(ty, x, &mut q).is_err(),
@@ -46,7 +47,7 @@ fn dequantize(ty: QuantType, q: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-const WEIGHT_TYPES: [QuantType; 24] = [
+const WEIGHT_TYPES: [QuantType; 25] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -71,6 +72,7 @@ const WEIGHT_TYPES: [QuantType; 24] = [
     QuantType::IQ2_XS,
     QuantType::IQ2_S,
     QuantType::IQ1_S,
+    QuantType::IQ1_M,
 ];
 
 #[test]
@@ -98,7 +100,7 @@ fn round_trip_error_within_ggml_bounds() {
             QuantType::IQ2_XXS | QuantType::IQ2_XS | QuantType::IQ2_S => 0.012,
             // 0.0075 in test-quantize-fns.cpp for ggml's search with an importance matrix;
             // ternary values per element here.
-            QuantType::IQ1_S => 0.02,
+            QuantType::IQ1_S | QuantType::IQ1_M => 0.02,
             _ => 0.002,
         };
         assert!(err <= max, "{ty}: round-trip error {err} > {max}");
@@ -127,7 +129,7 @@ fn round_trip_error_within_ggml_bounds() {
             // largest (2.1 here).
             QuantType::IQ2_S => 1.7,
             // Ternary with a shift: up to a step of the sub-block's scale (~its largest).
-            QuantType::IQ1_S => 2.2,
+            QuantType::IQ1_S | QuantType::IQ1_M => 2.2,
             // Four magnitudes at a time from a grid of 512 of the 4096 combinations.
             QuantType::IQ3_S => 0.5,
             QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q5_K => 0.15,
@@ -165,7 +167,7 @@ fn dot_error_within_ggml_bounds() {
                 // search; the plain encoder of test models is coarser.
                 QuantType::IQ3_XXS | QuantType::IQ3_S => 0.06,
                 QuantType::IQ2_XXS | QuantType::IQ2_XS | QuantType::IQ2_S => 0.15,
-                QuantType::IQ1_S => 0.3,
+                QuantType::IQ1_S | QuantType::IQ1_M => 0.3,
                 _ => 0.02,
             };
             assert!(err <= max, "{ty} {which}: dot error {err} > {max}");
@@ -729,6 +731,12 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
                             QuantType::IQ2_XXS if m >= TILED_MIN_ROWS => {
                                 let xs: &[crate::blocks::BlockIq2Xxs] = bytemuck::cast_slice(wrow);
                                 let t = crate::dot::iq2_xxs_q8_k_tiled(xs, bytemuck::cast_slice(a));
+                                tiled_differs_iq3 |= t.to_bits() != per_row.to_bits();
+                                Some(t)
+                            }
+                            QuantType::IQ1_M if m >= TILED_MIN_ROWS => {
+                                let xs: &[crate::blocks::BlockIq1M] = bytemuck::cast_slice(wrow);
+                                let t = crate::dot::iq1_m_q8_k_tiled(xs, bytemuck::cast_slice(a));
                                 tiled_differs_iq3 |= t.to_bits() != per_row.to_bits();
                                 Some(t)
                             }

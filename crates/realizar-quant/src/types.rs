@@ -64,6 +64,10 @@ pub enum QuantType {
     /// 256-element super-block: f16 scale, 11-bit indices into `iq1s_grid` (eight values of
     /// -1, 0, 1), a 3-bit scale and a ±1/8 shift per 32 elements (1.56 bits per weight).
     IQ1_S,
+    /// 256-element super-block: 11-bit indices into `iq1s_grid`, a ±1/8 shift per eight
+    /// elements, 3-bit scales per 16 and an f16 scale spread over the scale bytes (1.75 bits
+    /// per weight).
+    IQ1_M,
     /// 256-element super-block: f16 scale, groups of four magnitudes from `iq3xxs_grid`, signs
     /// and 4-bit sub-block scales (3.06 bits per weight).
     IQ3_XXS,
@@ -101,6 +105,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
     (QuantType::IQ3_S, 21, QK_K, 110, "iq3_s"),
     (QuantType::IQ2_S, 22, QK_K, 82, "iq2_s"),
     (QuantType::IQ4_XS, 23, QK_K, 136, "iq4_xs"),
+    (QuantType::IQ1_M, 29, QK_K, 56, "iq1_m"),
     (QuantType::BF16, 30, 1, 2, "bf16"),
     (QuantType::TQ1_0, 34, QK_K, 54, "tq1_0"),
     (QuantType::TQ2_0, 35, QK_K, 66, "tq2_0"),
@@ -109,7 +114,7 @@ const TABLE: &[(QuantType, u32, usize, usize, &str)] = &[
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 26] = [
+    pub const ALL: [QuantType; 27] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -132,6 +137,7 @@ impl QuantType {
         QuantType::IQ3_S,
         QuantType::IQ2_S,
         QuantType::IQ4_XS,
+        QuantType::IQ1_M,
         QuantType::BF16,
         QuantType::TQ1_0,
         QuantType::TQ2_0,
@@ -162,6 +168,7 @@ impl QuantType {
             QuantType::IQ3_S => (21, QK_K, 110, "iq3_s"),
             QuantType::IQ2_S => (22, QK_K, 82, "iq2_s"),
             QuantType::IQ4_XS => (23, QK_K, 136, "iq4_xs"),
+            QuantType::IQ1_M => (29, QK_K, 56, "iq1_m"),
             QuantType::BF16 => (30, 1, 2, "bf16"),
             QuantType::TQ1_0 => (34, QK_K, 54, "tq1_0"),
             QuantType::TQ2_0 => (35, QK_K, 66, "tq2_0"),
@@ -224,6 +231,7 @@ impl QuantType {
             | QuantType::IQ2_S
             | QuantType::IQ3_XXS
             | QuantType::IQ1_S
+            | QuantType::IQ1_M
             | QuantType::IQ3_S
             | QuantType::TQ1_0
             | QuantType::TQ2_0 => QuantType::Q8_K,
@@ -286,6 +294,7 @@ mod tests {
         check(22, Some(QuantType::IQ2_S));
         check(20, Some(QuantType::IQ4_NL));
         check(23, Some(QuantType::IQ4_XS));
+        check(29, Some(QuantType::IQ1_M));
         check(30, Some(QuantType::BF16));
         check(34, Some(QuantType::TQ1_0));
         check(35, Some(QuantType::TQ2_0));

@@ -269,6 +269,50 @@ pub(crate) fn iq1_s_q8_k_tiled_x4() -> Option<QuadFn<BlockIq1S, BlockQ8K>> {
     None
 }
 
+/// IQ1_M · Q8_K.
+pub(crate) fn iq1_m_q8_k() -> fn(&[BlockIq1M], &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return iq1_avx2::iq1_m_q8_k;
+        }
+    }
+    dot::iq1_m_q8_k
+}
+
+/// IQ1_M · Q8_K, four activation rows per pass.
+pub(crate) fn iq1_m_q8_k_x4() -> Option<QuadFn<BlockIq1M, BlockQ8K>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Some(iq1_avx2::iq1_m_q8_k_x4);
+        }
+    }
+    None
+}
+
+/// IQ1_M · Q8_K in the order of ggml's tiled matmul.
+pub(crate) fn iq1_m_q8_k_tiled() -> fn(&[BlockIq1M], &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return iq1_avx2::iq1_m_q8_k_tiled;
+        }
+    }
+    dot::iq1_m_q8_k_tiled
+}
+
+/// IQ1_M · Q8_K in the tiled order, four activation rows per pass.
+pub(crate) fn iq1_m_q8_k_tiled_x4() -> Option<QuadFn<BlockIq1M, BlockQ8K>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Some(iq1_avx2::iq1_m_q8_k_tiled_x4);
+        }
+    }
+    None
+}
+
 select_iq3!(
     /// IQ2_XS · Q8_K.
     iq2_xs_q8_k, iq2_xs_q8_k_x4, BlockIq2Xs, dot::iq2_xs_q8_k

@@ -501,6 +501,17 @@ fn smollm2_iq1_s_perplexity_matches_llama_cpp() {
     check_perplexity("iq1_s");
 }
 
+// IQ1_M (IQ1_S's grid with shifts per eight and scales per 16), made the same way.
+#[test]
+fn smollm2_iq1_m_matches_llama_cpp() {
+    check_family("iq1_m");
+}
+
+#[test]
+fn smollm2_iq1_m_perplexity_matches_llama_cpp() {
+    check_perplexity("iq1_m");
+}
+
 /// Every pre-tokenizer the tokenizer knows gives llama.cpp's ids on the corpus (the shared
 /// tokenizer corpus and more lines), with and without special parsing, on SmolLM2's
 /// vocabulary relabelled with it (`tests/refs/transplant/pretok.json`).

@@ -211,7 +211,7 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 27] = [
+pub const REQUANTS: [(&str, &str, &str); 28] = [
     ("gemma3-q8_0", "gemma3-270m", "Q8_0"),
     ("gemma3-q5_1", "gemma3-270m", "Q5_1"),
     ("gemma3-f16", "gemma3-270m", "F16"),
@@ -239,6 +239,7 @@ pub const REQUANTS: [(&str, &str, &str); 27] = [
     ("iq2_xs", "smollm2-135m", "IQ2_XS"),
     ("iq2_s", "smollm2-135m", "IQ2_S"),
     ("iq1_s", "smollm2-135m", "IQ1_S"),
+    ("iq1_m", "smollm2-135m", "IQ1_M"),
 ];
 
 /// The source model and target type of a requantized kind.
@@ -275,7 +276,8 @@ fn requant_plan(kind: &str) -> std::collections::BTreeMap<String, GgmlType> {
 /// tensor dequantized, rounded to f16 (F32 tensors stay F32), then quantized to the type the
 /// plan gives it with ggml's weight quantizers (`realizar_quant::quantize_row_plain`: bit-exact
 /// with llama-quantize's, which make-refs.sh checks tensor by tensor, except the grid i-quants
-/// (IQ1_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), whose ggml searches are not implemented: those tensors get a plain encoder of the same type, and
+/// (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), whose ggml searches are not
+/// implemented: those tensors get a plain encoder of the same type, and
 /// llama.cpp's references are made on the file written here).
 pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
     use realizar_quant::{dequantize_row, quantize_row_plain, QuantType};
@@ -302,6 +304,7 @@ pub fn requantize(src: &[u8], kind: &str, target: &str) -> Vec<u8> {
         "IQ2_XS" => 20,
         "IQ2_S" => 28,
         "IQ1_S" => 24,
+        "IQ1_M" => 31,
         "TQ2_0" => 37,
         other => panic!("no llama_ftype for {other}"),
     };
