@@ -71,7 +71,7 @@ pub mod blocks;
 mod dequant;
 mod dot;
 mod error;
-mod grids;
+pub mod grids;
 mod packed;
 mod quant;
 mod simd;
