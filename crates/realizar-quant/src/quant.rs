@@ -1269,25 +1269,50 @@ pub(crate) fn iq2_s(src: &[f32], dst: &mut [BlockIq2S]) {
     );
 }
 
+/// IQ1_S's grid (eight values of -1, 0, 1 per entry) and the entry of each of the 3^8 codes
+/// it holds.
+struct Iq1Grid {
+    grid: Vec<[f32; 8]>,
+    index: Vec<u16>,
+}
+
+impl Iq1Grid {
+    fn new() -> Iq1Grid {
+        let grid: Vec<[f32; 8]> = crate::grids::IQ1S_GRID
+            .iter()
+            .map(|g| g.to_le_bytes().map(|b| f32::from(b as i8)))
+            .collect();
+        let mut index = vec![u16::MAX; 6561];
+        for (i, g) in grid.iter().enumerate() {
+            index[Self::key(g)] = i as u16;
+        }
+        Iq1Grid { grid, index }
+    }
+
+    /// The base-3 code of eight values in -1..=1.
+    fn key(g: &[f32; 8]) -> usize {
+        g.iter()
+            .fold(0usize, |k, v| k * 3 + (*v as i32 + 1) as usize)
+    }
+
+    /// The entry for eight targets: that of their rounded codes if the grid has it, else the
+    /// nearest (squared error, lowest index on ties).
+    fn encode(&self, t: [f32; 8]) -> usize {
+        let rounded = t.map(|v| v.round().clamp(-1.0, 1.0));
+        match self.index[Self::key(&rounded)] {
+            u16::MAX => nearest_grid(&self.grid, t),
+            i => usize::from(i),
+        }
+    }
+}
+
 /// IQ1_S by a plain search (not ggml's, which needs an importance matrix; for test models):
 /// the super-block scale that brings the largest magnitude to `1 + 1/8` at the largest factor
 /// (15), per sub-block the factor that does the same for its own largest and the shift's sign
 /// of its mean, then each eight values to the grid entry of their rounded codes if the grid has
 /// it, else the nearest entry (squared error, lowest index on ties).
 pub(crate) fn iq1_s(src: &[f32], dst: &mut [BlockIq1S]) {
-    let grid: Vec<[f32; 8]> = crate::grids::IQ1S_GRID
-        .iter()
-        .map(|g| g.to_le_bytes().map(|b| f32::from(b as i8)))
-        .collect();
-    // Base-3 code of eight values -> grid index.
-    let key = |g: &[f32; 8]| {
-        g.iter()
-            .fold(0usize, |k, v| k * 3 + (*v as i32 + 1) as usize)
-    };
-    let mut index = vec![u16::MAX; 6561];
-    for (i, g) in grid.iter().enumerate() {
-        index[key(g)] = i as u16;
-    }
+    let grid = Iq1Grid::new();
     for (x, y) in src.chunks_exact(QK_K).zip(dst) {
         *y = bytemuck::Zeroable::zeroed();
         let amax = sub_block_amax(x);
@@ -1305,12 +1330,7 @@ pub(crate) fn iq1_s(src: &[f32], dst: &mut [BlockIq1S]) {
             let delta = if neg { -0.125 } else { 0.125 };
             let mut qh = ls << 12 | if neg { 0x8000 } else { 0 };
             for (l, g8) in xb.chunks_exact(8).enumerate() {
-                let t: [f32; 8] = core::array::from_fn(|j| g8[j] / dl - delta);
-                let rounded = t.map(|v| v.round().clamp(-1.0, 1.0));
-                let i = match index[key(&rounded)] {
-                    u16::MAX => nearest_grid(&grid, t),
-                    i => usize::from(i),
-                };
+                let i = grid.encode(core::array::from_fn(|j| g8[j] / dl - delta));
                 y.qs[4 * ib + l] = i as u8;
                 qh |= ((i >> 8) as u16 & 7) << (3 * l);
             }
@@ -1322,18 +1342,7 @@ pub(crate) fn iq1_s(src: &[f32], dst: &mut [BlockIq1S]) {
 /// IQ1_M by the plain search of [`iq1_s`], per half of 16 elements for the factor and per
 /// eight for the shift's sign; the super-block scale stored in the scales' top nibbles.
 pub(crate) fn iq1_m(src: &[f32], dst: &mut [BlockIq1M]) {
-    let grid: Vec<[f32; 8]> = crate::grids::IQ1S_GRID
-        .iter()
-        .map(|g| g.to_le_bytes().map(|b| f32::from(b as i8)))
-        .collect();
-    let key = |g: &[f32; 8]| {
-        g.iter()
-            .fold(0usize, |k, v| k * 3 + (*v as i32 + 1) as usize)
-    };
-    let mut index = vec![u16::MAX; 6561];
-    for (i, g) in grid.iter().enumerate() {
-        index[key(g)] = i as u16;
-    }
+    let grid = Iq1Grid::new();
     for (x, y) in src.chunks_exact(QK_K).zip(dst) {
         *y = bytemuck::Zeroable::zeroed();
         let top = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -1353,12 +1362,7 @@ pub(crate) fn iq1_m(src: &[f32], dst: &mut [BlockIq1M]) {
                     let l = 2 * h + k;
                     let neg = g8.iter().sum::<f32>() < 0.0;
                     let delta = if neg { -0.125 } else { 0.125 };
-                    let t: [f32; 8] = core::array::from_fn(|j| g8[j] / dl - delta);
-                    let rounded = t.map(|v| v.round().clamp(-1.0, 1.0));
-                    let i = match index[key(&rounded)] {
-                        u16::MAX => nearest_grid(&grid, t),
-                        i => usize::from(i),
-                    };
+                    let i = grid.encode(core::array::from_fn(|j| g8[j] / dl - delta));
                     y.qs[4 * ib + l] = i as u8;
                     let byte = &mut y.qh[2 * ib + l / 2];
                     *byte |= (((i >> 8) as u8 & 7) | u8::from(neg) << 3) << (4 * (l % 2));

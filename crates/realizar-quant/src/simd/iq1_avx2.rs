@@ -13,7 +13,7 @@ use crate::blocks::*;
 use crate::dot;
 use crate::grids::IQ1S_GRID;
 
-use super::avx2::{chunk32i, hsum_ps, load32i, wrap};
+use super::avx2::{chunk32i, hsum_i32, hsum_ps, load32i, wrap};
 use super::has_avx2;
 
 /// The 32 grid values (-1, 0, 1) of sub-block `ib`.
@@ -66,16 +66,6 @@ fn iq1_s_q8_k_avx2<const M: usize>(x: &[BlockIq1S], ys: [&[BlockQ8K]; M]) -> [f3
         *o = hsum_ps(a) + 0.125 * a1;
     }
     out
-}
-
-/// The eight i32 lanes' total.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<1>(s));
-    _mm_cvtsi128_si32(s)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -241,79 +231,47 @@ wrap!(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{blocks, check_twins, q8k_rows, Rng};
     use super::*;
     use half::f16;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
-    fn blocks<T: bytemuck::Pod>(rng: &mut Rng, n: usize, fix: impl Fn(&mut T, f32)) -> Vec<T> {
-        (0..n)
-            .map(|_| {
-                let mut b = T::zeroed();
-                for v in bytemuck::bytes_of_mut(&mut b) {
-                    *v = rng.next() as u8;
-                }
-                fix(&mut b, ((rng.next() % 2000) as f32 - 1000.0) / 997.0);
-                b
-            })
-            .collect()
-    }
-
-    /// Both orders, one and four activation rows, bit for bit against the scalar twins on
-    /// random bytes (every index, scale and shift; every activation byte and bsum).
+    /// Both orders of both types, one and four activation rows, bit for bit against the scalar
+    /// twins on random bytes (every index, scale and shift; every activation byte and bsum).
     #[test]
     fn kernels_match_the_scalar_twins() {
         let mut rng = Rng(0x0123_4567_89ab_cdef);
         for nb in 1..10 {
-            let ys: Vec<Vec<BlockQ8K>> = (0..4)
-                .map(|_| blocks(&mut rng, nb, |b: &mut BlockQ8K, s| b.d = s))
-                .collect();
-            let x = blocks(&mut rng, nb, |b: &mut BlockIq1S, s| b.d = f16::from_f32(s));
-            type One = fn(&[BlockIq1S], &[BlockQ8K]) -> f32;
-            type Four = fn(&[BlockIq1S], [&[BlockQ8K]; 4]) -> [f32; 4];
-            let kernels: [(One, One, Four, &str); 2] = [
-                (dot::iq1_s_q8_k, iq1_s_q8_k, iq1_s_q8_k_x4, "decode"),
-                (
-                    dot::iq1_s_q8_k_tiled,
-                    iq1_s_q8_k_tiled,
-                    iq1_s_q8_k_tiled_x4,
-                    "tiled",
-                ),
-            ];
+            let ys = q8k_rows(&mut rng, nb);
+            let x = blocks(&mut rng, nb, |b: &mut BlockIq1S, r| {
+                b.d = f16::from_f32(r.scale())
+            });
+            check_twins(
+                &x,
+                &ys,
+                &[
+                    (dot::iq1_s_q8_k, iq1_s_q8_k, iq1_s_q8_k_x4, "iq1_s"),
+                    (
+                        dot::iq1_s_q8_k_tiled,
+                        iq1_s_q8_k_tiled,
+                        iq1_s_q8_k_tiled_x4,
+                        "iq1_s tiled",
+                    ),
+                ],
+            );
             let xm = blocks(&mut rng, nb, |_: &mut BlockIq1M, _| {});
-            type OneM = fn(&[BlockIq1M], &[BlockQ8K]) -> f32;
-            type FourM = fn(&[BlockIq1M], [&[BlockQ8K]; 4]) -> [f32; 4];
-            let kernels_m: [(OneM, OneM, FourM, &str); 2] = [
-                (dot::iq1_m_q8_k, iq1_m_q8_k, iq1_m_q8_k_x4, "iq1_m decode"),
-                (
-                    dot::iq1_m_q8_k_tiled,
-                    iq1_m_q8_k_tiled,
-                    iq1_m_q8_k_tiled_x4,
-                    "iq1_m tiled",
-                ),
-            ];
-            for (scalar, one, four, what) in kernels_m {
-                let want: Vec<u32> = ys.iter().map(|y| scalar(&xm, y).to_bits()).collect();
-                let got: Vec<u32> = ys.iter().map(|y| one(&xm, y).to_bits()).collect();
-                assert_eq!(got, want, "{what} one row, nb {nb}");
-                let quad = four(&xm, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
-                assert_eq!(quad.to_vec(), want, "{what} four rows, nb {nb}");
-            }
-            for (scalar, one, four, what) in kernels {
-                let want: Vec<u32> = ys.iter().map(|y| scalar(&x, y).to_bits()).collect();
-                let got: Vec<u32> = ys.iter().map(|y| one(&x, y).to_bits()).collect();
-                assert_eq!(got, want, "{what} one row, nb {nb}");
-                let quad = four(&x, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
-                assert_eq!(quad.to_vec(), want, "{what} four rows, nb {nb}");
-            }
+            check_twins(
+                &xm,
+                &ys,
+                &[
+                    (dot::iq1_m_q8_k, iq1_m_q8_k, iq1_m_q8_k_x4, "iq1_m"),
+                    (
+                        dot::iq1_m_q8_k_tiled,
+                        iq1_m_q8_k_tiled,
+                        iq1_m_q8_k_tiled_x4,
+                        "iq1_m tiled",
+                    ),
+                ],
+            );
         }
     }
 }

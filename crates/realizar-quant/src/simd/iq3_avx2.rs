@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 use crate::blocks::*;
 use crate::dot;
 
-use super::avx2::{chunk32i, hsum_ps, load32i, wrap};
+use super::avx2::{chunk32i, hsum_i32, hsum_ps, load32i, wrap};
 use super::has_avx2;
 
 /// The eight sign bytes (1, or -1 where the bit is set) of each sign byte (ggml's
@@ -75,16 +75,6 @@ fn iq3_q8_k_avx2<X: GridBlock, const M: usize>(x: &[X], ys: [&[BlockQ8K]; M]) ->
         }
     }
     acc.map(|a| X::SCALE * hsum_ps(a))
-}
-
-/// The eight i32 lanes' total.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<1>(s));
-    _mm_cvtsi128_si32(s)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -237,61 +227,30 @@ wrap!(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{blocks, check_twins, q8k_rows, Rng, Twin};
     use super::*;
     use half::f16;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
+    /// Random blocks of `X` (whose leading field is its f16 scale) against their scalar twins.
+    fn twins<X: GridBlock>(rng: &mut Rng, kernels: &[Twin<X>]) {
+        for nb in 1..10 {
+            let ys = q8k_rows(rng, nb);
+            let x = blocks(rng, nb, |b: &mut X, r| {
+                let d = f16::from_f32(r.scale()).to_bits().to_le_bytes();
+                bytemuck::bytes_of_mut(b)[..2].copy_from_slice(&d);
+            });
+            check_twins(&x, &ys, kernels);
         }
-    }
-
-    fn blocks<T: bytemuck::Pod>(rng: &mut Rng, n: usize, fix: impl Fn(&mut T, f32)) -> Vec<T> {
-        (0..n)
-            .map(|_| {
-                let mut b = T::zeroed();
-                for v in bytemuck::bytes_of_mut(&mut b) {
-                    *v = rng.next() as u8;
-                }
-                fix(&mut b, ((rng.next() % 2000) as f32 - 1000.0) / 997.0);
-                b
-            })
-            .collect()
     }
 
     /// Both orders, one and four activation rows, bit for bit against the scalar twins on
     /// random bytes (every grid index, sign and scale; every activation byte, -128 included).
-    fn twins<X: GridBlock>(rng: &mut Rng, kernels: [Twin<X>; 2], fix: impl Fn(&mut X, f32) + Copy) {
-        for nb in 1..10 {
-            let ys: Vec<Vec<BlockQ8K>> = (0..4)
-                .map(|_| blocks(rng, nb, |b: &mut BlockQ8K, s| b.d = s))
-                .collect();
-            let x = blocks(rng, nb, fix);
-            for (scalar, one, four, what) in kernels {
-                let want: Vec<u32> = ys.iter().map(|y| scalar(&x, y).to_bits()).collect();
-                let got: Vec<u32> = ys.iter().map(|y| one(&x, y).to_bits()).collect();
-                assert_eq!(got, want, "{what} one row, nb {nb}");
-                let quad = four(&x, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
-                assert_eq!(quad.to_vec(), want, "{what} four rows, nb {nb}");
-            }
-        }
-    }
-
-    type One<X> = fn(&[X], &[BlockQ8K]) -> f32;
-    type Four<X> = fn(&[X], [&[BlockQ8K]; 4]) -> [f32; 4];
-    /// The scalar twin, the one-row and the four-row kernels, and a name.
-    type Twin<X> = (One<X>, One<X>, Four<X>, &'static str);
-
     #[test]
     fn kernels_match_the_scalar_twins() {
         let mut rng = Rng(0x1a2b_3c4d_5e6f_7081);
         twins::<BlockIq3Xxs>(
             &mut rng,
-            [
+            &[
                 (dot::iq3_xxs_q8_k, iq3_xxs_q8_k, iq3_xxs_q8_k_x4, "iq3_xxs"),
                 (
                     dot::iq3_xxs_q8_k_tiled,
@@ -300,11 +259,10 @@ mod tests {
                     "iq3_xxs tiled",
                 ),
             ],
-            |b, s| b.d = f16::from_f32(s),
         );
         twins::<BlockIq2Xxs>(
             &mut rng,
-            [
+            &[
                 (dot::iq2_xxs_q8_k, iq2_xxs_q8_k, iq2_xxs_q8_k_x4, "iq2_xxs"),
                 (
                     dot::iq2_xxs_q8_k_tiled,
@@ -313,11 +271,10 @@ mod tests {
                     "iq2_xxs tiled",
                 ),
             ],
-            |b, s| b.d = f16::from_f32(s),
         );
         twins::<BlockIq2Xs>(
             &mut rng,
-            [
+            &[
                 (dot::iq2_xs_q8_k, iq2_xs_q8_k, iq2_xs_q8_k_x4, "iq2_xs"),
                 (
                     dot::iq2_xs_q8_k_tiled,
@@ -326,11 +283,10 @@ mod tests {
                     "iq2_xs tiled",
                 ),
             ],
-            |b, s| b.d = f16::from_f32(s),
         );
         twins::<BlockIq2S>(
             &mut rng,
-            [
+            &[
                 (dot::iq2_s_q8_k, iq2_s_q8_k, iq2_s_q8_k_x4, "iq2_s"),
                 (
                     dot::iq2_s_q8_k_tiled,
@@ -339,11 +295,10 @@ mod tests {
                     "iq2_s tiled",
                 ),
             ],
-            |b, s| b.d = f16::from_f32(s),
         );
         twins::<BlockIq3S>(
             &mut rng,
-            [
+            &[
                 (dot::iq3_s_q8_k, iq3_s_q8_k, iq3_s_q8_k_x4, "iq3_s"),
                 (
                     dot::iq3_s_q8_k_tiled,
@@ -352,7 +307,6 @@ mod tests {
                     "iq3_s tiled",
                 ),
             ],
-            |b, s| b.d = f16::from_f32(s),
         );
     }
 }

@@ -1146,35 +1146,9 @@ wrap!(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{blocks, Rng};
     use super::*;
     use half::f16;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn fill(&mut self, b: &mut [u8]) {
-            for v in b {
-                *v = self.next() as u8;
-            }
-        }
-    }
-
-    /// `n` blocks of random bytes with the f16 scale fields set by `fix`.
-    fn blocks<T: bytemuck::Pod>(rng: &mut Rng, n: usize, fix: impl Fn(&mut T, &mut Rng)) -> Vec<T> {
-        (0..n)
-            .map(|_| {
-                let mut b = T::zeroed();
-                rng.fill(bytemuck::bytes_of_mut(&mut b));
-                fix(&mut b, rng);
-                b
-            })
-            .collect()
-    }
 
     fn to_vec8(v: __m256) -> Vec<u32> {
         let mut out = [0.0f32; 8];
@@ -1184,7 +1158,7 @@ mod tests {
     }
 
     fn scale(rng: &mut Rng) -> f16 {
-        f16::from_f32(((rng.next() % 2000) as f32 - 1000.0) / 997.0)
+        f16::from_f32(rng.scale())
     }
 
     /// The SIMD interleaving gives the scalar one's bytes.

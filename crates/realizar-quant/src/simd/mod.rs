@@ -14,6 +14,8 @@ mod iq1_avx2;
 mod iq3_avx2;
 #[cfg(target_arch = "x86_64")]
 mod iq_avx2;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod test_util;
 #[cfg(target_arch = "x86_64")]
 mod tile512;
 #[cfg(target_arch = "x86_64")]

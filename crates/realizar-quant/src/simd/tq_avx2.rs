@@ -147,34 +147,9 @@ wrap!(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{blocks, check_twins, q8k_rows, Rng};
     use super::*;
     use half::f16;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
-    /// `n` blocks of random bytes (every code and activation byte, bsums unrelated to the
-    /// quants) with finite scales.
-    fn blocks<T: bytemuck::Pod>(rng: &mut Rng, n: usize, fix: impl Fn(&mut T, f32)) -> Vec<T> {
-        (0..n)
-            .map(|_| {
-                let mut b = T::zeroed();
-                for v in bytemuck::bytes_of_mut(&mut b) {
-                    *v = rng.next() as u8;
-                }
-                let s = ((rng.next() % 2000) as f32 - 1000.0) / 997.0;
-                fix(&mut b, s);
-                b
-            })
-            .collect()
-    }
 
     /// The unpacked codes are the blocks' own (`BlockTq1_0::at`, `BlockTq2_0::at`) for every
     /// byte pattern.
@@ -191,8 +166,12 @@ mod tests {
             out
         };
         for _ in 0..200 {
-            let x1 = blocks(&mut rng, 1, |b: &mut BlockTq1_0, s| b.d = f16::from_f32(s));
-            let x2 = blocks(&mut rng, 1, |b: &mut BlockTq2_0, s| b.d = f16::from_f32(s));
+            let x1 = blocks(&mut rng, 1, |b: &mut BlockTq1_0, r| {
+                b.d = f16::from_f32(r.scale())
+            });
+            let x2 = blocks(&mut rng, 1, |b: &mut BlockTq2_0, r| {
+                b.d = f16::from_f32(r.scale())
+            });
             // SAFETY: AVX2, FMA and F16C are present (checked above).
             let (c1, c2) = unsafe { (tq1_codes(&x1[0]), tq2_codes(&x2[0])) };
             for c in 0..8 {
@@ -210,28 +189,23 @@ mod tests {
     fn kernels_match_the_scalar_twins() {
         let mut rng = Rng(0x7e57_7e57_7e57_7e57);
         for nb in 1..12 {
-            let ys: Vec<Vec<BlockQ8K>> = (0..4)
-                .map(|_| blocks(&mut rng, nb, |b: &mut BlockQ8K, s| b.d = s))
-                .collect();
-            let x1 = blocks(&mut rng, nb, |b: &mut BlockTq1_0, s| b.d = f16::from_f32(s));
-            let want: Vec<u32> = ys
-                .iter()
-                .map(|y| dot::tq1_0_q8_k(&x1, y).to_bits())
-                .collect();
-            let one: Vec<u32> = ys.iter().map(|y| tq1_0_q8_k(&x1, y).to_bits()).collect();
-            assert_eq!(one, want, "tq1_0 one row, nb {nb}");
-            let quad = tq1_0_q8_k_x4(&x1, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
-            assert_eq!(quad.to_vec(), want, "tq1_0 four rows, nb {nb}");
-
-            let x2 = blocks(&mut rng, nb, |b: &mut BlockTq2_0, s| b.d = f16::from_f32(s));
-            let want: Vec<u32> = ys
-                .iter()
-                .map(|y| dot::tq2_0_q8_k(&x2, y).to_bits())
-                .collect();
-            let one: Vec<u32> = ys.iter().map(|y| tq2_0_q8_k(&x2, y).to_bits()).collect();
-            assert_eq!(one, want, "tq2_0 one row, nb {nb}");
-            let quad = tq2_0_q8_k_x4(&x2, [&ys[0], &ys[1], &ys[2], &ys[3]]).map(f32::to_bits);
-            assert_eq!(quad.to_vec(), want, "tq2_0 four rows, nb {nb}");
+            let ys = q8k_rows(&mut rng, nb);
+            let x1 = blocks(&mut rng, nb, |b: &mut BlockTq1_0, r| {
+                b.d = f16::from_f32(r.scale())
+            });
+            check_twins(
+                &x1,
+                &ys,
+                &[(dot::tq1_0_q8_k, tq1_0_q8_k, tq1_0_q8_k_x4, "tq1_0")],
+            );
+            let x2 = blocks(&mut rng, nb, |b: &mut BlockTq2_0, r| {
+                b.d = f16::from_f32(r.scale())
+            });
+            check_twins(
+                &x2,
+                &ys,
+                &[(dot::tq2_0_q8_k, tq2_0_q8_k, tq2_0_q8_k_x4, "tq2_0")],
+            );
         }
     }
 }

@@ -246,21 +246,28 @@ pub fn hf_dir(kind: &str) -> PathBuf {
     dir
 }
 
-/// The directory runs as the GGUF file it was written from runs in llama.cpp: the same
-/// prompt ids (its tokenizer.json), greedy continuations and teacher-forced top-1
-/// (`check_model` of the families' tests), and perplexity within 0.1%.
-#[test]
-fn hf_llama_directory_matches_llama_cpp() {
-    let dir = hf_dir("f16");
+/// The directory written from the transplant `kind`, opened with a context of `ctx`, and its
+/// tokenizer.
+fn open_dir(kind: &str, ctx: usize) -> (Model, std::sync::Arc<realizar_tokenize::Tokenizer>) {
+    let dir = hf_dir(kind);
     let model = Model::open(
         &dir,
         &LoadOptions {
-            ctx: Some(1024),
+            ctx: Some(ctx),
             ..LoadOptions::default()
         },
     )
     .unwrap_or_else(|e| panic!("cannot open {}: {e}", dir.display()));
     let tok = model.tokenizer().expect("tokenizer.json").clone();
+    (model, tok)
+}
+
+/// The directory runs as the GGUF file it was written from runs in llama.cpp: the same
+/// prompt ids (its tokenizer.json), greedy continuations and teacher-forced top-1
+/// (`check_model` of the families' tests), and perplexity within 0.1%.
+#[test]
+fn hf_llama_directory_matches_llama_cpp() {
+    let (model, tok) = open_dir("f16", 1024);
     let decoder = model.require_decoder().expect("a decoder");
     crate::families::check_model("f16 (Hugging Face directory)", "f16", decoder, &tok);
 }
@@ -268,32 +275,14 @@ fn hf_llama_directory_matches_llama_cpp() {
 /// The same with BF16 shards (the BF16 test model's weights).
 #[test]
 fn hf_llama_bf16_directory_matches_llama_cpp() {
-    let dir = hf_dir("bf16");
-    let model = Model::open(
-        &dir,
-        &LoadOptions {
-            ctx: Some(1024),
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("cannot open {}: {e}", dir.display()));
-    let tok = model.tokenizer().expect("tokenizer.json").clone();
+    let (model, tok) = open_dir("bf16", 1024);
     let decoder = model.require_decoder().expect("a decoder");
     crate::families::check_model("bf16 (Hugging Face directory)", "bf16", decoder, &tok);
 }
 
 #[test]
 fn hf_llama_directory_perplexity_matches_llama_cpp() {
-    let dir = hf_dir("f16");
-    let model = Model::open(
-        &dir,
-        &LoadOptions {
-            ctx: Some(128),
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("cannot open {}: {e}", dir.display()));
-    let tok = model.tokenizer().expect("tokenizer.json").clone();
+    let (model, tok) = open_dir("f16", 128);
     crate::families::check_model_perplexity("f16", model.require_decoder().unwrap(), &tok);
 }
 
