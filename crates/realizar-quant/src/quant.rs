@@ -1032,6 +1032,20 @@ fn sub_block_amax(x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// The sign bits of eight values with even parity (what a 7-bit sign index of ggml's
+/// `ksigns_iq2xs` can hold): where an odd number are negative, the smallest magnitude's sign is
+/// flipped.
+fn parity_signs(g: &[f32]) -> u8 {
+    let mut neg = sign_bits(g);
+    if neg.count_ones() % 2 == 1 {
+        let j = (0..g.len().min(8))
+            .min_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+            .unwrap_or(0);
+        neg ^= 1 << j;
+    }
+    neg
+}
+
 /// IQ3_XXS by a plain search (not ggml's quantizer, which needs its neighbour tables; this
 /// one is for making test models): the super-block scale that brings the largest magnitude
 /// to the grid's top (62) at the largest factor, per sub-block the best of three factors
@@ -1053,16 +1067,7 @@ pub(crate) fn iq3_xxs(src: &[f32], dst: &mut [BlockIq3Xxs]) {
         for (ib, xb) in x.chunks_exact(32).enumerate() {
             let mut aux = 0u32;
             for (l, g) in xb.chunks_exact(8).enumerate() {
-                let mut neg = g
-                    .iter()
-                    .enumerate()
-                    .fold(0u8, |m, (j, v)| if *v < 0.0 { m | 1 << j } else { m });
-                if neg.count_ones() % 2 == 1 {
-                    let j = (0..8)
-                        .min_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
-                        .unwrap_or(0);
-                    neg ^= 1 << j;
-                }
+                let neg = parity_signs(g);
                 aux |= u32::from(neg & 127) << (7 * l);
             }
             let ls0 = ((amax[ib] / 62.0 * 4.0 / d - 1.0) / 2.0)
@@ -1132,16 +1137,7 @@ pub(crate) fn iq2_xxs(src: &[f32], dst: &mut [BlockIq2Xxs]) {
         for (ib, xb) in x.chunks_exact(32).enumerate() {
             let mut aux = 0u32;
             for (l, g) in xb.chunks_exact(8).enumerate() {
-                let mut neg = g
-                    .iter()
-                    .enumerate()
-                    .fold(0u8, |m, (j, v)| if *v < 0.0 { m | 1 << j } else { m });
-                if neg.count_ones() % 2 == 1 {
-                    let j = (0..8)
-                        .min_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
-                        .unwrap_or(0);
-                    neg ^= 1 << j;
-                }
+                let neg = parity_signs(g);
                 aux |= u32::from(neg & 127) << (7 * l);
             }
             let ls0 = ((amax[ib] / 43.0 * 8.0 / d - 1.0) / 2.0)
@@ -1208,13 +1204,7 @@ pub(crate) fn iq2_xs(src: &[f32], dst: &mut [BlockIq2Xs]) {
     // Signs first (they do not depend on the scale), then the halves.
     let mut signs: Vec<u8> = Vec::with_capacity(src.len() / 8);
     for g in src.chunks_exact(8) {
-        let mut neg = sign_bits(g);
-        if neg.count_ones() % 2 == 1 {
-            let j = (0..8)
-                .min_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
-                .unwrap_or(0);
-            neg ^= 1 << j;
-        }
+        let neg = parity_signs(g);
         signs.push(neg & 127);
     }
     let mut block = 0usize;

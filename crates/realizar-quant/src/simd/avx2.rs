@@ -104,6 +104,16 @@ pub(super) fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// A vector of 32 signed bytes widened to 16 bits: its first 16 bytes, and its last 16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn widen_i8(v: __m256i) -> [__m256i; 2] {
+    [
+        _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)),
+        _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(v)),
+    ]
+}
+
 /// The eight i32 lanes' total.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -13,7 +13,7 @@ use crate::blocks::*;
 use crate::dot;
 use crate::grids::IQ1S_GRID;
 
-use super::avx2::{chunk32i, hsum_i32, hsum_ps, load32i, wrap};
+use super::avx2::{chunk32i, hsum_i32, hsum_ps, load32i, widen_i8, wrap};
 use super::has_avx2;
 
 /// The 32 grid values (-1, 0, 1) of sub-block `ib`.
@@ -81,14 +81,12 @@ fn iq1_s_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq1S], ys: [&[BlockQ8K]; M]) 
             let v2 = _mm256_add_epi8(v, v);
             let v4 = _mm256_add_epi8(v2, v2);
             let c = _mm256_add_epi8(_mm256_add_epi8(v4, v4), _mm256_set1_epi8(delta));
-            let c0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c));
-            let c1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(c));
+            let [c0, c1] = widen_i8(c);
             let f = _mm256_set1_epi32(x.factor(ib));
             for (y, sum) in ys.iter().zip(&mut sums) {
                 let Some(y) = y.get(b) else { continue };
                 let q = load32i(chunk32i(&y.qs, 32 * ib));
-                let q0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
-                let q1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q));
+                let [q0, q1] = widen_i8(q);
                 let p = _mm256_add_epi32(_mm256_madd_epi16(c0, q0), _mm256_madd_epi16(c1, q1));
                 *sum = _mm256_add_epi32(*sum, _mm256_mullo_epi32(p, f));
             }
@@ -180,14 +178,12 @@ fn iq1_m_q8_k_tiled_avx2<const M: usize>(x: &[BlockIq1M], ys: [&[BlockQ8K]; M]) 
             let v2 = _mm256_add_epi8(v, v);
             let v4 = _mm256_add_epi8(v2, v2);
             let c = _mm256_add_epi8(_mm256_add_epi8(v4, v4), delta);
-            let c0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c));
-            let c1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(c));
+            let [c0, c1] = widen_i8(c);
             let (f0, f1) = (_mm256_set1_epi32(f0), _mm256_set1_epi32(f1));
             for (y, sum) in ys.iter().zip(&mut sums) {
                 let Some(y) = y.get(b) else { continue };
                 let q = load32i(chunk32i(&y.qs, 32 * ib));
-                let q0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
-                let q1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q));
+                let [q0, q1] = widen_i8(q);
                 let p0 = _mm256_mullo_epi32(_mm256_madd_epi16(c0, q0), f0);
                 let p1 = _mm256_mullo_epi32(_mm256_madd_epi16(c1, q1), f1);
                 *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(p0, p1));

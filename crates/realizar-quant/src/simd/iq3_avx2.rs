@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 use crate::blocks::*;
 use crate::dot;
 
-use super::avx2::{chunk32i, hsum_i32, hsum_ps, load32i, wrap};
+use super::avx2::{chunk32i, hsum_i32, hsum_ps, load32i, widen_i8, wrap};
 use super::has_avx2;
 
 /// The eight sign bytes (1, or -1 where the bit is set) of each sign byte (ggml's
@@ -87,14 +87,12 @@ fn iq3_q8_k_tiled_avx2<X: GridBlock, const M: usize>(x: &[X], ys: [&[BlockQ8K]; 
             let (s, [f0, f1]) = signs(x, ib);
             // Signed weights (|w| <= 62), widened with the activations to 16 bits: exact.
             let w = _mm256_sign_epi8(magnitudes(x, ib), s);
-            let w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
-            let w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(w));
+            let [w0, w1] = widen_i8(w);
             let (f0, f1) = (_mm256_set1_epi32(f0), _mm256_set1_epi32(f1));
             for (y, sum) in ys.iter().zip(&mut sums) {
                 let Some(y) = y.get(b) else { continue };
                 let q = load32i(chunk32i(&y.qs, 32 * ib));
-                let q0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
-                let q1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(q));
+                let [q0, q1] = widen_i8(q);
                 let p0 = _mm256_mullo_epi32(_mm256_madd_epi16(w0, q0), f0);
                 let p1 = _mm256_mullo_epi32(_mm256_madd_epi16(w1, q1), f1);
                 *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(p0, p1));
