@@ -16,6 +16,8 @@ use realizar_format_safetensors::{Dtype, SafeTensors};
 use realizar_nn::{ModelSource, NnError, SourceError, TensorEntry, WeightBytes};
 use serde_json::Value as Json;
 
+type JsonMap = serde_json::Map<String, Json>;
+
 use crate::hf_dir::HfConfig;
 
 /// The `model_type` values of `config.json` that load as decoders, and the llama.cpp
@@ -82,7 +84,7 @@ fn to_u32(field: &str, v: usize) -> Result<u32, NnError> {
 /// The rope parameters: `rope_parameters` (transformers ≥ 4.57), else `rope_scaling`, with
 /// `rope_theta` and `original_max_position_embeddings` from the top level when they are not in
 /// it (as the converter merges them).
-fn rope_params(c: &HfConfig) -> Result<serde_json::Map<String, Json>, NnError> {
+fn rope_params(c: &HfConfig) -> Result<JsonMap, NnError> {
     let raw = c
         .extra
         .get("rope_parameters")
@@ -235,7 +237,7 @@ impl HfDecoderSource {
         };
         s.meta
             .insert("general.architecture".into(), Meta::Str(arch.into()));
-        s.read_config(arch, config)?;
+        let rope = s.read_config(arch, config)?;
         let n_head = config.num_attention_heads.unwrap_or(0);
         let n_head_kv = config.num_key_value_heads.unwrap_or(n_head);
         for shard in shards {
@@ -246,7 +248,7 @@ impl HfDecoderSource {
                 name: "lm_head.weight (config.json tie_word_embeddings is false)".into(),
             });
         }
-        if let Some(rope) = s.rope_factors(arch, config)? {
+        if let Some(rope) = Self::rope_factors(arch, config, &rope)? {
             let bytes: Vec<u8> = rope.iter().flat_map(|f| f.to_le_bytes()).collect();
             let n = rope.len();
             s.tensors.insert(
@@ -292,8 +294,9 @@ impl HfDecoderSource {
     }
 
     /// The metadata `convert_hf_to_gguf.py` writes for the architecture, and refusals of what
-    /// would change the model's function and is not implemented.
-    fn read_config(&mut self, arch: &str, c: &HfConfig) -> Result<(), NnError> {
+    /// would change the model's function and is not implemented; returns the rope parameters
+    /// (for [`HfDecoderSource::rope_factors`]).
+    fn read_config(&mut self, arch: &str, c: &HfConfig) -> Result<JsonMap, NnError> {
         let k = |s: &str| format!("{arch}.{s}");
         if let Some(act) = c.extra.get("hidden_act").filter(|a| !a.is_null()) {
             if act.as_str() != Some("silu") {
@@ -396,12 +399,12 @@ impl HfDecoderSource {
                 self.put_f32(k("rope.scaling.factor"), "rope_scaling.factor", Some(f));
             }
             (Some("yarn"), Some(f)) => {
-                for (key, _) in [
-                    ("extrapolation_factor", ()),
-                    ("attention_factor", ()),
-                    ("attn_factor", ()),
-                    ("beta_fast", ()),
-                    ("beta_slow", ()),
+                for key in [
+                    "extrapolation_factor",
+                    "attention_factor",
+                    "attn_factor",
+                    "beta_fast",
+                    "beta_slow",
                 ] {
                     if p.get(key).is_some_and(|v| !v.is_null()) {
                         return Err(bad(
@@ -433,12 +436,11 @@ impl HfDecoderSource {
                 ))
             }
         }
-        Ok(())
+        Ok(p)
     }
 
     /// Llama 3's `rope_freqs.weight`, when the rope type asks for it.
-    fn rope_factors(&self, arch: &str, c: &HfConfig) -> Result<Option<Vec<f32>>, NnError> {
-        let p = rope_params(c)?;
+    fn rope_factors(arch: &str, c: &HfConfig, p: &JsonMap) -> Result<Option<Vec<f32>>, NnError> {
         let is_llama3 = p
             .get("rope_type")
             .and_then(Json::as_str)
