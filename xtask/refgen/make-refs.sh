@@ -13,7 +13,7 @@ OUT=$ROOT/crates/realizar-runtime/tests/refs/transplant
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(qwen2 qwen3 llama3 smollm3 phi3 phi3-long llama-spm mistral3
   iq4_xs iq4_nl gemma3-iq4_xs gemma3-iq4_nl mxfp4 gemma3-mxfp4 q4_0 q5_0 q5_1 q8_0 q2_k q3_k f16 bf16
-  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16 tq1_0 tq2_0 gemma3-tq1_0 iq3_xxs iq3_s iq2_xxs iq2_xs iq2_s iq1_s iq1_m)
+  gemma3-q8_0 gemma3-q5_1 gemma3-f16 gemma3-bf16 tq1_0 tq2_0 gemma3-tq1_0 iq3_xxs iq3_s iq2_xxs iq2_xs iq2_s iq1_s iq1_m q2_k-down gemma3-q2_k-down)
 [ "${KINDS[0]}" != "none" ] || KINDS=()
 
 BIN=$(bash "$SHARED/tools/llamacpp-peer")
@@ -43,6 +43,9 @@ requant_args() {
     # The types that need an importance matrix in llama-quantize take the IQ3_XXS mix, with
     # ffn_down renamed below.
     iq2_*|iq1_*) echo IQ3_XXS ;;
+    # llama-quantize's Q2_K mix puts no SmolLM2 or Gemma3 matrix in Q2_K (their rows of 576
+    # and 640 elements are not whole blocks, and ffn_down goes to Q3_K): name ffn_down.
+    q2_k-down) echo "--tensor-type ffn_down=q2_k Q2_K" ;;
     *) requant_type "$1" ;;
   esac
 }

@@ -181,6 +181,88 @@ pub(crate) fn q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     hsum8(&acc)
 }
 
+/// Per 16-element sub-block of a Q2_K block times Q8_K: the exact integers
+/// `scale_j * sum q y` and `min_j * bsums[j]`.
+fn q2_k_sub_sums(x: &BlockQ2K, y: &BlockQ8K) -> ([i32; 16], [i32; 16]) {
+    let mut dots = [0i32; 16];
+    for (half, (q2, q8)) in
+        x.qs.chunks_exact(32)
+            .zip(y.qs.chunks_exact(128))
+            .enumerate()
+    {
+        for (k, (shift, a)) in [0u32, 2, 4, 6]
+            .into_iter()
+            .zip(q8.chunks_exact(32))
+            .enumerate()
+        {
+            for (e, (q, v)) in q2.iter().zip(a).enumerate() {
+                if let Some(d) = dots.get_mut(half * 8 + k * 2 + e / 16) {
+                    *d += i32::from((q >> shift) & 3) * i32::from(*v);
+                }
+            }
+        }
+    }
+    let mut mins = [0i32; 16];
+    for ((d, m), (sc, bs)) in dots
+        .iter_mut()
+        .zip(&mut mins)
+        .zip(x.scales.iter().zip(&y.bsums))
+    {
+        *d *= i32::from(sc & 0xF);
+        *m = i32::from(sc >> 4) * i32::from(*bs);
+    }
+    (dots, mins)
+}
+
+/// Q2_K · Q8_K in the order of ggml's x86 `ggml_gemv_q2_K_8x8_q8_K` (arch/x86/repack.cpp),
+/// which llama.cpp runs on AVX-512 CPUs for every Q2_K matrix whose row count is a multiple
+/// of 8: per block the exact integers `isum = sum_j scale_j sum q y` and
+/// `imin = sum_j min_j bsums[j]`, then `acc = fma(isum, d_x d_y, acc)`,
+/// `accm = fma(imin, dmin_x d_y, accm)`; `acc - accm`.
+pub(crate) fn q2_k_q8_k_repacked(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
+    for (x, y) in x.iter().zip(y) {
+        let (dots, mins) = q2_k_sub_sums(x, y);
+        let isum: i32 = dots.iter().sum();
+        let imin: i32 = mins.iter().sum();
+        acc = (isum as f32).mul_add(x.d.to_f32() * y.d, acc);
+        accm = (imin as f32).mul_add(x.dmin.to_f32() * y.d, accm);
+    }
+    acc - accm
+}
+
+/// Q2_K · Q8_K in the order of ggml's x86 `ggml_gemm_q2_K_8x8_q8_K`, which llama.cpp runs for
+/// the activation rows of a prompt pass that come in whole groups of four: like
+/// [`q2_k_q8_k_repacked`] with one FMA pair per 128-element half block (sub-blocks
+/// `8h..8h + 8`) instead of per block.
+pub(crate) fn q2_k_q8_k_repacked_grouped(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
+    for (x, y) in x.iter().zip(y) {
+        let (dots, mins) = q2_k_sub_sums(x, y);
+        let (d, dmin) = (x.d.to_f32() * y.d, x.dmin.to_f32() * y.d);
+        for (ds, ms) in dots.chunks_exact(8).zip(mins.chunks_exact(8)) {
+            acc = (ds.iter().sum::<i32>() as f32).mul_add(d, acc);
+            accm = (ms.iter().sum::<i32>() as f32).mul_add(dmin, accm);
+        }
+    }
+    acc - accm
+}
+
+/// Q2_K · Q8_K in the order of ggml's tiled K-quant matmul (see [`q6_k_q8_k_tiled`]), which
+/// llama.cpp runs for prompt passes of eight or more rows over the Q2_K matrices it does not
+/// repack: per block `s1 = sum_j scale_j sum q y`, `s2 = sum_j min_j bsums[j]`,
+/// `r = fma(-dmin_x, s2, s1 d_x)`, then `acc = fma(r, d_y, acc)`.
+pub(crate) fn q2_k_q8_k_tiled(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (dots, mins) = q2_k_sub_sums(x, y);
+        let (s1, s2): (i32, i32) = (dots.iter().sum(), mins.iter().sum());
+        let r = (-x.dmin.to_f32()).mul_add(s2 as f32, s1 as f32 * x.d.to_f32());
+        acc = r.mul_add(y.d, acc);
+    }
+    acc
+}
+
 /// The 256 values of a Q3_K block, `-4..=3`: two low bits from `qs`, minus 4 where the
 /// `hmask` bit is clear.
 fn q3_values(x: &BlockQ3K) -> [i8; 256] {

@@ -539,6 +539,9 @@ fn dispatch(
             simd::q8_0_q8_0_x4,
             simd::q8_0_q8_0_wide
         ),
+        QuantType::Q2_K if ggml_repacks_q2_k(w.len().checked_div(g.w_row).unwrap_or(0)) => {
+            go!(dot::q2_k_q8_k_repacked)
+        }
         QuantType::Q2_K => go!(dot::q2_k_q8_k),
         QuantType::Q3_K => go!(dot::q3_k_q8_k),
         QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k, simd::q4_k_q8_k_x4),
@@ -589,7 +592,8 @@ pub fn vec_dot_scalar(ty: QuantType, n: usize, w: &[u8], act: &[u8]) -> Result<f
 /// `out[r - rows.start] = dot(row r of w, act)` for `r` in `rows`; `w` holds whole rows of `n`
 /// elements each (`w.len()` a multiple of `ty.row_bytes(n)`), `act` one row of the
 /// `vec_dot_type`, and `out.len() == rows.len()`. For the caller's threading: call it on
-/// disjoint row ranges. Bit-identical to [`vec_dot`] on each row.
+/// disjoint row ranges. Bit-identical to [`vec_dot`] on each row, except in a Q2_K matrix
+/// that ggml repacks on this CPU (see [`matmul_prompt`]): its rows take the repacked order.
 pub fn matvec(
     ty: QuantType,
     n: usize,
@@ -612,8 +616,9 @@ pub fn matvec(
 /// Matrix product for prefill: `act` holds `m` activation rows of the `vec_dot_type` (each
 /// `ty.vec_dot_type().row_bytes(n)` bytes, back to back); for weight rows `rows`,
 /// `out[i * out_stride + (r - rows.start)] = dot(w_r, act_i)`. Tiles so each weight row is
-/// loaded once for several activation rows. Bit-identical to [`vec_dot`] on every pair: the
-/// batch size does not change the arithmetic.
+/// loaded once for several activation rows. Bit-identical to [`vec_dot`] on every pair (a
+/// repacked Q2_K matrix aside, as in [`matvec`]): the batch size does not change the
+/// arithmetic.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     ty: QuantType,
@@ -689,15 +694,15 @@ fn check_out(m: usize, nr: usize, len: usize, stride: usize) -> Result<(), Quant
 /// - Q4_K with a row count that is a multiple of 8 is repacked by ggml; the first `m - m % 4`
 ///   rows of `act` (whole groups of four) take the float order of `ggml_gemm_q4_K_8x8_q8_K`
 ///   (one FMA per 64 elements), the `m % 4` left over that of its gemv, exactly [`matmul`].
-/// - Q6_K, Q5_K, Q3_K and IQ4_XS in a pass of eight or more rows go through ggml's tiled
-///   matmul: one FMA per 256-element block (`q6_k_q8_k_tiled`, `q5_k_q8_k_tiled`,
-///   `q3_k_q8_k_tiled`, `iq4_xs_q8_k_tiled`).
+/// - Q2_K likewise where ggml repacks it (x86 with AVX-512, a row count that is a multiple
+///   of 8): `ggml_gemm_q2_K_8x8_q8_K`'s order (one FMA per 128 elements), then its gemv's.
+/// - Q6_K, Q5_K, Q3_K, Q2_K, IQ4_XS and the grid i-quants in a pass of eight or more rows go
+///   through ggml's tiled matmul: one FMA per 256-element block (`q6_k_q8_k_tiled`, …).
 /// - Everything else is exactly [`matmul`].
 ///
 /// The grouping makes a row's result depend on the batch it comes in: use [`matmul`] where
 /// results must not depend on the batch (decode steps of several sequences together). Known
-/// limit: ggml also tiles Q2_K (where it does not repack it: without AVX-512) and unrepacked
-/// Q4_K, and repacks Q2_K on AVX-512; those take [`matmul`]'s order here.
+/// limit: ggml also tiles unrepacked Q4_K; that takes [`matmul`]'s order here.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_prompt(
     ty: QuantType,
@@ -761,7 +766,32 @@ fn prompt(
     let best = imp == Impl::Best;
     let w_rows = w.len().checked_div(g.w_row).unwrap_or(0);
     match ty {
-        QuantType::Q4_K if w_rows % 8 == 0 => {}
+        QuantType::Q4_K if w_rows % 8 == 0 => {
+            let grouped = Kernels::pick(
+                best,
+                dot::q4_k_q8_k_grouped,
+                simd::q4_k_q8_k_grouped,
+                simd::q4_k_q8_k_grouped_x4,
+                simd::q4_k_q8_k_grouped_wide,
+            );
+            let single = Kernels::pick(
+                best,
+                dot::q4_k_q8_k,
+                simd::q4_k_q8_k,
+                simd::q4_k_q8_k_x4,
+                simd::Wide::none,
+            );
+            run_grouped(ty, &g, w, rows, act, m, out, out_stride, grouped, single)
+        }
+        QuantType::Q2_K if ggml_repacks_q2_k(w_rows) => {
+            let grouped = Kernels::scalar(dot::q2_k_q8_k_repacked_grouped);
+            let single = Kernels::scalar(dot::q2_k_q8_k_repacked);
+            run_grouped(ty, &g, w, rows, act, m, out, out_stride, grouped, single)
+        }
+        QuantType::Q2_K if pass_m.max(m) >= TILED_MIN_ROWS => {
+            let k = Kernels::scalar(dot::q2_k_q8_k_tiled);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
+        }
         QuantType::Q6_K if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
                 best,
@@ -770,7 +800,7 @@ fn prompt(
                 simd::q6_k_q8_k_tiled_x4,
                 simd::q6_k_q8_k_tiled_wide,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::Q5_K if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -780,11 +810,11 @@ fn prompt(
                 simd::q5_k_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::Q3_K if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::scalar(dot::q3_k_q8_k_tiled);
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ3_XXS if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -794,7 +824,7 @@ fn prompt(
                 simd::iq3_xxs_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ2_XXS if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -804,7 +834,7 @@ fn prompt(
                 simd::iq2_xxs_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ1_M if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -814,7 +844,7 @@ fn prompt(
                 simd::iq1_m_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ1_S if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -824,7 +854,7 @@ fn prompt(
                 simd::iq1_s_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ2_XS if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -834,7 +864,7 @@ fn prompt(
                 simd::iq2_xs_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ2_S if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -844,7 +874,7 @@ fn prompt(
                 simd::iq2_s_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ3_S if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -854,7 +884,7 @@ fn prompt(
                 simd::iq3_s_q8_k_tiled_x4,
                 simd::Wide::none,
             );
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ4_XS if pass_m.max(m) >= TILED_MIN_ROWS => {
             let k = Kernels::pick(
@@ -865,10 +895,28 @@ fn prompt(
                 simd::Wide::none,
             )
             .with_whole(simd::iq4_xs_q8_k_tiled_whole());
-            return run(ty, &g, w, rows, act, m, out, out_stride, k);
+            run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
-        _ => return dispatch(imp, ty, n, w, rows, act, m, out, out_stride),
+        _ => dispatch(imp, ty, n, w, rows, act, m, out, out_stride),
     }
+}
+
+/// Runs a repacked matrix's product in ggml's split: the first `m - m % 4` rows of `act`
+/// (whole groups of four) through its gemm-order kernels `grouped_k`, the rest through its
+/// gemv-order ones `single_k`.
+#[allow(clippy::too_many_arguments)]
+fn run_grouped<W: Pod, A: Pod>(
+    ty: QuantType,
+    g: &Geometry,
+    w: &[u8],
+    rows: Range<usize>,
+    act: &[u8],
+    m: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    grouped_k: Kernels<W, A>,
+    single_k: Kernels<W, A>,
+) -> Result<(), QuantError> {
     let grouped = m - m % 4;
     let wrong_len = || QuantError::WrongLength {
         what: "act",
@@ -883,26 +931,29 @@ fn prompt(
     let o_split = grouped.saturating_mul(out_stride).min(out.len());
     let (o0, o1) = out.split_at_mut(o_split);
     if grouped > 0 {
-        let k = Kernels::pick(
-            best,
-            dot::q4_k_q8_k_grouped,
-            simd::q4_k_q8_k_grouped,
-            simd::q4_k_q8_k_grouped_x4,
-            simd::q4_k_q8_k_grouped_wide,
-        );
-        run(ty, &g, w, rows.clone(), a0, grouped, o0, out_stride, k)?;
+        run(
+            ty,
+            g,
+            w,
+            rows.clone(),
+            a0,
+            grouped,
+            o0,
+            out_stride,
+            grouped_k,
+        )?;
     }
     if m > grouped {
-        let k = Kernels::pick(
-            best,
-            dot::q4_k_q8_k,
-            simd::q4_k_q8_k,
-            simd::q4_k_q8_k_x4,
-            simd::Wide::none,
-        );
-        run(ty, &g, w, rows, a1, m - grouped, o1, out_stride, k)?;
+        run(ty, g, w, rows, a1, m - grouped, o1, out_stride, single_k)?;
     }
     Ok(())
+}
+
+/// Whether ggml repacks a Q2_K matrix of `w_rows` rows on this CPU (`q2_K_8x8_q8_K` in
+/// ggml-cpu/repack.cpp: x86 with AVX-512, a row count that is a multiple of 8), which decides
+/// the float order of its products.
+fn ggml_repacks_q2_k(w_rows: usize) -> bool {
+    w_rows.is_multiple_of(8) && simd::has_avx512f()
 }
 
 #[cfg(test)]

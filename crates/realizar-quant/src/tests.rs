@@ -662,6 +662,7 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
     let (mut grouped_differs, mut tiled_differs) = (false, false);
     let (mut tiled_differs_q5, mut tiled_differs_iq4) = (false, false);
     let (mut tiled_differs_q3, mut tiled_differs_iq3) = (false, false);
+    let mut q2_differs = false;
     // 16 weight rows: ggml repacks Q4_K; 9: it does not.
     for rows in [16usize, 9] {
         for ty in WEIGHT_TYPES {
@@ -697,6 +698,27 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
                                 let g = crate::dot::q4_k_q8_k_grouped(xs, bytemuck::cast_slice(a));
                                 grouped_differs |= g.to_bits() != per_row.to_bits();
                                 Some(g)
+                            }
+                            QuantType::Q2_K => {
+                                use crate::dot::{
+                                    q2_k_q8_k, q2_k_q8_k_repacked, q2_k_q8_k_repacked_grouped,
+                                    q2_k_q8_k_tiled,
+                                };
+                                let xs: &[crate::blocks::BlockQ2K] = bytemuck::cast_slice(wrow);
+                                let f = if crate::simd::has_avx512f() && rows % 8 == 0 {
+                                    if i < m - m % 4 {
+                                        q2_k_q8_k_repacked_grouped
+                                    } else {
+                                        q2_k_q8_k_repacked
+                                    }
+                                } else if m >= TILED_MIN_ROWS {
+                                    q2_k_q8_k_tiled
+                                } else {
+                                    q2_k_q8_k
+                                };
+                                let t = f(xs, bytemuck::cast_slice(a));
+                                q2_differs |= t.to_bits() != per_row.to_bits();
+                                Some(t)
                             }
                             QuantType::Q6_K if m >= TILED_MIN_ROWS => {
                                 let xs: &[crate::blocks::BlockQ6K] = bytemuck::cast_slice(wrow);
@@ -791,6 +813,41 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
         tiled_differs_q5 && tiled_differs_iq4 && tiled_differs_q3 && tiled_differs_iq3,
         "the tiled Q5_K / IQ4_XS / Q3_K / IQ3_XXS orders never differed from the per-row ones"
     );
+    assert!(
+        q2_differs,
+        "the tiled or repacked Q2_K orders never differed from the per-row one"
+    );
+}
+
+/// Q2_K's orders for ggml's repacked and tiled kernels are the same dot product as its
+/// per-row one: each close to the dequantized f64 product.
+#[test]
+fn q2_k_orders_match_dequantized_dot() {
+    use crate::blocks::{BlockQ2K, BlockQ8K};
+    let n = 1024;
+    let mut rng = lcg(79);
+    let x: Vec<f32> = rng.by_ref().take(n).collect();
+    let y: Vec<f32> = rng.by_ref().take(n).map(|v| 4.0 * v).collect();
+    let (wq, aq) = (quantize(QuantType::Q2_K, &x), quantize(QuantType::Q8_K, &y));
+    let (xd, yd) = (
+        dequantize(QuantType::Q2_K, &wq, n),
+        dequantize(QuantType::Q8_K, &aq, n),
+    );
+    let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let (xs, ys): (&[BlockQ2K], &[BlockQ8K]) =
+        (bytemuck::cast_slice(&wq), bytemuck::cast_slice(&aq));
+    for f in [
+        crate::dot::q2_k_q8_k,
+        crate::dot::q2_k_q8_k_repacked,
+        crate::dot::q2_k_q8_k_repacked_grouped,
+        crate::dot::q2_k_q8_k_tiled,
+    ] {
+        let o = f(xs, ys);
+        assert!(
+            ((o as f64) - exact).abs() <= 1e-5 * exact.abs().max(1.0),
+            "{o} vs {exact}"
+        );
+    }
 }
 
 /// The tiled Q6_K order is the same dot product: close to the dequantized f64 product.

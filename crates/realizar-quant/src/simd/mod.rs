@@ -62,6 +62,19 @@ fn has_avx512() -> bool {
     })
 }
 
+/// Whether the CPU has AVX-512 F, where ggml's x86 build repacks Q2_K matrices: it decides a
+/// float order (the same for the scalar twin), not which kernel runs.
+pub(crate) fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 macro_rules! select {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $scalar:path) => {
         $(#[$doc])*

@@ -570,8 +570,30 @@ fn every_pre_tokenizer_matches_llama_cpp() {
 }
 
 // Every other weight type llama-quantize writes without an importance matrix, on SmolLM2 (the
-// K-quant files mix types as llama-quantize chooses: Q2_K with Q3_K/Q4_K/Q6_K, Q3_K_M with
-// Q4_K/Q5_K/Q6_K; F16 and BF16 keep the norms in F32).
+// K-quant files mix types as llama-quantize chooses: its Q2_K mix puts ffn_down in Q3_K and
+// the rest, whose rows are not whole 256-element blocks, in Q4_0; Q3_K_M gives Q4_K/Q5_K and
+// Q4_0/Q5_0; F16 and BF16 keep the norms in F32). The `q2_k-down` files name ffn_down Q2_K
+// (on an AVX-512 CPU, ggml repacks it: decode and prompt take its repacked orders).
+
+#[test]
+fn smollm2_q2_k_down_matches_llama_cpp() {
+    check_family("q2_k-down");
+}
+
+#[test]
+fn smollm2_q2_k_down_perplexity_matches_llama_cpp() {
+    check_perplexity("q2_k-down");
+}
+
+#[test]
+fn gemma3_q2_k_down_matches_llama_cpp() {
+    check_family("gemma3-q2_k-down");
+}
+
+#[test]
+fn gemma3_q2_k_down_perplexity_matches_llama_cpp() {
+    check_perplexity("gemma3-q2_k-down");
+}
 
 #[test]
 fn smollm2_q2_k_matches_llama_cpp() {

@@ -211,7 +211,7 @@ fn source_and_transplant(kind: &str) -> Vec<u8> {
 }
 
 /// The requantized test models: `(kind, source model, llama-quantize type name)`.
-pub const REQUANTS: [(&str, &str, &str); 28] = [
+pub const REQUANTS: [(&str, &str, &str); 30] = [
     ("gemma3-q8_0", "gemma3-270m", "Q8_0"),
     ("gemma3-q5_1", "gemma3-270m", "Q5_1"),
     ("gemma3-f16", "gemma3-270m", "F16"),
@@ -240,6 +240,8 @@ pub const REQUANTS: [(&str, &str, &str); 28] = [
     ("iq2_s", "smollm2-135m", "IQ2_S"),
     ("iq1_s", "smollm2-135m", "IQ1_S"),
     ("iq1_m", "smollm2-135m", "IQ1_M"),
+    ("q2_k-down", "smollm2-135m", "Q2_K"),
+    ("gemma3-q2_k-down", "gemma3-270m", "Q2_K"),
 ];
 
 /// The source model and target type of a requantized kind.
