@@ -540,10 +540,14 @@ fn dispatch(
             simd::q8_0_q8_0_wide
         ),
         QuantType::Q2_K if ggml_repacks_q2_k(w.len().checked_div(g.w_row).unwrap_or(0)) => {
-            go!(dot::q2_k_q8_k_repacked)
+            go!(
+                dot::q2_k_q8_k_repacked,
+                simd::q2_k_q8_k_repacked,
+                simd::q2_k_q8_k_repacked_x4
+            )
         }
-        QuantType::Q2_K => go!(dot::q2_k_q8_k),
-        QuantType::Q3_K => go!(dot::q3_k_q8_k),
+        QuantType::Q2_K => go!(dot::q2_k_q8_k, simd::q2_k_q8_k, simd::q2_k_q8_k_x4),
+        QuantType::Q3_K => go!(dot::q3_k_q8_k, simd::q3_k_q8_k, simd::q3_k_q8_k_x4),
         QuantType::Q4_K => go!(dot::q4_k_q8_k, simd::q4_k_q8_k, simd::q4_k_q8_k_x4),
         QuantType::Q5_K => go!(dot::q5_k_q8_k, simd::q5_k_q8_k, simd::q5_k_q8_k_x4),
         QuantType::Q6_K => go!(dot::q6_k_q8_k, simd::q6_k_q8_k, simd::q6_k_q8_k_x4),
@@ -784,12 +788,30 @@ fn prompt(
             run_grouped(ty, &g, w, rows, act, m, out, out_stride, grouped, single)
         }
         QuantType::Q2_K if ggml_repacks_q2_k(w_rows) => {
-            let grouped = Kernels::scalar(dot::q2_k_q8_k_repacked_grouped);
-            let single = Kernels::scalar(dot::q2_k_q8_k_repacked);
+            let grouped = Kernels::pick(
+                best,
+                dot::q2_k_q8_k_repacked_grouped,
+                simd::q2_k_q8_k_repacked_grouped,
+                simd::q2_k_q8_k_repacked_grouped_x4,
+                simd::Wide::none,
+            );
+            let single = Kernels::pick(
+                best,
+                dot::q2_k_q8_k_repacked,
+                simd::q2_k_q8_k_repacked,
+                simd::q2_k_q8_k_repacked_x4,
+                simd::Wide::none,
+            );
             run_grouped(ty, &g, w, rows, act, m, out, out_stride, grouped, single)
         }
         QuantType::Q2_K if pass_m.max(m) >= TILED_MIN_ROWS => {
-            let k = Kernels::scalar(dot::q2_k_q8_k_tiled);
+            let k = Kernels::pick(
+                best,
+                dot::q2_k_q8_k_tiled,
+                simd::q2_k_q8_k_tiled,
+                simd::q2_k_q8_k_tiled_x4,
+                simd::Wide::none,
+            );
             run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::Q6_K if pass_m.max(m) >= TILED_MIN_ROWS => {
@@ -813,7 +835,13 @@ fn prompt(
             run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::Q3_K if pass_m.max(m) >= TILED_MIN_ROWS => {
-            let k = Kernels::scalar(dot::q3_k_q8_k_tiled);
+            let k = Kernels::pick(
+                best,
+                dot::q3_k_q8_k_tiled,
+                simd::q3_k_q8_k_tiled,
+                simd::q3_k_q8_k_tiled_x4,
+                simd::Wide::none,
+            );
             run(ty, &g, w, rows, act, m, out, out_stride, k)
         }
         QuantType::IQ3_XXS if pass_m.max(m) >= TILED_MIN_ROWS => {

@@ -667,6 +667,223 @@ fn q6_k_q8_k_impl<const M: usize, const TILED: bool>(
     out
 }
 
+/// The float orders of Q2_K (see the scalar twins): ggml's AVX2 `vec_dot` lanes
+/// (`dot::q2_k_q8_k`), its AVX-512 repacked gemv (`dot::q2_k_q8_k_repacked`), that gemm's
+/// halves (`dot::q2_k_q8_k_repacked_grouped`) and the tiled matmul (`dot::q2_k_q8_k_tiled`).
+const Q2_VEC: u8 = 0;
+const Q2_REPACKED: u8 = 1;
+const Q2_GROUPED: u8 = 2;
+const Q2_TILED: u8 = 3;
+
+/// Q2_K · Q8_K, `M` activation rows per pass, in the float order `ORDER`. The integer part is
+/// the same for all four: per 128-element half, eight i32 lanes (lane `l` holds elements
+/// `4l..4l + 4` of every 32-element chunk times its 16-element sub-block's scale), and the
+/// mins times `bsums` in eight lanes (lane `l`: sub-blocks `2l` and `2l + 1`); every order
+/// sums them exactly as its scalar twin needs, then takes its float steps.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_q8_k_impl<const M: usize, const ORDER: u8>(
+    x: &[BlockQ2K],
+    ys: [&[BlockQ8K]; M],
+) -> [f32; M] {
+    let m3 = _mm256_set1_epi8(3);
+    let mut lanes_acc = [_mm256_setzero_ps(); M];
+    let (mut acc, mut acc_m) = ([0.0f32; M], [0.0f32; M]);
+    let nb = common_len(x, &ys);
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let mut sumi = [[_mm256_setzero_si256(); 2]; M];
+        for h in 0..2 {
+            let q = load32(chunk32(&x.qs, 32 * h));
+            let vals = [
+                _mm256_and_si256(q, m3),
+                _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3),
+                _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3),
+            ];
+            for (k, v) in vals.into_iter().enumerate() {
+                let sc = |i: usize| {
+                    x.scales
+                        .get(8 * h + 2 * k + i)
+                        .map_or(0, |s| (s & 0xF) as i16)
+                };
+                let scv = _mm256_set_m128i(_mm_set1_epi16(sc(1)), _mm_set1_epi16(sc(0)));
+                for (y, si) in ys.iter().zip(&mut sumi) {
+                    let Some(y) = y.get(b) else { continue };
+                    let yv = load32i(chunk32i(&y.qs, 128 * h + 32 * k));
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(v, yv), scv);
+                    si[h] = _mm256_add_epi32(si[h], p);
+                }
+            }
+        }
+        let mins = _mm_and_si128(_mm_srli_epi16::<4>(load16(&x.scales)), _mm_set1_epi8(0x0F));
+        let mins = _mm256_cvtepu8_epi16(mins);
+        let (dx, dminx) = (h2f(x.d), h2f(x.dmin));
+        for ((y, si), (la, (a, am))) in ys
+            .iter()
+            .zip(sumi)
+            .zip(lanes_acc.iter_mut().zip(acc.iter_mut().zip(&mut acc_m)))
+        {
+            let Some(y) = y.get(b) else { continue };
+            let ml = _mm256_madd_epi16(load_bsums(&y.bsums), mins);
+            match ORDER {
+                Q2_VEC => {
+                    let lanes = _mm256_cvtepi32_ps(_mm256_add_epi32(si[0], si[1]));
+                    *la =
+                        _mm256_fmadd_ps(_mm256_set1_ps(-y.d * dminx), _mm256_cvtepi32_ps(ml), *la);
+                    *la = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dx), lanes, *la);
+                }
+                Q2_GROUPED => {
+                    let halves = [
+                        _mm256_castsi256_si128(ml),
+                        _mm256_extracti128_si256::<1>(ml),
+                    ];
+                    for (si, mh) in si.into_iter().zip(halves) {
+                        let imin = hsum_epi32(_mm256_set_m128i(_mm_setzero_si128(), mh));
+                        *a = (hsum_epi32(si) as f32).mul_add(dx * y.d, *a);
+                        *am = (imin as f32).mul_add(dminx * y.d, *am);
+                    }
+                }
+                _ => {
+                    let isum = hsum_epi32(_mm256_add_epi32(si[0], si[1]));
+                    let imin = hsum_epi32(ml);
+                    if ORDER == Q2_TILED {
+                        let r = (-dminx).mul_add(imin as f32, isum as f32 * dx);
+                        *a = r.mul_add(y.d, *a);
+                    } else {
+                        *a = (isum as f32).mul_add(dx * y.d, *a);
+                        *am = (imin as f32).mul_add(dminx * y.d, *am);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = [0.0f32; M];
+    for (o, (la, (a, am))) in out
+        .iter_mut()
+        .zip(lanes_acc.iter().zip(acc.iter().zip(&acc_m)))
+    {
+        *o = match ORDER {
+            Q2_VEC => hsum_ps(*la),
+            Q2_TILED => *a,
+            _ => a - am,
+        };
+    }
+    out
+}
+
+/// Q2_K · Q8_K in ggml's AVX2 `vec_dot` order (`dot::q2_k_q8_k`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_q8_k_avx2<const M: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q2_k_q8_k_impl::<M, Q2_VEC>(x, ys)
+}
+
+/// Q2_K · Q8_K in the order of ggml's repacked gemv (`dot::q2_k_q8_k_repacked`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_q8_k_repacked_avx2<const M: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q2_k_q8_k_impl::<M, Q2_REPACKED>(x, ys)
+}
+
+/// Q2_K · Q8_K in the order of ggml's repacked gemm (`dot::q2_k_q8_k_repacked_grouped`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_q8_k_repacked_grouped_avx2<const M: usize>(
+    x: &[BlockQ2K],
+    ys: [&[BlockQ8K]; M],
+) -> [f32; M] {
+    q2_k_q8_k_impl::<M, Q2_GROUPED>(x, ys)
+}
+
+/// Q2_K · Q8_K in the order of ggml's tiled matmul (`dot::q2_k_q8_k_tiled`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_q8_k_tiled_avx2<const M: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q2_k_q8_k_impl::<M, Q2_TILED>(x, ys)
+}
+
+/// Q3_K · Q8_K, `M` activation rows per pass: with `TILED` the order of ggml's tiled matmul
+/// (`dot::q3_k_q8_k_tiled`: the lanes summed exactly per block, one FMA), else its AVX2
+/// `vec_dot` lanes (`dot::q3_k_q8_k`). The values `-4..=3` enter `maddubs` as `q + 4`
+/// (`0..=7`, unsigned) and the offset leaves as `4 sum(y)` per lane: exact for every byte.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q3_k_q8_k_impl<const M: usize, const TILED: bool>(
+    x: &[BlockQ3K],
+    ys: [&[BlockQ8K]; M],
+) -> [f32; M] {
+    let m3 = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi8(1);
+    let mut lanes_acc = [_mm256_setzero_ps(); M];
+    let mut tiled = [0.0f32; M];
+    let nb = common_len(x, &ys);
+    for (b, x) in x.iter().take(nb).enumerate() {
+        let scales = crate::dequant::q3_k_scales(&x.scales);
+        let hm = load32(&x.hmask);
+        let mut sumi = [_mm256_setzero_si256(); M];
+        for h in 0..2 {
+            let q = load32(chunk32(&x.qs, 32 * h));
+            for k in 0..4 {
+                let low = match k {
+                    0 => q,
+                    1 => _mm256_srli_epi16::<2>(q),
+                    2 => _mm256_srli_epi16::<4>(q),
+                    _ => _mm256_srli_epi16::<6>(q),
+                };
+                let bit = _mm256_set1_epi8((1u8 << (4 * h + k)) as i8);
+                let high = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                // q + 4: the two low bits, plus 4 where the high bit is set.
+                let u = _mm256_or_si256(
+                    _mm256_and_si256(low, m3),
+                    _mm256_and_si256(high, _mm256_set1_epi8(4)),
+                );
+                let sc = |i: usize| {
+                    scales
+                        .get(8 * h + 2 * k + i)
+                        .map_or(0, |&s| i16::from(s) - 32)
+                };
+                let scv = _mm256_set_m128i(_mm_set1_epi16(sc(1)), _mm_set1_epi16(sc(0)));
+                for (y, si) in ys.iter().zip(&mut sumi) {
+                    let Some(y) = y.get(b) else { continue };
+                    let yv = load32i(chunk32i(&y.qs, 128 * h + 32 * k));
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, yv), scv);
+                    let off = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, yv), scv);
+                    *si = _mm256_add_epi32(*si, _mm256_sub_epi32(p, _mm256_slli_epi32::<2>(off)));
+                }
+            }
+        }
+        let dx = h2f(x.d);
+        for ((y, si), (la, t)) in ys
+            .iter()
+            .zip(sumi)
+            .zip(lanes_acc.iter_mut().zip(&mut tiled))
+        {
+            let Some(y) = y.get(b) else { continue };
+            if TILED {
+                *t = (hsum_epi32(si) as f32 * dx).mul_add(y.d, *t);
+            } else {
+                *la = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dx), _mm256_cvtepi32_ps(si), *la);
+            }
+        }
+    }
+    if TILED {
+        return tiled;
+    }
+    let mut out = [0.0f32; M];
+    for (o, la) in out.iter_mut().zip(lanes_acc) {
+        *o = hsum_ps(la);
+    }
+    out
+}
+
+/// Q3_K · Q8_K in ggml's AVX2 `vec_dot` order (`dot::q3_k_q8_k`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q3_k_q8_k_avx2<const M: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q3_k_q8_k_impl::<M, false>(x, ys)
+}
+
+/// Q3_K · Q8_K in the order of ggml's tiled matmul (`dot::q3_k_q8_k_tiled`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q3_k_q8_k_tiled_avx2<const M: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; M]) -> [f32; M] {
+    q3_k_q8_k_impl::<M, true>(x, ys)
+}
+
 /// Dot product of two float rows in four 8-lane FMA accumulators (32 elements a step), then
 /// the tail in scalar f32: the order depends only on the length. `load` widens 8 elements.
 #[inline]
@@ -988,6 +1205,62 @@ wrap!(
     q6_k_q8_k_tiled_avx2,
     dot::q6_k_q8_k_tiled,
     BlockQ6K,
+    BlockQ8K
+);
+
+wrap!(
+    /// Q2_K · Q8_K (ggml's AVX2 `vec_dot` order).
+    q2_k_q8_k,
+    q2_k_q8_k_x4,
+    q2_k_q8_k_avx2,
+    dot::q2_k_q8_k,
+    BlockQ2K,
+    BlockQ8K
+);
+wrap!(
+    /// Q2_K · Q8_K in the order of ggml's repacked gemv (AVX-512 CPUs).
+    q2_k_q8_k_repacked,
+    q2_k_q8_k_repacked_x4,
+    q2_k_q8_k_repacked_avx2,
+    dot::q2_k_q8_k_repacked,
+    BlockQ2K,
+    BlockQ8K
+);
+wrap!(
+    /// Q2_K · Q8_K in the order of ggml's repacked gemm (rows of a prompt pass in fours).
+    q2_k_q8_k_repacked_grouped,
+    q2_k_q8_k_repacked_grouped_x4,
+    q2_k_q8_k_repacked_grouped_avx2,
+    dot::q2_k_q8_k_repacked_grouped,
+    BlockQ2K,
+    BlockQ8K
+);
+wrap!(
+    /// Q2_K · Q8_K in the order of ggml's tiled K-quant matmul (prompt passes of 8+ rows).
+    q2_k_q8_k_tiled,
+    q2_k_q8_k_tiled_x4,
+    q2_k_q8_k_tiled_avx2,
+    dot::q2_k_q8_k_tiled,
+    BlockQ2K,
+    BlockQ8K
+);
+
+wrap!(
+    /// Q3_K · Q8_K (ggml's AVX2 `vec_dot` order).
+    q3_k_q8_k,
+    q3_k_q8_k_x4,
+    q3_k_q8_k_avx2,
+    dot::q3_k_q8_k,
+    BlockQ3K,
+    BlockQ8K
+);
+wrap!(
+    /// Q3_K · Q8_K in the order of ggml's tiled K-quant matmul (prompt passes of 8+ rows).
+    q3_k_q8_k_tiled,
+    q3_k_q8_k_tiled_x4,
+    q3_k_q8_k_tiled_avx2,
+    dot::q3_k_q8_k_tiled,
+    BlockQ3K,
     BlockQ8K
 );
 

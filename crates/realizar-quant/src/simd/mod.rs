@@ -123,6 +123,30 @@ select!(
     q4_k_q8_k_grouped, BlockQ4K, BlockQ8K, dot::q4_k_q8_k_grouped
 );
 select!(
+    /// Q2_K · Q8_K.
+    q2_k_q8_k, BlockQ2K, BlockQ8K, dot::q2_k_q8_k
+);
+select!(
+    /// Q2_K · Q8_K in the order of ggml's repacked gemv.
+    q2_k_q8_k_repacked, BlockQ2K, BlockQ8K, dot::q2_k_q8_k_repacked
+);
+select!(
+    /// Q2_K · Q8_K in the order of ggml's repacked gemm.
+    q2_k_q8_k_repacked_grouped, BlockQ2K, BlockQ8K, dot::q2_k_q8_k_repacked_grouped
+);
+select!(
+    /// Q2_K · Q8_K in the order of ggml's tiled K-quant matmul.
+    q2_k_q8_k_tiled, BlockQ2K, BlockQ8K, dot::q2_k_q8_k_tiled
+);
+select!(
+    /// Q3_K · Q8_K.
+    q3_k_q8_k, BlockQ3K, BlockQ8K, dot::q3_k_q8_k
+);
+select!(
+    /// Q3_K · Q8_K in the order of ggml's tiled K-quant matmul.
+    q3_k_q8_k_tiled, BlockQ3K, BlockQ8K, dot::q3_k_q8_k_tiled
+);
+select!(
     /// Q6_K · Q8_K.
     q6_k_q8_k, BlockQ6K, BlockQ8K, dot::q6_k_q8_k
 );
@@ -622,6 +646,30 @@ select_quad!(
 select_quad!(
     /// Q4_K · Q8_K in the order of ggml's x86 Q4_K gemm, four activation rows per pass.
     q4_k_q8_k_grouped_x4, BlockQ4K, BlockQ8K
+);
+select_quad!(
+    /// Q2_K · Q8_K, four activation rows per pass.
+    q2_k_q8_k_x4, BlockQ2K, BlockQ8K
+);
+select_quad!(
+    /// Q2_K · Q8_K in the order of ggml's repacked gemv, four activation rows per pass.
+    q2_k_q8_k_repacked_x4, BlockQ2K, BlockQ8K
+);
+select_quad!(
+    /// Q2_K · Q8_K in the order of ggml's repacked gemm, four activation rows per pass.
+    q2_k_q8_k_repacked_grouped_x4, BlockQ2K, BlockQ8K
+);
+select_quad!(
+    /// Q2_K · Q8_K in the order of ggml's tiled matmul, four activation rows per pass.
+    q2_k_q8_k_tiled_x4, BlockQ2K, BlockQ8K
+);
+select_quad!(
+    /// Q3_K · Q8_K, four activation rows per pass.
+    q3_k_q8_k_x4, BlockQ3K, BlockQ8K
+);
+select_quad!(
+    /// Q3_K · Q8_K in the order of ggml's tiled matmul, four activation rows per pass.
+    q3_k_q8_k_tiled_x4, BlockQ3K, BlockQ8K
 );
 select_quad!(
     /// Q6_K · Q8_K, four activation rows per pass.

@@ -39,17 +39,21 @@ fn f16_fields(ty: QuantType) -> &'static [usize] {
         QuantType::Q4_1 => &[0, 2],
         QuantType::Q4_K => &[0, 2],
         QuantType::Q6_K => &[208],
+        QuantType::Q2_K => &[80, 82],
+        QuantType::Q3_K => &[108],
         _ => &[],
     }
 }
 
-const SIMD_TYPES: [QuantType; 6] = [
+const SIMD_TYPES: [QuantType; 8] = [
     QuantType::Q4_0,
     QuantType::Q4_1,
     QuantType::Q5_0,
     QuantType::Q8_0,
     QuantType::Q4_K,
     QuantType::Q6_K,
+    QuantType::Q2_K,
+    QuantType::Q3_K,
 ];
 
 /// Random weight blocks: every quant byte random (all bit patterns), the f16 scales set with
@@ -184,7 +188,18 @@ fn wide_kernels_match_scalar_twins_on_random_data() {
                     let mut mv = vec![0.0f32; rows - 1];
                     crate::matvec(ty, n, &w, 1..rows, a, &mut mv).expect("matvec");
                     for r in 1..rows {
-                        let want = vec_dot_scalar(ty, n, &w[r * wr..(r + 1) * wr], a).expect("dot");
+                        let row = &w[r * wr..(r + 1) * wr];
+                        // A Q2_K matrix ggml repacks takes the repacked gemv's order.
+                        let want =
+                            if ty == QuantType::Q2_K && rows % 8 == 0 && crate::simd::has_avx512f()
+                            {
+                                crate::dot::q2_k_q8_k_repacked(
+                                    bytemuck::cast_slice(row),
+                                    bytemuck::cast_slice(a),
+                                )
+                            } else {
+                                vec_dot_scalar(ty, n, row, a).expect("dot")
+                            };
                         let (mm, v) = (out[i * rows + r - 1], mv[r - 1]);
                         assert_eq!(mm.to_bits(), want.to_bits(), "{ty} n={n} matmul {i} {r}");
                         assert_eq!(v.to_bits(), want.to_bits(), "{ty} n={n} matvec {i} {r}");
