@@ -819,21 +819,25 @@ fn matmul_prompt_twins_and_llama_cpp_split() {
     );
 }
 
+/// A random weight row of `ty` and a Q8_K activation row (`n` elements, seeded), and their
+/// dequantized product in f64: what every float order of the pair must come close to.
+fn random_product(ty: QuantType, n: usize, seed: u64) -> (Vec<u8>, Vec<u8>, f64) {
+    let mut rng = lcg(seed);
+    let x: Vec<f32> = rng.by_ref().take(n).collect();
+    let y: Vec<f32> = rng.by_ref().take(n).map(|v| 4.0 * v).collect();
+    let (wq, aq) = (quantize(ty, &x), quantize(QuantType::Q8_K, &y));
+    let (xd, yd) = (dequantize(ty, &wq, n), dequantize(QuantType::Q8_K, &aq, n));
+    let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+    (wq, aq, exact)
+}
+
 /// Q2_K's orders for ggml's repacked and tiled kernels are the same dot product as its
 /// per-row one: each close to the dequantized f64 product.
 #[test]
 fn q2_k_orders_match_dequantized_dot() {
     use crate::blocks::{BlockQ2K, BlockQ8K};
     let n = 1024;
-    let mut rng = lcg(79);
-    let x: Vec<f32> = rng.by_ref().take(n).collect();
-    let y: Vec<f32> = rng.by_ref().take(n).map(|v| 4.0 * v).collect();
-    let (wq, aq) = (quantize(QuantType::Q2_K, &x), quantize(QuantType::Q8_K, &y));
-    let (xd, yd) = (
-        dequantize(QuantType::Q2_K, &wq, n),
-        dequantize(QuantType::Q8_K, &aq, n),
-    );
-    let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let (wq, aq, exact) = random_product(QuantType::Q2_K, n, 79);
     let (xs, ys): (&[BlockQ2K], &[BlockQ8K]) =
         (bytemuck::cast_slice(&wq), bytemuck::cast_slice(&aq));
     for f in [
@@ -854,15 +858,7 @@ fn q2_k_orders_match_dequantized_dot() {
 #[test]
 fn q6_k_tiled_dot_matches_dequantized_dot() {
     let n = 1024;
-    let mut rng = lcg(78);
-    let x: Vec<f32> = rng.by_ref().take(n).collect();
-    let y: Vec<f32> = rng.by_ref().take(n).map(|v| 4.0 * v).collect();
-    let (wq, aq) = (quantize(QuantType::Q6_K, &x), quantize(QuantType::Q8_K, &y));
-    let (xd, yd) = (
-        dequantize(QuantType::Q6_K, &wq, n),
-        dequantize(QuantType::Q8_K, &aq, n),
-    );
-    let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let (wq, aq, exact) = random_product(QuantType::Q6_K, n, 78);
     let m = TILED_MIN_ROWS;
     let mut out = vec![0.0f32; m];
     let act: Vec<u8> = aq.iter().copied().cycle().take(m * aq.len()).collect();
@@ -879,15 +875,7 @@ fn q6_k_tiled_dot_matches_dequantized_dot() {
 #[test]
 fn q4_k_grouped_dot_matches_dequantized_dot() {
     let n = 1024;
-    let mut rng = lcg(77);
-    let x: Vec<f32> = rng.by_ref().take(n).collect();
-    let y: Vec<f32> = rng.by_ref().take(n).map(|v| 4.0 * v).collect();
-    let (wq, aq) = (quantize(QuantType::Q4_K, &x), quantize(QuantType::Q8_K, &y));
-    let (xd, yd) = (
-        dequantize(QuantType::Q4_K, &wq, n),
-        dequantize(QuantType::Q8_K, &aq, n),
-    );
-    let exact: f64 = xd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let (wq, aq, exact) = random_product(QuantType::Q4_K, n, 77);
     let mut out = [0.0f32; 4];
     let act: Vec<u8> = aq.iter().copied().cycle().take(4 * aq.len()).collect();
     // Eight weight rows, so that the matrix is one ggml repacks.
