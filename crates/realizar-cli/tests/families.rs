@@ -232,9 +232,70 @@ fn the_new_families_run() {
     );
 }
 
+/// SmolLM3's NoPE layers: every fourth by default (llama.cpp's fixed step), or the step the
+/// file sets in `smollm3.no_rope_layer_step` (the one-layer test model's layer 0 loses its rope
+/// at step 1 only, which changes the scores after the first position).
+#[test]
+fn a_smollm3_nope_step_in_the_file_is_honoured() {
+    let score = |t: &Tiny, tag: &str| {
+        let path = t.write(tag);
+        let out = realizar(
+            &["score", "--prompt-ids", "6,0,1,2", "--top", "3", "--json"],
+            &path,
+        );
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let key = "smollm3.no_rope_layer_step";
+    let default = score(&tiny("smollm3"), "nope-default");
+    assert_eq!(
+        default,
+        score(&tiny("smollm3").with_key(key, OwnedValue::U32(4)), "nope-4")
+    );
+    assert_eq!(
+        default,
+        score(
+            &tiny("llama").without_tensor("rope_freqs.weight"),
+            "nope-llama"
+        )
+    );
+    assert_ne!(
+        default,
+        score(&tiny("smollm3").with_key(key, OwnedValue::U32(1)), "nope-1")
+    );
+}
+
 #[test]
 fn broken_layouts_are_refused_naming_the_tensor_or_key() {
     let f = GgmlType::F32;
+    // SmolLM3's NoPE interval, where a file sets one: 0 is no interval.
+    refused(
+        &tiny("smollm3").with_key("smollm3.no_rope_layer_step", OwnedValue::U32(0)),
+        "nope-0",
+        "smollm3.no_rope_layer_step",
+    );
+    // Phi-3's fused projections and LongRoPE factors of the wrong size.
+    refused(
+        &tiny("phi3").with_tensor("blk.0.attn_qkv.weight", vec![D, 4 * HD + 1], f),
+        "qkv-size",
+        "blk.0.attn_qkv.weight",
+    );
+    refused(
+        &tiny("phi3").with_tensor("blk.0.ffn_up.weight", vec![D, 2 * FF - 2], f),
+        "gate-up-size",
+        "blk.0.ffn_up.weight",
+    );
+    refused(
+        &tiny("phi3").with_tensor("rope_factors_short.weight", vec![HD / 2 + 1], f),
+        "rope-factors-size",
+        "rope_factors_short.weight",
+    );
     refused(
         &tiny("qwen2").without_tensor("blk.0.attn_k.bias"),
         "no-bias",

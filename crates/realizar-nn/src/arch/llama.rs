@@ -9,7 +9,8 @@ use crate::source::ModelSource;
 use crate::{Activation, DecoderConfig, LayerSpec, NnError};
 
 /// Every `NO_ROPE_LAYER_STEP`-th layer (1-based) of SmolLM3 uses no positional encoding
-/// (llama.cpp hard-codes the step; the GGUF does not carry it).
+/// (llama.cpp hard-codes the step; the converter writes no key for it). A file that sets
+/// `smollm3.no_rope_layer_step` (llama.cpp's name for the step) gets its own, 0 refused.
 pub const NO_ROPE_LAYER_STEP: usize = 4;
 
 /// The configuration of a `llama` model.
@@ -69,6 +70,13 @@ fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig
         .opt_positive("attention.layer_norm_rms_epsilon")?
         .unwrap_or(1e-5);
     let rope = m.rope(RopeLayout::Normal, head_dim, 10000.0)?;
+    let nope_step = match arch {
+        "smollm3" => Some(
+            m.opt_count("no_rope_layer_step")?
+                .unwrap_or(NO_ROPE_LAYER_STEP),
+        ),
+        _ => None,
+    };
     Ok(DecoderConfig {
         arch: arch.into(),
         n_vocab: 0,
@@ -95,7 +103,7 @@ fn config_of(file: &dyn ModelSource, arch: &'static str) -> Result<DecoderConfig
             .map(|il| LayerSpec {
                 window: None,
                 rope: rope.clone(),
-                use_rope: arch != "smollm3" || (il + 1) % NO_ROPE_LAYER_STEP != 0,
+                use_rope: nope_step.is_none_or(|step| (il + 1) % step != 0),
             })
             .collect(),
     })
